@@ -1,0 +1,3 @@
+"""guardctl: the gate every kubectl command of an AI agent passes through."""
+
+__version__ = "0.1.0"

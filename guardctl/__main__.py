@@ -1,0 +1,3 @@
+from guardctl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data files shipped with guardctl (resource table, kubectl flag table)."""

@@ -1,0 +1,217 @@
+"""The vocabulary every layer shares: what a line holds, what a kubectl call means, what was decided.
+
+All frozen dataclasses, stdlib only. The parser produces `ParsedLine`, the normalizer turns
+each kubectl `SimpleCommand` into a `KubectlCall`, the manifest inspector adds a
+`ManifestReport`, and the policy returns a `Decision`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+
+
+class Action(str, Enum):
+    """What policy does with a command. Declared from the mildest to the strictest."""
+
+    ALLOW = "allow"
+    APPROVE = "approve"
+    DENY = "deny"
+
+    @property
+    def strictness(self) -> int:
+        return _STRICTNESS[self]
+
+
+_STRICTNESS = {Action.ALLOW: 0, Action.APPROVE: 1, Action.DENY: 2}
+
+
+def strictest(actions: "list[Action] | tuple[Action, ...]", default: Action = Action.ALLOW) -> Action:
+    """The strictest of `actions` (deny > approve > allow); `default` when there are none."""
+    return max(actions, key=lambda a: a.strictness, default=default)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class SimpleCommand:
+    """One program invocation found anywhere in a shell line, wrappers already unwrapped.
+
+    `argv[0]` is the program as written after quote removal (`kube""ctl` -> `kubectl`,
+    `/usr/bin/kubectl` stays a path). Words whose value the shell would only know at run
+    time (parameter expansion, command substitution, arithmetic, globs in a program name)
+    keep their source text and their index is in `dynamic`.
+    """
+
+    argv: tuple[str, ...]
+    # indices into argv whose value is not known statically
+    dynamic: frozenset[int] = frozenset()
+    # true when more words are appended at run time (xargs without -I)
+    open_tail: bool = False
+    # NAME=value prefixes, including those given through `env`
+    assignments: tuple[tuple[str, str], ...] = ()
+    # where stdin comes from: "inherit" | "pipe" | "heredoc" | "herestring" | "file"
+    stdin_from: str = "inherit"
+    # the heredoc or here-string body when stdin_from is "heredoc"/"herestring"; the path for "file"
+    stdin: str | None = None
+    # files the shell opens for writing for this command (>, >>, &>, >|)
+    writes: tuple[str, ...] = ()
+    # the wrappers it was found under, outermost first: "sudo", "bash -c", "$(...)", "xargs", ...
+    via: tuple[str, ...] = ()
+
+    @property
+    def program(self) -> str:
+        """The program's base name (`/usr/bin/kubectl` -> `kubectl`)."""
+        return self.argv[0].rsplit("/", 1)[-1] if self.argv else ""
+
+
+@dataclass(frozen=True)
+class ParsedLine:
+    """Every simple command of one shell line, and what the parser could not understand."""
+
+    line: str
+    commands: tuple[SimpleCommand, ...]
+    # line-level problems (unparseable syntax, eval of dynamic text, ...); any problem means
+    # the line is never allowed statically
+    problems: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- normalizing
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """A resource a kubectl call names, resolved through the resource table."""
+
+    resource: str  # plural name, e.g. "namespaces", "deployments"
+    group: str  # "" for the core group, e.g. "apps", "rbac.authorization.k8s.io"
+    kind: str  # e.g. "Namespace"; "" when the resource is unknown to the table
+    namespaced: bool = True
+    name: str | None = None  # set for TYPE/NAME and for names that follow a single type
+    subresource: str | None = None  # e.g. "token" for create token, "log" for --raw .../log
+
+    @property
+    def qualified(self) -> str:
+        """`resource.group` (`deployments.apps`), or the bare name for the core group."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+
+def _frozen_flags(flags: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType(dict(flags))
+
+
+@dataclass(frozen=True)
+class KubectlCall:
+    """One kubectl invocation, normalized.
+
+    `verb` is the command path kubectl itself uses, words joined by a space: "get",
+    "rollout restart", "create secret generic", "auth can-i", "config view", "" when the
+    line names no verb. `flags` maps canonical long flag names (no dashes; `-n` is
+    "namespace", `-o` is "output", `-A` is "all-namespaces") to every value given, in
+    order; boolean flags hold "true"/"false".
+    """
+
+    argv: tuple[str, ...]
+    verb: str
+    resources: tuple[ResourceRef, ...] = ()
+    names: tuple[str, ...] = ()  # names not attached to a TYPE/NAME ref
+    namespace: str | None = None  # None: the context's default namespace
+    all_namespaces: bool = False
+    flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # positional words after the verb, as given
+    command: tuple[str, ...] = ()  # words after `--` (exec, run, debug)
+    dry_run: bool = False  # true only for --dry-run=client|server (and bare --dry-run)
+    # what could not be understood: a dynamic verb/resource/flag, an unknown flag, ...
+    problems: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flags", _frozen_flags(self.flags))
+
+    def flag(self, name: str) -> str | None:
+        """The last value given for a flag (kubectl's own rule for repeated flags)."""
+        values = self.flags.get(name)
+        return values[-1] if values else None
+
+    def has_flag(self, name: str) -> bool:
+        return name in self.flags
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+@dataclass(frozen=True)
+class ManifestObject:
+    """One object found in a manifest the line carries (file, heredoc, --overrides, patch)."""
+
+    kind: str
+    api_version: str = ""
+    name: str | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Risk:
+    """A dangerous property of a manifest or flag, e.g. Risk("privileged", "Deployment/web: container app")."""
+
+    name: str  # one of manifests.RISKS
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ManifestReport:
+    objects: tuple[ManifestObject, ...] = ()
+    risks: tuple[Risk, ...] = ()
+    # sources guardctl could not read or render: "-f https://...", "-f - from a pipe", "-k dir"
+    unseen: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    id: str
+    action: Action
+    reason: str
+    # the normalized words the rule matched on, for `rules explain`
+    matched: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CommandDecision:
+    argv: tuple[str, ...]
+    action: Action
+    hits: tuple[RuleHit, ...] = ()
+    problems: tuple[str, ...] = ()
+    call: KubectlCall | None = None  # set for kubectl commands
+    report: ManifestReport | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    commands: tuple[CommandDecision, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        """The `check --json` object of DESIGN.md."""
+        return {
+            "decision": self.action.value,
+            "reason": self.reason,
+            "commands": [
+                {
+                    "argv": list(c.argv),
+                    "decision": c.action.value,
+                    "rules": [
+                        {"id": h.id, "action": h.action.value, "reason": h.reason} for h in c.hits
+                    ],
+                    **({"problems": list(c.problems)} if c.problems else {}),
+                }
+                for c in self.commands
+            ],
+            **({"problems": list(self.problems)} if self.problems else {}),
+        }
