@@ -1,0 +1,136 @@
+"""Orchestration: the path of one line through parse, rules and policy. No click here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from guardctl.env import Environment
+from guardctl.errors import UnsafeError, UsageError
+from guardctl.model import Action, Decision
+from guardctl.parse import parse
+from guardctl.policy import decide
+from guardctl.rules import RuleSet, load_rules
+from guardctl.ruletests import Failure
+from guardctl.status import ExitStatus
+
+CHECK_STATUS = {
+    Action.ALLOW: ExitStatus.OK,
+    Action.APPROVE: ExitStatus.NEEDS_APPROVAL,
+    Action.DENY: ExitStatus.DENIED,
+}
+
+
+@dataclass(frozen=True)
+class Checker:
+    """Rules and context loaded once, then any number of lines decided with them."""
+
+    ruleset: RuleSet
+    env: Environment
+
+    @classmethod
+    def load(cls, env: Environment, extra_rules: tuple[str, ...] = ()) -> Checker:
+        return cls(ruleset=load_rules(env.rule_paths(extra_rules)), env=env)
+
+    def check(self, line: str) -> Decision:
+        return decide(parse(line), self.ruleset, self.env.policy_context())
+
+
+def batch_results(checker: Checker, lines: Iterable[str]) -> Iterator[dict[str, object]]:
+    """One result object per JSON Lines input, every input key but `line` copied through.
+
+    An input that is not a JSON object with a string `line` gets a `deny` result saying why:
+    a malformed request must never read as permission.
+    """
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict) or not isinstance(request.get("line"), str):
+            yield _bad_request(request)
+            continue
+        result = checker.check(request["line"]).to_json()
+        yield {**{k: v for k, v in request.items() if k != "line"}, "line": request["line"], **result}
+
+
+def _bad_request(request: object) -> dict[str, object]:
+    copied = {k: v for k, v in request.items() if k not in ("decision", "reason")} if isinstance(
+        request, dict
+    ) else {}
+    return {
+        **copied,
+        "decision": Action.DENY.value,
+        "reason": "input is not a JSON object with a string 'line'",
+        "commands": [],
+    }
+
+
+def format_decision(decision: Decision) -> str:
+    """The human-readable `check` answer: the verdict, then each command and its rules."""
+    lines = [f"{decision.action.value}: {decision.reason}"]
+    for cmd in decision.commands:
+        rules = ", ".join(h.id for h in cmd.hits)
+        lines.append(f"  {cmd.action.value:7} {' '.join(cmd.argv)}" + (f"  [{rules}]" if rules else ""))
+        lines.extend(f"          not understood: {p}" for p in cmd.problems)
+    lines.extend(f"  not understood: {p}" for p in decision.problems)
+    return "\n".join(lines)
+
+
+def rule_files_summary(ruleset: RuleSet) -> str:
+    return f"{len(ruleset.rules)} rules from {len(ruleset.files)} files: " + ", ".join(
+        Path(f).name for f in ruleset.files
+    )
+
+
+@dataclass(frozen=True)
+class LintResult:
+    summary: str
+    failures: tuple[str, ...]
+
+
+def lint(env: Environment, paths: tuple[str, ...]) -> LintResult:
+    """Load rule files (schema errors raise RuleError, exit 2) and run each sibling .cases file."""
+    from guardctl.rules import rule_files
+
+    targets = [Path(p) for p in paths] if paths else env.rule_paths()
+    ruleset = load_rules([*env.rule_paths(), *targets] if paths else targets)
+    checker = Checker(ruleset=ruleset, env=env)
+    failures: list[str] = []
+    case_count = 0
+    for rule_file in rule_files(targets):
+        cases_file = rule_file.with_suffix(".cases")
+        if cases_file.exists():
+            passed, failed = test_cases_file(checker, str(cases_file))
+            case_count += passed + len(failed)
+            failures.extend(f.describe() for f in failed)
+    summary = f"{rule_files_summary(ruleset)}; {case_count} cases, {len(failures)} failed"
+    return LintResult(summary=summary, failures=tuple(failures))
+
+
+def test_cases_file(checker: Checker, path: str) -> tuple[int, list[Failure]]:
+    """(number passed, failures) for one YAML or .cases file of expected decisions."""
+    from guardctl.ruletests import parse_cases, run_cases
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read test cases: {exc}") from None
+    cases = parse_cases(text, path)
+    failures = list(run_cases(cases, checker.check))
+    return len(cases) - len(failures), failures
+
+
+def run_kubectl(env: Environment, args: list[str]) -> int:
+    """Decide `kubectl ARGS`, then run it. Running arrives with the runner (issue 3)."""
+    import shlex
+
+    decision = Checker.load(env).check(shlex.join(["kubectl", *args]))
+    if decision.action is Action.DENY:
+        env.stderr.write(f"guardctl: {decision.reason}\n")
+        return ExitStatus.DENIED
+    raise UnsafeError("guardctl cannot run kubectl yet in this build; use `guardctl check` to decide lines")

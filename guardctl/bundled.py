@@ -1,0 +1,13 @@
+"""Where the bundled policy files are: `guardctl/bundled_rules/` in an installed wheel,
+the repository's `rules/` in a checkout (plain or `pip install -e`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def bundled_rules_dir() -> Path:
+    installed = _PACKAGE / "bundled_rules"
+    return installed if installed.is_dir() else _PACKAGE.parent / "rules"

@@ -1,0 +1,188 @@
+"""guardctl's command line: the only module that imports click.
+
+`guardctl ARGS…` whose first word is not one of guardctl's own commands is a kubectl
+invocation; that routing happens in `main()` before click sees the words, so kubectl's
+flags never meet click's parser.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+import click
+
+from guardctl import __version__
+from guardctl.env import Environment
+from guardctl.errors import GuardError
+from guardctl.status import ExitStatus
+
+GUARDCTL_OPTIONS = frozenset({"-h", "--help", "--version", "--traceback"})
+
+_rules_option = click.option(
+    "--rules",
+    "extra_rules",
+    multiple=True,
+    type=click.Path(),
+    help="Extra rule file or folder, after the bundled rules and GUARDCTL_RULES (repeatable).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="guardctl")
+@click.option("--traceback", is_flag=True, hidden=True, help="Show a traceback on internal errors.")
+def cli(traceback: bool) -> None:
+    """The gate between an AI agent and kubectl.
+
+    Any command line that does not start with one of the commands below is a kubectl
+    invocation: `guardctl get pods -n dev` is decided by policy, then run.
+    """
+
+
+@cli.command()
+@click.argument("line", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see DESIGN.md).")
+@click.option("--batch", is_flag=True, help="Read JSON Lines ({\"line\": …}) on stdin, answer one per line.")
+@_rules_option
+def check(line: str | None, as_json: bool, batch: bool, extra_rules: tuple[str, ...]) -> int:
+    """Decide LINE (a whole shell line) without running anything.
+
+    Exit 0 allowed, 10 needs a human's approval, 11 denied, 2 usage error.
+    """
+    from guardctl import app
+
+    env = Environment()
+    if batch == (line is not None):
+        raise click.UsageError("give either a LINE or --batch (JSON Lines on stdin)")
+    checker = app.Checker.load(env, extra_rules)
+    if batch:
+        for result in app.batch_results(checker, env.stdin):
+            env.stdout.write(json.dumps(result) + "\n")
+            env.stdout.flush()
+        return ExitStatus.OK
+    assert line is not None
+    decision = checker.check(line)
+    if as_json:
+        env.stdout.write(json.dumps(decision.to_json()) + "\n")
+    else:
+        env.stdout.write(app.format_decision(decision) + "\n")
+    return app.CHECK_STATUS[decision.action]
+
+
+@cli.group()
+def rules() -> None:
+    """List, explain, lint and test the policy rules."""
+
+
+@rules.command(name="list")
+@_rules_option
+def rules_list(extra_rules: tuple[str, ...]) -> int:
+    """List every rule in force: id, action and reason."""
+    from guardctl import app
+    from guardctl.explain import list_rules
+
+    checker = app.Checker.load(Environment(), extra_rules)
+    click.echo(list_rules(checker.ruleset))
+    click.echo(app.rule_files_summary(checker.ruleset), err=True)
+    return ExitStatus.OK
+
+
+@rules.command(name="explain")
+@click.argument("line")
+@_rules_option
+def rules_explain(line: str, extra_rules: tuple[str, ...]) -> int:
+    """Show how LINE is read and which rule fired on which words."""
+    from guardctl import app
+    from guardctl.explain import explain
+
+    decision = app.Checker.load(Environment(), extra_rules).check(line)
+    click.echo(explain(decision))
+    return ExitStatus.OK
+
+
+@rules.command(name="lint")
+@click.argument("paths", nargs=-1, type=click.Path())
+def rules_lint(paths: tuple[str, ...]) -> int:
+    """Check rule files (default: every rule file in force) and their sibling .cases files."""
+    from guardctl import app
+
+    env = Environment()
+    result = app.lint(env, paths)
+    click.echo(result.summary)
+    for failure in result.failures:
+        click.echo(f"  {failure}", err=True)
+    return ExitStatus.OK if not result.failures else ExitStatus.ERROR
+
+
+@rules.command(name="test")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@_rules_option
+def rules_test(file: str, extra_rules: tuple[str, ...]) -> int:
+    """Run FILE's lines through the policy and compare with their expected decisions.
+
+    FILE is YAML (a list of {line, expect, rule}) or a .cases file (`# deny: rule-id`
+    above the lines it labels). Exit 0 when every case passes, 1 otherwise.
+    """
+    from guardctl import app
+
+    env = Environment()
+    passed, failures = app.test_cases_file(app.Checker.load(env, extra_rules), file)
+    for failure in failures:
+        click.echo(failure.describe(), err=True)
+    click.echo(f"{passed} passed, {len(failures)} failed")
+    return ExitStatus.OK if not failures else ExitStatus.ERROR
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--kubeconfig-out", type=click.Path(dir_okay=False),
+              help="Write a kubeconfig with an admin credential here (mode 0600).")
+@click.option("--verbose", is_flag=True, help="Log every request on stderr.")
+def devserver(port: int, kubeconfig_out: str | None, verbose: bool) -> int:
+    """Run the embedded in-memory Kubernetes API server in the foreground (Ctrl-C stops it)."""
+    from guardctl.devserver import serve
+
+    serve(port, kubeconfig_out, verbose=verbose)
+    return ExitStatus.OK
+
+
+# ------------------------------------------------------------------ the one error boundary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    traceback = "--traceback" in args[:1]
+    try:
+        if args and args[0] not in cli.commands and args[0] not in GUARDCTL_OPTIONS:
+            from guardctl import app
+
+            # `guardctl kubectl ARGS` forces the kubectl reading of ARGS
+            return app.run_kubectl(Environment(), args[1:] if args[0] == "kubectl" else args)
+        result = cli.main(args=args, prog_name="guardctl", standalone_mode=False)
+        return int(result) if isinstance(result, int) else ExitStatus.OK
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return ExitStatus.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.Abort:
+        click.echo("guardctl: interrupted", err=True)
+        return ExitStatus.INTERRUPTED
+    except GuardError as exc:
+        click.echo(f"guardctl: {exc}", err=True)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        click.echo("guardctl: interrupted", err=True)
+        return ExitStatus.INTERRUPTED
+    except BrokenPipeError:
+        return ExitStatus.OK
+    except Exception as exc:  # noqa: BLE001 - the boundary: never a traceback for the user
+        if traceback:
+            raise
+        click.echo(
+            f"guardctl: internal error: {type(exc).__name__}: {exc} (rerun with --traceback)",
+            err=True,
+        )
+        return ExitStatus.ERROR

@@ -1,0 +1,232 @@
+"""The secret detector registry, read from rules/secrets.yaml.
+
+One entry there is one named credential format: a regex (its `secret` group is the part to
+hide), optional keywords that must appear before the regex is worth running, an entropy
+floor and examples that the tests run. `structure` holds the key names the masker's
+line-based structure rules use. Nothing is read at import time: `default_rules()` loads the
+bundled file once, on first use.
+
+Example::
+
+    >>> rules = parse_rules(text, source="my-secrets.yaml")
+    >>> [text[s:e] for s, e in rules.detectors["github-pat"].find(line)]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from guardctl.bundled import bundled_rules_dir
+from guardctl.errors import RuleError
+
+SECRETS_FILE = "secrets.yaml"
+
+_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_DETECTOR_KEYS = frozenset(
+    {"name", "description", "regex", "keywords", "entropy", "min_length", "multiline", "examples"}
+)
+_EXAMPLE_KEYS = frozenset({"positive", "negative"})
+_STRUCTURE_KEYS = frozenset({"secret_kinds", "data_keys", "credential_keys", "secret_name"})
+_TOP_KEYS = frozenset({"structure", "detectors"})
+
+
+def shannon_entropy(value: str) -> float:
+    """Shannon entropy of `value` in bits per character (0.0 for the empty string)."""
+    if not value:
+        return 0.0
+    total = len(value)
+    return -sum(n / total * math.log2(n / total) for n in Counter(value).values())
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One named credential format."""
+
+    name: str
+    description: str
+    pattern: re.Pattern[str]
+    # lower-case substrings, one of which every match contains; empty: always run
+    keywords: tuple[str, ...] = ()
+    entropy: float = 0.0
+    min_length: int = 0
+    # a match may span lines (a key block), so the keyword's line alone is not enough
+    multiline: bool = False
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+
+    def may_match(self, lowered: str) -> bool:
+        """The keyword pre-filter: False when `lowered` (the text, lower-cased) cannot match."""
+        return not self.keywords or any(k in lowered for k in self.keywords)
+
+    def find(self, text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
+        """Spans of the secret parts in text[start:end] that pass the length and entropy floors."""
+        group = "secret" if "secret" in self.pattern.groupindex else 0
+        matches = self.pattern.finditer(text, start, len(text) if end is None else end)
+        for match in matches:
+            first, last = match.span(group)
+            value = text[first:last]
+            if first < 0 or len(value) < self.min_length:
+                continue
+            if self.entropy and shannon_entropy(value) < self.entropy:
+                continue
+            yield first, last
+
+
+@dataclass(frozen=True)
+class StructureRules:
+    """Key names for the masker's structure rules (see `structure` in rules/secrets.yaml)."""
+
+    secret_kinds: frozenset[str] = frozenset()
+    data_keys: frozenset[str] = frozenset()
+    credential_keys: frozenset[str] = frozenset()
+    secret_name: re.Pattern[str] = re.compile(r"(?!)")
+
+
+@dataclass(frozen=True)
+class SecretRules:
+    detectors: Mapping[str, Detector] = field(default_factory=dict)
+    structure: StructureRules = StructureRules()
+
+
+def _rules_text(name: str) -> str:
+    """The text of a bundled rules file (see guardctl.bundled)."""
+    return (bundled_rules_dir() / name).read_text(encoding="utf-8")
+
+
+class _Checker:
+    """Type checks that name the file, the detector and the key in their error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> RuleError:
+        return RuleError(f"{self.source}: {where}: {problem}")
+
+    def mapping(self, value: Any, where: str, allowed: frozenset[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be a mapping")
+        unknown = sorted(str(k) for k in value if k not in allowed)
+        if unknown:
+            raise self.fail(where, f"unknown key {unknown[0]!r}")
+        return value
+
+    def strings(self, value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(where, "must be a list of strings")
+        return tuple(value)
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, "must be a non-empty string")
+        return value
+
+    def regex(self, value: Any, where: str) -> re.Pattern[str]:
+        try:
+            return re.compile(self.string(value, where))
+        except re.error as exc:
+            raise self.fail(where, f"invalid regex: {exc}") from None
+
+    def flag(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, "must be true or false")
+        return value
+
+    def number(self, value: Any, where: str, upper: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(where, "must be a number")
+        if not 0 <= value <= upper:
+            raise self.fail(where, f"must be between 0 and {upper:g}")
+        return float(value)
+
+
+def _detector(raw: Any, index: int, check: _Checker) -> Detector:
+    where = f"detector #{index + 1}"
+    entry = check.mapping(raw, where, _DETECTOR_KEYS)
+    name = check.string(entry.get("name"), f"{where}: key 'name'")
+    if not _NAME.fullmatch(name):
+        raise check.fail(f"{where}: key 'name'", f"{name!r} is not kebab-case")
+    where = f"detector {name!r}"
+    for key in ("description", "regex"):
+        if key not in entry:
+            raise check.fail(where, f"missing key {key!r}")
+    examples = check.mapping(entry.get("examples", {}), f"{where}: key 'examples'", _EXAMPLE_KEYS)
+    keywords = check.strings(entry.get("keywords", []), f"{where}: key 'keywords'")
+    return Detector(
+        name=name,
+        description=check.string(entry["description"], f"{where}: key 'description'"),
+        pattern=check.regex(entry["regex"], f"{where}: key 'regex'"),
+        keywords=tuple(k.lower() for k in keywords),
+        entropy=check.number(entry.get("entropy", 0.0), f"{where}: key 'entropy'", 8.0),
+        min_length=int(check.number(entry.get("min_length", 0), f"{where}: key 'min_length'", 1e6)),
+        multiline=check.flag(entry.get("multiline", False), f"{where}: key 'multiline'"),
+        positive=check.strings(examples.get("positive", []), f"{where}: key 'examples.positive'"),
+        negative=check.strings(examples.get("negative", []), f"{where}: key 'examples.negative'"),
+    )
+
+
+def _structure(raw: Any, check: _Checker) -> StructureRules:
+    entry = check.mapping(raw, "structure", _STRUCTURE_KEYS)
+
+    def names(key: str) -> frozenset[str]:
+        return frozenset(check.strings(entry.get(key, []), f"structure: key {key!r}"))
+
+    secret_name = entry.get("secret_name")
+    return StructureRules(
+        secret_kinds=names("secret_kinds"),
+        data_keys=names("data_keys"),
+        credential_keys=frozenset(k.lower() for k in names("credential_keys")),
+        secret_name=(
+            check.regex(secret_name, "structure: key 'secret_name'")
+            if secret_name is not None
+            else StructureRules().secret_name
+        ),
+    )
+
+
+def parse_rules(text: str, source: str = f"rules/{SECRETS_FILE}") -> SecretRules:
+    """Validate and compile a secrets file; errors raise RuleError naming source, detector, key."""
+    check = _Checker(source)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise check.fail("not valid YAML", str(exc).replace("\n", " ")) from None
+    top = check.mapping(raw if raw is not None else {}, "top level", _TOP_KEYS)
+    entries = top.get("detectors", [])
+    if not isinstance(entries, list):
+        raise check.fail("key 'detectors'", "must be a list")
+    detectors: dict[str, Detector] = {}
+    for index, entry in enumerate(entries):
+        detector = _detector(entry, index, check)
+        if detector.name in detectors:
+            raise check.fail(f"detector {detector.name!r}", "duplicate name")
+        detectors[detector.name] = detector
+    return SecretRules(
+        detectors=MappingProxyType(detectors),
+        structure=_structure(top.get("structure", {}), check),
+    )
+
+
+def load_detectors(text: str | None = None) -> dict[str, Detector]:
+    """The detector registry from `text`, or from the bundled rules/secrets.yaml when None."""
+    rules = default_rules() if text is None else parse_rules(text)
+    return dict(rules.detectors)
+
+
+@cache
+def default_rules() -> SecretRules:
+    """The bundled rules/secrets.yaml, parsed once on first use."""
+    return parse_rules(_rules_text(SECRETS_FILE))
+
+
+def default_detectors() -> Mapping[str, Detector]:
+    """The bundled detector registry (what DESIGN.md calls DETECTORS), loaded lazily."""
+    return default_rules().detectors

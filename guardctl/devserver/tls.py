@@ -1,0 +1,50 @@
+"""A throwaway self-signed certificate for 127.0.0.1, made with the `openssl` CLI.
+
+TLS is not optional: kubectl (client-go's clientcmd) only sends a kubeconfig's bearer token
+when the server URL is https, so a plain-http devserver could not tell users apart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+OPENSSL_TIMEOUT_SECONDS = 30
+
+
+class TlsError(RuntimeError):
+    """The certificate could not be made (no `openssl`, or it failed)."""
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    context: ssl.SSLContext
+    cert_pem: bytes  # the kubeconfig's certificate-authority-data (it is its own CA)
+
+
+def self_signed() -> ServerTls:
+    """A fresh EC P-256 key and certificate for IP 127.0.0.1, valid for two days.
+
+    The key never outlives this call on disk: it is loaded into the SSL context and the
+    temporary folder is removed.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise TlsError("the guardctl devserver needs the `openssl` command to make a certificate")
+    with tempfile.TemporaryDirectory(prefix="guardctl-devserver-tls-") as tmp:
+        key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
+        argv = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
+                "-days", "2", "-subj", "/CN=guardctl-devserver",
+                "-addext", "subjectAltName=IP:127.0.0.1"]
+        result = subprocess.run(argv, capture_output=True, timeout=OPENSSL_TIMEOUT_SECONDS,
+                                check=False)
+        if result.returncode != 0:
+            raise TlsError(f"openssl failed: {result.stderr.decode(errors='replace').strip()}")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        return ServerTls(context, cert.read_bytes())

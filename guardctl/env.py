@@ -1,0 +1,65 @@
+"""The Environment: every stream, variable and path guardctl's I/O layer touches.
+
+Built once in `cli.main()` from the real process; tests build their own with fake
+streams and a temporary home, instead of patching globals (httpie's context.py idea).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from guardctl.policy import PolicyContext
+
+
+@dataclass
+class Environment:
+    stdin: IO[str] = field(default_factory=lambda: sys.stdin)
+    stdout: IO[str] = field(default_factory=lambda: sys.stdout)
+    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    home: Path = field(default_factory=Path.home)
+
+    def _xdg(self, variable: str, fallback: str) -> Path:
+        value = self.environ.get(variable)
+        return Path(value) if value else self.home / fallback
+
+    @property
+    def state_dir(self) -> Path:
+        """`GUARDCTL_HOME`: casts, audit log, approval queue."""
+        explicit = self.environ.get("GUARDCTL_HOME")
+        if explicit:
+            return Path(explicit).expanduser()
+        return self._xdg("XDG_STATE_HOME", ".local/state") / "guardctl"
+
+    @property
+    def config_path(self) -> Path:
+        explicit = self.environ.get("GUARDCTL_CONFIG")
+        if explicit:
+            return Path(explicit).expanduser()
+        return self._xdg("XDG_CONFIG_HOME", ".config") / "guardctl" / "config.yaml"
+
+    def extra_rule_paths(self) -> list[Path]:
+        """`GUARDCTL_RULES`: extra rule files or folders, `:`-separated, after the bundled ones."""
+        raw = self.environ.get("GUARDCTL_RULES", "")
+        return [Path(p).expanduser() for p in raw.split(":") if p]
+
+    def rule_paths(self, extra: tuple[str, ...] = ()) -> list[Path]:
+        from guardctl.bundled import bundled_rules_dir
+
+        return [bundled_rules_dir(), *self.extra_rule_paths(), *(Path(p) for p in extra)]
+
+    def policy_context(self) -> PolicyContext:
+        """The real paths the self-protection rules guard, for the `@protected` placeholder."""
+        from guardctl.bundled import bundled_rules_dir
+
+        paths = [self.state_dir, self.config_path.parent, bundled_rules_dir()]
+        paths += self.extra_rule_paths()
+        spelled = [str(p) for p in paths]
+        # an agent types `~/...` as often as the absolute path, and the shell expands it later
+        spelled += [f"~/{p.relative_to(self.home)}" for p in paths if p.is_relative_to(self.home)]
+        return PolicyContext(protected_paths=tuple(dict.fromkeys(spelled)))

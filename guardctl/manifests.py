@@ -1,0 +1,724 @@
+"""What the manifests a kubectl line carries would do: which objects, and which risky properties.
+
+A line carries manifests in `-f` files, folders and heredocs, in `kubectl patch` bodies, in
+`kubectl run --overrides`, and implicitly in flags (`debug node/x`, `create clusterrolebinding
+--clusterrole=cluster-admin`). This module turns all of them into one `ManifestReport`:
+the objects found (so policy sees that `delete -f ns.yaml` deletes a Namespace) and the
+risks from `RISKS` (so policy can ask a human before a privileged pod is applied).
+
+Pod-level and container-level risky keys are searched for *everywhere* in an object, not
+only at the pod-template paths of the built-in kinds: custom resources (Argo Rollouts,
+operators' CRDs) embed pod specs at paths we cannot know, and a patch may carry a fragment.
+A `privileged: true` in an unrelated CRD field is a false alarm we accept (fail closed).
+
+Decisions the risk names encode (rules can only name these, so they are spelled out here):
+
+- runAsRoot: `runAsUser: 0` at pod or container level. A pod-level 0 counts even when every
+  container overrides it. `runAsNonRoot: false` alone is not a risk: it only switches a check
+  off, the image still decides the user, exactly as when the field is omitted.
+- capabilities: any entry in `capabilities.add`; the detail lists them.
+- cluster-admin-binding: a RoleBinding/ClusterRoleBinding whose roleRef is one of the
+  ClusterRoles cluster-admin, admin or edit (edit can read secrets and exec, admin can also
+  grant RBAC in its namespace). A binding body that changes `subjects` without saying which
+  role it binds (a patch, `set subject`) counts too, since the bound role is unknown.
+- rbac-wildcard: "*" in verbs, resources or apiGroups, and a ClusterRole `aggregationRule`
+  (its permissions are whatever other ClusterRoles the selector gathers, unknown here).
+  A ClusterRole labelled `aggregate-to-*` is not a separate risk: its own rules are scanned.
+- rbac-escalate/-bind: that verb on roles or clusterroles; rbac-impersonate: on users,
+  groups, serviceaccounts, uids or userextras; rbac-secrets: get/list/watch on secrets;
+  rbac-token-create: create on serviceaccounts/token. A "*" verb or resource grants them all;
+  a rule field that is missing (a patch fragment) is unknown and matches everything.
+- unseen-manifest: a source guardctl could not read or render; it always comes with an
+  `unseen` entry, so rules can treat "did not see it" like any other risk.
+
+The tables behind these checks live in `guardctl/data/manifests.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from itertools import islice
+from typing import Any
+
+import yaml
+
+from guardctl import files
+from guardctl.model import KubectlCall, ManifestObject, ManifestReport, Risk, SimpleCommand
+
+# The vocabulary rules can name in a `risks:` match. See the module docstring for what each means.
+RISKS: frozenset[str] = frozenset(
+    {
+        "privileged",
+        "hostPath",
+        "hostNetwork",
+        "hostPID",
+        "hostIPC",
+        "capabilities",
+        "allowPrivilegeEscalation",
+        "runAsRoot",
+        "hostPort",
+        "procMount",
+        "seccompUnconfined",
+        "apparmorUnconfined",
+        "rbac-wildcard",
+        "rbac-escalate",
+        "rbac-bind",
+        "rbac-impersonate",
+        "rbac-secrets",
+        "cluster-admin-binding",
+        "rbac-token-create",
+        "admission-webhook",
+        "node-access",
+        "unseen-manifest",
+    }
+)
+
+# Given a path and whether to recurse into folders: (file name, text) pairs, None if unreadable.
+Reader = Callable[[str, bool], list[tuple[str, str]] | None]
+
+MAX_TEXT_BYTES = 10 * 1024 * 1024
+MAX_DOCUMENTS = 1000
+# Distinct YAML nodes inspected per text. Aliases are walked once (see _Budget), so this only
+# guards against pathological but alias-free inputs.
+MAX_NODES = 1_000_000
+# `kind: List` inside `kind: List` is legal; deeper nesting is only ever an attack.
+MAX_LIST_DEPTH = 3
+
+_YamlMap = Mapping[Any, Any]
+
+
+def _load_tables() -> dict[str, Any]:
+    text = resources.files("guardctl.data").joinpath("manifests.json").read_text("utf-8")
+    tables: dict[str, Any] = json.loads(text)
+    return tables
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """An RBAC permission that is a risk: any of `verbs` on any (group, resource) pair."""
+
+    risk: str
+    verbs: frozenset[str]
+    resources: tuple[tuple[str, str], ...]
+
+
+_T = _load_tables()
+_TRUE_IS_RISK: Mapping[str, str] = _T["true_is_risk"]
+_UNCONFINED_PROFILES: Mapping[str, str] = _T["unconfined_profiles"]
+_UNCONFINED_ANNOTATIONS: Mapping[str, str] = _T["unconfined_annotations"]
+_NAMED_LISTS: Mapping[str, str] = _T["named_lists"]
+_ADMISSION_KINDS: frozenset[str] = frozenset(_T["admission_kinds"])
+_BINDING_KINDS: frozenset[str] = frozenset(_T["binding_kinds"])
+_POWERFUL_ROLES: frozenset[str] = frozenset(_T["powerful_cluster_roles"])
+_GRANTS: tuple[_Grant, ...] = tuple(
+    _Grant(g["risk"], frozenset(g["verbs"]), tuple((grp, res) for grp, res in g["resources"]))
+    for g in _T["rbac_grants"]
+)
+_RESOURCE_ALIASES: Mapping[str, str] = _T["resource_aliases"]
+_DEBUG_PROFILES: Mapping[str, Risk] = {
+    name: Risk(p["risk"], p["detail"]) for name, p in _T["debug_profiles"].items()
+}
+del _T
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def _merge(reports: list[ManifestReport]) -> ManifestReport:
+    """All reports in one, order kept, exact duplicates dropped."""
+    return ManifestReport(
+        objects=tuple(dict.fromkeys(o for r in reports for o in r.objects)),
+        risks=tuple(dict.fromkeys(k for r in reports for k in r.risks)),
+        unseen=tuple(dict.fromkeys(u for r in reports for u in r.unseen)),
+    )
+
+
+def _unseen(message: str) -> ManifestReport:
+    return ManifestReport(risks=(Risk("unseen-manifest", message),), unseen=(message,))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Unparseable(Exception):
+    """A text that is not valid YAML/JSON, or whose parser gave up (nesting too deep)."""
+
+
+def _documents(text: str) -> Iterator[object]:
+    """Every document of a YAML stream or JSON stream, lazily; raises _Unparseable.
+
+    Text whose first non-blank character is `{` is read as JSON, as kubectl does: JSON may be
+    indented with tabs, which YAML forbids.
+    """
+    try:
+        if text.lstrip(" \t\r\n\ufeff").startswith("{"):
+            yield from _json_documents(text.lstrip(" \t\r\n\ufeff"))
+        else:
+            yield from yaml.safe_load_all(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise _Unparseable(str(exc)) from exc
+
+
+def _json_documents(text: str) -> Iterator[object]:
+    decoder = json.JSONDecoder()
+    pos = 0
+    for _ in range(MAX_DOCUMENTS + 1):
+        value, pos = decoder.raw_decode(text, pos)
+        yield value
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return
+
+
+# --------------------------------------------------------------------------- pod risks
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _true_risk(key: str, value: object, where: str) -> list[Risk]:
+    return [Risk(_TRUE_IS_RISK[key], f"{where}: {key}: true")] if value is True else []
+
+
+def _profile_risk(key: str, value: object, where: str) -> list[Risk]:
+    if isinstance(value, Mapping) and value.get("type") == "Unconfined":
+        return [Risk(_UNCONFINED_PROFILES[key], f"{where}: {key}.type: Unconfined")]
+    return []
+
+
+def _capabilities(value: object, where: str) -> list[Risk]:
+    added = value.get("add") if isinstance(value, Mapping) else None
+    if not added:
+        return []
+    names = added if isinstance(added, list) else [added]
+    return [Risk("capabilities", f"{where}: capabilities.add: {', '.join(map(str, names))}")]
+
+
+def _run_as_user(value: object, where: str) -> list[Risk]:
+    return [Risk("runAsRoot", f"{where}: runAsUser: 0")] if _is_int(value) and value == 0 else []
+
+
+def _host_port(value: object, where: str) -> list[Risk]:
+    return [Risk("hostPort", f"{where}: hostPort: {value}")] if _is_int(value) and value else []
+
+
+def _proc_mount(value: object, where: str) -> list[Risk]:
+    return [Risk("procMount", f"{where}: procMount: Unmasked")] if value == "Unmasked" else []
+
+
+def _host_path(value: object, where: str) -> list[Risk]:
+    # a string (a ConfigMap value, a label) is not the volume source, which is a mapping
+    if not isinstance(value, Mapping):
+        return []
+    return [Risk("hostPath", f"{where}: hostPath {value.get('path')}")]
+
+
+def _annotations(value: object, where: str) -> list[Risk]:
+    """The pre-1.30 annotation spellings of AppArmor and seccomp profiles."""
+    if not isinstance(value, Mapping):
+        return []
+    return [
+        Risk(risk, f"{where}: annotation {key}: {text}")
+        for key, text in value.items()
+        if isinstance(text, str) and text.lower() == "unconfined"
+        for prefix, risk in _UNCONFINED_ANNOTATIONS.items()
+        if isinstance(key, str) and key.startswith(prefix)
+    ]
+
+
+_KEY_CHECKS: Mapping[str, Callable[[object, str], list[Risk]]] = {
+    "capabilities": _capabilities,
+    "runAsUser": _run_as_user,
+    "hostPort": _host_port,
+    "procMount": _proc_mount,
+    "hostPath": _host_path,
+    "annotations": _annotations,
+}
+
+
+def _key_risks(key: object, value: object, where: str) -> list[Risk]:
+    if not isinstance(key, str):
+        return []
+    if key in _TRUE_IS_RISK:
+        return _true_risk(key, value, where)
+    if key in _UNCONFINED_PROFILES:
+        return _profile_risk(key, value, where)
+    check = _KEY_CHECKS.get(key)
+    return check(value, where) if check else []
+
+
+@dataclass
+class _Budget:
+    """Counts distinct nodes walked in one text.
+
+    PyYAML builds an alias as a reference to the anchored node, so a "billion laughs" text is
+    a small graph with a huge tree view. Walking each container once keeps the work linear in
+    the text; a risk under an alias is still found at its first occurrence.
+    """
+
+    left: int = field(default_factory=lambda: MAX_NODES)
+    seen: set[int] = field(default_factory=set)
+    exhausted: bool = False
+
+    def visit(self, node: object) -> bool:
+        if id(node) in self.seen or self.exhausted:
+            return False
+        self.left -= 1
+        if self.left < 0:
+            self.exhausted = True
+            return False
+        self.seen.add(id(node))
+        return True
+
+
+def _item_label(where: str, noun: str, item: object) -> str:
+    name = item.get("name") if isinstance(item, Mapping) else None
+    return f"{where} {noun} '{name}'" if isinstance(name, str) else f"{where} {noun}"
+
+
+def _walk_risks(root: object, where: str, budget: _Budget) -> list[Risk]:
+    """Risky keys anywhere under `root`; items of containers/volumes lists get their own label."""
+    risks: list[Risk] = []
+    stack: list[tuple[object, str]] = [(root, where)]
+    while stack:
+        node, label = stack.pop()
+        if not isinstance(node, (Mapping, list)) or not budget.visit(node):
+            continue
+        if isinstance(node, list):
+            stack.extend((item, label) for item in reversed(node))
+            continue
+        for key, value in node.items():
+            risks.extend(_key_risks(key, value, label))
+        for key, value in reversed(list(node.items())):
+            noun = _NAMED_LISTS.get(key) if isinstance(key, str) else None
+            if noun and isinstance(value, list):
+                stack.extend((item, _item_label(label, noun, item)) for item in reversed(value))
+            else:
+                stack.append((value, label))
+    return risks
+
+
+# --------------------------------------------------------------------------- RBAC and admission
+
+
+_RULE_FIELDS = frozenset({"verbs", "resources", "apiGroups", "nonResourceURLs"})
+
+
+def _words(value: object) -> frozenset[str] | None:
+    """A rule's verbs/resources/apiGroups; None when missing (unknown: matches anything)."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    return frozenset(str(v) for v in items)
+
+
+def _matches(allowed: frozenset[str] | None, wanted: str) -> bool:
+    return allowed is None or "*" in allowed or wanted in allowed
+
+
+def _resource_matches(allowed: frozenset[str] | None, wanted: str) -> bool:
+    # RBAC spells subresource wildcards "*/token"
+    sub = wanted.partition("/")[2]
+    return _matches(allowed, wanted) or bool(sub and allowed and f"*/{sub}" in allowed)
+
+
+def _grants(rule: _YamlMap, grant: _Grant) -> bool:
+    verbs, groups = _words(rule.get("verbs")), _words(rule.get("apiGroups"))
+    resources_ = _words(rule.get("resources"))
+    if resources_ is None and "nonResourceURLs" in rule:
+        return False  # a rule for URLs like /healthz grants nothing on resources
+    return any(_matches(verbs, v) for v in grant.verbs) and any(
+        _matches(groups, group) and _resource_matches(resources_, resource)
+        for group, resource in grant.resources
+    )
+
+
+def _rule_risks(rule: object, where: str) -> list[Risk]:
+    # a mapping without any rule field is not an RBAC rule (a CRD's own `rules`)
+    if not isinstance(rule, Mapping) or not _RULE_FIELDS & rule.keys():
+        return []
+    shown = ", ".join(
+        f"{key}={sorted(words)}"
+        for key in ("apiGroups", "resources", "verbs")
+        if (words := _words(rule.get(key))) is not None
+    )
+    wild = any("*" in (_words(rule.get(k)) or ()) for k in ("verbs", "resources", "apiGroups"))
+    risks = [Risk("rbac-wildcard", f"{where}: rule {shown}")] if wild else []
+    return risks + [Risk(g.risk, f"{where}: rule {shown}") for g in _GRANTS if _grants(rule, g)]
+
+
+def _binding_risks(obj: _YamlMap, kind: str, where: str) -> list[Risk]:
+    ref = obj.get("roleRef")
+    if isinstance(ref, Mapping):
+        role_kind, role = ref.get("kind"), ref.get("name")
+        if role_kind in (None, "ClusterRole") and role in _POWERFUL_ROLES:
+            return [Risk("cluster-admin-binding", f"{where}: binds ClusterRole {role}")]
+        return []
+    if "subjects" in obj and kind in _BINDING_KINDS | {""}:
+        return [Risk("cluster-admin-binding", f"{where}: changes subjects of an unknown role")]
+    return []
+
+
+def _rbac_risks(obj: _YamlMap, kind: str, where: str) -> list[Risk]:
+    """Top-level `rules`, `aggregationRule` and `roleRef`, whatever the kind says."""
+    rules = obj.get("rules")
+    risks = (
+        [r for rule in rules for r in _rule_risks(rule, where)] if isinstance(rules, list) else []
+    )
+    if obj.get("aggregationRule") is not None:
+        risks.append(Risk("rbac-wildcard", f"{where}: aggregationRule gathers unknown rules"))
+    return risks + _binding_risks(obj, kind, where)
+
+
+def _admission_risks(obj: _YamlMap, kind: str, where: str) -> list[Risk]:
+    if kind in _ADMISSION_KINDS or (not kind and "webhooks" in obj):
+        return [Risk("admission-webhook", f"{where}: {kind or 'webhooks'} intercepts API requests")]
+    return []
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    return (
+        value if isinstance(value, str) else str(value) if isinstance(value, (int, float)) else None
+    )
+
+
+def _describe(obj: _YamlMap) -> ManifestObject:
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    return ManifestObject(
+        kind=_text(obj.get("kind")) or "",
+        api_version=_text(obj.get("apiVersion")) or "",
+        name=_text(meta.get("name")),
+        namespace=_text(meta.get("namespace")),
+    )
+
+
+def _body_risks(obj: _YamlMap, kind: str, where: str, budget: _Budget) -> list[Risk]:
+    """Every risk of one object or patch body of `kind` ("" when unknown)."""
+    return (
+        _walk_risks(obj, where, budget)
+        + _rbac_risks(obj, kind, where)
+        + _admission_risks(obj, kind, where)
+    )
+
+
+def _inspect_object(obj: _YamlMap, budget: _Budget) -> ManifestReport:
+    found = _describe(obj)
+    where = f"{found.kind}/{found.name}" if found.name else found.kind
+    return ManifestReport(
+        objects=(found,), risks=tuple(_body_risks(obj, found.kind, where, budget))
+    )
+
+
+def _is_list(obj: _YamlMap) -> bool:
+    kind = obj.get("kind")
+    return isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list)
+
+
+def _flatten(doc: object, depth: int = 0) -> Iterator[object]:
+    """The objects of one document: itself, or the items of a List (nested Lists bounded)."""
+    if isinstance(doc, Mapping) and _is_list(doc) and depth < MAX_LIST_DEPTH:
+        for item in doc["items"]:
+            yield from _flatten(item, depth + 1)
+    else:
+        yield doc
+
+
+def _inspect_documents(docs: Iterator[object], source: str, budget: _Budget) -> ManifestReport:
+    reports: list[ManifestReport] = []
+    objects = (obj for doc in docs if doc is not None for obj in _flatten(doc))
+    for number, obj in enumerate(islice(objects, MAX_DOCUMENTS + 1), start=1):
+        if number > MAX_DOCUMENTS:
+            reports.append(_unseen(f"{source}: more than {MAX_DOCUMENTS} objects"))
+        elif (
+            not isinstance(obj, Mapping) or not isinstance(obj.get("kind"), str) or not obj["kind"]
+        ):
+            reports.append(_unseen(f"{source}: object {number} is not a mapping with a kind"))
+        else:
+            reports.append(_inspect_object(obj, budget))
+    return _merge(reports)
+
+
+def _too_big(text: str) -> bool:
+    return len(text) > MAX_TEXT_BYTES or len(text.encode("utf-8", "replace")) > MAX_TEXT_BYTES
+
+
+def _exhausted(budget: _Budget, source: str) -> list[ManifestReport]:
+    return [_unseen(f"{source}: too large to inspect")] if budget.exhausted else []
+
+
+def inspect_text(text: str, source: str) -> ManifestReport:
+    """The objects and risks of a YAML or JSON manifest text (multi-document, Lists).
+
+    Fails closed: a text that does not parse, a document without a kind, more than
+    MAX_DOCUMENTS objects or more than MAX_TEXT_BYTES give an `unseen` entry and the
+    "unseen-manifest" risk, next to whatever was found before the problem.
+
+    >>> inspect_text("kind: Namespace\\nmetadata: {name: prod}\\n", "ns.yaml").objects
+    (ManifestObject(kind='Namespace', api_version='', name='prod', namespace=None),)
+    """
+    if _too_big(text):
+        return _unseen(f"{source}: larger than {MAX_TEXT_BYTES} bytes")
+    budget = _Budget()
+    docs: list[object] = []
+    problems: list[ManifestReport] = []
+    try:
+        for doc in islice(_documents(text), MAX_DOCUMENTS + 1):
+            docs.append(doc)
+    except _Unparseable:
+        problems.append(_unseen(f"{source}: not valid YAML/JSON"))
+    if len(docs) > MAX_DOCUMENTS:
+        problems.append(_unseen(f"{source}: more than {MAX_DOCUMENTS} documents"))
+    # left to right: the walk must run before the budget is asked whether it ran out
+    found = _inspect_documents(iter(docs[:MAX_DOCUMENTS]), source, budget)
+    return _merge([found, *problems, *_exhausted(budget, source)])
+
+
+# --------------------------------------------------------------------------- patches and overrides
+
+
+def _parse_one(body: str, source: str) -> tuple[object, ManifestReport | None]:
+    """The single document of a patch or override body, or an unseen report."""
+    if _too_big(body):
+        return None, _unseen(f"{source}: larger than {MAX_TEXT_BYTES} bytes")
+    try:
+        docs = list(islice(_documents(body), 2))
+    except _Unparseable:
+        return None, _unseen(f"{source}: not valid YAML/JSON")
+    if len(docs) != 1:
+        return None, _unseen(f"{source}: not exactly one YAML/JSON document")
+    return docs[0], None
+
+
+def _pointer(path: str) -> list[str]:
+    """RFC 6901 JSON pointer segments ("" is the whole document)."""
+    if not path:
+        return []
+    return [seg.replace("~1", "/").replace("~0", "~") for seg in path.split("/")[1:]]
+
+
+def _place(path: str, value: object) -> object:
+    """`value` nested under the segments of `path`, so a fragment is seen in its context.
+
+    `/spec/template/spec/volumes/-` with a volume becomes `{"spec": {"template": {"spec":
+    {"volumes": [volume]}}}}`, which the walker reads like a strategic patch.
+    """
+    node = value
+    for seg in reversed(_pointer(path)):
+        node = [node] if seg == "-" or seg.isdigit() else {seg: node}
+    return node
+
+
+def _json_patch(ops: object, target_kind: str, where: str, budget: _Budget) -> list[ManifestReport]:
+    if not isinstance(ops, list):
+        return [_unseen(f"{where}: a JSON patch must be a list of operations")]
+    reports: list[ManifestReport] = []
+    for op in ops:
+        if not isinstance(op, Mapping) or not isinstance(op.get("path"), str):
+            reports.append(_unseen(f"{where}: a JSON patch operation without a path"))
+        elif op.get("op") in ("move", "copy"):
+            # the moved value is whatever the live object holds there: not in the line
+            reports.append(_unseen(f"{where}: {op.get('op')} to {op['path']} of an unknown value"))
+        elif op.get("op") in ("add", "replace"):
+            body = _place(op["path"], op.get("value"))
+            label = f"{where} {op['path']}"
+            risks = (
+                _body_risks(body, target_kind, label, budget) if isinstance(body, Mapping) else []
+            )
+            reports.append(ManifestReport(risks=tuple(risks)))
+    return reports
+
+
+def inspect_patch(body: str, patch_type: str, target_kind: str) -> ManifestReport:
+    """The risks of a `kubectl patch` body of type strategic, merge or json.
+
+    `target_kind` is the patched object's kind ("" when unknown). Risky keys are searched
+    everywhere in the body, so the kind only matters for RBAC and admission objects.
+
+    >>> inspect_patch('{"spec": {"hostNetwork": true}}', "merge", "Pod").risks
+    (Risk(name='hostNetwork', detail='patch on Pod: hostNetwork: true'),)
+    """
+    where = f"patch on {target_kind or 'an unknown kind'}"
+    doc, problem = _parse_one(body, where)
+    if problem:
+        return problem
+    budget = _Budget()
+    if patch_type == "json":
+        reports = _json_patch(doc, target_kind, where, budget)
+    elif patch_type in ("strategic", "merge") and isinstance(doc, Mapping):
+        reports = [ManifestReport(risks=tuple(_body_risks(doc, target_kind, where, budget)))]
+    else:
+        reports = [_unseen(f"{where}: not a {patch_type} patch mapping")]
+    return _merge(reports + _exhausted(budget, where))
+
+
+def inspect_overrides(body: str, kind: str = "Pod") -> ManifestReport:
+    """The objects and risks of a `kubectl run --overrides` JSON body.
+
+    The override is merged into the generated object, and may even change its kind, so it is
+    inspected like a whole object of `kind` unless it names its own.
+    """
+    where = "--overrides"
+    doc, problem = _parse_one(body, where)
+    if problem:
+        return problem
+    if not isinstance(doc, Mapping):
+        return _unseen(f"{where}: not a JSON object")
+    whole = doc if isinstance(doc.get("kind"), str) and doc["kind"] else {**doc, "kind": kind}
+    budget = _Budget()
+    return _merge([_inspect_object(whole, budget), *_exhausted(budget, where)])
+
+
+# --------------------------------------------------------------------------- kubectl calls
+
+
+def _read(read: Reader, path: str, recursive: bool, shown: str) -> ManifestReport:
+    found = read(path, recursive)
+    if found is None:
+        return _unseen(f"{shown}: cannot be read")
+    return _merge([inspect_text(text, name) for name, text in found])
+
+
+def _stdin(cmd: SimpleCommand, read: Reader) -> ManifestReport:
+    if cmd.stdin_from in ("heredoc", "herestring") and cmd.stdin is not None:
+        return inspect_text(cmd.stdin, f"-f - ({cmd.stdin_from})")
+    if cmd.stdin_from == "file" and cmd.stdin is not None:
+        return _read(read, cmd.stdin, False, f"-f - < {cmd.stdin}")
+    return _unseen(f"-f - from {cmd.stdin_from}: the manifest is not in the line")
+
+
+def _filenames(call: KubectlCall, cmd: SimpleCommand, read: Reader) -> list[ManifestReport]:
+    recursive = call.flag("recursive") == "true"
+    reports: list[ManifestReport] = []
+    for value in call.flags.get("filename", ()):
+        if value == "-":
+            reports.append(_stdin(cmd, read))
+        elif value.lower().startswith(("http://", "https://")):
+            reports.append(_unseen(f"-f {value}: remote manifests are not fetched"))
+        else:
+            reports.append(_read(read, value, recursive, f"-f {value}"))
+    reports.extend(
+        _unseen(f"-k {value}: kustomize output is only known when rendered")
+        for value in call.flags.get("kustomize", ())
+    )
+    if call.flag("edit") == "true":
+        reports.append(_unseen("--edit: the manifest is changed in an editor"))
+    return reports
+
+
+def _patches(call: KubectlCall, read: Reader) -> list[ManifestReport]:
+    patch_type = call.flag("type") or "strategic"
+    kinds = [ref.kind for ref in call.resources] or [""]
+    bodies = [*call.flags.get("patch", ())]
+    unread: list[ManifestReport] = []
+    for path in call.flags.get("patch-file", ()):
+        found = read(path, False)
+        if found is None or len(found) != 1:
+            unread.append(_unseen(f"--patch-file {path}: cannot be read"))
+        else:
+            bodies.append(found[0][1])
+    return unread + [inspect_patch(body, patch_type, kind) for body in bodies for kind in kinds]
+
+
+def _debug(call: KubectlCall, read: Reader) -> list[ManifestReport]:
+    risks: list[Risk] = []
+    nodes = [ref.name or "" for ref in call.resources if ref.resource == "nodes"]
+    nodes += [arg.partition("/")[2] for arg in call.args if arg.startswith(("node/", "nodes/"))]
+    risks += [
+        Risk("node-access", f"debug node/{node} runs a pod in the node's namespaces")
+        for node in dict.fromkeys(nodes)
+    ]
+    profile = _DEBUG_PROFILES.get(call.flag("profile") or "")
+    risks += [profile] if profile else []
+    reports = [ManifestReport(risks=tuple(risks))]
+    # --custom is a partial container spec, read like a manifest body
+    for path in call.flags.get("custom", ()):
+        found = read(path, False)
+        body = found[0][1] if found and len(found) == 1 else None
+        reports.append(
+            _unseen(f"--custom {path}: cannot be read")
+            if body is None
+            else inspect_patch(body, "merge", "Container")
+        )
+    return reports
+
+
+def _split_resource(value: str) -> tuple[str | None, str]:
+    """`deployments.apps/scale` -> ("apps", "deployments/scale"); no group -> None (any)."""
+    base, slash, sub = value.partition("/")
+    name, dot, group = base.partition(".")
+    name = _RESOURCE_ALIASES.get(name, name)
+    return (group if dot else None), name + slash + sub
+
+
+def _flag_words(call: KubectlCall, name: str) -> list[str]:
+    return [w.strip() for v in call.flags.get(name, ()) for w in v.split(",") if w.strip()]
+
+
+def _create_role(call: KubectlCall) -> list[Risk]:
+    """`create role|clusterrole --verb --resource` as the RBAC rules kubectl would build."""
+    where = f"{call.verb} {' '.join(call.args)}".strip()
+    verbs = _flag_words(call, "verb")
+    rules: list[dict[str, object]] = []
+    for value in _flag_words(call, "resource"):
+        group, resource = _split_resource(value)
+        rules.append(
+            {
+                "verbs": verbs,
+                "resources": [resource],
+                **({"apiGroups": [group]} if group is not None else {}),
+            }
+        )
+    if _flag_words(call, "non-resource-url"):
+        rules.append({"verbs": verbs, "nonResourceURLs": _flag_words(call, "non-resource-url")})
+    risks = [r for rule in rules for r in _rule_risks(rule, where)]
+    if call.flag("aggregation-rule"):
+        risks.append(Risk("rbac-wildcard", f"{where}: aggregationRule gathers unknown rules"))
+    return risks
+
+
+def _flag_risks(call: KubectlCall) -> list[Risk]:
+    """Risks that flags alone carry, without any manifest."""
+    verb = call.verb
+    if verb in ("create role", "create clusterrole"):
+        return _create_role(call)
+    if verb in ("create rolebinding", "create clusterrolebinding"):
+        role = call.flag("clusterrole")
+        return (
+            [Risk("cluster-admin-binding", f"{verb}: binds ClusterRole {role}")]
+            if (role in _POWERFUL_ROLES)
+            else []
+        )
+    if verb == "set subject":
+        return [Risk("cluster-admin-binding", "set subject: changes subjects of an unknown role")]
+    if verb == "run" and call.flag("privileged") == "true":
+        return [Risk("privileged", "run --privileged")]
+    return []
+
+
+def inspect_call(
+    call: KubectlCall, cmd: SimpleCommand, read: Reader = files.read_manifests
+) -> ManifestReport:
+    """Everything the manifests and risky flags of one kubectl call would do.
+
+    `cmd` is the shell command the call came from (its stdin feeds `-f -`); `read` reads
+    `-f` files and folders, `--patch-file` and `--custom` (a test passes a dict lookup).
+    """
+    reports = _filenames(call, cmd, read)
+    reports += [inspect_overrides(body) for body in call.flags.get("overrides", ())]
+    if call.has_flag("patch") or call.has_flag("patch-file"):
+        reports += _patches(call, read)
+    if call.verb == "debug":
+        reports += _debug(call, read)
+    reports.append(ManifestReport(risks=tuple(_flag_risks(call))))
+    return _merge(reports)

@@ -1,0 +1,469 @@
+"""A shell line -> every simple command it runs (`ParsedLine`), wrappers unwrapped.
+
+`parse(line)` finds each program invocation anywhere in the line: lists, pipelines,
+subshells, groups, if/for/while/until, function bodies, `$(...)`, backticks, `<(...)`,
+`>(...)`, and the commands wrappers run (sudo, env, xargs, find -exec, ... see
+guardctl/data/wrappers.json), including shell strings run by `bash -c`, `eval`, `watch`,
+`flock -c` and shells reading a here-document, which are parsed again as lines (at most
+`MAX_DEPTH` deep). It never raises: what it cannot understand becomes a problem, and a line
+with problems is never allowed.
+
+Order: a command comes before the commands of the substitutions in its words; otherwise
+source order.
+
+Aliases and functions defined in the line: `alias NAME=VALUE` with a plain value is
+expanded wherever NAME later stands at command position (also after wrappers, which is
+more than bash does: seeing more is the safe side); an alias whose value guardctl cannot
+read is a problem when used. A call of a function defined in the line whose body uses the
+function's arguments (`$@`, `$*`, `$1`, ...) is a problem, since the commands it runs
+depend on the call; function bodies are commands themselves (via "function NAME").
+
+Fast path: a line of plain words and simple quotes is split with `shlex` and bashlex (slow
+to import) is not loaded; both paths share the unwrapping code and give the same result.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from guardctl.model import ParsedLine, SimpleCommand
+from guardctl.shellword import (
+    Prepared,
+    Word,
+    WordError,
+    decode_word,
+    find_substitutions,
+    has_expansion,
+    prepare,
+)
+from guardctl.wrappers import Invocation, Script, default_table, unwrap
+
+if TYPE_CHECKING:
+    from bashlex.ast import node as Node
+else:
+    Node = Any
+
+MAX_DEPTH = 8  # nested shell strings (bash -c, eval, ...) parsed inside each other
+_MAX_UNWRAP = 64  # wrappers and aliases peeled off one command
+# anything here (or a non-printable character) sends a line to bashlex
+_FAST_PATH_UNSAFE = frozenset("$\\`;&|<>(){}*?[]~#!\n\r")
+# words that are syntax at command position, never program names
+_RESERVED = frozenset(
+    "if then elif else fi for while until do done case esac in function select time coproc "
+    "{ } ! [[ ]]".split()
+)
+_WRITE_REDIRECTS = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
+# a word that reads the function's arguments: "$@", $*, $1, ${2}, ...
+_POSITIONAL = re.compile(r"\$(\{)?[@*0-9#]")
+_ERROR_TYPE = re.compile(r"type = \{([^}]*)\}")
+
+
+def parse(line: str) -> ParsedLine:
+    """Every simple command of `line`, flattened in order, and what could not be understood.
+
+    >>> [c.argv for c in parse("sudo kubectl get pods | grep web").commands]
+    [('kubectl', 'get', 'pods'), ('grep', 'web')]
+    """
+    return _parse(line, allow_fast=True)
+
+
+def _parse(line: str, allow_fast: bool) -> ParsedLine:
+    state = _State(allow_fast=allow_fast)
+    try:
+        state.parse_line(line, _Scope())
+    except RecursionError:
+        state.problems.append("the line is nested too deeply to parse")
+    except Exception as exc:  # noqa: BLE001 - the contract: never raise, fail closed instead
+        state.problems.append(f"internal parser error ({type(exc).__name__}: {exc})")
+    return ParsedLine(line, tuple(state.commands), tuple(dict.fromkeys(state.problems)))
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What the commands of one (nested) line inherit from where the line runs."""
+
+    depth: int = 0
+    via: tuple[str, ...] = ()
+    stdin_from: str = "inherit"
+    stdin: str | None = None
+    stdin_dynamic: bool = False
+    writes: tuple[str, ...] = ()
+    assignments: tuple[tuple[str, str], ...] = ()
+
+    def nested(self, label: str) -> _Scope:
+        """For `$(...)` and `<(...)`: their output goes to the word, not to our redirects."""
+        return replace(self, via=self.via + (label,), writes=())
+
+
+@dataclass(frozen=True)
+class _Redirects:
+    stdin_from: str | None = None
+    stdin: str | None = None
+    stdin_dynamic: bool = False
+    writes: tuple[str, ...] = ()
+    # unquoted here-document bodies, whose `$(...)` run after the command is recorded
+    bodies: tuple[str, ...] = ()
+
+
+@dataclass
+class _State:
+    """Shared by every nesting level of one parse: results, aliases, functions."""
+
+    allow_fast: bool
+    commands: list[SimpleCommand] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    # alias name -> its words, or None when the value cannot be read statically
+    aliases: dict[str, tuple[Word, ...] | None] = field(default_factory=dict)
+    # functions defined in the line whose bodies use their arguments
+    arg_functions: set[str] = field(default_factory=set)
+
+    # ----------------------------------------------------------------------- lines
+
+    def parse_line(self, line: str, scope: _Scope) -> None:
+        if "\0" in line:
+            # bash drops NUL bytes, so `kube\0ctl` would run kubectl
+            self.problems.append("the line contains a NUL character")
+            return
+        words = _simple_words(line) if self.allow_fast else None
+        if words is not None:
+            if words:
+                self.dispatch(
+                    _invocation(tuple(Word(w) for w in words), _Redirects(), scope), scope
+                )
+            return
+        self._parse_with_bashlex(line, scope)
+
+    def _parse_with_bashlex(self, line: str, scope: _Scope) -> None:
+        prepared = prepare(line)
+        if prepared.empty:
+            return
+        import bashlex  # lazily: importing it costs ~100 ms, the fast path does without
+
+        try:
+            trees = bashlex.parse(prepared.text)
+        except NotImplementedError as exc:
+            match = _ERROR_TYPE.search(str(exc))
+            self.problems.append(f"unsupported shell syntax: {match[1] if match else exc}")
+            return
+        except (bashlex.errors.ParsingError, bashlex.tokenizer.MatchedPairError) as exc:
+            self.problems.append(f"bash could not parse the line: {exc}")
+            return
+        walker = _Walker(self, line, prepared)
+        for tree in trees:
+            walker.walk(tree, scope, piped=False)
+
+    def reparse(self, script: Script, inv: Invocation, scope: _Scope) -> None:
+        """Parse a shell string a wrapper runs, as a line of its own."""
+        if scope.depth >= MAX_DEPTH:
+            self.problems.append(f"shell strings nested more than {MAX_DEPTH} deep")
+            return
+        inner = _Scope(
+            depth=scope.depth + 1, via=inv.via + (script.label,), assignments=inv.assignments
+        )
+        if script.inherits_io:
+            inner = replace(
+                inner,
+                stdin_from=inv.stdin_from,
+                stdin=inv.stdin,
+                stdin_dynamic=inv.stdin_dynamic,
+                writes=inv.writes,
+            )
+        before = len(self.problems)
+        self.parse_line(script.text, inner)
+        # say where a nested problem comes from
+        self.problems[before:] = [f"in {script.label}: {p}" for p in self.problems[before:]]
+
+    # ----------------------------------------------------------------------- commands
+
+    def dispatch(self, inv: Invocation, scope: _Scope, budget: int = _MAX_UNWRAP) -> None:
+        """Peel wrappers and aliases off `inv` and record what runs."""
+        seen_aliases: set[str] = set()
+        while budget > 0:
+            budget -= 1
+            inv = self._expand_alias(inv, seen_aliases)
+            if not inv.words:
+                return
+            program = inv.words[0]
+            if program.dynamic or program.glob:
+                self.emit(inv)
+                return
+            name = program.text.rsplit("/", 1)[-1]
+            self._note_definitions(name, inv)
+            step = unwrap(inv, default_table())
+            if step is None:
+                self.emit(inv)
+                return
+            self.problems.extend(step.problems)
+            if step.emit_self:
+                self.emit(inv)
+            for script in step.scripts:
+                self.reparse(script, inv, scope)
+            if len(step.inner) == 1 and not step.emit_self:
+                inv = step.inner[0]
+                continue
+            for inner in step.inner:
+                self.dispatch(inner, scope, budget)
+            return
+        self.problems.append("too many wrappers or aliases around one command")
+
+    def _expand_alias(self, inv: Invocation, seen: set[str]) -> Invocation:
+        """Expand the program word while it names an alias not yet expanded (as bash does)."""
+        while inv.words and not inv.words[0].dynamic:
+            name = inv.words[0].text
+            if name not in self.aliases or name in seen:
+                return inv
+            seen.add(name)
+            value = self.aliases[name]
+            if value is None:
+                self.problems.append(f"alias {name} has a value guardctl cannot read")
+                return inv
+            inv = replace(inv, words=value + inv.words[1:], via=inv.via + (f"alias {name}",))
+        return inv
+
+    def _note_definitions(self, name: str, inv: Invocation) -> None:
+        if name == "alias":
+            for word in inv.words[1:]:
+                alias, eq, value = word.text.partition("=")
+                if eq:
+                    self.aliases[alias] = _alias_words(value, word.dynamic)
+        elif name in self.arg_functions:
+            self.problems.append(
+                f"call of function {name}, defined in the line, which runs its arguments"
+            )
+
+    def emit(self, inv: Invocation) -> None:
+        words = inv.words
+        dynamic = {i for i, w in enumerate(words) if w.dynamic}
+        if words and words[0].glob:
+            dynamic.add(0)
+        self.commands.append(
+            SimpleCommand(
+                argv=tuple(w.text for w in words),
+                dynamic=frozenset(dynamic),
+                open_tail=inv.open_tail,
+                assignments=inv.assignments,
+                stdin_from=inv.stdin_from,
+                stdin=inv.stdin,
+                writes=inv.writes,
+                via=inv.via,
+            )
+        )
+
+
+def _alias_words(value: str, dynamic: bool) -> tuple[Word, ...] | None:
+    words = None if dynamic else _simple_words(value)
+    return tuple(Word(w) for w in words) if words else None
+
+
+def _simple_words(line: str) -> list[str] | None:
+    """The words of a line with no shell syntax but blanks and simple quotes, else None."""
+    if any(c in _FAST_PATH_UNSAFE or not (c.isprintable() or c == "\t") for c in line):
+        return None
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return None
+    if words and (words[0] in _RESERVED or "=" in words[0]):
+        return None  # a keyword, or an assignment (A=1 cmd): leave those to bashlex
+    return words
+
+
+def _invocation(
+    words: tuple[Word, ...],
+    io: _Redirects,
+    scope: _Scope,
+    piped: bool = False,
+    assignments: tuple[tuple[str, str], ...] = (),
+) -> Invocation:
+    """A command's own words and redirects, on top of what its scope gives."""
+    if io.stdin_from is not None:
+        stdin_from, stdin, dyn = io.stdin_from, io.stdin, io.stdin_dynamic
+    elif piped:
+        stdin_from, stdin, dyn = "pipe", None, False
+    else:
+        stdin_from, stdin, dyn = scope.stdin_from, scope.stdin, scope.stdin_dynamic
+    return Invocation(
+        words=words,
+        assignments=scope.assignments + assignments,
+        stdin_from=stdin_from,
+        stdin=stdin,
+        stdin_dynamic=dyn,
+        writes=scope.writes + io.writes,
+        via=scope.via,
+    )
+
+
+class _Walker:
+    """Walks bashlex trees of one line; reads each word's source text from the original line."""
+
+    def __init__(self, state: _State, line: str, prepared: Prepared) -> None:
+        self.state = state
+        self.original = line
+        self.line = prepared.source
+        self.quoted_heredocs = prepared.quoted_heredocs
+        self.synthetic = prepared.synthetic
+
+    def walk(self, node: Node, scope: _Scope, piped: bool) -> None:
+        kind = node.kind
+        if kind == "command":
+            self._command(node, scope, piped)
+        elif kind == "pipeline":
+            self._pipeline(node, scope, piped)
+        elif kind == "compound":
+            io = self._redirects(getattr(node, "redirects", []))
+            inner = replace(scope, writes=scope.writes + io.writes)
+            if io.stdin_from is not None:
+                inner = replace(
+                    inner, stdin_from=io.stdin_from, stdin=io.stdin, stdin_dynamic=io.stdin_dynamic
+                )
+            for part in node.list:
+                self.walk(part, inner, piped)
+            self._after_command(getattr(node, "redirects", []), io, scope)
+        elif kind == "function":
+            self._function(node, scope)
+        elif kind in ("list", "if", "for", "while", "until"):
+            for part in node.parts:
+                self.walk(part, scope, piped)
+        elif kind == "word":  # the words of a for loop
+            self._substitutions(node, scope)
+        elif kind not in ("reservedword", "operator", "pipe"):
+            self.state.problems.append(f"unsupported shell syntax: {kind}")
+
+    def _pipeline(self, node: Node, scope: _Scope, piped: bool) -> None:
+        first = True
+        for part in node.parts:
+            if part.kind in ("pipe", "reservedword"):
+                continue
+            self.walk(part, scope, piped if first else True)
+            first = False
+
+    def _function(self, node: Node, scope: _Scope) -> None:
+        name = next(p.word for p in node.parts if p.kind == "word")
+        before = len(self.state.commands)
+        body = replace(scope, via=scope.via + (f"function {name}",))
+        for part in node.parts:
+            if part.kind == "compound":
+                self.walk(part, body, piped=False)
+        new = self.state.commands[before:]
+        if any(
+            _POSITIONAL.search(arg)
+            for cmd in new
+            for i, arg in enumerate(cmd.argv)
+            if i in cmd.dynamic
+        ):
+            self.state.arg_functions.add(name)
+
+    def _command(self, node: Node, scope: _Scope, piped: bool) -> None:
+        words: list[Word] = []
+        assignments: list[tuple[str, str]] = []
+        for part in node.parts:
+            if part.kind == "assignment" and not words:
+                name = self._source(part).partition("=")[0]
+                start = part.pos[0] + len(name) + 1
+                assignments.append((name.rstrip("+"), self._word(start, part.pos[1]).text))
+            elif part.kind in ("word", "assignment"):
+                words.append(self._word(*part.pos))
+        io = self._redirects([p for p in node.parts if p.kind == "redirect"])
+        inv = _invocation(tuple(words), io, scope, piped, tuple(assignments))
+        if words and node.pos[0] not in self.synthetic:
+            self.state.dispatch(inv, scope)
+        self._after_command(node.parts, io, scope)
+
+    def _after_command(self, parts: Sequence[Node], io: _Redirects, scope: _Scope) -> None:
+        """The commands of substitutions in words, redirects and here-documents."""
+        for part in parts:
+            self._substitutions(part, scope)
+        for body in io.bodies:
+            self._substitutions_in(body, scope, heredoc=True)
+
+    def _redirects(self, redirects: Sequence[Node]) -> _Redirects:
+        io = _Redirects()
+        for node in redirects:
+            kind, target = node.type, node.output
+            if kind in ("<<", "<<-"):
+                io = self._heredoc(node, io)
+            elif isinstance(target, int):
+                continue  # `2>&1`, `<&3`: duplicating a descriptor opens nothing
+            elif kind == "<<<":
+                word = self._word(*target.pos)
+                io = replace(
+                    io, stdin_from="herestring", stdin=word.text, stdin_dynamic=word.dynamic
+                )
+            elif kind in _WRITE_REDIRECTS:
+                io = replace(io, writes=io.writes + (self._word(*target.pos).text,))
+            elif kind == "<" and getattr(node, "input", None) in (None, 0):
+                io = replace(io, stdin_from="file", stdin=self._word(*target.pos).text)
+        return io
+
+    def _heredoc(self, node: Node, io: _Redirects) -> _Redirects:
+        value: str = node.heredoc.value
+        # bashlex includes the delimiter line; the command reads the lines before it
+        body = value[: value.rfind("\n") + 1]
+        if node.pos[0] in self.quoted_heredocs:
+            return replace(io, stdin_from="heredoc", stdin=body, stdin_dynamic=False)
+        return replace(
+            io,
+            stdin_from="heredoc",
+            stdin=body,
+            bodies=io.bodies + (body,),
+            stdin_dynamic=has_expansion(body),
+        )
+
+    # ----------------------------------------------------------------------- words
+
+    def _source(self, node: Node) -> str:
+        start, end = node.pos
+        return self.line[start:end]
+
+    def _word(self, start: int, end: int) -> Word:
+        """The word at source[start:end]; a dynamic one keeps the text as the user wrote it."""
+        try:
+            word = decode_word(self.line[start:end])
+        except WordError as exc:
+            self.state.problems.append(f"cannot read the word {self.original[start:end]!r}: {exc}")
+            return Word(self.original[start:end], dynamic=True)
+        return Word(self.original[start:end], dynamic=True) if word.dynamic else word
+
+    def _substitutions(self, node: Node, scope: _Scope) -> None:
+        """Walk the commands of `$(...)`, backticks and `<(...)` anywhere under `node`."""
+        for sub in _subnodes(node):
+            if sub.kind == "commandsubstitution":
+                self.walk(sub.command, scope.nested("$(...)"), piped=False)
+            elif sub.kind == "processsubstitution":
+                label = self._source(sub)[:1] + "(...)"
+                self.walk(sub.command, scope.nested(label), piped=False)
+            elif sub.kind == "parameter":
+                # bashlex does not look inside ${x:-$(cmd)} (nor our $((...)) placeholder)
+                self._substitutions_in(self._source(sub), scope, heredoc=False)
+
+    def _substitutions_in(self, text: str, scope: _Scope, heredoc: bool) -> None:
+        found = find_substitutions(text, heredoc=heredoc)
+        if found is None:
+            self.state.problems.append("a command substitution is not closed")
+            return
+        for inner in found:
+            self.state.reparse(
+                Script(inner, "$(...)", inherits_io=False),
+                Invocation((), scope.assignments, via=scope.via),
+                scope,
+            )
+
+
+def _subnodes(node: Node) -> Iterator[Node]:
+    """Substitution and parameter nodes under `node`, outermost only, in source order."""
+    for attr in ("parts", "output"):
+        for child in _as_list(getattr(node, attr, None)):
+            if child.kind in ("commandsubstitution", "processsubstitution", "parameter"):
+                yield child
+            else:
+                yield from _subnodes(child)
+
+
+def _as_list(value: object) -> list[Node]:
+    if isinstance(value, list):
+        return value
+    return [value] if hasattr(value, "kind") else []

@@ -1,0 +1,367 @@
+"""Decide a parsed line: allow, approve or deny.
+
+Precedence, in this order:
+1. Every simple command of the line is decided on its own; the line gets the strictest
+   decision of its commands (deny > approve > allow).
+2. A command gets the strictest action of all rules that match it; rules never loosen
+   each other (a user loosens a default rule by redefining or disabling its id).
+3. Whatever guardctl did not understand (parse problems, words only known at run time,
+   unknown flags, resource types or commands, manifests it cannot see) raises the
+   decision to at least `approve`, whatever the rules say: never a silent allow.
+4. With no matching rule and nothing misunderstood, a command is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from guardctl import manifests
+from guardctl.model import (
+    Action,
+    CommandDecision,
+    Decision,
+    KubectlCall,
+    ManifestReport,
+    ParsedLine,
+    RuleHit,
+    SimpleCommand,
+    strictest,
+)
+from guardctl.normalize import kubectl_args, normalize
+from guardctl.rules import FlagCondition, Match, Rule, RuleSet
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """Facts about this installation that rules refer to by placeholder.
+
+    `@protected` in a glob stands for each of `protected_paths` (guardctl's state, config,
+    rules and shim folders), `@cluster` for each of `cluster_hosts` (the managed cluster's
+    API server addresses).
+    """
+
+    protected_paths: tuple[str, ...] = ()
+    cluster_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What rules can see of one command."""
+
+    cmd: SimpleCommand
+    call: KubectlCall | None = None
+    report: ManifestReport = field(default_factory=ManifestReport)
+    verb: tuple[str, ...] = ()
+    resources: frozenset[str] = frozenset()  # qualified names, plus "qualified/sub" forms
+    namespaces: frozenset[str] = frozenset()  # "*" when all namespaces
+    risks: frozenset[str] = frozenset()
+    objects: frozenset[str] = frozenset()
+    problems: tuple[str, ...] = ()
+
+
+def decide(
+    parsed: ParsedLine,
+    ruleset: RuleSet,
+    context: PolicyContext = PolicyContext(),
+    read: manifests.Reader | None = None,
+) -> Decision:
+    """Decide every command of `parsed` and the line as a whole."""
+    decisions = tuple(
+        decide_command(cmd, ruleset.rules, context, read) for cmd in parsed.commands
+    )
+    action = strictest([d.action for d in decisions])
+    if parsed.problems and action is Action.ALLOW:
+        action = Action.APPROVE
+    return Decision(
+        action=action,
+        reason=_line_reason(action, decisions, parsed.problems),
+        commands=decisions,
+        problems=parsed.problems,
+    )
+
+
+def gather_facts(
+    cmd: SimpleCommand, read: manifests.Reader | None = None
+) -> Facts:
+    """Normalize a kubectl command and inspect its manifests; other programs keep their words."""
+    problems = _program_problems(cmd)
+    if kubectl_args(cmd) is None:
+        return Facts(cmd=cmd, problems=problems)
+    call = normalize(cmd)
+    report = manifests.inspect_call(call, cmd, read) if read else manifests.inspect_call(call, cmd)
+    resources = set()
+    for ref in call.resources:
+        resources.add(ref.qualified)
+        if ref.subresource:
+            resources.add(f"{ref.qualified}/{ref.subresource}")
+    resources |= _object_resources(report)
+    namespaces = {"*"} if call.all_namespaces else {call.namespace or ""}
+    namespaces |= {o.namespace for o in report.objects if o.namespace}
+    risks = {r.name for r in report.risks}
+    if report.unseen:
+        risks.add("unseen-manifest")
+    return Facts(
+        cmd=cmd,
+        call=call,
+        report=report,
+        verb=tuple(call.verb.split()),
+        resources=frozenset(resources),
+        namespaces=frozenset(namespaces),
+        risks=frozenset(risks),
+        objects=frozenset(o.kind for o in report.objects),
+        problems=problems + call.problems + tuple(f"cannot see {u}" for u in report.unseen),
+    )
+
+
+def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
+    if not cmd.argv:
+        return ("empty command",)
+    if 0 in cmd.dynamic:
+        return (f"the program '{cmd.argv[0]}' is only known at run time",)
+    return ()
+
+
+def _object_resources(report: ManifestReport) -> set[str]:
+    from guardctl.resources import by_kind
+
+    found = set()
+    for obj in report.objects:
+        info = by_kind(obj.kind, obj.api_version)
+        if info is not None:
+            found.add(info.qualified)
+    return found
+
+
+def decide_command(
+    cmd: SimpleCommand,
+    rules: Iterable[Rule],
+    context: PolicyContext = PolicyContext(),
+    read: manifests.Reader | None = None,
+) -> CommandDecision:
+    facts = gather_facts(cmd, read)
+    hits = tuple(hit for rule in rules if (hit := match_rule(rule, facts, context)) is not None)
+    action = strictest([h.action for h in hits])
+    if facts.problems and action is Action.ALLOW:
+        action = Action.APPROVE
+    return CommandDecision(
+        argv=cmd.argv,
+        action=action,
+        hits=hits,
+        problems=facts.problems,
+        call=facts.call,
+        report=facts.report if facts.call else None,
+    )
+
+
+def match_rule(rule: Rule, facts: Facts, context: PolicyContext) -> RuleHit | None:
+    """A RuleHit when some alternative of `rule.match` holds and none of `rule.unless` does."""
+    for alternative in rule.match:
+        matched = match_alternative(alternative, facts, context)
+        if matched is None:
+            continue
+        if any(match_alternative(u, facts, context) is not None for u in rule.unless):
+            return None
+        return RuleHit(id=rule.id, action=rule.action, reason=rule.reason, matched=matched)
+    return None
+
+
+# --------------------------------------------------------------------------- matching
+
+Check = Callable[[Match, Facts, PolicyContext], "list[str] | None"]
+
+
+def match_alternative(m: Match, facts: Facts, context: PolicyContext) -> tuple[str, ...] | None:
+    """The normalized words that satisfied `m`, or None when it does not match."""
+    if m.kubectl_only and facts.call is None:
+        return None
+    words: list[str] = []
+    for check in _CHECKS:
+        found = check(m, facts, context)
+        if found is None:
+            return None
+        words.extend(found)
+    return tuple(words)
+
+
+def _check_verbs(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    if not m.verbs:
+        return []
+    for verb in m.verbs:
+        if f.verb[: len(verb)] == verb:
+            return [f"verb={' '.join(f.verb)}"]
+    return None
+
+
+def _check_resources(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    if not m.resources:
+        return []
+    if "*" in m.resources and f.resources:
+        return [f"resource={r}" for r in sorted(f.resources)]
+    found = sorted(f.resources.intersection(m.resources))
+    return [f"resource={r}" for r in found] or None
+
+
+def _check_namespaces(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    if not m.namespaces:
+        return []
+    if "*" in f.namespaces:
+        return ["namespace=* (all namespaces)"]
+    found = [ns for ns in sorted(f.namespaces) if _any_glob(ns, m.namespaces)]
+    return [f"namespace={ns}" for ns in found] or None
+
+
+def _check_flags(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    words: list[str] = []
+    for condition in m.flags:
+        found = _flag_holds(condition, f.call) if f.call else None
+        if found is None:
+            return None
+        words.append(found)
+    return words
+
+
+def _flag_holds(condition: FlagCondition, call: KubectlCall) -> str | None:
+    values = call.flags.get(condition.name)
+    if not values or values[-1] == "false":
+        return None
+    if condition.values_in:
+        hit = next((v for v in values if _any_glob(v, condition.values_in)), None)
+        return None if hit is None else f"--{condition.name}={hit}"
+    if condition.values_not_in:
+        hit = next((v for v in values if not _any_glob(v, condition.values_not_in)), None)
+        return None if hit is None else f"--{condition.name}={hit}"
+    return f"--{condition.name}"
+
+
+def _check_risks(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    if not m.risks:
+        return []
+    found = [r for r in sorted(f.risks) if r in m.risks]
+    details = [r.detail or r.name for r in f.report.risks if r.name in found]
+    if "unseen-manifest" in found:
+        details += list(f.report.unseen)
+    return [f"risk={d}" for d in dict.fromkeys(details or found)] or None
+
+
+def _check_objects(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    if not m.objects:
+        return []
+    found = [k for k in sorted(f.objects) if _any_glob(k, m.objects)]
+    return [f"object={k}" for k in found] or None
+
+
+def _check_dry_run(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    if m.dry_run is None:
+        return []
+    return [] if f.call is not None and f.call.dry_run == m.dry_run else None
+
+
+def _check_programs(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    if not m.programs:
+        return []
+    return [f"program={f.cmd.program}"] if _any_glob(f.cmd.program, m.programs) else None
+
+
+def _check_args(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
+    return _words_matching(f.cmd.argv[1:], m.args, ctx, "arg")
+
+
+def _check_env(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
+    return _words_matching([name for name, _ in f.cmd.assignments], m.env, ctx, "env")
+
+
+def _check_writes(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
+    return _words_matching(f.cmd.writes, m.writes, ctx, "writes")
+
+
+def _check_mentions(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
+    words = [*f.cmd.argv[1:], *(v for _, v in f.cmd.assignments), *f.cmd.writes]
+    if f.cmd.stdin_from == "file" and f.cmd.stdin:
+        words.append(f.cmd.stdin)
+    return _words_matching(words, m.mentions, ctx, "mentions")
+
+
+def _check_understood(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+    if m.understood is None:
+        return []
+    understood = not f.problems
+    if understood != m.understood:
+        return None
+    return [f"not understood: {p}" for p in f.problems]
+
+
+def _words_matching(
+    words: Iterable[str], globs: tuple[str, ...], ctx: PolicyContext, label: str
+) -> list[str] | None:
+    if not globs:
+        return []
+    expanded = _expand_placeholders(globs, ctx)
+    found = [w for w in words if _any_glob(w, expanded)]
+    return [f"{label}={w}" for w in dict.fromkeys(found)] or None
+
+
+def _expand_placeholders(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[str, ...]:
+    out: list[str] = []
+    for glob in globs:
+        if "@protected" in glob:
+            out.extend(glob.replace("@protected", p) for p in ctx.protected_paths)
+        elif "@cluster" in glob:
+            out.extend(glob.replace("@cluster", h) for h in ctx.cluster_hosts)
+        else:
+            out.append(glob)
+    return tuple(out)
+
+
+def _any_glob(word: str, globs: Iterable[str]) -> bool:
+    return any(fnmatchcase(word, g) for g in globs)
+
+
+_CHECKS: tuple[Check, ...] = (
+    _check_verbs,
+    _check_resources,
+    _check_namespaces,
+    _check_flags,
+    _check_risks,
+    _check_objects,
+    _check_dry_run,
+    _check_programs,
+    _check_args,
+    _check_env,
+    _check_writes,
+    _check_mentions,
+    _check_understood,
+)
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+def _line_reason(
+    action: Action, decisions: tuple[CommandDecision, ...], line_problems: tuple[str, ...]
+) -> str:
+    if line_problems and action is not Action.DENY:
+        decisive_hits = [h for d in decisions for h in d.hits if h.action is action]
+        if not decisive_hits:
+            return f"guardctl could not fully understand this line: {line_problems[0]}."
+    for d in decisions:
+        if d.action is not action:
+            continue
+        strongest = [h for h in d.hits if h.action is action]
+        if strongest:
+            hit = strongest[0]
+            return f"{_verb(action)} by rule {hit.id}: {hit.reason}"
+        if d.problems and action is not Action.ALLOW:
+            return f"guardctl could not fully understand '{' '.join(d.argv)}': {d.problems[0]}."
+    if action is Action.ALLOW:
+        return "allowed: no rule objects to this line."
+    return f"{_verb(action)}."
+
+
+def _verb(action: Action) -> str:
+    return {
+        Action.ALLOW: "allowed",
+        Action.APPROVE: "needs approval",
+        Action.DENY: "denied",
+    }[action]

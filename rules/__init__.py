@@ -1,0 +1,1 @@
+"""guardctl's bundled policy files (installed as the `guardctl.rules` package)."""

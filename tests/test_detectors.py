@@ -1,0 +1,136 @@
+"""The detector registry: every detector's own examples, and the schema of rules/secrets.yaml."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from guardctl.detectors import (
+    Detector,
+    default_detectors,
+    default_rules,
+    load_detectors,
+    parse_rules,
+    shannon_entropy,
+)
+from guardctl.errors import RuleError
+from guardctl.mask import mask_text
+
+DETECTORS = default_detectors()
+
+
+def _examples(kind: str) -> list[tuple[str, str]]:
+    return [(d.name, example) for d in DETECTORS.values() for example in getattr(d, kind)]
+
+
+def _find(detector: Detector, text: str) -> list[str]:
+    """What the detector hides in `text`, keyword pre-filter included."""
+    if not detector.may_match(text.lower()):
+        return []
+    return [text[s:e] for s, e in detector.find(text)]
+
+
+def test_the_registry_covers_many_formats() -> None:
+    assert len(DETECTORS) >= 40
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name) for name in DETECTORS)
+    assert all(d.positive and d.negative for d in DETECTORS.values())
+
+
+@pytest.mark.parametrize(("name", "example"), _examples("positive"))
+def test_positive_example_is_found_and_masked(name: str, example: str) -> None:
+    secrets = _find(DETECTORS[name], example)
+    assert secrets, f"{name} missed its own example"
+    masked = mask_text(example)
+    for secret in secrets:
+        assert secret not in masked
+    assert "«masked:" in masked
+
+
+@pytest.mark.parametrize(("name", "example"), _examples("negative"))
+def test_negative_example_is_left_alone(name: str, example: str) -> None:
+    assert _find(DETECTORS[name], example) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high"),
+    [
+        ("", 0.0, 0.0),
+        ("aaaaaaaa", 0.0, 0.0),
+        ("abababab", 1.0, 1.0),
+        ("hunter2", 2.8, 2.9),
+        ("G#iFXC0NZ!cFlwvTWxaLYUoQ", 4.3, 4.6),
+    ],
+)
+def test_shannon_entropy(value: str, low: float, high: float) -> None:
+    assert low <= shannon_entropy(value) <= high
+
+
+def test_the_bundled_file_is_read_once_and_lazily() -> None:
+    assert default_rules() is default_rules()
+    assert load_detectors().keys() == DETECTORS.keys()
+
+
+def test_structure_names_come_from_the_file() -> None:
+    structure = default_rules().structure
+    assert "Secret" in structure.secret_kinds
+    assert {"data", "stringData"} <= structure.data_keys
+    assert "client-key-data" in structure.credential_keys
+    assert "client-certificate-data" not in structure.credential_keys  # a certificate is public
+    assert structure.secret_name.search("DB_PASSWORD")
+    assert not structure.secret_name.search("PASSWORD_MIN_LENGTH")
+
+
+def test_load_detectors_from_text() -> None:
+    text = """
+detectors:
+  - name: acme-key
+    description: ACME key
+    regex: 'acme_(?P<secret>[a-z0-9]{12})'
+    keywords: [ACME_]
+    entropy: 2.5
+    min_length: 12
+"""
+    registry = load_detectors(text)
+    assert list(registry) == ["acme-key"]
+    acme = registry["acme-key"]
+    assert acme.keywords == ("acme_",)
+    assert list(acme.find("x acme_k3j4h5g6f7d8 y")) == [(7, 19)]
+    assert list(acme.find("acme_aaaaaaaaaaaa")) == []  # below the entropy floor
+
+
+_GOOD = """    description: d
+    regex: 'x'
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("detectors: [\n", "not valid YAML"),
+        ("rules: []\n", "unknown key 'rules'"),
+        ("detectors: {}\n", "key 'detectors': must be a list"),
+        ("detectors:\n  - name: Bad_Name\n" + _GOOD, "'Bad_Name' is not kebab-case"),
+        ("detectors:\n  - description: d\n    regex: x\n", "detector #1: key 'name'"),
+        ("detectors:\n  - name: a\n    regex: x\n", "detector 'a': missing key 'description'"),
+        ("detectors:\n  - name: a\n    colour: red\n" + _GOOD, "detector #1: unknown key 'colour'"),
+        ("detectors:\n  - name: a\n    description: d\n    regex: '('\n", "key 'regex': invalid"),
+        ("detectors:\n  - name: a\n    entropy: 9\n" + _GOOD, "key 'entropy': must be between"),
+        ("detectors:\n  - name: a\n    entropy: high\n" + _GOOD, "key 'entropy': must be a number"),
+        ("detectors:\n  - name: a\n    keywords: x\n" + _GOOD, "key 'keywords': must be a list"),
+        ("detectors:\n  - name: a\n    multiline: 1\n" + _GOOD, "key 'multiline': must be true"),
+        (
+            "detectors:\n  - name: a\n    examples: {good: []}\n" + _GOOD,
+            "key 'examples': unknown key 'good'",
+        ),
+        ("detectors:\n  - name: a\n" + _GOOD + "  - name: a\n" + _GOOD, "'a': duplicate name"),
+        ("structure: {secret_kinds: Secret}\n", "structure: key 'secret_kinds'"),
+        ("structure: {colour: red}\n", "structure: unknown key 'colour'"),
+    ],
+)
+def test_broken_files_name_file_detector_and_key(text: str, expected: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_rules(text, source="my-secrets.yaml")
+    message = str(caught.value)
+    assert message.startswith("my-secrets.yaml: ")
+    assert expected in message

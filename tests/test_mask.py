@@ -1,0 +1,533 @@
+"""The streaming masker: chunk safety, structure rules, base64, literals, command-awareness."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guardctl.detectors import default_detectors
+from guardctl.mask import (
+    BLOCK_CAP,
+    LINE_CAP,
+    TAIL,
+    Masker,
+    mask_text,
+    masker_for,
+    placeholder,
+)
+
+DATA = Path(__file__).parent / "data" / "mask"
+DETECTORS = default_detectors()
+GITHUB = "ghp_u8jzPde0IgxLd6GncfBAepfJBd0Kh8oOOL8d"
+MASKED_DATA = placeholder("secret-data")
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIEowIBAAKCAQEAPdBPPd+ZRwh1flQ/ZG7bdOOh1QulctAslTU2StQDH9eN6JUJ\n"
+    "PdBPPd+ZRwh1flQ/ZG7bdOOh1QulctAslTU2StQDH9eN6JUJqGb8mUtDZldrphAx\n"
+    "-----END RSA PRIVATE KEY-----\n"
+)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def stream(chunks: Sequence[bytes], masker: Masker | None = None) -> bytes:
+    masker = masker or Masker(DETECTORS)
+    return b"".join(masker.feed(c) for c in chunks) + masker.flush()
+
+
+def splits(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    for offset in range(len(data) + 1):
+        yield data[:offset], data[offset:]
+
+
+# --------------------------------------------------------------------------- chunk safety
+
+
+POSITIVES = [(d.name, example) for d in DETECTORS.values() for example in d.positive]
+
+
+@pytest.mark.parametrize(("name", "example"), POSITIVES)
+def test_a_secret_split_at_any_offset_is_still_masked(name: str, example: str) -> None:
+    data = (example + "\n").encode()
+    whole = mask_text(example + "\n").encode()
+    assert whole != data
+    for head, tail in splits(data):
+        assert stream([head, tail]) == whole, f"{name}: split at {len(head)}"
+
+
+def test_the_last_line_without_a_newline_is_masked_at_flush() -> None:
+    masker = Masker(DETECTORS)
+    assert masker.feed(f"token {GITHUB}".encode()) == b""
+    assert masker.flush() == f"token {placeholder('github-pat')}".encode()
+
+
+@pytest.mark.parametrize("text", ["naïve café 漢字 🔐 ok\n", "ü" * 50 + f" {GITHUB}\n"])
+def test_utf8_split_inside_a_character_stays_intact(text: str) -> None:
+    data = text.encode()
+    whole = mask_text(text).encode()
+    for head, tail in splits(data):
+        assert stream([head, tail]) == whole
+
+
+def test_bytes_that_are_not_utf8_pass_through_unchanged() -> None:
+    data = b"\xff\xfe binary \x80 line\n"
+    assert stream([data[:3], data[3:]]) == data
+
+
+def test_one_byte_at_a_time() -> None:
+    text = f"a: 1\nGITHUB_TOKEN={GITHUB}\n{PEM}b: 2\n"
+    assert stream([bytes([b]) for b in text.encode()]) == mask_text(text).encode()
+
+
+# --------------------------------------------------------------------------- multi-line blocks
+
+
+def test_a_pem_block_split_across_feeds_keeps_its_line_count() -> None:
+    text = "before\n" + PEM + "after\n"
+    data = text.encode()
+    expected = f"before\n{placeholder('pem-private-key')}\n\n\n\nafter\n".encode()
+    for head, tail in splits(data):
+        assert stream([head, tail]) == expected
+
+
+def test_a_pem_block_in_a_yaml_block_scalar_keeps_the_document() -> None:
+    text = "key.pem: |\n" + "".join("  " + line + "\n" for line in PEM.splitlines())
+    text += "other: value\n"
+    masked = mask_text(text)
+    assert "MIIE" not in masked
+    assert yaml.safe_load(masked)["other"] == "value"
+
+
+def test_a_key_block_that_never_ends_is_masked_at_eof() -> None:
+    unfinished = PEM.split("-----END")[0]
+    masked = stream([unfinished.encode()]).decode()
+    assert "MIIE" not in masked
+    assert masked.count("\n") == unfinished.count("\n")
+
+
+def test_an_endless_key_block_is_given_up_on_at_the_cap() -> None:
+    masker = Masker(DETECTORS)
+    out = [masker.feed(b"-----BEGIN PRIVATE KEY-----\n")]
+    line = b"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\n"
+    for _ in range(BLOCK_CAP // len(line) + 10):
+        out.append(masker.feed(line))
+        assert masker.buffered <= BLOCK_CAP + len(line)
+    shown = b"".join(out) + masker.flush()
+    assert b"QUFB" not in shown
+    assert placeholder("unfinished-private-key").encode() in shown
+
+
+# --------------------------------------------------------------------------- Secret objects
+
+
+SECRET_TYPES = {
+    "Opaque": {"password": b64("hunter2"), "username": b64("admin")},
+    "kubernetes.io/service-account-token": {
+        "ca.crt": b64("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+        "namespace": b64("default"),
+        "token": b64("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"),
+    },
+    "kubernetes.io/dockercfg": {".dockercfg": b64('{"r.example.com":{"auth":"dTpw"}}')},
+    "kubernetes.io/dockerconfigjson": {
+        ".dockerconfigjson": b64('{"auths":{"r.example.com":{"auth":"dTpw"}}}')
+    },
+    "kubernetes.io/basic-auth": {"password": b64("pw"), "username": b64("admin")},
+    "kubernetes.io/ssh-auth": {"ssh-privatekey": b64(PEM)},
+    "kubernetes.io/tls": {"tls.crt": b64("cert"), "tls.key": b64(PEM)},
+    "bootstrap.kubernetes.io/token": {
+        "token-id": b64("1daujp"),
+        "token-secret": b64("wrkcrgewm2ybdoz7"),
+        "usage-bootstrap-authentication": b64("true"),
+    },
+}
+
+
+def secret(kind: str, data: dict[str, str], name: str = "s") -> dict[str, Any]:
+    applied = {"apiVersion": "v1", "data": data, "kind": "Secret", "type": kind}
+    return {
+        "apiVersion": "v1",
+        "data": data,
+        "kind": "Secret",
+        "metadata": {
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": json.dumps(
+                    applied, separators=(",", ":")
+                )
+                + "\n"
+            },
+            "creationTimestamp": "2024-05-01T10:00:00Z",
+            "name": name,
+            "namespace": "default",
+            "resourceVersion": "8675309",
+            "uid": "0c6a1d2e-7b3f-4a58-9e21-6d4c8b0f1a27",
+        },
+        "type": kind,
+    }
+
+
+def config_map() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "data": {"game.properties": "lives=3", "ui.properties": "color=blue"},
+        "kind": "ConfigMap",
+        "metadata": {"name": "game", "namespace": "default"},
+    }
+
+
+def as_yaml(document: object) -> str:
+    # kubectl prints keys sorted, so `data` comes before `kind`
+    return str(yaml.safe_dump(document, sort_keys=True, width=1 << 20))
+
+
+def as_json(document: object) -> str:
+    return json.dumps(document, indent=4, sort_keys=True) + "\n"
+
+
+def assert_masked_secret(original: dict[str, Any], masked: dict[str, Any]) -> None:
+    assert masked.keys() == original.keys()
+    data = masked["data"]
+    assert data == {key: MASKED_DATA for key in original["data"]}
+    assert masked["type"] == original["type"]
+    meta, original_meta = masked["metadata"], original["metadata"]
+    assert isinstance(meta, dict) and isinstance(original_meta, dict)
+    for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp"):
+        assert meta[key] == original_meta[key]
+    applied = json.loads(meta["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+    assert applied["data"] == data
+
+
+FORMATS = [(as_yaml, yaml.safe_load), (as_json, json.loads)]
+Dump = Callable[[object], str]
+Load = Callable[[str], Any]
+
+
+@pytest.mark.parametrize("kind", sorted(SECRET_TYPES))
+@pytest.mark.parametrize(("dump", "load"), FORMATS)
+def test_every_secret_type_is_masked_and_still_parses(kind: str, dump: Dump, load: Load) -> None:
+    original = secret(kind, SECRET_TYPES[kind])
+    masked = mask_text(dump(original))
+    assert_masked_secret(original, load(masked))
+
+
+@pytest.mark.parametrize(("dump", "load"), FORMATS)
+def test_a_list_masks_secrets_and_keeps_config_maps(dump: Dump, load: Load) -> None:
+    items = [secret(k, SECRET_TYPES[k], name=f"s{i}") for i, k in enumerate(SECRET_TYPES)]
+    items.insert(2, config_map())
+    document = {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {}}
+    text = dump(document)
+    for chunk_size in (7, 4096, len(text)):
+        data = text.encode()
+        chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+        masked = load(stream(chunks).decode())
+        assert masked["items"][2] == config_map()
+        for original, result in zip(
+            items[:2] + items[3:], masked["items"][:2] + masked["items"][3:], strict=True
+        ):
+            assert_masked_secret(original, result)
+
+
+def test_string_data_block_scalars_are_masked_line_by_line() -> None:
+    text = (
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n"
+        "  config.yaml: |\n    user: admin\n    password: hunter2\n  plain: hunter2\ntype: Opaque\n"
+    )
+    masked = mask_text(text)
+    assert "hunter2" not in masked and "admin" not in masked
+    document = yaml.safe_load(masked)
+    assert document["stringData"]["plain"] == MASKED_DATA
+    assert document["type"] == "Opaque"
+    assert masked.count("\n") == text.count("\n")
+
+
+def test_structure_mode_masks_without_waiting_for_kind() -> None:
+    masker = Masker(DETECTORS, mode="structure")
+    shown = masker.feed(b"data:\n  password: aHVudGVyMg==\n")
+    assert shown == f"data:\n  password: {MASKED_DATA}\n".encode()
+
+
+def test_text_mode_holds_a_data_section_until_the_kind_is_known() -> None:
+    masker = Masker(DETECTORS)
+    assert masker.feed(b"data:\n  game: bGl2ZXM9Mw==\n") == b""
+    assert masker.buffered > 0
+    assert masker.feed(b"kind: ConfigMap\n") == b"data:\n  game: bGl2ZXM9Mw==\nkind: ConfigMap\n"
+
+
+def test_a_data_section_whose_kind_never_comes_is_masked() -> None:
+    assert mask_text("data:\n  password: aHVudGVyMg==\n") == f"data:\n  password: {MASKED_DATA}\n"
+
+
+def test_compact_json_lines_of_secrets_are_masked() -> None:
+    line = json.dumps(secret("Opaque", SECRET_TYPES["Opaque"]), separators=(",", ":"))
+    masked = json.loads(mask_text(line + "\n"))
+    assert masked["data"] == {"password": MASKED_DATA, "username": MASKED_DATA}
+
+
+# --------------------------------------------------------------------------- other structure
+
+
+def test_kubeconfig_credentials_are_masked_and_certificates_kept() -> None:
+    text = (DATA / "kubeconfig.yaml").read_text()
+    masked = mask_text(text)
+    assert masked == (DATA / "kubeconfig.masked.yaml").read_text()
+    config = yaml.safe_load(masked)
+    users = {u["name"]: u["user"] for u in config["users"]}
+    assert users["admin"]["client-key-data"] == placeholder("credential")
+    assert users["admin"]["client-certificate-data"].startswith("LS0tLS1CRUdJTiBDRVJU")
+    assert users["robot"]["token"] == placeholder("credential")
+    assert users["basic"] == {"password": placeholder("credential"), "username": "admin"}
+    oidc = users["oidc"]["auth-provider"]["config"]
+    assert {oidc[k] for k in ("client-secret", "id-token", "refresh-token")} == {
+        placeholder("credential")
+    }
+    assert oidc["idp-issuer-url"] == "https://issuer.example"
+
+
+def test_describe_secret_keeps_sizes_and_masks_values() -> None:
+    text = (DATA / "describe-secret.txt").read_text()
+    masked = mask_text(text)
+    assert masked == (DATA / "describe-secret.masked.txt").read_text()
+    assert "ca.crt:     1099 bytes" in masked and "password:  14 bytes" in masked
+    assert "eyJ" not in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "env:\n- name: DB_PASSWORD\n  value: postgres\n- name: LOG_LEVEL\n  value: debug\n",
+            "env:\n- name: DB_PASSWORD\n  value: «masked:secret-env»\n"
+            "- name: LOG_LEVEL\n  value: debug\n",
+        ),
+        (
+            '[\n    {\n        "name": "API_TOKEN",\n        "value": "abc"\n    }\n]\n',
+            '[\n    {\n        "name": "API_TOKEN",\n        "value": "«masked:secret-env»"\n'
+            "    }\n]\n",
+        ),
+        (
+            '- name: PASSWORD_MIN_LENGTH\n  value: "8"\n',
+            '- name: PASSWORD_MIN_LENGTH\n  value: "8"\n',
+        ),
+    ],
+)
+def test_env_values_with_secret_looking_names(text: str, expected: str) -> None:
+    assert mask_text(text) == expected
+
+
+@pytest.mark.parametrize("name", ["pod.yaml", "pods.txt", "secrets.txt", "events.txt"])
+def test_names_uids_digests_timestamps_and_ips_stay(name: str) -> None:
+    text = (DATA / name).read_text()
+    assert mask_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "uid: 0c6a1d2e-7b3f-4a58-9e21-6d4c8b0f1a27",
+        "image: nginx@sha256:4c5e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6",
+        'creationTimestamp: "2024-05-01T10:00:00Z"',
+        'resourceVersion: "8675309"',
+        "podIP: 192.168.7.21",
+        "ip: fd00:10:244::15",
+        "name: bootstrap-token-1daujp",
+        'token: ""',
+        "PASSWORD_MIN_LENGTH=8",
+        "secretName: web-tls",
+    ],
+)
+def test_ordinary_values_stay(line: str) -> None:
+    assert mask_text(line + "\n") == line + "\n"
+
+
+def test_table_columns_keep_their_positions() -> None:
+    table = f"NAME   TOKEN                                        AGE\nci     {GITHUB}     4h\n"
+    masked = mask_text(table).splitlines()
+    assert masked[1].index("4h") == table.splitlines()[1].index("4h")
+    assert placeholder("github-pat") in masked[1]
+    assert masked[0] == table.splitlines()[0]
+
+
+def test_masks_never_add_or_remove_line_breaks() -> None:
+    text = f"a {GITHUB}\r\n{PEM}b\n\n"
+    assert mask_text(text).count("\n") == text.count("\n")
+    assert mask_text(text).count("\r\n") == 1
+
+
+def test_placeholders_survive_yaml_flow_style() -> None:
+    masked = mask_text(f"x: {{a: {GITHUB}, b: [1, 2]}}\n")
+    assert yaml.safe_load(masked) == {"x": {"a": placeholder("github-pat"), "b": [1, 2]}}
+
+
+# --------------------------------------------------------------------------- literals and base64
+
+
+LITERAL = "s3cr3t-minted-token-value"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"token is {LITERAL} here\n",
+        f"b64: {b64(LITERAL)}\n",
+        *(f"blob: {b64(prefix + LITERAL + ' tail')}\n" for prefix in ("", "a", "ab", "abc")),
+    ],
+)
+def test_literal_values_are_masked_plain_and_in_base64(text: str) -> None:
+    masked = mask_text(text, literals=[LITERAL])
+    assert LITERAL not in masked
+    assert b64(LITERAL)[:12] not in masked
+    assert placeholder("literal") in masked or "+base64" in masked
+
+
+def test_short_literals_are_ignored() -> None:
+    assert mask_text("a b c\n", literals=["b"]) == "a b c\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        (f"value: {b64('GITHUB_TOKEN=' + GITHUB)}\n", "github-pat+base64"),
+        (f"value: {b64(b64('GITHUB_TOKEN=' + GITHUB))}\n", "github-pat+base64"),
+        (f"value: {b64(PEM)}\n", "pem-private-key+base64"),
+    ],
+)
+def test_base64_blobs_that_hide_a_secret_are_masked(text: str, name: str) -> None:
+    assert mask_text(text) == f"value: {placeholder(name)}\n"
+
+
+def test_wrapped_base64_is_decoded_across_lines() -> None:
+    blob = b64("config:\n  GITHUB_TOKEN=" + GITHUB + "\n" + "padding " * 10)
+    wrapped = "".join("    " + blob[i : i + 40] + "\n" for i in range(0, len(blob), 40))
+    text = "Certificate:\n" + wrapped + "done\n"
+    data = text.encode()
+    for head, tail in list(splits(data))[:: len(data) // 25]:
+        masked = stream([head, tail]).decode()
+        assert not any(line in masked for line in wrapped.splitlines())
+        assert "github-pat+base64" in masked
+        assert masked.count("\n") == text.count("\n")
+
+
+@pytest.mark.parametrize(("key", "masked"), [("encryption-key", True), ("checksum", False)])
+def test_random_bytes_are_masked_under_a_secret_looking_key(key: str, masked: bool) -> None:
+    blob = base64.b64encode(bytes(range(7, 250, 7))).decode()
+    result = mask_text(f"{key}: {blob}\n")
+    assert (blob not in result) is masked
+
+
+# --------------------------------------------------------------------------- whole-line mode
+
+
+@pytest.mark.parametrize(
+    ("argv", "mode"),
+    [
+        (("get", "secret", "db", "-o", "jsonpath={.data.password}"), "whole"),
+        (("get", "secrets", "-ojsonpath={.items[*].data}"), "whole"),
+        (("get", "secret/db", "-o=go-template={{.data.password}}"), "whole"),
+        (
+            ("-n", "x", "get", "Secret", "db", "--output", "custom-columns=P:.data.password"),
+            "whole",
+        ),
+        (("get", "secret", "db", "--output=go-template-file=t.tmpl"), "whole"),
+        (("get", "secret", "db", "--template={{.data.password}}"), "whole"),
+        (("get", "cm,secrets", "-o", "template={{.data}}"), "whole"),
+        (("config", "view", "--raw", "-o", "jsonpath={.users[0].user.token}"), "whole"),
+        (("get", "secret", "db", "-o", "yaml"), "structure"),
+        (("get", "secrets", "-A"), "structure"),
+        (("describe", "secret", "db"), "structure"),
+        (("get", "pods", "-o", "jsonpath={.items[*].metadata.name}"), "text"),
+        (("get", "configmap", "-o", "yaml"), "text"),
+        (("logs", "deploy/web"), "text"),
+    ],
+)
+def test_masker_for_reads_the_command(argv: tuple[str, ...], mode: str) -> None:
+    masker = masker_for(argv, DETECTORS)
+    assert masker.mode == mode
+
+
+def test_whole_mode_masks_every_non_empty_line() -> None:
+    masker = masker_for(("get", "secret", "db", "-o", "jsonpath={.data.password}"), DETECTORS)
+    chunks = [b"aHVu", b"dGVyMg==\n\nYWRt", b"aW4="]
+    assert stream(chunks, masker) == (
+        f"{placeholder('command-output')}\n\n{placeholder('command-output')}".encode()
+    )
+
+
+def test_unknown_mode_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown masking mode"):
+        Masker(DETECTORS, mode="html")
+
+
+# --------------------------------------------------------------------------- bounded memory
+
+
+def test_fifty_megabytes_stream_through_a_bounded_buffer() -> None:
+    item = (
+        "- apiVersion: v1\n  data:\n    password: aHVudGVyMg==\n    tls.key: "
+        + "QUJD" * 500
+        + "\n  kind: Secret\n  metadata:\n    name: s\n  type: Opaque\n"
+    ).encode()
+    chunk = (item * (65536 // len(item) + 1))[:65536]
+    masker = Masker(DETECTORS)
+    bound = LINE_CAP + BLOCK_CAP + 2 * 65536
+    most = 0
+    shown = 0
+    for _ in range(50 * 1024 * 1024 // len(chunk)):
+        shown += len(masker.feed(chunk))
+        most = max(most, masker.buffered)
+    shown += len(masker.flush())
+    assert most <= bound
+    assert shown > 0
+
+
+def test_a_line_without_end_is_cut_with_a_bounded_tail() -> None:
+    masker = Masker(DETECTORS)
+    piece = b"word " * 13107  # 64 KiB of a line that never ends
+    shown = b""
+    for _ in range(40):
+        shown += masker.feed(piece)
+        assert masker.buffered <= LINE_CAP + len(piece)
+    assert len(shown) > 40 * len(piece) - LINE_CAP - TAIL
+    assert shown + masker.flush() == piece * 40
+
+
+def test_an_overlong_secret_value_is_masked_whole() -> None:
+    masker = Masker(DETECTORS, mode="structure")
+    shown = masker.feed(b"data:\n  blob: ")
+    for _ in range(LINE_CAP // 65536 + 2):
+        shown += masker.feed(b"QUJD" * 16384)
+    shown += masker.feed(b"QUJD\n  other: eA==\n") + masker.flush()
+    assert b"QUJD" not in shown
+    assert shown == f"data:\n  blob: {MASKED_DATA}\n  other: {MASKED_DATA}\n".encode()
+
+
+# --------------------------------------------------------------------------- any chunking
+
+CORPUS = "".join(
+    [
+        (DATA / "kubeconfig.yaml").read_text(),
+        "---\n",
+        as_yaml(secret("kubernetes.io/tls", SECRET_TYPES["kubernetes.io/tls"])),
+        (DATA / "describe-secret.txt").read_text(),
+        as_json(secret("Opaque", SECRET_TYPES["Opaque"])),
+        f"GITHUB_TOKEN={GITHUB}\n",
+        PEM,
+        (DATA / "pods.txt").read_text(),
+    ]
+).encode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(CORPUS)), max_size=12))
+def test_any_chunking_gives_the_same_output(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(CORPUS)]
+    chunks = [CORPUS[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert stream(chunks) == stream([CORPUS])

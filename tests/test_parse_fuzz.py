@@ -1,0 +1,109 @@
+"""guardctl.parse under random input: never raises, fails closed, fast path == bashlex path."""
+
+from __future__ import annotations
+
+import shlex
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guardctl.model import ParsedLine
+from guardctl.parse import _RESERVED, _parse, _simple_words, parse
+
+SEEDS = [
+    "kubectl get pods -n kube-system",
+    "sudo -u admin kubectl delete ns 'my ns' && echo done",
+    "cat <<'EOF' | kubectl apply -f -\nkind: Pod\nEOF\n",
+    'bash -c "kubectl get pods | grep $(whoami)"',
+    "for n in $(kubectl get ns -o name); do kubectl delete $n; done",
+    "X=$(kubectl get secret s -o jsonpath='{.data.x}' | base64 -d) env -i kubectl get",
+    "find . -name '*.yaml' -exec kubectl apply -f {} \\;",
+    'alias k=kubectl; k get pods; f() { k "$@"; }; f get ns',
+    "echo $'kube\\x63tl' `date` ${x:-$(ls)} $((1+2)) <(a) >(b) 2>&1 > out",
+    "xargs -I{} sh -c 'kubectl delete ns {}' < list.txt",
+]
+# characters that matter to a shell parser, plus a few that should not
+SPICE = list("'\"$()`\\\n\0{}[]|;&<>#!*?~= \t-") + ["$(", "<<", "<<EOF\n", "\nEOF", "$'", "${"]
+
+mutation = st.tuples(st.integers(min_value=0, max_value=400), st.sampled_from(SPICE), st.booleans())
+
+
+def _mutate(line: str, edits: list[tuple[int, str, bool]]) -> str:
+    for position, text, delete in edits:
+        at = position % (len(line) + 1)
+        line = line[:at] + line[at + 1 :] if delete else line[:at] + text + line[at:]
+    return line
+
+
+def _check(parsed: ParsedLine, line: str) -> None:
+    assert isinstance(parsed, ParsedLine)
+    assert parsed.line == line
+    if not parsed.problems:
+        assert all(command.argv for command in parsed.commands)
+        assert all(all(isinstance(a, str) for a in command.argv) for command in parsed.commands)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_random_text_never_raises(line: str) -> None:
+    _check(parse(line), line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SPICE + ["a", "b", "kubectl", " "]), max_size=60).map("".join))
+def test_shell_punctuation_never_raises(line: str) -> None:
+    _check(parse(line), line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(SEEDS), st.lists(mutation, min_size=1, max_size=6))
+def test_mutated_real_lines_never_raise(seed: str, edits: list[tuple[int, str, bool]]) -> None:
+    line = _mutate(seed, edits)
+    _check(parse(line), line)
+
+
+plain = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_./:,@%+^=", min_size=1, max_size=8)
+# quoted text may hold anything but the quote itself and what the fast path refuses
+quoted = st.builds(lambda s: f"'{s}'", st.text(alphabet='ab "=', max_size=6)) | st.builds(
+    lambda s: f'"{s}"', st.text(alphabet="ab '=", max_size=6)
+)
+word = st.lists(plain | quoted, min_size=1, max_size=3).map("".join)
+programs = st.sampled_from(
+    [
+        "kubectl",
+        "sudo",
+        "env",
+        "xargs",
+        "nice",
+        "timeout",
+        "bash",
+        "sh",
+        "eval",
+        "watch",
+        "command",
+        "flock",
+        "find",
+        "alias",
+        "time",
+        "if",
+        "exec",
+        "A=1",
+    ]
+)
+simple_line = st.builds(
+    lambda first, rest, sep: sep.join([first, *rest]),
+    programs | word,
+    st.lists(word | programs | st.sampled_from(["-c", "-u", "-n", "--", "-i", "-exec", "-print"])),
+    st.sampled_from([" ", "  ", "\t", " \t "]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(simple_line)
+def test_fast_path_equals_bashlex(line: str) -> None:
+    first = shlex.split(line)[0]
+    # every generated line is a fast-path line unless it starts with a keyword or assignment
+    assert (_simple_words(line) is None) == (first in _RESERVED or "=" in first)
+    fast = _parse(line, allow_fast=True)
+    assert fast == _parse(line, allow_fast=False)
+    _check(fast, line)

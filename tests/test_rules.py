@@ -1,0 +1,114 @@
+"""The rule loader: schema errors name file, line, rule id and key; overrides by id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guardctl.errors import RuleError
+from guardctl.model import Action
+from guardctl.bundled import bundled_rules_dir
+from guardctl.rules import load_rules, parse_pattern, parse_rules
+
+GOOD = """
+rules:
+  - id: no-exec
+    action: approve
+    reason: Exec opens a shell.
+    match: "exec"
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules: [", "x.yaml:1: not valid YAML"),
+        ("- id: a", "a rules file is a mapping with a 'rules:' list"),
+        ("rules: {id: a}", "'rules' must be a list"),
+        ("rules:\n  - action: deny\n    reason: r\n    match: drain", "x.yaml:2: rule #1 needs an 'id'"),
+        ("rules:\n  - id: a\n    action: block\n    reason: r\n    match: drain",
+         "rule 'a': 'action' must be allow, approve or deny, not 'block'"),
+        ("rules:\n  - id: a\n    action: deny\n    match: drain", "rule 'a': needs a 'reason'"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r", "rule 'a': needs a 'match'"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: drain\n    mtach: x",
+         "rule 'a': unknown key 'mtach'"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {verb: [delete]}",
+         "rule 'a': 'match': unknown key 'verb'"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {resources: [nopes]}",
+         "unknown resource type 'nopes'"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {risks: [scary]}",
+         "unknown risk 'scary'"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {}", "an empty mapping"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {dry_run: maybe}",
+         "'dry_run': must be true or false"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 'get pods \"'",
+         "cannot split pattern"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 'get frobs'",
+         "unknown resource type"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: drain\n"
+         "  - id: a\n    action: deny\n    reason: r\n    match: drain", "rule id 'a' is already used"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 7", "must be a pattern string"),
+        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {flags: [{nam: x}]}",
+         "a flag condition mapping"),
+    ],
+)
+def test_broken_rules_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules(text, "x.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("x.yaml")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "verbs", "resources", "flags"),
+    [
+        ("delete namespace", (("delete",),), ("namespaces",), {}),
+        ("delete ns", (("delete",),), ("namespaces",), {}),
+        ("get secrets -o yaml", (("get",),), ("secrets",), {"output": ("yaml",)}),
+        ("get secret --output=yaml", (("get",),), ("secrets",), {"output": ("yaml",)}),
+        ("rollout restart deploy", (("rollout", "restart"),), ("deployments.apps",), {}),
+        ("config view --raw", (("config", "view"),), (), {"raw": ()}),
+        ("create token", (("create", "token"),), (), {}),
+    ],
+)
+def test_short_patterns_read_like_commands(
+    pattern: str, verbs: tuple[tuple[str, ...], ...], resources: tuple[str, ...],
+    flags: dict[str, tuple[str, ...]],
+) -> None:
+    match = parse_pattern(pattern)
+    assert match.verbs == verbs
+    assert match.resources == resources
+    assert {f.name: f.values_in for f in match.flags} == flags
+
+
+def test_bundled_policy_loads() -> None:
+    ruleset = load_rules([bundled_rules_dir()])
+    ids = {r.id for r in ruleset.rules}
+    assert {"delete-namespace", "exec-into-container", "read-secret-values", "self-protect-writes"} <= ids
+    assert all(r.reason for r in ruleset.rules)
+
+
+def test_later_file_replaces_and_disables_by_id(tmp_path: Path) -> None:
+    user = tmp_path / "mine.yaml"
+    user.write_text(
+        "rules:\n"
+        "  - id: exec-into-container\n    action: deny\n    reason: No exec here.\n    match: exec\n"
+        "  - id: copy-files\n    disabled: true\n"
+    )
+    ruleset = load_rules([bundled_rules_dir(), user])
+    by_id = {r.id: r for r in ruleset.rules}
+    assert by_id["exec-into-container"].action is Action.DENY
+    assert by_id["exec-into-container"].origin.startswith(str(user))
+    assert "copy-files" not in by_id
+
+
+def test_missing_rules_path_is_a_rule_error(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match="no such rules file"):
+        load_rules([tmp_path / "nope.yaml"])
+
+
+def test_folder_skips_the_secret_detectors(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "secrets.yaml").write_text("detectors: []\n")
+    assert [r.id for r in load_rules([tmp_path]).rules] == ["no-exec"]
