@@ -11,9 +11,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from guardctl.policy import PolicyContext
+if TYPE_CHECKING:
+    from guardctl.policy import PolicyContext
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Environment:
     def policy_context(self) -> PolicyContext:
         """The real paths the self-protection rules guard, for the `@protected` placeholder."""
         from guardctl.bundled import bundled_rules_dir
+        from guardctl.policy import PolicyContext
 
         paths = [self.state_dir, self.config_path.parent, bundled_rules_dir()]
         paths += self.extra_rule_paths()

@@ -62,6 +62,10 @@ class FlagTable:
         """The flag `--name` of `path`, else the global one; None if kubectl has neither."""
         return self.long.get(path, {}).get(name) or self.long[ROOT].get(name)
 
+    def is_global(self, path: str, name: str) -> bool:
+        """True when `--name` given to `path` is kubectl's global flag, not one of its own."""
+        return name not in self.long.get(path, {}) and name in self.long[ROOT]
+
     def shorthand(self, path: str, letter: str) -> FlagSpec | None:
         """The flag `-letter` of `path`, else the global one."""
         return self.short.get(path, {}).get(letter) or self.short[ROOT].get(letter)

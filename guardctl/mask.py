@@ -47,7 +47,7 @@ LINE_CAP = 512 * 1024
 # an unfinished PEM block, wrapped base64 blob or undecided data section is held this long
 BLOCK_CAP = 256 * 1024
 # kept back when an overlong line is cut: longer than any bounded detector match
-TAIL = 16 * 1024
+TAIL = 32 * 1024
 # literals shorter than this would mask ordinary words
 MIN_LITERAL = 6
 # base64 inside base64 inside the text is decoded; deeper is not
@@ -348,7 +348,7 @@ class _Entry:
 
 def _entry(line: str, lead: int) -> _Entry | None:
     """Read `key: value` (YAML) or `"key": value` (JSON) from a line; None for other lines."""
-    body = line.rstrip()
+    body = line.rstrip(" \t\r\n")
     if body.startswith('"', lead):
         match = _JSON_KEY.match(body, lead)
         if match is None:
@@ -460,12 +460,14 @@ class _Structure:
             self._end_objects(-1)
             self._emit(line)
             return
-        self._end_objects(lead)
         section = self._section
+        if section is not None or self._env_level is not None or self._kinds:
+            self._end_objects(lead)
+            section = self._section
         if section is not None and section.open and lead > section.level:
             self._section_line(line, lead, section)
             return
-        entry = _entry(line, lead)
+        entry = _entry(body, lead)
         self._emit(self._keyed_line(line, entry) if entry else self._plain_line(line, stripped))
         self._previous = stripped
 
@@ -487,7 +489,7 @@ class _Structure:
 
     def _section_line(self, line: str, lead: int, section: _Section) -> None:
         """A line inside a data mapping: every value there is secret if the object is."""
-        entry = _entry(line, lead)
+        entry = _entry(line.rstrip("\r\n"), lead)
         if entry is not None and _is_block(entry.value):
             self._block = _Block(entry.level, mask=SECRET_DATA)
             self._emit(line)
@@ -621,7 +623,9 @@ class _Structure:
 
     def _emit(self, line: str) -> None:
         section = self._section
-        if section is not None and section.secret is None:
+        if section is None:
+            self._out.append(line)
+        elif section.secret is None:
             section.held.append(line)
             section.size += len(line)
             if section.size > BLOCK_CAP:
@@ -774,9 +778,9 @@ class Masker:
             return self._whole(text)
         if self._swallow:
             newline = text.find("\n")
-            if newline < 0:
+            if newline < 0 and not final:
                 return ""
-            text, self._swallow = text[newline:], False
+            text, self._swallow = ("" if newline < 0 else text[newline:]), False
         newline = text.rfind("\n")
         if newline < 0:
             self._pieces.append(text)
@@ -899,35 +903,6 @@ def mask_text(
 # --------------------------------------------------------------------------- command-aware
 
 
-def _output_format(argv: Sequence[str]) -> str | None:
-    """The -o/--output value in any of its spellings, up to `=` (jsonpath=... -> jsonpath)."""
-    found: str | None = None
-    for index, word in enumerate(argv):
-        if word == "--":
-            break
-        value: str | None = None
-        if word in ("-o", "--output") and index + 1 < len(argv):
-            value = argv[index + 1]
-        elif word.startswith("--output="):
-            value = word[len("--output=") :]
-        elif word.startswith("-o") and word not in ("-o",):
-            value = word[2:].removeprefix("=")
-        elif word == "--template" or word.startswith("--template="):
-            value = value or "go-template"
-        if value is not None:
-            found = value.split("=", 1)[0]  # kubectl takes the last one given
-    return found
-
-
-def _names_secrets(word: str) -> bool:
-    """`secret`, `Secrets`, `secret/x`, `secrets.v1`, `cm,secret`: a word naming Secrets."""
-    for part in word.lower().split(","):
-        resource = part.split("/", 1)[0].split(".", 1)[0]
-        if resource in _SECRET_RESOURCES:
-            return True
-    return False
-
-
 def masker_for(
     argv: Sequence[str],
     detectors: Mapping[str, Detector],
@@ -935,16 +910,22 @@ def masker_for(
 ) -> Masker:
     """The masker for the output of `kubectl ARGV` (argv without the program name).
 
-    A light, self-contained reading of argv, to be replaced by the normalizer: when any
-    word names Secrets, a template-like output (-o jsonpath=..., go-template, custom-columns,
-    --template) prints bare secret values, so every line is masked whole, and any other
-    output is read as Secrets ("structure"); `config view` with a template is masked whole
-    too. Anything else is "text". Each guess errs towards masking more.
+    Read with the normalizer, so every spelling of a type and of `-o` counts. When the call
+    names Secrets (also through a `--raw` API path), a template-like output (-o jsonpath=...,
+    go-template, custom-columns, --template) prints bare secret values, so every line is
+    masked whole, and any other output is read as Secrets ("structure"); `config view` with a
+    template is masked whole too. A call guardctl did not fully understand is read as naming
+    Secrets: each guess errs towards masking more.
     """
-    words = [w for w in argv if not w.startswith("-")]
-    output = _output_format(argv)
-    template = output in _TEMPLATE_OUTPUTS
-    secrets = any(_names_secrets(w) for w in words[1:])
-    if template and (secrets or words[:2] == ["config", "view"]):
+    from guardctl.model import SimpleCommand
+    from guardctl.normalize import normalize
+
+    call = normalize(SimpleCommand(argv=("kubectl", *argv)))
+    output = (call.flag("output") or ("go-template" if call.has_flag("template") else "")).split(
+        "=", 1
+    )[0]
+    template = output in _TEMPLATE_OUTPUTS or call.has_flag("template")
+    secrets = bool(call.problems) or any(r.resource in _SECRET_RESOURCES for r in call.resources)
+    if template and (secrets or call.verb == "config view"):
         return Masker(detectors, literals, "whole")
     return Masker(detectors, literals, "structure" if secrets else "text")

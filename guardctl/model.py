@@ -121,6 +121,9 @@ class KubectlCall:
     namespace: str | None = None  # None: the context's default namespace
     all_namespaces: bool = False
     flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # the flags above that are kubectl's global ones: `--user` of `create rolebinding` names a
+    # subject, the global `--user` picks a kubeconfig credential
+    global_flags: frozenset[str] = frozenset()
     args: tuple[str, ...] = ()  # positional words after the verb, as given
     command: tuple[str, ...] = ()  # words after `--` (exec, run, debug)
     dry_run: bool = False  # true only for --dry-run=client|server (and bare --dry-run)

@@ -636,6 +636,9 @@ def _call(cmd: SimpleCommand, state: _State) -> KubectlCall:
         namespace=_namespace(state),
         all_namespaces=_last(state, "all-namespaces") == "true" or state.all_namespaces_from_args,
         flags={name: tuple(values) for name, values in state.flags.items()},
+        global_flags=frozenset(
+            name for name in state.flags if state.table.is_global(state.path, name)
+        ),
         args=tuple(w.text for w in state.positional + ([] if in_command else state.after_dash)),
         command=tuple(w.text for w in state.after_dash) if in_command else (),
         dry_run=dry in _DRY_VALUES and "dry-run" not in state.dynamic_flags,

@@ -226,6 +226,8 @@ def _flag_holds(condition: FlagCondition, call: KubectlCall) -> str | None:
     values = call.flags.get(condition.name)
     if not values or values[-1] == "false":
         return None
+    if condition.global_only and condition.name not in call.global_flags:
+        return None
     if condition.values_in:
         hit = next((v for v in values if _any_glob(v, condition.values_in)), None)
         return None if hit is None else f"--{condition.name}={hit}"

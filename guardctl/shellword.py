@@ -434,7 +434,7 @@ class _Scanner:
         return -1
 
     def _test_command(self, start: int, end: int, closer: str) -> int:
-        """Blank `[[ ... ]]` (end at `]]`) or `(( ... ))` (end after `))`); returns the next index."""
+        """Blank `[[ ... ]]` (`end` at `]]`) or `(( ... ))` (`end` past `))`); returns the end."""
         line = self.line
         stop = end if closer == "]]" else end - 2
         if end < 0 or "\n" in line[start:stop] or ";" in line[start:stop]:

@@ -122,7 +122,7 @@ PREPARED = [
     ("case $x in a|b) c;; *) d;; esac", "{ :  $x \n  :  \n c\n\n :\n d\n\n \n}  "),
     ("case x in (a) b;& c) d;;& esac", "{ :  x \n  : \n b\n\n :\n d\n\n\n \n}  "),
     ("echo case x in", "echo case x in"),
-    ("[[ $a < b && ( c ) ]]; d", ":  $a   b      c    ; d"),
+    ("[[ $a < b && ( c ) ]]; d", ":  $a   b      c     ; d"),
     ("x && [[ $(a) ]]", "x && :  $(a)   "),
     ("(( a < $(b) ))", ":  a   $(b)   "),
     ("((a) )", "((a) )"),

@@ -1,0 +1,142 @@
+"""guardctl's configuration file: which cluster, which ServiceAccount, where the secret lives.
+
+The file (`$GUARDCTL_CONFIG`, default `$XDG_CONFIG_HOME/guardctl/config.yaml`) never holds a
+secret: the credential itself is in the OS keyring under `keyring-service`. Everything here
+is safe to show, back up or paste into an issue.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from guardctl.errors import UsageError
+
+CREDENTIAL_KINDS = ("token", "client-certificate", "exec")
+DEFAULT_KEYRING_SERVICE = "guardctl"
+DEFAULT_TTL = "1h"
+# the API server refuses TokenRequests shorter than ten minutes
+MIN_TTL_SECONDS = 600
+# a Go duration as kubectl's --duration takes it, restricted to whole h/m/s parts
+_TTL = re.compile(r"(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+# a Kubernetes object name (DNS-1123 subdomain)
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def ttl_seconds(ttl: str) -> int:
+    """Seconds in a duration such as `1h`, `90m` or `1h30m`; UsageError when malformed or < 10m."""
+    match = _TTL.fullmatch(ttl)
+    if not ttl or match is None:
+        raise UsageError(f"token TTL {ttl!r} is not a duration such as 1h, 30m or 1h30m")
+    seconds = sum(int(match[unit] or 0) * size for unit, size in (("h", 3600), ("m", 60), ("s", 1)))
+    if seconds < MIN_TTL_SECONDS:
+        raise UsageError(f"token TTL {ttl!r} is shorter than the API server's minimum of 10m")
+    return seconds
+
+
+def split_service_account(text: str) -> tuple[str, str]:
+    """`NS/NAME` -> (NS, NAME); UsageError unless both are valid object names."""
+    namespace, _, name = text.partition("/")
+    if not (_NAME.fullmatch(namespace) and _NAME.fullmatch(name)):
+        raise UsageError(f"service account {text!r} is not NAMESPACE/NAME")
+    return namespace, name
+
+
+@dataclass(frozen=True)
+class Config:
+    """What `guardctl creds import` recorded. Field names map to YAML keys with `-` for `_`."""
+
+    context: str  # the kubeconfig context the credential came from
+    cluster: str
+    user: str  # the kubeconfig user whose credential is now in the keyring
+    server: str
+    certificate_authority_data: str  # base64 PEM, public; "" trusts the system roots
+    namespace: str  # the context's default namespace
+    service_account: str  # NS/NAME the agent's short-lived tokens are minted for
+    credential: str  # one of CREDENTIAL_KINDS
+    token_ttl: str = DEFAULT_TTL
+    keyring_service: str = DEFAULT_KEYRING_SERVICE
+
+    def __post_init__(self) -> None:
+        split_service_account(self.service_account)
+        ttl_seconds(self.token_ttl)
+        if self.credential not in CREDENTIAL_KINDS:
+            kinds = ", ".join(CREDENTIAL_KINDS)
+            raise UsageError(f"credential kind {self.credential!r} is not one of {kinds}")
+
+    @property
+    def sa_namespace(self) -> str:
+        return split_service_account(self.service_account)[0]
+
+    @property
+    def sa_name(self) -> str:
+        return split_service_account(self.service_account)[1]
+
+    @property
+    def ttl_seconds(self) -> int:
+        return ttl_seconds(self.token_ttl)
+
+
+def _key(field_name: str) -> str:
+    return field_name.replace("_", "-")
+
+
+_FIELDS = {_key(f.name): f for f in fields(Config)}
+_REQUIRED = [key for key, f in _FIELDS.items() if f.default is MISSING]
+
+
+def _from_mapping(path: Path, data: Any) -> Config:
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of settings")
+    for key, value in data.items():
+        if key not in _FIELDS:
+            raise UsageError(f"{path}: unknown key {key!r}")
+        if not isinstance(value, str):
+            raise UsageError(f"{path}: key {key!r} must be a string")
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise UsageError(f"{path}: missing key {missing[0]!r}")
+    try:
+        return Config(**{_FIELDS[key].name: value for key, value in data.items()})
+    except UsageError as err:
+        raise UsageError(f"{path}: {err}") from err
+
+
+def load_config(path: Path) -> Config | None:
+    """The configuration at `path`, or None when there is no such file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: cannot read: {err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise UsageError(f"{path}: not valid YAML: {err}".splitlines()[0]) from err
+    return _from_mapping(path, data)
+
+
+def save_config(path: Path, config: Config) -> None:
+    """Write `config` atomically: a 0600 temp file in a 0700 folder, then rename over `path`."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkdir's mode is masked by umask and ignored for an existing folder; the folder is ours
+    os.chmod(path.parent, 0o700)
+    data = {_key(f.name): getattr(config, f.name) for f in fields(Config)}
+    # mkstemp creates the file 0600
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(data, handle, sort_keys=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

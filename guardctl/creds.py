@@ -1,0 +1,509 @@
+"""Credentials: the user's kubeconfig credential in the OS keyring, short-lived agent tokens.
+
+`guardctl creds import` moves one kubeconfig user's credential (token, client certificate
+or exec plugin) into the keyring and records the cluster and the agent's ServiceAccount
+in the config file, which holds no secret. Before each kubectl run `mint_token` asks the
+API server for a short-lived ServiceAccount token (TokenRequest), by running the real
+kubectl with a private kubeconfig that holds the stored credential for a moment; so
+client certificates and exec plugins work without guardctl speaking TLS client auth.
+The minted token is cached in the keyring too, never in a file.
+
+No function here prints, logs or puts a credential or token into an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import keyring
+import keyring.errors
+import yaml
+from keyring.backend import KeyringBackend
+
+from guardctl.config import Config, load_config, save_config
+from guardctl.env import Environment
+from guardctl.errors import UnsafeError, UsageError
+from guardctl.kubeconfig import child_environ, private_kubeconfig
+from guardctl.runner import NOT_FOUND, find_kubectl
+
+Clock = Callable[[], float]
+# a cached token is reused while at least this share of its life is left
+REFRESH_FRACTION = 0.2
+MINT_TIMEOUT_SECONDS = 60
+# credential and CA files are small; a bigger one is the wrong file
+MAX_FILE_BYTES = 1024 * 1024
+# an error line from kubectl shown to the user is cut here
+MAX_ERROR_CHARS = 200
+# the keys of the kubeconfig user stanza stored for each credential kind
+STANZA_KEYS = {
+    "token": ("token",),
+    "client-certificate": ("client-certificate-data", "client-key-data"),
+    "exec": ("exec",),
+}
+# kubeconfig user keys that carry a credential, by the kind they belong to
+_USER_KEYS = {
+    "token": "token", "token-file": "token",
+    "client-certificate": "client-certificate", "client-certificate-data": "client-certificate",
+    "client-key": "client-certificate", "client-key-data": "client-certificate",
+    "exec": "exec",
+}
+# user settings guardctl cannot carry into the agent's kubeconfig: refusing beats silently
+# dropping them
+_UNSUPPORTED_USER_KEYS = (
+    "username", "password", "auth-provider", "as", "as-uid", "as-groups", "as-user-extra",
+)
+_UNSUPPORTED_CLUSTER_KEYS = ("proxy-url", "tls-server-name")
+
+
+def _import_hint(config: Config | None) -> str:
+    account = config.service_account if config else "NS/NAME"
+    return f"`guardctl creds import --service-account {account}`"
+
+
+@dataclass(frozen=True)
+class Token:
+    """A minted ServiceAccount token; times are seconds since the epoch on guardctl's clock."""
+
+    value: str = field(repr=False)
+    expires_at: float
+    issued_at: float
+
+    def fresh(self, now: float) -> bool:
+        """At least REFRESH_FRACTION of the token's life is left (and the clock did not go back)."""
+        life = self.expires_at - self.issued_at
+        left = self.expires_at - now
+        return life > 0 and self.issued_at <= now and left >= REFRESH_FRACTION * life
+
+
+# --------------------------------------------------------------------------- keyring
+
+
+def _keyring_error(err: Exception) -> UnsafeError:
+    if isinstance(err, keyring.errors.KeyringLocked):
+        return UnsafeError("the keyring is locked: unlock it (log in to your desktop) and retry")
+    if isinstance(err, (keyring.errors.NoKeyringError, keyring.errors.InitError)):
+        return UnsafeError(
+            "no usable keyring: install a keyring backend or set PYTHON_KEYRING_BACKEND"
+        )
+    # the exception's text is not shown: a backend could echo what it was given
+    return UnsafeError(f"the keyring failed ({type(err).__name__}): see `guardctl creds status`")
+
+
+class Vault:
+    """guardctl's entries in the keyring, with keyring errors turned into one-line UnsafeErrors.
+
+    `backend` None means keyring's own choice (honouring PYTHON_KEYRING_BACKEND).
+    """
+
+    def __init__(self, service: str, backend: KeyringBackend | None = None) -> None:
+        self.service = service
+        self._backend = backend
+
+    @property
+    def backend(self) -> KeyringBackend:
+        if self._backend is None:
+            try:
+                self._backend = keyring.get_keyring()
+            except (keyring.errors.KeyringError, OSError) as err:
+                raise _keyring_error(err) from err
+        return self._backend
+
+    def get(self, name: str) -> str | None:
+        try:
+            return self.backend.get_password(self.service, name)
+        except (keyring.errors.KeyringError, OSError) as err:
+            raise _keyring_error(err) from err
+
+    def set(self, name: str, value: str) -> None:
+        try:
+            self.backend.set_password(self.service, name, value)
+        except (keyring.errors.KeyringError, OSError) as err:
+            raise _keyring_error(err) from err
+
+    def delete(self, name: str) -> None:
+        try:
+            if self.backend.get_password(self.service, name) is not None:
+                self.backend.delete_password(self.service, name)
+        except (keyring.errors.KeyringError, OSError) as err:
+            raise _keyring_error(err) from err
+
+
+def credential_entry(config: Config) -> str:
+    return f"credential:{config.context}"
+
+
+def token_entry(config: Config) -> str:
+    return f"token:{config.context}"
+
+
+def _vault(config: Config, backend: KeyringBackend | None) -> Vault:
+    return Vault(config.keyring_service, backend)
+
+
+# --------------------------------------------------------------------------- reading a kubeconfig
+
+
+def default_kubeconfig(env: Environment) -> Path:
+    """The first `$KUBECONFIG` entry, else ~/.kube/config."""
+    first = next((p for p in env.environ.get("KUBECONFIG", "").split(os.pathsep) if p), "")
+    return Path(first).expanduser() if first else env.home / ".kube" / "config"
+
+
+def _mapping(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a mapping")
+    return value
+
+
+def _string(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{where}: expected a non-empty string")
+    return value
+
+
+def _named(doc: Mapping[str, Any], section: str, name: str, path: Path) -> dict[str, Any]:
+    """The body of the `section` entry called `name` (`clusters` -> its `cluster` mapping)."""
+    entries = doc.get(section) or []
+    if not isinstance(entries, list):
+        raise UsageError(f"{path}: {section} must be a list")
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            return _mapping(entry.get(section[:-1]), f"{path}: {section[:-1]} {name!r}")
+    raise UsageError(f"{path}: no {section[:-1]} named {name!r}")
+
+
+def _read_file(name: str, base: Path, where: str) -> bytes:
+    """A file a kubeconfig names; relative paths are relative to the kubeconfig, as in kubectl."""
+    path = base / Path(name).expanduser()
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise UsageError(f"{where}: cannot read {path}: {err.strerror}") from err
+    if len(data) > MAX_FILE_BYTES or not data.strip():
+        raise UsageError(f"{where}: {path} is empty or too large")
+    return data
+
+
+def _data(user: Mapping[str, Any], key: str, base: Path, where: str) -> str:
+    """`KEY-data` as given, or base64 of the file `KEY` names."""
+    if user.get(f"{key}-data"):
+        return _string(user[f"{key}-data"], f"{where}: {key}-data")
+    if user.get(key):
+        raw = _read_file(_string(user[key], f"{where}: {key}"), base, where)
+        return base64.b64encode(raw).decode("ascii")
+    raise UsageError(f"{where}: has no {key} or {key}-data")
+
+
+def _exec_stanza(value: object, base: Path, where: str) -> dict[str, Any]:
+    stanza = dict(_mapping(value, f"{where}: exec"))
+    command = _string(stanza.get("command"), f"{where}: exec command")
+    # kubectl resolves a relative command with a slash against the kubeconfig's folder; the
+    # private kubeconfig lives elsewhere
+    if "/" in command and not Path(command).is_absolute():
+        stanza["command"] = str((base / command).resolve())
+    return stanza
+
+
+def _user_stanza(user: Mapping[str, Any], base: Path, where: str) -> tuple[str, dict[str, Any]]:
+    """(kind, the kubeconfig user stanza to store) for a kubeconfig user."""
+    for key in _UNSUPPORTED_USER_KEYS:
+        if user.get(key):
+            raise UsageError(f"{where}: uses {key!r}, which guardctl cannot import "
+                             "(supported: token, client certificate, exec plugin)")
+    kinds = sorted({_USER_KEYS[key] for key in user if key in _USER_KEYS and user[key]})
+    if len(kinds) != 1:
+        found = ", ".join(kinds) or "none"
+        raise UsageError(f"{where}: needs exactly one credential (found: {found})")
+    kind = kinds[0]
+    if kind == "exec":
+        return kind, {"exec": _exec_stanza(user["exec"], base, where)}
+    if kind == "client-certificate":
+        return kind, {f"{key}-data": _data(user, key, base, where)
+                      for key in ("client-certificate", "client-key")}
+    token = user.get("token") or _read_file(
+        _string(user.get("token-file"), f"{where}: token-file"), base, where
+    ).decode("utf-8", "replace")
+    return kind, {"token": _string(token, f"{where}: token").strip()}
+
+
+def _cluster_fields(cluster: Mapping[str, Any], base: Path, where: str) -> tuple[str, str]:
+    """(server, certificate-authority-data) of a kubeconfig cluster."""
+    if cluster.get("insecure-skip-tls-verify"):
+        raise UsageError(f"{where}: skips TLS verification; guardctl will not send credentials "
+                         "to a server it cannot verify")
+    for key in _UNSUPPORTED_CLUSTER_KEYS:
+        if cluster.get(key):
+            raise UsageError(f"{where}: uses {key!r}, which guardctl does not support yet")
+    server = _string(cluster.get("server"), f"{where}: server")
+    has_ca = cluster.get("certificate-authority-data") or cluster.get("certificate-authority")
+    ca_data = _data(cluster, "certificate-authority", base, where) if has_ca else ""
+    return server, ca_data
+
+
+def _load_kubeconfig(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read kubeconfig {path}: {err}") from err
+    try:
+        return _mapping(yaml.safe_load(text), str(path))
+    except yaml.YAMLError as err:
+        raise UsageError(f"{path}: not valid YAML") from err
+
+
+# --------------------------------------------------------------------------- import
+
+
+def import_credentials(
+    env: Environment, kubeconfig: str | None, context: str | None, service_account: str,
+    ttl: str, *, backend: KeyringBackend | None = None,
+) -> Config:
+    """Move a kubeconfig context's credential into the keyring and write guardctl's config.
+
+    The user's kubeconfig is only read; `import_advice` says how to remove the credential
+    from it. A token cached for an earlier import is dropped.
+    """
+    path = Path(kubeconfig).expanduser() if kubeconfig else default_kubeconfig(env)
+    doc = _load_kubeconfig(path)
+    context_name = context or _string(doc.get("current-context"), f"{path}: current-context")
+    ctx = _named(doc, "contexts", context_name, path)
+    cluster_name = _string(ctx.get("cluster"), f"{path}: context {context_name!r} cluster")
+    user_name = _string(ctx.get("user"), f"{path}: context {context_name!r} user")
+    server, ca_data = _cluster_fields(_named(doc, "clusters", cluster_name, path), path.parent,
+                                      f"{path}: cluster {cluster_name!r}")
+    kind, stanza = _user_stanza(_named(doc, "users", user_name, path), path.parent,
+                                f"{path}: user {user_name!r}")
+    config = Config(
+        context=context_name, cluster=cluster_name, user=user_name, server=server,
+        certificate_authority_data=ca_data, namespace=str(ctx.get("namespace") or ""),
+        service_account=service_account, credential=kind, token_ttl=ttl,
+    )
+    vault = _vault(config, backend)
+    vault.set(credential_entry(config), json.dumps(stanza))
+    vault.delete(token_entry(config))
+    save_config(env.config_path, config)
+    return config
+
+
+def import_advice(config: Config, kubeconfig: str | None, env: Environment) -> list[str]:
+    """What to tell the user after an import: where the credential is, how to drop the copy."""
+    path = Path(kubeconfig).expanduser() if kubeconfig else default_kubeconfig(env)
+    return [
+        f"stored the {config.credential} credential of user {config.user!r} in the keyring "
+        f"(service {config.keyring_service!r}); config written to {env.config_path}",
+        f"the agent will get tokens for ServiceAccount {config.service_account} "
+        f"lasting {config.token_ttl}",
+        f"guardctl did not change {path}: you may now remove the credential from it, e.g. "
+        f"`kubectl config unset users.{config.user}`, so the agent cannot read it",
+    ]
+
+
+# --------------------------------------------------------------------------- minting
+
+
+def require_config(env: Environment) -> Config:
+    """The config, or the one-line UnsafeError telling the user to import a credential."""
+    config = load_config(env.config_path)
+    if config is None:
+        raise UnsafeError(f"no credentials: run {_import_hint(None)}")
+    return config
+
+
+def load_credential(config: Config, backend: KeyringBackend | None = None) -> dict[str, Any]:
+    """The stored kubeconfig user stanza; UnsafeError when missing or damaged."""
+    raw = _vault(config, backend).get(credential_entry(config))
+    if raw is None:
+        raise UnsafeError(f"no credential for context {config.context!r} in the keyring: "
+                          f"run {_import_hint(config)}")
+    try:
+        stanza = json.loads(raw)
+    except ValueError:
+        stanza = None
+    keys = STANZA_KEYS[config.credential]
+    if not isinstance(stanza, dict) or sorted(stanza) != sorted(keys):
+        raise UnsafeError(f"the stored credential for context {config.context!r} is damaged: "
+                          f"run {_import_hint(config)}")
+    return stanza
+
+
+def _cached_token(vault: Vault, config: Config) -> Token | None:
+    """The cached token if it was minted for this server and ServiceAccount and is readable."""
+    raw = vault.get(token_entry(config))
+    try:
+        data = json.loads(raw) if raw else None
+        if (not isinstance(data, dict) or data.get("server") != config.server
+                or data.get("service_account") != config.service_account):
+            return None
+        return Token(str(data["token"]), float(data["expires_at"]), float(data["issued_at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _store_token(vault: Vault, config: Config, token: Token) -> None:
+    vault.set(token_entry(config), json.dumps({
+        "token": token.value, "expires_at": token.expires_at, "issued_at": token.issued_at,
+        "server": config.server, "service_account": config.service_account,
+    }))
+
+
+def _timestamp(text: object) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        # Python 3.10's fromisoformat does not take the "Z" suffix
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def parse_token_request(output: bytes, issued_at: float, ttl_seconds: int) -> Token:
+    """The token in `kubectl create token -o json` output (a TokenRequest).
+
+    The expiry is the earlier of what the server says and issue time + requested TTL, so a
+    server clock ahead of ours never makes a token look fresher than it is.
+    """
+    try:
+        status = json.loads(output)["status"]
+        value = status["token"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise UnsafeError("kubectl create token did not print a TokenRequest: "
+                          "use kubectl 1.24 or newer") from err
+    if not isinstance(value, str) or not value:
+        raise UnsafeError("the API server returned an empty token")
+    expires = issued_at + ttl_seconds
+    server_expiry = _timestamp(status.get("expirationTimestamp"))
+    return Token(value, min(expires, server_expiry or expires), issued_at)
+
+
+def _refusal(config: Config, stderr: bytes, secrets: list[str]) -> UnsafeError:
+    """One line for a failed `kubectl create token`, by the HTTP status kubectl reports."""
+    text = stderr.decode("utf-8", "replace")
+    account = config.service_account
+    if "Unauthorized" in text:
+        return UnsafeError(f"the stored credential for context {config.context!r} was refused "
+                           f"(expired or revoked): re-import it with {_import_hint(config)}")
+    if "forbidden" in text.lower():
+        return UnsafeError(f"the stored credential for context {config.context!r} may not mint "
+                           f"tokens for {account}: re-import one that may, with "
+                           f"{_import_hint(config)}")
+    if f'serviceaccounts "{config.sa_name}" not found' in text:
+        return UnsafeError(f"ServiceAccount {account} was not found: create it, or re-import "
+                           "with the right --service-account")
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no error message")
+    for secret in secrets:
+        line = line.replace(secret, "***")
+    return UnsafeError(f"kubectl create token failed: {line[:MAX_ERROR_CHARS]}")
+
+
+def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
+                   now: float) -> Token:
+    kubectl = find_kubectl(env)
+    with private_kubeconfig(env, config.server, config.certificate_authority_data, stanza,
+                            config.namespace) as path:
+        argv = [kubectl, "--kubeconfig", str(path), "create", "token", config.sa_name,
+                "-n", config.sa_namespace, "--duration", config.token_ttl, "-o", "json"]
+        try:
+            # stdin stays closed: it belongs to the agent's own kubectl command
+            result = subprocess.run(argv, env=child_environ(env.environ, path),
+                                    stdin=subprocess.DEVNULL, capture_output=True,
+                                    timeout=MINT_TIMEOUT_SECONDS, check=False)
+        except OSError as err:
+            raise UnsafeError(NOT_FOUND) from err
+        except subprocess.TimeoutExpired as err:
+            raise UnsafeError(f"kubectl create token got no answer in {MINT_TIMEOUT_SECONDS}s: "
+                              f"check that {config.server} is reachable") from err
+    if result.returncode != 0:
+        raise _refusal(config, result.stderr, _stanza_secrets(config.credential, stanza))
+    return parse_token_request(result.stdout, now, config.ttl_seconds)
+
+
+def mint_token(env: Environment, config: Config, *, backend: KeyringBackend | None = None,
+               clock: Clock = time.time) -> Token:
+    """A token for the agent's ServiceAccount: the cached one while fresh, else a new one."""
+    vault = _vault(config, backend)
+    now = clock()
+    cached = _cached_token(vault, config)
+    if cached is not None and cached.fresh(now):
+        return cached
+    token = _request_token(env, config, load_credential(config, backend), now)
+    _store_token(vault, config, token)
+    return token
+
+
+# --------------------------------------------------------------------------- masking, status
+
+
+def _pem_body_lines(data: str) -> list[str]:
+    try:
+        pem = base64.b64decode(data, validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return []
+    return [ln.strip() for ln in pem.splitlines() if ln.strip() and "-----" not in ln]
+
+
+def _stanza_secrets(kind: str, stanza: Mapping[str, Any]) -> list[str]:
+    """The secret strings of a stored credential (the client certificate itself is public).
+
+    For exec plugins only the values of `env` count: that is where plugins take secrets,
+    and masking every argument would hide ordinary words from the agent.
+    """
+    if kind == "token":
+        return [stanza["token"]]
+    if kind == "client-certificate":
+        key = stanza["client-key-data"]
+        return [key, *_pem_body_lines(key)]
+    env_entries = stanza["exec"].get("env") or []
+    return [str(e["value"]) for e in env_entries if isinstance(e, dict) and e.get("value")]
+
+
+def secret_values(config: Config, token: Token | None = None, *,
+                  backend: KeyringBackend | None = None) -> list[str]:
+    """Literal values the masker must hide: the minted token and the stored credential's secrets."""
+    values = [token.value] if token is not None else []
+    return values + _stanza_secrets(config.credential, load_credential(config, backend))
+
+
+def _describe_token(vault: Vault, config: Config, now: float) -> str:
+    cached = _cached_token(vault, config)
+    if cached is None:
+        return "agent token: none cached (one is minted on the next run)"
+    when = datetime.fromtimestamp(cached.expires_at).astimezone().isoformat(timespec="seconds")
+    left = cached.expires_at - now
+    state = "expired" if left <= 0 else f"{int(left // 60)}m left"
+    refresh = "" if cached.fresh(now) else ", renewed on the next run"
+    return f"agent token: expires {when} ({state}{refresh})"
+
+
+def status(env: Environment, *, backend: KeyringBackend | None = None,
+           clock: Clock = time.time) -> list[str]:
+    """Lines for `guardctl creds status`. Never shows a token or credential."""
+    config = load_config(env.config_path)
+    if config is None:
+        return [f"config: none at {env.config_path}: run {_import_hint(None)}"]
+    lines = [
+        f"config: {env.config_path}",
+        f"context: {config.context} (cluster {config.cluster}, user {config.user})",
+        f"server: {config.server}",
+        f"service account: {config.service_account} (tokens last {config.token_ttl})",
+    ]
+    vault = _vault(config, backend)
+    try:
+        lines.append(f"keyring: {type(vault.backend).__module__}.{type(vault.backend).__name__} "
+                     f"(service {config.keyring_service!r})")
+        present = vault.get(credential_entry(config)) is not None
+        lines.append(f"credential: {config.credential}, "
+                     + ("present" if present else f"MISSING: run {_import_hint(config)}"))
+        lines.append(_describe_token(vault, config, clock()))
+    except UnsafeError as err:
+        lines.append(f"keyring: {err}")
+    return lines

@@ -1,0 +1,309 @@
+"""Where casts live and how one invocation appends to its session's cast.
+
+`$GUARDCTL_HOME/casts/<session>.cast` (file 0600, folder 0700). Every invocation of a
+session appends to that one file, streaming its events while it holds an exclusive
+`flock` on it, so a SIGKILL loses nothing that was already shown. An invocation that finds
+the cast locked by another one still running (a `kubectl logs -f` in the background, or a
+`guardctl sh -c` whose inner kubectl goes through guardctl again) does not wait for it:
+it records into the first free overflow part, `<session>~2.cast`, `~3`, ... The audit
+record names the file actually used.
+
+Order of use, so that a failed audit write leaves no orphan bytes in the cast::
+
+    rec = open_recording(state_dir, session, ...)  # locks; writes nothing yet
+    handle = audit_log.start(..., cast=rec.start_ref())
+    rec.marker(...); rec.output(...)               # header written with the first event
+    audit_log.finish(handle, ..., cast=rec.finish())
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from guardctl import cast
+from guardctl.errors import UnsafeError, UsageError
+
+CASTS = "casts"
+SUFFIX = ".cast"
+# a replay compresses longer pauses (e.g. hours between two invocations of one session)
+IDLE_LIMIT = 3.0
+# overflow parts tried when the session cast is busy; more concurrent writers fail closed
+MAX_PARTS = 8
+# how far back from the end we read to find the last event line (events can be long)
+TAIL_BLOCK = 64 * 1024
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+@dataclass(frozen=True)
+class CastExtent:
+    """What one invocation's audit record says about its cast: the first `size` bytes of
+    `file` (a name in the casts folder) hash to `sha256`."""
+
+    file: str
+    size: int
+    sha256: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"file": self.file, "size": self.size, "sha256": self.sha256}
+
+
+def cast_dir(state_dir: Path) -> Path:
+    return state_dir / CASTS
+
+
+def check_session_id(session: str) -> str:
+    """A session id is a file name: letters, digits, `.`, `_`, `-`; no path, no `~`."""
+    if not _SESSION_ID.fullmatch(session):
+        raise UsageError(
+            f"invalid session id {session!r} (GUARDCTL_SESSION): use 1-128 letters, digits,"
+            " '.', '_' or '-', starting with a letter or digit"
+        )
+    return session
+
+
+def session_cast(state_dir: Path, session: str) -> Path:
+    """The main cast file of a session."""
+    return cast_dir(state_dir) / f"{check_session_id(session)}{SUFFIX}"
+
+
+def new_session_id(now: float | None = None) -> str:
+    """A fresh id, sortable by time: `20260101T120000Z-1a2b3c4d`."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(4)}"
+
+
+def sha256_prefix(path: Path, size: int) -> str | None:
+    """sha256 of the first `size` bytes of `path`; None when the file is shorter."""
+    digest = hashlib.sha256()
+    remaining = size
+    with open(path, "rb") as f:
+        while remaining > 0:
+            block = f.read(min(remaining, 1024 * 1024))
+            if not block:
+                return None
+            digest.update(block)
+            remaining -= len(block)
+    return digest.hexdigest()
+
+
+def _unsafe(path: Path, exc: OSError, started: bool = False) -> UnsafeError:
+    consequence = "its recording is incomplete" if started else "the command was not run"
+    return UnsafeError(f"cannot write the cast {path}: {exc.strerror or exc}: {consequence}")
+
+
+def private_dir(folder: Path) -> None:
+    """Create `folder` (and parents) as 0700 when missing."""
+    if not folder.is_dir():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+
+
+def _open_locked(path: Path) -> int | None:
+    """An fd of `path` holding an exclusive lock, or None when another process holds it."""
+    # O_NOFOLLOW: a symlink planted at the cast's name must not redirect our writes
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def _claim(state_dir: Path, session: str) -> tuple[Path, int]:
+    main = session_cast(state_dir, session)
+    private_dir(main.parent)
+    for part in range(1, MAX_PARTS + 1):
+        path = main if part == 1 else main.with_name(f"{session}~{part}{SUFFIX}")
+        fd = _open_locked(path)
+        if fd is not None:
+            return path, fd
+    raise OSError(f"all {MAX_PARTS} cast files of session {session} are in use")
+
+
+def _drop_torn_tail(fd: int) -> int:
+    """Cut a last line left without its newline by a killed writer; returns the new size.
+
+    Safe for the audit chain: no completed invocation ever recorded bytes past the last
+    newline it wrote.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    keep = line_start(fd, size)
+    os.ftruncate(fd, keep)
+    return keep
+
+
+def line_start(fd: int, end: int) -> int:
+    """Offset just after the last "\\n" before `end` (0 if none), reading backwards."""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - TAIL_BLOCK)
+        found = os.pread(fd, pos - start, start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        pos = start
+    return 0
+
+
+def _existing(fd: int, size: int, path: Path) -> tuple[dict[str, object], float]:
+    """The header of a non-empty cast and the time of its last event."""
+    first = os.pread(fd, min(size, TAIL_BLOCK), 0).split(b"\n", 1)[0]
+    last_start = line_start(fd, size - 1)
+    try:
+        head = cast.read_header(first.decode("utf-8"))
+        if last_start == 0:
+            return head, 0.0
+        last = os.pread(fd, size - last_start, last_start).decode("utf-8")
+        return head, cast.decode_event(last).time
+    except (cast.CastError, UnicodeDecodeError) as exc:
+        raise UnsafeError(
+            f"the cast {path} is not a valid asciicast v2 file ({exc}): the command was not run"
+        ) from None
+
+
+class Recording:
+    """One invocation's events, appended to a locked session cast. Use `open_recording`."""
+
+    def __init__(self, path: Path, fd: int, offset: int, writer: Callable[[IO[str]], cast.Writer]):
+        self.path = path
+        self.offset = offset  # the cast's size before this invocation
+        self._fd = fd
+        # errors="replace": a label from argv may hold lone surrogates (undecodable bytes)
+        self._text = open(fd, "a", encoding="utf-8", errors="replace", newline="", closefd=False)
+        self._writer = writer(self._text)
+
+    def start_ref(self) -> dict[str, object]:
+        """The cast part of the audit "started" record."""
+        return {"file": self.path.name, "offset": self.offset}
+
+    def output(self, data: bytes | str, stream: str = "stdout") -> None:
+        self._guard(lambda: self._writer.output(data, stream))
+
+    def marker(self, label: str) -> None:
+        self._guard(lambda: self._writer.marker(label))
+
+    def resize(self, cols: int, rows: int) -> None:
+        self._guard(lambda: self._writer.resize(cols, rows))
+
+    def finish(self) -> CastExtent:
+        """Flush, fsync and hash what this cast holds now; then release the lock."""
+        try:
+            self._writer.close()
+            os.fsync(self._fd)
+            size = os.fstat(self._fd).st_size
+            digest = sha256_prefix(self.path, size)
+        except OSError as exc:
+            raise _unsafe(self.path, exc, started=True) from None
+        finally:
+            self.close()
+        return CastExtent(self.path.name, size, digest or "")
+
+    def close(self) -> None:
+        """Release the lock and the file (idempotent; closing the fd drops the flock)."""
+        if self._fd >= 0:
+            try:
+                self._text.close()
+            except OSError:
+                pass  # every event was flushed when written; a failure there already raised
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _guard(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except OSError as exc:
+            raise _unsafe(self.path, exc, started=True) from None
+
+
+def open_recording(
+    state_dir: Path,
+    session: str,
+    *,
+    width: int = 80,
+    height: int = 24,
+    command: str | None = None,
+    meta: Mapping[str, object] | None = None,
+    onlcr: bool = False,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Recording:
+    """Lock the session's cast (or a free overflow part) for appending one invocation.
+
+    A new cast gets a header (written with the first event); an existing one is continued,
+    its times resumed after its last event. Raises UnsafeError when the cast cannot be
+    written or is not a cast, UsageError for an invalid session id.
+    """
+    check_session_id(session)
+    path = session_cast(state_dir, session)
+    try:
+        path, fd = _claim(state_dir, session)
+    except OSError as exc:
+        raise _unsafe(path, exc) from None
+    try:
+        return _recording(path, fd, session, width, height, command, meta, onlcr, clock, monotonic)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _recording(
+    path: Path,
+    fd: int,
+    session: str,
+    width: int,
+    height: int,
+    command: str | None,
+    meta: Mapping[str, object] | None,
+    onlcr: bool,
+    clock: Callable[[], float],
+    monotonic: Callable[[], float],
+) -> Recording:
+    try:
+        size = _drop_torn_tail(fd)
+    except OSError as exc:
+        raise _unsafe(path, exc) from None
+    now = clock()
+    head: Mapping[str, object] | None = None
+    start = 0.0
+    if size:
+        existing, last = _existing(fd, size, path)
+        start = cast.resume_time(existing, last, now)
+    else:
+        head = cast.header(
+            width, height, int(now), command=command, idle_time_limit=IDLE_LIMIT,
+            meta={"session": session, **(meta or {})},
+        )
+    return Recording(
+        path, fd, size,
+        lambda out: cast.Writer(out, monotonic, start=start, header=head, onlcr=onlcr),
+    )

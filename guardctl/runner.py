@@ -1,0 +1,422 @@
+"""Run the real kubectl: pipes when guardctl has no terminal, a pty when it has one.
+
+Every byte kubectl prints passes through a filter (the masker) before guardctl writes it;
+raw child output never leaves this module. The exit code is kubectl's own, or 128+N when
+a signal N killed it, as a shell would report.
+
+Signals: SIGTERM and SIGHUP sent to guardctl are forwarded to kubectl, and guardctl waits
+for it (SIGKILL after a grace period) so it never dies first and leaves a child or a
+credential file behind. SIGINT needs care, because Ctrl-C reaches the whole foreground
+process group:
+
+* pipes mode, stdin not a terminal (the agent case): kubectl runs in its own session, so
+  only guardctl gets the terminal's SIGINT and forwards exactly one.
+* pipes mode, stdin a terminal: kubectl stays in guardctl's group so it may read the
+  terminal; the terminal already delivered SIGINT to it, so guardctl does not forward.
+* pty mode: the terminal is raw, so Ctrl-C is a byte kubectl's own pty turns into its
+  SIGINT; a SIGINT guardctl receives came from `kill` and is forwarded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import subprocess
+import termios
+import time
+import tty
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, BinaryIO, Protocol
+
+import pexpect
+
+from guardctl.env import Environment
+from guardctl.errors import UnsafeError
+from guardctl.status import exit_for_child
+
+NOT_FOUND = "kubectl not found: install kubectl or set GUARDCTL_KUBECTL"
+CHUNK = 65536
+POLL_SECONDS = 0.1
+# after kubectl exits, how long to keep reading output a grandchild may still hold open
+DRAIN_SECONDS = 2.0
+# after a forwarded SIGINT/SIGTERM/SIGHUP, how long kubectl gets before SIGKILL
+KILL_GRACE_SECONDS = 10.0
+# how much of a candidate kubectl is read to recognise a guardctl shim script
+SHIM_SNIFF_BYTES = 4096
+FALLBACK_WINSIZE = (24, 80)
+
+
+class Filter(Protocol):
+    """A stateful stream transform: `feed` returns what may be shown now, `flush` the rest."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+# --------------------------------------------------------------------------- finding kubectl
+
+
+def is_shim(path: Path) -> bool:
+    """True for guardctl installed as `kubectl`: a link to guardctl, or a script naming it.
+
+    Unreadable files count as shims: guardctl could not tell, and must not run itself.
+    """
+    real = path.resolve()
+    if real.name.startswith("guardctl"):
+        return True
+    try:
+        with real.open("rb") as handle:
+            head = handle.read(SHIM_SNIFF_BYTES)
+    except OSError:
+        return True
+    return b"guardctl" in head.lower()
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def find_kubectl(env: Environment) -> str:
+    """`GUARDCTL_KUBECTL`, else the first `kubectl` on PATH that is not a guardctl shim."""
+    explicit = env.environ.get("GUARDCTL_KUBECTL")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not _executable(path):
+            raise UnsafeError(NOT_FOUND)
+        if is_shim(path):
+            raise UnsafeError(f"GUARDCTL_KUBECTL={explicit} is guardctl: set it to kubectl itself")
+        return str(path)
+    for folder in env.environ.get("PATH", os.defpath).split(os.pathsep):
+        # a relative PATH entry would let the working directory pick "kubectl"
+        if not os.path.isabs(folder):
+            continue
+        candidate = Path(folder) / "kubectl"
+        if _executable(candidate) and not is_shim(candidate):
+            return str(candidate)
+    raise UnsafeError(NOT_FOUND)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+Handler = Callable[[int, "FrameType | None"], Any]
+
+
+@contextmanager
+def _handlers(handlers: Mapping[int, Handler]) -> Iterator[None]:
+    """Install signal handlers for the block, restoring the previous ones after it.
+
+    Outside the main thread Python cannot install handlers; the block then runs without.
+    """
+    previous: dict[int, Any] = {}
+    try:
+        for signum, handler in handlers.items():
+            previous[signum] = signal.signal(signum, handler)
+    except ValueError:
+        pass
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+class _Forwarder:
+    """Passes signals on to the child; remembers when the first arrived, to bound the wait."""
+
+    def __init__(self, forwarded: Sequence[int], observed: Sequence[int] = ()) -> None:
+        self._forwarded = set(forwarded)
+        self._signals = (*forwarded, *observed)
+        self._send: Callable[[int], None] | None = None
+        self._pending: list[int] = []
+        self.first_at: float | None = None
+
+    def handlers(self) -> dict[int, Handler]:
+        return {signum: self._on_signal for signum in self._signals}
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+        if signum not in self._forwarded:
+            return
+        if self._send is None:  # arrived before the child existed
+            self._pending.append(signum)
+        else:
+            self._send(signum)
+
+    def attach(self, send: Callable[[int], None]) -> None:
+        self._send = send
+        for signum in self._pending:
+            send(signum)
+        self._pending.clear()
+
+    def overdue(self) -> bool:
+        """True once the child had KILL_GRACE_SECONDS to react to a signal."""
+        return self.first_at is not None and time.monotonic() - self.first_at > KILL_GRACE_SECONDS
+
+
+# --------------------------------------------------------------------------- output
+
+
+class _Sink:
+    """One output stream behind its filter; a reader that went away stops the writes."""
+
+    def __init__(self, stream_filter: Filter, out: BinaryIO) -> None:
+        self.filter = stream_filter
+        self.out = out
+        self.broken = False
+
+    def _write(self, data: bytes) -> None:
+        if not data or self.broken:
+            return
+        try:
+            self.out.write(data)
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken = True
+
+    def feed(self, data: bytes) -> None:
+        self._write(self.filter.feed(data))
+
+    def finish(self) -> None:
+        self._write(self.filter.flush())
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run(
+    argv: Sequence[str],
+    child_env: Mapping[str, str],
+    *,
+    stdout_filter: Filter,
+    stderr_filter: Filter,
+    stdin: IO[Any] | None,
+    use_pty: bool,
+    stdout: BinaryIO,
+    stderr: BinaryIO,
+) -> int:
+    """Run `argv` and return its exit code (128+N for death by signal N).
+
+    `stdin` None means kubectl reads guardctl's own stdin (so `apply -f -` works). In pty
+    mode kubectl's stdout and stderr share the terminal, so only `stdout_filter` is used.
+    """
+    if use_pty:
+        return _run_pty(argv, child_env, stdout_filter, stdin, stdout)
+    return _run_pipes(argv, child_env, (_Sink(stdout_filter, stdout), _Sink(stderr_filter, stderr)),
+                      stdin)
+
+
+def _fileno(stream: IO[Any] | None) -> int:
+    return stream.fileno() if stream is not None else 0
+
+
+def _run_pipes(
+    argv: Sequence[str], child_env: Mapping[str, str], sinks: tuple[_Sink, _Sink],
+    stdin: IO[Any] | None,
+) -> int:
+    stdin_fd = _fileno(stdin)
+    own_session = not os.isatty(stdin_fd)
+    forwarder = _Forwarder(
+        (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if own_session
+        else (signal.SIGTERM, signal.SIGHUP),
+        observed=() if own_session else (signal.SIGINT,),
+    )
+    with _handlers(forwarder.handlers()):
+        try:
+            child = subprocess.Popen(
+                list(argv), env=dict(child_env), stdin=stdin_fd, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=own_session,
+            )
+        except OSError as err:
+            raise UnsafeError(NOT_FOUND) from err
+
+        def send(signum: int) -> None:
+            if child.poll() is None:
+                # the whole session: exec credential plugins kubectl started go too
+                (os.killpg if own_session else os.kill)(child.pid, signum)
+
+        forwarder.attach(send)
+        try:
+            _pump_pipes(child, sinks, forwarder, send)
+            return exit_for_child(_wait(child, forwarder, send))
+        finally:
+            _reap(child, send)
+
+
+def _pump_pipes(
+    child: subprocess.Popen[bytes], sinks: tuple[_Sink, _Sink], forwarder: _Forwarder,
+    send: Callable[[int], None],
+) -> None:
+    assert child.stdout is not None and child.stderr is not None
+    pipes = {child.stdout.fileno(): child.stdout, child.stderr.fileno(): child.stderr}
+    open_fds = {child.stdout.fileno(): sinks[0], child.stderr.fileno(): sinks[1]}
+    with selectors.DefaultSelector() as selector:
+        for fd in open_fds:
+            selector.register(fd, selectors.EVENT_READ)
+        exited_at: float | None = None
+        while open_fds:
+            for key, _ in selector.select(POLL_SECONDS):
+                sink = open_fds[key.fd]
+                data = os.read(key.fd, CHUNK)
+                if data:
+                    sink.feed(data)
+                else:
+                    sink.finish()
+                if not data or sink.broken:
+                    selector.unregister(key.fd)
+                    del open_fds[key.fd]
+                if sink.broken:
+                    # kubectl's next write gets SIGPIPE, as in `kubectl ... | head`
+                    pass
+            if forwarder.overdue():
+                send(signal.SIGKILL)
+            if exited_at is None and child.poll() is not None:
+                exited_at = time.monotonic()
+            if exited_at is not None and time.monotonic() - exited_at > DRAIN_SECONDS:
+                break
+        for sink in open_fds.values():
+            sink.finish()
+
+
+def _wait(child: subprocess.Popen[bytes], forwarder: _Forwarder,
+          send: Callable[[int], None]) -> int:
+    """kubectl's returncode once it exits; it closed its output but may still be working."""
+    while (code := child.poll()) is None:
+        if forwarder.overdue():
+            send(signal.SIGKILL)
+        time.sleep(POLL_SECONDS)
+    return code
+
+
+def _reap(child: subprocess.Popen[bytes], send: Callable[[int], None]) -> None:
+    """Kill and wait for a child that is still running (an error or exception got us here)."""
+    if child.poll() is None:
+        send(signal.SIGKILL)
+        child.wait(timeout=KILL_GRACE_SECONDS)
+    for pipe in (child.stdout, child.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+# --------------------------------------------------------------------------- pty mode
+
+
+def _winsize(fd: int) -> tuple[int, int]:
+    """(rows, columns) of the terminal on `fd`."""
+    try:
+        size = os.get_terminal_size(fd)
+    except OSError:
+        return FALLBACK_WINSIZE
+    return size.lines, size.columns
+
+
+@contextmanager
+def _raw_terminal(fd: int) -> Iterator[None]:
+    """The terminal on `fd` in raw mode for the block (keys go to kubectl as typed)."""
+    if not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _run_pty(
+    argv: Sequence[str], child_env: Mapping[str, str], out_filter: Filter,
+    stdin: IO[Any] | None, stdout: BinaryIO,
+) -> int:
+    in_fd, out_fd = _fileno(stdin), stdout.fileno()
+    forwarder = _Forwarder((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    with _handlers(forwarder.handlers()):
+        try:
+            child = pexpect.spawn(argv[0], list(argv[1:]), env=dict(child_env),
+                                  dimensions=_winsize(out_fd))
+        except pexpect.ExceptionPexpect as err:
+            raise UnsafeError(NOT_FOUND) from err
+
+        def send(signum: int) -> None:
+            if child.isalive():
+                child.kill(signum)
+
+        def on_winch(_signum: int, _frame: FrameType | None) -> None:
+            # pexpect does not pass resizes on; setwinsize makes the kernel send SIGWINCH
+            child.setwinsize(*_winsize(out_fd))
+
+        forwarder.attach(send)
+        sink = _Sink(out_filter, stdout)
+        try:
+            with _handlers({signal.SIGWINCH: on_winch}), _raw_terminal(in_fd):
+                _pump_pty(child, in_fd, sink, forwarder, send)
+            sink.finish()
+            return _pty_exit_code(child)
+        finally:
+            if child.isalive():
+                child.terminate(force=True)
+            child.close(force=True)
+
+
+def _read_pty(fd: int) -> bytes:
+    """A chunk from the pty master; b"" once the child side is closed (Linux says EIO)."""
+    try:
+        return os.read(fd, CHUNK)
+    except OSError as err:
+        if err.errno == errno.EIO:
+            return b""
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _pump_pty(
+    child: pexpect.spawn, in_fd: int, sink: _Sink, forwarder: _Forwarder,
+    send: Callable[[int], None],
+) -> None:
+    exited_at: float | None = None
+    # poll, unlike epoll, also accepts a regular file as stdin
+    with selectors.PollSelector() as selector:
+        for fd in (child.child_fd, in_fd):
+            selector.register(fd, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select(POLL_SECONDS):
+                if key.fd == child.child_fd:
+                    data = _read_pty(key.fd)
+                    if not data:
+                        return
+                    sink.feed(data)
+                else:
+                    data = os.read(key.fd, CHUNK)
+                    if data:
+                        _write_all(child.child_fd, data)
+                    else:  # our stdin ended: keep showing output, stop reading input
+                        selector.unregister(key.fd)
+            if forwarder.overdue():
+                send(signal.SIGKILL)
+            if exited_at is None and not child.isalive():
+                exited_at = time.monotonic()
+            if exited_at is not None and time.monotonic() - exited_at > DRAIN_SECONDS:
+                return
+
+
+def _pty_exit_code(child: pexpect.spawn) -> int:
+    """Wait (bounded) for the child after its pty closed, then map its status."""
+    deadline = time.monotonic() + KILL_GRACE_SECONDS
+    while child.isalive() and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS / 10)
+    if child.isalive():
+        child.terminate(force=True)
+    if child.signalstatus is not None:
+        return exit_for_child(-int(child.signalstatus))
+    return int(child.exitstatus or 0)

@@ -1,0 +1,357 @@
+"""The audit log: record format, hash chain, tamper detection, concurrency, kill safety."""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from guardctl import audit, recorder
+from guardctl.errors import UnsafeError
+from guardctl.model import Action, CommandDecision, Decision, RuleHit
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _decision(action: Action = Action.ALLOW, rule: str | None = None) -> Decision:
+    hits = (RuleHit(rule, action, "because"),) if rule else ()
+    return Decision(action, "because", (CommandDecision(("kubectl", "get", "pods"), action, hits),))
+
+
+class Ticker:
+    """A clock that moves one second per reading."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def _log(home: Path) -> audit.AuditLog:
+    return audit.AuditLog(
+        audit.log_path(home), clock=Ticker(1_700_000_000.0), monotonic=Ticker(0.0)
+    )
+
+
+def _invoke(
+    home: Path, log: audit.AuditLog, session: str, output: bytes, decision: Decision | None = None
+) -> None:
+    """One invocation the way the app does it: lock the cast, start, record, finish."""
+    with recorder.open_recording(home, session) as rec:
+        handle = log.start(
+            session=session, argv=["kubectl", "get", "pods"], line="kubectl get pods",
+            decision=decision or _decision(), cast=rec.start_ref(), user="u", cwd="/w",
+        )
+        rec.marker("decision: allow")
+        rec.output(output)
+        log.finish(handle, 0, cast=rec.finish())
+
+
+def _verify(home: Path) -> audit.VerifyResult:
+    return audit.verify(audit.log_path(home), recorder.cast_dir(home))
+
+
+@pytest.fixture
+def history(isolated_home: Path) -> Path:
+    """Four invocations, two sessions, six... eight records: s1, s2, s1, s2."""
+    log = _log(isolated_home)
+    for n, session in enumerate(["s1", "s2", "s1", "s2"]):
+        _invoke(isolated_home, log, session, f"out {n}\n".encode())
+    return isolated_home
+
+
+def _lines(home: Path) -> list[bytes]:
+    return audit.log_path(home).read_bytes().splitlines(keepends=True)
+
+
+def _write_lines(home: Path, lines: list[bytes]) -> None:
+    audit.log_path(home).write_bytes(b"".join(lines))
+
+
+def test_records_have_the_documented_fields(isolated_home: Path) -> None:
+    mono = [10.0]
+    log = audit.AuditLog(
+        audit.log_path(isolated_home), clock=Ticker(1_700_000_000.0), monotonic=lambda: mono[0]
+    )
+    approver = audit.Approver("alice", "/dev/pts/3", 1_700_000_000.5)
+    handle = log.start(
+        session="s1", argv=["kubectl", "delete", "ns", "x"], line="kubectl delete ns x",
+        decision=_decision(Action.APPROVE, "delete-namespace"), user="bob", cwd="/src",
+    )
+    mono[0] = 11.25
+    log.finish(handle, 3, approver=approver)
+    started, completed = [json.loads(x) for x in _lines(isolated_home)]
+    assert started == {
+        "v": 1, "status": "started", "time": "2023-11-14T22:13:21.000Z", "session": "s1",
+        "user": "bob", "cwd": "/src", "argv": ["kubectl", "delete", "ns", "x"],
+        "line": "kubectl delete ns x", "decision": "approve", "rules": ["delete-namespace"],
+        "reason": "because", "approver": None, "cast": None,
+        "prev": audit.GENESIS, "hash": started["hash"],
+    }
+    assert completed == {
+        "v": 1, "status": "completed", "time": "2023-11-14T22:13:22.000Z", "session": "s1",
+        "started": started["hash"], "exit_code": 3, "duration": 1.25,
+        "approver": {"user": "alice", "tty": "/dev/pts/3", "at": "2023-11-14T22:13:20.500Z"},
+        "cast": None, "prev": started["hash"], "hash": completed["hash"],
+    }
+    assert started["hash"] == audit.record_hash(started)
+    assert _lines(isolated_home)[0] == audit.canonical(started) + b"\n"
+
+
+def test_an_untouched_log_verifies(history: Path) -> None:
+    result = _verify(history)
+    assert (result.ok, result.first_bad_index, result.records) == (True, None, 8)
+    assert "OK, 8 records" in result.message
+
+
+def test_no_log_yet_verifies(isolated_home: Path) -> None:
+    assert _verify(isolated_home).ok
+
+
+def _edit_exit_code(home: Path) -> None:
+    lines = _lines(home)
+    lines[3] = lines[3].replace(b'"exit_code":0', b'"exit_code":1')
+    _write_lines(home, lines)
+
+
+def _edit_and_rehash(home: Path) -> None:
+    """Edit a record and fix its own hash: the next record's link gives it away."""
+    lines = _lines(home)
+    record = json.loads(lines[2])
+    record["argv"] = ["kubectl", "get", "nodes"]
+    record["hash"] = audit.record_hash(record)
+    lines[2] = audit.canonical(record) + b"\n"
+    _write_lines(home, lines)
+
+
+def _reformat(home: Path) -> None:
+    lines = _lines(home)
+    lines[4] = json.dumps(json.loads(lines[4])).encode() + b"\n"  # same content, other bytes
+    _write_lines(home, lines)
+
+
+def _delete_line(home: Path) -> None:
+    lines = _lines(home)
+    del lines[5]
+    _write_lines(home, lines)
+
+
+def _swap_lines(home: Path) -> None:
+    lines = _lines(home)
+    lines[2], lines[4] = lines[4], lines[2]
+    _write_lines(home, lines)
+
+
+def _truncate_mid_line(home: Path) -> None:
+    data = audit.log_path(home).read_bytes()
+    audit.log_path(home).write_bytes(data[: len(data) - 20])
+
+
+def _garbage_last_line(home: Path) -> None:
+    _write_lines(home, [*_lines(home)[:-1], b"garbage\n"])
+
+
+def _swap_cast(home: Path) -> None:
+    casts = recorder.cast_dir(home)
+    s1, s2 = (casts / "s1.cast").read_bytes(), (casts / "s2.cast").read_bytes()
+    (casts / "s1.cast").write_bytes(s2)
+    (casts / "s2.cast").write_bytes(s1)
+
+
+def _append_to_cast(home: Path) -> None:
+    with open(recorder.cast_dir(home) / "s2.cast", "ab") as f:
+        f.write(b'[99.0, "o", "added later"]\n')
+
+
+def _remove_cast(home: Path) -> None:
+    (recorder.cast_dir(home) / "s1.cast").unlink()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad_index", "why"),
+    [
+        (_edit_exit_code, 3, "does not match its hash"),
+        (_edit_and_rehash, 3, "does not follow the previous record"),
+        (_reformat, 4, "not in canonical form"),
+        (_delete_line, 5, "does not follow the previous record"),
+        (_swap_lines, 2, "does not follow the previous record"),
+        (_truncate_mid_line, 7, "truncated"),
+        (_garbage_last_line, 7, "not a readable record"),
+        (_swap_cast, 1, "cast s1.cast no longer matches"),
+        (_append_to_cast, 7, "cast s2.cast has 27 bytes added after recording"),
+        (_remove_cast, 1, "names cast s1.cast, which cannot be read"),
+    ],
+)
+def test_tampering_is_detected(
+    history: Path, tamper: Callable[[Path], None], bad_index: int, why: str
+) -> None:
+    tamper(history)
+    result = _verify(history)
+    assert not result.ok
+    assert result.first_bad_index == bad_index
+    assert why in result.message
+    assert f"line {bad_index + 1}:" in result.message
+
+
+def test_appends_continue_the_chain_past_a_torn_line(history: Path) -> None:
+    with open(audit.log_path(history), "ab") as f:
+        f.write(b'{"v":1,"status":"sta')  # a writer killed mid-write
+    assert "truncated" in _verify(history).message
+    _invoke(history, _log(history), "s1", b"after\n")
+    result = _verify(history)
+    assert (result.ok, result.records) == (True, 10), result.message
+    assert _lines(history)[8] == b'{"v":1,"status":"sta\n'  # closed off, never rewritten
+
+
+def test_an_invocation_killed_mid_run_is_incomplete_not_tampering(isolated_home: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(REPO)!r})
+        from guardctl import audit, recorder
+        home = Path({str(isolated_home)!r})
+        rec = recorder.open_recording(home, "s1")
+        log = audit.AuditLog(audit.log_path(home))
+        log.start(session="s1", argv=["kubectl", "logs", "-f", "web"], cast=rec.start_ref())
+        rec.marker("decision: allow")
+        rec.output(b"partial output\\n")
+        print("running", flush=True)
+        time.sleep(60)
+        """
+    )
+    _invoke(isolated_home, _log(isolated_home), "s1", b"earlier\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"running\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    rows = audit.sessions(audit.log_path(isolated_home))
+    assert [(r["status"], r["argv"][1]) for r in rows] == [("completed", "get"), ("incomplete", "logs")]
+    result = _verify(isolated_home)
+    assert result.ok and "1 incomplete" in result.message, result.message
+    # the session goes on: the next invocation appends after the killed one's bytes
+    _invoke(isolated_home, _log(isolated_home), "s1", b"later\n")
+    assert _verify(isolated_home).ok
+
+
+def test_concurrent_writers_keep_one_chain(isolated_home: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, {str(REPO)!r})
+        from guardctl import audit
+        log = audit.AuditLog(audit.log_path(Path({str(isolated_home)!r})))
+        for n in range(10):
+            handle = log.start(session=sys.argv[1], argv=["kubectl", "get", str(n)])
+            log.finish(handle, n)
+        """
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, f"w{i}"]) for i in range(10)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0] * 10
+    result = _verify(isolated_home)
+    assert (result.ok, result.records) == (True, 200), result.message
+    rows = audit.sessions(audit.log_path(isolated_home))
+    assert len(rows) == 100 and all(r["status"] == "completed" for r in rows)
+
+
+def test_an_unwritable_log_raises_unsafe(isolated_home: Path) -> None:
+    audit.log_path(isolated_home).mkdir()  # a folder where the log should be
+    with pytest.raises(UnsafeError, match="cannot write the audit log .*the command was not run"):
+        _log(isolated_home).start(session="s1", argv=["kubectl", "get", "pods"])
+
+
+def test_a_held_lock_times_out_unsafe(isolated_home: Path) -> None:
+    path = audit.log_path(isolated_home)
+    path.touch()
+    log = audit.AuditLog(path, lock_timeout=0.05)
+    with open(path, "rb") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        started = time.monotonic()
+        with pytest.raises(UnsafeError, match="held its lock"):
+            log.start(session="s1", argv=["kubectl"])
+    assert time.monotonic() - started < 5
+    assert path.read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    ("argv", "stored"),
+    [
+        (["kubectl", "get", "pods"], ["kubectl", "get", "pods"]),
+        (["kubectl", "--token=abc123", "get", "pods"],
+         ["kubectl", "--token=«masked:flag-token»", "get", "pods"]),
+        (["kubectl", "--token", "abc123", "get"], ["kubectl", "--token", "«masked:flag-token»", "get"]),
+        (["kubectl", "config", "set-credentials", "u", "--password", "pw"],
+         ["kubectl", "config", "set-credentials", "u", "--password", "«masked:flag-password»"]),
+        (["kubectl", "create", "secret", "generic", "s", "--from-literal=db=hunter2"],
+         ["kubectl", "create", "secret", "generic", "s", "--from-literal=db=«masked:flag-from-literal»"]),
+        (["kubectl", "--client-key=/k.pem"], ["kubectl", "--client-key=«masked:flag-client-key»"]),
+        (["kubectl", "get", "--token"], ["kubectl", "get", "--token"]),  # no value to hide
+        (["kubectl", "get", "x\udcff"], ["kubectl", "get", "x?"]),  # undecodable byte
+    ],
+)
+def test_mask_argv(argv: list[str], stored: list[str]) -> None:
+    assert audit.mask_argv(argv) == stored
+
+
+@pytest.mark.parametrize(
+    ("line", "argv", "stored"),
+    [
+        # the detectors may name the placeholder themselves: only its start is fixed
+        ("kubectl --token=abc123 get pods | head", ["kubectl", "--token=abc123", "get", "pods"],
+         "kubectl --token=«masked:* get pods | head"),
+        ("kubectl --token 'abc123' get", ["kubectl", "--token", "abc123", "get"],
+         "kubectl --token '«masked:*' get"),
+        ("kubectl --token ab\\c123 get", ["kubectl", "--token", "abc123", "get"], "«masked:line»"),
+        ("kubectl get pods", ["kubectl", "get", "pods"], "kubectl get pods"),
+    ],
+)
+def test_mask_line(line: str, argv: list[str], stored: str) -> None:
+    masked = audit.mask_line(line, argv)
+    assert fnmatch.fnmatchcase(masked, stored), masked
+    assert "abc123" not in masked
+
+
+def test_raw_flag_secrets_never_reach_the_log(isolated_home: Path) -> None:
+    log = _log(isolated_home)
+    log.start(
+        session="s1", argv=["kubectl", "--token", "s3cr3t-value", "get", "pods"],
+        line="kubectl --token s3cr3t-value get pods",
+    )
+    assert b"s3cr3t-value" not in audit.log_path(isolated_home).read_bytes()
+
+
+def test_sessions_filters_and_formats(isolated_home: Path) -> None:
+    log = _log(isolated_home)
+    _invoke(isolated_home, log, "s1", b"a\n")
+    _invoke(isolated_home, log, "s2", b"b\n", _decision(Action.DENY, "no-delete"))
+    log.start(session="s2", argv=["kubectl", "logs", "-f", "x"], decision=_decision())
+    path = audit.log_path(isolated_home)
+    assert [r["session"] for r in audit.sessions(path)] == ["s1", "s2", "s2"]
+    assert [r["status"] for r in audit.sessions(path, session="s2")] == ["completed", "incomplete"]
+    assert [r["decision"] for r in audit.sessions(path, decision="deny")] == ["deny"]
+    late = datetime.fromtimestamp(1_700_000_005, timezone.utc)
+    assert [r["argv"][1] for r in audit.sessions(path, since=late)] == ["logs"]
+    table = audit.format_sessions(audit.sessions(path)).splitlines()
+    assert table[0].split() == ["TIME", "SESSION", "DECISION", "EXIT", "STATUS", "COMMAND"]
+    assert table[2].split()[1:5] == ["s2", "deny", "(no-delete)", "0"]
+    assert table[3].endswith("incomplete  kubectl logs -f x")
+    parsed = [json.loads(x) for x in audit.sessions_json(audit.sessions(path)).splitlines()]
+    assert [p["status"] for p in parsed] == ["completed", "completed", "incomplete"]
+    assert parsed[0]["cast"]["file"] == "s1.cast"

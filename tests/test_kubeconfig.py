@@ -1,0 +1,146 @@
+"""Private kubeconfigs: permissions, content, removal on every exit path, stale sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from guardctl.env import Environment
+from guardctl.kubeconfig import PREFIX, child_environ, sweep_stale, temp_kubeconfig
+
+REPO = str(Path(__file__).resolve().parent.parent)
+FAKE = str(Path(__file__).resolve().parent / "data" / "fake_kubectl.py")
+TIMEOUT = 15
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+@pytest.fixture
+def env(runtime: Path) -> Environment:
+    return Environment(environ={"XDG_RUNTIME_DIR": str(runtime)})
+
+
+def test_private_folder_and_file(env: Environment, runtime: Path) -> None:
+    with temp_kubeconfig(env, "https://127.0.0.1:1", "Q0E=", "tok-123", "dev") as path:
+        assert path.parent.parent == runtime
+        assert path.parent.name.startswith(f"{PREFIX}{os.getpid()}-")
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        doc = yaml.safe_load(path.read_text())
+    assert doc["users"] == [{"name": "guardctl", "user": {"token": "tok-123"}}]
+    assert doc["clusters"] == [{"name": "guardctl", "cluster": {
+        "server": "https://127.0.0.1:1", "certificate-authority-data": "Q0E="}}]
+    assert doc["contexts"] == [{"name": "guardctl", "context": {
+        "cluster": "guardctl", "user": "guardctl", "namespace": "dev"}}]
+    assert doc["current-context"] == "guardctl"
+    assert not path.parent.exists()
+
+
+def test_removed_after_an_exception(env: Environment) -> None:
+    with pytest.raises(RuntimeError), temp_kubeconfig(env, "https://x", "", "t", "") as path:
+        raise RuntimeError("boom")
+    assert not path.parent.exists()
+
+
+@pytest.mark.parametrize("runtime_dir", ["", "/nonexistent/run"])
+def test_falls_back_to_the_temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    runtime_dir: str) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    env = Environment(environ={"XDG_RUNTIME_DIR": runtime_dir} if runtime_dir else {})
+    with temp_kubeconfig(env, "https://x", "", "t", "") as path:
+        assert path.parent.parent == tmp_path
+
+
+def test_child_environ_names_only_the_private_file(tmp_path: Path) -> None:
+    environ = {"KUBECONFIG": "/home/u/.kube/config", "PATH": "/bin"}
+    assert child_environ(environ, tmp_path / "kc") == {"KUBECONFIG": str(tmp_path / "kc"),
+                                                       "PATH": "/bin"}
+
+
+SCRIPTS = {
+    # SIGTERM while guardctl works inside the block, before or after kubectl
+    "idle": "import time; time.sleep(10)",
+    # SIGTERM while kubectl runs: the runner forwards it and returns kubectl's code
+    "running": (
+        "import os, sys\n"
+        "from guardctl.runner import run\n"
+        "class Same:\n"
+        "    def feed(self, b): return b\n"
+        "    def flush(self): return b''\n"
+        f"code = run([sys.executable, {FAKE!r}, 'wait-signal'], dict(os.environ),"
+        " stdout_filter=Same(), stderr_filter=Same(), stdin=None, use_pty=False,"
+        " stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)\n"
+        "print('kubectl exited', code, flush=True)\n"
+        "sys.exit(code)"
+    ),
+}
+
+
+@pytest.mark.parametrize(("script", "ready", "exit_code", "tail"), [
+    ("idle", b"", 128 + signal.SIGTERM, b""),
+    ("running", b"ready\n", 7, b"got SIGTERM\nkubectl exited 7\n"),
+])
+def test_removed_after_sigterm(runtime: Path, script: str, ready: bytes, exit_code: int,
+                               tail: bytes) -> None:
+    code = (
+        "import sys, time\n"
+        "from guardctl.env import Environment\n"
+        "from guardctl.kubeconfig import temp_kubeconfig\n"
+        f"env = Environment(environ={{'XDG_RUNTIME_DIR': {str(runtime)!r}}})\n"
+        "with temp_kubeconfig(env, 'https://x', '', 'tok', '') as path:\n"
+        "    print(path, flush=True)\n"
+        + "".join(f"    {line}\n" for line in SCRIPTS[script].splitlines())
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        assert proc.stdout is not None
+        path = Path(proc.stdout.readline().decode().strip())
+        assert path.exists()
+        if ready:  # kubectl has its handlers in place
+            assert proc.stdout.readline() == ready
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, rest) == (exit_code, tail)
+    assert not path.parent.exists()
+
+
+def test_sweep_removes_only_folders_of_dead_processes(env: Environment, runtime: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)"])
+    try:
+        folders = {
+            "dead": runtime / f"{PREFIX}{dead.pid}-abc",
+            "alive": runtime / f"{PREFIX}{alive.pid}-abc",
+            "mine": runtime / f"{PREFIX}{os.getpid()}-abc",
+            "other": runtime / "unrelated-123-abc",
+            "not-a-pid": runtime / f"{PREFIX}xyz-abc",
+        }
+        for folder in folders.values():
+            folder.mkdir()
+            (folder / "kubeconfig").write_text("token")
+        (runtime / f"{PREFIX}{dead.pid}-file").write_text("a file, not ours to remove")
+        assert sweep_stale(env) == [folders["dead"]]
+    finally:
+        alive.kill()
+        alive.wait()
+    assert sorted(p.name for p in runtime.iterdir()) == sorted(
+        [f"{PREFIX}{dead.pid}-file", *(f.name for k, f in folders.items() if k != "dead")])

@@ -1,0 +1,143 @@
+"""The policy engine: precedence, the not-understood floor, match keys, placeholders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guardctl.model import Action
+from guardctl.parse import parse
+from guardctl.policy import PolicyContext, decide
+from guardctl.rules import RuleSet, parse_rules
+
+RULES = parse_rules(
+    """
+rules:
+  - id: no-delete-ns
+    action: deny
+    reason: r1
+    match: "delete namespace"
+  - id: ask-exec
+    action: approve
+    reason: r2
+    match: ["exec", "attach"]
+  - id: ask-prod-writes
+    action: approve
+    reason: r3
+    match:
+      verbs: [apply, delete, scale]
+      namespaces: ["prod*"]
+      dry_run: false
+  - id: proxy-loopback
+    action: deny
+    reason: r4
+    match:
+      verbs: [proxy]
+      flags: [{name: address, not_in: ["127.0.0.1", "localhost"]}]
+  - id: scale-zero
+    action: approve
+    reason: r5
+    match: {verbs: [scale], flags: ["replicas=0"]}
+  - id: global-user
+    action: deny
+    reason: r6
+    match: {flags: [{name: user, global: true}]}
+  - id: protect
+    action: deny
+    reason: r7
+    match: {mentions: ["@protected/*"]}
+    unless: {programs: [cat]}
+  - id: cluster-curl
+    action: approve
+    reason: r8
+    match: {programs: [curl], mentions: ["*@cluster*"]}
+  - id: allow-top
+    action: allow
+    reason: r9
+    match: "top"
+""",
+    "test.yaml",
+)
+CONTEXT = PolicyContext(protected_paths=("/srv/guard",), cluster_hosts=("10.1.2.3:6443",))
+
+
+def check(line: str) -> tuple[Action, set[str]]:
+    decision = decide(parse(line), RuleSet(rules=RULES), CONTEXT)
+    return decision.action, {h.id for c in decision.commands for h in c.hits}
+
+
+@pytest.mark.parametrize(
+    ("line", "action", "rules"),
+    [
+        ("kubectl get pods", Action.ALLOW, set()),
+        ("kubectl top pods", Action.ALLOW, {"allow-top"}),
+        ("kubectl delete ns x", Action.DENY, {"no-delete-ns"}),
+        # strictest of all rules on one command, and of all commands in a line
+        ("kubectl delete ns prod -n prod", Action.DENY, {"no-delete-ns"}),
+        ("kubectl exec -it p -- sh; kubectl delete ns x", Action.DENY, {"ask-exec", "no-delete-ns"}),
+        ("kubectl exec -it p -- sh | kubectl top pods", Action.APPROVE, {"ask-exec", "allow-top"}),
+        # namespaces are globs; dry runs are exempt where the rule says dry_run: false
+        ("kubectl scale deploy web --replicas=2 -n prod-eu", Action.APPROVE, {"ask-prod-writes"}),
+        ("kubectl scale deploy web --replicas=2 -n dev", Action.ALLOW, set()),
+        ("kubectl delete deploy web -n prod --dry-run=server", Action.ALLOW, set()),
+        ("kubectl delete deploy web -n prod --dry-run=none", Action.APPROVE, {"ask-prod-writes"}),
+        ("kubectl delete deploy web -A", Action.APPROVE, {"ask-prod-writes"}),
+        # flag value conditions: any value outside the list
+        ("kubectl proxy --address=127.0.0.1", Action.ALLOW, set()),
+        ("kubectl proxy --address 0.0.0.0", Action.DENY, {"proxy-loopback"}),
+        ("kubectl proxy --address=127.0.0.1 --address=0.0.0.0", Action.DENY, {"proxy-loopback"}),
+        ("kubectl scale deploy web --replicas 0", Action.APPROVE, {"scale-zero"}),
+        ("kubectl scale deploy web --replicas=10", Action.ALLOW, set()),
+        # a command's own --user is not the global credential flag
+        ("kubectl get pods --user=admin", Action.DENY, {"global-user"}),
+        ("kubectl create rolebinding b --role=r --user=alice", Action.ALLOW, set()),
+        # placeholders come from the context; unless exempts
+        ("rm -rf /srv/guard/audit.jsonl", Action.DENY, {"protect"}),
+        ("cat /srv/guard/audit.jsonl", Action.ALLOW, set()),
+        ("curl https://10.1.2.3:6443/api/v1/secrets", Action.APPROVE, {"cluster-curl"}),
+        ("curl https://example.com/", Action.ALLOW, set()),
+    ],
+)
+def test_decisions(line: str, action: Action, rules: set[str]) -> None:
+    assert check(line) == (action, rules)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "kubectl get pods 'unterminated",
+        "kubectl $VERB pods",
+        "$K get pods",
+        "kubectl get $(echo pods)",
+        "kubectl frobnicate",
+        "kubectl get frobs",
+        "kubectl get pods --no-such-flag",
+        "eval \"$X\"",
+        "kubectl apply -f https://example.com/x.yaml",
+        "kubectl top pods -n $NS",  # an allow rule cannot lift the floor
+    ],
+)
+def test_not_understood_is_never_allowed(line: str) -> None:
+    decision = decide(parse(line), RuleSet(rules=RULES), CONTEXT)
+    assert decision.action is not Action.ALLOW
+    assert "understand" in decision.reason or decision.action is Action.DENY
+
+
+def test_reason_names_the_deciding_rule() -> None:
+    decision = decide(parse("kubectl get pods; kubectl delete ns x"), RuleSet(rules=RULES), CONTEXT)
+    assert decision.reason == "denied by rule no-delete-ns: r1"
+
+
+def test_manifest_objects_count_as_resources(tmp_path: Path) -> None:
+    manifest = tmp_path / "ns.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n")
+    assert check(f"kubectl delete -f {manifest}") == (Action.DENY, {"no-delete-ns"})
+    in_prod = tmp_path / "cm.yaml"
+    in_prod.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: prod}\n")
+    assert check(f"kubectl apply -f {in_prod}") == (Action.APPROVE, {"ask-prod-writes"})
+
+
+def test_heredoc_manifest_is_inspected() -> None:
+    line = "kubectl delete -f - <<EOF\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\nEOF\n"
+    assert check(line) == (Action.DENY, {"no-delete-ns"})

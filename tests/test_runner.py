@@ -1,0 +1,327 @@
+"""The runner against a scripted fake kubectl: pipes byte for byte, a real pty, signals."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pexpect
+import pytest
+
+from guardctl.devserver import DevServer
+from guardctl.env import Environment
+from guardctl.errors import UnsafeError
+from guardctl.kubeconfig import child_environ, temp_kubeconfig
+from guardctl.runner import NOT_FOUND, find_kubectl, run
+
+DATA = Path(__file__).resolve().parent / "data"
+FAKE = str(DATA / "fake_kubectl.py")
+HARNESS = str(DATA / "run_harness.py")
+REPO = str(Path(__file__).resolve().parent.parent)
+SECRET = "s3cr3t-v4lue-0123456789"
+TIMEOUT = 15
+
+_spec = importlib.util.spec_from_file_location("run_harness", HARNESS)
+assert _spec is not None and _spec.loader is not None
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
+
+
+class Identity:
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class Upper:
+    def feed(self, data: bytes) -> bytes:
+        return data.upper()
+
+    def flush(self) -> bytes:
+        return b""
+
+
+@pytest.fixture
+def devnull() -> Iterator[IO[Any]]:
+    with open(os.devnull, "rb") as handle:
+        yield handle
+
+
+def _run(mode: str, arg: str = "", stdin: IO[Any] | None = None,
+         out_filter: Any = None, err_filter: Any = None) -> tuple[int, bytes, bytes]:
+    out, err = io.BytesIO(), io.BytesIO()
+    code = run([sys.executable, FAKE, mode, arg], dict(os.environ),
+               stdout_filter=out_filter or Identity(), stderr_filter=err_filter or Identity(),
+               stdin=stdin, use_pty=False, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+# --------------------------------------------------------------------------- pipes mode
+
+
+def test_pipes_are_byte_identical(devnull: IO[Any]) -> None:
+    code, out, err = _run("bytes", stdin=devnull)
+    assert code == 0
+    assert out == b"line one\r\nline two\n\x00\x01\xfe\xff\x1b[31mred\x1b[0m no newline"
+    assert err == b"warning: on stderr\r\n"
+
+
+@pytest.mark.parametrize("exit_code", [0, 1, 42])
+def test_exit_code_passes_through(devnull: IO[Any], exit_code: int) -> None:
+    code, out, err = _run("exit", str(exit_code), stdin=devnull)
+    assert (code, out, err) == (exit_code, b"some output\n", b"some error\n")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGUSR1])
+def test_death_by_signal_is_128_plus_n(devnull: IO[Any], signum: int) -> None:
+    code, out, _ = _run("signal", str(int(signum)), stdin=devnull)
+    assert code == 128 + signum
+    assert out == b"dying\n"
+
+
+def test_stdin_passes_through(tmp_path: Path) -> None:
+    manifest = b"apiVersion: v1\nkind: ConfigMap\n\x00\xff no newline"
+    (tmp_path / "in").write_bytes(manifest)
+    with open(tmp_path / "in", "rb") as stdin:
+        code, out, _ = _run("cat", stdin=stdin)
+    assert (code, out) == (0, manifest)
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_filters_see_a_secret_split_across_chunks(devnull: IO[Any], stream: str) -> None:
+    filters = {"stdout": harness.ReplaceFilter(SECRET.encode(), b"***"),
+               "stderr": harness.ReplaceFilter(SECRET.encode(), b"***")}
+    code, out, err = _run("split", SECRET, stdin=devnull,
+                          out_filter=filters["stdout"], err_filter=filters["stderr"])
+    assert code == 0
+    shown = {"stdout": out, "stderr": err}[stream]
+    assert shown == {"stdout": b"before *** after\n", "stderr": b"err ***\n"}[stream]
+    # the secret really arrived in more than one read
+    assert len([chunk for chunk in filters[stream].fed if chunk]) >= 2
+
+
+def test_each_stream_has_its_own_filter(devnull: IO[Any]) -> None:
+    code, out, err = _run("exit", "3", stdin=devnull, out_filter=Upper())
+    assert (code, out, err) == (3, b"SOME OUTPUT\n", b"some error\n")
+
+
+class TailFilter:
+    """Holds everything back until flush, as a masker does with an unfinished line."""
+
+    def __init__(self) -> None:
+        self.held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        self.held += data
+        return b""
+
+    def flush(self) -> bytes:
+        return self.held.replace(b"red", b"RED")
+
+
+def test_filter_is_flushed_at_eof(devnull: IO[Any]) -> None:
+    _, out, _ = _run("bytes", stdin=devnull, out_filter=TailFilter())
+    assert out.endswith(b"\x1b[31mRED\x1b[0m no newline")
+
+
+class ClosedReader(io.BytesIO):
+    """An output whose reader went away after the first write (`guardctl get pods | head -1`)."""
+
+    def write(self, data: Any) -> int:
+        if self.tell():
+            raise BrokenPipeError
+        return super().write(data)
+
+
+def test_a_reader_going_away_stops_kubectl_with_sigpipe(devnull: IO[Any]) -> None:
+    out, err = ClosedReader(), io.BytesIO()
+    code = run([sys.executable, FAKE, "flood"], dict(os.environ), stdout_filter=Identity(),
+               stderr_filter=Identity(), stdin=devnull, use_pty=False, stdout=out, stderr=err)
+    assert code == 128 + signal.SIGPIPE
+    assert 0 < len(out.getvalue()) <= 65536
+
+
+@pytest.mark.parametrize("argv0", ["/nonexistent/kubectl", os.devnull])
+def test_missing_kubectl_is_unsafe(argv0: str) -> None:
+    with pytest.raises(UnsafeError, match="^kubectl not found") as info:
+        run([argv0, "get", "pods"], {}, stdout_filter=Identity(), stderr_filter=Identity(),
+            stdin=None, use_pty=False, stdout=io.BytesIO(), stderr=io.BytesIO())
+    assert info.value.exit_status == 13
+
+
+# --------------------------------------------------------------------------- signals to guardctl
+
+
+def _harness(*args: str, new_session: bool = False) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, HARNESS, "pipes", sys.executable, FAKE, *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": REPO}, start_new_session=new_session,
+    )
+
+
+@pytest.mark.parametrize(
+    ("deliver", "expected"),
+    [
+        # `kill <guardctl>`: only guardctl gets it, and passes it on
+        (lambda p: p.send_signal(signal.SIGTERM), b"got SIGTERM\n"),
+        # Ctrl-C: the terminal signals guardctl's whole process group; kubectl gets one
+        (lambda p: os.killpg(p.pid, signal.SIGINT), b"got SIGINT\n"),
+    ],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_signals_reach_kubectl_once_and_guardctl_waits(deliver: Any, expected: bytes) -> None:
+    proc = _harness("wait-signal", new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        deliver(proc)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out, err) == (7, expected, b"")
+
+
+# --------------------------------------------------------------------------- pty mode
+
+
+@pytest.fixture
+def pty_child() -> Iterator[pexpect.spawn]:
+    child = pexpect.spawn(sys.executable, [HARNESS, "pty", sys.executable, FAKE, "interactive"],
+                          env={**os.environ, "PYTHONPATH": REPO}, dimensions=(24, 80),
+                          timeout=TIMEOUT)
+    yield child
+    child.close(force=True)
+
+
+def test_pty_echoes_a_line_through_the_filter(pty_child: pexpect.spawn) -> None:
+    pty_child.expect_exact("size 24x80")
+    pty_child.expect_exact("prompt> ")
+    pty_child.sendline("hello there")
+    pty_child.expect_exact("you said: HELLO there")
+    pty_child.expect_exact("prompt> ")
+    pty_child.sendline("quit")
+    pty_child.expect_exact("terminal restored")
+    pty_child.expect(pexpect.EOF)
+    pty_child.close()
+    assert pty_child.exitstatus == 0
+
+
+def test_pty_forwards_window_resizes(pty_child: pexpect.spawn) -> None:
+    pty_child.expect_exact("prompt> ")
+    pty_child.setwinsize(30, 100)
+    pty_child.expect_exact("resized 30x100")
+    pty_child.sendline("quit")
+    pty_child.expect(pexpect.EOF)
+    pty_child.close()
+    assert pty_child.exitstatus == 0
+
+
+# --------------------------------------------------------------------------- finding kubectl
+
+
+def _write_exe(path: Path, content: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def bins(tmp_path: Path) -> dict[str, Path]:
+    guardctl = _write_exe(tmp_path / "venv" / "guardctl", "#!/usr/bin/env python\nimport x\n")
+    link_dir = tmp_path / "link"
+    link_dir.mkdir()
+    (link_dir / "kubectl").symlink_to(guardctl)
+    return {
+        "real": _write_exe(tmp_path / "real" / "kubectl", "\x7fELF binary kubectl\n").parent,
+        "shim": _write_exe(tmp_path / "shim" / "kubectl",
+                           "#!/bin/sh\nexec guardctl kubectl \"$@\"\n").parent,
+        "link": link_dir,
+        "empty": tmp_path,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (["real"], "real"),
+        (["shim", "real"], "real"),
+        (["link", "real"], "real"),
+        (["empty", "real"], "real"),
+        (["shim", "link"], None),
+        ([], None),
+    ],
+)
+def test_find_kubectl_skips_shims(bins: dict[str, Path], path: list[str],
+                                  expected: str | None) -> None:
+    env = Environment(environ={"PATH": ":".join(str(bins[p]) for p in path)})
+    if expected is None:
+        with pytest.raises(UnsafeError, match=f"^{NOT_FOUND}$"):
+            find_kubectl(env)
+    else:
+        assert find_kubectl(env) == str(bins[expected] / "kubectl")
+
+
+def test_find_kubectl_ignores_relative_path_entries(bins: dict[str, Path],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(bins["real"])
+    with pytest.raises(UnsafeError):
+        find_kubectl(Environment(environ={"PATH": ".:"}))
+
+
+@pytest.mark.parametrize(("name", "error"), [("real", None), ("shim", "is guardctl"),
+                                             ("empty", "kubectl not found")])
+def test_guardctl_kubectl_variable(bins: dict[str, Path], name: str, error: str | None) -> None:
+    explicit = str(bins[name] / "kubectl")
+    env = Environment(environ={"GUARDCTL_KUBECTL": explicit, "PATH": str(bins["real"])})
+    if error is None:
+        assert find_kubectl(env) == explicit
+    else:
+        with pytest.raises(UnsafeError, match=error):
+            find_kubectl(env)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[DevServer]:
+    with DevServer() as devserver:
+        yield devserver
+
+
+def test_real_kubectl_with_a_minted_token(server: DevServer, tmp_path: Path,
+                                          devnull: IO[Any]) -> None:
+    env = Environment(environ={**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)})
+    token = server.issue_token("system:serviceaccount:guardctl:guardctl-agent", 600)
+    ca = base64.b64encode(server.ca_pem).decode()
+    with temp_kubeconfig(env, server.url, ca, token, "dev") as path:
+        child_env = child_environ(env.environ, path)
+        kubectl = find_kubectl(env)
+        out, err = io.BytesIO(), io.BytesIO()
+        code = run([kubectl, "config", "view", "--raw", "-o",
+                    "jsonpath={.users[0].user.token}"], child_env,
+                   stdout_filter=harness.ReplaceFilter(token.encode(), b"***"),
+                   stderr_filter=Identity(), stdin=devnull, use_pty=False, stdout=out, stderr=err)
+        assert (code, out.getvalue(), err.getvalue()) == (0, b"***", b"")
+        server.clear_requests()
+        out = io.BytesIO()
+        code = run([kubectl, "get", "pods", "-o", "name"], child_env, stdout_filter=Identity(),
+                   stderr_filter=Identity(), stdin=devnull, use_pty=False, stdout=out, stderr=err)
+    assert code == 0
+    assert out.getvalue().startswith(b"pod/web-")
+    assert {user for _, _, user in server.requests} == {
+        "system:serviceaccount:guardctl:guardctl-agent"}
