@@ -11,7 +11,7 @@ from guardctl.env import Environment
 from guardctl.errors import UnsafeError, UsageError
 from guardctl.model import Action, Decision
 from guardctl.parse import parse
-from guardctl.policy import decide
+from guardctl.policy import PolicyContext, decide
 from guardctl.rules import RuleSet, load_rules
 from guardctl.ruletests import Failure
 from guardctl.status import ExitStatus
@@ -28,14 +28,14 @@ class Checker:
     """Rules and context loaded once, then any number of lines decided with them."""
 
     ruleset: RuleSet
-    env: Environment
+    context: PolicyContext
 
     @classmethod
     def load(cls, env: Environment, extra_rules: tuple[str, ...] = ()) -> Checker:
-        return cls(ruleset=load_rules(env.rule_paths(extra_rules)), env=env)
+        return cls(ruleset=load_rules(env.rule_paths(extra_rules)), context=env.policy_context())
 
     def check(self, line: str) -> Decision:
-        return decide(parse(line), self.ruleset, self.env.policy_context())
+        return decide(parse(line), self.ruleset, self.context)
 
 
 def batch_results(checker: Checker, lines: Iterable[str]) -> Iterator[dict[str, object]]:
@@ -55,13 +55,19 @@ def batch_results(checker: Checker, lines: Iterable[str]) -> Iterator[dict[str, 
             yield _bad_request(request)
             continue
         result = checker.check(request["line"]).to_json()
-        yield {**{k: v for k, v in request.items() if k != "line"}, "line": request["line"], **result}
+        yield {
+            **{k: v for k, v in request.items() if k != "line"},
+            "line": request["line"],
+            **result,
+        }
 
 
 def _bad_request(request: object) -> dict[str, object]:
-    copied = {k: v for k, v in request.items() if k not in ("decision", "reason")} if isinstance(
-        request, dict
-    ) else {}
+    copied = (
+        {k: v for k, v in request.items() if k not in ("decision", "reason")}
+        if isinstance(request, dict)
+        else {}
+    )
     return {
         **copied,
         "decision": Action.DENY.value,
@@ -75,7 +81,9 @@ def format_decision(decision: Decision) -> str:
     lines = [f"{decision.action.value}: {decision.reason}"]
     for cmd in decision.commands:
         rules = ", ".join(h.id for h in cmd.hits)
-        lines.append(f"  {cmd.action.value:7} {' '.join(cmd.argv)}" + (f"  [{rules}]" if rules else ""))
+        lines.append(
+            f"  {cmd.action.value:7} {' '.join(cmd.argv)}" + (f"  [{rules}]" if rules else "")
+        )
         lines.extend(f"          not understood: {p}" for p in cmd.problems)
     lines.extend(f"  not understood: {p}" for p in decision.problems)
     return "\n".join(lines)
@@ -99,7 +107,7 @@ def lint(env: Environment, paths: tuple[str, ...]) -> LintResult:
 
     targets = [Path(p) for p in paths] if paths else env.rule_paths()
     ruleset = load_rules([*env.rule_paths(), *targets] if paths else targets)
-    checker = Checker(ruleset=ruleset, env=env)
+    checker = Checker(ruleset=ruleset, context=env.policy_context())
     failures: list[str] = []
     case_count = 0
     for rule_file in rule_files(targets):
@@ -133,4 +141,6 @@ def run_kubectl(env: Environment, args: list[str]) -> int:
     if decision.action is Action.DENY:
         env.stderr.write(f"guardctl: {decision.reason}\n")
         return ExitStatus.DENIED
-    raise UnsafeError("guardctl cannot run kubectl yet in this build; use `guardctl check` to decide lines")
+    raise UnsafeError(
+        "guardctl cannot run kubectl yet in this build; use `guardctl check` to decide lines"
+    )

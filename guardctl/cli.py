@@ -43,7 +43,9 @@ def cli(traceback: bool) -> None:
 @cli.command()
 @click.argument("line", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see DESIGN.md).")
-@click.option("--batch", is_flag=True, help="Read JSON Lines ({\"line\": …}) on stdin, answer one per line.")
+@click.option(
+    "--batch", is_flag=True, help='Read JSON Lines ({"line": …}) on stdin, answer one per line.'
+)
 @_rules_option
 def check(line: str | None, as_json: bool, batch: bool, extra_rules: tuple[str, ...]) -> int:
     """Decide LINE (a whole shell line) without running anything.
@@ -135,10 +137,18 @@ def rules_test(file: str, extra_rules: tuple[str, ...]) -> int:
 
 
 @cli.command()
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Port on 127.0.0.1 (0: any free port).")
-@click.option("--kubeconfig-out", type=click.Path(dir_okay=False),
-              help="Write a kubeconfig with an admin credential here (mode 0600).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port).",
+)
+@click.option(
+    "--kubeconfig-out",
+    type=click.Path(dir_okay=False),
+    help="Write a kubeconfig with an admin credential here (mode 0600).",
+)
 @click.option("--verbose", is_flag=True, help="Log every request on stderr.")
 def devserver(port: int, kubeconfig_out: str | None, verbose: bool) -> int:
     """Run the embedded in-memory Kubernetes API server in the foreground (Ctrl-C stops it)."""

@@ -20,13 +20,17 @@ def _explain_command(cmd: CommandDecision) -> list[str]:
     if cmd.call is not None:
         out.append(f"  reads as: {reading(cmd.call)}")
     if cmd.report is not None:
-        out.extend(f"  manifest: {o.kind}/{o.name or '?'}" + (f" in {o.namespace}" if o.namespace else "")
-                   for o in cmd.report.objects)
+        out.extend(
+            f"  manifest: {o.kind}/{o.name or '?'}" + (f" in {o.namespace}" if o.namespace else "")
+            for o in cmd.report.objects
+        )
         out.extend(f"  risk: {r.name}: {r.detail}" for r in cmd.report.risks)
         out.extend(f"  cannot see: {u}" for u in cmd.report.unseen)
     out.extend(f"  not understood: {p}" for p in cmd.problems)
     for hit in cmd.hits:
-        out.append(f"  rule {hit.id} ({hit.action.value}) on {' '.join(hit.matched) or 'the command'}")
+        out.append(
+            f"  rule {hit.id} ({hit.action.value}) on {' '.join(hit.matched) or 'the command'}"
+        )
         out.append(f"    {hit.reason}")
     if not cmd.hits and not cmd.problems:
         out.append("  no rule matched")

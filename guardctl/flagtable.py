@@ -17,9 +17,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources as importlib_resources
 from types import MappingProxyType
 from typing import Any
+
+from guardctl.bundled import data_text
 
 ROOT = ""
 
@@ -113,5 +114,4 @@ def _build(data: Any) -> FlagTable:
 @cache
 def flag_table() -> FlagTable:
     """The table shipped with guardctl, read once."""
-    text = importlib_resources.files("guardctl.data").joinpath("kubectl_flags.json")
-    return _build(json.loads(text.read_text("utf-8")))
+    return _build(json.loads(data_text("kubectl_flags.json")))

@@ -39,13 +39,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from itertools import islice
 from typing import Any
 
-import yaml
-
 from guardctl import files
+from guardctl.bundled import data_text
 from guardctl.model import KubectlCall, ManifestObject, ManifestReport, Risk, SimpleCommand
 
 # The vocabulary rules can name in a `risks:` match. See the module docstring for what each means.
@@ -91,7 +89,7 @@ _YamlMap = Mapping[Any, Any]
 
 
 def _load_tables() -> dict[str, Any]:
-    text = resources.files("guardctl.data").joinpath("manifests.json").read_text("utf-8")
+    text = data_text("manifests.json")
     tables: dict[str, Any] = json.loads(text)
     return tables
 
@@ -153,11 +151,14 @@ def _documents(text: str) -> Iterator[object]:
     Text whose first non-blank character is `{` is read as JSON, as kubectl does: JSON may be
     indented with tabs, which YAML forbids.
     """
+    import yaml  # only lines that carry a manifest pay for the import
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         if text.lstrip(" \t\r\n\ufeff").startswith("{"):
             yield from _json_documents(text.lstrip(" \t\r\n\ufeff"))
         else:
-            yield from yaml.safe_load_all(text)
+            yield from yaml.load_all(text, Loader=loader)  # noqa: S506 - a safe loader
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise _Unparseable(str(exc)) from exc
 

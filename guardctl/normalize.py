@@ -25,10 +25,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache
-from importlib import resources as importlib_resources
 from typing import Any
 
 from guardctl import resources
+from guardctl.bundled import data_text
 from guardctl.flagtable import ROOT, FlagSpec, FlagTable, flag_table
 from guardctl.model import KubectlCall, ResourceRef, SimpleCommand
 
@@ -63,7 +63,7 @@ class _Config:
 
 @cache
 def _config() -> _Config:
-    text = importlib_resources.files("guardctl.data").joinpath("normalize.json").read_text("utf-8")
+    text = data_text("normalize.json")
     data: Any = json.loads(text)
     return _Config(
         guardctl_commands=frozenset(data["guardctl_commands"]),

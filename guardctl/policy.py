@@ -13,9 +13,11 @@ Precedence, in this order:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
+from fnmatch import translate
+from functools import lru_cache
 
 from guardctl import manifests
 from guardctl.model import (
@@ -68,9 +70,7 @@ def decide(
     read: manifests.Reader | None = None,
 ) -> Decision:
     """Decide every command of `parsed` and the line as a whole."""
-    decisions = tuple(
-        decide_command(cmd, ruleset.rules, context, read) for cmd in parsed.commands
-    )
+    decisions = tuple(decide_command(cmd, ruleset.rules, context, read) for cmd in parsed.commands)
     action = strictest([d.action for d in decisions])
     if parsed.problems and action is Action.ALLOW:
         action = Action.APPROVE
@@ -82,9 +82,7 @@ def decide(
     )
 
 
-def gather_facts(
-    cmd: SimpleCommand, read: manifests.Reader | None = None
-) -> Facts:
+def gather_facts(cmd: SimpleCommand, read: manifests.Reader | None = None) -> Facts:
     """Normalize a kubectl command and inspect its manifests; other programs keep their words."""
     problems = _program_problems(cmd)
     if kubectl_args(cmd) is None:
@@ -141,7 +139,11 @@ def decide_command(
     read: manifests.Reader | None = None,
 ) -> CommandDecision:
     facts = gather_facts(cmd, read)
-    hits = tuple(hit for rule in rules if (hit := match_rule(rule, facts, context)) is not None)
+    hits = tuple(
+        hit
+        for rule in rules
+        if _may_apply(rule, facts) and (hit := match_rule(rule, facts, context)) is not None
+    )
     action = strictest([h.action for h in hits])
     if facts.problems and action is Action.ALLOW:
         action = Action.APPROVE
@@ -153,6 +155,14 @@ def decide_command(
         call=facts.call,
         report=facts.report if facts.call else None,
     )
+
+
+def _may_apply(rule: Rule, facts: Facts) -> bool:
+    """A cheap pre-check: rules about kubectl skip other programs, verb rules other verbs."""
+    if facts.call is None:
+        return not rule.kubectl_only
+    heads = rule.verb_heads
+    return heads is None or facts.verb[:1] == () or facts.verb[0] in heads
 
 
 def match_rule(rule: Rule, facts: Facts, context: PolicyContext) -> RuleHit | None:
@@ -177,8 +187,8 @@ def match_alternative(m: Match, facts: Facts, context: PolicyContext) -> tuple[s
     if m.kubectl_only and facts.call is None:
         return None
     words: list[str] = []
-    for check in _CHECKS:
-        found = check(m, facts, context)
+    for key in m.keys:
+        found = _CHECKS[key](m, facts, context)
         if found is None:
             return None
         words.extend(found)
@@ -316,25 +326,32 @@ def _expand_placeholders(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[st
     return tuple(out)
 
 
-def _any_glob(word: str, globs: Iterable[str]) -> bool:
-    return any(fnmatchcase(word, g) for g in globs)
+def _any_glob(word: str, globs: tuple[str, ...]) -> bool:
+    return _glob_regex(globs).match(word) is not None
 
 
-_CHECKS: tuple[Check, ...] = (
-    _check_verbs,
-    _check_resources,
-    _check_namespaces,
-    _check_flags,
-    _check_risks,
-    _check_objects,
-    _check_dry_run,
-    _check_programs,
-    _check_args,
-    _check_env,
-    _check_writes,
-    _check_mentions,
-    _check_understood,
-)
+@lru_cache(maxsize=4096)
+def _glob_regex(globs: tuple[str, ...]) -> re.Pattern[str]:
+    """One compiled regex for a list of shell globs (case-sensitive, like fnmatchcase)."""
+    return re.compile("|".join(translate(g) for g in globs))
+
+
+# match key -> its check; Match.keys lists only the keys a rule sets
+_CHECKS: dict[str, Check] = {
+    "verbs": _check_verbs,
+    "resources": _check_resources,
+    "namespaces": _check_namespaces,
+    "flags": _check_flags,
+    "risks": _check_risks,
+    "objects": _check_objects,
+    "dry_run": _check_dry_run,
+    "programs": _check_programs,
+    "args": _check_args,
+    "env": _check_env,
+    "writes": _check_writes,
+    "mentions": _check_mentions,
+    "understood": _check_understood,
+}
 
 
 # --------------------------------------------------------------------------- reasons

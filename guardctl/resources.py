@@ -17,8 +17,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources as importlib_resources
 
+from guardctl.bundled import data_text
 from guardctl.model import ResourceRef
 
 
@@ -84,7 +84,7 @@ def _info(entry: dict[str, object]) -> ResourceInfo:
 
 @cache
 def _table() -> _Table:
-    text = importlib_resources.files("guardctl.data").joinpath("resources.json").read_text("utf-8")
+    text = data_text("resources.json")
     data = json.loads(text)
     infos = tuple(_info(entry) for entry in data["resources"])
     by_qualified = {info.qualified: info for info in infos}

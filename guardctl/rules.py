@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from guardctl.errors import RuleError
 from guardctl.model import Action
 
 RULE_KEYS = frozenset({"id", "action", "reason", "match", "unless", "disabled", "description"})
-KUBECTL_KEYS = frozenset({"verbs", "resources", "namespaces", "flags", "risks", "dry_run", "objects"})
+KUBECTL_KEYS = frozenset(
+    {"verbs", "resources", "namespaces", "flags", "risks", "dry_run", "objects"}
+)
 ANY_COMMAND_KEYS = frozenset({"programs", "args", "env", "writes", "mentions", "understood"})
 MATCH_KEYS = KUBECTL_KEYS | ANY_COMMAND_KEYS
 FLAG_CONDITION_KEYS = frozenset({"name", "in", "not_in", "global"})
@@ -32,7 +35,7 @@ FLAG_CONDITION_KEYS = frozenset({"name", "in", "not_in", "global"})
 
 @dataclass(frozen=True)
 class FlagCondition:
-    """A flag that must be set (and not "false"); with `in`/`not_in`, some value must (not) match."""
+    """A flag that is set (and not "false"); with `in`/`not_in`, some value must (not) match."""
 
     name: str
     values_in: tuple[str, ...] = ()
@@ -45,7 +48,9 @@ class Match:
     """One alternative of a rule's `match`: every given key must hold; within a key, any item."""
 
     verbs: tuple[tuple[str, ...], ...] = ()  # verb paths as word tuples, matched as prefixes
-    resources: tuple[str, ...] = ()  # qualified plural names ("namespaces", "deployments.apps"), "*"
+    resources: tuple[
+        str, ...
+    ] = ()  # qualified plural names ("namespaces", "deployments.apps"), "*"
     namespaces: tuple[str, ...] = ()  # globs
     flags: tuple[FlagCondition, ...] = ()  # every condition must hold
     risks: tuple[str, ...] = ()
@@ -59,11 +64,17 @@ class Match:
     understood: bool | None = None
     source: str = ""  # the pattern or mapping as written, for `rules explain`
 
-    @property
+    @cached_property
     def kubectl_only(self) -> bool:
-        return bool(
-            self.verbs or self.resources or self.namespaces or self.flags or self.risks
-            or self.objects or self.dry_run is not None
+        return any(key in KUBECTL_KEYS for key in self.keys)
+
+    @cached_property
+    def keys(self) -> tuple[str, ...]:
+        """The match keys this alternative sets, in declaration order (cheap checks first)."""
+        return tuple(
+            f.name
+            for f in fields(self)
+            if f.name in MATCH_KEYS and getattr(self, f.name) not in ((), None)
         )
 
 
@@ -77,6 +88,24 @@ class Rule:
     origin: str = ""  # "file:line" where the rule starts
     description: str = ""
     disabled: bool = False  # a later file switching off a rule of the same id
+
+    @cached_property
+    def verb_heads(self) -> frozenset[str] | None:
+        """First words of the verbs every alternative requires; None when one requires none.
+
+        Lets the policy skip a rule for a call whose verb it cannot match, without
+        evaluating it (there are many rules and an agent sends many lines).
+        """
+        heads: set[str] = set()
+        for alternative in self.match:
+            if not alternative.verbs:
+                return None
+            heads.update(verb[0] for verb in alternative.verbs if verb)
+        return frozenset(heads)
+
+    @cached_property
+    def kubectl_only(self) -> bool:
+        return all(alternative.kubectl_only for alternative in self.match)
 
 
 @dataclass(frozen=True)
@@ -137,7 +166,9 @@ def _check_unique_ids(rules: Sequence[Rule], origin: str) -> None:
     seen: dict[str, str] = {}
     for rule in rules:
         if rule.id in seen:
-            raise RuleError(f"{rule.origin}: rule id '{rule.id}' is already used at {seen[rule.id]}")
+            raise RuleError(
+                f"{rule.origin}: rule id '{rule.id}' is already used at {seen[rule.id]}"
+            )
         seen[rule.id] = rule.origin
 
 
@@ -156,12 +187,16 @@ def _parse_rule(item: Any, origin: str, index: int) -> Rule:
         raise RuleError(f"{label}: 'disabled' must be true or false")
     if item.get("disabled") is True:
         # switching off a rule defined in an earlier file needs nothing but its id
-        return Rule(id=rule_id, action=Action.ALLOW, reason="", match=(), origin=where, disabled=True)
+        return Rule(
+            id=rule_id, action=Action.ALLOW, reason="", match=(), origin=where, disabled=True
+        )
     action = item.get("action")
     try:
         action_value = Action(action)
     except ValueError:
-        raise RuleError(f"{label}: 'action' must be allow, approve or deny, not {action!r}") from None
+        raise RuleError(
+            f"{label}: 'action' must be allow, approve or deny, not {action!r}"
+        ) from None
     reason = item.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise RuleError(f"{label}: needs a 'reason' (one sentence a human and the agent will read)")
@@ -172,7 +207,9 @@ def _parse_rule(item: Any, origin: str, index: int) -> Rule:
         action=action_value,
         reason=" ".join(reason.split()),
         match=_parse_alternatives(item["match"], f"{label}: 'match'"),
-        unless=_parse_alternatives(item["unless"], f"{label}: 'unless'") if "unless" in item else (),
+        unless=_parse_alternatives(item["unless"], f"{label}: 'unless'")
+        if "unless" in item
+        else (),
         origin=where,
         description=str(item.get("description", "")),
     )
@@ -203,8 +240,8 @@ def parse_pattern(pattern: str, label: str = "pattern") -> Match:
     `"delete namespace"` -> verbs delete, resources namespaces; `"get secrets -o yaml"` adds
     the flag condition output=yaml. Flags given without a value only need to be present.
     """
-    from guardctl.normalize import normalize
     from guardctl.model import SimpleCommand
+    from guardctl.normalize import normalize
 
     try:
         words = shlex.split(pattern)
@@ -254,7 +291,9 @@ def _parse_mapping(value: dict[str, Any], label: str) -> Match:
     keys = set(value) - {"__line__"}
     unknown = keys - MATCH_KEYS
     if unknown:
-        raise RuleError(f"{label}: unknown key '{sorted(unknown)[0]}' (known: {_known(MATCH_KEYS)})")
+        raise RuleError(
+            f"{label}: unknown key '{sorted(unknown)[0]}' (known: {_known(MATCH_KEYS)})"
+        )
     if not keys:
         raise RuleError(f"{label}: an empty mapping would match everything; say what to match")
     fields: dict[str, Any] = {"source": _describe_mapping(value)}
@@ -358,7 +397,9 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
         elif path.exists():
             found.append(path)
         else:
-            raise RuleError(f"{path}: no such rules file or folder (check --rules / GUARDCTL_RULES)")
+            raise RuleError(
+                f"{path}: no such rules file or folder (check --rules / GUARDCTL_RULES)"
+            )
     return found
 
 
@@ -367,7 +408,7 @@ NOT_POLICY_FILES = frozenset({"secrets.yaml"})
 
 
 def load_rules(paths: Sequence[str | Path]) -> RuleSet:
-    """Load rules from files and folders in order; a later rule replaces an earlier one of the same id."""
+    """Load rules from files and folders in order; a later rule replaces an earlier same id."""
     by_id: dict[str, Rule] = {}
     files = rule_files(paths)
     for path in files:

@@ -51,7 +51,9 @@ def _action(word: str, where: str) -> Action:
     try:
         return Action.APPROVE if word == "ask" else Action(word)
     except ValueError:
-        raise UsageError(f"{where}: expected decision must be allow, approve or deny, not {word!r}")
+        raise UsageError(
+            f"{where}: expected decision must be allow, approve or deny, not {word!r}"
+        ) from None
 
 
 def parse_cases_text(text: str, origin: str) -> list[Case]:
@@ -65,8 +67,12 @@ def parse_cases_text(text: str, origin: str) -> list[Case]:
             label = (_action(annotation.group(1), where), annotation.group(2) or None)
         elif line and not line.startswith("#"):
             if label is None:
-                raise UsageError(f"{origin}:{number}: a case line before any '# deny: id' annotation")
-            cases.append(Case(line=raw.rstrip(), expect=label[0], rule=label[1], origin=f"{origin}:{number}"))
+                raise UsageError(
+                    f"{origin}:{number}: a case line before any '# deny: id' annotation"
+                )
+            cases.append(
+                Case(line=raw.rstrip(), expect=label[0], rule=label[1], origin=f"{origin}:{number}")
+            )
     return cases
 
 
@@ -85,7 +91,9 @@ def parse_cases_yaml(text: str, origin: str) -> list[Case]:
             raise UsageError(f"{where}: each case is a mapping with a string 'line'")
         unknown = set(item) - {"line", "expect", "rule"}
         if unknown:
-            raise UsageError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: expect, line, rule)")
+            raise UsageError(
+                f"{where}: unknown key '{sorted(unknown)[0]}' (known: expect, line, rule)"
+            )
         rule = item.get("rule")
         cases.append(
             Case(

@@ -274,7 +274,7 @@ def _pump_pipes(
                     del open_fds[key.fd]
                 if sink.broken:
                     # kubectl's next write gets SIGPIPE, as in `kubectl ... | head`
-                    pass
+                    pipes[key.fd].close()
             if forwarder.overdue():
                 send(signal.SIGKILL)
             if exited_at is None and child.poll() is not None:

@@ -22,7 +22,9 @@ SEEDS = [
     "KUBECONFIG=/tmp/x kubectl get pods && kubectl apply -f - <<EOF\nkind: Pod\nEOF\n",
     "kubectl get pods -n dev -o wide",
 ]
-NOISE = st.sampled_from(list("'\"$`\\(){}[];&|<>*?!#~= \n\t\0") + ["$(", "${", "<<", "&&", "--", "-n"])
+NOISE = st.sampled_from(
+    list("'\"$`\\(){}[];&|<>*?!#~= \n\t\0") + ["$(", "${", "<<", "&&", "--", "-n"]
+)
 
 
 @cache
@@ -38,7 +40,7 @@ def mutated(draw: st.DrawFn) -> str:
         if draw(st.booleans()):
             line = line[:at] + draw(NOISE) + line[at:]
         else:
-            line = line[:at] + line[at + draw(st.integers(1, 3)):]
+            line = line[:at] + line[at + draw(st.integers(1, 3)) :]
     return line
 
 
@@ -63,15 +65,40 @@ def test_mutated_lines_never_crash_or_allow_what_they_did_not_understand(line: s
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(["kubectl", "delete", "ns", "prod", "-n", "x", "--all", "-A",
-                                 "get", "secret", "-o", "yaml", "exec", "--", "sh", "pods/a"]),
-                min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "kubectl",
+                "delete",
+                "ns",
+                "prod",
+                "-n",
+                "x",
+                "--all",
+                "-A",
+                "get",
+                "secret",
+                "-o",
+                "yaml",
+                "exec",
+                "--",
+                "sh",
+                "pods/a",
+            ]
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_word_soup_with_delete_namespace_is_never_allowed(words: list[str]) -> None:
     line = "kubectl " + " ".join(words)
     decision = decide(parse(line), ruleset())
     calls = [c.call for c in decision.commands if c.call is not None]
     deletes_namespace = any(
-        c.verb == "delete" and any(r.resource == "namespaces" for r in c.resources) and not c.dry_run
+        c.verb == "delete"
+        and any(r.resource == "namespaces" for r in c.resources)
+        and not c.dry_run
         for c in calls
     )
     if deletes_namespace:

@@ -14,8 +14,12 @@ from guardctl.cli import main
 from guardctl.status import ExitStatus
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str], stdin: str = "",
-        monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str, str]:
+def run(
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    stdin: str = "",
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> tuple[int, str, str]:
     if monkeypatch is not None:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code = main(args)
@@ -27,13 +31,23 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str], stdin: str = "",
     ("line", "code", "first"),
     [
         ("kubectl get pods -n dev", ExitStatus.OK, "allow:"),
-        ("kubectl exec -it web -- sh", ExitStatus.NEEDS_APPROVAL, "approve: needs approval by rule exec-into-container"),
+        (
+            "kubectl exec -it web -- sh",
+            ExitStatus.NEEDS_APPROVAL,
+            "approve: needs approval by rule exec-into-container",
+        ),
         ("sudo kubectl delete ns prod", ExitStatus.DENIED, "deny: denied by rule delete-namespace"),
-        ("kubectl get pods 'oops", ExitStatus.NEEDS_APPROVAL, "approve: guardctl could not fully understand"),
+        (
+            "kubectl get pods 'oops",
+            ExitStatus.NEEDS_APPROVAL,
+            "approve: guardctl could not fully understand",
+        ),
         ("", ExitStatus.OK, "allow:"),
     ],
 )
-def test_check_exit_codes(line: str, code: int, first: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_exit_codes(
+    line: str, code: int, first: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     got, out, _ = run(["check", line], capsys)
     assert got == code
     assert out.startswith(first)
@@ -46,7 +60,8 @@ def test_check_json_has_the_contract_shape(capsys: pytest.CaptureFixture[str]) -
     assert result["decision"] == "deny"
     assert isinstance(result["reason"], str) and "delete-namespace" in result["reason"]
     assert [c["argv"] for c in result["commands"]] == [
-        ["kubectl", "get", "pods"], ["kubectl", "delete", "ns", "prod"]
+        ["kubectl", "get", "pods"],
+        ["kubectl", "delete", "ns", "prod"],
     ]
     assert [c["decision"] for c in result["commands"]] == ["allow", "deny"]
     rule = result["commands"][1]["rules"][0]
@@ -85,9 +100,13 @@ def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     assert "--nope" in err
 
 
-def test_broken_rules_file_is_exit_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_broken_rules_file_is_exit_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rules:\n  - id: x\n    action: deny\n    reason: r\n    match: {verbz: [get]}\n")
+    bad.write_text(
+        "rules:\n  - id: x\n    action: deny\n    reason: r\n    match: {verbz: [get]}\n"
+    )
     code, _, err = run(["check", "--rules", str(bad), "kubectl get pods"], capsys)
     assert code == ExitStatus.USAGE
     assert err.startswith(f"guardctl: {bad}:5: rule 'x': 'match': unknown key 'verbz'")
@@ -98,7 +117,9 @@ def test_guardctl_rules_env_adds_rules(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extra = tmp_path / "extra.yaml"
-    extra.write_text("rules:\n  - id: no-logs\n    action: deny\n    reason: No logs.\n    match: logs\n")
+    extra.write_text(
+        "rules:\n  - id: no-logs\n    action: deny\n    reason: No logs.\n    match: logs\n"
+    )
     monkeypatch.setenv("GUARDCTL_RULES", f"{tmp_path / 'missing-is-not-ok'}:{extra}")
     code, _, err = run(["check", "kubectl logs web"], capsys)
     assert code == ExitStatus.USAGE and "missing-is-not-ok" in err
@@ -127,11 +148,15 @@ def test_rules_lint_runs_the_bundled_cases(capsys: pytest.CaptureFixture[str]) -
     assert "cases, 0 failed" in out
 
 
-def test_rules_lint_reports_failing_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rules_lint_reports_failing_cases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "mine.yaml").write_text(
         "rules:\n  - id: no-top\n    action: deny\n    reason: No top.\n    match: top\n"
     )
-    (tmp_path / "mine.cases").write_text("# deny: no-top\nkubectl top pods\n# allow:\nkubectl top node\n")
+    (tmp_path / "mine.cases").write_text(
+        "# deny: no-top\nkubectl top pods\n# allow:\nkubectl top node\n"
+    )
     code, out, err = run(["rules", "lint", str(tmp_path / "mine.yaml")], capsys)
     assert code == ExitStatus.ERROR
     assert "2 cases, 1 failed" in out
@@ -151,7 +176,9 @@ def test_rules_test_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "case #3: 'kubectl exec -it x -- sh': expected allow, got approve" in err
 
 
-def test_rules_test_bad_file_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rules_test_bad_file_is_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cases = tmp_path / "cases.yaml"
     cases.write_text("- line: kubectl get pods\n  expect: maybe\n")
     code, _, err = run(["rules", "test", str(cases)], capsys)
@@ -175,7 +202,9 @@ def test_denied_kubectl_run_exits_11_and_says_why(capsys: pytest.CaptureFixture[
 def test_real_process_exit_code_and_no_traceback() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "guardctl", "check", "kubectl delete ns prod"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == ExitStatus.DENIED
     assert proc.stdout.startswith("deny:")

@@ -35,7 +35,11 @@ def results() -> dict[str, dict[str, object]]:
     requests = "".join(json.dumps({"line": c.line, "id": c.origin}) + "\n" for c in CASES)
     proc = subprocess.run(
         [sys.executable, "-m", "guardctl", "check", "--batch"],
-        input=requests, capture_output=True, text=True, cwd=CORPUS, timeout=300,
+        input=requests,
+        capture_output=True,
+        text=True,
+        cwd=CORPUS,
+        timeout=300,
         env={**os.environ, "GUARDCTL_HOME": "/nonexistent/guardctl-home"},
     )
     assert proc.returncode == 0, proc.stderr

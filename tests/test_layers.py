@@ -9,8 +9,21 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "guardctl"
 CORE = [
-    "model", "errors", "status", "parse", "shellword", "normalize", "resources", "manifests",
-    "rules", "policy", "ruletests", "explain", "detectors", "mask", "cast",
+    "model",
+    "errors",
+    "status",
+    "parse",
+    "shellword",
+    "normalize",
+    "resources",
+    "manifests",
+    "rules",
+    "policy",
+    "ruletests",
+    "explain",
+    "detectors",
+    "mask",
+    "cast",
 ]
 FORBIDDEN_MODULES = {"click", "rich", "pexpect", "keyring", "subprocess", "pty", "termios", "tty"}
 FORBIDDEN_ATTRIBUTES = {("os", "environ"), ("sys", "stdin"), ("sys", "stdout"), ("sys", "stderr")}

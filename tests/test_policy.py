@@ -75,7 +75,11 @@ def check(line: str) -> tuple[Action, set[str]]:
         ("kubectl delete ns x", Action.DENY, {"no-delete-ns"}),
         # strictest of all rules on one command, and of all commands in a line
         ("kubectl delete ns prod -n prod", Action.DENY, {"no-delete-ns"}),
-        ("kubectl exec -it p -- sh; kubectl delete ns x", Action.DENY, {"ask-exec", "no-delete-ns"}),
+        (
+            "kubectl exec -it p -- sh; kubectl delete ns x",
+            Action.DENY,
+            {"ask-exec", "no-delete-ns"},
+        ),
         ("kubectl exec -it p -- sh | kubectl top pods", Action.APPROVE, {"ask-exec", "allow-top"}),
         # namespaces are globs; dry runs are exempt where the rule says dry_run: false
         ("kubectl scale deploy web --replicas=2 -n prod-eu", Action.APPROVE, {"ask-prod-writes"}),
@@ -113,7 +117,7 @@ def test_decisions(line: str, action: Action, rules: set[str]) -> None:
         "kubectl frobnicate",
         "kubectl get frobs",
         "kubectl get pods --no-such-flag",
-        "eval \"$X\"",
+        'eval "$X"',
         "kubectl apply -f https://example.com/x.yaml",
         "kubectl top pods -n $NS",  # an allow rule cannot lift the floor
     ],
@@ -139,5 +143,7 @@ def test_manifest_objects_count_as_resources(tmp_path: Path) -> None:
 
 
 def test_heredoc_manifest_is_inspected() -> None:
-    line = "kubectl delete -f - <<EOF\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\nEOF\n"
+    line = (
+        "kubectl delete -f - <<EOF\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\nEOF\n"
+    )
     assert check(line) == (Action.DENY, {"no-delete-ns"})

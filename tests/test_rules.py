@@ -23,34 +23,62 @@ rules:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("rules: [", "x.yaml:1: not valid YAML"),
+        ("rules: [", "not valid YAML: did not find expected node content"),
+        ("rules:\n  - id: a\n    action: deny\n  reason: r", "x.yaml:4: not valid YAML"),
         ("- id: a", "a rules file is a mapping with a 'rules:' list"),
         ("rules: {id: a}", "'rules' must be a list"),
-        ("rules:\n  - action: deny\n    reason: r\n    match: drain", "x.yaml:2: rule #1 needs an 'id'"),
-        ("rules:\n  - id: a\n    action: block\n    reason: r\n    match: drain",
-         "rule 'a': 'action' must be allow, approve or deny, not 'block'"),
+        (
+            "rules:\n  - action: deny\n    reason: r\n    match: drain",
+            "x.yaml:2: rule #1 needs an 'id'",
+        ),
+        (
+            "rules:\n  - id: a\n    action: block\n    reason: r\n    match: drain",
+            "rule 'a': 'action' must be allow, approve or deny, not 'block'",
+        ),
         ("rules:\n  - id: a\n    action: deny\n    match: drain", "rule 'a': needs a 'reason'"),
         ("rules:\n  - id: a\n    action: deny\n    reason: r", "rule 'a': needs a 'match'"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: drain\n    mtach: x",
-         "rule 'a': unknown key 'mtach'"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {verb: [delete]}",
-         "rule 'a': 'match': unknown key 'verb'"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {resources: [nopes]}",
-         "unknown resource type 'nopes'"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {risks: [scary]}",
-         "unknown risk 'scary'"),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: drain\n    mtach: x",
+            "rule 'a': unknown key 'mtach'",
+        ),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {verb: [delete]}",
+            "rule 'a': 'match': unknown key 'verb'",
+        ),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {resources: [nopes]}",
+            "unknown resource type 'nopes'",
+        ),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {risks: [scary]}",
+            "unknown risk 'scary'",
+        ),
         ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {}", "an empty mapping"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {dry_run: maybe}",
-         "'dry_run': must be true or false"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 'get pods \"'",
-         "cannot split pattern"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 'get frobs'",
-         "unknown resource type"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: drain\n"
-         "  - id: a\n    action: deny\n    reason: r\n    match: drain", "rule id 'a' is already used"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 7", "must be a pattern string"),
-        ("rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {flags: [{nam: x}]}",
-         "a flag condition mapping"),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {dry_run: maybe}",
+            "'dry_run': must be true or false",
+        ),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 'get pods \"'",
+            "cannot split pattern",
+        ),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 'get frobs'",
+            "unknown resource type",
+        ),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: drain\n"
+            "  - id: a\n    action: deny\n    reason: r\n    match: drain",
+            "rule id 'a' is already used",
+        ),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: 7",
+            "must be a pattern string",
+        ),
+        (
+            "rules:\n  - id: a\n    action: deny\n    reason: r\n    match: {flags: [{nam: x}]}",
+            "a flag condition mapping",
+        ),
     ],
 )
 def test_broken_rules_name_the_problem(text: str, message: str) -> None:
@@ -73,7 +101,9 @@ def test_broken_rules_name_the_problem(text: str, message: str) -> None:
     ],
 )
 def test_short_patterns_read_like_commands(
-    pattern: str, verbs: tuple[tuple[str, ...], ...], resources: tuple[str, ...],
+    pattern: str,
+    verbs: tuple[tuple[str, ...], ...],
+    resources: tuple[str, ...],
     flags: dict[str, tuple[str, ...]],
 ) -> None:
     match = parse_pattern(pattern)
@@ -85,7 +115,12 @@ def test_short_patterns_read_like_commands(
 def test_bundled_policy_loads() -> None:
     ruleset = load_rules([bundled_rules_dir()])
     ids = {r.id for r in ruleset.rules}
-    assert {"delete-namespace", "exec-into-container", "read-secret-values", "self-protect-writes"} <= ids
+    assert {
+        "delete-namespace",
+        "exec-into-container",
+        "read-secret-values",
+        "self-protect-writes",
+    } <= ids
     assert all(r.reason for r in ruleset.rules)
 
 

@@ -1,0 +1,103 @@
+"""Speed of `guardctl check` against raw kubectl, measured in one run.
+
+    python bench/bench_check.py [--runs 21] [--lines 3000]
+
+Prints the median wall time of a whole `guardctl check` process for a simple line and
+for a line that needs the full shell parser, beside the median of `kubectl version
+--client` in the same run, and their ratios (goal: simple line <= 1.5x kubectl); then the
+throughput of `guardctl check --batch` (goal: >= 1,500 lines/s). No assertions: read the
+numbers, compare runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
+SIMPLE = "kubectl get pods -n dev -o wide"
+SHELL = "sudo bash -c 'kubectl get secret db -o yaml' | grep -v token && echo done"
+
+
+def _median_seconds(argv: list[str], runs: int, env: dict[str, str]) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False
+        )
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _corpus_lines(count: int) -> list[str]:
+    lines = [
+        line.strip()
+        for path in sorted(CORPUS.glob("*.cases"))
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return (lines * (count // len(lines) + 1))[:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--lines", type=int, default=3000)
+    args = parser.parse_args()
+    kubectl = shutil.which("kubectl")
+    guardctl = [sys.executable, "-m", "guardctl"]
+    home = tempfile.mkdtemp(prefix="guardctl-bench-")
+    env = {**os.environ, "GUARDCTL_HOME": home}
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+    # warm caches (bytecode, page cache) before measuring
+    _median_seconds([*guardctl, "check", SIMPLE], 2, env)
+    results = (
+        {
+            "kubectl version --client": _median_seconds(
+                [kubectl, "version", "--client"], args.runs, env
+            )
+        }
+        if kubectl
+        else {}
+    )
+    results["guardctl check (simple line)"] = _median_seconds(
+        [*guardctl, "check", SIMPLE], args.runs, env
+    )
+    results["guardctl check (shell line)"] = _median_seconds(
+        [*guardctl, "check", SHELL], args.runs, env
+    )
+    base = results.get("kubectl version --client")
+    for name, seconds in results.items():
+        ratio = f"  ratio {seconds / base:.2f}" if base and not name.startswith("kubectl") else ""
+        print(f"{name:32} median {seconds * 1000:7.1f} ms{ratio}")
+
+    lines = _corpus_lines(args.lines)
+    payload = "".join(json.dumps({"id": i, "line": line}) + "\n" for i, line in enumerate(lines))
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [*guardctl, "check", "--batch"],
+        input=payload,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=CORPUS,
+        check=True,
+    )
+    elapsed = time.perf_counter() - start
+    answered = len(proc.stdout.splitlines())
+    print(f"check --batch: {answered} lines in {elapsed:.2f} s = {answered / elapsed:,.0f} lines/s")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
