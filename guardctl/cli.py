@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 import click
 
@@ -156,6 +157,72 @@ def devserver(port: int, kubeconfig_out: str | None, verbose: bool) -> int:
 
     serve(port, kubeconfig_out, verbose=verbose)
     return ExitStatus.OK
+
+
+@cli.command()
+@click.argument("target", metavar="CAST_OR_SESSION")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Playback speed factor.",
+)
+@click.option(
+    "--idle-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Cap pauses between events at this many seconds.",
+)
+def replay(target: str, speed: float, idle_limit: float | None) -> int:
+    """Play a recorded cast (a path, or a session id) with its timing.
+
+    Keys: space pause/resume, `.` step while paused, `]` next marker, `q` quit.
+    """
+    from guardctl.replay import play
+
+    return play(target, Environment(), speed, idle_limit)
+
+
+@cli.command()
+@click.option(
+    "--since", type=click.DateTime(), help="Only invocations started at or after this time (UTC)."
+)
+@click.option(
+    "--decision", type=click.Choice(["allow", "approve", "deny"]), help="Only this decision."
+)
+@click.option("--session", help="Only this session id.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one object per invocation.")
+def sessions(
+    since: datetime | None, decision: str | None, session: str | None, as_json: bool
+) -> int:
+    """List recorded invocations from the audit log."""
+    from datetime import timezone
+
+    from guardctl import audit
+
+    env = Environment()
+    when = since.replace(tzinfo=timezone.utc) if since and since.tzinfo is None else since
+    rows = audit.sessions(audit.log_path(env.state_dir), when, decision, session)
+    text = audit.sessions_json(rows) if as_json else audit.format_sessions(rows)
+    if text:
+        click.echo(text)
+    return ExitStatus.OK
+
+
+@cli.group(name="audit")
+def audit_group() -> None:
+    """Check the tamper-evident audit log."""
+
+
+@audit_group.command(name="verify")
+def audit_verify() -> int:
+    """Verify the audit log's hash chain and its casts; exit 1 names the first bad record."""
+    from guardctl import audit, recorder
+
+    env = Environment()
+    result = audit.verify(audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir))
+    click.echo(result.message, err=not result.ok)
+    return ExitStatus.OK if result.ok else ExitStatus.ERROR
 
 
 # ------------------------------------------------------------------ the one error boundary

@@ -48,6 +48,7 @@ else:
     Node = Any
 
 MAX_DEPTH = 8  # nested shell strings (bash -c, eval, ...) parsed inside each other
+MAX_LINE = 100_000  # characters; bounds the work one line can cost (bashlex is not linear)
 _MAX_UNWRAP = 64  # wrappers and aliases peeled off one command
 # anything here (or a non-printable character) sends a line to bashlex
 _FAST_PATH_UNSAFE = frozenset("$\\`;&|<>(){}*?[]~#!\n\r")
@@ -73,6 +74,8 @@ def parse(line: str) -> ParsedLine:
 
 def _parse(line: str, allow_fast: bool) -> ParsedLine:
     state = _State(allow_fast=allow_fast)
+    if len(line) > MAX_LINE:
+        return ParsedLine(line, (), (f"the line is longer than {MAX_LINE} characters",))
     try:
         state.parse_line(line, _Scope())
     except RecursionError:

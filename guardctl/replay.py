@@ -105,12 +105,14 @@ class Player:
                 delay = self._origin + at - self._clock()
                 if delay <= 0:
                     return None
+                # the wait ends with the delay, whatever the clock says then: a clock that
+                # does not move (or moves slowly) must not spin this loop
                 if self._keys is None:
                     self._sleep(delay)
-                    continue
+                    return None
                 key = self._keys(delay)
                 if key is None:
-                    continue
+                    return None
             status = self._key(key)
             if status is not None:
                 return status

@@ -65,7 +65,7 @@ def _verify(home: Path) -> audit.VerifyResult:
 
 @pytest.fixture
 def history(isolated_home: Path) -> Path:
-    """Four invocations, two sessions, six... eight records: s1, s2, s1, s2."""
+    """Four invocations (eight records) in two sessions: s1, s2, s1, s2."""
     log = _log(isolated_home)
     for n, session in enumerate(["s1", "s2", "s1", "s2"]):
         _invoke(isolated_home, log, session, f"out {n}\n".encode())
@@ -240,7 +240,9 @@ def test_an_invocation_killed_mid_run_is_incomplete_not_tampering(isolated_home:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
     rows = audit.sessions(audit.log_path(isolated_home))
-    assert [(r["status"], r["argv"][1]) for r in rows] == [("completed", "get"), ("incomplete", "logs")]
+    assert [(r["status"], r["argv"][1]) for r in rows] == [
+        ("completed", "get"), ("incomplete", "logs"),
+    ]
     result = _verify(isolated_home)
     assert result.ok and "1 incomplete" in result.message, result.message
     # the session goes on: the next invocation appends after the killed one's bytes
@@ -296,11 +298,13 @@ def test_a_held_lock_times_out_unsafe(isolated_home: Path) -> None:
         (["kubectl", "get", "pods"], ["kubectl", "get", "pods"]),
         (["kubectl", "--token=abc123", "get", "pods"],
          ["kubectl", "--token=«masked:flag-token»", "get", "pods"]),
-        (["kubectl", "--token", "abc123", "get"], ["kubectl", "--token", "«masked:flag-token»", "get"]),
+        (["kubectl", "--token", "abc123", "get"],
+         ["kubectl", "--token", "«masked:flag-token»", "get"]),
         (["kubectl", "config", "set-credentials", "u", "--password", "pw"],
          ["kubectl", "config", "set-credentials", "u", "--password", "«masked:flag-password»"]),
         (["kubectl", "create", "secret", "generic", "s", "--from-literal=db=hunter2"],
-         ["kubectl", "create", "secret", "generic", "s", "--from-literal=db=«masked:flag-from-literal»"]),
+         ["kubectl", "create", "secret", "generic", "s",
+          "--from-literal=db=«masked:flag-from-literal»"]),
         (["kubectl", "--client-key=/k.pem"], ["kubectl", "--client-key=«masked:flag-client-key»"]),
         (["kubectl", "get", "--token"], ["kubectl", "get", "--token"]),  # no value to hide
         (["kubectl", "get", "x\udcff"], ["kubectl", "get", "x?"]),  # undecodable byte

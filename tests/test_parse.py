@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from guardctl.model import ParsedLine, SimpleCommand
-from guardctl.parse import MAX_DEPTH, _parse, parse
+from guardctl.parse import MAX_DEPTH, MAX_LINE, _parse, parse
 
 
 def C(argv: str | tuple[str, ...], **fields: object) -> SimpleCommand:
@@ -544,6 +544,11 @@ def test_nesting_beyond_the_limit_is_a_problem() -> None:
 def test_deep_substitutions_do_not_raise() -> None:
     parsed = parse("echo " + "$(" * 400 + "x" + ")" * 400)
     assert isinstance(parsed, ParsedLine)
+
+
+def test_huge_line_is_refused_without_parsing() -> None:
+    parsed = parse("kubectl get " + "x" * MAX_LINE)
+    assert parsed.commands == () and "longer than" in parsed.problems[0]
 
 
 def test_problems_are_not_repeated() -> None:

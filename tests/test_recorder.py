@@ -9,10 +9,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from test_cast import FakeClock, asciinema_cat
 
 from guardctl import cast, recorder
 from guardctl.errors import UnsafeError, UsageError
-from test_cast import FakeClock, asciinema_cat
 
 
 def _record(home: Path, session: str, wall: float, outputs: list[bytes], **kw: object) -> Path:

@@ -6,7 +6,9 @@ import io
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,9 +84,9 @@ def _play(keys: dict[float, str] | None, speed: float = 1.0) -> tuple[ExitStatus
         ({}, ExitStatus.OK, [(0.5, "a"), (10.0, "b"), (10.5, "c")]),
         # paused at 2 s for 3 s: the rest comes 3 s later
         ({2.0: " ", 5.0: " "}, ExitStatus.OK, [(0.5, "a"), (13.0, "b"), (13.5, "c")]),
-        # paused at 2 s, two steps show the next events at once, then resume
-        ({2.0: " ", 3.0: ".", 4.0: ".", 6.0: " "}, ExitStatus.OK,
-         [(0.5, "a"), (4.0, "b"), (6.5, "c")]),
+        # paused at 2 s, a step shows the next event at once; resumed at 6 s, the next
+        # one keeps its 0.5 s distance
+        ({2.0: " ", 3.0: ".", 6.0: " "}, ExitStatus.OK, [(0.5, "a"), (3.0, "b"), (6.5, "c")]),
         ({0.2: "q"}, ExitStatus.OK, []),
         ({0.7: "\x03"}, ExitStatus.INTERRUPTED, [(0.5, "a")]),
         # `]` jumps to the marker and pauses there; space resumes from the marker's time
@@ -156,7 +158,8 @@ def test_speed_must_be_positive(isolated_home: Path, session_cast: Path) -> None
         replay.play("s1", _env(isolated_home)[0], speed=0)
 
 
-def _spawn(args: list[str], home: Path) -> Iterator[object]:
+@contextmanager
+def _spawn(args: list[str], home: Path) -> Iterator[Any]:
     pexpect = pytest.importorskip("pexpect")
     script = textwrap.dedent(
         f"""
@@ -187,36 +190,36 @@ def _slow_cast(home: Path) -> Path:
 
 
 def test_pty_plays_at_speed(isolated_home: Path, session_cast: Path) -> None:
-    for child in _spawn(["s1", "10"], isolated_home):
-        child.expect("hello from the cast")  # type: ignore[attr-defined]
-        child.expect(pexpect_eof())  # type: ignore[attr-defined]
-        child.close()  # type: ignore[attr-defined]
-        assert child.exitstatus == 0  # type: ignore[attr-defined]
+    with _spawn(["s1", "10"], isolated_home) as child:
+        child.expect("hello from the cast")
+        child.expect(pexpect_eof())
+        child.close()
+        assert child.exitstatus == 0
 
 
 def test_pty_q_quits_and_restores_the_terminal(isolated_home: Path) -> None:
     path = _slow_cast(isolated_home)
-    for child in _spawn([str(path), "1"], isolated_home):
-        child.expect("first line")  # type: ignore[attr-defined]
-        child.send("q")  # type: ignore[attr-defined]
-        child.expect(pexpect_eof())  # type: ignore[attr-defined]
-        child.close()  # type: ignore[attr-defined]
-        assert child.exitstatus == 0  # type: ignore[attr-defined]
-        assert "late" not in child.before  # type: ignore[attr-defined]
+    with _spawn([str(path), "1"], isolated_home) as child:
+        child.expect("first line")
+        child.send("q")
+        child.expect(pexpect_eof())
+        child.close()
+        assert child.exitstatus == 0
+        assert "late" not in child.before
 
 
 def test_pty_ctrl_c_and_marker_jump(isolated_home: Path) -> None:
     path = _slow_cast(isolated_home)
-    for child in _spawn([str(path), "1"], isolated_home):
-        child.expect("first line")  # type: ignore[attr-defined]
-        child.send("]")  # type: ignore[attr-defined]  # to the marker, paused there
-        child.send(".")  # type: ignore[attr-defined]  # one step: the first late line
-        child.expect("late 0")  # type: ignore[attr-defined]
-        child.send("\x03")  # type: ignore[attr-defined]
-        child.expect(pexpect_eof())  # type: ignore[attr-defined]
-        child.close()  # type: ignore[attr-defined]
-        assert child.exitstatus == ExitStatus.INTERRUPTED  # type: ignore[attr-defined]
-        assert "late 1" not in child.before  # type: ignore[attr-defined]
+    with _spawn([str(path), "1"], isolated_home) as child:
+        child.expect("first line")
+        child.send("]")  # to the marker, paused there
+        child.send(".")  # one step: the first late line
+        child.expect("late 0")
+        child.send("\x03")
+        child.expect(pexpect_eof())
+        child.close()
+        assert child.exitstatus == ExitStatus.INTERRUPTED
+        assert "late 1" not in child.before
 
 
 def pexpect_eof() -> object:
