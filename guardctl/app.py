@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guardctl.env import Environment
-from guardctl.errors import UnsafeError, UsageError
+from guardctl.errors import UsageError
 from guardctl.model import Action, Decision
 from guardctl.parse import parse
 from guardctl.policy import PolicyContext, decide
@@ -131,16 +131,3 @@ def test_cases_file(checker: Checker, path: str) -> tuple[int, list[Failure]]:
     cases = parse_cases(text, path)
     failures = list(run_cases(cases, checker.check))
     return len(cases) - len(failures), failures
-
-
-def run_kubectl(env: Environment, args: list[str]) -> int:
-    """Decide `kubectl ARGS`, then run it. Running arrives with the runner (issue 3)."""
-    import shlex
-
-    decision = Checker.load(env).check(shlex.join(["kubectl", *args]))
-    if decision.action is Action.DENY:
-        env.stderr.write(f"guardctl: {decision.reason}\n")
-        return ExitStatus.DENIED
-    raise UnsafeError(
-        "guardctl cannot run kubectl yet in this build; use `guardctl check` to decide lines"
-    )

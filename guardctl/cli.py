@@ -225,6 +225,74 @@ def audit_verify() -> int:
     return ExitStatus.OK if result.ok else ExitStatus.ERROR
 
 
+@cli.command()
+@click.option(
+    "--for",
+    "for_command",
+    metavar="'KUBECTL ARGS'",
+    help="The kubectl command that printed the text, for command-aware masking.",
+)
+def mask(for_command: str | None) -> int:
+    """Mask secrets in stdin, streaming to stdout."""
+    import shlex
+
+    from guardctl import detectors
+    from guardctl import mask as masking
+
+    env = Environment()
+    words = shlex.split(for_command or "")
+    if words[:1] == ["kubectl"]:
+        words = words[1:]
+    masker = masking.masker_for(words, detectors.default_detectors())
+    source, sink = env.binary(env.stdin), env.binary(env.stdout)
+    while chunk := source.read1(65536) if hasattr(source, "read1") else source.read(65536):
+        sink.write(masker.feed(chunk))
+        sink.flush()
+    sink.write(masker.flush())
+    sink.flush()
+    return ExitStatus.OK
+
+
+@cli.group()
+def creds() -> None:
+    """The cluster credential in the OS keyring, and the agent's short-lived tokens."""
+
+
+@creds.command(name="import")
+@click.option(
+    "--kubeconfig", type=click.Path(dir_okay=False), help="Default: $KUBECONFIG or ~/.kube/config."
+)
+@click.option("--context", help="Default: the kubeconfig's current context.")
+@click.option(
+    "--service-account",
+    required=True,
+    metavar="NS/NAME",
+    help="The agent's ServiceAccount; tokens are minted for it.",
+)
+@click.option("--ttl", default="1h", show_default=True, help="Life of each minted token (>= 10m).")
+def creds_import(
+    kubeconfig: str | None, context: str | None, service_account: str, ttl: str
+) -> int:
+    """Move a context's credential into the keyring and record the cluster and ServiceAccount."""
+    from guardctl import creds as credentials
+
+    env = Environment()
+    config = credentials.import_credentials(env, kubeconfig, context, service_account, ttl)
+    for line in credentials.import_advice(config, kubeconfig, env):
+        click.echo(line)
+    return ExitStatus.OK
+
+
+@creds.command(name="status")
+def creds_status() -> int:
+    """Context, ServiceAccount, keyring backend and token expiry (never the token)."""
+    from guardctl import creds as credentials
+
+    for line in credentials.status(Environment()):
+        click.echo(line)
+    return ExitStatus.OK
+
+
 # ------------------------------------------------------------------ the one error boundary
 
 
@@ -233,10 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     traceback = "--traceback" in args[:1]
     try:
         if args and args[0] not in cli.commands and args[0] not in GUARDCTL_OPTIONS:
-            from guardctl import app
+            from guardctl.invoke import run_kubectl
 
             # `guardctl kubectl ARGS` forces the kubectl reading of ARGS
-            return app.run_kubectl(Environment(), args[1:] if args[0] == "kubectl" else args)
+            return run_kubectl(Environment(), args[1:] if args[0] == "kubectl" else args)
         result = cli.main(args=args, prog_name="guardctl", standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitStatus.OK
     except click.exceptions.Exit as exc:

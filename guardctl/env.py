@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 if TYPE_CHECKING:
     from guardctl.policy import PolicyContext
@@ -24,6 +24,11 @@ class Environment:
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     home: Path = field(default_factory=Path.home)
+
+    @staticmethod
+    def binary(stream: IO[str]) -> BinaryIO:
+        """The byte stream under a text stream: kubectl's output passes through as bytes."""
+        return cast(BinaryIO, getattr(stream, "buffer", stream))
 
     def _xdg(self, variable: str, fallback: str) -> Path:
         value = self.environ.get(variable)

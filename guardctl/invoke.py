@@ -1,0 +1,202 @@
+"""The path of one kubectl invocation: decide → record → (approve) → credentials → run → mask.
+
+`guardctl ARGS…` and the `kubectl` shim end here. Nothing reaches the cluster unless the
+decision allows it and the audit record and cast could be written first.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from guardctl.env import Environment
+from guardctl.model import Action, Decision, ParsedLine, SimpleCommand
+from guardctl.status import ExitStatus
+
+# `-f -` manifests are read by guardctl first (to inspect them), then handed to kubectl;
+# past this size they count as unseen
+MAX_STDIN_MANIFEST = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Invocation:
+    argv: tuple[str, ...]  # kubectl's words, without the program
+    stdin_text: str | None  # a `-f -` manifest guardctl read from its stdin, if any
+    stdin_state: str  # SimpleCommand.stdin_from for the decision
+
+    @property
+    def line(self) -> str:
+        return shlex.join(["kubectl", *self.argv])
+
+    def command(self) -> SimpleCommand:
+        return SimpleCommand(
+            argv=("kubectl", *self.argv),
+            stdin_from=self.stdin_state,
+            stdin=self.stdin_text,
+        )
+
+
+def read_invocation(env: Environment, argv: Sequence[str]) -> Invocation:
+    """The invocation, with a `-f -` manifest read from stdin so the decision can see it."""
+    if "-" not in _filename_values(argv) or env.stdin.isatty():
+        return Invocation(tuple(argv), None, "tty" if env.stdin.isatty() else "pipe")
+    data = env.binary(env.stdin).read(MAX_STDIN_MANIFEST + 1)
+    if len(data) > MAX_STDIN_MANIFEST:
+        return Invocation(tuple(argv), None, "pipe")  # too large to inspect: unseen
+    return Invocation(tuple(argv), data.decode("utf-8", errors="replace"), "heredoc")
+
+
+def _filename_values(argv: Sequence[str]) -> list[str]:
+    from guardctl.normalize import normalize
+
+    call = normalize(SimpleCommand(argv=("kubectl", *argv)))
+    return list(call.flags.get("filename", ()))
+
+
+def decide_invocation(env: Environment, invocation: Invocation) -> Decision:
+    from guardctl.app import Checker
+    from guardctl.policy import decide
+
+    checker = Checker.load(env)
+    parsed = ParsedLine(line=invocation.line, commands=(invocation.command(),))
+    return decide(parsed, checker.ruleset, checker.context)
+
+
+class _Recorded:
+    """A masking filter whose output also goes into the cast: raw bytes never leave here."""
+
+    def __init__(self, masker: Any, recording: Any, stream: str) -> None:
+        self._masker = masker
+        self._recording = recording
+        self._stream = stream
+
+    def feed(self, data: bytes) -> bytes:
+        return self._shown(self._masker.feed(data))
+
+    def flush(self) -> bytes:
+        return self._shown(self._masker.flush())
+
+    def _shown(self, masked: bytes) -> bytes:
+        if masked:
+            self._recording.output(masked, self._stream)
+        return bytes(masked)
+
+
+def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
+    """Decide `kubectl ARGV`, record it, and run it when allowed. Returns the exit status."""
+    from guardctl import audit, cast, recorder
+
+    invocation = read_invocation(env, argv)
+    decision = decide_invocation(env, invocation)
+    session = recorder.check_session_id(
+        env.environ.get("GUARDCTL_SESSION") or recorder.new_session_id()
+    )
+    width, height = _terminal_size(env)
+    use_pty = env.stdin.isatty() and env.stdout.isatty()
+    with recorder.open_recording(
+        env.state_dir,
+        session,
+        width=width,
+        height=height,
+        command=invocation.line,
+        meta=cast.decision_meta(session, decision),
+        onlcr=not use_pty,
+    ) as recording:
+        log = audit.AuditLog(audit.log_path(env.state_dir))
+        handle = log.start(
+            session=session,
+            argv=("kubectl", *invocation.argv),
+            line=invocation.line,
+            decision=decision,
+            cast=recording.start_ref(),
+        )
+        recording.marker(cast.decision_label(decision))
+        code: int = ExitStatus.ERROR
+        try:
+            code = _act(env, invocation, decision, recording, use_pty)
+        finally:
+            log.finish(handle, int(code), cast=recording.finish())
+    return code
+
+
+def _act(
+    env: Environment, invocation: Invocation, decision: Decision, recording: Any, use_pty: bool
+) -> int:
+    if decision.action is Action.DENY:
+        _say(env, recording, f"guardctl: {decision.reason} Nothing was sent to the cluster.")
+        return ExitStatus.DENIED
+    if decision.action is Action.APPROVE:
+        _say(
+            env,
+            recording,
+            f"guardctl: {decision.reason} This needs a human's approval, and this build has "
+            "no approval flow yet, so it was not run.",
+        )
+        return ExitStatus.DECLINED
+    return _run_allowed(env, invocation, recording, use_pty)
+
+
+def _say(env: Environment, recording: Any, message: str) -> None:
+    env.stderr.write(message + "\n")
+    env.stderr.flush()
+    recording.output(message + "\n", "stderr")
+
+
+def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_pty: bool) -> int:
+    from guardctl import creds, detectors, kubeconfig, mask, runner
+
+    config = creds.require_config(env)
+    kubectl = runner.find_kubectl(env)
+    kubeconfig.sweep_stale(env)
+    token = creds.mint_token(env, config)
+    literals = creds.secret_values(config, token)
+    found = detectors.default_detectors()
+    stdout_filter = _Recorded(
+        mask.masker_for(invocation.argv, found, literals), recording, "stdout"
+    )
+    stderr_filter = _Recorded(mask.Masker(found, literals), recording, "stderr")
+    env.stdout.flush()
+    env.stderr.flush()
+    with kubeconfig.temp_kubeconfig(
+        env, config.server, config.certificate_authority_data, token.value, config.namespace
+    ) as path:
+        return runner.run(
+            [kubectl, *invocation.argv],
+            kubeconfig.child_environ(env.environ, path),
+            stdout_filter=stdout_filter,
+            stderr_filter=stderr_filter,
+            stdin=_stdin_for(invocation),
+            use_pty=use_pty,
+            stdout=env.binary(env.stdout),
+            stderr=env.binary(env.stderr),
+        )
+
+
+def _stdin_for(invocation: Invocation) -> IO[bytes] | None:
+    """kubectl's stdin: the manifest guardctl inspected (through a pipe), or guardctl's own."""
+    if invocation.stdin_text is None:
+        return None
+    data = invocation.stdin_text.encode("utf-8")
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(write_end, "wb") as pipe:
+            try:
+                pipe.write(data)
+            except BrokenPipeError:
+                pass  # kubectl stopped reading; it reports that itself
+
+    threading.Thread(target=feed, daemon=True).start()
+    return os.fdopen(read_end, "rb")
+
+
+def _terminal_size(env: Environment) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(env.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return 80, 24
+    return size.columns, size.lines
