@@ -81,9 +81,8 @@ def format_decision(decision: Decision) -> str:
     lines = [f"{decision.action.value}: {decision.reason}"]
     for cmd in decision.commands:
         rules = ", ".join(h.id for h in cmd.hits)
-        lines.append(
-            f"  {cmd.action.value:7} {' '.join(cmd.argv)}" + (f"  [{rules}]" if rules else "")
-        )
+        shown = " ".join(cmd.argv) or "(variable assignment)"
+        lines.append(f"  {cmd.action.value:7} {shown}" + (f"  [{rules}]" if rules else ""))
         lines.extend(f"          not understood: {p}" for p in cmd.problems)
     lines.extend(f"  not understood: {p}" for p in decision.problems)
     return "\n".join(lines)

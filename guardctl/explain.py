@@ -16,7 +16,7 @@ def explain(decision: Decision) -> str:
 
 
 def _explain_command(cmd: CommandDecision) -> list[str]:
-    out = [f"$ {' '.join(cmd.argv)}  →  {cmd.action.value}"]
+    out = [f"$ {' '.join(cmd.argv) or '(variable assignment)'}  →  {cmd.action.value}"]
     if cmd.call is not None:
         out.append(f"  reads as: {reading(cmd.call)}")
     if cmd.report is not None:

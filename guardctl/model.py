@@ -46,6 +46,8 @@ class SimpleCommand:
     keep their source text and their index is in `dynamic`.
     """
 
+    # empty for a line part that only assigns variables (`KUBECONFIG=/x`): later commands of
+    # the agent's shell may inherit them, so rules see the assignments
     argv: tuple[str, ...]
     # indices into argv whose value is not known statically
     dynamic: frozenset[int] = frozenset()
@@ -57,6 +59,8 @@ class SimpleCommand:
     stdin_from: str = "inherit"
     # the heredoc or here-string body when stdin_from is "heredoc"/"herestring"; the path for "file"
     stdin: str | None = None
+    # true when that body holds expansions ($VAR, $(...)) the shell only fills in at run time
+    stdin_dynamic: bool = False
     # files the shell opens for writing for this command (>, >>, &>, >|)
     writes: tuple[str, ...] = ()
     # the wrappers it was found under, outermost first: "sudo", "bash -c", "$(...)", "xargs", ...

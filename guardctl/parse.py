@@ -251,6 +251,7 @@ class _State:
                 assignments=inv.assignments,
                 stdin_from=inv.stdin_from,
                 stdin=inv.stdin,
+                stdin_dynamic=inv.stdin_dynamic,
                 writes=inv.writes,
                 via=inv.via,
             )
@@ -372,8 +373,12 @@ class _Walker:
                 words.append(self._word(*part.pos))
         io = self._redirects([p for p in node.parts if p.kind == "redirect"])
         inv = _invocation(tuple(words), io, scope, piped, tuple(assignments))
-        if words and node.pos[0] not in self.synthetic:
+        if node.pos[0] in self.synthetic:
+            pass
+        elif words:
             self.state.dispatch(inv, scope)
+        elif assignments:
+            self.state.emit(inv)  # an exported KUBECONFIG or GUARDCTL_* outlives this line
         self._after_command(node.parts, io, scope)
 
     def _after_command(self, parts: Sequence[Node], io: _Redirects, scope: _Scope) -> None:

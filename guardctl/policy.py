@@ -89,6 +89,8 @@ def gather_facts(cmd: SimpleCommand, read: manifests.Reader | None = None) -> Fa
         return Facts(cmd=cmd, problems=problems)
     call = normalize(cmd)
     report = manifests.inspect_call(call, cmd, read) if read else manifests.inspect_call(call, cmd)
+    if cmd.stdin_dynamic and "-" in call.flags.get("filename", ()):
+        problems += ("the manifest on stdin holds expansions only known at run time",)
     resources = set()
     for ref in call.resources:
         resources.add(ref.qualified)
@@ -115,7 +117,7 @@ def gather_facts(cmd: SimpleCommand, read: manifests.Reader | None = None) -> Fa
 
 def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
     if not cmd.argv:
-        return ("empty command",)
+        return () if cmd.assignments else ("empty command",)
     if 0 in cmd.dynamic:
         return (f"the program '{cmd.argv[0]}' is only known at run time",)
     return ()

@@ -66,8 +66,9 @@ STRUCTURE = [
     ("", []),
     ("   \t ", []),
     ("# only a comment", []),
-    ("X=1", []),
-    ("A=1 B=2", []),
+    # a line that only assigns still yields a command: the agent's shell keeps the variables
+    ("X=1", [SimpleCommand(argv=(), assignments=(("X", "1"),))]),
+    ("A=1 B=2", [SimpleCommand(argv=(), assignments=(("A", "1"), ("B", "2")))]),
 ]
 
 
@@ -92,7 +93,10 @@ SUBSTITUTIONS = [
         'echo "a $(kubectl get x) b"',
         [C(("echo", '"a $(kubectl get x) b"'), dynamic={1}), C("kubectl get x", via=SUB)],
     ),
-    ("X=$(kubectl get x)", [C("kubectl get x", via=SUB)]),
+    (
+        "X=$(kubectl get x)",
+        [C((), assignments=(("X", "$(kubectl get x)"),)), C("kubectl get x", via=SUB)],
+    ),
     ("X=$(a) b", [C("b", assignments=(("X", "$(a)"),)), C("a", via=SUB)]),
     ("echo > $(a)", [C("echo", writes=("$(a)",)), C("a", via=SUB)]),
     (
@@ -116,7 +120,7 @@ SUBSTITUTIONS = [
     (
         "cat <<EOF\nname: $(kubectl get x)\nEOF",
         [
-            C("cat", stdin_from="heredoc", stdin="name: $(kubectl get x)\n"),
+            C("cat", stdin_from="heredoc", stdin="name: $(kubectl get x)\n", stdin_dynamic=True),
             C("kubectl get x", via=SUB),
         ],
     ),
@@ -149,7 +153,7 @@ REDIRECTS = [
     ("a < in.yaml", C("a", stdin_from="file", stdin="in.yaml")),
     ("a 3< other", C("a")),
     ("a <<< 'kind: Pod'", C("a", stdin_from="herestring", stdin="kind: Pod")),
-    ("a <<< $X", C("a", stdin_from="herestring", stdin="$X")),
+    ("a <<< $X", C("a", stdin_from="herestring", stdin="$X", stdin_dynamic=True)),
     ("a <<EOF\nx\ny\nEOF", C("a", stdin_from="heredoc", stdin="x\ny\n")),
     ("a <<EOF\nEOF", C("a", stdin_from="heredoc", stdin="")),
     ("a <<-EOF\n\tx\n\tEOF", C("a", stdin_from="heredoc", stdin="x\n")),

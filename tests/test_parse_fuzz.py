@@ -39,7 +39,8 @@ def _check(parsed: ParsedLine, line: str) -> None:
     assert isinstance(parsed, ParsedLine)
     assert parsed.line == line
     if not parsed.problems:
-        assert all(command.argv for command in parsed.commands)
+        # a command has a program, or is a bare assignment (X=1) the agent's shell keeps
+        assert all(command.argv or command.assignments for command in parsed.commands)
         assert all(all(isinstance(a, str) for a in command.argv) for command in parsed.commands)
 
 
