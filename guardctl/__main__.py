@@ -1,3 +1,3 @@
-from guardctl.cli import main
+from guardctl.main import main
 
 raise SystemExit(main())

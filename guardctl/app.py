@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from guardctl.env import Environment
 from guardctl.errors import UsageError
@@ -13,8 +14,10 @@ from guardctl.model import Action, Decision
 from guardctl.parse import parse
 from guardctl.policy import PolicyContext, decide
 from guardctl.rules import RuleSet, load_rules
-from guardctl.ruletests import Failure
 from guardctl.status import ExitStatus
+
+if TYPE_CHECKING:
+    from guardctl.ruletests import Failure
 
 CHECK_STATUS = {
     Action.ALLOW: ExitStatus.OK,
@@ -32,7 +35,8 @@ class Checker:
 
     @classmethod
     def load(cls, env: Environment, extra_rules: tuple[str, ...] = ()) -> Checker:
-        return cls(ruleset=load_rules(env.rule_paths(extra_rules)), context=env.policy_context())
+        ruleset = load_rules(env.rule_paths(extra_rules), cache_dir=env.cache_dir)
+        return cls(ruleset=ruleset, context=env.policy_context())
 
     def check(self, line: str) -> Decision:
         return decide(parse(line), self.ruleset, self.context)

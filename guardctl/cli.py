@@ -1,14 +1,12 @@
-"""guardctl's command line: the only module that imports click.
+"""guardctl's own commands: the only module that imports click.
 
-`guardctl ARGS…` whose first word is not one of guardctl's own commands is a kubectl
-invocation; that routing happens in `main()` before click sees the words, so kubectl's
+`guardctl.main` routes kubectl invocations before this module is imported, so kubectl's
 flags never meet click's parser.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -16,10 +14,7 @@ import click
 
 from guardctl import __version__
 from guardctl.env import Environment
-from guardctl.errors import GuardError
 from guardctl.status import ExitStatus
-
-GUARDCTL_OPTIONS = frozenset({"-h", "--help", "--version", "--traceback"})
 
 _rules_option = click.option(
     "--rules",
@@ -293,20 +288,16 @@ def creds_status() -> int:
     return ExitStatus.OK
 
 
-# ------------------------------------------------------------------ the one error boundary
+# ------------------------------------------------------------------ click's errors
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    traceback = "--traceback" in args[:1]
+def run(args: Sequence[str]) -> int:
+    """Run one of guardctl's own commands; click's usage errors become exit 2 with its message.
+
+    Other errors reach the boundary in `guardctl.main`.
+    """
     try:
-        if args and args[0] not in cli.commands and args[0] not in GUARDCTL_OPTIONS:
-            from guardctl.invoke import run_kubectl
-
-            # `guardctl kubectl ARGS` forces the kubectl reading of ARGS
-            return run_kubectl(Environment(), args[1:] if args[0] == "kubectl" else args)
-        result = cli.main(args=args, prog_name="guardctl", standalone_mode=False)
-        return int(result) if isinstance(result, int) else ExitStatus.OK
+        result = cli.main(args=list(args), prog_name="guardctl", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -315,19 +306,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.Abort:
         click.echo("guardctl: interrupted", err=True)
         return ExitStatus.INTERRUPTED
-    except GuardError as exc:
-        click.echo(f"guardctl: {exc}", err=True)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        click.echo("guardctl: interrupted", err=True)
-        return ExitStatus.INTERRUPTED
-    except BrokenPipeError:
-        return ExitStatus.OK
-    except Exception as exc:  # noqa: BLE001 - the boundary: never a traceback for the user
-        if traceback:
-            raise
-        click.echo(
-            f"guardctl: internal error: {type(exc).__name__}: {exc} (rerun with --traceback)",
-            err=True,
-        )
-        return ExitStatus.ERROR
+    return int(result) if isinstance(result, int) else ExitStatus.OK

@@ -43,6 +43,11 @@ class Environment:
         return self._xdg("XDG_STATE_HOME", ".local/state") / "guardctl"
 
     @property
+    def cache_dir(self) -> Path:
+        """Derived data that only saves time (the parsed rules): safe to delete."""
+        return self._xdg("XDG_CACHE_HOME", ".cache") / "guardctl"
+
+    @property
     def config_path(self) -> Path:
         explicit = self.environ.get("GUARDCTL_CONFIG")
         if explicit:

@@ -12,15 +12,16 @@ default rule without copying the whole policy; `disabled: true` removes it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
-from functools import cached_property
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from guardctl import __version__
 from guardctl.errors import RuleError
 from guardctl.model import Action
 
@@ -117,26 +118,32 @@ class RuleSet:
 # --------------------------------------------------------------------------- YAML reading
 
 
-# libyaml's loader is about ten times faster, and rules are read on every invocation
-_SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+@cache
+def _line_loader() -> Any:
+    """A safe loader that remembers the line each mapping starts on (for error messages).
 
+    Built on first use: yaml is imported only when a rules file must be parsed (a cached
+    rule set needs no yaml), and libyaml's loader is about ten times faster.
+    """
+    import yaml
 
-class _LineLoader(_SafeBase):  # type: ignore[valid-type,misc]
-    """A safe loader that remembers the line each mapping starts on (for error messages)."""
+    class LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
 
+    def construct_mapping(loader: Any, node: Any) -> dict[str, Any]:
+        mapping: dict[str, Any] = loader.construct_mapping(node, deep=True)
+        mapping["__line__"] = node.start_mark.line + 1
+        return mapping
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping: dict[str, Any] = loader.construct_mapping(node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return LineLoader
 
 
 def _load_yaml(text: str, origin: str) -> Any:
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+        return yaml.load(text, Loader=_line_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin
@@ -407,10 +414,26 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
 NOT_POLICY_FILES = frozenset({"secrets.yaml"})
 
 
-def load_rules(paths: Sequence[str | Path]) -> RuleSet:
-    """Load rules from files and folders in order; a later rule replaces an earlier same id."""
-    by_id: dict[str, Rule] = {}
+def load_rules(paths: Sequence[str | Path], cache_dir: Path | None = None) -> RuleSet:
+    """Load rules from files and folders in order; a later rule replaces an earlier same id.
+
+    With `cache_dir`, a rule set parsed before from the same files (same paths, sizes and
+    modification times) is read back from a JSON cache there instead of parsing YAML again:
+    every agent command loads the policy, and parsing it costs more than deciding a line.
+    """
     files = rule_files(paths)
+    cache_file = _cache_file(cache_dir, files) if cache_dir is not None else None
+    cached = _read_cache(cache_file) if cache_file is not None else None
+    if cached is not None:
+        return cached
+    ruleset = _parse_files(files)
+    if cache_file is not None:
+        _write_cache(cache_file, ruleset)
+    return ruleset
+
+
+def _parse_files(files: Sequence[Path]) -> RuleSet:
+    by_id: dict[str, Rule] = {}
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
@@ -421,3 +444,78 @@ def load_rules(paths: Sequence[str | Path]) -> RuleSet:
             by_id[rule.id] = rule
     rules = tuple(r for r in by_id.values() if not r.disabled)
     return RuleSet(rules=rules, files=tuple(str(p) for p in files))
+
+
+# --------------------------------------------------------------------------- the rule cache
+
+
+def _cache_file(cache_dir: Path, files: Sequence[Path]) -> Path | None:
+    try:
+        stamps = [(str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in files]
+    except OSError:
+        return None
+    key = hashlib.sha256(json.dumps([__version__, stamps]).encode()).hexdigest()[:24]
+    return cache_dir / f"rules-{key}.json"
+
+
+def _read_cache(path: Path) -> RuleSet | None:
+    """The cached rule set, or None when absent or unreadable (then the YAML is parsed)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return RuleSet(rules=tuple(_rule_from(r) for r in doc["rules"]), files=tuple(doc["files"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cache(path: Path, ruleset: RuleSet) -> None:
+    """Best effort: a cache that cannot be written only costs speed."""
+    doc = {"rules": [asdict(r) for r in ruleset.rules], "files": list(ruleset.files)}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temp = path.with_suffix(f".{id(doc)}.tmp")
+        temp.write_text(json.dumps(doc), encoding="utf-8")
+        temp.replace(path)
+        for stale in sorted(path.parent.glob("rules-*.json"), key=_mtime)[:-8]:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _rule_from(doc: dict[str, Any]) -> Rule:
+    return Rule(
+        id=doc["id"],
+        action=Action(doc["action"]),
+        reason=doc["reason"],
+        match=tuple(_match_from(m) for m in doc["match"]),
+        unless=tuple(_match_from(m) for m in doc["unless"]),
+        origin=doc["origin"],
+        description=doc["description"],
+        disabled=doc["disabled"],
+    )
+
+
+def _match_from(doc: dict[str, Any]) -> Match:
+    values: dict[str, Any] = {}
+    for name, value in doc.items():
+        if name == "verbs":
+            values[name] = tuple(tuple(v) for v in value)
+        elif name == "flags":
+            values[name] = tuple(
+                FlagCondition(
+                    name=f["name"],
+                    values_in=tuple(f["values_in"]),
+                    values_not_in=tuple(f["values_not_in"]),
+                    global_only=f["global_only"],
+                )
+                for f in value
+            )
+        else:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    return Match(**values)

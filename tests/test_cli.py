@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from guardctl.cli import main
+from guardctl.main import main
 from guardctl.status import ExitStatus
 
 
@@ -209,3 +209,20 @@ def test_real_process_exit_code_and_no_traceback() -> None:
     assert proc.returncode == ExitStatus.DENIED
     assert proc.stdout.startswith("deny:")
     assert proc.stderr == ""
+
+
+def test_every_cli_command_is_routed_to_click() -> None:
+    # main() decides "kubectl or guardctl?" from the data list, without importing click
+    from guardctl.cli import cli
+    from guardctl.normalize import guardctl_commands
+
+    assert set(cli.commands) <= guardctl_commands()
+
+
+def test_kubectl_path_does_not_import_click() -> None:
+    code = (
+        "import sys; from guardctl.main import main; main(['delete', 'ns', 'prod']); "
+        "print('click' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from guardctl.bundled import bundled_rules_dir
 from guardctl.errors import RuleError
 from guardctl.model import Action
-from guardctl.bundled import bundled_rules_dir
 from guardctl.rules import load_rules, parse_pattern, parse_rules
 
 GOOD = """
@@ -128,7 +128,8 @@ def test_later_file_replaces_and_disables_by_id(tmp_path: Path) -> None:
     user = tmp_path / "mine.yaml"
     user.write_text(
         "rules:\n"
-        "  - id: exec-into-container\n    action: deny\n    reason: No exec here.\n    match: exec\n"
+        "  - id: exec-into-container\n    action: deny\n"
+        "    reason: No exec here.\n    match: exec\n"
         "  - id: copy-files\n    disabled: true\n"
     )
     ruleset = load_rules([bundled_rules_dir(), user])
@@ -147,3 +148,25 @@ def test_folder_skips_the_secret_detectors(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "secrets.yaml").write_text("detectors: []\n")
     assert [r.id for r in load_rules([tmp_path]).rules] == ["no-exec"]
+
+
+def test_cached_rule_set_equals_the_parsed_one_and_follows_edits(tmp_path: Path) -> None:
+    user = tmp_path / "mine.yaml"
+    user.write_text(GOOD)
+    cache = tmp_path / "cache"
+    parsed = load_rules([bundled_rules_dir(), user], cache_dir=cache)
+    assert len(list(cache.glob("rules-*.json"))) == 1
+    assert load_rules([bundled_rules_dir(), user], cache_dir=cache) == parsed
+    assert load_rules([bundled_rules_dir(), user]) == parsed
+    # an edited file is parsed again, never served stale from the cache
+    user.write_text(GOOD.replace("action: approve", "action: deny  # tightened"))
+    edited = load_rules([bundled_rules_dir(), user], cache_dir=cache)
+    assert {r.id: r.action for r in edited.rules}["no-exec"] is Action.DENY
+
+
+def test_a_broken_cache_is_ignored(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    parsed = load_rules([bundled_rules_dir()], cache_dir=cache)
+    for cached in cache.glob("rules-*.json"):
+        cached.write_text("{not json")
+    assert load_rules([bundled_rules_dir()], cache_dir=cache) == parsed

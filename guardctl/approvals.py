@@ -1,0 +1,654 @@
+"""Human approvals: a live window, the inline prompt, or a queued request and its answer.
+
+`request_approval` is called for an `approve` decision and returns an `Outcome`:
+
+1. A live window (`w` in the console) covering every (rule, namespace) pair of the decision
+   on this cluster approves at once; the approver is the window's creator.
+2. When a person is at guardctl's own terminal (see `approve_tty.open_terminal` for the
+   exact test), the prompt is shown there and the answer (`y`/`n`) read from `/dev/tty`.
+3. Otherwise the request is queued as `$GUARDCTL_HOME/approvals/requests/<id>.json` and the
+   waiter polls `approvals/answers/<id>.json` until `GUARDCTL_APPROVAL_TIMEOUT` runs out.
+   The human answers with `guardctl approvals` (console.py), which calls `answer()`.
+
+An answer counts only when it carries the request's random nonce and its command key
+(argv, rule ids, namespace, cluster); it is consumed with the request. Neither the nonce
+nor any path is shown to the agent. The agent runs as the same user, so this stops a
+confused agent, not a malicious one: default rules deny writes into the state folder and
+running `guardctl approvals` (DESIGN.md threat model).
+
+Every file is written to a temp name, fsynced and renamed into place. A waiter removes its
+request on every exit path (answer, timeout, Ctrl-C, SIGTERM, SIGHUP); one killed outright
+leaves a request whose pid is dead, which `sweep()` removes and `answer()` refuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import secrets
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from guardctl.audit import Approver, iso_time
+from guardctl.config import load_config
+from guardctl.env import Environment
+from guardctl.errors import UsageError
+from guardctl.model import Action, Decision
+
+APPROVALS = "approvals"
+DEFAULT_TIMEOUT = 300.0
+MAX_TIMEOUT = 24 * 3600.0
+POLL = 0.2
+DEFAULT_WINDOW_MINUTES = 15
+MAX_WINDOW_MINUTES = 8 * 60
+# verbs whose change a server-side `kubectl diff` can show before it is made
+DIFF_VERBS = frozenset({"apply", "patch", "replace", "set"})
+DIFF_UNAVAILABLE = "diff unavailable"
+# a diff longer than this is cut: the human sees the start and that it was cut
+MAX_DIFF_CHARS = 20_000
+# after its expiry a request is dead even if a process with its pid still runs
+EXPIRY_GRACE = 5.0
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    approved: bool
+    approver: Approver | None
+    # the human's reason when declined; "timed out after N s"; "approved once"/"window until …"
+    reason: str
+    how: str  # "inline" | "queue" | "window" | "timeout"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One (rule, namespace) pair: what a window covers, on one cluster."""
+
+    rule: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything a human needs to decide, and what ties an answer to this one request."""
+
+    id: str
+    nonce: str
+    key: str  # command_key(): the exact command, rules, namespace and cluster
+    pid: int
+    pid_start: str  # the waiter's start time from /proc, "" where there is no /proc
+    created: float
+    expires: float
+    line: str
+    readings: tuple[str, ...]
+    rules: tuple[tuple[str, str], ...]  # (rule id, reason)
+    # the pairs a window would cover; empty when the decision cannot be windowed
+    scopes: tuple[Scope, ...]
+    context: str
+    cluster: str
+    namespaces: tuple[str, ...]
+    risks: tuple[str, ...]
+    problems: tuple[str, ...]
+    diff: str | None  # None: not a verb with a diff
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in vars(self).items() if k != "scopes"}
+        data["scopes"] = [[s.rule, s.namespace] for s in self.scopes]
+        return data
+
+
+class AnswerError(Exception):
+    """The console could not answer a request (gone, dead, or cannot be windowed)."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def approval_timeout(environ: Mapping[str, str]) -> float:
+    """`GUARDCTL_APPROVAL_TIMEOUT` in seconds; a malformed value is a usage error, never a guess."""
+    raw = environ.get("GUARDCTL_APPROVAL_TIMEOUT", "")
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT:
+        raise UsageError(
+            f"GUARDCTL_APPROVAL_TIMEOUT={raw!r} is not a number of seconds above 0"
+            f" and at most {int(MAX_TIMEOUT)}"
+        )
+    return value
+
+
+def seconds_text(value: float) -> str:
+    return f"{value:g} s"
+
+
+# --------------------------------------------------------------------------- what is asked
+
+
+def window_scopes(decision: Decision, default_namespace: str) -> tuple[Scope, ...]:
+    """The (rule, namespace) pairs that together make `decision` need approval.
+
+    Empty when some part needs approval for a reason no rule names (a line guardctl could
+    not fully understand): no window may cover that, a human must look every time.
+    """
+    if decision.problems:
+        return ()
+    scopes: list[Scope] = []
+    for command in decision.commands:
+        if command.action is not Action.APPROVE:
+            continue
+        rules = [h.id for h in command.hits if h.action is Action.APPROVE]
+        if not rules or command.problems:
+            return ()
+        namespace = _namespace(command.call, default_namespace)
+        scopes.extend(Scope(rule, namespace) for rule in rules)
+    return tuple(dict.fromkeys(scopes))
+
+
+def _namespace(call: Any, default_namespace: str) -> str:
+    if call is None:
+        return default_namespace
+    if call.all_namespaces:
+        return "*"
+    return str(call.namespace or default_namespace)
+
+
+def command_key(decision: Decision, cluster: str, default_namespace: str) -> str:
+    """sha256 naming one exact command: argv, its rule ids and namespace, and the cluster."""
+    parts = [
+        [list(c.argv), [h.id for h in c.hits], _namespace(c.call, default_namespace)]
+        for c in decision.commands
+    ]
+    text = json.dumps([cluster, parts], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def diff_text(decision: Decision, diff: Callable[[], str | None] | None) -> str | None:
+    verbs = {c.call.verb.split(" ")[0] for c in decision.commands if c.call is not None}
+    if not verbs & DIFF_VERBS:
+        return None
+    try:
+        text = diff() if diff is not None else None
+    except Exception:  # noqa: BLE001 - any failure of the diff shows as "unavailable"
+        text = None
+    if text is None:
+        return DIFF_UNAVAILABLE
+    if len(text) > MAX_DIFF_CHARS:
+        return text[:MAX_DIFF_CHARS] + f"\n… diff cut at {MAX_DIFF_CHARS} characters"
+    return text or "(no changes)"
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of a live, non-zombie process (Linux /proc), None when it is gone.
+
+    Compared with the value stored at request time it tells the waiter from a later
+    process that happens to reuse its pid.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()
+    # fields after the command name start at field 3 (state); starttime is field 22
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def waiter_alive(request: Request, now: float) -> bool:
+    if now > request.expires + EXPIRY_GRACE:
+        return False
+    if request.pid_start:
+        return _process_start(request.pid) == request.pid_start
+    return _pid_alive(request.pid)
+
+
+def config_defaults(env: Environment) -> tuple[str, str]:
+    """(context, default namespace) from guardctl's config; ("", "") without one."""
+    config = load_config(env.config_path)
+    return (config.context, config.namespace) if config else ("", "")
+
+
+def build_request(
+    decision: Decision,
+    line: str,
+    *,
+    cluster: str,
+    context: str,
+    default_namespace: str,
+    diff: str | None,
+    now: float,
+    timeout: float,
+) -> Request:
+    """The request a human is shown for `decision`, with a fresh id and nonce."""
+    from guardctl.explain import reading
+
+    calls = [c for c in decision.commands if c.action is not Action.ALLOW]
+    risks = [r for c in calls if c.report is not None for r in c.report.risks]
+    return Request(
+        id=secrets.token_hex(16),
+        nonce=secrets.token_hex(16),
+        key=command_key(decision, cluster, default_namespace),
+        pid=os.getpid(),
+        pid_start=_process_start(os.getpid()) or "",
+        created=now,
+        expires=now + timeout,
+        line=line,
+        readings=tuple(reading(c.call) if c.call else " ".join(c.argv) for c in calls),
+        rules=tuple(dict.fromkeys((h.id, h.reason) for c in calls for h in c.hits)),
+        scopes=window_scopes(decision, default_namespace),
+        context=context,
+        cluster=cluster,
+        namespaces=tuple(dict.fromkeys(_namespace(c.call, default_namespace) for c in calls)),
+        risks=tuple(f"{r.name}: {r.detail}" if r.detail else r.name for r in risks),
+        problems=(*decision.problems, *(p for c in calls for p in c.problems)),
+        diff=diff,
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temp file in the same folder, fsync, rename over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is not a string")
+    return value
+
+
+def _number(data: dict[str, Any], key: str) -> float:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} is not a number")
+    return float(value)
+
+
+def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = data[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} is not a list of strings")
+    return tuple(value)
+
+
+def _pairs(data: dict[str, Any], key: str) -> tuple[tuple[str, str], ...]:
+    value = data[key]
+    if not isinstance(value, list) or not all(
+        isinstance(v, list) and len(v) == 2 and all(isinstance(s, str) for s in v) for v in value
+    ):
+        raise ValueError(f"{key} is not a list of string pairs")
+    return tuple((v[0], v[1]) for v in value)
+
+
+def request_from_json(data: dict[str, Any]) -> Request:
+    """A stored request; ValueError when any field is missing or has the wrong type."""
+    try:
+        diff = data["diff"]
+        if diff is not None and not isinstance(diff, str):
+            raise ValueError("diff is not a string")
+        return Request(
+            id=_text(data, "id"),
+            nonce=_text(data, "nonce"),
+            key=_text(data, "key"),
+            pid=int(_number(data, "pid")),
+            pid_start=_text(data, "pid_start"),
+            created=_number(data, "created"),
+            expires=_number(data, "expires"),
+            line=_text(data, "line"),
+            readings=_strings(data, "readings"),
+            rules=_pairs(data, "rules"),
+            scopes=tuple(Scope(r, n) for r, n in _pairs(data, "scopes")),
+            context=_text(data, "context"),
+            cluster=_text(data, "cluster"),
+            namespaces=_strings(data, "namespaces"),
+            risks=_strings(data, "risks"),
+            problems=_strings(data, "problems"),
+            diff=diff,
+        )
+    except KeyError as exc:
+        raise ValueError(f"request lacks {exc}") from None
+
+
+def _approver_json(approver: Approver) -> dict[str, Any]:
+    return {"user": approver.user, "tty": approver.tty, "at": approver.at}
+
+
+def _approver_from(data: Any) -> Approver | None:
+    if not isinstance(data, dict):
+        return None
+    user, tty, at = data.get("user"), data.get("tty"), data.get("at")
+    if not isinstance(user, str) or not isinstance(at, (int, float)):
+        return None
+    return Approver(user=user, tty=tty if isinstance(tty, str) else None, at=float(at))
+
+
+class Queue:
+    """The approvals folder: requests/, answers/ and windows/ under `$GUARDCTL_HOME/approvals`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / APPROVALS
+        self.requests = self.root / "requests"
+        self.answers = self.root / "answers"
+        self.windows = self.root / "windows"
+
+    def _ensure(self) -> None:
+        from guardctl.recorder import private_dir
+
+        for folder in (self.requests, self.answers, self.windows):
+            private_dir(folder)
+
+    def _name(self, request_id: str) -> str:
+        # ids are our own hex tokens; anything else must not become a path
+        if not (request_id.isalnum() and request_id.isascii()):
+            raise AnswerError(f"invalid request id {request_id!r}")
+        return f"{request_id}.json"
+
+    # ---- the waiter's side
+
+    def put(self, request: Request) -> None:
+        self._ensure()
+        _write_atomic(self.requests / self._name(request.id), request.to_json())
+
+    def discard(self, request_id: str) -> None:
+        for folder in (self.answers, self.requests):
+            (folder / self._name(request_id)).unlink(missing_ok=True)
+
+    def has_request(self, request_id: str) -> bool:
+        return (self.requests / self._name(request_id)).exists()
+
+    def take_answer(self, request: Request) -> Outcome | None:
+        """The answer to `request`, consumed; None while there is none yet."""
+        path = self.answers / self._name(request.id)
+        if not path.exists():
+            return None
+        data = _read_json(path)
+        path.unlink(missing_ok=True)
+        return _outcome(data, request)
+
+    # ---- the console's side
+
+    def load(self, request_id: str) -> Request | None:
+        data = _read_json(self.requests / self._name(request_id))
+        try:
+            return request_from_json(data) if data is not None else None
+        except ValueError:
+            return None
+
+    def pending(self, now: float) -> list[Request]:
+        """Live requests not answered yet, oldest first."""
+        found = [self.load(p.stem) for p in self._files(self.requests)]
+        live = [r for r in found if r is not None and waiter_alive(r, now)]
+        unanswered = [r for r in live if not (self.answers / self._name(r.id)).exists()]
+        return sorted(unanswered, key=lambda r: (r.created, r.id))
+
+    def sweep(self, now: float) -> int:
+        """Remove requests whose waiter is gone (or that cannot be read), orphaned answers
+        and expired windows. Returns how many requests were removed."""
+        removed = 0
+        for path in self._files(self.requests):
+            request = self.load(path.stem)
+            if request is None or not waiter_alive(request, now):
+                self.discard(path.stem)
+                removed += 1
+        for path in self._files(self.answers):
+            if not (self.requests / path.name).exists():
+                path.unlink(missing_ok=True)
+        for path in self._files(self.windows):
+            until = (_read_json(path) or {}).get("until")
+            if not (isinstance(until, (int, float)) and until > now):
+                path.unlink(missing_ok=True)
+        return removed
+
+    def _files(self, folder: Path) -> list[Path]:
+        try:
+            names = sorted(folder.iterdir())
+        except FileNotFoundError:
+            return []
+        return [p for p in names if p.suffix == ".json" and not p.name.startswith(".")]
+
+    def write_answer(self, request: Request, body: dict[str, Any]) -> None:
+        self._ensure()
+        _write_atomic(self.answers / self._name(request.id), {**body, "nonce": request.nonce,
+                                                               "key": request.key})
+
+    # ---- windows
+
+    def _window_path(self, cluster: str, scope: Scope) -> Path:
+        text = json.dumps([cluster, scope.rule, scope.namespace], ensure_ascii=False)
+        return self.windows / (hashlib.sha256(text.encode("utf-8")).hexdigest() + ".json")
+
+    def open_window(self, cluster: str, scope: Scope, until: float, approver: Approver) -> None:
+        self._ensure()
+        body = {"cluster": cluster, "rule": scope.rule, "namespace": scope.namespace,
+                "until": until, "approver": _approver_json(approver)}
+        _write_atomic(self._window_path(cluster, scope), body)
+
+    def covering_window(
+        self, scopes: tuple[Scope, ...], cluster: str, now: float
+    ) -> tuple[Approver, float] | None:
+        """(creator, earliest end) when live windows cover every scope; None otherwise."""
+        found: list[tuple[Approver, float]] = []
+        for scope in scopes:
+            data = _read_json(self._window_path(cluster, scope)) or {}
+            approver = _approver_from(data.get("approver"))
+            until = data.get("until")
+            same = (data.get("cluster"), data.get("rule"), data.get("namespace")) == (
+                cluster, scope.rule, scope.namespace
+            )
+            if not (same and approver and isinstance(until, (int, float)) and until > now):
+                return None
+            found.append((approver, float(until)))
+        return min(found, key=lambda f: f[1]) if found else None
+
+
+def _outcome(data: dict[str, Any] | None, request: Request) -> Outcome:
+    """What an answer file means for `request`. Anything that does not carry this request's
+    nonce and key, or is malformed, declines: an answer must never be guessed into a yes."""
+    if (
+        data is None
+        or data.get("nonce") != request.nonce
+        or data.get("key") != request.key
+        or not isinstance(data.get("approved"), bool)
+        or not isinstance(data.get("reason"), str)
+    ):
+        return Outcome(False, None, "an answer that does not match this request was refused",
+                       "queue")
+    approver = _approver_from(data.get("approver"))
+    approved = bool(data["approved"]) and approver is not None
+    return Outcome(approved, approver, str(data["reason"]), "queue")
+
+
+# --------------------------------------------------------------------------- answering
+
+
+def answer(
+    state_dir: Path,
+    request_id: str,
+    *,
+    approved: bool,
+    approver: Approver,
+    reason: str = "",
+    window_minutes: int | None = None,
+) -> str:
+    """Answer one pending request (what the console's keys do). Returns what was done.
+
+    `window_minutes` also opens a window for each of the request's (rule, namespace)
+    pairs on its cluster. Raises AnswerError when the request is gone, its waiter is
+    dead, or it cannot be windowed.
+    """
+    queue = Queue(state_dir)
+    request = queue.load(request_id)
+    if request is None or not waiter_alive(request, approver.at):
+        raise AnswerError("that request is no longer waiting; nothing was approved")
+    if not approved:
+        text = reason.strip() or f"declined by {approver.user}"
+        queue.write_answer(request, {"approved": False, "reason": text,
+                                     "approver": _approver_json(approver)})
+        return f"declined: {text}"
+    text = "approved once"
+    if window_minutes is not None:
+        text = _open_windows(queue, request, window_minutes, approver)
+    queue.write_answer(request, {"approved": True, "reason": text,
+                                 "approver": _approver_json(approver)})
+    return text
+
+
+def _open_windows(queue: Queue, request: Request, minutes: int, approver: Approver) -> str:
+    if not request.scopes:
+        raise AnswerError("no rule alone asks for this approval, so no window can cover it")
+    if not 1 <= minutes <= MAX_WINDOW_MINUTES:
+        raise AnswerError(f"a window lasts 1 to {MAX_WINDOW_MINUTES} minutes")
+    until = approver.at + minutes * 60
+    for scope in request.scopes:
+        queue.open_window(request.cluster, scope, until, approver)
+    return f"window until {iso_time(until)}"
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def request_approval(
+    env: Environment,
+    decision: Decision,
+    line: str,
+    *,
+    cluster: str = "",
+    diff: Callable[[], str | None] | None = None,
+    clock: Clock = time.time,
+    sleep: Sleep = time.sleep,
+) -> Outcome:
+    """Ask a human about an `approve` decision; see the module docstring for the order.
+
+    `cluster` is the server URL from guardctl's config ("" without one). `diff` returns the
+    masked server-side diff for apply/patch/replace/set, or None. KeyboardInterrupt
+    propagates (the caller returns 130); SIGTERM/SIGHUP become SystemExit(128+n). The
+    queued request is removed on every one of those paths.
+    """
+    timeout = approval_timeout(env.environ)
+    queue = Queue(env.state_dir)
+    context, default_namespace = config_defaults(env)
+    scopes = window_scopes(decision, default_namespace)
+    window = queue.covering_window(scopes, cluster, clock()) if scopes else None
+    if window is not None:
+        return Outcome(True, window[0], f"window until {iso_time(window[1])}", "window")
+    # the diff reaches the cluster (read-only), so it runs only when a human will look
+    request = build_request(
+        decision, line, cluster=cluster, context=context, default_namespace=default_namespace,
+        diff=diff_text(decision, diff), now=clock(), timeout=timeout,
+    )
+    from guardctl import approve_tty
+
+    terminal = approve_tty.open_terminal(env)
+    if terminal is not None:
+        return approve_tty.ask(terminal, request, timeout, clock=clock)
+    return _wait_in_queue(env, queue, request, timeout, clock, sleep)
+
+
+def _wait_in_queue(
+    env: Environment, queue: Queue, request: Request, timeout: float, clock: Clock, sleep: Sleep
+) -> Outcome:
+    rules = ", ".join(r for r, _ in request.rules) or "not fully understood"
+    env.stderr.write(
+        f"guardctl: waiting up to {seconds_text(timeout)} for a human to approve this ({rules});"
+        " they answer by running `guardctl approvals` in their own terminal.\n"
+    )
+    env.stderr.flush()
+    with _signals_exit():
+        try:
+            queue.put(request)
+            return _poll(queue, request, timeout, clock, sleep)
+        finally:
+            queue.discard(request.id)
+
+
+def _poll(queue: Queue, request: Request, timeout: float, clock: Clock, sleep: Sleep) -> Outcome:
+    deadline = clock() + timeout
+    # bounded in count as well as time: a sleep cut short by signals cannot spin forever
+    for _ in range(math.ceil(timeout / POLL) + 2):
+        outcome = queue.take_answer(request)
+        if outcome is not None:
+            return outcome
+        if not queue.has_request(request.id):
+            return Outcome(False, None, "the request was removed before anyone answered",
+                           "queue")
+        left = deadline - clock()
+        if left <= 0:
+            break
+        sleep(min(POLL, left))
+    return Outcome(False, None, f"timed out after {seconds_text(timeout)}", "timeout")
+
+
+@contextlib.contextmanager
+def _signals_exit() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SystemExit(128+n) while waiting, so `finally` blocks run
+    and the request is removed (Python's default for both kills without unwinding)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, leave) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def outcome_message(outcome: Outcome) -> str:
+    """The stderr line for the agent after an approval was asked."""
+    who = f" by {outcome.approver.user}" if outcome.approver else ""
+    if outcome.approved:
+        return f"guardctl: approved{who} ({outcome.reason})."
+    if outcome.how == "timeout":
+        return f"guardctl: nobody approved this: {outcome.reason}. Nothing was sent to the cluster."
+    return f"guardctl: declined{who}: {outcome.reason}. Nothing was sent to the cluster."

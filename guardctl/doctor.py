@@ -1,0 +1,262 @@
+"""`guardctl doctor`: is this machine set up so that guardctl can gate the agent?
+
+One line per check, `ok`, `warn` or `fail`, each saying what to fix. Exit 0 when nothing
+failed. A check that cannot tell (an unexpected guardctl or OS error) reports `fail`:
+a diagnosis that guesses "fine" is worse than none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from guardctl.env import Environment
+from guardctl.errors import GuardError
+from guardctl.status import ExitStatus
+
+VERSION_TIMEOUT_SECONDS = 10
+# `kubectl create token`, which minting needs, arrived in kubectl 1.24
+MIN_KUBECTL_MINOR = 24
+# keyring backends that keep secrets unencrypted on disk
+PLAINTEXT_BACKENDS = ("PlaintextKeyring",)
+PROBE_ENTRY = "doctor-probe"
+
+
+class Level(Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    topic: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.level.value:<4}  {self.topic}: {self.message}"
+
+
+Check = Callable[[Environment], list[Finding]]
+
+
+def _ok(topic: str, message: str) -> Finding:
+    return Finding(Level.OK, topic, message)
+
+
+def _warn(topic: str, message: str) -> Finding:
+    return Finding(Level.WARN, topic, message)
+
+
+def _fail(topic: str, message: str) -> Finding:
+    return Finding(Level.FAIL, topic, message)
+
+
+# --------------------------------------------------------------------------- kubectl
+
+
+def kubectl_version(kubectl: str) -> str:
+    """kubectl's client gitVersion (`v1.32.4`); OSError/ValueError when it cannot say."""
+    result = subprocess.run(
+        [kubectl, "version", "--client", "-o", "json"],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=VERSION_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ValueError(f"`kubectl version --client` exited with {result.returncode}")
+    version = json.loads(result.stdout).get("clientVersion", {}).get("gitVersion")
+    if not isinstance(version, str) or not version:
+        raise ValueError("`kubectl version --client` printed no gitVersion")
+    return version
+
+
+def _minor(version: str) -> int | None:
+    parts = version.lstrip("v").split(".")
+    digits = "".join(ch for ch in parts[1] if ch.isdigit()) if len(parts) > 1 else ""
+    return int(digits) if digits else None
+
+
+def check_kubectl(env: Environment) -> list[Finding]:
+    from guardctl.runner import find_kubectl
+
+    kubectl = find_kubectl(env)
+    try:
+        version = kubectl_version(kubectl)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return [_fail("kubectl", f"{kubectl} does not answer `version --client` ({exc}): "
+                                 "reinstall kubectl or point GUARDCTL_KUBECTL at a working one")]
+    minor = _minor(version)
+    if minor is None or minor < MIN_KUBECTL_MINOR:
+        return [_fail("kubectl", f"{kubectl} is {version}; guardctl needs 1.{MIN_KUBECTL_MINOR} "
+                                 "or newer (for `kubectl create token`)")]
+    return [_ok("kubectl", f"{kubectl} ({version})")]
+
+
+# --------------------------------------------------------------------------- keyring, creds
+
+
+def _service(env: Environment) -> str:
+    from guardctl.config import DEFAULT_KEYRING_SERVICE, load_config
+
+    try:
+        config = load_config(env.config_path)
+    except GuardError:
+        return DEFAULT_KEYRING_SERVICE  # the credentials check reports the broken config
+    return config.keyring_service if config else DEFAULT_KEYRING_SERVICE
+
+
+def check_keyring(env: Environment) -> list[Finding]:
+    from guardctl.creds import Vault
+
+    vault = Vault(_service(env))
+    backend = type(vault.backend)
+    name = f"{backend.__module__}.{backend.__name__}"
+    vault.get(PROBE_ENTRY)  # a read: a locked or broken keyring raises here
+    if backend.__name__ in PLAINTEXT_BACKENDS:
+        return [_warn("keyring", f"{name} keeps credentials unencrypted on disk: fine for a "
+                                 "demo, not for a real cluster (unset PYTHON_KEYRING_BACKEND "
+                                 "or install a system keyring)")]
+    return [_ok("keyring", f"{name} is usable")]
+
+
+def check_credentials(env: Environment) -> list[Finding]:
+    from guardctl import creds
+    from guardctl.config import load_config
+
+    config = load_config(env.config_path)
+    if config is None:
+        return [_fail("credentials", f"no config at {env.config_path}: run `guardctl creds "
+                                     "import --service-account NS/NAME`")]
+    creds.load_credential(config)  # missing or damaged: UnsafeError, reported as fail
+    token = next((ln for ln in creds.status(env) if ln.startswith("agent token:")),
+                 "agent token: unknown")
+    return [
+        _ok("credentials", f"context {config.context!r} ({config.server}): {config.credential} "
+                           f"credential in the keyring; tokens for {config.service_account}"),
+        _ok("credentials", token),
+    ]
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def check_rules(env: Environment) -> list[Finding]:
+    from guardctl.app import lint
+
+    result = lint(env, ())
+    if result.failures:
+        return [_fail("rules", f"{result.summary}; first failure: {result.failures[0]} "
+                               "(see `guardctl rules lint`)")]
+    return [_ok("rules", result.summary)]
+
+
+# --------------------------------------------------------------------------- state folder
+
+
+def _creatable(path: Path) -> bool:
+    """Whether `mkdir -p path` would work: the nearest existing ancestor is a writable folder."""
+    for parent in path.parents:
+        if parent.exists():
+            return parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+    return False
+
+
+def check_state(env: Environment) -> list[Finding]:
+    from guardctl import audit, recorder
+
+    state = env.state_dir
+    if not state.exists():
+        if _creatable(state):
+            return [_ok("state", f"{state} does not exist yet; it is created on the first run")]
+        return [_fail("state", f"{state} does not exist and cannot be created: set "
+                               "GUARDCTL_HOME to a writable folder")]
+    if not state.is_dir():
+        return [_fail("state", f"{state} is not a folder: move it away or set GUARDCTL_HOME")]
+    findings = [_mode_finding(state)]
+    if not os.access(state, os.W_OK | os.X_OK):
+        findings.append(_fail("state", f"{state} is not writable: fix its owner or permissions"))
+    result = audit.verify(audit.log_path(state), recorder.cast_dir(state))
+    if result.ok:
+        findings.append(_ok("audit", result.message))
+    else:
+        findings.append(_fail("audit", f"{result.message}: the record was changed or damaged; "
+                                       "keep a copy for investigation before starting a new log"))
+    return findings
+
+
+def _mode_finding(state: Path) -> Finding:
+    mode = stat.S_IMODE(state.stat().st_mode)
+    if mode & 0o077:
+        return _warn("state", f"{state} has mode {mode:04o}; others may read the records: "
+                              f"run `chmod 700 {state}`")
+    return _ok("state", f"{state} (mode {mode:04o})")
+
+
+# --------------------------------------------------------------------------- shim
+
+
+def first_on_path(env: Environment, name: str) -> Path | None:
+    """The first executable `name` in an absolute PATH folder, as a shell would find it."""
+    for folder in env.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = Path(folder) / name
+        if os.path.isabs(folder) and candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def check_shim(env: Environment) -> list[Finding]:
+    from guardctl.runner import is_shim
+
+    how = ("run `guardctl shim install DIR` and put DIR first on the agent's PATH, so the "
+           "agent's `kubectl` goes through guardctl")
+    found = first_on_path(env, "kubectl")
+    if found is None:
+        return [_warn("shim", f"no kubectl on PATH: {how}")]
+    if is_shim(found):
+        return [_ok("shim", f"the first kubectl on PATH is the guardctl shim ({found})")]
+    return [_warn("shim", f"the first kubectl on PATH is the real one ({found}), which an agent "
+                          f"with this PATH can call directly: {how}")]
+
+
+# --------------------------------------------------------------------------- running
+
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("kubectl", check_kubectl),
+    ("keyring", check_keyring),
+    ("credentials", check_credentials),
+    ("rules", check_rules),
+    ("state", check_state),
+    ("shim", check_shim),
+)
+
+
+def findings(env: Environment, checks: tuple[tuple[str, Check], ...] = CHECKS) -> list[Finding]:
+    """Every check's findings; a check that raises a guardctl or OS error becomes a `fail`."""
+    found: list[Finding] = []
+    for topic, check in checks:
+        try:
+            found.extend(check(env))
+        except GuardError as exc:
+            found.append(_fail(topic, str(exc)))
+        except OSError as exc:
+            found.append(_fail(topic, f"{exc.filename or ''} {exc.strerror or exc}".strip()))
+    return found
+
+
+def run(env: Environment) -> int:
+    """Print one line per finding; exit 0 when none failed, 1 otherwise."""
+    results = findings(env)
+    for finding in results:
+        env.stdout.write(finding.line() + "\n")
+    failed = sum(f.level is Level.FAIL for f in results)
+    warned = sum(f.level is Level.WARN for f in results)
+    env.stdout.write(f"{failed} failed, {warned} warnings\n")
+    env.stdout.flush()
+    return ExitStatus.ERROR if failed else ExitStatus.OK

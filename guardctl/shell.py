@@ -1,0 +1,299 @@
+"""`guardctl sh -c LINE`: the shell firewall an agent's shell tool can be pointed at.
+
+The whole line is decided first, with the same rules as `guardctl check`; a denied line runs
+none of its parts, and a flagged one needs ONE approval for the whole line. Then bash runs
+it with a private folder first on PATH that holds a `kubectl` shim, so every kubectl the
+line actually starts (also one built from variables, loops or `eval`) comes back through
+guardctl with its real words: decided again, masked and recorded, all in one session.
+
+A static check can only see what the text says; the run-time check sees what really runs.
+The shim only catches a kubectl that bash looks up on PATH, so a line that could start
+kubectl another way is denied here (table `guardctl/data/shell_routes.json`): kubectl
+called by a path (`/usr/bin/kubectl`, `./kubectl`, `K=/usr/bin/kubectl`), PATH changes,
+`command -p`, `env -i`, `hash`, and wrappers such as sudo that bring their own PATH.
+Denying rather than rewriting the path to guardctl: a rewrite has to find every spelling
+of a path (quotes, variables, nested strings) to be right, a denial only has to notice
+one, and its reason tells the agent the one-word fix (call kubectl by name).
+
+What the shim cannot see: a program that runs kubectl by path itself (a script file, a
+Python subprocess). Such a kubectl runs without guardctl's short-lived credentials, which
+only guardctl hands out, so it has nothing to reach the cluster with.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, Protocol
+
+from guardctl import preapproved
+from guardctl.app import Checker
+from guardctl.bundled import data_text
+from guardctl.env import Environment
+from guardctl.errors import UnsafeError
+from guardctl.model import Action, Decision, ParsedLine, RuleHit, SimpleCommand
+from guardctl.parse import parse
+from guardctl.policy import decide
+from guardctl.status import ExitStatus, exit_for_child
+
+SESSION_VARIABLE = "GUARDCTL_SESSION"
+# after a forwarded signal, how long bash gets before SIGKILL
+KILL_GRACE_SECONDS = 10.0
+NO_APPROVAL_FLOW = (
+    "This needs a human's approval, and this build has no approval flow (guardctl.approvals)."
+)
+
+
+class Outcome(Protocol):
+    """What an approval request answers (guardctl.approvals.Outcome)."""
+
+    @property
+    def approved(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+Approver = Callable[[Environment, Decision, str], Outcome]
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+@dataclass(frozen=True)
+class _Routes:
+    """The table of ways a kubectl could miss the shim (shell_routes.json)."""
+
+    kubectl: str
+    by_path: RuleHit
+    by_path_regex: re.Pattern[str]
+    patterns: tuple[tuple[re.Pattern[str], RuleHit], ...]
+    programs: dict[str, RuleHit]
+    wrappers: frozenset[str]
+    wrapper_hit: RuleHit
+
+
+def _hit(entry: dict[str, Any]) -> RuleHit:
+    return RuleHit(id=entry["id"], action=Action.DENY, reason=entry["reason"])
+
+
+@lru_cache(maxsize=1)
+def _routes() -> _Routes:
+    table = json.loads(data_text("shell_routes.json"))
+    wrappers = table["path_resetting_wrappers"]
+    return _Routes(
+        kubectl=table["kubectl"],
+        by_path=_hit(table["kubectl_by_path"]),
+        by_path_regex=re.compile(table["kubectl_by_path"]["regex"]),
+        patterns=tuple((re.compile(p["regex"]), _hit(p)) for p in table["patterns"]),
+        programs={name: _hit(entry) for name, entry in table["programs"].items()},
+        wrappers=frozenset(wrappers["names"]),
+        wrapper_hit=_hit(wrappers),
+    )
+
+
+def decide_line(checker: Checker, line: str) -> Decision:
+    """The policy's decision for LINE, made stricter where a kubectl could miss the shim."""
+    parsed = parse(line)
+    decision = decide(parsed, checker.ruleset, checker.context)
+    if decision.action is Action.DENY:
+        return decision
+    hit = routing_hit(parsed)
+    if hit is None:
+        return decision
+    return Decision(
+        action=Action.DENY,
+        reason=f"denied by rule {hit.id}: {hit.reason}",
+        commands=decision.commands,
+        problems=(*decision.problems, hit.reason),
+    )
+
+
+def routing_hit(parsed: ParsedLine) -> RuleHit | None:
+    """Why a kubectl in this line could start without passing the shim; None when none can."""
+    routes = _routes()
+    for command in parsed.commands:
+        found = _command_hit(routes, command)
+        if found is not None:
+            return found
+    if routes.by_path_regex.search(parsed.line):
+        return routes.by_path
+    return next((hit for regex, hit in routes.patterns if regex.search(parsed.line)), None)
+
+
+def _command_hit(routes: _Routes, command: SimpleCommand) -> RuleHit | None:
+    words = (*command.argv, *(value for _, value in command.assignments))
+    if _program_by_path(routes.kubectl, command) or any(
+        routes.by_path_regex.search(word) for word in words
+    ):
+        return routes.by_path
+    if command.program in routes.programs:
+        return routes.programs[command.program]
+    if command.program == routes.kubectl and any(
+        wrapper.split(" ", 1)[0] in routes.wrappers for wrapper in command.via
+    ):
+        return routes.wrapper_hit
+    return None
+
+
+def _program_by_path(kubectl: str, command: SimpleCommand) -> bool:
+    """A program word with a slash that is, or (as a glob) may expand to, kubectl."""
+    if not command.argv or "/" not in command.argv[0]:
+        return False
+    if 0 in command.dynamic:
+        return fnmatch.fnmatchcase(kubectl, command.program)
+    return command.program == kubectl
+
+
+def approved_commands(decision: Decision) -> list[preapproved.Approved]:
+    """The kubectl commands a human approves with the line, as the run path will see them.
+
+    Only commands fully known statically: one with a problem (a `$verb`) has no words the
+    run-time argv could be compared with, so it is asked about again when it runs.
+    """
+    return [
+        preapproved.Approved(argv=c.argv[1:], rule_ids=frozenset(h.id for h in c.hits))
+        for c in decision.commands
+        if c.action is Action.APPROVE and c.call is not None and not c.problems and c.hits
+    ]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_shell(env: Environment, line: str, *, approve: Approver | None = None) -> int:
+    """Decide LINE, ask once when flagged, run it with bash; returns bash's exit status.
+
+    11 when denied, 12 when the approval was declined (or no approval flow is installed);
+    nothing of the line runs in either case. `approve` defaults to
+    `guardctl.approvals.request_approval`.
+    """
+    decision = decide_line(Checker.load(env), line)
+    if decision.action is Action.DENY:
+        _say(env, f"guardctl: {decision.reason} Nothing was run.")
+        return ExitStatus.DENIED
+    token = ""
+    if decision.action is Action.APPROVE:
+        refusal = _ask(env, decision, line, approve)
+        if refusal is not None:
+            _say(env, f"guardctl: {refusal} Nothing was run.")
+            return ExitStatus.DECLINED
+        token = preapproved.grant(env, approved_commands(decision))
+    try:
+        return _run_bash(env, line, token)
+    finally:
+        if token:
+            preapproved.revoke(env, token)
+
+
+def _ask(env: Environment, decision: Decision, line: str, approve: Approver | None) -> str | None:
+    """None when a human approved the line; otherwise what to tell the agent."""
+    if approve is None:
+        try:
+            # imported by name: the approval flow is an optional part of this build
+            approve = importlib.import_module("guardctl.approvals").request_approval
+        except (ImportError, AttributeError):
+            return f"{decision.reason} {NO_APPROVAL_FLOW}"
+    assert approve is not None
+    outcome = approve(env, decision, line)
+    if outcome.approved:
+        return None
+    return f"approval declined: {outcome.reason or 'no reason given'}."
+
+
+def _say(env: Environment, message: str) -> None:
+    env.stderr.write(message + "\n")
+    env.stderr.flush()
+
+
+def child_environ(env: Environment, shim_dir: Path, token: str) -> dict[str, str]:
+    """bash's environment: the shim first on PATH, one session, the grant token if any."""
+    from guardctl import recorder
+
+    environ = {k: v for k, v in env.environ.items() if k != preapproved.TOKEN_VARIABLE}
+    environ["PATH"] = os.pathsep.join([str(shim_dir), environ.get("PATH", os.defpath)])
+    environ[SESSION_VARIABLE] = recorder.check_session_id(
+        environ.get(SESSION_VARIABLE) or recorder.new_session_id()
+    )
+    if token:
+        environ[preapproved.TOKEN_VARIABLE] = token
+    return environ
+
+
+def _run_bash(env: Environment, line: str, token: str) -> int:
+    from guardctl.shim import launcher, write_shim
+
+    bash = shutil.which("bash", path=env.environ.get("PATH", os.defpath))
+    if bash is None:
+        raise UnsafeError("bash not found on PATH: guardctl sh needs it to run the line")
+    # mkdtemp makes the folder 0700: nobody else can swap the shim while the line runs
+    with tempfile.TemporaryDirectory(prefix="guardctl-sh-") as folder:
+        write_shim(Path(folder), launcher(prefer_script=False))
+        child_env = child_environ(env, Path(folder), token)
+        env.stdout.flush()
+        env.stderr.flush()
+        child = subprocess.Popen(
+            [bash, "-c", line],
+            env=child_env,
+            stdin=_fd(env.stdin, 0),
+            stdout=_fd(env.stdout, 1),
+            stderr=_fd(env.stderr, 2),
+        )
+        with _forwarding(child, (signal.SIGTERM, signal.SIGHUP)):
+            return exit_for_child(_wait(child))
+
+
+def _fd(stream: IO[str], default: int) -> int:
+    """The descriptor under a stream; the process's own when the stream has none."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return default
+
+
+def _wait(child: subprocess.Popen[bytes]) -> int:
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reached bash too (same process group); a `kill -INT` of
+        # guardctl alone did not, so pass it on, then give bash a bounded time to finish
+        child.send_signal(signal.SIGINT)
+        try:
+            return child.wait(timeout=KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            return child.wait()
+
+
+@contextmanager
+def _forwarding(child: subprocess.Popen[bytes], signals: Sequence[int]) -> Iterator[None]:
+    """Pass these signals on to bash while it runs, so guardctl never dies first."""
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for signum in signals:
+            previous[signum] = signal.signal(signum, forward)
+    except ValueError:
+        pass  # not the main thread: Python cannot install handlers there
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

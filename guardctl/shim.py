@@ -1,0 +1,107 @@
+"""`guardctl shim install DIR`: a `kubectl` in DIR that sends every call through guardctl.
+
+Put DIR first on the agent's PATH and every `kubectl ...` the agent (or a script it runs)
+starts is decided, masked and recorded. The shim is a two-line sh script naming guardctl,
+so `runner.find_kubectl` recognises it and never runs it as the real kubectl.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from guardctl.env import Environment
+from guardctl.errors import UsageError
+from guardctl.runner import SHIM_SNIFF_BYTES, is_shim
+
+SHIM_NAME = "kubectl"
+MODE = 0o755
+
+
+def launcher(prefer_script: bool = True) -> list[str]:
+    """The words that start guardctl from a shell.
+
+    The `guardctl` console script next to this interpreter when there is one (and
+    `prefer_script`), else this interpreter with `-m guardctl`. `-P` (Python 3.11+) keeps
+    the working directory off `sys.path`, so a `guardctl/` folder wherever the agent
+    happens to be cannot stand in for guardctl.
+    """
+    script = Path(sys.executable).parent / "guardctl"
+    if prefer_script and script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe_path, "-m", "guardctl"]
+
+
+def script_text(words: list[str]) -> str:
+    """The shim: exec guardctl's kubectl path with every argument unchanged."""
+    return (
+        "#!/bin/sh\n"
+        "# guardctl shim: this kubectl is decided, masked and recorded by guardctl\n"
+        f'exec {shlex.join(words)} kubectl "$@"\n'
+    )
+
+
+def write_shim(folder: Path, words: list[str]) -> Path:
+    """Write FOLDER/kubectl atomically (a symlink there is replaced, never followed)."""
+    target = folder / SHIM_NAME
+    fd, temp = tempfile.mkstemp(prefix=".kubectl-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(script_text(words))
+        os.chmod(temp, MODE)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def install(env: Environment, folder: str | Path) -> Path:
+    """Install the shim as FOLDER/kubectl and tell the user how to put FOLDER on PATH.
+
+    Refuses (UsageError) to replace a `kubectl` that is not a guardctl shim: that may be
+    the real kubectl, and overwriting it would leave guardctl nothing to run.
+    """
+    directory = Path(folder).expanduser().absolute()
+    existing = directory / SHIM_NAME
+    if existing.exists() and not _replaceable(existing):
+        raise UsageError(
+            f"{existing} exists and is not a guardctl shim; choose another folder "
+            "(guardctl must never replace the real kubectl)"
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = write_shim(directory, launcher())
+    except OSError as exc:
+        raise UsageError(f"cannot write {existing}: {exc.strerror or exc}") from None
+    env.stdout.write(advice(env, directory) + "\n")
+    return path
+
+
+def _replaceable(path: Path) -> bool:
+    """A readable guardctl shim (an unreadable file is never taken for one here)."""
+    try:
+        with path.open("rb") as handle:
+            handle.read(SHIM_SNIFF_BYTES)
+    except OSError:
+        return False
+    return is_shim(path)
+
+
+def advice(env: Environment, directory: Path) -> str:
+    """How to make the agent's `kubectl` this shim; says so when it already is."""
+    entries = [p for p in env.environ.get("PATH", "").split(os.pathsep) if p]
+    lines = [f"installed {directory / SHIM_NAME}"]
+    if entries[:1] == [str(directory)]:
+        lines.append(f"{directory} is already first on PATH: `kubectl` now goes through guardctl.")
+    else:
+        lines += [
+            "Put it first on the agent's PATH, e.g. in the shell profile the agent starts with:",
+            f"  export PATH={shlex.quote(str(directory))}:\"$PATH\"",
+        ]
+    lines.append("Check with `command -v kubectl`: it should print the shim.")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""The MCP server, driven by the SDK's own stdio client against the embedded API server.
+
+Credentials are imported into a file keyring in a temporary folder, as in test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+pytest.importorskip("mcp")
+
+from mcp import Client, StdioServerParameters  # noqa: E402
+
+from guardctl.devserver import DevServer  # noqa: E402
+from guardctl.mcp_server import run_guarded, run_timeout  # noqa: E402
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+AGENT = "system:serviceaccount:guardctl:guardctl-agent"
+REPO = Path(__file__).resolve().parent.parent
+CALL_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[DevServer]:
+    with DevServer() as dev:
+        yield dev
+
+
+@pytest.fixture(scope="module")
+def world(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("mcp")
+    admin = server.write_kubeconfig(root / "admin.kubeconfig")
+    runtime = root / "run"
+    runtime.mkdir(mode=0o700)
+    env = {
+        **os.environ,
+        "GUARDCTL_HOME": str(root / "home"),
+        "GUARDCTL_CONFIG": str(root / "config.yaml"),
+        "XDG_DATA_HOME": str(root / "data"),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "KUBECONFIG": str(root / "nonexistent"),
+        "NO_COLOR": "1",
+    }
+    if KUBECTL is not None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "guardctl", "creds", "import", "--kubeconfig", str(admin),
+             "--service-account", "guardctl/guardctl-agent", "--ttl", "10m"],
+            env=env, capture_output=True, timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+    return env
+
+
+def _session(env: dict[str, str], calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """Start `python -m guardctl.mcp_server`, make the calls in order, return the results."""
+
+    async def talk() -> list[Any]:
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "guardctl.mcp_server"], env=env, cwd=str(REPO)
+        )
+        with anyio.fail_after(CALL_SECONDS * (len(calls) + 1)):
+            async with Client(params, read_timeout_seconds=CALL_SECONDS) as client:
+                results: list[Any] = []
+                for name, arguments in calls:
+                    if name == "list_tools":
+                        results.append(await client.list_tools())
+                    else:
+                        results.append(await client.call_tool(name, arguments))
+                return results
+
+    return anyio.run(talk)
+
+
+def test_lists_both_tools_and_checks_lines(world: dict[str, str]) -> None:
+    listing, denied, allowed, flagged = _session(world, [
+        ("list_tools", {}),
+        ("check", {"line": "kubectl delete namespace prod"}),
+        ("check", {"line": "kubectl get pods -n dev | grep web"}),
+        ("check", {"line": "kubectl exec -it web -n dev -- sh"}),
+    ])
+    tools = {tool.name: tool for tool in listing.tools}
+    assert set(tools) == {"check", "kubectl"}
+    schema = tools["kubectl"].input_schema
+    assert schema["required"] == ["args"]
+    assert schema["properties"]["args"]["items"] == {"type": "string"}
+    assert tools["check"].input_schema["required"] == ["line"]
+    assert not denied.is_error
+    assert denied.structured_content["decision"] == "deny"
+    rules = denied.structured_content["commands"][0]["rules"]
+    assert [r["id"] for r in rules] == ["delete-namespace"]
+    assert allowed.structured_content["decision"] == "allow"
+    assert allowed.structured_content["commands"][0]["argv"] == ["kubectl", "get", "pods", "-n",
+                                                                 "dev"]
+    assert flagged.structured_content["decision"] == "approve"
+
+
+def test_check_with_broken_rules_is_a_tool_error(world: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- id: x\n  action: maybe\n")
+    (result,) = _session({**world, "GUARDCTL_RULES": str(bad)},
+                         [("check", {"line": "kubectl get pods"})])
+    assert result.is_error
+    assert "bad.yaml" in result.content[0].text
+    assert result.structured_content is None or "decision" not in result.structured_content
+
+
+@needs_kubectl
+def test_kubectl_reads_are_run_and_deletes_are_denied(
+    world: dict[str, str], server: DevServer
+) -> None:
+    # the first run mints and caches the agent's token as admin; count requests after it
+    _session(world, [("kubectl", {"args": ["version"]})])
+    server.clear_requests()
+    (read,) = _session(world, [("kubectl", {"args": ["get", "pods", "-n", "dev"]})])
+    assert read.structured_content["exit_code"] == 0, read.structured_content["stderr"]
+    assert "web-7d4b9c8f6d-x2k9p" in read.structured_content["stdout"]
+    assert {user for _, _, user in server.requests} == {AGENT}
+
+    server.clear_requests()
+    (denied,) = _session(world, [("kubectl", {"args": ["delete", "namespace", "prod"]})])
+    assert not denied.is_error
+    assert denied.structured_content["exit_code"] == 11
+    assert "delete-namespace" in denied.structured_content["stderr"]
+    assert denied.structured_content["stdout"] == ""
+    assert server.requests == []
+
+
+@needs_kubectl
+def test_kubectl_stdin_manifest_and_masked_logs(world: dict[str, str]) -> None:
+    manifest = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-mcp\n"
+                "  namespace: dev\ndata:\n  a: b\n")
+    applied, logs = _session(world, [
+        ("kubectl", {"args": ["apply", "-f", "-"], "stdin": manifest}),
+        ("kubectl", {"args": ["logs", "web-7d4b9c8f6d-x2k9p", "-n", "dev"]}),
+    ])
+    assert applied.structured_content["exit_code"] == 0, applied.structured_content["stderr"]
+    assert "configmap/from-mcp created" in applied.structured_content["stdout"]
+    assert logs.structured_content["exit_code"] == 0
+    assert "DATABASE_URL=postgres://app:" in logs.structured_content["stdout"]
+    assert "s3cr3t-p4ss" not in logs.structured_content["stdout"]
+
+
+def _fake_kubectl(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "fake-kube"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@needs_kubectl
+@pytest.mark.parametrize(
+    ("body", "limit", "timeout", "expect_code", "expect_stderr"),
+    [
+        ("seq 1 100000", 1000, 60.0, 0, "output cut at 1000 bytes"),
+        ("sleep 30", 1000, 1.0, 128 + 15, "stopped after 1 s"),
+    ],
+)
+def test_run_guarded_is_bounded(
+    world: dict[str, str], tmp_path: Path, body: str, limit: int, timeout: float,
+    expect_code: int, expect_stderr: str,
+) -> None:
+    _session(world, [("kubectl", {"args": ["version"]})])  # a fresh token is cached
+    env = {**world, "GUARDCTL_KUBECTL": _fake_kubectl(tmp_path, body)}
+    started = time.monotonic()
+    result = run_guarded(env, ["get", "pods"], None, timeout, limit=limit)
+    assert time.monotonic() - started < timeout + 20
+    assert result.exit_code == expect_code, result.stderr
+    assert expect_stderr in (result.stdout + result.stderr)
+    assert len(result.stdout) <= limit + 100
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, 600.0), ("30", 330.0), ("nonsense", 600.0), ("-5", 300.0)],
+)
+def test_run_timeout_adds_the_approval_wait(value: str | None, expected: float) -> None:
+    environ = {} if value is None else {"GUARDCTL_APPROVAL_TIMEOUT": value}
+    assert run_timeout(environ) == expected
