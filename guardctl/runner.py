@@ -288,11 +288,13 @@ def _pump_pipes(
 def _wait(child: subprocess.Popen[bytes], forwarder: _Forwarder,
           send: Callable[[int], None]) -> int:
     """kubectl's returncode once it exits; it closed its output but may still be working."""
-    while (code := child.poll()) is None:
-        if forwarder.overdue():
-            send(signal.SIGKILL)
-        time.sleep(POLL_SECONDS)
-    return code
+    while True:
+        try:
+            # returns the moment kubectl exits; the timeout only bounds each overdue check
+            return child.wait(timeout=POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            if forwarder.overdue():
+                send(signal.SIGKILL)
 
 
 def _reap(child: subprocess.Popen[bytes], send: Callable[[int], None]) -> None:

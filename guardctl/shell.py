@@ -23,7 +23,6 @@ only guardctl hands out, so it has nothing to reach the cluster with.
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import json
 import os
 import re
@@ -52,9 +51,6 @@ from guardctl.status import ExitStatus, exit_for_child
 SESSION_VARIABLE = "GUARDCTL_SESSION"
 # after a forwarded signal, how long bash gets before SIGKILL
 KILL_GRACE_SECONDS = 10.0
-NO_APPROVAL_FLOW = (
-    "This needs a human's approval, and this build has no approval flow (guardctl.approvals)."
-)
 
 
 class Outcome(Protocol):
@@ -177,9 +173,8 @@ def approved_commands(decision: Decision) -> list[preapproved.Approved]:
 def run_shell(env: Environment, line: str, *, approve: Approver | None = None) -> int:
     """Decide LINE, ask once when flagged, run it with bash; returns bash's exit status.
 
-    11 when denied, 12 when the approval was declined (or no approval flow is installed);
-    nothing of the line runs in either case. `approve` defaults to
-    `guardctl.approvals.request_approval`.
+    11 when denied, 12 when the approval was declined or timed out; nothing of the line
+    runs in either case. `approve` defaults to `guardctl.approvals.request_approval`.
     """
     decision = decide_line(Checker.load(env), line)
     if decision.action is Action.DENY:
@@ -201,17 +196,19 @@ def run_shell(env: Environment, line: str, *, approve: Approver | None = None) -
 
 def _ask(env: Environment, decision: Decision, line: str, approve: Approver | None) -> str | None:
     """None when a human approved the line; otherwise what to tell the agent."""
-    if approve is None:
-        try:
-            # imported by name: the approval flow is an optional part of this build
-            approve = importlib.import_module("guardctl.approvals").request_approval
-        except (ImportError, AttributeError):
-            return f"{decision.reason} {NO_APPROVAL_FLOW}"
-    assert approve is not None
-    outcome = approve(env, decision, line)
+    outcome = (approve or _request_approval)(env, decision, line)
     if outcome.approved:
         return None
     return f"approval declined: {outcome.reason or 'no reason given'}."
+
+
+def _request_approval(env: Environment, decision: Decision, line: str) -> Outcome:
+    """guardctl's approval flow for the whole line, on the configured cluster."""
+    from guardctl.approvals import request_approval
+    from guardctl.config import load_config
+
+    config = load_config(env.config_path)
+    return request_approval(env, decision, line, cluster=config.server if config else "")
 
 
 def _say(env: Environment, message: str) -> None:

@@ -36,7 +36,7 @@ users:
 class MemoryKeyring(KeyringBackend):
     """A keyring that is not a plaintext file, for the healthy set-up."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
