@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -53,7 +53,7 @@ class Detector:
 
     name: str
     description: str
-    pattern: re.Pattern[str]
+    regex: str
     # lower-case substrings, one of which every match contains; empty: always run
     keywords: tuple[str, ...] = ()
     entropy: float = 0.0
@@ -62,6 +62,12 @@ class Detector:
     multiline: bool = False
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """Compiled on first use: most outputs never reach most detectors past the keyword
+        pre-filter, and compiling all of them costs more than a whole `kubectl get`."""
+        return re.compile(self.regex)
 
     def may_match(self, lowered: str) -> bool:
         """The keyword pre-filter: False when `lowered` (the text, lower-cased) cannot match."""
@@ -129,11 +135,14 @@ class _Checker:
             raise self.fail(where, "must be a non-empty string")
         return value
 
-    def regex(self, value: Any, where: str) -> re.Pattern[str]:
+    def regex(self, value: Any, where: str, compile_now: bool) -> str:
+        text = self.string(value, where)
         try:
-            return re.compile(self.string(value, where))
+            if compile_now:
+                re.compile(text)
         except re.error as exc:
             raise self.fail(where, f"invalid regex: {exc}") from None
+        return text
 
     def flag(self, value: Any, where: str) -> bool:
         if not isinstance(value, bool):
@@ -148,7 +157,7 @@ class _Checker:
         return float(value)
 
 
-def _detector(raw: Any, index: int, check: _Checker) -> Detector:
+def _detector(raw: Any, index: int, check: _Checker, compile_now: bool) -> Detector:
     where = f"detector #{index + 1}"
     entry = check.mapping(raw, where, _DETECTOR_KEYS)
     name = check.string(entry.get("name"), f"{where}: key 'name'")
@@ -163,7 +172,7 @@ def _detector(raw: Any, index: int, check: _Checker) -> Detector:
     return Detector(
         name=name,
         description=check.string(entry["description"], f"{where}: key 'description'"),
-        pattern=check.regex(entry["regex"], f"{where}: key 'regex'"),
+        regex=check.regex(entry["regex"], f"{where}: key 'regex'", compile_now),
         keywords=tuple(k.lower() for k in keywords),
         entropy=check.number(entry.get("entropy", 0.0), f"{where}: key 'entropy'", 8.0),
         min_length=int(check.number(entry.get("min_length", 0), f"{where}: key 'min_length'", 1e6)),
@@ -185,15 +194,21 @@ def _structure(raw: Any, check: _Checker) -> StructureRules:
         data_keys=names("data_keys"),
         credential_keys=frozenset(k.lower() for k in names("credential_keys")),
         secret_name=(
-            check.regex(secret_name, "structure: key 'secret_name'")
+            re.compile(check.regex(secret_name, "structure: key 'secret_name'", compile_now=True))
             if secret_name is not None
             else StructureRules().secret_name
         ),
     )
 
 
-def parse_rules(text: str, source: str = f"rules/{SECRETS_FILE}") -> SecretRules:
-    """Validate and compile a secrets file; errors raise RuleError naming source, detector, key."""
+def parse_rules(
+    text: str, source: str = f"rules/{SECRETS_FILE}", *, compile_now: bool = True
+) -> SecretRules:
+    """Validate a secrets file; errors raise RuleError naming source, detector, key.
+
+    `compile_now=False` leaves each regex to be compiled on first use: only for the bundled
+    file, whose every detector the test suite compiles and runs on its examples.
+    """
     check = _Checker(source)
     try:
         # libyaml: the detectors are loaded on every kubectl run
@@ -206,7 +221,7 @@ def parse_rules(text: str, source: str = f"rules/{SECRETS_FILE}") -> SecretRules
         raise check.fail("key 'detectors'", "must be a list")
     detectors: dict[str, Detector] = {}
     for index, entry in enumerate(entries):
-        detector = _detector(entry, index, check)
+        detector = _detector(entry, index, check, compile_now)
         if detector.name in detectors:
             raise check.fail(f"detector {detector.name!r}", "duplicate name")
         detectors[detector.name] = detector
@@ -225,7 +240,7 @@ def load_detectors(text: str | None = None) -> dict[str, Detector]:
 @cache
 def default_rules() -> SecretRules:
     """The bundled rules/secrets.yaml, parsed once on first use."""
-    return parse_rules(_rules_text(SECRETS_FILE))
+    return parse_rules(_rules_text(SECRETS_FILE), compile_now=False)
 
 
 def default_detectors() -> Mapping[str, Detector]:

@@ -104,7 +104,11 @@ def _routes() -> _Routes:
 def decide_line(checker: Checker, line: str) -> Decision:
     """The policy's decision for LINE, made stricter where a kubectl could miss the shim."""
     parsed = parse(line)
-    decision = decide(parsed, checker.ruleset, checker.context)
+    return with_routes(parsed, decide(parsed, checker.ruleset, checker.context))
+
+
+def with_routes(parsed: ParsedLine, decision: Decision) -> Decision:
+    """`decision`, or a denial when a kubectl in the line could start without the shim."""
     if decision.action is Action.DENY:
         return decision
     hit = routing_hit(parsed)
