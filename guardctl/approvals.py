@@ -276,7 +276,7 @@ def build_request(
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to a temp file in the same folder, fsync, rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, ensure_ascii=False)
@@ -451,7 +451,7 @@ class Queue:
             names = sorted(folder.iterdir())
         except FileNotFoundError:
             return []
-        return [p for p in names if p.suffix == ".json" and not p.name.startswith(".")]
+        return [p for p in names if p.suffix == ".json"]
 
     def write_answer(self, request: Request, body: dict[str, Any]) -> None:
         self._ensure()

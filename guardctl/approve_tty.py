@@ -210,4 +210,4 @@ def ask(
     approver = Approver(user=current_user(), tty=name, at=clock())
     if key == b"y":
         return Outcome(True, approver, "approved once", "inline")
-    return Outcome(False, approver, f"declined by {approver.user} at the terminal", "inline")
+    return Outcome(False, approver, "declined at the terminal", "inline")

@@ -248,6 +248,14 @@ def mask(for_command: str | None) -> int:
     return ExitStatus.OK
 
 
+@cli.command()
+def approvals() -> int:
+    """The human's side: a live view of pending requests (a approve, w window, d deny, q quit)."""
+    from guardctl.console import run_console
+
+    return run_console(Environment())
+
+
 @cli.group()
 def creds() -> None:
     """The cluster credential in the OS keyring, and the agent's short-lived tokens."""

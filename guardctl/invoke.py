@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -86,6 +86,14 @@ class _Recorded:
         return bytes(masked)
 
 
+@dataclass
+class _Outcome:
+    """What one invocation ended with, for the completing audit record."""
+
+    code: int = ExitStatus.ERROR
+    approver: Any = None  # guardctl.audit.Approver when a human approved
+
+
 def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     """Decide `kubectl ARGV`, record it, and run it when allowed. Returns the exit status."""
     from guardctl import audit, cast, recorder
@@ -115,29 +123,55 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
             cast=recording.start_ref(),
         )
         recording.marker(cast.decision_label(decision))
-        code: int = ExitStatus.ERROR
+        outcome = _Outcome()
         try:
-            code = _act(env, invocation, decision, recording, use_pty)
+            outcome.code = _act(env, invocation, decision, recording, use_pty, outcome)
         finally:
-            log.finish(handle, int(code), cast=recording.finish())
-    return code
+            log.finish(
+                handle, int(outcome.code), approver=outcome.approver, cast=recording.finish()
+            )
+    return outcome.code
 
 
 def _act(
-    env: Environment, invocation: Invocation, decision: Decision, recording: Any, use_pty: bool
+    env: Environment,
+    invocation: Invocation,
+    decision: Decision,
+    recording: Any,
+    use_pty: bool,
+    outcome: _Outcome,
 ) -> int:
     if decision.action is Action.DENY:
         _say(env, recording, f"guardctl: {decision.reason} Nothing was sent to the cluster.")
         return ExitStatus.DENIED
-    if decision.action is Action.APPROVE:
-        _say(
-            env,
-            recording,
-            f"guardctl: {decision.reason} This needs a human's approval, and this build has "
-            "no approval flow yet, so it was not run.",
-        )
+    if decision.action is Action.APPROVE and not _approved(
+        env, invocation, decision, recording, outcome
+    ):
         return ExitStatus.DECLINED
     return _run_allowed(env, invocation, recording, use_pty)
+
+
+def _approved(
+    env: Environment, invocation: Invocation, decision: Decision, recording: Any, outcome: _Outcome
+) -> bool:
+    """Ask a human (inline, or through `guardctl approvals`); record who answered."""
+    from guardctl import approvals, cast
+    from guardctl.config import load_config
+
+    config = load_config(env.config_path)
+    answer = approvals.request_approval(
+        env,
+        decision,
+        invocation.line,
+        cluster=config.server if config else "",
+        diff=_diff_for(env, invocation),
+    )
+    who = answer.approver.user if answer.approver else None
+    recording.marker(cast.approval_label("approved" if answer.approved else answer.how, who))
+    _say(env, recording, approvals.outcome_message(answer))
+    if answer.approved:
+        outcome.approver = answer.approver
+    return answer.approved
 
 
 def _say(env: Environment, recording: Any, message: str) -> None:
@@ -146,26 +180,94 @@ def _say(env: Environment, recording: Any, message: str) -> None:
     recording.output(message + "\n", "stderr")
 
 
-def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_pty: bool) -> int:
-    from guardctl import creds, detectors, kubeconfig, mask, runner
+@dataclass(frozen=True)
+class _Cluster:
+    """What running kubectl needs: its path, the minted token and the secrets to mask."""
+
+    kubectl: str
+    server: str
+    ca_data: str
+    token: str
+    namespace: str  # the context's default namespace
+    literals: tuple[str, ...]
+
+
+def _cluster(env: Environment) -> _Cluster:
+    from guardctl import creds, kubeconfig, runner
 
     config = creds.require_config(env)
     kubectl = runner.find_kubectl(env)
     kubeconfig.sweep_stale(env)
     token = creds.mint_token(env, config)
-    literals = creds.secret_values(config, token)
-    found = detectors.default_detectors()
-    stdout_filter = _Recorded(
-        mask.masker_for(invocation.argv, found, literals), recording, "stdout"
+    return _Cluster(
+        kubectl=kubectl,
+        server=config.server,
+        ca_data=config.certificate_authority_data,
+        token=token.value,
+        namespace=config.namespace,
+        literals=tuple(creds.secret_values(config, token)),
     )
-    stderr_filter = _Recorded(mask.Masker(found, literals), recording, "stderr")
+
+
+def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | None] | None:
+    """For apply/create/replace -f: the server-side `kubectl diff` a human sees before approving.
+
+    Run with the agent's own short-lived credentials and masked; None for other verbs.
+    """
+    from guardctl.normalize import normalize
+
+    call = normalize(invocation.command())
+    files = call.flags.get("filename", ())
+    if call.verb not in ("apply", "create", "replace") or not files or "-" in files:
+        return None
+
+    def diff() -> str | None:
+        import subprocess
+
+        from guardctl import detectors, kubeconfig, mask
+
+        cluster = _cluster(env)
+        args = [f"--filename={f}" for f in files]
+        if call.namespace:
+            args.append(f"--namespace={call.namespace}")
+        if call.has_flag("recursive") and call.flag("recursive") != "false":
+            args.append("--recursive")
+        with kubeconfig.temp_kubeconfig(
+            env, cluster.server, cluster.ca_data, cluster.token, cluster.namespace
+        ) as path:
+            proc = subprocess.run(
+                [cluster.kubectl, "diff", *args],
+                env=kubeconfig.child_environ(env.environ, path),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        # kubectl diff exits 1 when there are differences, >1 on errors
+        text = proc.stdout if proc.returncode in (0, 1) else proc.stderr
+        masked = mask.mask_text(
+            text.decode("utf-8", "replace"), detectors.default_detectors(), cluster.literals
+        )
+        return masked or "(no changes)"
+
+    return diff
+
+
+def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_pty: bool) -> int:
+    from guardctl import detectors, kubeconfig, mask, runner
+
+    cluster = _cluster(env)
+    found = detectors.default_detectors()
+    masker = mask.masker_for(invocation.argv, found, cluster.literals)
+    stdout_filter = _Recorded(masker, recording, "stdout")
+    stderr_filter = _Recorded(mask.Masker(found, cluster.literals), recording, "stderr")
     env.stdout.flush()
     env.stderr.flush()
     with kubeconfig.temp_kubeconfig(
-        env, config.server, config.certificate_authority_data, token.value, config.namespace
+        env, cluster.server, cluster.ca_data, cluster.token, cluster.namespace
     ) as path:
         return runner.run(
-            [kubectl, *invocation.argv],
+            [cluster.kubectl, *invocation.argv],
             kubeconfig.child_environ(env.environ, path),
             stdout_filter=stdout_filter,
             stderr_filter=stderr_filter,

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from guardctl.env import Environment
+from guardctl.signals import Handler, signal_handlers
 
 PREFIX = "guardctl-kubeconfig-"
 FILENAME = "kubeconfig"
@@ -69,18 +70,11 @@ def _fatal_signals_exit() -> Iterator[None]:
     forwarding handlers while kubectl runs), and only in the main thread, the one place
     Python lets us install handlers.
     """
-    changed: dict[signal.Signals, Any] = {}
-    try:
-        for signum in _FATAL_SIGNALS:
-            if signal.getsignal(signum) is signal.SIG_DFL:
-                changed[signum] = signal.signal(signum, _raise_exit)
-    except ValueError:  # not the main thread
-        pass
-    try:
+    at_default: dict[int, Handler] = {
+        s: _raise_exit for s in _FATAL_SIGNALS if signal.getsignal(s) is signal.SIG_DFL
+    }
+    with signal_handlers(at_default):
         yield
-    finally:
-        for signum, previous in changed.items():
-            signal.signal(signum, previous)
 
 
 @contextmanager
@@ -132,7 +126,7 @@ def _owner_pid(entry: os.DirEntry[str]) -> int | None:
     """The pid in a folder name `guardctl-kubeconfig-<pid>-<random>`, if it is one of ours."""
     if not entry.name.startswith(PREFIX):
         return None
-    pid_text = entry.name[len(PREFIX):].partition("-")[0]
+    pid_text = entry.name[len(PREFIX) :].partition("-")[0]
     if not pid_text.isdigit():
         return None
     try:

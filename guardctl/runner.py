@@ -37,6 +37,7 @@ import pexpect
 
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
+from guardctl.signals import Handler, signal_handlers
 from guardctl.status import exit_for_child
 
 NOT_FOUND = "kubectl not found: install kubectl or set GUARDCTL_KUBECTL"
@@ -103,28 +104,6 @@ def find_kubectl(env: Environment) -> str:
 
 
 # --------------------------------------------------------------------------- signals
-
-
-Handler = Callable[[int, "FrameType | None"], Any]
-
-
-@contextmanager
-def _handlers(handlers: Mapping[int, Handler]) -> Iterator[None]:
-    """Install signal handlers for the block, restoring the previous ones after it.
-
-    Outside the main thread Python cannot install handlers; the block then runs without.
-    """
-    previous: dict[int, Any] = {}
-    try:
-        for signum, handler in handlers.items():
-            previous[signum] = signal.signal(signum, handler)
-    except ValueError:
-        pass
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 class _Forwarder:
@@ -228,7 +207,7 @@ def _run_pipes(
         else (signal.SIGTERM, signal.SIGHUP),
         observed=() if own_session else (signal.SIGINT,),
     )
-    with _handlers(forwarder.handlers()):
+    with signal_handlers(forwarder.handlers()):
         try:
             child = subprocess.Popen(
                 list(argv), env=dict(child_env), stdin=stdin_fd, stdout=subprocess.PIPE,
@@ -339,7 +318,7 @@ def _run_pty(
 ) -> int:
     in_fd, out_fd = _fileno(stdin), stdout.fileno()
     forwarder = _Forwarder((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
-    with _handlers(forwarder.handlers()):
+    with signal_handlers(forwarder.handlers()):
         try:
             child = pexpect.spawn(argv[0], list(argv[1:]), env=dict(child_env),
                                   dimensions=_winsize(out_fd))
@@ -357,7 +336,7 @@ def _run_pty(
         forwarder.attach(send)
         sink = _Sink(out_filter, stdout)
         try:
-            with _handlers({signal.SIGWINCH: on_winch}), _raw_terminal(in_fd):
+            with signal_handlers({signal.SIGWINCH: on_winch}), _raw_terminal(in_fd):
                 _pump_pty(child, in_fd, sink, forwarder, send)
             sink.finish()
             return _pty_exit_code(child)

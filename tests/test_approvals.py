@@ -439,7 +439,11 @@ def test_waiter_removes_its_request_when_stopped(checker: Checker, tmp_path: Pat
 
 def test_request_removed_by_someone_else_declines(checker: Checker, tmp_path: Path) -> None:
     env, _ = _env(tmp_path)
-    fake = FakeTime(lambda turn: Queue(tmp_path).sweep(T0 + 10_000))
+
+    def janitor(turn: int) -> None:
+        Queue(tmp_path).sweep(T0 + 10_000)
+
+    fake = FakeTime(janitor)
     outcome = request_approval(env, checker.check(EXEC_DEV), EXEC_DEV, clock=fake.clock,
                                sleep=fake.sleep)
     assert not outcome.approved and "removed" in outcome.reason and fake.sleeps == 1

@@ -25,11 +25,7 @@ from guardctl.audit import Approver
 
 DRIVER = str(Path(__file__).resolve().parent / "data" / "approval_driver.py")
 REPO = str(Path(__file__).resolve().parent.parent)
-# `python -m guardctl approvals` once cli.py wires the command; until then the same call
-CONSOLE = (
-    "from guardctl.console import run_console; from guardctl.env import Environment; "
-    "raise SystemExit(run_console(Environment()))"
-)
+CONSOLE = ["-m", "guardctl", "approvals"]  # the human's real command
 EXEC_DEV = "kubectl exec -it web -n dev -- sh"
 PATCH = "kubectl patch clusterrole view --type=merge -p '{\"metadata\":{}}'"
 WAIT = 15  # seconds any single expectation may take
@@ -71,7 +67,7 @@ def _requests(home: Path, count: int) -> list[Request]:
 
 @pytest.fixture
 def console() -> Iterator[pexpect.spawn]:
-    child = pexpect.spawn(sys.executable, ["-c", CONSOLE], env=_environ(), encoding="utf-8",
+    child = pexpect.spawn(sys.executable, CONSOLE, env=_environ(), encoding="utf-8",
                           dimensions=(60, 160), timeout=WAIT)
     yield child
     child.close(force=True)
@@ -258,6 +254,6 @@ def test_terminated_waiter_removes_its_request(isolated_home: Path) -> None:
 
 
 def test_console_needs_a_terminal() -> None:
-    done = subprocess.run([sys.executable, "-c", CONSOLE], env=_environ(), capture_output=True,
+    done = subprocess.run([sys.executable, *CONSOLE], env=_environ(), capture_output=True,
                           text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and "needs a terminal" in done.stderr

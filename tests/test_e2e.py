@@ -6,12 +6,14 @@ a file keyring in a temporary folder, exactly as a user would.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +49,7 @@ def world(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
         "KUBECONFIG": str(root / "nonexistent"),  # the agent's own kubeconfig is not used
         "NO_COLOR": "1",
+        "GUARDCTL_APPROVAL_TIMEOUT": "2",  # nobody answers in these tests unless one says so
         "ADMIN_KUBECONFIG": str(admin),
     }
     guardctl(env, "creds", "import", "--kubeconfig", str(admin),
@@ -108,6 +111,38 @@ def test_approval_needed_is_not_run(world: dict[str, str], server: DevServer) ->
     proc = guardctl(world, "get", "secret", "app-secrets", "-n", "dev", "-o", "yaml")
     assert proc.returncode == 12
     assert server.requests == []
+
+
+def test_secret_read_approved_by_a_second_process_shows_no_value(
+    world: dict[str, str], server: DevServer
+) -> None:
+    from guardctl.approvals import Queue, answer
+    from guardctl.audit import Approver
+
+    env = {**world, "GUARDCTL_APPROVAL_TIMEOUT": "30"}
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "guardctl", "get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,  # no controlling terminal: the request is queued
+    )
+    queue = Queue(Path(world["GUARDCTL_HOME"]))
+    deadline = time.monotonic() + 20
+    while not (pending := queue.pending(time.time())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(pending) == 1 and "get secret app-secrets" in pending[0].line
+    answer(Path(world["GUARDCTL_HOME"]), pending[0].id, approved=True,
+           approver=Approver(user="alice", tty="/dev/pts/9", at=time.time()))
+    out, err = agent.communicate(timeout=60)
+    assert agent.returncode == 0, err
+    values = kubectl_admin(world, "get", "secret", "app-secrets", "-n", "dev", "-o",
+                           "jsonpath={.data}").stdout.decode()
+    for encoded in json.loads(values).values():
+        assert encoded.encode() not in out
+        assert base64.b64decode(encoded) not in out
+    assert b"AWS_ACCESS_KEY_ID:" in out and "«masked:".encode() in out
+    assert b"approved by alice" in err
+    rows = [json.loads(line) for line in guardctl(world, "sessions", "--json").stdout.splitlines()]
+    assert any((r.get("approver") or {}).get("user") == "alice" for r in rows)
 
 
 def test_tokens_are_short_lived_reused_and_never_printed(world: dict[str, str], server: DevServer) -> None:

@@ -21,8 +21,9 @@ pytest.importorskip("mcp")
 
 from mcp import Client, StdioServerParameters  # noqa: E402
 
+from guardctl.child import run_guardctl  # noqa: E402
 from guardctl.devserver import DevServer  # noqa: E402
-from guardctl.mcp_server import run_guarded, run_timeout  # noqa: E402
+from guardctl.mcp_server import run_timeout  # noqa: E402
 
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
@@ -167,14 +168,14 @@ def _fake_kubectl(tmp_path: Path, body: str) -> str:
         ("sleep 30", 1000, 1.0, 128 + 15, "stopped after 1 s"),
     ],
 )
-def test_run_guarded_is_bounded(
+def test_child_runs_are_bounded(
     world: dict[str, str], tmp_path: Path, body: str, limit: int, timeout: float,
     expect_code: int, expect_stderr: str,
 ) -> None:
     _session(world, [("kubectl", {"args": ["version"]})])  # a fresh token is cached
     env = {**world, "GUARDCTL_KUBECTL": _fake_kubectl(tmp_path, body)}
     started = time.monotonic()
-    result = run_guarded(env, ["get", "pods"], None, timeout, limit=limit)
+    result = run_guardctl(env, ["kubectl", "get", "pods"], None, timeout, limit=limit)
     assert time.monotonic() - started < timeout + 20
     assert result.exit_code == expect_code, result.stderr
     assert expect_stderr in (result.stdout + result.stderr)
@@ -183,7 +184,7 @@ def test_run_guarded_is_bounded(
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, 600.0), ("30", 330.0), ("nonsense", 600.0), ("-5", 300.0)],
+    [(None, 600.0), ("30", 330.0), ("nonsense", 600.0), ("-5", 600.0)],
 )
 def test_run_timeout_adds_the_approval_wait(value: str | None, expected: float) -> None:
     environ = {} if value is None else {"GUARDCTL_APPROVAL_TIMEOUT": value}
