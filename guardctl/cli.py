@@ -256,6 +256,32 @@ def approvals() -> int:
     return run_console(Environment())
 
 
+@cli.command()
+def mcp() -> int:
+    """An MCP server on stdio with `kubectl` and `check` tools (same path as the CLI)."""
+    from guardctl.mcp_server import serve
+
+    return serve(Environment())
+
+
+@cli.command()
+def doctor() -> int:
+    """Check kubectl, keyring, credentials, rules, state folder and shim; say what to fix."""
+    from guardctl import doctor as diagnosis
+
+    return diagnosis.run(Environment())
+
+
+@cli.command()
+@click.option("--no-replay", is_flag=True, help="Skip replaying the recording at the end.")
+@click.option("--fast", is_flag=True, help="No pauses between the steps.")
+def demo(no_replay: bool, fast: bool) -> int:
+    """Show guardctl on an embedded demo cluster: allow, deny, approve, mask, replay."""
+    from guardctl import demo as tour
+
+    return tour.run(Environment(), replay=not no_replay, fast=fast)
+
+
 @cli.group()
 def creds() -> None:
     """The cluster credential in the OS keyring, and the agent's short-lived tokens."""
