@@ -256,6 +256,49 @@ def approvals() -> int:
     return run_console(Environment())
 
 
+@cli.command(name="sh")
+@click.option(
+    "-c", "line", required=True, metavar="LINE", help="The shell line to decide, then run."
+)
+def shell_command(line: str) -> int:
+    """Shell firewall: decide the whole LINE, then run it with bash; every kubectl it starts
+    goes through guardctl again at run time."""
+    from guardctl.shell import run_shell
+
+    return run_shell(Environment(), line)
+
+
+@cli.group()
+def shim() -> None:
+    """The `kubectl` shim that sends an agent's kubectl through guardctl."""
+
+
+@shim.command(name="install")
+@click.argument("folder", type=click.Path(file_okay=False))
+def shim_install(folder: str) -> int:
+    """Write FOLDER/kubectl; put FOLDER first on the agent's PATH."""
+    from guardctl.shim import install
+
+    install(Environment(), folder)
+    return ExitStatus.OK
+
+
+@cli.group()
+def hook() -> None:
+    """Hooks for agent tools."""
+
+
+@hook.command(name="claude-code")
+def hook_claude_code() -> int:
+    """PreToolUse hook for Claude Code's Bash tool: reads the hook JSON on stdin, answers JSON."""
+    from guardctl.hook import claude_code
+
+    env = Environment()
+    out, code = claude_code(env, env.stdin.read())
+    env.stdout.write(out)
+    return code
+
+
 @cli.command()
 def mcp() -> int:
     """An MCP server on stdio with `kubectl` and `check` tools (same path as the CLI)."""

@@ -144,10 +144,9 @@ def _act(
     if decision.action is Action.DENY:
         _say(env, recording, f"guardctl: {decision.reason} Nothing was sent to the cluster.")
         return ExitStatus.DENIED
-    if decision.action is Action.APPROVE and not _approved(
-        env, invocation, decision, recording, outcome
-    ):
-        return ExitStatus.DECLINED
+    if decision.action is Action.APPROVE and not _preapproved(env, invocation, decision, recording):
+        if not _approved(env, invocation, decision, recording, outcome):
+            return ExitStatus.DECLINED
     return _run_allowed(env, invocation, recording, use_pty)
 
 
@@ -172,6 +171,18 @@ def _approved(
     if answer.approved:
         outcome.approver = answer.approver
     return answer.approved
+
+
+def _preapproved(
+    env: Environment, invocation: Invocation, decision: Decision, recording: Any
+) -> bool:
+    """True when `guardctl sh -c` had this exact command approved as part of its whole line."""
+    from guardctl import cast, preapproved
+
+    if not preapproved.consume_for(env, invocation.argv, decision):
+        return False
+    recording.marker(cast.approval_label("approved with its line"))
+    return True
 
 
 def _say(env: Environment, recording: Any, message: str) -> None:

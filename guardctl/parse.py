@@ -40,6 +40,7 @@ from guardctl.shellword import (
     has_expansion,
     prepare,
 )
+from guardctl.signals import DeadlineExceeded, deadline
 from guardctl.wrappers import Invocation, Script, default_table, unwrap
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ _WRITE_REDIRECTS = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
 # a word that reads the function's arguments: "$@", $*, $1, ${2}, ...
 _POSITIONAL = re.compile(r"\$(\{)?[@*0-9#]")
 _ERROR_TYPE = re.compile(r"type = \{([^}]*)\}")
+# a whole line, nested shells included; real lines take milliseconds
+PARSE_SECONDS = 3.0
 
 
 def parse(line: str) -> ParsedLine:
@@ -78,6 +81,8 @@ def _parse(line: str, allow_fast: bool) -> ParsedLine:
         return ParsedLine(line, (), (f"the line is longer than {MAX_LINE} characters",))
     try:
         state.parse_line(line, _Scope())
+    except DeadlineExceeded:
+        state.problems.append(f"the line took longer than {PARSE_SECONDS:g} s to parse")
     except RecursionError:
         state.problems.append("the line is nested too deeply to parse")
     except Exception as exc:  # noqa: BLE001 - the contract: never raise, fail closed instead
@@ -146,6 +151,12 @@ class _State:
             return
         import bashlex  # lazily: importing it costs ~100 ms, the fast path does without
 
+        # bashlex has been seen to loop, growing without bound, on rare garbage lines; the
+        # first (outermost) call bounds the whole line, nested shells included
+        with deadline(PARSE_SECONDS):
+            self._walk(bashlex, prepared, line, scope)
+
+    def _walk(self, bashlex: Any, prepared: Any, line: str, scope: _Scope) -> None:
         try:
             trees = bashlex.parse(prepared.text)
         except NotImplementedError as exc:

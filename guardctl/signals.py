@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
@@ -28,3 +29,32 @@ def signal_handlers(handlers: Mapping[int, Handler]) -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+class DeadlineExceeded(Exception):
+    """Raised inside a `deadline` block when its time is up."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise DeadlineExceeded in the block after `seconds` of wall time.
+
+    Uses SIGALRM, so it bounds pure-Python loops too. Outside the main thread, or when a
+    timer is already running (someone else's), the block runs unbounded: never steal a
+    timer.
+    """
+    if threading.current_thread() is not threading.main_thread() or any(
+        signal.getitimer(signal.ITIMER_REAL)
+    ):
+        yield
+        return
+
+    def expire(_signum: int, _frame: FrameType | None) -> None:
+        raise DeadlineExceeded
+
+    with signal_handlers({signal.SIGALRM: expire}):
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,3 +109,20 @@ def test_fast_path_equals_bashlex(line: str) -> None:
     fast = _parse(line, allow_fast=True)
     assert fast == _parse(line, allow_fast=False)
     _check(fast, line)
+
+
+def test_a_parse_that_runs_too_long_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bashlex has been seen to loop on rare garbage; whatever the cause, the line is bounded
+    import bashlex
+
+    import guardctl.parse as parsing
+
+    def forever(text: str) -> None:
+        while True:
+            pass
+
+    monkeypatch.setattr(bashlex, "parse", forever)
+    monkeypatch.setattr(parsing, "PARSE_SECONDS", 0.2)
+    parsed = parse("kubectl get pods | grep web")
+    assert parsed.commands == ()
+    assert parsed.problems == ("the line took longer than 0.2 s to parse",)
