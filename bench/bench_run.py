@@ -27,7 +27,9 @@ from guardctl.devserver import DevServer
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{argv[:4]} failed: {proc.stderr.decode().strip()}")
@@ -53,9 +55,20 @@ def main() -> None:
                 "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
             }
             guardctl = [sys.executable, "-m", "guardctl"]
-            subprocess.run([*guardctl, "creds", "import", "--kubeconfig", str(admin),
-                            "--service-account", "guardctl/guardctl-agent"], env=env, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [
+                    *guardctl,
+                    "creds",
+                    "import",
+                    "--kubeconfig",
+                    str(admin),
+                    "--service-account",
+                    "guardctl/guardctl-agent",
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             raw = [kubectl, "--kubeconfig", str(admin), "get", "pods", "-n", "dev"]
             ours = [*guardctl, "get", "pods", "-n", "dev"]
             _time(ours, env)  # mint and cache the token, warm bytecode
@@ -68,8 +81,10 @@ def main() -> None:
     kubectl_median, guardctl_median = statistics.median(raw_times), statistics.median(our_times)
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"kubectl get pods          median {kubectl_median * 1000:7.1f} ms")
-    print(f"guardctl get pods         median {guardctl_median * 1000:7.1f} ms"
-          f"  ratio {guardctl_median / kubectl_median:.2f}")
+    print(
+        f"guardctl get pods         median {guardctl_median * 1000:7.1f} ms"
+        f"  ratio {guardctl_median / kubectl_median:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import math
 import os
 import secrets
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from guardctl.atomic import write_atomic
 from guardctl.audit import Approver, iso_time
 from guardctl.config import load_config
 from guardctl.env import Environment
@@ -275,17 +275,7 @@ def build_request(
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file in the same folder, fsync, rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, ensure_ascii=False))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -455,8 +445,10 @@ class Queue:
 
     def write_answer(self, request: Request, body: dict[str, Any]) -> None:
         self._ensure()
-        _write_atomic(self.answers / self._name(request.id), {**body, "nonce": request.nonce,
-                                                               "key": request.key})
+        _write_atomic(
+            self.answers / self._name(request.id),
+            {**body, "nonce": request.nonce, "key": request.key},
+        )
 
     # ---- windows
 
@@ -466,8 +458,13 @@ class Queue:
 
     def open_window(self, cluster: str, scope: Scope, until: float, approver: Approver) -> None:
         self._ensure()
-        body = {"cluster": cluster, "rule": scope.rule, "namespace": scope.namespace,
-                "until": until, "approver": _approver_json(approver)}
+        body = {
+            "cluster": cluster,
+            "rule": scope.rule,
+            "namespace": scope.namespace,
+            "until": until,
+            "approver": _approver_json(approver),
+        }
         _write_atomic(self._window_path(cluster, scope), body)
 
     def covering_window(
@@ -480,7 +477,9 @@ class Queue:
             approver = _approver_from(data.get("approver"))
             until = data.get("until")
             same = (data.get("cluster"), data.get("rule"), data.get("namespace")) == (
-                cluster, scope.rule, scope.namespace
+                cluster,
+                scope.rule,
+                scope.namespace,
             )
             if not (same and approver and isinstance(until, (int, float)) and until > now):
                 return None
@@ -498,8 +497,9 @@ def _outcome(data: dict[str, Any] | None, request: Request) -> Outcome:
         or not isinstance(data.get("approved"), bool)
         or not isinstance(data.get("reason"), str)
     ):
-        return Outcome(False, None, "an answer that does not match this request was refused",
-                       "queue")
+        return Outcome(
+            False, None, "an answer that does not match this request was refused", "queue"
+        )
     approver = _approver_from(data.get("approver"))
     approved = bool(data["approved"]) and approver is not None
     return Outcome(approved, approver, str(data["reason"]), "queue")
@@ -529,14 +529,16 @@ def answer(
         raise AnswerError("that request is no longer waiting; nothing was approved")
     if not approved:
         text = reason.strip() or f"declined by {approver.user}"
-        queue.write_answer(request, {"approved": False, "reason": text,
-                                     "approver": _approver_json(approver)})
+        queue.write_answer(
+            request, {"approved": False, "reason": text, "approver": _approver_json(approver)}
+        )
         return f"declined: {text}"
     text = "approved once"
     if window_minutes is not None:
         text = _open_windows(queue, request, window_minutes, approver)
-    queue.write_answer(request, {"approved": True, "reason": text,
-                                 "approver": _approver_json(approver)})
+    queue.write_answer(
+        request, {"approved": True, "reason": text, "approver": _approver_json(approver)}
+    )
     return text
 
 
@@ -580,8 +582,14 @@ def request_approval(
         return Outcome(True, window[0], f"window until {iso_time(window[1])}", "window")
     # the diff reaches the cluster (read-only), so it runs only when a human will look
     request = build_request(
-        decision, line, cluster=cluster, context=context, default_namespace=default_namespace,
-        diff=diff_text(decision, diff), now=clock(), timeout=timeout,
+        decision,
+        line,
+        cluster=cluster,
+        context=context,
+        default_namespace=default_namespace,
+        diff=diff_text(decision, diff),
+        now=clock(),
+        timeout=timeout,
     )
     from guardctl import approve_tty
 
@@ -616,8 +624,7 @@ def _poll(queue: Queue, request: Request, timeout: float, clock: Clock, sleep: S
         if outcome is not None:
             return outcome
         if not queue.has_request(request.id):
-            return Outcome(False, None, "the request was removed before anyone answered",
-                           "queue")
+            return Outcome(False, None, "the request was removed before anyone answered", "queue")
         left = deadline - clock()
         if left <= 0:
             break

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from guardctl.atomic import write_atomic
 from guardctl.errors import UsageError
 
 CREDENTIAL_KINDS = ("token", "client-certificate", "exec")
@@ -129,14 +129,4 @@ def save_config(path: Path, config: Config) -> None:
     # mkdir's mode is masked by umask and ignored for an existing folder; the folder is ours
     os.chmod(path.parent, 0o700)
     data = {_key(f.name): getattr(config, f.name) for f in fields(Config)}
-    # mkstemp creates the file 0600
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(data, handle, sort_keys=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, yaml.safe_dump(data, sort_keys=False))

@@ -1,4 +1,5 @@
-"""The vocabulary every layer shares: what a line holds, what a kubectl call means, what was decided.
+"""The vocabulary every layer shares: what a line holds, what a kubectl call means, what was
+decided.
 
 All frozen dataclasses, stdlib only. The parser produces `ParsedLine`, the normalizer turns
 each kubectl `SimpleCommand` into a `KubectlCall`, the manifest inspector adds a
@@ -28,7 +29,9 @@ class Action(str, Enum):
 _STRICTNESS = {Action.ALLOW: 0, Action.APPROVE: 1, Action.DENY: 2}
 
 
-def strictest(actions: "list[Action] | tuple[Action, ...]", default: Action = Action.ALLOW) -> Action:
+def strictest(
+    actions: list[Action] | tuple[Action, ...], default: Action = Action.ALLOW
+) -> Action:
     """The strictest of `actions` (deny > approve > allow); `default` when there are none."""
     return max(actions, key=lambda a: a.strictness, default=default)
 
@@ -161,7 +164,10 @@ class ManifestObject:
 
 @dataclass(frozen=True)
 class Risk:
-    """A dangerous property of a manifest or flag, e.g. Risk("privileged", "Deployment/web: container app")."""
+    """A dangerous property of a manifest or flag.
+
+    e.g. Risk("privileged", "Deployment/web: container app")
+    """
 
     name: str  # one of manifests.RISKS
     detail: str = ""

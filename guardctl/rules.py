@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from guardctl import __version__
+from guardctl.atomic import write_atomic
 from guardctl.errors import RuleError
 from guardctl.model import Action
 
@@ -472,9 +473,7 @@ def _write_cache(path: Path, ruleset: RuleSet) -> None:
     doc = {"rules": [asdict(r) for r in ruleset.rules], "files": list(ruleset.files)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = path.with_suffix(f".{id(doc)}.tmp")
-        temp.write_text(json.dumps(doc), encoding="utf-8")
-        temp.replace(path)
+        write_atomic(path, json.dumps(doc))
         for stale in sorted(path.parent.glob("rules-*.json"), key=_mtime)[:-8]:
             stale.unlink(missing_ok=True)
     except OSError:

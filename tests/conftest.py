@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from guardctl.devserver import DevServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,3 +28,54 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return home
+
+
+@pytest.fixture(scope="module")
+def devserver() -> Iterator[DevServer]:
+    """The embedded API server on 127.0.0.1, one per test module."""
+    with DevServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def agent_env(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of an agent whose guardctl was set up as a user would: the devserver's
+    admin credential moved into a file keyring with `guardctl creds import`, everything in a
+    temporary folder. `ADMIN_KUBECONFIG` lets a test run raw kubectl beside guardctl."""
+    root = tmp_path_factory.mktemp("agent")
+    admin = devserver.write_kubeconfig(root / "admin.kubeconfig")
+    runtime = root / "run"
+    runtime.mkdir(mode=0o700)
+    env = {
+        **os.environ,
+        "GUARDCTL_HOME": str(root / "home"),
+        "GUARDCTL_CONFIG": str(root / "config.yaml"),
+        "XDG_DATA_HOME": str(root / "data"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "KUBECONFIG": str(root / "nonexistent"),  # the agent's own kubeconfig is not used
+        "NO_COLOR": "1",
+        "GUARDCTL_APPROVAL_TIMEOUT": "2",  # nobody answers unless a test says so
+        "ADMIN_KUBECONFIG": str(admin),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "guardctl",
+            "creds",
+            "import",
+            "--kubeconfig",
+            str(admin),
+            "--service-account",
+            "guardctl/guardctl-agent",
+            "--ttl",
+            "10m",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return env

@@ -5,12 +5,9 @@ Credentials are imported into a file keyring in a temporary folder, as in test_e
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,38 +27,6 @@ needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not insta
 AGENT = "system:serviceaccount:guardctl:guardctl-agent"
 REPO = Path(__file__).resolve().parent.parent
 CALL_SECONDS = 60
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with DevServer() as dev:
-        yield dev
-
-
-@pytest.fixture(scope="module")
-def world(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("mcp")
-    admin = server.write_kubeconfig(root / "admin.kubeconfig")
-    runtime = root / "run"
-    runtime.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "GUARDCTL_HOME": str(root / "home"),
-        "GUARDCTL_CONFIG": str(root / "config.yaml"),
-        "XDG_DATA_HOME": str(root / "data"),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-        "KUBECONFIG": str(root / "nonexistent"),
-        "NO_COLOR": "1",
-    }
-    if KUBECTL is not None:
-        proc = subprocess.run(
-            [sys.executable, "-m", "guardctl", "creds", "import", "--kubeconfig", str(admin),
-             "--service-account", "guardctl/guardctl-agent", "--ttl", "10m"],
-            env=env, capture_output=True, timeout=60,
-        )
-        assert proc.returncode == 0, proc.stderr
-    return env
 
 
 def _session(env: dict[str, str], calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
@@ -84,13 +49,16 @@ def _session(env: dict[str, str], calls: list[tuple[str, dict[str, Any]]]) -> li
     return anyio.run(talk)
 
 
-def test_lists_both_tools_and_checks_lines(world: dict[str, str]) -> None:
-    listing, denied, allowed, flagged = _session(world, [
-        ("list_tools", {}),
-        ("check", {"line": "kubectl delete namespace prod"}),
-        ("check", {"line": "kubectl get pods -n dev | grep web"}),
-        ("check", {"line": "kubectl exec -it web -n dev -- sh"}),
-    ])
+def test_lists_both_tools_and_checks_lines(agent_env: dict[str, str]) -> None:
+    listing, denied, allowed, flagged = _session(
+        agent_env,
+        [
+            ("list_tools", {}),
+            ("check", {"line": "kubectl delete namespace prod"}),
+            ("check", {"line": "kubectl get pods -n dev | grep web"}),
+            ("check", {"line": "kubectl exec -it web -n dev -- sh"}),
+        ],
+    )
     tools = {tool.name: tool for tool in listing.tools}
     assert set(tools) == {"check", "kubectl"}
     schema = tools["kubectl"].input_schema
@@ -102,16 +70,22 @@ def test_lists_both_tools_and_checks_lines(world: dict[str, str]) -> None:
     rules = denied.structured_content["commands"][0]["rules"]
     assert [r["id"] for r in rules] == ["delete-namespace"]
     assert allowed.structured_content["decision"] == "allow"
-    assert allowed.structured_content["commands"][0]["argv"] == ["kubectl", "get", "pods", "-n",
-                                                                 "dev"]
+    assert allowed.structured_content["commands"][0]["argv"] == [
+        "kubectl",
+        "get",
+        "pods",
+        "-n",
+        "dev",
+    ]
     assert flagged.structured_content["decision"] == "approve"
 
 
-def test_check_with_broken_rules_is_a_tool_error(world: dict[str, str], tmp_path: Path) -> None:
+def test_check_with_broken_rules_is_a_tool_error(agent_env: dict[str, str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("- id: x\n  action: maybe\n")
-    (result,) = _session({**world, "GUARDCTL_RULES": str(bad)},
-                         [("check", {"line": "kubectl get pods"})])
+    (result,) = _session(
+        {**agent_env, "GUARDCTL_RULES": str(bad)}, [("check", {"line": "kubectl get pods"})]
+    )
     assert result.is_error
     assert "bad.yaml" in result.content[0].text
     assert result.structured_content is None or "decision" not in result.structured_content
@@ -119,33 +93,38 @@ def test_check_with_broken_rules_is_a_tool_error(world: dict[str, str], tmp_path
 
 @needs_kubectl
 def test_kubectl_reads_are_run_and_deletes_are_denied(
-    world: dict[str, str], server: DevServer
+    agent_env: dict[str, str], devserver: DevServer
 ) -> None:
     # the first run mints and caches the agent's token as admin; count requests after it
-    _session(world, [("kubectl", {"args": ["version"]})])
-    server.clear_requests()
-    (read,) = _session(world, [("kubectl", {"args": ["get", "pods", "-n", "dev"]})])
+    _session(agent_env, [("kubectl", {"args": ["version"]})])
+    devserver.clear_requests()
+    (read,) = _session(agent_env, [("kubectl", {"args": ["get", "pods", "-n", "dev"]})])
     assert read.structured_content["exit_code"] == 0, read.structured_content["stderr"]
     assert "web-7d4b9c8f6d-x2k9p" in read.structured_content["stdout"]
-    assert {user for _, _, user in server.requests} == {AGENT}
+    assert {user for _, _, user in devserver.requests} == {AGENT}
 
-    server.clear_requests()
-    (denied,) = _session(world, [("kubectl", {"args": ["delete", "namespace", "prod"]})])
+    devserver.clear_requests()
+    (denied,) = _session(agent_env, [("kubectl", {"args": ["delete", "namespace", "prod"]})])
     assert not denied.is_error
     assert denied.structured_content["exit_code"] == 11
     assert "delete-namespace" in denied.structured_content["stderr"]
     assert denied.structured_content["stdout"] == ""
-    assert server.requests == []
+    assert devserver.requests == []
 
 
 @needs_kubectl
-def test_kubectl_stdin_manifest_and_masked_logs(world: dict[str, str]) -> None:
-    manifest = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-mcp\n"
-                "  namespace: dev\ndata:\n  a: b\n")
-    applied, logs = _session(world, [
-        ("kubectl", {"args": ["apply", "-f", "-"], "stdin": manifest}),
-        ("kubectl", {"args": ["logs", "web-7d4b9c8f6d-x2k9p", "-n", "dev"]}),
-    ])
+def test_kubectl_stdin_manifest_and_masked_logs(agent_env: dict[str, str]) -> None:
+    manifest = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-mcp\n"
+        "  namespace: dev\ndata:\n  a: b\n"
+    )
+    applied, logs = _session(
+        agent_env,
+        [
+            ("kubectl", {"args": ["apply", "-f", "-"], "stdin": manifest}),
+            ("kubectl", {"args": ["logs", "web-7d4b9c8f6d-x2k9p", "-n", "dev"]}),
+        ],
+    )
     assert applied.structured_content["exit_code"] == 0, applied.structured_content["stderr"]
     assert "configmap/from-mcp created" in applied.structured_content["stdout"]
     assert logs.structured_content["exit_code"] == 0
@@ -169,11 +148,16 @@ def _fake_kubectl(tmp_path: Path, body: str) -> str:
     ],
 )
 def test_child_runs_are_bounded(
-    world: dict[str, str], tmp_path: Path, body: str, limit: int, timeout: float,
-    expect_code: int, expect_stderr: str,
+    agent_env: dict[str, str],
+    tmp_path: Path,
+    body: str,
+    limit: int,
+    timeout: float,
+    expect_code: int,
+    expect_stderr: str,
 ) -> None:
-    _session(world, [("kubectl", {"args": ["version"]})])  # a fresh token is cached
-    env = {**world, "GUARDCTL_KUBECTL": _fake_kubectl(tmp_path, body)}
+    _session(agent_env, [("kubectl", {"args": ["version"]})])  # a fresh token is cached
+    env = {**agent_env, "GUARDCTL_KUBECTL": _fake_kubectl(tmp_path, body)}
     started = time.monotonic()
     result = run_guardctl(env, ["kubectl", "get", "pods"], None, timeout, limit=limit)
     assert time.monotonic() - started < timeout + 20

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,13 +47,21 @@ class Run:
     err: str
 
 
-def run(line: str, tmp_path: Path, approver: FakeApprover | None = None,
-        environ: dict[str, str] | None = None) -> Run:
+def run(
+    line: str,
+    tmp_path: Path,
+    approver: FakeApprover | None = None,
+    environ: dict[str, str] | None = None,
+) -> Run:
     """run_shell with real file streams (bash writes to their descriptors)."""
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with open(os.devnull) as stdin, out.open("w") as stdout, err.open("w") as stderr:
-        env = Environment(stdin=stdin, stdout=stdout, stderr=stderr,
-                          environ=environ if environ is not None else dict(os.environ))
+        env = Environment(
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            environ=environ if environ is not None else dict(os.environ),
+        )
         code = run_shell(env, line, approve=approver or FakeApprover(False, "no human here"))
     return Run(code, out.read_text(), err.read_text())
 
@@ -105,14 +112,17 @@ def test_decide_line(checker: Checker, line: str, action: Action, rule: str | No
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("ls; kubectl get secret app-secrets -n dev -o yaml",
-         [(("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"), {"read-secret-values"})]),
+        (
+            "ls; kubectl get secret app-secrets -n dev -o yaml",
+            [(("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"), {"read-secret-values"})],
+        ),
         ("for v in delete; do kubectl $v ns prod; done", []),  # words only known at run time
         ("kubectl get pods -n dev", []),
     ],
 )
-def test_approved_commands(checker: Checker, line: str,
-                           expected: list[tuple[tuple[str, ...], set[str]]]) -> None:
+def test_approved_commands(
+    checker: Checker, line: str, expected: list[tuple[tuple[str, ...], set[str]]]
+) -> None:
     got = [(a.argv, set(a.rule_ids)) for a in approved_commands(decide_line(checker, line))]
     assert got == expected
 
@@ -155,12 +165,16 @@ def test_declined_line_runs_none_of_its_parts(tmp_path: Path) -> None:
 
 def test_child_gets_the_shim_first_and_one_session(tmp_path: Path) -> None:
     line = 'echo "$GUARDCTL_SESSION"; command -v kubectl; echo "${GUARDCTL_PREAPPROVED:-none}"'
-    kept = run(line, tmp_path, environ={**os.environ, "GUARDCTL_SESSION": "keep-me",
-                                        preapproved.TOKEN_VARIABLE: "forged"})
+    kept = run(
+        line,
+        tmp_path,
+        environ={**os.environ, "GUARDCTL_SESSION": "keep-me", preapproved.TOKEN_VARIABLE: "forged"},
+    )
     session, shim_path, token = kept.out.splitlines()
     assert (kept.code, session, token) == (0, "keep-me", "none")  # a forged token is dropped
     assert Path(shim_path).name == "kubectl" and Path(shim_path).parent.name.startswith(
-        "guardctl-sh-")
+        "guardctl-sh-"
+    )
     assert not Path(shim_path).exists()  # the private folder is gone after the line
     fresh = run(line, tmp_path).out.splitlines()[0]
     assert fresh and fresh != "keep-me"
@@ -183,8 +197,10 @@ def test_one_approval_covers_the_approved_kubectl_once(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     # the probe stands in for the run path, which consumes the grant while the line runs
-    line = (f"{sys.executable} {probe} '{json.dumps(argv)}'; "
-            "true || kubectl get secret app-secrets -n dev -o yaml")
+    line = (
+        f"{sys.executable} {probe} '{json.dumps(argv)}'; "
+        "true || kubectl get secret app-secrets -n dev -o yaml"
+    )
     approver = FakeApprover(True)
     result = run(line, tmp_path, approver)
     assert result.code == 0, result.err
@@ -195,72 +211,49 @@ def test_one_approval_covers_the_approved_kubectl_once(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- against the devserver
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with DevServer() as dev:
-        yield dev
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 
-@pytest.fixture(scope="module")
-def world(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    root = tmp_path_factory.mktemp("shell-e2e")
-    admin = server.write_kubeconfig(root / "admin.kubeconfig")
-    runtime = root / "run"
-    runtime.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "GUARDCTL_HOME": str(root / "home"),
-        "GUARDCTL_CONFIG": str(root / "config.yaml"),
-        "XDG_DATA_HOME": str(root / "data"),
-        "XDG_CACHE_HOME": str(root / "cache"),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-        "KUBECONFIG": str(root / "nonexistent"),
-        "NO_COLOR": "1",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "guardctl", "creds", "import", "--kubeconfig", str(admin),
-         "--service-account", "guardctl/guardctl-agent", "--ttl", "10m"],
-        env=env, capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return env
-
-
+@needs_kubectl
 @pytest.mark.parametrize(
     "line",
     ["K=kubectl; $K delete ns prod", "for v in delete; do kubectl $v ns prod; done"],
 )
 def test_run_time_check_catches_what_the_static_check_cannot_see(
-    world: dict[str, str], server: DevServer, tmp_path: Path, line: str
+    agent_env: dict[str, str], devserver: DevServer, tmp_path: Path, line: str
 ) -> None:
-    server.clear_requests()
+    devserver.clear_requests()
     approver = FakeApprover(True)  # a human let the not-understood line run
-    result = run(line, tmp_path, approver, environ=world)
+    result = run(line, tmp_path, approver, environ=agent_env)
     assert result.code == 11, result.err
     assert "delete-namespace" in result.err
-    assert server.requests == []
+    assert devserver.requests == []
     assert len(approver.asked) == 1
 
 
-def test_static_deny_needs_no_run(world: dict[str, str], server: DevServer, tmp_path: Path) -> None:
-    server.clear_requests()
-    result = run('eval "kubectl delete ns prod"', tmp_path, environ=world)
-    assert result.code == 11 and server.requests == []
-
-
-def test_allowed_kubectl_runs_and_is_recorded_in_one_session(
-    world: dict[str, str], tmp_path: Path
+@needs_kubectl
+def test_static_deny_needs_no_run(
+    agent_env: dict[str, str], devserver: DevServer, tmp_path: Path
 ) -> None:
-    environ = {**world, "GUARDCTL_SESSION": "shell-e2e-1"}
+    devserver.clear_requests()
+    result = run('eval "kubectl delete ns prod"', tmp_path, environ=agent_env)
+    assert result.code == 11 and devserver.requests == []
+
+
+@needs_kubectl
+def test_allowed_kubectl_runs_and_is_recorded_in_one_session(
+    agent_env: dict[str, str], tmp_path: Path
+) -> None:
+    environ = {**agent_env, "GUARDCTL_SESSION": "shell-e2e-1"}
     line = "kubectl get pods -n dev | grep web; kubectl get pod nope -n dev"
     result = run(line, tmp_path, environ=environ)
     assert result.code == 1  # the last kubectl's own exit code
     assert "web-7d4b9c8f6d-x2k9p" in result.out
     assert 'pods "nope" not found' in result.err
-    log = audit.log_path(Path(world["GUARDCTL_HOME"]))
-    sessions = [r["session"] for _, r in audit.records(log) if r.get("status") == "started"
-                and r["session"] == "shell-e2e-1"]
+    log = audit.log_path(Path(agent_env["GUARDCTL_HOME"]))
+    sessions = [
+        r["session"]
+        for _, r in audit.records(log)
+        if r.get("status") == "started" and r["session"] == "shell-e2e-1"
+    ]
     assert len(sessions) == 2
