@@ -1,0 +1,85 @@
+"""README's first two commands, as written, on a fresh virtual environment.
+
+The first installs guardctl and runs the demo (this also proves the wheel carries its
+rules, data and devserver files). The second is the test suite itself: CI runs it through
+`.ci/run`, which must take exactly that line from README.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _commands() -> list[str]:
+    blocks, current, inside = [], [], False
+    for line in (REPO / "README.md").read_text().splitlines():
+        if line == "```sh":
+            inside, current = True, []
+        elif line == "```" and inside:
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks[:2]
+
+
+def test_readme_starts_with_install_and_run_then_test() -> None:
+    install_and_run, test = _commands()
+    assert "pip install ." in install_and_run and "guardctl demo" in install_and_run
+    assert "pytest" in test
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    proc = subprocess.run(
+        ["awk", "/^```sh$/{n++; next} /^```$/{next} n==2 {print; exit}", "README.md"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.strip() == _commands()[1]
+    assert (
+        "awk '/^```sh$/{n++; next} /^```$/{next} n==2 {print; exit}' README.md"
+        in (REPO / ".ci" / "run").read_text()
+    )
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="the demo runs the real kubectl")
+def test_first_command_in_a_fresh_venv(tmp_path: Path) -> None:
+    source = tmp_path / "guardctl"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "*.egg-info", "build", "__pycache__", ".hypothesis", ".*_cache"
+        ),
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GUARDCTL_", "XDG_", "VIRTUAL_ENV", "PYTHON"))
+    }
+    env.update(PATH=f"{venv / 'bin'}:{env['PATH']}", HOME=str(tmp_path / "home"))
+    proc = subprocess.run(
+        ["bash", "-c", _commands()[0]],
+        cwd=source,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for step in ("allowed", "denied", "approv", "masked", "replay"):
+        assert step in proc.stdout.lower(), step
+    # the demo kept to its own throwaway home: nothing of the user's was written
+    assert not (tmp_path / "home" / ".config" / "guardctl").exists()
