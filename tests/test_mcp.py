@@ -6,6 +6,7 @@ Credentials are imported into a file keyring in a temporary folder, as in test_e
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -173,3 +174,49 @@ def test_child_runs_are_bounded(
 def test_run_timeout_adds_the_approval_wait(value: str | None, expected: float) -> None:
     environ = {} if value is None else {"GUARDCTL_APPROVAL_TIMEOUT": value}
     assert run_timeout(environ) == expected
+
+
+ANSWERER = """
+import sys, time
+from pathlib import Path
+from guardctl.approvals import Queue, answer
+from guardctl.audit import Approver
+home = Path(sys.argv[1])
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    pending = Queue(home).pending(time.time())
+    if pending:
+        answer(home, pending[0].id, approved=True,
+               approver=Approver(user="human", tty="/dev/pts/7", at=time.time()))
+        print(pending[0].line)
+        break
+    time.sleep(0.1)
+"""
+
+
+@needs_kubectl
+def test_kubectl_tool_waits_for_an_approval_from_a_second_process(
+    agent_env: dict[str, str],
+) -> None:
+    env = {**agent_env, "GUARDCTL_APPROVAL_TIMEOUT": "60"}
+    human = subprocess.Popen(
+        [sys.executable, "-c", ANSWERER, env["GUARDCTL_HOME"]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        (result,) = _session(
+            env,
+            [("kubectl", {"args": ["get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"]})],
+        )
+        answered, errors = human.communicate(timeout=60)
+    finally:
+        human.kill()
+    assert "get secret app-secrets" in answered, errors
+    out = result.structured_content
+    assert out["exit_code"] == 0, out
+    assert "approved by human" in out["stderr"]
+    assert "AWS_ACCESS_KEY_ID: «masked:" in out["stdout"]
+    assert "s3cr3t-p4ss" not in out["stdout"] and "AKIA" not in out["stdout"]
