@@ -31,8 +31,12 @@ def signal_handlers(handlers: Mapping[int, Handler]) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-class DeadlineExceeded(Exception):
-    """Raised inside a `deadline` block when its time is up."""
+class DeadlineExceeded(BaseException):
+    """Raised inside a `deadline` block when its time is up.
+
+    A BaseException, like KeyboardInterrupt: the code being bounded may well catch
+    Exception, and must not swallow its own deadline.
+    """
 
 
 @contextmanager
@@ -53,7 +57,8 @@ def deadline(seconds: float) -> Iterator[None]:
         raise DeadlineExceeded
 
     with signal_handlers({signal.SIGALRM: expire}):
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        # re-armed every tenth of the time, in case one expiry is swallowed all the same
+        signal.setitimer(signal.ITIMER_REAL, seconds, seconds / 10)
         try:
             yield
         finally:

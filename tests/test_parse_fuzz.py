@@ -126,3 +126,23 @@ def test_a_parse_that_runs_too_long_fails_closed(monkeypatch: pytest.MonkeyPatch
     parsed = parse("kubectl get pods | grep web")
     assert parsed.commands == ()
     assert parsed.problems == ("the line took longer than 0.2 s to parse",)
+
+
+def test_a_deadline_cannot_be_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bashlex
+
+    import guardctl.parse as parsing
+
+    def stubborn(text: str) -> None:
+        for _ in range(10**9):
+            try:
+                while True:
+                    pass
+            except Exception:  # noqa: BLE001 - what careless code inside bashlex could do
+                continue
+
+    monkeypatch.setattr(bashlex, "parse", stubborn)
+    monkeypatch.setattr(parsing, "PARSE_SECONDS", 0.2)
+    assert parse("kubectl get pods | grep web").problems == (
+        "the line took longer than 0.2 s to parse",
+    )
