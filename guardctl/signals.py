@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
@@ -43,23 +44,32 @@ class DeadlineExceeded(BaseException):
 def deadline(seconds: float) -> Iterator[None]:
     """Raise DeadlineExceeded in the block after `seconds` of wall time.
 
-    Uses SIGALRM, so it bounds pure-Python loops too. Outside the main thread, or when a
-    timer is already running (someone else's), the block runs unbounded: never steal a
-    timer.
+    Uses SIGALRM, so it bounds pure-Python loops too. It nests: a timer already running
+    (an outer deadline, a test runner's timeout) is saved and re-armed afterwards with the
+    time it had left; when that timer would fire first, it is left alone to do so. Outside
+    the main thread Python cannot handle signals, and the block runs unbounded.
     """
-    if threading.current_thread() is not threading.main_thread() or any(
-        signal.getitimer(signal.ITIMER_REAL)
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if outer_left and outer_left <= seconds:
+        yield  # the outer timer fires first
         return
 
     def expire(_signum: int, _frame: FrameType | None) -> None:
         raise DeadlineExceeded
 
-    with signal_handlers({signal.SIGALRM: expire}):
-        # re-armed every tenth of the time, in case one expiry is swallowed all the same
-        signal.setitimer(signal.ITIMER_REAL, seconds, seconds / 10)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+    started = time.monotonic()
+    try:
+        with signal_handlers({signal.SIGALRM: expire}):
+            # re-armed every tenth of the time, in case one expiry is swallowed all the same
+            signal.setitimer(signal.ITIMER_REAL, seconds, seconds / 10)
+            try:
+                yield
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        if outer_left:
+            left = max(outer_left - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)

@@ -146,3 +146,25 @@ def test_a_deadline_cannot_be_swallowed(monkeypatch: pytest.MonkeyPatch) -> None
     assert parse("kubectl get pods | grep web").problems == (
         "the line took longer than 0.2 s to parse",
     )
+
+
+def test_the_deadline_nests_inside_an_outer_timer() -> None:
+    # a test runner's timeout (or any outer timer) must neither disable the parse deadline
+    # nor be lost: it is re-armed afterwards with the time it had left
+    import signal
+
+    from guardctl.signals import DeadlineExceeded, deadline
+
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    signal.setitimer(signal.ITIMER_REAL, 30)
+    try:
+        with pytest.raises(DeadlineExceeded), deadline(0.1):
+            while True:
+                pass
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 25 < left <= 30
+        assert fired == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
