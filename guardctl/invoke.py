@@ -43,7 +43,7 @@ class Invocation:
 def read_invocation(env: Environment, argv: Sequence[str]) -> Invocation:
     """The invocation, with a `-f -` manifest read from stdin so the decision can see it."""
     if "-" not in _filename_values(argv) or env.stdin.isatty():
-        return Invocation(tuple(argv), None, "tty" if env.stdin.isatty() else "pipe")
+        return Invocation(tuple(argv), None, "inherit" if env.stdin.isatty() else "pipe")
     data = env.binary(env.stdin).read(MAX_STDIN_MANIFEST + 1)
     if len(data) > MAX_STDIN_MANIFEST:
         return Invocation(tuple(argv), None, "pipe")  # too large to inspect: unseen

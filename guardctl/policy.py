@@ -99,9 +99,6 @@ def gather_facts(cmd: SimpleCommand, read: manifests.Reader | None = None) -> Fa
     resources |= _object_resources(report)
     namespaces = {"*"} if call.all_namespaces else {call.namespace or ""}
     namespaces |= {o.namespace for o in report.objects if o.namespace}
-    risks = {r.name for r in report.risks}
-    if report.unseen:
-        risks.add("unseen-manifest")
     return Facts(
         cmd=cmd,
         call=call,
@@ -109,7 +106,7 @@ def gather_facts(cmd: SimpleCommand, read: manifests.Reader | None = None) -> Fa
         verb=tuple(call.verb.split()),
         resources=frozenset(resources),
         namespaces=frozenset(namespaces),
-        risks=frozenset(risks),
+        risks=frozenset(r.name for r in report.risks),  # unseen sources included
         objects=frozenset(o.kind for o in report.objects),
         problems=problems + call.problems + tuple(f"cannot see {u}" for u in report.unseen),
     )

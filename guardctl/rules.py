@@ -452,7 +452,8 @@ def _parse_files(files: Sequence[Path]) -> RuleSet:
 
 def _cache_file(cache_dir: Path, files: Sequence[Path]) -> Path | None:
     try:
-        stamps = [(str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in files]
+        stats = [(p, p.stat()) for p in files]
+        stamps = [(str(p.resolve()), s.st_mtime_ns, s.st_size) for p, s in stats]
     except OSError:
         return None
     key = hashlib.sha256(json.dumps([__version__, stamps]).encode()).hexdigest()[:24]
