@@ -17,10 +17,11 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from installed import installed_guardctl, installed_like
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 SIMPLE = "kubectl get pods -n dev -o wide"
@@ -48,21 +49,15 @@ def _corpus_lines(count: int) -> list[str]:
     return (lines * (count // len(lines) + 1))[:count]
 
 
-def _installed_like(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
-    """The environment without PYTHONDONTWRITEBYTECODE: a pip-installed guardctl has its
-    bytecode compiled at install time, so a run must not pay for compiling it."""
-    return {k: v for k, v in environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--lines", type=int, default=3000)
     args = parser.parse_args()
     kubectl = shutil.which("kubectl")
-    guardctl = [sys.executable, "-m", "guardctl"]
     home = tempfile.mkdtemp(prefix="guardctl-bench-")
-    env = {**_installed_like(os.environ), "GUARDCTL_HOME": home}
+    guardctl, python = installed_guardctl(Path(home))
+    env = {**installed_like(os.environ), "GUARDCTL_HOME": home, "XDG_CACHE_HOME": home}
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
     # warm caches (bytecode, page cache) before measuring
@@ -75,6 +70,9 @@ def main() -> None:
         }
         if kubectl
         else {}
+    )
+    results["python -c pass (same venv)"] = _median_seconds(
+        [*python, "-c", "pass"], args.runs, env
     )
     results["guardctl check (simple line)"] = _median_seconds(
         [*guardctl, "check", SIMPLE], args.runs, env

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_check import _installed_like
+from installed import installed_guardctl, installed_like
 
 from guardctl.devserver import DevServer
 
@@ -48,13 +48,13 @@ def main() -> None:
         with DevServer() as server:
             admin = server.write_kubeconfig(root / "admin.kubeconfig")
             env = {
-                **_installed_like(os.environ),
+                **installed_like(os.environ),
                 "GUARDCTL_HOME": str(root / "home"),
                 "GUARDCTL_CONFIG": str(root / "config.yaml"),
                 "XDG_DATA_HOME": str(root / "data"),
                 "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
             }
-            guardctl = [sys.executable, "-m", "guardctl"]
+            guardctl, _python = installed_guardctl(root)
             subprocess.run(
                 [
                     *guardctl,

@@ -1,0 +1,62 @@
+"""guardctl as a user's install runs it: a console script in a clean virtual environment.
+
+The benchmarks time whole processes, so what Python does before guardctl's first line
+counts. An interpreter's `site` runs every `.pth` file of its site-packages; a developer's
+interpreter may carry hooks there (an editable-install finder, a certificate injector)
+that a `pip install guardctl` or `pipx install guardctl` into its own venv does not have.
+
+`installed_guardctl` builds, once per run, a venv without pip whose only `.pth` puts this
+checkout and the current interpreter's site-packages on `sys.path` (directories listed in a
+`.pth` are added, their own `.pth` files are not run), and a `guardctl` script shaped like
+the one pip writes for the `guardctl = guardctl.main:main` entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Mapping
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+_SCRIPT = """#!{python}
+import sys
+from guardctl.main import main
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+
+def installed_guardctl(root: Path) -> tuple[list[str], list[str]]:
+    """(argv of the `guardctl` script, argv of its bare interpreter) in a new venv under root."""
+    venv = root / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True
+    )
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    paths = [str(CHECKOUT), *_site_dirs()]
+    (Path(purelib) / "guardctl-bench.pth").write_text("\n".join(paths) + "\n")
+    script = venv / "bin" / "guardctl"
+    script.write_text(_SCRIPT.format(python=python))
+    script.chmod(0o755)
+    return [str(script)], [str(python)]
+
+
+def _site_dirs() -> list[str]:
+    dirs = [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return list(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
+
+
+def installed_like(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without PYTHONDONTWRITEBYTECODE: an installed guardctl has its bytecode
+    compiled at install time, so a run must not pay for compiling it."""
+    return {k: v for k, v in environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
