@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from guardctl.env import Environment
 from guardctl.errors import UsageError
@@ -26,8 +25,7 @@ CHECK_STATUS = {
 }
 
 
-@dataclass(frozen=True)
-class Checker:
+class Checker(NamedTuple):
     """Rules and context loaded once, then any number of lines decided with them."""
 
     ruleset: RuleSet
@@ -40,6 +38,31 @@ class Checker:
 
     def check(self, line: str) -> Decision:
         return decide(parse(line), self.ruleset, self.context)
+
+
+class CheckRequest(NamedTuple):
+    """What `guardctl check` was asked: one LINE (None: --batch, JSON Lines on stdin)."""
+
+    line: str | None
+    as_json: bool = False
+    extra_rules: tuple[str, ...] = ()
+
+
+def run_check(env: Environment, request: CheckRequest) -> int:
+    """`guardctl check`: print the decision (or one JSON answer per batch line); the exit
+    status is the decision's (batch: 0)."""
+    checker = Checker.load(env, request.extra_rules)
+    if request.line is None:
+        for result in batch_results(checker, env.stdin):
+            env.stdout.write(json.dumps(result) + "\n")
+            env.stdout.flush()
+        return ExitStatus.OK
+    decision = checker.check(request.line)
+    if request.as_json:
+        env.stdout.write(json.dumps(decision.to_json()) + "\n")
+    else:
+        env.stdout.write(format_decision(decision) + "\n")
+    return CHECK_STATUS[decision.action]
 
 
 def batch_results(checker: Checker, lines: Iterable[str]) -> Iterator[dict[str, object]]:
@@ -98,8 +121,7 @@ def rule_files_summary(ruleset: RuleSet) -> str:
     )
 
 
-@dataclass(frozen=True)
-class LintResult:
+class LintResult(NamedTuple):
     summary: str
     failures: tuple[str, ...]
 

@@ -6,7 +6,6 @@ flags never meet click's parser.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -50,22 +49,9 @@ def check(line: str | None, as_json: bool, batch: bool, extra_rules: tuple[str, 
     """
     from guardctl import app
 
-    env = Environment()
     if batch == (line is not None):
         raise click.UsageError("give either a LINE or --batch (JSON Lines on stdin)")
-    checker = app.Checker.load(env, extra_rules)
-    if batch:
-        for result in app.batch_results(checker, env.stdin):
-            env.stdout.write(json.dumps(result) + "\n")
-            env.stdout.flush()
-        return ExitStatus.OK
-    assert line is not None
-    decision = checker.check(line)
-    if as_json:
-        env.stdout.write(json.dumps(decision.to_json()) + "\n")
-    else:
-        env.stdout.write(app.format_decision(decision) + "\n")
-    return app.CHECK_STATUS[decision.action]
+    return app.run_check(Environment(), app.CheckRequest(line, as_json, extra_rules))
 
 
 @cli.group()

@@ -9,21 +9,33 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
+
+from guardctl.errors import UsageError
 
 if TYPE_CHECKING:
     from guardctl.policy import PolicyContext
 
 
-@dataclass
 class Environment:
-    stdin: IO[str] = field(default_factory=lambda: sys.stdin)
-    stdout: IO[str] = field(default_factory=lambda: sys.stdout)
-    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    home: Path = field(default_factory=Path.home)
+    """The process's streams, variables and home; each defaults to the real one."""
+
+    __slots__ = ("stdin", "stdout", "stderr", "environ", "home")
+
+    def __init__(
+        self,
+        stdin: IO[str] | None = None,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        home: Path | None = None,
+    ) -> None:
+        self.stdin: IO[str] = sys.stdin if stdin is None else stdin
+        self.stdout: IO[str] = sys.stdout if stdout is None else stdout
+        self.stderr: IO[str] = sys.stderr if stderr is None else stderr
+        self.environ: Mapping[str, str] = dict(os.environ) if environ is None else environ
+        self.home: Path = Path.home() if home is None else home
 
     @staticmethod
     def binary(stream: IO[str]) -> BinaryIO:
@@ -62,6 +74,8 @@ class Environment:
     def rule_paths(self, extra: tuple[str, ...] = ()) -> list[Path]:
         from guardctl.bundled import bundled_rules_dir
 
+        if "" in extra:
+            raise UsageError("--rules needs a rules file or folder, not an empty string")
         return [bundled_rules_dir(), *self.extra_rule_paths(), *(Path(p) for p in extra)]
 
     def policy_context(self) -> PolicyContext:

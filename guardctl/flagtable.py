@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from guardctl.bundled import data_text
 
 ROOT = ""
 
 
-@dataclass(frozen=True)
-class FlagSpec:
+class FlagSpec(NamedTuple):
     """One flag of one command: its canonical long name and how it takes a value."""
 
     name: str  # long name without dashes, e.g. "namespace"
@@ -40,8 +38,7 @@ class FlagSpec:
         return self.takes == "value"
 
 
-@dataclass(frozen=True)
-class FlagTable:
+class FlagTable(NamedTuple):
     """The sub-command tree and the flags each path accepts (globals apply everywhere)."""
 
     version: str

@@ -38,9 +38,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from guardctl import files
 from guardctl.bundled import data_text
@@ -94,8 +93,7 @@ def _load_tables() -> dict[str, Any]:
     return tables
 
 
-@dataclass(frozen=True)
-class _Grant:
+class _Grant(NamedTuple):
     """An RBAC permission that is a risk: any of `verbs` on any (group, resource) pair."""
 
     risk: str
@@ -253,7 +251,6 @@ def _key_risks(key: object, value: object, where: str) -> list[Risk]:
     return check(value, where) if check else []
 
 
-@dataclass
 class _Budget:
     """Counts distinct nodes walked in one text.
 
@@ -262,9 +259,12 @@ class _Budget:
     the text; a risk under an alias is still found at its first occurrence.
     """
 
-    left: int = field(default_factory=lambda: MAX_NODES)
-    seen: set[int] = field(default_factory=set)
-    exhausted: bool = False
+    __slots__ = ("left", "seen", "exhausted")
+
+    def __init__(self) -> None:
+        self.left = MAX_NODES
+        self.seen: set[int] = set()
+        self.exhausted = False
 
     def visit(self, node: object) -> bool:
         if id(node) in self.seen or self.exhausted:

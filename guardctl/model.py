@@ -1,17 +1,19 @@
 """The vocabulary every layer shares: what a line holds, what a kubectl call means, what was
 decided.
 
-All frozen dataclasses, stdlib only. The parser produces `ParsedLine`, the normalizer turns
-each kubectl `SimpleCommand` into a `KubectlCall`, the manifest inspector adds a
-`ManifestReport`, and the policy returns a `Decision`.
+All immutable records, stdlib only: `NamedTuple`, whose classes are created at import far
+faster than dataclasses, which matters to a process that starts for every agent command.
+The parser produces `ParsedLine`, the normalizer turns each kubectl `SimpleCommand` into a
+`KubectlCall`, the manifest inspector adds a `ManifestReport`, and the policy returns a
+`Decision`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
+from typing import NamedTuple
 
 
 class Action(str, Enum):
@@ -39,8 +41,7 @@ def strictest(
 # --------------------------------------------------------------------------- parsing
 
 
-@dataclass(frozen=True)
-class SimpleCommand:
+class SimpleCommand(NamedTuple):
     """One program invocation found anywhere in a shell line, wrappers already unwrapped.
 
     `argv[0]` is the program as written after quote removal (`kube""ctl` -> `kubectl`,
@@ -75,8 +76,7 @@ class SimpleCommand:
         return self.argv[0].rsplit("/", 1)[-1] if self.argv else ""
 
 
-@dataclass(frozen=True)
-class ParsedLine:
+class ParsedLine(NamedTuple):
     """Every simple command of one shell line, and what the parser could not understand."""
 
     line: str
@@ -89,8 +89,7 @@ class ParsedLine:
 # --------------------------------------------------------------------------- normalizing
 
 
-@dataclass(frozen=True)
-class ResourceRef:
+class ResourceRef(NamedTuple):
     """A resource a kubectl call names, resolved through the resource table."""
 
     resource: str  # plural name, e.g. "namespaces", "deployments"
@@ -106,12 +105,10 @@ class ResourceRef:
         return f"{self.resource}.{self.group}" if self.group else self.resource
 
 
-def _frozen_flags(flags: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
-    return MappingProxyType(dict(flags))
+NO_FLAGS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class KubectlCall:
+class KubectlCall(NamedTuple):
     """One kubectl invocation, normalized.
 
     `verb` is the command path kubectl itself uses, words joined by a space: "get",
@@ -127,7 +124,8 @@ class KubectlCall:
     names: tuple[str, ...] = ()  # names not attached to a TYPE/NAME ref
     namespace: str | None = None  # None: the context's default namespace
     all_namespaces: bool = False
-    flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # read-only (the normalizer hands over a MappingProxyType)
+    flags: Mapping[str, tuple[str, ...]] = NO_FLAGS
     # the flags above that are kubectl's global ones: `--user` of `create rolebinding` names a
     # subject, the global `--user` picks a kubeconfig credential
     global_flags: frozenset[str] = frozenset()
@@ -136,9 +134,6 @@ class KubectlCall:
     dry_run: bool = False  # true only for --dry-run=client|server (and bare --dry-run)
     # what could not be understood: a dynamic verb/resource/flag, an unknown flag, ...
     problems: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "flags", _frozen_flags(self.flags))
 
     def flag(self, name: str) -> str | None:
         """The last value given for a flag (kubectl's own rule for repeated flags)."""
@@ -152,8 +147,7 @@ class KubectlCall:
 # --------------------------------------------------------------------------- manifests
 
 
-@dataclass(frozen=True)
-class ManifestObject:
+class ManifestObject(NamedTuple):
     """One object found in a manifest the line carries (file, heredoc, --overrides, patch)."""
 
     kind: str
@@ -162,8 +156,7 @@ class ManifestObject:
     namespace: str | None = None
 
 
-@dataclass(frozen=True)
-class Risk:
+class Risk(NamedTuple):
     """A dangerous property of a manifest or flag.
 
     e.g. Risk("privileged", "Deployment/web: container app")
@@ -173,8 +166,7 @@ class Risk:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class ManifestReport:
+class ManifestReport(NamedTuple):
     objects: tuple[ManifestObject, ...] = ()
     risks: tuple[Risk, ...] = ()
     # sources guardctl could not read or render: "-f https://...", "-f - from a pipe", "-k dir"
@@ -184,8 +176,7 @@ class ManifestReport:
 # --------------------------------------------------------------------------- deciding
 
 
-@dataclass(frozen=True)
-class RuleHit:
+class RuleHit(NamedTuple):
     id: str
     action: Action
     reason: str
@@ -193,8 +184,7 @@ class RuleHit:
     matched: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class CommandDecision:
+class CommandDecision(NamedTuple):
     argv: tuple[str, ...]
     action: Action
     hits: tuple[RuleHit, ...] = ()
@@ -203,8 +193,7 @@ class CommandDecision:
     report: ManifestReport | None = None
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     action: Action
     reason: str
     commands: tuple[CommandDecision, ...] = ()

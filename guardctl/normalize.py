@@ -23,9 +23,9 @@ import json
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from guardctl import resources
 from guardctl.bundled import data_text
@@ -47,8 +47,7 @@ _BOOLS = {
 _DRY_VALUES = frozenset({"client", "server", "unchanged"})  # "unchanged": bare --dry-run
 
 
-@dataclass(frozen=True)
-class _Config:
+class _Config(NamedTuple):
     """The hand-written tables of `data/normalize.json`."""
 
     guardctl_commands: frozenset[str]
@@ -157,9 +156,8 @@ def _runtime(what: str, word: str) -> str:
     return f"{what} comes from '{word}', only known at run time"
 
 
-@dataclass(frozen=True)
-class _Word:
-    index: int  # position among kubectl's arguments
+class _Word(NamedTuple):
+    position: int  # index among kubectl's arguments
     text: str  # the value; for a dynamic word its source text without quote marks
     dynamic: bool
 
@@ -172,32 +170,38 @@ class _Word:
         return self.dynamic and (_has_marks(part) or not _has_marks(self.text))
 
 
-@dataclass
 class _State:
     """What has been read so far; the parts of a KubectlCall under construction."""
 
-    table: FlagTable
-    words: list[_Word]
-    path: str = ROOT
-    verb: str = ""
-    taken: set[int] = field(default_factory=set)  # words that name the command path
-    flags: dict[str, list[str]] = field(default_factory=dict)
-    dynamic_flags: set[str] = field(default_factory=set)
-    positional: list[_Word] = field(default_factory=list)
-    after_dash: list[_Word] = field(default_factory=list)
-    dash: bool = False
-    refs: list[ResourceRef] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    namespace_from_args: str | None = None
-    all_namespaces_from_args: bool = False  # --raw /api/v1/secrets lists every namespace
-    problems: list[str] = field(default_factory=list)
-    reported: set[int] = field(default_factory=set)  # words a problem already names
+    __slots__ = (
+        "table", "words", "path", "verb", "taken", "flags", "dynamic_flags", "positional",
+        "after_dash", "dash", "refs", "names", "namespace_from_args",
+        "all_namespaces_from_args", "problems", "reported",
+    )
+
+    def __init__(self, table: FlagTable, words: list[_Word]) -> None:
+        self.table = table
+        self.words = words
+        self.path = ROOT
+        self.verb = ""
+        self.taken: set[int] = set()  # words that name the command path
+        self.flags: dict[str, list[str]] = {}
+        self.dynamic_flags: set[str] = set()
+        self.positional: list[_Word] = []
+        self.after_dash: list[_Word] = []
+        self.dash = False
+        self.refs: list[ResourceRef] = []
+        self.names: list[str] = []
+        self.namespace_from_args: str | None = None
+        self.all_namespaces_from_args = False  # --raw /api/v1/secrets lists every namespace
+        self.problems: list[str] = []
+        self.reported: set[int] = set()  # words a problem already names
 
     def problem(self, text: str, word: _Word | None = None) -> None:
         if text not in self.problems:
             self.problems.append(text)
         if word is not None:
-            self.reported.add(word.index)
+            self.reported.add(word.position)
 
     @property
     def label(self) -> str:
@@ -225,7 +229,7 @@ def _value_follows(word: str, path: str, table: FlagTable) -> bool:
 
 def _next_command_word(state: _State) -> _Word | None:
     """The first word, not yet taken, that is neither a flag nor a flag's value."""
-    words = [w for w in state.words if w.index not in state.taken]
+    words = [w for w in state.words if w.position not in state.taken]
     k = 0
     while k < len(words):
         text = words[k].text
@@ -257,10 +261,10 @@ def _resolve_path(state: _State) -> None:
                 # a plugin or a typo: the word is the verb, not a positional argument
                 _unknown_command(state, word)
                 state.verb = word.text
-                state.taken.add(word.index)
+                state.taken.add(word.position)
             break
         state.path = child
-        state.taken.add(word.index)
+        state.taken.add(word.position)
     state.verb = state.verb or state.path
 
 
@@ -358,7 +362,7 @@ def _short_flags(state: _State, words: list[_Word], k: int) -> int:
 
 def _parse_flags(state: _State) -> None:
     """pflag's pass over every word but the command path: flags and positionals."""
-    words = [w for w in state.words if w.index not in state.taken]
+    words = [w for w in state.words if w.position not in state.taken]
     k = 0
     while k < len(words):
         word = words[k]
@@ -407,7 +411,7 @@ def _type_refs(state: _State, word: _Word, text: str, categories: bool) -> list[
 def _slash_ref(state: _State, word: _Word) -> list[ResourceRef]:
     """TYPE/NAME -> the named object(s)."""
     type_text, _, name = word.text.partition("/")
-    return [replace(r, name=name or None) for r in _type_refs(state, word, type_text, False)]
+    return [r._replace(name=name or None) for r in _type_refs(state, word, type_text, False)]
 
 
 def _types(state: _State, words: list[_Word]) -> None:
@@ -426,7 +430,7 @@ def _types(state: _State, words: list[_Word]) -> None:
     refs = _type_refs(state, words[0], words[0].text, categories=True)
     names = [w.text for w in words[1:]]
     if len(refs) == 1 and names:
-        state.refs.extend(replace(refs[0], name=n) for n in names)
+        state.refs.extend(refs[0]._replace(name=n) for n in names)
     else:
         state.refs.extend(refs)
         state.names.extend(names)
@@ -449,7 +453,7 @@ def _named(state: _State, words: list[_Word]) -> None:
         if "/" in word.text:
             state.refs.extend(_slash_ref(state, word))
         else:
-            state.refs.append(replace(default, name=word.text))
+            state.refs.append(default._replace(name=word.text))
     if not words:
         state.refs.append(default)
 
@@ -477,7 +481,7 @@ def _shape_ref_first(state: _State, words: list[_Word]) -> None:
 def _shape_name_first(state: _State, words: list[_Word]) -> None:
     """create <kind> NAME, run NAME: the name of the object created."""
     default = _default_ref(state)
-    state.refs.append(replace(default, name=words[0].text) if words else default)
+    state.refs.append(default._replace(name=words[0].text) if words else default)
 
 
 def _shape_explain(state: _State, words: list[_Word]) -> None:
@@ -498,13 +502,13 @@ def _shape_cp(state: _State, words: list[_Word]) -> None:
         pieces = word.text[:colon].split("/")
         if len(pieces) == 2:
             state.namespace_from_args = pieces[0]
-        state.refs.append(replace(default, name=pieces[-1]))
+        state.refs.append(default._replace(name=pieces[-1]))
 
 
 def _shape_none(state: _State, words: list[_Word]) -> None:
     """Verbs without resource arguments: any argument known only at run time is a problem."""
     for word in words:
-        if word.dynamic and word.index not in state.reported:
+        if word.dynamic and word.position not in state.reported:
             state.problem(_runtime("argument", word.text), word)
 
 
@@ -571,7 +575,7 @@ def _raw_ref(state: _State, raw: str) -> None:
     state.all_namespaces_from_args = not in_namespace and (info is None or info.namespaced)
     ref = info.ref() if info else ResourceRef(resource=rest[0], group=group, kind="")
     name = rest[1] if len(rest) > 1 else None
-    state.refs.append(replace(ref, name=name, subresource=rest[2] if len(rest) > 2 else None))
+    state.refs.append(ref._replace(name=name, subresource=rest[2] if len(rest) > 2 else None))
 
 
 # --------------------------------------------------------------------------- assembling
@@ -595,7 +599,7 @@ def _read_resources(state: _State) -> None:
         _raw_ref(state, raw)
     subresource = _last(state, "subresource")
     if subresource:
-        state.refs = [r if r.subresource else replace(r, subresource=subresource)
+        state.refs = [r if r.subresource else r._replace(subresource=subresource)
                       for r in state.refs]
 
 
@@ -635,7 +639,7 @@ def _call(cmd: SimpleCommand, state: _State) -> KubectlCall:
         names=tuple(state.names),
         namespace=_namespace(state),
         all_namespaces=_last(state, "all-namespaces") == "true" or state.all_namespaces_from_args,
-        flags={name: tuple(values) for name, values in state.flags.items()},
+        flags=MappingProxyType({name: tuple(values) for name, values in state.flags.items()}),
         global_flags=frozenset(
             name for name in state.flags if state.table.is_global(state.path, name)
         ),

@@ -27,8 +27,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.model import ParsedLine, SimpleCommand
 from guardctl.shellword import (
@@ -90,8 +89,7 @@ def _parse(line: str, allow_fast: bool) -> ParsedLine:
     return ParsedLine(line, tuple(state.commands), tuple(dict.fromkeys(state.problems)))
 
 
-@dataclass(frozen=True)
-class _Scope:
+class _Scope(NamedTuple):
     """What the commands of one (nested) line inherit from where the line runs."""
 
     depth: int = 0
@@ -104,11 +102,10 @@ class _Scope:
 
     def nested(self, label: str) -> _Scope:
         """For `$(...)` and `<(...)`: their output goes to the word, not to our redirects."""
-        return replace(self, via=self.via + (label,), writes=())
+        return self._replace(via=self.via + (label,), writes=())
 
 
-@dataclass(frozen=True)
-class _Redirects:
+class _Redirects(NamedTuple):
     stdin_from: str | None = None
     stdin: str | None = None
     stdin_dynamic: bool = False
@@ -117,17 +114,19 @@ class _Redirects:
     bodies: tuple[str, ...] = ()
 
 
-@dataclass
 class _State:
     """Shared by every nesting level of one parse: results, aliases, functions."""
 
-    allow_fast: bool
-    commands: list[SimpleCommand] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    # alias name -> its words, or None when the value cannot be read statically
-    aliases: dict[str, tuple[Word, ...] | None] = field(default_factory=dict)
-    # functions defined in the line whose bodies use their arguments
-    arg_functions: set[str] = field(default_factory=set)
+    __slots__ = ("allow_fast", "commands", "problems", "aliases", "arg_functions")
+
+    def __init__(self, allow_fast: bool) -> None:
+        self.allow_fast = allow_fast
+        self.commands: list[SimpleCommand] = []
+        self.problems: list[str] = []
+        # alias name -> its words, or None when the value cannot be read statically
+        self.aliases: dict[str, tuple[Word, ...] | None] = {}
+        # functions defined in the line whose bodies use their arguments
+        self.arg_functions: set[str] = set()
 
     # ----------------------------------------------------------------------- lines
 
@@ -179,8 +178,7 @@ class _State:
             depth=scope.depth + 1, via=inv.via + (script.label,), assignments=inv.assignments
         )
         if script.inherits_io:
-            inner = replace(
-                inner,
+            inner = inner._replace(
                 stdin_from=inv.stdin_from,
                 stdin=inv.stdin,
                 stdin_dynamic=inv.stdin_dynamic,
@@ -235,7 +233,7 @@ class _State:
             if value is None:
                 self.problems.append(f"alias {name} has a value guardctl cannot read")
                 return inv
-            inv = replace(inv, words=value + inv.words[1:], via=inv.via + (f"alias {name}",))
+            inv = inv._replace(words=value + inv.words[1:], via=inv.via + (f"alias {name}",))
         return inv
 
     def _note_definitions(self, name: str, inv: Invocation) -> None:
@@ -330,10 +328,10 @@ class _Walker:
             self._pipeline(node, scope, piped)
         elif kind == "compound":
             io = self._redirects(getattr(node, "redirects", []))
-            inner = replace(scope, writes=scope.writes + io.writes)
+            inner = scope._replace(writes=scope.writes + io.writes)
             if io.stdin_from is not None:
-                inner = replace(
-                    inner, stdin_from=io.stdin_from, stdin=io.stdin, stdin_dynamic=io.stdin_dynamic
+                inner = inner._replace(
+                    stdin_from=io.stdin_from, stdin=io.stdin, stdin_dynamic=io.stdin_dynamic
                 )
             for part in node.list:
                 self.walk(part, inner, piped)
@@ -359,7 +357,7 @@ class _Walker:
     def _function(self, node: Node, scope: _Scope) -> None:
         name = next(p.word for p in node.parts if p.kind == "word")
         before = len(self.state.commands)
-        body = replace(scope, via=scope.via + (f"function {name}",))
+        body = scope._replace(via=scope.via + (f"function {name}",))
         for part in node.parts:
             if part.kind == "compound":
                 self.walk(part, body, piped=False)
@@ -409,13 +407,13 @@ class _Walker:
                 continue  # `2>&1`, `<&3`: duplicating a descriptor opens nothing
             elif kind == "<<<":
                 word = self._word(*target.pos)
-                io = replace(
-                    io, stdin_from="herestring", stdin=word.text, stdin_dynamic=word.dynamic
+                io = io._replace(
+                    stdin_from="herestring", stdin=word.text, stdin_dynamic=word.dynamic
                 )
             elif kind in _WRITE_REDIRECTS:
-                io = replace(io, writes=io.writes + (self._word(*target.pos).text,))
+                io = io._replace(writes=io.writes + (self._word(*target.pos).text,))
             elif kind == "<" and getattr(node, "input", None) in (None, 0):
-                io = replace(io, stdin_from="file", stdin=self._word(*target.pos).text)
+                io = io._replace(stdin_from="file", stdin=self._word(*target.pos).text)
         return io
 
     def _heredoc(self, node: Node, io: _Redirects) -> _Redirects:
@@ -423,9 +421,8 @@ class _Walker:
         # bashlex includes the delimiter line; the command reads the lines before it
         body = value[: value.rfind("\n") + 1]
         if node.pos[0] in self.quoted_heredocs:
-            return replace(io, stdin_from="heredoc", stdin=body, stdin_dynamic=False)
-        return replace(
-            io,
+            return io._replace(stdin_from="heredoc", stdin=body, stdin_dynamic=False)
+        return io._replace(
             stdin_from="heredoc",
             stdin=body,
             bodies=io.bodies + (body,),

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from fnmatch import translate
 from functools import lru_cache
+from typing import NamedTuple
 
 from guardctl import manifests
 from guardctl.model import (
@@ -35,8 +35,7 @@ from guardctl.normalize import kubectl_args, normalize
 from guardctl.rules import FlagCondition, Match, Rule, RuleSet
 
 
-@dataclass(frozen=True)
-class PolicyContext:
+class PolicyContext(NamedTuple):
     """Facts about this installation that rules refer to by placeholder.
 
     `@protected` in a glob stands for each of `protected_paths` (guardctl's state, config,
@@ -48,13 +47,15 @@ class PolicyContext:
     cluster_hosts: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Facts:
+NO_CONTEXT = PolicyContext()
+
+
+class Facts(NamedTuple):
     """What rules can see of one command."""
 
     cmd: SimpleCommand
     call: KubectlCall | None = None
-    report: ManifestReport = field(default_factory=ManifestReport)
+    report: ManifestReport = ManifestReport()
     verb: tuple[str, ...] = ()
     resources: frozenset[str] = frozenset()  # qualified names, plus "qualified/sub" forms
     namespaces: frozenset[str] = frozenset()  # "*" when all namespaces
@@ -66,7 +67,7 @@ class Facts:
 def decide(
     parsed: ParsedLine,
     ruleset: RuleSet,
-    context: PolicyContext = PolicyContext(),
+    context: PolicyContext = NO_CONTEXT,
     read: manifests.Reader | None = None,
 ) -> Decision:
     """Decide every command of `parsed` and the line as a whole."""
@@ -134,7 +135,7 @@ def _object_resources(report: ManifestReport) -> set[str]:
 def decide_command(
     cmd: SimpleCommand,
     rules: Iterable[Rule],
-    context: PolicyContext = PolicyContext(),
+    context: PolicyContext = NO_CONTEXT,
     read: manifests.Reader | None = None,
 ) -> CommandDecision:
     facts = gather_facts(cmd, read)
@@ -313,6 +314,7 @@ def _words_matching(
     return [f"{label}={w}" for w in dict.fromkeys(found)] or None
 
 
+@lru_cache(maxsize=1024)
 def _expand_placeholders(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[str, ...]:
     out: list[str] = []
     for glob in globs:

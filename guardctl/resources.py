@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 from guardctl.bundled import data_text
 from guardctl.model import ResourceRef
 
 
-@dataclass(frozen=True)
-class ResourceInfo:
+class ResourceInfo(NamedTuple):
     """One API resource of one group, with every name kubectl accepts for it."""
 
     resource: str  # plural, e.g. "deployments"
@@ -57,8 +56,7 @@ class ResourceInfo:
         )
 
 
-@dataclass(frozen=True)
-class _Table:
+class _Table(NamedTuple):
     resources: tuple[ResourceInfo, ...]
     categories: dict[str, tuple[ResourceInfo, ...]]
 

@@ -12,17 +12,13 @@ default rule without copying the whole policy; `disabled: true` removes it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from guardctl import __version__
-from guardctl.atomic import write_atomic
+from guardctl import stampcache
 from guardctl.errors import RuleError
 from guardctl.model import Action
 
@@ -35,8 +31,7 @@ MATCH_KEYS = KUBECTL_KEYS | ANY_COMMAND_KEYS
 FLAG_CONDITION_KEYS = frozenset({"name", "in", "not_in", "global"})
 
 
-@dataclass(frozen=True)
-class FlagCondition:
+class FlagCondition(NamedTuple):
     """A flag that is set (and not "false"); with `in`/`not_in`, some value must (not) match."""
 
     name: str
@@ -45,8 +40,7 @@ class FlagCondition:
     global_only: bool = False  # only kubectl's global flag of that name, not a command's own
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     """One alternative of a rule's `match`: every given key must hold; within a key, any item."""
 
     verbs: tuple[tuple[str, ...], ...] = ()  # verb paths as word tuples, matched as prefixes
@@ -65,23 +59,22 @@ class Match:
     mentions: tuple[str, ...] = ()  # globs on any word: arguments, assignment values, redirects
     understood: bool | None = None
     source: str = ""  # the pattern or mapping as written, for `rules explain`
+    # derived by `Match.of` (every Match is built through it), read for each rule and line:
+    # the match keys this alternative sets, in declaration order (cheap checks first)
+    keys: tuple[str, ...] = ()
+    kubectl_only: bool = False
 
-    @cached_property
-    def kubectl_only(self) -> bool:
-        return any(key in KUBECTL_KEYS for key in self.keys)
+    @classmethod
+    def of(cls, **values: Any) -> Match:
+        keys = tuple(k for k in cls._fields if k in MATCH_KEYS and values.get(k) not in ((), None))
+        return cls(**values, keys=keys, kubectl_only=any(k in KUBECTL_KEYS for k in keys))
 
-    @cached_property
-    def keys(self) -> tuple[str, ...]:
-        """The match keys this alternative sets, in declaration order (cheap checks first)."""
-        return tuple(
-            f.name
-            for f in fields(self)
-            if f.name in MATCH_KEYS and getattr(self, f.name) not in ((), None)
-        )
+    def written(self) -> dict[str, Any]:
+        """The fields as written in a rules file, without the derived ones."""
+        return {k: v for k, v in self._asdict().items() if k not in _DERIVED}
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     id: str
     action: Action
     reason: str
@@ -90,30 +83,37 @@ class Rule:
     origin: str = ""  # "file:line" where the rule starts
     description: str = ""
     disabled: bool = False  # a later file switching off a rule of the same id
+    # derived by `Rule.of`, which every Rule is built through; they let the policy skip a
+    # rule for a call it cannot match without evaluating it (many rules, many lines):
+    # first words of the verbs every alternative requires, None when one requires none
+    verb_heads: frozenset[str] | None = None
+    kubectl_only: bool = False
 
-    @cached_property
-    def verb_heads(self) -> frozenset[str] | None:
-        """First words of the verbs every alternative requires; None when one requires none.
-
-        Lets the policy skip a rule for a call whose verb it cannot match, without
-        evaluating it (there are many rules and an agent sends many lines).
-        """
-        heads: set[str] = set()
-        for alternative in self.match:
-            if not alternative.verbs:
-                return None
-            heads.update(verb[0] for verb in alternative.verbs if verb)
-        return frozenset(heads)
-
-    @cached_property
-    def kubectl_only(self) -> bool:
-        return all(alternative.kubectl_only for alternative in self.match)
+    @classmethod
+    def of(cls, **values: Any) -> Rule:
+        match: tuple[Match, ...] = values["match"]
+        return cls(
+            **values,
+            verb_heads=_verb_heads(match),
+            kubectl_only=all(alternative.kubectl_only for alternative in match),
+        )
 
 
-@dataclass(frozen=True)
-class RuleSet:
+_DERIVED = frozenset({"keys", "kubectl_only", "verb_heads"})
+
+
+def _verb_heads(match: tuple[Match, ...]) -> frozenset[str] | None:
+    heads: set[str] = set()
+    for alternative in match:
+        if not alternative.verbs:
+            return None
+        heads.update(verb[0] for verb in alternative.verbs if verb)
+    return frozenset(heads)
+
+
+class RuleSet(NamedTuple):
     rules: tuple[Rule, ...]
-    files: tuple[str, ...] = field(default=())
+    files: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- YAML reading
@@ -195,7 +195,7 @@ def _parse_rule(item: Any, origin: str, index: int) -> Rule:
         raise RuleError(f"{label}: 'disabled' must be true or false")
     if item.get("disabled") is True:
         # switching off a rule defined in an earlier file needs nothing but its id
-        return Rule(
+        return Rule.of(
             id=rule_id, action=Action.ALLOW, reason="", match=(), origin=where, disabled=True
         )
     action = item.get("action")
@@ -210,7 +210,7 @@ def _parse_rule(item: Any, origin: str, index: int) -> Rule:
         raise RuleError(f"{label}: needs a 'reason' (one sentence a human and the agent will read)")
     if "match" not in item:
         raise RuleError(f"{label}: needs a 'match'")
-    return Rule(
+    return Rule.of(
         id=rule_id,
         action=action_value,
         reason=" ".join(reason.split()),
@@ -267,7 +267,7 @@ def parse_pattern(pattern: str, label: str = "pattern") -> Match:
             raise RuleError(f"{label}: pattern {pattern!r}: unknown resource type '{ref.resource}'")
         resources.append(ref.qualified)
     flags = tuple(_pattern_flag(name, values) for name, values in call.flags.items())
-    return Match(
+    return Match.of(
         verbs=(tuple(call.verb.split()),),
         resources=tuple(resources),
         flags=flags,
@@ -322,7 +322,7 @@ def _parse_mapping(value: dict[str, Any], label: str) -> Match:
             fields[key] = _parse_flags(item, key_label)
         else:
             fields[key] = _strings(item, key_label)
-    return Match(**fields)
+    return Match.of(**fields)
 
 
 def _describe_mapping(value: dict[str, Any]) -> str:
@@ -418,18 +418,21 @@ NOT_POLICY_FILES = frozenset({"secrets.yaml"})
 def load_rules(paths: Sequence[str | Path], cache_dir: Path | None = None) -> RuleSet:
     """Load rules from files and folders in order; a later rule replaces an earlier same id.
 
-    With `cache_dir`, a rule set parsed before from the same files (same paths, sizes and
-    modification times) is read back from a JSON cache there instead of parsing YAML again:
-    every agent command loads the policy, and parsing it costs more than deciding a line.
+    With `cache_dir`, a rule set parsed before from the same files is read back from a JSON
+    cache there (`stampcache`) instead of parsing YAML again: every agent command loads the
+    policy, and parsing it costs more than deciding a line.
     """
     files = rule_files(paths)
-    cache_file = _cache_file(cache_dir, files) if cache_dir is not None else None
-    cached = _read_cache(cache_file) if cache_file is not None else None
+    stamped = stampcache.stamps(files) if cache_dir is not None else None
+    if cache_dir is None or stamped is None:
+        return _parse_files(files)
+    cache_file = stampcache.cache_file(cache_dir, _CACHE_PREFIX, stamped)
+    cached = _ruleset_from(stampcache.read(cache_file, stamped))
     if cached is not None:
         return cached
     ruleset = _parse_files(files)
-    if cache_file is not None:
-        _write_cache(cache_file, ruleset)
+    doc = {"rules": [_rule_doc(r) for r in ruleset.rules], "files": list(ruleset.files)}
+    stampcache.write(cache_file, stamped, doc, _CACHE_PREFIX)
     return ruleset
 
 
@@ -449,47 +452,35 @@ def _parse_files(files: Sequence[Path]) -> RuleSet:
 
 # --------------------------------------------------------------------------- the rule cache
 
+_CACHE_PREFIX = "rules"
 
-def _cache_file(cache_dir: Path, files: Sequence[Path]) -> Path | None:
-    try:
-        stats = [(p, p.stat()) for p in files]
-        stamps = [(str(p.resolve()), s.st_mtime_ns, s.st_size) for p, s in stats]
-    except OSError:
+
+def _ruleset_from(doc: Any) -> RuleSet | None:
+    """The cached rule set, or None when there is none or it does not read back."""
+    if doc is None:
         return None
-    key = hashlib.sha256(json.dumps([__version__, stamps]).encode()).hexdigest()[:24]
-    return cache_dir / f"rules-{key}.json"
-
-
-def _read_cache(path: Path) -> RuleSet | None:
-    """The cached rule set, or None when absent or unreadable (then the YAML is parsed)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
         return RuleSet(rules=tuple(_rule_from(r) for r in doc["rules"]), files=tuple(doc["files"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
 
 
-def _write_cache(path: Path, ruleset: RuleSet) -> None:
-    """Best effort: a cache that cannot be written only costs speed."""
-    doc = {"rules": [asdict(r) for r in ruleset.rules], "files": list(ruleset.files)}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(path, json.dumps(doc))
-        for stale in sorted(path.parent.glob("rules-*.json"), key=_mtime)[:-8]:
-            stale.unlink(missing_ok=True)
-    except OSError:
-        pass
+def _rule_doc(rule: Rule) -> dict[str, Any]:
+    """A rule as JSON-ready data: records become mappings, derived fields are left out."""
 
+    def match_doc(m: Match) -> dict[str, Any]:
+        return {**m.written(), "flags": [f._asdict() for f in m.flags]}
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
+    doc = {k: v for k, v in rule._asdict().items() if k not in _DERIVED}
+    return {
+        **doc,
+        "match": [match_doc(m) for m in rule.match],
+        "unless": [match_doc(m) for m in rule.unless],
+    }
 
 
 def _rule_from(doc: dict[str, Any]) -> Rule:
-    return Rule(
+    return Rule.of(
         id=doc["id"],
         action=Action(doc["action"]),
         reason=doc["reason"],
@@ -518,4 +509,4 @@ def _match_from(doc: dict[str, Any]) -> Match:
             )
         else:
             values[name] = tuple(value) if isinstance(value, list) else value
-    return Match(**values)
+    return Match.of(**values)

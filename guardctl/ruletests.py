@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -24,16 +23,14 @@ from guardctl.model import Action, Decision
 _ANNOTATION = re.compile(r"#\s*(allow|approve|ask|deny)\s*:\s*(\S*)\s*$")
 
 
-@dataclass(frozen=True)
-class Case:
+class Case(NamedTuple):
     line: str
     expect: Action
     rule: str | None
     origin: str  # file:line
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     case: Case
     decision: Decision
 

@@ -9,7 +9,7 @@ module does those parts itself, on the raw source text of each word. Pure: stdli
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # `$` followed by one of these starts an expansion (parameter, special parameter, `${`, `$(`)
 _EXPANSION_START = re.compile(r"[A-Za-z_0-9{(@*#?$!-]")
@@ -31,8 +31,7 @@ class WordError(ValueError):
     """A word guardctl cannot read (unterminated quote, bad escape)."""
 
 
-@dataclass(frozen=True)
-class Word:
+class Word(NamedTuple):
     """One shell word after quote removal.
 
     `text` is the value the command receives, or the source text when `dynamic` (the value
@@ -261,8 +260,7 @@ def _closing_double(text: str, i: int) -> int:
 # --------------------------------------------------------------------------- preparing
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """The line as handed to bashlex: same length as the original, so positions agree.
 
     `text` goes to bashlex; `source` is where words are read from: the original line with

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from functools import cache
-from importlib import resources
+from types import MappingProxyType
+from typing import NamedTuple
 
+from guardctl.bundled import data_text
 from guardctl.shellword import Word, is_assignment
 
 KINDS = frozenset({"command", "joined", "xargs", "find", "eval", "shell"})
@@ -26,17 +27,16 @@ _ALWAYS_STOP = {"--help": "stop", "--version": "stop"}
 _FIND_ACTIONS = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
     """How one wrapper reads its options and where its command starts."""
 
     kind: str
     flags: frozenset[str] = frozenset()
     values: frozenset[str] = frozenset()
     attached: frozenset[str] = frozenset()
-    roles: Mapping[str, str] = field(default_factory=dict)
+    roles: Mapping[str, str] = MappingProxyType({})
     positionals: int = 0
-    after: Mapping[str, str] = field(default_factory=dict)
+    after: Mapping[str, str] = MappingProxyType({})
     assignments: bool = False
     plus: bool = False
     numeric: bool = False
@@ -48,8 +48,7 @@ class Spec:
         return bool(self.flags or self.values or self.attached or self.assignments)
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     """A command before its wrappers are peeled off; becomes a SimpleCommand in the end."""
 
     words: tuple[Word, ...]
@@ -63,8 +62,7 @@ class Invocation:
     open_tail: bool = False
 
 
-@dataclass(frozen=True)
-class Script:
+class Script(NamedTuple):
     """Shell text a wrapper runs as a line (`bash -c TEXT`, `eval`, `watch`, `flock -c`)."""
 
     text: str
@@ -73,8 +71,7 @@ class Script:
     inherits_io: bool = True
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """What one wrapper runs: `emit_self` keeps the wrapper itself as a command too."""
 
     emit_self: bool = False
@@ -94,7 +91,7 @@ def load_table(text: str) -> dict[str, Spec]:
     """Parse wrappers.json text into {program name: Spec}; a malformed entry raises ValueError."""
     table: dict[str, Spec] = {}
     for entry in json.loads(text)["wrappers"]:
-        unknown = set(entry) - {"names", *(f.name for f in fields(Spec))}
+        unknown = set(entry) - {"names", *Spec._fields}
         if (
             unknown
             or entry["kind"] not in KINDS
@@ -121,8 +118,7 @@ def load_table(text: str) -> dict[str, Spec]:
 @cache
 def default_table() -> Mapping[str, Spec]:
     """The bundled wrapper table (read once: it is package data, not a setting)."""
-    text = resources.files("guardctl.data").joinpath("wrappers.json").read_text("utf-8")
-    return load_table(text)
+    return load_table(data_text("wrappers.json"))
 
 
 # --------------------------------------------------------------------------- unwrapping
@@ -147,8 +143,8 @@ def unwrap(inv: Invocation, table: Mapping[str, Spec]) -> Step | None:
     if "stop" in roles:
         return Step(emit_self=True)
     rest = tuple(words[index:])
-    inner = replace(
-        inv, words=rest, assignments=inv.assignments + tuple(assignments), via=inv.via + (name,)
+    inner = inv._replace(
+        words=rest, assignments=inv.assignments + tuple(assignments), via=inv.via + (name,)
     )
     return _KIND_HANDLERS[spec.kind](name, spec, inv, inner, roles)
 
@@ -291,11 +287,10 @@ def _xargs(
     words = inner.words or (Word("echo"),)
     if "replace" in roles:
         marker = roles["replace"] or "{}"
-        words = tuple(replace(w, dynamic=True) if marker in w.text else w for w in words)
+        words = tuple(w._replace(dynamic=True) if marker in w.text else w for w in words)
     return Step(
         inner=(
-            replace(
-                inner,
+            inner._replace(
                 words=words,
                 stdin_from="inherit",
                 stdin=None,
@@ -363,7 +358,7 @@ def _find(inv: Invocation) -> Step:
             return Step(
                 emit_self=True, problems=(f"find {action} without a command ending in ';'",)
             )
-        argv = tuple(replace(w, dynamic=True) if "{}" in w.text else w for w in words[start:i])
+        argv = tuple(w._replace(dynamic=True) if "{}" in w.text else w for w in words[start:i])
         inner.append(
             Invocation(argv, inv.assignments, writes=inv.writes, via=inv.via + (f"find {action}",))
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,94 @@ def test_kubectl_path_does_not_import_click() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+PLAIN_CHECKS = [
+    ["check", "kubectl get pods -n dev"],
+    ["check", "--json", "kubectl delete ns prod"],
+    ["check", "kubectl exec -it web -- sh", "--json"],
+    ["check", "--", "-n dev get pods"],
+    ["check", "--json", "--", "kubectl get secret x -o yaml"],
+    ["check", "--rules", "{rules}", "kubectl exec web -- ls"],
+    ["check", "--rules={rules}", "--json", "kubectl exec web -- ls"],
+]
+
+
+@pytest.mark.parametrize("words", PLAIN_CHECKS)
+def test_plain_check_spellings_answer_exactly_as_click_does(
+    words: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `check` in these spellings skips click; `--traceback` first routes the same words
+    # through click: both must print the same answer and exit the same way
+    rules = tmp_path / "mine.yaml"
+    rules.write_text(
+        "rules:\n- id: no-exec\n  action: deny\n  reason: no exec here\n  match: exec\n"
+    )
+    args = [w.format(rules=rules) for w in words]
+    from guardctl.main import _plain_check
+
+    assert _plain_check(args[1:]) is not None
+    fast = run(args, capsys)
+    assert run(["--traceback", *args], capsys) == fast
+    assert fast[1]
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["check"],
+        ["check", "a", "b"],
+        ["check", "--batch", "kubectl get pods"],
+        ["check", "--bogus", "kubectl get pods"],
+        ["check", "--", "a", "b"],
+    ],
+)
+def test_other_check_spellings_go_to_click_for_its_usage_error(
+    words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from guardctl.main import _plain_check
+
+    assert _plain_check(words[1:]) is None
+    code, _, err = run(words, capsys)
+    assert code == ExitStatus.USAGE
+    assert "Usage: guardctl check" in err
+
+
+def test_rules_option_needs_a_value(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["check", "--rules"], capsys)
+    assert (code, err.splitlines()[-1]) == (
+        ExitStatus.USAGE, "Error: Option '--rules' requires an argument."
+    )
+    # an empty value would silently mean the current folder
+    for args in (["check", "--rules=", "kubectl get pods"], ["rules", "list", "--rules", ""]):
+        code, out, err = run(args, capsys)
+        assert (code, out) == (ExitStatus.USAGE, "")
+        assert err == "guardctl: --rules needs a rules file or folder, not an empty string\n"
+
+
+def test_batch_check_skips_click_and_answers_like_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stdin = '{"line": "kubectl delete ns prod", "id": 1}\n{"line": "kubectl get pods"}\n'
+    fast = run(["check", "--batch"], capsys, stdin, monkeypatch)
+    assert run(["--traceback", "check", "--batch"], capsys, stdin, monkeypatch) == fast
+    assert [json.loads(line)["decision"] for line in fast[1].splitlines()] == ["deny", "allow"]
+
+
+def test_check_path_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
+    # an agent's hook runs `guardctl check` for every line: none of these heavy modules
+    # (yaml neither, once the rules are cached by the first run)
+    code = (
+        "import sys; from guardctl.main import main; main(['check', 'kubectl get pods']); "
+        "print(sorted({'click', 'keyring', 'rich', 'pexpect', 'yaml', 'dataclasses'}"
+        " & set(sys.modules)))"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    first, second = (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+        )
+        for _ in range(2)
+    )
+    assert first.stdout.splitlines()[-1] == "['yaml']", first.stderr
+    assert second.stdout.splitlines()[-1] == "[]", second.stderr

@@ -9,7 +9,7 @@ import pytest
 from guardctl.bundled import bundled_rules_dir
 from guardctl.errors import RuleError
 from guardctl.model import Action
-from guardctl.rules import load_rules, parse_pattern, parse_rules
+from guardctl.rules import load_rules, parse_pattern, parse_rules, rule_files
 
 GOOD = """
 rules:
@@ -170,3 +170,22 @@ def test_a_broken_cache_is_ignored(tmp_path: Path) -> None:
     for cached in cache.glob("rules-*.json"):
         cached.write_text("{not json")
     assert load_rules([bundled_rules_dir()], cache_dir=cache) == parsed
+
+
+def test_a_cache_file_made_from_other_files_is_never_served(tmp_path: Path) -> None:
+    # the cache file name is a short checksum of the stamps: a colliding name (here: the
+    # cache of the bundled rules copied over the name another rule set would use) must
+    # be parsed again, because the stamps stored inside do not match
+    from guardctl import stampcache
+
+    cache = tmp_path / "cache"
+    user = tmp_path / "mine.yaml"
+    user.write_text(GOOD)
+    load_rules([bundled_rules_dir()], cache_dir=cache)
+    (bundled_cache,) = cache.glob("rules-*.json")
+    stamped = stampcache.stamps(rule_files([bundled_rules_dir(), user]))
+    assert stamped is not None
+    bundled_cache.replace(stampcache.cache_file(cache, "rules", stamped))
+    loaded = load_rules([bundled_rules_dir(), user], cache_dir=cache)
+    assert "no-exec" in {r.id for r in loaded.rules}
+    assert loaded == load_rules([bundled_rules_dir(), user])
