@@ -1,7 +1,5 @@
 """Orchestration: the path of one line through parse, rules and policy. No click here."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,7 +30,7 @@ class Checker(NamedTuple):
     context: PolicyContext
 
     @classmethod
-    def load(cls, env: Environment, extra_rules: tuple[str, ...] = ()) -> Checker:
+    def load(cls, env: Environment, extra_rules: tuple[str, ...] = ()) -> "Checker":
         ruleset = load_rules(env.rule_paths(extra_rules), cache_dir=env.cache_dir)
         return cls(ruleset=ruleset, context=env.policy_context())
 
@@ -145,7 +143,7 @@ def lint(env: Environment, paths: tuple[str, ...]) -> LintResult:
     return LintResult(summary=summary, failures=tuple(failures))
 
 
-def test_cases_file(checker: Checker, path: str) -> tuple[int, list[Failure]]:
+def test_cases_file(checker: Checker, path: str) -> tuple[int, list["Failure"]]:
     """(number passed, failures) for one YAML or .cases file of expected decisions."""
     from guardctl.ruletests import parse_cases, run_cases
 

@@ -11,8 +11,6 @@ root, whose flags are kubectl's global flags.
     'create namespace'
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping
 from functools import cache

@@ -34,8 +34,6 @@ Decisions the risk names encode (rules can only name these, so they are spelled 
 The tables behind these checks live in `guardctl/data/manifests.json`.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Callable, Iterator, Mapping
 from itertools import islice

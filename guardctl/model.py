@@ -8,8 +8,6 @@ The parser produces `ParsedLine`, the normalizer turns each kubectl `SimpleComma
 `Decision`.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType

@@ -17,8 +17,6 @@ important flag value; an unknown verb, type or flag; words xargs appends) become
 problem, so the policy never allows it without a human. `normalize` never raises.
 """
 
-from __future__ import annotations
-
 import json
 import posixpath
 import re

@@ -22,8 +22,6 @@ Fast path: a line of plain words and simple quotes is split with `shlex` and bas
 to import) is not loaded; both paths share the unwrapping code and give the same result.
 """
 
-from __future__ import annotations
-
 import re
 import shlex
 from collections.abc import Iterator, Sequence
@@ -100,7 +98,7 @@ class _Scope(NamedTuple):
     writes: tuple[str, ...] = ()
     assignments: tuple[tuple[str, str], ...] = ()
 
-    def nested(self, label: str) -> _Scope:
+    def nested(self, label: str) -> "_Scope":
         """For `$(...)` and `<(...)`: their output goes to the word, not to our redirects."""
         return self._replace(via=self.via + (label,), writes=())
 

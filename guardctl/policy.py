@@ -11,8 +11,6 @@ Precedence, in this order:
 4. With no matching rule and nothing misunderstood, a command is allowed.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Callable, Iterable
 from fnmatch import translate

@@ -11,8 +11,6 @@ order: core first. kubectl prefers the first group that knows a name, so `events
     'namespaces'
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterator
 from functools import cache

@@ -10,8 +10,6 @@ Later files replace earlier rules of the same id, so a user can tighten or loose
 default rule without copying the whole policy; `disabled: true` removes it.
 """
 
-from __future__ import annotations
-
 import shlex
 from collections.abc import Iterable, Sequence
 from functools import cache
@@ -65,7 +63,7 @@ class Match(NamedTuple):
     kubectl_only: bool = False
 
     @classmethod
-    def of(cls, **values: Any) -> Match:
+    def of(cls, **values: Any) -> "Match":
         keys = tuple(k for k in cls._fields if k in MATCH_KEYS and values.get(k) not in ((), None))
         return cls(**values, keys=keys, kubectl_only=any(k in KUBECTL_KEYS for k in keys))
 
@@ -90,7 +88,7 @@ class Rule(NamedTuple):
     kubectl_only: bool = False
 
     @classmethod
-    def of(cls, **values: Any) -> Rule:
+    def of(cls, **values: Any) -> "Rule":
         match: tuple[Match, ...] = values["match"]
         return cls(
             **values,

@@ -9,8 +9,6 @@ Two formats, both read by `guardctl rules test FILE` and by our own test suite:
   annotation; other `#` comments and blank lines are skipped.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple

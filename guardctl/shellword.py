@@ -6,8 +6,6 @@ here-document bodies, rejects `$((...))`, `time` and quoted here-document delimi
 module does those parts itself, on the raw source text of each word. Pure: stdlib only.
 """
 
-from __future__ import annotations
-
 import re
 from typing import NamedTuple
 

@@ -7,8 +7,6 @@ shell string to parse as a line, or nothing. Anything it cannot read (an unknown
 option only known at run time) is a problem: guardctl then cannot tell which command runs.
 """
 
-from __future__ import annotations
-
 import json
 import shlex
 from collections.abc import Mapping
