@@ -28,3 +28,11 @@ class UnsafeError(GuardError):
     """guardctl cannot run the command safely (credentials, keyring, kubectl missing)."""
 
     exit_status = ExitStatus.UNSAFE
+
+
+class DeadlineExceeded(BaseException):
+    """Raised inside a `deadline` block when its time is up.
+
+    A BaseException, like KeyboardInterrupt: the code being bounded may well catch
+    Exception, and must not swallow its own deadline.
+    """

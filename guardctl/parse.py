@@ -27,6 +27,7 @@ import shlex
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from guardctl.errors import DeadlineExceeded
 from guardctl.model import ParsedLine, SimpleCommand
 from guardctl.shellword import (
     Prepared,
@@ -37,7 +38,6 @@ from guardctl.shellword import (
     has_expansion,
     prepare,
 )
-from guardctl.signals import DeadlineExceeded, deadline
 from guardctl.wrappers import Invocation, Script, default_table, unwrap
 
 if TYPE_CHECKING:
@@ -147,6 +147,8 @@ class _State:
         if prepared.empty:
             return
         import bashlex  # lazily: importing it costs ~100 ms, the fast path does without
+
+        from guardctl.signals import deadline
 
         # bashlex has been seen to loop, growing without bound, on rare garbage lines; the
         # first (outermost) call bounds the whole line, nested shells included

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from guardctl.errors import DeadlineExceeded
+
 Handler = Callable[[int, "FrameType | None"], Any]
 
 
@@ -30,14 +32,6 @@ def signal_handlers(handlers: Mapping[int, Handler]) -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
-
-
-class DeadlineExceeded(BaseException):
-    """Raised inside a `deadline` block when its time is up.
-
-    A BaseException, like KeyboardInterrupt: the code being bounded may well catch
-    Exception, and must not swallow its own deadline.
-    """
 
 
 @contextmanager

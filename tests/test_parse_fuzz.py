@@ -153,7 +153,8 @@ def test_the_deadline_nests_inside_an_outer_timer() -> None:
     # nor be lost: it is re-armed afterwards with the time it had left
     import signal
 
-    from guardctl.signals import DeadlineExceeded, deadline
+    from guardctl.errors import DeadlineExceeded
+    from guardctl.signals import deadline
 
     fired: list[int] = []
     previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
