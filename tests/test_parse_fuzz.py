@@ -111,6 +111,21 @@ def test_fast_path_equals_bashlex(line: str) -> None:
     _check(fast, line)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab =-'\"\t\u00a0\u3000\x0b$;é"), max_size=24))
+def test_fast_split_is_shlex_split(line: str) -> None:
+    # the fast path splits by regex; where it answers, shlex (POSIX rules) must agree, and
+    # a line shlex cannot split (an unbalanced quote) never takes the fast path
+    words = _simple_words(line)
+    try:
+        expected = shlex.split(line)
+    except ValueError:
+        assert words is None
+        return
+    if words is not None:
+        assert words == expected
+
+
 def test_a_parse_that_runs_too_long_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     # bashlex has been seen to loop on rare garbage; whatever the cause, the line is bounded
     import bashlex
