@@ -156,11 +156,15 @@ def decide_command(
 
 
 def _may_apply(rule: Rule, facts: Facts) -> bool:
-    """A cheap pre-check: rules about kubectl skip other programs, verb rules other verbs."""
+    """A cheap pre-check: rules about kubectl skip other programs, verb rules other verbs,
+    flag rules calls without their flags."""
     if facts.call is None:
         return not rule.kubectl_only
     heads = rule.verb_heads
-    return heads is None or facts.verb[:1] == () or facts.verb[0] in heads
+    if heads is not None and facts.verb and facts.verb[0] not in heads:
+        return False
+    given = facts.call.flags.keys()
+    return rule.flag_needs is None or any(needs <= given for needs in rule.flag_needs)
 
 
 def match_rule(rule: Rule, facts: Facts, context: PolicyContext) -> RuleHit | None:

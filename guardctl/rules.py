@@ -85,6 +85,8 @@ class Rule(NamedTuple):
     # rule for a call it cannot match without evaluating it (many rules, many lines):
     # first words of the verbs every alternative requires, None when one requires none
     verb_heads: frozenset[str] | None = None
+    # per alternative, the flags it requires set; None when one requires no flag
+    flag_needs: tuple[frozenset[str], ...] | None = None
     kubectl_only: bool = False
 
     @classmethod
@@ -93,11 +95,18 @@ class Rule(NamedTuple):
         return cls(
             **values,
             verb_heads=_verb_heads(match),
+            flag_needs=_flag_needs(match),
             kubectl_only=all(alternative.kubectl_only for alternative in match),
         )
 
 
-_DERIVED = frozenset({"keys", "kubectl_only", "verb_heads"})
+_DERIVED = frozenset({"keys", "kubectl_only", "verb_heads", "flag_needs"})
+
+
+def _flag_needs(match: tuple[Match, ...]) -> tuple[frozenset[str], ...] | None:
+    if not all(alternative.flags for alternative in match):
+        return None
+    return tuple(frozenset(f.name for f in alternative.flags) for alternative in match)
 
 
 def _verb_heads(match: tuple[Match, ...]) -> frozenset[str] | None:

@@ -147,3 +147,32 @@ def test_heredoc_manifest_is_inspected() -> None:
         "kubectl delete -f - <<EOF\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\nEOF\n"
     )
     assert check(line) == (Action.DENY, {"no-delete-ns"})
+
+
+def test_the_rule_pre_check_never_skips_a_rule_that_would_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the policy skips rules whose verbs or required flags a call lacks, without evaluating
+    # them; over every corpus line and every default rule, a skipped rule must not match
+    from guardctl.bundled import bundled_rules_dir
+    from guardctl.policy import _may_apply, gather_facts, match_rule
+    from guardctl.rules import load_rules
+
+    corpus = Path(__file__).resolve().parent / "corpus"
+    monkeypatch.chdir(corpus)  # the lines' `-f` files are relative to it
+    rules = load_rules([bundled_rules_dir()]).rules
+    context = PolicyContext(
+        protected_paths=("/home/u/.config/guardctl",), cluster_hosts=("10.0.0.1",)
+    )
+    skipped = 0
+    for path in sorted(corpus.glob("*.cases")):
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            for cmd in parse(line).commands:
+                facts = gather_facts(cmd)
+                for rule in rules:
+                    if not _may_apply(rule, facts):
+                        skipped += 1
+                        assert match_rule(rule, facts, context) is None, (line, rule.id)
+    assert skipped > 1000  # the check above ran on many skipped rules
