@@ -21,8 +21,6 @@ request on every exit path (answer, timeout, Ctrl-C, SIGTERM, SIGHUP); one kille
 leaves a request whose pid is dead, which `sweep()` removes and `answer()` refuses.
 """
 
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import json
@@ -33,10 +31,9 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from guardctl.atomic import write_atomic
 from guardctl.audit import Approver, iso_time
@@ -63,8 +60,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     approved: bool
     approver: Approver | None
     # the human's reason when declined; "timed out after N s"; "approved once"/"window until …"
@@ -72,16 +68,14 @@ class Outcome:
     how: str  # "inline" | "queue" | "window" | "timeout"
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """One (rule, namespace) pair: what a window covers, on one cluster."""
 
     rule: str
     namespace: str
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """Everything a human needs to decide, and what ties an answer to this one request."""
 
     id: str
@@ -104,7 +98,7 @@ class Request:
     diff: str | None  # None: not a verb with a diff
 
     def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in vars(self).items() if k != "scopes"}
+        data = {k: v for k, v in self._asdict().items() if k != "scopes"}
         data["scopes"] = [[s.rule, s.namespace] for s in self.scopes]
         return data
 

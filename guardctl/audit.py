@@ -22,8 +22,6 @@ middle of the log, not someone who rewrites the whole chain from some record on,
 records removed from the end at a line boundary (that needs an anchor kept elsewhere).
 """
 
-from __future__ import annotations
-
 import fcntl
 import hashlib
 import json
@@ -33,17 +31,18 @@ import re
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl import recorder
+from guardctl.bundled import data_text
 from guardctl.errors import UnsafeError
 from guardctl.mask import mask_text, placeholder
 from guardctl.model import Decision
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 LOG_NAME = "audit.jsonl"
 GENESIS = "0" * 64
@@ -76,15 +75,14 @@ def record_hash(record: Mapping[str, object]) -> str:
 # --------------------------------------------------------------------------- masking
 
 
-@dataclass(frozen=True)
-class _SecretFlag:
+class _SecretFlag(NamedTuple):
     name: str
     keep_key: bool
 
 
 @lru_cache(maxsize=1)
 def _secret_flags() -> dict[str, _SecretFlag]:
-    raw = json.loads(resources.files("guardctl.data").joinpath("secret_flags.json").read_text())
+    raw = json.loads(data_text("secret_flags.json"))
     flags = (_SecretFlag(f["name"], bool(f["keep_key"])) for f in raw["flags"])
     return {f.name: f for f in flags}
 
@@ -151,8 +149,7 @@ def mask_line(line: str, argv: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- writing
 
 
-@dataclass(frozen=True)
-class Approver:
+class Approver(NamedTuple):
     user: str
     tty: str | None
     at: float  # seconds since the epoch
@@ -161,8 +158,7 @@ class Approver:
         return {"user": self.user, "tty": self.tty, "at": iso_time(self.at)}
 
 
-@dataclass(frozen=True)
-class Handle:
+class Handle(NamedTuple):
     """What `finish` needs of a started record."""
 
     hash: str
@@ -171,8 +167,10 @@ class Handle:
 
 
 def iso_time(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC with milliseconds, `2026-01-01T12:00:00.123Z` (as datetime's isoformat would write
+    it; without importing datetime on every run)."""
+    whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros // 1000:03d}Z"
 
 
 def _user() -> str:
@@ -303,6 +301,10 @@ class AuditLog:
         written = 0
         while written < len(data):
             written += os.write(fd, data[written:])
+        # Once write() returns, a crash of guardctl loses nothing; fsync also keeps the record
+        # through a power loss or kernel crash, which the command's effect on the cluster
+        # survives too. It is kept for "started" as well: an appended line costs one journal
+        # commit (about 0.1 ms on the ext4 SSD we measure on), far below a kubectl call.
         os.fsync(fd)
         return str(record["hash"])
 
@@ -367,8 +369,7 @@ def records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 # --------------------------------------------------------------------------- verifying
 
 
-@dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(NamedTuple):
     ok: bool
     first_bad_index: int | None  # 0-based line index of the first bad record
     message: str
@@ -387,17 +388,20 @@ class _Bad(Exception):
 _CAST_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
 
 
-@dataclass
 class _Chain:
     """Verification state, fed one line at a time."""
 
-    cast_root: Path
-    prev: str = GENESIS
-    count: int = 0
-    unreadable: int | None = None  # index of a non-JSON line not yet shown to be a torn write
-    open_starts: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    extents: dict[str, tuple[int, int]] = field(default_factory=dict)  # file -> (size, index)
-    pending: dict[str, tuple[int, int]] = field(default_factory=dict)  # file -> (offset, index)
+    __slots__ = ("cast_root", "prev", "count", "unreadable", "open_starts", "extents", "pending")
+
+    def __init__(self, cast_root: Path) -> None:
+        self.cast_root = cast_root
+        self.prev = GENESIS
+        self.count = 0
+        # index of a non-JSON line not yet shown to be a torn write
+        self.unreadable: int | None = None
+        self.open_starts: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.extents: dict[str, tuple[int, int]] = {}  # file -> (size, index)
+        self.pending: dict[str, tuple[int, int]] = {}  # file -> (offset, index)
 
     def line(self, index: int, raw: bytes) -> None:
         record = _parse(raw)
@@ -531,9 +535,11 @@ def _complete(row: dict[str, Any], record: Mapping[str, Any]) -> None:
     row["cast"] = record.get("cast") or row["cast"]
 
 
-def _since_ok(row: Mapping[str, Any], since: datetime | None) -> bool:
+def _since_ok(row: Mapping[str, Any], since: "datetime | None") -> bool:
     if since is None:
         return True
+    from datetime import datetime, timezone
+
     try:
         when = datetime.fromisoformat(str(row["time"]).replace("Z", "+00:00"))
     except ValueError:
@@ -543,7 +549,7 @@ def _since_ok(row: Mapping[str, Any], since: datetime | None) -> bool:
 
 def sessions(
     path: Path,
-    since: datetime | None = None,
+    since: "datetime | None" = None,
     decision: str | None = None,
     session: str | None = None,
 ) -> list[dict[str, Any]]:

@@ -20,14 +20,11 @@ Several invocations of one session append to one cast; `resume_time` says where 
 invocation's clock starts so that times never go backwards.
 """
 
-from __future__ import annotations
-
 import codecs
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from guardctl.model import Decision
 
@@ -41,8 +38,7 @@ class CastError(ValueError):
     """Text that is not a well-formed asciicast v2 header or event."""
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     time: float
     code: str
     data: str
@@ -252,7 +248,7 @@ class Writer:
         for decoder in self._decoders.values():
             self._emit_output(decoder.decode(b"", final=True))
 
-    def __enter__(self) -> Writer:
+    def __enter__(self) -> "Writer":
         return self
 
     def __exit__(

@@ -4,16 +4,13 @@ The MCP server and `guardctl demo` run guardctl this way so every command takes 
 the command line's path (decide, record, approve, credentials, run, mask).
 """
 
-from __future__ import annotations
-
 import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from guardctl.status import exit_for_child
 
@@ -25,8 +22,7 @@ STOP_GRACE_SECONDS = 15.0
 TRUNCATED = "\n[guardctl: output cut at {limit} bytes]\n"
 
 
-@dataclass(frozen=True)
-class RunResult:
+class RunResult(NamedTuple):
     stdout: str
     stderr: str
     exit_code: int

@@ -3,19 +3,18 @@
 The file (`$GUARDCTL_CONFIG`, default `$XDG_CONFIG_HOME/guardctl/config.yaml`) never holds a
 secret: the credential itself is in the OS keyring under `keyring-service`. Everything here
 is safe to show, back up or paste into an issue.
-"""
 
-from __future__ import annotations
+The file is YAML because people edit it. A run reads its JSON copy in the cache folder
+instead (`stampcache`, as for the rules): importing and running a YAML parser on every agent
+command would cost more than the rest of reading the file.
+"""
 
 import os
 import re
-from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import yaml
-
-from guardctl.atomic import write_atomic
+from guardctl import stampcache
 from guardctl.errors import UsageError
 
 CREDENTIAL_KINDS = ("token", "client-certificate", "exec")
@@ -27,6 +26,7 @@ MIN_TTL_SECONDS = 600
 _TTL = re.compile(r"(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
 # a Kubernetes object name (DNS-1123 subdomain)
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+CACHE_PREFIX = "config"
 
 
 def ttl_seconds(ttl: str) -> int:
@@ -48,9 +48,11 @@ def split_service_account(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-@dataclass(frozen=True)
-class Config:
-    """What `guardctl creds import` recorded. Field names map to YAML keys with `-` for `_`."""
+class Config(NamedTuple):
+    """What `guardctl creds import` recorded. Field names map to YAML keys with `-` for `_`.
+
+    Build one with `Config.of`, which checks the values.
+    """
 
     context: str  # the kubeconfig context the credential came from
     cluster: str
@@ -63,12 +65,16 @@ class Config:
     token_ttl: str = DEFAULT_TTL
     keyring_service: str = DEFAULT_KEYRING_SERVICE
 
-    def __post_init__(self) -> None:
-        split_service_account(self.service_account)
-        ttl_seconds(self.token_ttl)
-        if self.credential not in CREDENTIAL_KINDS:
+    @classmethod
+    def of(cls, **values: str) -> "Config":
+        """A checked Config; UsageError names the first bad value."""
+        config = cls(**values)
+        split_service_account(config.service_account)
+        ttl_seconds(config.token_ttl)
+        if config.credential not in CREDENTIAL_KINDS:
             kinds = ", ".join(CREDENTIAL_KINDS)
-            raise UsageError(f"credential kind {self.credential!r} is not one of {kinds}")
+            raise UsageError(f"credential kind {config.credential!r} is not one of {kinds}")
+        return config
 
     @property
     def sa_namespace(self) -> str:
@@ -87,8 +93,8 @@ def _key(field_name: str) -> str:
     return field_name.replace("_", "-")
 
 
-_FIELDS = {_key(f.name): f for f in fields(Config)}
-_REQUIRED = [key for key, f in _FIELDS.items() if f.default is MISSING]
+_FIELDS = {_key(name): name for name in Config._fields}
+_REQUIRED = [key for key, name in _FIELDS.items() if name not in Config._field_defaults]
 
 
 def _from_mapping(path: Path, data: Any) -> Config:
@@ -103,24 +109,53 @@ def _from_mapping(path: Path, data: Any) -> Config:
     if missing:
         raise UsageError(f"{path}: missing key {missing[0]!r}")
     try:
-        return Config(**{_FIELDS[key].name: value for key, value in data.items()})
+        return Config.of(**{_FIELDS[key]: value for key, value in data.items()})
     except UsageError as err:
         raise UsageError(f"{path}: {err}") from err
 
 
-def load_config(path: Path) -> Config | None:
-    """The configuration at `path`, or None when there is no such file."""
+def load_config(path: Path, cache_dir: Path | None = None) -> Config | None:
+    """The configuration at `path`, or None when there is no such file.
+
+    With `cache_dir`, the file's JSON copy there is read while the file is unchanged (see
+    `stampcache`); else the YAML is parsed and the copy written.
+    """
+    copy = _copy(path, cache_dir) if cache_dir is not None else None
+    if copy is not None:
+        cached = stampcache.read(*copy)
+        if cached is not None:
+            try:
+                return _from_mapping(path, cached)
+            except UsageError:
+                pass  # a damaged copy: the file itself decides
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {err}") from err
+    data = _parse_yaml(path, text)
+    config = _from_mapping(path, data)
+    if copy is not None:
+        stampcache.write(*copy, data, CACHE_PREFIX)
+    return config
+
+
+def _copy(path: Path, cache_dir: Path) -> tuple[Path, stampcache.Stamps] | None:
+    """Where the JSON copy of the file as it is now lives, with its stamps."""
+    stamped = stampcache.stamps([path])
+    if stamped is None:
+        return None
+    return stampcache.cache_file(cache_dir, CACHE_PREFIX, stamped), stamped
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise UsageError(f"{path}: not valid YAML: {err}".splitlines()[0]) from err
-    return _from_mapping(path, data)
 
 
 def save_config(path: Path, config: Config) -> None:
@@ -128,5 +163,9 @@ def save_config(path: Path, config: Config) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkdir's mode is masked by umask and ignored for an existing folder; the folder is ours
     os.chmod(path.parent, 0o700)
-    data = {_key(f.name): getattr(config, f.name) for f in fields(Config)}
+    import yaml
+
+    from guardctl.atomic import write_atomic
+
+    data = {_key(name): value for name, value in config._asdict().items()}
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))

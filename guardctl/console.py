@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -71,16 +70,19 @@ def run_console(env: Environment, *, clock: Callable[[], float] = time.time) -> 
         return screen.run()
 
 
-@dataclass
 class _Screen:
-    queue: Queue
-    state_dir: Path
-    keys: Keys
-    console: Console
-    clock: Callable[[], float]
-    tty: str | None
-    selected: str | None = None  # the selected request's id
-    message: str = ""
+    __slots__ = ("queue", "state_dir", "keys", "console", "clock", "tty", "selected", "message")
+
+    def __init__(self, queue: Queue, state_dir: Path, keys: Keys, console: Console,
+                 clock: Callable[[], float], tty: str | None) -> None:
+        self.queue = queue
+        self.state_dir = state_dir
+        self.keys = keys
+        self.console = console
+        self.clock = clock
+        self.tty = tty
+        self.selected: str | None = None  # the selected request's id
+        self.message = ""
 
     def run(self) -> int:
         start = self.clock()

@@ -6,7 +6,9 @@ in the config file, which holds no secret. Before each kubectl run `mint_token` 
 API server for a short-lived ServiceAccount token (TokenRequest), by running the real
 kubectl with a private kubeconfig that holds the stored credential for a moment; so
 client certificates and exec plugins work without guardctl speaking TLS client auth.
-The minted token is cached in the keyring too, never in a file.
+The minted token is cached in the keyring too, never in a file, and in front of that in the
+kernel keyring (`tokencache`): a run that finds a reusable token there does not import
+`keyring` at all, nor read the long-lived credential.
 
 No function here prints, logs or puts a credential or token into an error message.
 """
@@ -16,28 +18,22 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import keyring
-import keyring.errors
-import yaml
-from keyring.backend import KeyringBackend
-
+from guardctl import tokencache
 from guardctl.config import Config, load_config, save_config
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError, UsageError
-from guardctl.kubeconfig import child_environ, private_kubeconfig
-from guardctl.runner import NOT_FOUND, find_kubectl
+from guardctl.tokencache import Token
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 Clock = Callable[[], float]
-# a cached token is reused while at least this share of its life is left
-REFRESH_FRACTION = 0.2
+_T = TypeVar("_T")
 MINT_TIMEOUT_SECONDS = 60
 # credential and CA files are small; a bigger one is the wrong file
 MAX_FILE_BYTES = 1024 * 1024
@@ -69,25 +65,14 @@ def _import_hint(config: Config | None) -> str:
     return f"`guardctl creds import --service-account {account}`"
 
 
-@dataclass(frozen=True)
-class Token:
-    """A minted ServiceAccount token; times are seconds since the epoch on guardctl's clock."""
-
-    value: str = field(repr=False)
-    expires_at: float
-    issued_at: float
-
-    def fresh(self, now: float) -> bool:
-        """At least REFRESH_FRACTION of the token's life is left (and the clock did not go back)."""
-        life = self.expires_at - self.issued_at
-        left = self.expires_at - now
-        return life > 0 and self.issued_at <= now and left >= REFRESH_FRACTION * life
-
-
 # --------------------------------------------------------------------------- keyring
+# `keyring` is imported only here, when a run must reach the OS keyring: its import alone
+# costs more than a kubectl call.
 
 
 def _keyring_error(err: Exception) -> UnsafeError:
+    import keyring.errors
+
     if isinstance(err, keyring.errors.KeyringLocked):
         return UnsafeError("the keyring is locked: unlock it (log in to your desktop) and retry")
     if isinstance(err, (keyring.errors.NoKeyringError, keyring.errors.InitError)):
@@ -96,6 +81,16 @@ def _keyring_error(err: Exception) -> UnsafeError:
         )
     # the exception's text is not shown: a backend could echo what it was given
     return UnsafeError(f"the keyring failed ({type(err).__name__}): see `guardctl creds status`")
+
+
+def _keyring_call(call: Callable[[], _T]) -> _T:
+    """`call()`, with keyring errors turned into one-line UnsafeErrors."""
+    import keyring.errors
+
+    try:
+        return call()
+    except (keyring.errors.KeyringError, OSError) as err:
+        raise _keyring_error(err) from err
 
 
 class Vault:
@@ -111,30 +106,20 @@ class Vault:
     @property
     def backend(self) -> KeyringBackend:
         if self._backend is None:
-            try:
-                self._backend = keyring.get_keyring()
-            except (keyring.errors.KeyringError, OSError) as err:
-                raise _keyring_error(err) from err
+            import keyring
+
+            self._backend = _keyring_call(keyring.get_keyring)
         return self._backend
 
     def get(self, name: str) -> str | None:
-        try:
-            return self.backend.get_password(self.service, name)
-        except (keyring.errors.KeyringError, OSError) as err:
-            raise _keyring_error(err) from err
+        return _keyring_call(lambda: self.backend.get_password(self.service, name))
 
     def set(self, name: str, value: str) -> None:
-        try:
-            self.backend.set_password(self.service, name, value)
-        except (keyring.errors.KeyringError, OSError) as err:
-            raise _keyring_error(err) from err
+        _keyring_call(lambda: self.backend.set_password(self.service, name, value))
 
     def delete(self, name: str) -> None:
-        try:
-            if self.backend.get_password(self.service, name) is not None:
-                self.backend.delete_password(self.service, name)
-        except (keyring.errors.KeyringError, OSError) as err:
-            raise _keyring_error(err) from err
+        if self.get(name) is not None:
+            _keyring_call(lambda: self.backend.delete_password(self.service, name))
 
 
 def credential_entry(config: Config) -> str:
@@ -255,6 +240,8 @@ def _load_kubeconfig(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"cannot read kubeconfig {path}: {err}") from err
+    import yaml
+
     try:
         return _mapping(yaml.safe_load(text), str(path))
     except yaml.YAMLError as err:
@@ -283,7 +270,7 @@ def import_credentials(
                                       f"{path}: cluster {cluster_name!r}")
     kind, stanza = _user_stanza(_named(doc, "users", user_name, path), path.parent,
                                 f"{path}: user {user_name!r}")
-    config = Config(
+    config = Config.of(
         context=context_name, cluster=cluster_name, user=user_name, server=server,
         certificate_authority_data=ca_data, namespace=str(ctx.get("namespace") or ""),
         service_account=service_account, credential=kind, token_ttl=ttl,
@@ -292,6 +279,9 @@ def import_credentials(
     vault.set(credential_entry(config), json.dumps(stanza))
     vault.delete(token_entry(config))
     save_config(env.config_path, config)
+    fast = kernel_cache(env, config)
+    if fast is not None:
+        fast.drop()
     return config
 
 
@@ -313,7 +303,7 @@ def import_advice(config: Config, kubeconfig: str | None, env: Environment) -> l
 
 def require_config(env: Environment) -> Config:
     """The config, or the one-line UnsafeError telling the user to import a credential."""
-    config = load_config(env.config_path)
+    config = load_config(env.config_path, env.cache_dir)
     if config is None:
         raise UnsafeError(f"no credentials: run {_import_hint(None)}")
     return config
@@ -336,29 +326,32 @@ def load_credential(config: Config, backend: KeyringBackend | None = None) -> di
     return stanza
 
 
-def _cached_token(vault: Vault, config: Config) -> Token | None:
-    """The cached token if it was minted for this server and ServiceAccount and is readable."""
-    raw = vault.get(token_entry(config))
-    try:
-        data = json.loads(raw) if raw else None
-        if (not isinstance(data, dict) or data.get("server") != config.server
-                or data.get("service_account") != config.service_account):
-            return None
-        return Token(str(data["token"]), float(data["expires_at"]), float(data["issued_at"]))
-    except (ValueError, KeyError, TypeError):
+def kernel_cache(env: Environment, config: Config) -> tokencache.KernelCache | None:
+    """This config's token in the kernel keyring; None where that cannot be used."""
+    keyring = tokencache.kernel_keyring()
+    if keyring is None:
         return None
+    name = tokencache.description(env.config_path, config)
+    return tokencache.KernelCache(keyring, name, config.server, config.service_account)
+
+
+def _cached_token(vault: Vault, config: Config) -> Token | None:
+    """The token cached in the OS keyring, if it was minted for this server and
+    ServiceAccount and is readable."""
+    return tokencache.decode(vault.get(token_entry(config)), config.server,
+                             config.service_account)
 
 
 def _store_token(vault: Vault, config: Config, token: Token) -> None:
-    vault.set(token_entry(config), json.dumps({
-        "token": token.value, "expires_at": token.expires_at, "issued_at": token.issued_at,
-        "server": config.server, "service_account": config.service_account,
-    }))
+    vault.set(token_entry(config),
+              tokencache.encode(token, config.server, config.service_account))
 
 
 def _timestamp(text: object) -> float | None:
     if not isinstance(text, str):
         return None
+    from datetime import datetime
+
     try:
         # Python 3.10's fromisoformat does not take the "Z" suffix
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -366,8 +359,10 @@ def _timestamp(text: object) -> float | None:
         return None
 
 
-def parse_token_request(output: bytes, issued_at: float, ttl_seconds: int) -> Token:
-    """The token in `kubectl create token -o json` output (a TokenRequest).
+def parse_token_request(output: bytes, issued_at: float, ttl_seconds: int,
+                        masks: tuple[str, ...]) -> Token:
+    """The token in `kubectl create token -o json` output (a TokenRequest); `masks` are the
+    secrets of the credential that minted it.
 
     The expiry is the earlier of what the server says and issue time + requested TTL, so a
     server clock ahead of ours never makes a token look fresher than it is.
@@ -382,7 +377,7 @@ def parse_token_request(output: bytes, issued_at: float, ttl_seconds: int) -> To
         raise UnsafeError("the API server returned an empty token")
     expires = issued_at + ttl_seconds
     server_expiry = _timestamp(status.get("expirationTimestamp"))
-    return Token(value, min(expires, server_expiry or expires), issued_at)
+    return Token(value, min(expires, server_expiry or expires), issued_at, masks)
 
 
 def _refusal(config: Config, stderr: bytes, secrets: list[str]) -> UnsafeError:
@@ -407,7 +402,13 @@ def _refusal(config: Config, stderr: bytes, secrets: list[str]) -> UnsafeError:
 
 def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
                    now: float) -> Token:
+    import subprocess
+
+    from guardctl.kubeconfig import child_environ, private_kubeconfig
+    from guardctl.runner import NOT_FOUND, find_kubectl
+
     kubectl = find_kubectl(env)
+    secrets = stanza_secrets(config.credential, stanza)
     with private_kubeconfig(env, config.server, config.certificate_authority_data, stanza,
                             config.namespace) as path:
         argv = [kubectl, "--kubeconfig", str(path), "create", "token", config.sa_name,
@@ -423,20 +424,29 @@ def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
             raise UnsafeError(f"kubectl create token got no answer in {MINT_TIMEOUT_SECONDS}s: "
                               f"check that {config.server} is reachable") from err
     if result.returncode != 0:
-        raise _refusal(config, result.stderr, _stanza_secrets(config.credential, stanza))
-    return parse_token_request(result.stdout, now, config.ttl_seconds)
+        raise _refusal(config, result.stderr, secrets)
+    return parse_token_request(result.stdout, now, config.ttl_seconds, tuple(secrets))
 
 
 def mint_token(env: Environment, config: Config, *, backend: KeyringBackend | None = None,
                clock: Clock = time.time) -> Token:
-    """A token for the agent's ServiceAccount: the cached one while fresh, else a new one."""
-    vault = _vault(config, backend)
+    """A token for the agent's ServiceAccount: the cached one while fresh, else a new one.
+
+    Looked for in the kernel keyring first (no `keyring` import, no long-lived credential
+    read), then in the OS keyring; a new token goes into both.
+    """
     now = clock()
-    cached = _cached_token(vault, config)
+    fast = kernel_cache(env, config)
+    cached = fast.load() if fast is not None else None
     if cached is not None and cached.fresh(now):
         return cached
-    token = _request_token(env, config, load_credential(config, backend), now)
-    _store_token(vault, config, token)
+    vault = _vault(config, backend)
+    token = _cached_token(vault, config)
+    if token is None or not token.fresh(now):
+        token = _request_token(env, config, load_credential(config, backend), now)
+        _store_token(vault, config, token)
+    if fast is not None:
+        fast.save(token, now)
     return token
 
 
@@ -451,7 +461,7 @@ def _pem_body_lines(data: str) -> list[str]:
     return [ln.strip() for ln in pem.splitlines() if ln.strip() and "-----" not in ln]
 
 
-def _stanza_secrets(kind: str, stanza: Mapping[str, Any]) -> list[str]:
+def stanza_secrets(kind: str, stanza: Mapping[str, Any]) -> list[str]:
     """The secret strings of a stored credential (the client certificate itself is public).
 
     For exec plugins only the values of `env` count: that is where plugins take secrets,
@@ -466,22 +476,20 @@ def _stanza_secrets(kind: str, stanza: Mapping[str, Any]) -> list[str]:
     return [str(e["value"]) for e in env_entries if isinstance(e, dict) and e.get("value")]
 
 
-def secret_values(config: Config, token: Token | None = None, *,
-                  backend: KeyringBackend | None = None) -> list[str]:
-    """Literal values the masker must hide: the minted token and the stored credential's secrets."""
-    values = [token.value] if token is not None else []
-    return values + _stanza_secrets(config.credential, load_credential(config, backend))
+def _describe_token(env: Environment, vault: Vault, config: Config, now: float) -> str:
+    from datetime import datetime
 
-
-def _describe_token(vault: Vault, config: Config, now: float) -> str:
-    cached = _cached_token(vault, config)
+    fast = kernel_cache(env, config)
+    cached, where = (fast.load() if fast is not None else None), "the kernel keyring"
+    if cached is None:
+        cached, where = _cached_token(vault, config), "the OS keyring"
     if cached is None:
         return "agent token: none cached (one is minted on the next run)"
     when = datetime.fromtimestamp(cached.expires_at).astimezone().isoformat(timespec="seconds")
     left = cached.expires_at - now
     state = "expired" if left <= 0 else f"{int(left // 60)}m left"
     refresh = "" if cached.fresh(now) else ", renewed on the next run"
-    return f"agent token: expires {when} ({state}{refresh})"
+    return f"agent token: expires {when} ({state}{refresh}), cached in {where}"
 
 
 def status(env: Environment, *, backend: KeyringBackend | None = None,
@@ -503,7 +511,7 @@ def status(env: Environment, *, backend: KeyringBackend | None = None,
         present = vault.get(credential_entry(config)) is not None
         lines.append(f"credential: {config.credential}, "
                      + ("present" if present else f"MISSING: run {_import_hint(config)}"))
-        lines.append(_describe_token(vault, config, clock()))
+        lines.append(_describe_token(env, vault, config, clock()))
     except UnsafeError as err:
         lines.append(f"keyring: {err}")
     return lines

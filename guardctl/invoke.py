@@ -4,14 +4,11 @@
 decision allows it and the audit record and cast could be written first.
 """
 
-from __future__ import annotations
-
 import os
 import shlex
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from guardctl.env import Environment
 from guardctl.model import Action, Decision, ParsedLine, SimpleCommand
@@ -22,8 +19,7 @@ from guardctl.status import ExitStatus
 MAX_STDIN_MANIFEST = 10 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     argv: tuple[str, ...]  # kubectl's words, without the program
     stdin_text: str | None  # a `-f -` manifest guardctl read from its stdin, if any
     stdin_state: str  # SimpleCommand.stdin_from for the decision
@@ -86,12 +82,14 @@ class _Recorded:
         return bytes(masked)
 
 
-@dataclass
 class _Outcome:
     """What one invocation ended with, for the completing audit record."""
 
-    code: int = ExitStatus.ERROR
-    approver: Any = None  # guardctl.audit.Approver when a human approved
+    __slots__ = ("code", "approver")
+
+    def __init__(self) -> None:
+        self.code: int = ExitStatus.ERROR
+        self.approver: Any = None  # guardctl.audit.Approver when a human approved
 
 
 def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
@@ -157,7 +155,7 @@ def _approved(
     from guardctl import approvals, cast
     from guardctl.config import load_config
 
-    config = load_config(env.config_path)
+    config = load_config(env.config_path, env.cache_dir)
     answer = approvals.request_approval(
         env,
         decision,
@@ -191,8 +189,7 @@ def _say(env: Environment, recording: Any, message: str) -> None:
     recording.output(message + "\n", "stderr")
 
 
-@dataclass(frozen=True)
-class _Cluster:
+class _Cluster(NamedTuple):
     """What running kubectl needs: its path, the minted token and the secrets to mask."""
 
     kubectl: str
@@ -216,7 +213,7 @@ def _cluster(env: Environment) -> _Cluster:
         ca_data=config.certificate_authority_data,
         token=token.value,
         namespace=config.namespace,
-        literals=tuple(creds.secret_values(config, token)),
+        literals=tuple(token.secrets()),
     )
 
 

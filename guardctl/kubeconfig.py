@@ -1,26 +1,26 @@
 """Private, short-lived kubeconfig files for one kubectl run.
 
 Each lives in its own 0700 folder named `guardctl-kubeconfig-<pid>-<random>` under
-`$XDG_RUNTIME_DIR` (a per-user tmpfs on most desktops) or the system temp folder. The
+`$XDG_RUNTIME_DIR` (a per-user tmpfs on most desktops), else `$TMPDIR`, else /tmp. The
 folder goes away when the `with` block ends, however it ends; a process killed outright
 (SIGKILL, power loss) leaves one behind, and `sweep_stale` removes it on the next run
 because its pid is no longer alive.
+
+The file is written as JSON, which kubectl reads as the YAML subset it is (no YAML emitter
+on the run path).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import signal
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
-
-import yaml
 
 from guardctl.env import Environment
 from guardctl.signals import Handler, signal_handlers
@@ -33,13 +33,24 @@ NAME = "guardctl"
 _FATAL_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # folders looked at per sweep, so a temp dir full of junk cannot stall a run
 MAX_SWEEP_ENTRIES = 10_000
+FALLBACK_TEMP_DIR = "/tmp"
 
 
 def _base_dirs(env: Environment) -> list[Path]:
-    """Where private folders go, preferred first: $XDG_RUNTIME_DIR if usable, then the temp dir."""
-    runtime = env.environ.get("XDG_RUNTIME_DIR", "")
-    bases = [Path(runtime)] if runtime and os.access(runtime, os.W_OK | os.X_OK) else []
-    return [*bases, Path(tempfile.gettempdir())]
+    """Where private folders go, preferred first: $XDG_RUNTIME_DIR, then $TMPDIR (each if it is
+    an absolute path we may write to), then /tmp. (Not `tempfile`: importing it costs more
+    than choosing a folder.)"""
+    named = (env.environ.get(name, "") for name in ("XDG_RUNTIME_DIR", "TMPDIR"))
+    usable = [Path(d) for d in named if os.path.isabs(d) and os.access(d, os.W_OK | os.X_OK)]
+    return [*usable, Path(FALLBACK_TEMP_DIR)]
+
+
+def _private_folder(base: Path) -> Path:
+    """A new 0700 folder `guardctl-kubeconfig-<pid>-<random>` in `base` (as tempfile.mkdtemp
+    makes it: an existing name, planted or not, is an error, never reused)."""
+    folder = base / f"{PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
+    folder.mkdir(mode=0o700)
+    return folder
 
 
 def render(server: str, ca_data: str, user: Mapping[str, Any], namespace: str) -> dict[str, Any]:
@@ -83,15 +94,15 @@ def private_kubeconfig(
 ) -> Iterator[Path]:
     """A 0600 kubeconfig holding `user` (a kubeconfig user stanza) in a fresh 0700 folder."""
     with _fatal_signals_exit():
-        folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=_base_dirs(env)[0]))
+        folder = _private_folder(_base_dirs(env)[0])
         try:
             path = folder / FILENAME
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                yaml.safe_dump(render(server, ca_data, user, namespace), handle, sort_keys=False)
+                json.dump(render(server, ca_data, user, namespace), handle, indent=1)
             yield path
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove(folder)
 
 
 @contextmanager
@@ -105,6 +116,21 @@ def temp_kubeconfig(
     """
     with private_kubeconfig(env, server, ca_data, {"token": token}, namespace) as path:
         yield path
+
+
+def _remove(folder: Path) -> None:
+    """Remove a private folder, however much of it is left. It holds the kubeconfig and at
+    most a lock file kubectl puts beside it; anything else (a folder inside) goes through
+    shutil.rmtree, whose import (it probes for bz2 and lzma) a run need not pay."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                os.unlink(entry.path)  # a symlink itself, never its target
+        os.rmdir(folder)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def child_environ(environ: Mapping[str, str], kubeconfig: Path) -> dict[str, str]:
@@ -149,7 +175,7 @@ def sweep_stale(env: Environment) -> list[Path]:
         for entry in entries:
             pid = _owner_pid(entry)
             if pid is not None and pid != os.getpid() and not _pid_alive(pid):
-                shutil.rmtree(entry.path, ignore_errors=True)
+                _remove(Path(entry.path))
                 removed.append(Path(entry.path))
     return removed
 

@@ -14,8 +14,6 @@ names no file, and a stolen one only covers the commands already approved, once 
 writing into guardctl's state folder, which the self-protection rules deny.
 """
 
-from __future__ import annotations
-
 import contextlib
 import fcntl
 import hashlib
@@ -24,9 +22,8 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from guardctl.env import Environment
 from guardctl.model import Action, Decision
@@ -39,8 +36,7 @@ DEFAULT_TTL_SECONDS = 3600.0
 MAX_TOKEN_LENGTH = 256
 
 
-@dataclass(frozen=True)
-class Approved:
+class Approved(NamedTuple):
     """One command a human approved: kubectl's words (without the program) and its rule ids."""
 
     argv: tuple[str, ...]

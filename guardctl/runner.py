@@ -24,25 +24,27 @@ import os
 import selectors
 import signal
 import subprocess
-import termios
 import time
-import tty
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, BinaryIO, Protocol
-
-import pexpect
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
 from guardctl.signals import Handler, signal_handlers
 from guardctl.status import exit_for_child
 
+if TYPE_CHECKING:
+    import pexpect
+
 NOT_FOUND = "kubectl not found: install kubectl or set GUARDCTL_KUBECTL"
 CHUNK = 65536
+# the longest a wait goes without checking the signal-forwarding and drain deadlines
 POLL_SECONDS = 0.1
+# where the kernel has no pidfd: how often a child whose output is closed is asked if it exited
+EXIT_POLL_SECONDS = 0.001
 # after kubectl exits, how long to keep reading output a grandchild may still hold open
 DRAIN_SECONDS = 2.0
 # after a forwarded SIGINT/SIGTERM/SIGHUP, how long kubectl gets before SIGKILL
@@ -224,56 +226,81 @@ def _run_pipes(
         forwarder.attach(send)
         try:
             _pump_pipes(child, sinks, forwarder, send)
-            return exit_for_child(_wait(child, forwarder, send))
+            return exit_for_child(child.wait())
         finally:
             _reap(child, send)
+
+
+class _ExitWatch:
+    """Notices the child's exit: at once through a pidfd in the selector (Linux 5.3+), else by
+    asking on each turn of the loop."""
+
+    def __init__(self, child: subprocess.Popen[bytes], selector: selectors.BaseSelector) -> None:
+        self._child = child
+        self._selector = selector
+        self.at: float | None = None  # monotonic time the exit was seen
+        try:
+            self._fd = os.pidfd_open(child.pid)
+        except (AttributeError, OSError):  # not Linux, an old kernel, or a seccomp filter
+            self._fd = -1
+        else:
+            selector.register(self._fd, selectors.EVENT_READ)
+
+    def timeout(self, output_open: bool) -> float:
+        return POLL_SECONDS if output_open or self._fd >= 0 else EXIT_POLL_SECONDS
+
+    def update(self, ready: set[int]) -> None:
+        if self.at is not None:
+            return
+        if self._fd >= 0 and self._fd in ready:
+            self._selector.unregister(self._fd)  # it stays readable: no busy loop while draining
+            self.at = time.monotonic()
+        elif self._fd < 0 and self._child.poll() is not None:
+            self.at = time.monotonic()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
 
 
 def _pump_pipes(
     child: subprocess.Popen[bytes], sinks: tuple[_Sink, _Sink], forwarder: _Forwarder,
     send: Callable[[int], None],
 ) -> None:
+    """Pass kubectl's output through the sinks until it exits and its output is closed (or
+    DRAIN_SECONDS after it exited, if a grandchild keeps the pipes open)."""
     assert child.stdout is not None and child.stderr is not None
     pipes = {child.stdout.fileno(): child.stdout, child.stderr.fileno(): child.stderr}
     open_fds = {child.stdout.fileno(): sinks[0], child.stderr.fileno(): sinks[1]}
     with selectors.DefaultSelector() as selector:
         for fd in open_fds:
             selector.register(fd, selectors.EVENT_READ)
-        exited_at: float | None = None
-        while open_fds:
-            for key, _ in selector.select(POLL_SECONDS):
-                sink = open_fds[key.fd]
-                data = os.read(key.fd, CHUNK)
-                if data:
-                    sink.feed(data)
-                else:
-                    sink.finish()
-                if not data or sink.broken:
-                    selector.unregister(key.fd)
-                    del open_fds[key.fd]
-                if sink.broken:
-                    # kubectl's next write gets SIGPIPE, as in `kubectl ... | head`
-                    pipes[key.fd].close()
-            if forwarder.overdue():
-                send(signal.SIGKILL)
-            if exited_at is None and child.poll() is not None:
-                exited_at = time.monotonic()
-            if exited_at is not None and time.monotonic() - exited_at > DRAIN_SECONDS:
-                break
+        exited = _ExitWatch(child, selector)
+        try:
+            while open_fds or exited.at is None:
+                ready = {key.fd for key, _ in selector.select(exited.timeout(bool(open_fds)))}
+                for fd in ready & open_fds.keys():
+                    sink = open_fds[fd]
+                    data = os.read(fd, CHUNK)
+                    if data:
+                        sink.feed(data)
+                    else:
+                        sink.finish()
+                    if not data or sink.broken:
+                        selector.unregister(fd)
+                        del open_fds[fd]
+                    if sink.broken:
+                        # kubectl's next write gets SIGPIPE, as in `kubectl ... | head`
+                        pipes[fd].close()
+                if forwarder.overdue():
+                    send(signal.SIGKILL)
+                exited.update(ready)
+                if exited.at is not None and time.monotonic() - exited.at > DRAIN_SECONDS:
+                    break
+        finally:
+            exited.close()
         for sink in open_fds.values():
             sink.finish()
-
-
-def _wait(child: subprocess.Popen[bytes], forwarder: _Forwarder,
-          send: Callable[[int], None]) -> int:
-    """kubectl's returncode once it exits; it closed its output but may still be working."""
-    while True:
-        try:
-            # returns the moment kubectl exits; the timeout only bounds each overdue check
-            return child.wait(timeout=POLL_SECONDS)
-        except subprocess.TimeoutExpired:
-            if forwarder.overdue():
-                send(signal.SIGKILL)
 
 
 def _reap(child: subprocess.Popen[bytes], send: Callable[[int], None]) -> None:
@@ -304,6 +331,9 @@ def _raw_terminal(fd: int) -> Iterator[None]:
     if not os.isatty(fd):
         yield
         return
+    import termios
+    import tty
+
     saved = termios.tcgetattr(fd)
     tty.setraw(fd)
     try:
@@ -316,6 +346,8 @@ def _run_pty(
     argv: Sequence[str], child_env: Mapping[str, str], out_filter: Filter,
     stdin: IO[Any] | None, stdout: BinaryIO,
 ) -> int:
+    import pexpect
+
     in_fd, out_fd = _fileno(stdin), stdout.fileno()
     forwarder = _Forwarder((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     with signal_handlers(forwarder.handlers()):

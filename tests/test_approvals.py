@@ -279,7 +279,7 @@ def test_dead_requests_are_swept_and_never_approvable(checker: Checker, tmp_path
     queue = Queue(tmp_path)
     request = _request(checker)
     if how == "dead pid":
-        request = Request(**{**vars(request), "pid": _dead_pid()})
+        request = request._replace(pid=_dead_pid())
     now = request.expires + 60 if how == "expired" else T0
     queue.put(request)
     if how == "unreadable":
@@ -297,7 +297,7 @@ def test_dead_requests_are_swept_and_never_approvable(checker: Checker, tmp_path
 def test_a_reused_pid_does_not_keep_a_request_alive(checker: Checker) -> None:
     request = _request(checker)
     assert waiter_alive(request, T0)
-    assert not waiter_alive(Request(**{**vars(request), "pid_start": "1"}), T0)
+    assert not waiter_alive(request._replace(pid_start="1"), T0)
 
 
 @pytest.mark.parametrize("request_id", ["../x", "a/b", "", "é"])

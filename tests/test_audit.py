@@ -359,3 +359,12 @@ def test_sessions_filters_and_formats(isolated_home: Path) -> None:
     parsed = [json.loads(x) for x in audit.sessions_json(audit.sessions(path)).splitlines()]
     assert [p["status"] for p in parsed] == ["completed", "completed", "incomplete"]
     assert parsed[0]["cast"]["file"] == "s1.cast"
+
+
+@pytest.mark.parametrize(
+    "seconds", [0.0, 1.5, 1767268800.0, 1767268800.1234, 1767268800.9999, 1767268800.99999951]
+)
+def test_iso_time_is_datetimes_isoformat(seconds: float) -> None:
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    expected = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert audit.iso_time(seconds) == expected

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
+import os
 import stat
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from guardctl.config import Config, load_config, save_config, ttl_seconds
 from guardctl.errors import UsageError
 
-CONFIG = Config(
+CONFIG = Config.of(
     context="dev", cluster="dev-cluster", user="admin", server="https://127.0.0.1:6443",
     certificate_authority_data="LS0tLS1CRUdJTg==", namespace="dev",
     service_account="guardctl/guardctl-agent", credential="token", token_ttl="30m",
@@ -40,7 +41,7 @@ def test_round_trip_with_private_permissions(tmp_path: Path) -> None:
 def test_save_replaces_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     save_config(path, CONFIG)
-    changed = dataclasses.replace(CONFIG, namespace="prod")
+    changed = CONFIG._replace(namespace="prod")
     save_config(path, changed)
     assert load_config(path) == changed
 
@@ -92,3 +93,73 @@ def test_ttl_seconds(ttl: str, seconds: int) -> None:
 def test_bad_ttl(ttl: str) -> None:
     with pytest.raises(UsageError):
         ttl_seconds(ttl)
+
+
+# --------------------------------------------------------------------------- the JSON copy
+
+
+def _copies(cache: Path) -> list[Path]:
+    return sorted(cache.glob("config-*.json")) if cache.exists() else []
+
+
+def test_a_run_reads_the_json_copy(tmp_path: Path) -> None:
+    path, cache = tmp_path / "config.yaml", tmp_path / "cache"
+    save_config(path, CONFIG)
+    assert load_config(path, cache) == CONFIG
+    [copy] = _copies(cache)
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    # the copy, not the YAML, is what the next load reads
+    doc = json.loads(copy.read_text())
+    doc["data"]["namespace"] = "from-copy"
+    copy.write_text(json.dumps(doc))
+    loaded = load_config(path, cache)
+    assert loaded is not None and loaded.namespace == "from-copy"
+
+
+@pytest.mark.parametrize("edit", ["save", "append", "touch"])
+def test_a_changed_file_is_read_again(tmp_path: Path, edit: str) -> None:
+    path, cache = tmp_path / "config.yaml", tmp_path / "cache"
+    save_config(path, CONFIG)
+    load_config(path, cache)
+    if edit == "save":  # a new file renamed over the old one
+        expected = CONFIG._replace(namespace="prod")
+        save_config(path, expected)
+    elif edit == "append":  # an edit in place
+        expected = CONFIG
+        path.write_text(path.read_text() + "# edited\n")
+    else:  # an edit in place that keeps the size: only the modification time tells
+        expected = CONFIG._replace(namespace="prd")
+        info = path.stat()
+        path.write_text(path.read_text().replace("namespace: dev", "namespace: prd"))
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1))
+    assert load_config(path, cache) == expected
+    assert len(_copies(cache)) == 2  # read and copied again
+
+
+def test_a_damaged_copy_is_ignored(tmp_path: Path) -> None:
+    path, cache = tmp_path / "config.yaml", tmp_path / "cache"
+    save_config(path, CONFIG)
+    load_config(path, cache)
+    [copy] = _copies(cache)
+    stamps = json.loads(copy.read_text())["stamps"]
+    damaged = [json.dumps({"stamps": stamps, "data": data}) for data in ({"token": "x"}, [])]
+    for damage in ("{not json", *damaged):
+        copy.write_text(damage)
+        assert load_config(path, cache) == CONFIG
+
+
+def test_bad_files_are_not_copied(tmp_path: Path) -> None:
+    path, cache = tmp_path / "config.yaml", tmp_path / "cache"
+    path.write_text(GOOD + "token: abc\n")
+    with pytest.raises(UsageError, match="unknown key 'token'"):
+        load_config(path, cache)
+    assert _copies(cache) == []
+    assert load_config(tmp_path / "absent.yaml", cache) is None
+
+
+def test_an_unwritable_cache_only_costs_speed(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    save_config(path, CONFIG)
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder would be")
+    assert load_config(path, blocker) == CONFIG

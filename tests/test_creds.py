@@ -20,14 +20,17 @@ import yaml
 from keyring.backend import KeyringBackend
 from keyrings.alt.file import PlaintextKeyring
 
+from guardctl import tokencache
 from guardctl.config import Config, load_config, save_config
 from guardctl.creds import (
     credential_entry,
     import_advice,
     import_credentials,
+    kernel_cache,
+    load_credential,
     mint_token,
     require_config,
-    secret_values,
+    stanza_secrets,
     status,
     token_entry,
 )
@@ -59,11 +62,22 @@ def file_keyring() -> Iterator[None]:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Environment:
+def env(tmp_path: Path) -> Iterator[Environment]:
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     environ = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "KUBECONFIG": ""}
-    return Environment(environ=environ, home=tmp_path / "home")
+    environment = Environment(environ=environ, home=tmp_path / "home")
+    yield environment
+    _forget_kernel_token(environment)
+
+
+def _forget_kernel_token(env: Environment) -> None:
+    """Kernel keyring entries outlive the test (until their timeout): drop this test's, so
+    a uid's key quota is not used up by a test run."""
+    config = load_config(env.config_path)
+    fast = kernel_cache(env, config) if config is not None else None
+    if fast is not None:
+        fast.drop()
 
 
 @pytest.fixture
@@ -218,6 +232,46 @@ def test_mint_once_then_reuse(env: Environment, kubeconfig: Path, server: DevSer
     assert server.requests[-1][2] == SA_USER
 
 
+def test_a_token_in_the_kernel_keyring_needs_no_os_keyring(env: Environment, kubeconfig: Path,
+                                                           server: DevServer) -> None:
+    config = _import(env, kubeconfig)
+    first = mint_token(env, config)
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    server.clear_requests()
+    assert mint_token(env, config) == first
+    assert _token_requests(server) == []
+
+
+def test_the_os_keyring_refills_the_kernel_keyring(env: Environment, kubeconfig: Path,
+                                                   server: DevServer) -> None:
+    config = _import(env, kubeconfig)
+    first = mint_token(env, config)
+    fast = kernel_cache(env, config)
+    assert fast is not None and fast.load() == first
+    fast.drop()
+    server.clear_requests()
+    assert mint_token(env, config) == first  # from the OS keyring
+    assert _token_requests(server) == []
+    assert fast.load() == first
+
+
+def test_without_the_kernel_keyring_the_os_keyring_caches(
+    env: Environment, kubeconfig: Path, server: DevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokencache, "LIBRARY", "libkeyutils-not-here.so.1")
+    tokencache.kernel_keyring.cache_clear()
+    try:
+        config = _import(env, kubeconfig)
+        server.clear_requests()
+        first = mint_token(env, config)
+        assert mint_token(env, config) == first
+        assert _token_requests(server) == ["admin"]
+        assert "cached in the OS keyring" in status(env)[-1]
+    finally:
+        monkeypatch.undo()
+        tokencache.kernel_keyring.cache_clear()
+
+
 def _kubectl_get_pods(env: Environment, config: Config, token: str, kubectl: str) -> None:
     with temp_kubeconfig(env, config.server, config.certificate_authority_data, token,
                          config.namespace) as path:
@@ -271,14 +325,16 @@ def test_exec_plugin_credential_mints(env: Environment, tmp_path: Path,
     server.clear_requests()
     token = mint_token(env, config)
     assert _token_requests(server) == ["admin"]
-    assert set(secret_values(config, token)) == {token.value, server.admin_token}
+    assert set(token.secrets()) == {token.value, server.admin_token}
 
 
-def test_secret_values(env: Environment, kubeconfig: Path, server: DevServer) -> None:
+def test_a_token_carries_the_secrets_to_mask(env: Environment, kubeconfig: Path,
+                                             server: DevServer) -> None:
     config = _import(env, kubeconfig)
     token = mint_token(env, config)
-    assert secret_values(config, token) == [token.value, server.admin_token]
-    assert secret_values(config) == [server.admin_token]
+    assert token.masks == (server.admin_token,)
+    assert token.secrets() == [token.value, server.admin_token]
+    assert token.value not in repr(token) and server.admin_token not in repr(token)
 
 
 def test_secret_values_of_a_client_key(env: Environment, tmp_path: Path) -> None:
@@ -288,7 +344,8 @@ def test_secret_values_of_a_client_key(env: Environment, tmp_path: Path) -> None
     path.write_text(yaml.safe_dump(_doc({"client-certificate-data": "Q0VSVA==",
                                          "client-key-data": _b64(key)})))
     config = import_credentials(env, str(path), None, SA, "1h")
-    assert secret_values(config) == [_b64(key), "MHcCAQEEIBkey1line", "AoGBAKey2line"]
+    assert stanza_secrets(config.credential, load_credential(config)) == [
+        _b64(key), "MHcCAQEEIBkey1line", "AoGBAKey2line"]
 
 
 # --------------------------------------------------------------------------- failing closed
@@ -360,7 +417,7 @@ def test_no_config(env: Environment) -> None:
 
 
 def _saved_config(env: Environment, server: DevServer) -> Config:
-    config = Config(context="ctx", cluster="k", user="u", server=server.url,
+    config = Config.of(context="ctx", cluster="k", user="u", server=server.url,
                     certificate_authority_data="", namespace="", service_account=SA,
                     credential="token", token_ttl="1h")
     save_config(env.config_path, config)
@@ -432,7 +489,7 @@ def test_status_never_shows_secrets(env: Environment, kubeconfig: Path,
     assert "agent token: none cached (one is minted on the next run)" in before
     token = mint_token(env, config)
     after = "\n".join(status(env))
-    assert "m left)" in after and "agent token: expires " in after
+    assert "m left), cached in the kernel keyring" in after and "agent token: expires " in after
     assert token.value not in after and server.admin_token not in after
     keyring.set_keyring(LockedKeyring())  # type: ignore[no-untyped-call]
     assert status(env)[-1].startswith("keyring: the keyring is locked")

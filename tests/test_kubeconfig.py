@@ -7,7 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,19 +48,41 @@ def test_private_folder_and_file(env: Environment, runtime: Path) -> None:
     assert not path.parent.exists()
 
 
+@pytest.mark.parametrize("left", ["kubeconfig.lock", "sub/deeper/file", "link"])
+def test_removed_with_whatever_kubectl_left_in_it(env: Environment, tmp_path: Path,
+                                                   left: str) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("not ours")
+    with temp_kubeconfig(env, "https://x", "", "t", "") as path:
+        extra = path.parent / left
+        extra.parent.mkdir(parents=True, exist_ok=True)
+        if left == "link":
+            extra.symlink_to(outside)
+        else:
+            extra.write_text("x")
+    assert not path.parent.exists()
+    assert outside.read_text() == "not ours"
+
+
 def test_removed_after_an_exception(env: Environment) -> None:
     with pytest.raises(RuntimeError), temp_kubeconfig(env, "https://x", "", "t", "") as path:
         raise RuntimeError("boom")
     assert not path.parent.exists()
 
 
-@pytest.mark.parametrize("runtime_dir", ["", "/nonexistent/run"])
-def test_falls_back_to_the_temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                    runtime_dir: str) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    env = Environment(environ={"XDG_RUNTIME_DIR": runtime_dir} if runtime_dir else {})
+@pytest.mark.parametrize("runtime_dir", ["", "/nonexistent/run", "relative/run"])
+def test_falls_back_to_the_temp_dir(tmp_path: Path, runtime_dir: str) -> None:
+    env = Environment(environ={"XDG_RUNTIME_DIR": runtime_dir, "TMPDIR": str(tmp_path)})
     with temp_kubeconfig(env, "https://x", "", "t", "") as path:
         assert path.parent.parent == tmp_path
+
+
+@pytest.mark.parametrize("tmpdir", ["", "/nonexistent/tmp"])
+def test_last_comes_slash_tmp(tmpdir: str) -> None:
+    env = Environment(environ={"TMPDIR": tmpdir})
+    with temp_kubeconfig(env, "https://x", "", "t", "") as path:
+        assert path.parent.parent == Path("/tmp")
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
 def test_child_environ_names_only_the_private_file(tmp_path: Path) -> None:

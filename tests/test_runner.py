@@ -151,6 +151,26 @@ def test_a_reader_going_away_stops_kubectl_with_sigpipe(devnull: IO[Any]) -> Non
     assert 0 < len(out.getvalue()) <= 65536
 
 
+def test_output_a_grandchild_holds_open_does_not_hold_guardctl(devnull: IO[Any]) -> None:
+    """kubectl exits while something it started keeps its stdout open (an exec plugin left
+    running, say): guardctl shows what came, returns kubectl's code, and stops reading."""
+    script = (
+        "import subprocess, sys\n"
+        "late = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(late.pid, file=sys.stderr, flush=True)\n"
+        "print('kubectl done', flush=True)\n"
+        "sys.exit(3)\n"
+    )
+    out, err = io.BytesIO(), io.BytesIO()
+    try:
+        code = run([sys.executable, "-c", script], dict(os.environ), stdout_filter=Identity(),
+                   stderr_filter=Identity(), stdin=devnull, use_pty=False, stdout=out,
+                   stderr=err)
+    finally:
+        os.kill(int(err.getvalue().split()[0]), signal.SIGKILL)
+    assert (code, out.getvalue()) == (3, b"kubectl done\n")
+
+
 @pytest.mark.parametrize("argv0", ["/nonexistent/kubectl", os.devnull])
 def test_missing_kubectl_is_unsafe(argv0: str) -> None:
     with pytest.raises(UnsafeError, match="^kubectl not found") as info:
