@@ -2,9 +2,11 @@
 
 Every agent command reads the policy (and the config); parsing YAML costs more than
 deciding a line. What was derived from a set of files is kept as JSON in guardctl's cache
-folder under a name made from the files' stamps (resolved path, modification time in ns,
-size) and guardctl's version. The stamps are stored inside too and compared on reading, so
-a name collision or a changed file can only cost a re-parse, never return stale data.
+folder under a name made from the files' stamps (resolved path, inode, modification and
+change times in ns, size) and guardctl's version: an editor's rename, a same-size edit within
+one mtime tick or a restored mtime all change the inode or the ctime. The stamps are stored
+inside too and compared on reading, so a name collision or a changed file can only cost a
+re-parse, never return stale data.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def stamps(files: Sequence[Path]) -> Stamps | None:
 
 def _stamp(path: Path) -> list[Any]:
     stat = path.stat()
-    return [__version__, str(path.resolve()), stat.st_mtime_ns, stat.st_size]
+    return [__version__, str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns,
+            stat.st_size]
 
 
 def cache_file(cache_dir: Path, prefix: str, stamped: Stamps) -> Path:

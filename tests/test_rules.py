@@ -189,3 +189,20 @@ def test_a_cache_file_made_from_other_files_is_never_served(tmp_path: Path) -> N
     loaded = load_rules([bundled_rules_dir(), user], cache_dir=cache)
     assert "no-exec" in {r.id for r in loaded.rules}
     assert loaded == load_rules([bundled_rules_dir(), user])
+
+
+def test_a_same_size_edit_with_the_old_mtime_is_parsed_again(tmp_path: Path) -> None:
+    # a tool that restores the modification time (cp -p, tar, rsync -t) must not get the
+    # old rules back from the cache: the change time still differs
+    import os
+
+    user = tmp_path / "mine.yaml"
+    user.write_text(GOOD)
+    before = user.stat()
+    cache = tmp_path / "cache"
+    load_rules([bundled_rules_dir(), user], cache_dir=cache)
+    user.write_text(GOOD.replace("action: approve", "action: deny   "))
+    assert user.stat().st_size == before.st_size
+    os.utime(user, ns=(before.st_atime_ns, before.st_mtime_ns))
+    edited = load_rules([bundled_rules_dir(), user], cache_dir=cache)
+    assert {r.id: r.action for r in edited.rules}["no-exec"] is Action.DENY
