@@ -360,9 +360,9 @@ def _timestamp(text: object) -> float | None:
 
 
 def parse_token_request(output: bytes, issued_at: float, ttl_seconds: int,
-                        masks: tuple[str, ...]) -> Token:
-    """The token in `kubectl create token -o json` output (a TokenRequest); `masks` are the
-    secrets of the credential that minted it.
+                        mask_digests: tuple[str, ...]) -> Token:
+    """The token in `kubectl create token -o json` output (a TokenRequest); `mask_digests`
+    are the digests of the secrets of the credential that minted it.
 
     The expiry is the earlier of what the server says and issue time + requested TTL, so a
     server clock ahead of ours never makes a token look fresher than it is.
@@ -377,7 +377,7 @@ def parse_token_request(output: bytes, issued_at: float, ttl_seconds: int,
         raise UnsafeError("the API server returned an empty token")
     expires = issued_at + ttl_seconds
     server_expiry = _timestamp(status.get("expirationTimestamp"))
-    return Token(value, min(expires, server_expiry or expires), issued_at, masks)
+    return Token(value, min(expires, server_expiry or expires), issued_at, mask_digests)
 
 
 def _refusal(config: Config, stderr: bytes, secrets: list[str]) -> UnsafeError:
@@ -425,7 +425,9 @@ def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
                               f"check that {config.server} is reachable") from err
     if result.returncode != 0:
         raise _refusal(config, result.stderr, secrets)
-    return parse_token_request(result.stdout, now, config.ttl_seconds, tuple(secrets))
+    from guardctl.mask import literal_digests
+
+    return parse_token_request(result.stdout, now, config.ttl_seconds, literal_digests(secrets))
 
 
 def mint_token(env: Environment, config: Config, *, backend: KeyringBackend | None = None,

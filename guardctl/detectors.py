@@ -14,18 +14,16 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
-import yaml
-
-from guardctl.bundled import bundled_rules_dir
+from guardctl.bundled import data_text
 from guardctl.errors import RuleError
 
 SECRETS_FILE = "secrets.yaml"
@@ -47,27 +45,63 @@ def shannon_entropy(value: str) -> float:
     return -sum(n / total * math.log2(n / total) for n in Counter(value).values())
 
 
-@dataclass(frozen=True)
 class Detector:
-    """One named credential format."""
+    """One named credential format.
 
-    name: str
-    description: str
-    regex: str
-    # lower-case substrings, one of which every match contains; empty: always run
-    keywords: tuple[str, ...] = ()
-    entropy: float = 0.0
-    min_length: int = 0
-    # a match may span lines (a key block), so the keyword's line alone is not enough
-    multiline: bool = False
-    positive: tuple[str, ...] = ()
-    negative: tuple[str, ...] = ()
+    A plain class, not a record: its regex is compiled on first use and kept.
+    """
 
-    @cached_property
+    __slots__ = (
+        "name",
+        "description",
+        "regex",
+        "keywords",
+        "entropy",
+        "min_length",
+        "multiline",
+        "positive",
+        "negative",
+        "_pattern",
+        "_group",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        regex: str,
+        keywords: tuple[str, ...] = (),
+        entropy: float = 0.0,
+        min_length: int = 0,
+        multiline: bool = False,
+        positive: tuple[str, ...] = (),
+        negative: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.regex = regex
+        # lower-case substrings, one of which every match contains; empty: always run
+        self.keywords = keywords
+        self.entropy = entropy
+        self.min_length = min_length
+        # a match may span lines (a key block), so the keyword's line alone is not enough
+        self.multiline = multiline
+        self.positive = positive
+        self.negative = negative
+        self._pattern: re.Pattern[str] | None = None
+        self._group: int | str = 0
+
+    def __repr__(self) -> str:
+        return f"Detector(name={self.name!r}, regex={self.regex!r})"
+
+    @property
     def pattern(self) -> re.Pattern[str]:
         """Compiled on first use: most outputs never reach most detectors past the keyword
         pre-filter, and compiling all of them costs more than a whole `kubectl get`."""
-        return re.compile(self.regex)
+        if self._pattern is None:
+            self._pattern = re.compile(self.regex)
+            self._group = "secret" if "secret" in self._pattern.groupindex else 0
+        return self._pattern
 
     def may_match(self, lowered: str) -> bool:
         """The keyword pre-filter: False when `lowered` (the text, lower-cased) cannot match."""
@@ -75,20 +109,18 @@ class Detector:
 
     def find(self, text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
         """Spans of the secret parts in text[start:end] that pass the length and entropy floors."""
-        group = "secret" if "secret" in self.pattern.groupindex else 0
         matches = self.pattern.finditer(text, start, len(text) if end is None else end)
+        group = self._group
         for match in matches:
             first, last = match.span(group)
-            value = text[first:last]
-            if first < 0 or len(value) < self.min_length:
+            if first < 0 or last - first < self.min_length:
                 continue
-            if self.entropy and shannon_entropy(value) < self.entropy:
+            if self.entropy and shannon_entropy(text[first:last]) < self.entropy:
                 continue
             yield first, last
 
 
-@dataclass(frozen=True)
-class StructureRules:
+class StructureRules(NamedTuple):
     """Key names for the masker's structure rules (see `structure` in rules/secrets.yaml)."""
 
     secret_kinds: frozenset[str] = frozenset()
@@ -97,15 +129,9 @@ class StructureRules:
     secret_name: re.Pattern[str] = re.compile(r"(?!)")
 
 
-@dataclass(frozen=True)
-class SecretRules:
-    detectors: Mapping[str, Detector] = field(default_factory=dict)
+class SecretRules(NamedTuple):
+    detectors: Mapping[str, Detector] = MappingProxyType({})
     structure: StructureRules = StructureRules()
-
-
-def _rules_text(name: str) -> str:
-    """The text of a bundled rules file (see guardctl.bundled)."""
-    return (bundled_rules_dir() / name).read_text(encoding="utf-8")
 
 
 class _Checker:
@@ -209,12 +235,17 @@ def parse_rules(
     `compile_now=False` leaves each regex to be compiled on first use: only for the bundled
     file, whose every detector the test suite compiles and runs on its examples.
     """
+    import yaml
+
     check = _Checker(source)
     try:
-        # libyaml: the detectors are loaded on every kubectl run
         raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except yaml.YAMLError as exc:
         raise check.fail("not valid YAML", str(exc).replace("\n", " ")) from None
+    return _rules_from(raw, check, compile_now)
+
+
+def _rules_from(raw: Any, check: _Checker, compile_now: bool) -> SecretRules:
     top = check.mapping(raw if raw is not None else {}, "top level", _TOP_KEYS)
     entries = top.get("detectors", [])
     if not isinstance(entries, list):
@@ -239,8 +270,11 @@ def load_detectors(text: str | None = None) -> dict[str, Detector]:
 
 @cache
 def default_rules() -> SecretRules:
-    """The bundled rules/secrets.yaml, parsed once on first use."""
-    return parse_rules(_rules_text(SECRETS_FILE), compile_now=False)
+    """The bundled rules/secrets.yaml, read once on first use from its JSON copy
+    (`data/secrets.json`, made by scripts/gen_secrets_json.py): every run that starts
+    kubectl loads the detectors, and PyYAML's import alone costs tens of milliseconds."""
+    check = _Checker(f"rules/{SECRETS_FILE} (as data/secrets.json)")
+    return _rules_from(json.loads(data_text("secrets.json")), check, compile_now=False)
 
 
 def default_detectors() -> Mapping[str, Detector]:

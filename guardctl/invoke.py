@@ -197,7 +197,10 @@ class _Cluster(NamedTuple):
     ca_data: str
     token: str
     namespace: str  # the context's default namespace
+    # what the masker hides beside its detectors: the token itself, and whatever has the
+    # digest of one of the stored credential's secrets
     literals: tuple[str, ...]
+    digests: tuple[str, ...]
 
 
 def _cluster(env: Environment) -> _Cluster:
@@ -213,7 +216,8 @@ def _cluster(env: Environment) -> _Cluster:
         ca_data=config.certificate_authority_data,
         token=token.value,
         namespace=config.namespace,
-        literals=tuple(token.secrets()),
+        literals=(token.value,),
+        digests=token.mask_digests,
     )
 
 
@@ -254,7 +258,10 @@ def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | No
         # kubectl diff exits 1 when there are differences, >1 on errors
         text = proc.stdout if proc.returncode in (0, 1) else proc.stderr
         masked = mask.mask_text(
-            text.decode("utf-8", "replace"), detectors.default_detectors(), cluster.literals
+            text.decode("utf-8", "replace"),
+            detectors.default_detectors(),
+            cluster.literals,
+            digests=cluster.digests,
         )
         return masked or "(no changes)"
 
@@ -266,9 +273,10 @@ def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_p
 
     cluster = _cluster(env)
     found = detectors.default_detectors()
-    masker = mask.masker_for(invocation.argv, found, cluster.literals)
+    masker = mask.masker_for(invocation.argv, found, cluster.literals, digests=cluster.digests)
     stdout_filter = _Recorded(masker, recording, "stdout")
-    stderr_filter = _Recorded(mask.Masker(found, cluster.literals), recording, "stderr")
+    stderr = mask.Masker(found, cluster.literals, digests=cluster.digests)
+    stderr_filter = _Recorded(stderr, recording, "stderr")
     env.stdout.flush()
     env.stderr.flush()
     with kubeconfig.temp_kubeconfig(

@@ -30,9 +30,9 @@ import binascii
 import codecs
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from guardctl.detectors import (
     Detector,
@@ -94,6 +94,10 @@ _B64_RUN = re.compile(
     r"(?:[ \t]*[A-Za-z0-9+/]{16,}={0,2}\r?$\n?|[ \t]*[A-Za-z0-9+/]{1,15}={1,2}\r?$\n?)+"
 )
 _B64_LINE = re.compile(r"[ \t]*[A-Za-z0-9+/]{20,}={0,2}\r?")
+# _B64_TOKEN in text as bytes with every base64 character turned into "a" (see _b64_tokens)
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_FLAT = bytes.maketrans(_B64_CHARS, b"a" * len(_B64_CHARS))
+_FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
 _KEY_BEFORE = re.compile(r"([A-Za-z0-9_.-]+)[\"']?\s*[:=]\s*[\"']?$")
 _TABLE_GAP = re.compile(r" {2,}(?=[^ \r\n])")
 # characters a YAML mapping key does not start with (comments, flow collections, list items)
@@ -105,6 +109,7 @@ _BLOCK_HEADER = re.compile(r"[|>][+-]?[1-9]?[+-]?")
 _DESCRIBE_SIZE = re.compile(r"\d+ bytes")
 # placeholders that tools print instead of a value: nothing to hide
 _NOT_A_VALUE = frozenset({"", "null", "~", "REDACTED", "DATA+OMITTED", "<none>", "{}", "[]"})
+_LONGEST_NOT_A_VALUE = max(map(len, _NOT_A_VALUE))
 
 Span = tuple[int, int, str]
 
@@ -187,15 +192,79 @@ def _literal_variants(literal: str) -> set[str]:
     return variants
 
 
-def _literal_pattern(literals: Sequence[str]) -> re.Pattern[str] | None:
+def _literal_forms(literals: Sequence[str]) -> tuple[str, ...]:
+    """The forms of `literals` to look for (see _literal_variants)."""
     variants: set[str] = set()
     for literal in literals:
         if len(literal) >= MIN_LITERAL:
             variants |= _literal_variants(literal)
-    if not variants:
-        return None
-    # longest first, so a value wins over its own prefix
-    return re.compile("|".join(re.escape(v) for v in sorted(variants, key=len, reverse=True)))
+    return tuple(variants)
+
+
+def _literal_spans(text: str, forms: Sequence[str]) -> list[tuple[int, int]]:
+    """Where `forms` are in `text`, left to right: the longest where several start together,
+    so that a value wins over its own prefix; none overlaps the one before.
+
+    What a regex of them all would find, faster: a substring search skips along by the
+    length of a form, and forms are long, while the regex stops at every character.
+    """
+    found = []
+    for form in forms:
+        at = text.find(form)
+        while at >= 0:
+            found.append((at, at + len(form)))
+            at = text.find(form, at + 1)
+    spans: list[tuple[int, int]] = []
+    for start, end in sorted(found, key=lambda span: (span[0], -span[1])):
+        if not spans or start >= spans[-1][1]:
+            spans.append((start, end))
+    return spans
+
+
+# a value known only by its digest is found as a whole run of these characters (tokens,
+# JWTs, base64 and its padding), so `NAME=value` and `user:value` show it whole; a secret
+# with other characters is digested run by run
+_RUN_CHARS = "[A-Za-z0-9+/_.~-]"
+_RUN = re.compile(f"{_RUN_CHARS}+=*")
+
+
+def _digest(run: str) -> str:
+    import hashlib
+
+    return f"{len(run)}:{hashlib.sha256(run.encode('utf-8')).hexdigest()}"
+
+
+def literal_digests(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Digests of secrets and of the forms they take in base64, by which a masker hides them
+    without holding them: a credential cache keeps these instead of the credential.
+
+    Unlike a literal, a digested value is found only as a whole run: glued to other run
+    characters (`abc<secret>`) it is left to the detectors."""
+    runs = {
+        run[0]
+        for secret in secrets
+        if len(secret) >= MIN_LITERAL
+        for variant in _literal_variants(secret)
+        for run in _RUN.finditer(variant)
+        if len(run[0]) >= MIN_LITERAL
+    }
+    return tuple(sorted(_digest(run) for run in runs))
+
+
+class _DigestMatcher:
+    """Finds whole runs whose digest is one of `digests` ("LENGTH:SHA256", see
+    `literal_digests`): a regex finds the runs of those lengths, only they are hashed."""
+
+    def __init__(self, digests: Collection[str]) -> None:
+        self._digests = frozenset(digests)
+        lengths = sorted({int(d.split(":", 1)[0]) for d in self._digests})
+        runs = "|".join(f"(?:{_RUN_CHARS}|=(?==*(?!{_RUN_CHARS}))){{{n}}}" for n in lengths)
+        self._runs = re.compile(f"(?<!{_RUN_CHARS})(?:{runs})(?![=A-Za-z0-9+/_.~-])")
+
+    def spans(self, text: str) -> Iterator[tuple[int, int]]:
+        for run in self._runs.finditer(text):
+            if _digest(run[0]) in self._digests:
+                yield run.start(), run.end()
 
 
 def _byte_entropy(raw: bytes) -> float:
@@ -213,58 +282,209 @@ def _b64decode(blob: str) -> bytes | None:
         return None
 
 
-def _keyword_lines(text: str, lowered: str, keywords: Sequence[str]) -> list[tuple[int, int]]:
-    """(start, end) of the stretches of `text` whose lines hold a keyword, in order.
+def _b64_tokens(text: str) -> list[tuple[int, int]]:
+    """The spans `_B64_TOKEN.finditer(text)` finds, found faster.
 
-    A one-line detector only runs there: a few substring searches in C are much cheaper
-    than a regex over the whole text. Neighbouring lines form one stretch, and past
-    _MAX_REGIONS stretches one pass over everything is cheaper.
+    `re` tries that regex at each of the many letters of a text in turn. In the text as
+    bytes with every base64 character an "a" (and a character latin-1 lacks a "?", so that
+    offsets hold), a token is a run of 16 "a" or more: `re` finds that literal start by a
+    substring search.
     """
-    lines: set[tuple[int, int]] = set()
-    for keyword in keywords:
-        at = lowered.find(keyword)
-        while at >= 0:
-            end = text.find("\n", at)
-            end = len(text) if end < 0 else end
-            lines.add((text.rfind("\n", 0, at) + 1, end))
-            at = lowered.find(keyword, end)
+    flat = text.encode("latin-1", "replace").translate(_B64_FLAT)
+    return [found.span() for found in _FLAT_TOKEN.finditer(flat)]
+
+
+def _b64_runs(text: str, tokens: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans `_B64_RUN.finditer(text)` finds, given the text's base64 tokens.
+
+    A run starts at a line that holds one token of 20 or more characters, so only the
+    lines of long tokens are tried, in order, past the end of the run before.
+    """
+    runs: list[tuple[int, int]] = []
+    tried = -1
+    for start, end in tokens:
+        line_start = text.rfind("\n", 0, start) + 1
+        if end - start < 20 or line_start <= tried or (runs and line_start < runs[-1][1]):
+            continue
+        tried = line_start
+        run = _B64_RUN.match(text, line_start)
+        if run is not None:
+            runs.append(run.span())
+    return runs
+
+
+def _by_line(detector: Detector) -> bool:
+    """Whether `detector` needs to run only on the lines that hold one of its keywords."""
+    keywords = detector.keywords
+    return bool(keywords) and not detector.multiline and all(k and "\n" not in k for k in keywords)
+
+
+def _stretches(lines: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """Sorted (start, end) lines joined into stretches of neighbouring lines.
+
+    Past _MAX_REGIONS stretches one pass over the whole text (of `size`) is cheaper.
+    """
     regions: list[tuple[int, int]] = []
-    for start, end in sorted(lines):
+    for start, end in lines:
         if regions and start <= regions[-1][1] + 1:
             regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
         else:
             regions.append((start, end))
-    return regions if len(regions) <= _MAX_REGIONS else [(0, len(text))]
+    return regions if len(regions) <= _MAX_REGIONS else [(0, size)]
+
+
+# the characters of (lower-cased) kubectl output, most common first; see _Keywords
+_COMMON = ' eat:snr0icdo-pm"u1klvb2f4.gy53h/86{}z79w,jqx[]=*|<>_@()'
+# a keyword made of the first this many of them only has a substring search of its own
+_FREQUENT = _COMMON.index("u") + 1
+
+
+def _rank(char: str) -> int:
+    """How rare `char` is in kubectl output: higher is rarer, unlisted ones rarest."""
+    return _COMMON.find(char) % (len(_COMMON) + 1)
+
+
+def _anchor(word: str) -> int:
+    """Where a search for `word` starts: its rarest character (the first, if several are)."""
+    rank = [_rank(char) for char in word]
+    return rank.index(max(rank))
+
+
+def _line_at(text: str, at: int) -> tuple[int, int]:
+    """(start, end) of the line of `text` that holds offset `at`, without its line break."""
+    end = text.find("\n", at)
+    return text.rfind("\n", 0, at) + 1, len(text) if end < 0 else end
+
+
+class _Keywords:
+    """Where the one-line detectors run: the lines that hold one of their keywords.
+
+    A substring search per keyword reads the text a hundred times. Instead one regex looks
+    for the keywords by their rarest character (their anchor) and checks the characters
+    around it, so in ordinary text it stops at few places; only a keyword made of common
+    characters alone (`asia`, `dd-`), whose anchor would stop the regex everywhere, keeps a
+    substring search. Built once per set of detectors (see `_keywords_for`).
+    """
+
+    def __init__(self, detectors: tuple[Detector, ...]) -> None:
+        self.detectors = detectors
+        users: dict[str, list[int]] = {}
+        for index, detector in enumerate(detectors):
+            for keyword in detector.keywords:
+                users.setdefault(keyword, []).append(index)
+        self._searched: list[tuple[str, list[int]]] = []
+        # by anchor character: (keyword, where its anchor is, the detectors that use it)
+        self._anchored: dict[str, list[tuple[str, int, list[int]]]] = {}
+        for word, indexes in users.items():
+            at = _anchor(word)
+            if _rank(word[at]) < _FREQUENT:
+                self._searched.append((word, indexes))
+            else:
+                self._anchored.setdefault(word[at], []).append((word, at, indexes))
+        self._regex = "|".join(
+            f"(?:{'|'.join(_around(word, at) for word, at, _ in words)})"
+            for words in self._anchored.values()
+        )
+        self._pattern: re.Pattern[str] | None = None  # compiled on first use
+
+    def regions(self, text: str, lowered: str) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
+        """Each detector with a keyword in `text` and the stretches of `text` it runs on.
+
+        `lowered` is text.lower() with the same length, so offsets in one hold in the other.
+        """
+        lines: dict[int, set[tuple[int, int]]] = {}
+        for word, indexes in self._searched:
+            at = lowered.find(word)
+            while at >= 0:
+                line = _line_at(text, at)
+                for index in indexes:
+                    lines.setdefault(index, set()).add(line)
+                at = lowered.find(word, line[1])
+        for at in self._anchors(lowered):
+            line = _line_at(text, at)
+            # every keyword with the anchor found may be there
+            for word, offset, indexes in self._anchored[lowered[at]]:
+                if at >= offset and lowered.startswith(word, at - offset):
+                    for index in indexes:
+                        lines.setdefault(index, set()).add(line)
+        for index, held in sorted(lines.items()):
+            yield self.detectors[index], _stretches(sorted(held), len(text))
+
+    def _anchors(self, lowered: str) -> Iterator[int]:
+        """Each offset of `lowered` where an anchored keyword's anchor is."""
+        if not self._anchored:
+            return
+        if self._pattern is None:
+            self._pattern = re.compile(self._regex)
+        search = self._pattern.search
+        found = search(lowered)
+        while found is not None:
+            at = found.start()
+            yield at
+            found = search(lowered, at + 1)
+
+
+def _around(word: str, at: int) -> str:
+    """A regex for `word` that starts at its character `at`: the part before is looked behind."""
+    behind = f"(?<={re.escape(word)})" if at else ""
+    return re.escape(word[at:]) + behind
+
+
+@lru_cache(maxsize=8)
+def _keywords_for(detectors: tuple[Detector, ...]) -> _Keywords:
+    """The keyword index of the one-line detectors among `detectors`, shared by maskers."""
+    return _Keywords(tuple(d for d in detectors if _by_line(d)))
+
+
+def _lower(text: str) -> str:
+    """`text.lower()` as far as ASCII keywords can tell, and faster.
+
+    str.lower() looks up every character once the text holds one that is not ASCII (a
+    placeholder's «»); bytes.lower() only maps A-Z. In latin-1 no other character lowers
+    to an ASCII one (the Kelvin sign and İ lie beyond it), so the two agree on keywords.
+    """
+    try:
+        return text.encode("latin-1").lower().decode("latin-1")
+    except UnicodeEncodeError:
+        return text.lower()
 
 
 class _Scanner:
     """Finds detector matches, literal values and base64 blobs that hide either."""
 
     def __init__(
-        self, detectors: Mapping[str, Detector], literals: Sequence[str], rules: StructureRules
+        self,
+        detectors: Mapping[str, Detector],
+        literals: Sequence[str],
+        rules: StructureRules,
+        digests: Collection[str] = (),
     ) -> None:
-        everywhere = [d for d in detectors.values() if d.multiline or not d.keywords]
-        self._everywhere = tuple(everywhere)
-        self._by_line = tuple(d for d in detectors.values() if d not in everywhere)
-        self._literals = _literal_pattern(literals)
+        self._everywhere = tuple(d for d in detectors.values() if not _by_line(d))
+        self._keywords = _keywords_for(tuple(detectors.values()))
+        self._ascii_keywords = all(k.isascii() for d in detectors.values() for k in d.keywords)
+        self._literals = _literal_forms(literals)
+        self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
         # on equal spans the file's order decides: vendor formats before generic rules
         self._rank = {name: index for index, name in enumerate(detectors)}
 
     def spans(self, text: str, depth: int = 0) -> list[Span]:
-        lowered = text.lower()
+        lowered = _lower(text) if self._ascii_keywords else text.lower()
         found: list[Span] = []
         for detector in self._everywhere:
             if detector.may_match(lowered):
                 found.extend((s, e, detector.name) for s, e in detector.find(text))
         # lower() keeps offsets unless a character changes length (İ); then search it all
-        same = len(lowered) == len(text)
-        for detector in self._by_line:
-            regions = _keyword_lines(text, lowered, detector.keywords) if same else [(0, len(text))]
-            for first, last in regions:
-                found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
-        if self._literals is not None:
-            found.extend((m.start(), m.end(), LITERAL) for m in self._literals.finditer(text))
+        if len(lowered) == len(text):
+            for detector, regions in self._keywords.regions(text, lowered):
+                for first, last in regions:
+                    found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
+        else:
+            for detector in self._keywords.detectors:
+                found.extend((s, e, detector.name) for s, e in detector.find(text))
+        found.extend((s, e, LITERAL) for s, e in _literal_spans(text, self._literals))
+        if self._digests is not None:
+            found.extend((s, e, LITERAL) for s, e in self._digests.spans(text))
         if depth < BASE64_DEPTH:
             found.extend(self._base64_spans(text, _merge(found), depth))
         return _merge(found, self._rank)
@@ -273,9 +493,8 @@ class _Scanner:
         return _splice(text, self.spans(text)) if text else text
 
     def _base64_spans(self, text: str, known: list[Span], depth: int) -> Iterable[Span]:
-        candidates = [m.span() for m in _B64_RUN.finditer(text)]
-        candidates += [m.span() for m in _B64_TOKEN.finditer(text)]
-        for start, end in candidates:
+        tokens = _b64_tokens(text)
+        for start, end in _b64_runs(text, tokens) + tokens:
             if any(s < end and start < e for s, e, _ in known):
                 continue
             name = self._decoded_secret(text, start, end, depth)
@@ -299,6 +518,8 @@ class _Scanner:
 
     def _binary_is_secret(self, raw: bytes, text: str, start: int) -> bool:
         """Random-looking bytes under a secret-looking key (`encryption-key: <base64>`)."""
+        if len(raw) < 16:
+            return False
         line_start = text.rfind("\n", 0, start) + 1
         key = _KEY_BEFORE.search(text, line_start, start)
         if key is None:
@@ -306,7 +527,7 @@ class _Scanner:
         name = key.group(1)
         rules = self._rules
         named = name.lower() in rules.credential_keys or rules.secret_name.search(name)
-        return bool(named) and len(raw) >= 16 and _byte_entropy(raw) >= BINARY_ENTROPY
+        return bool(named) and _byte_entropy(raw) >= BINARY_ENTROPY
 
 
 # --------------------------------------------------------------------------- structure
@@ -321,7 +542,7 @@ def _replace_value(line: str, start: int, end: int, name: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         start, end = start + 1, end - 1
         value = value[1:-1]
-    if value in _NOT_A_VALUE:
+    if _not_a_value(value):
         return line
     return line[:start] + placeholder(name) + line[end:]
 
@@ -335,73 +556,93 @@ def _mask_content(line: str, name: str) -> str:
     return line[: len(body) - len(stripped)] + placeholder(name) + line[len(body) :]
 
 
-@dataclass(slots=True)
-class _Entry:
-    """One key/value line: the key, where its value sits in the line, the key's column."""
-
-    key: str
-    level: int
-    value: str
-    start: int  # of the value in the line
-    end: int
+# One key/value line: (key, level, value, start, end) are the key, its column, the value and
+# where the value sits in the line. A plain tuple: nearly every line of output makes one, and
+# creating a NamedTuple or a class instance costs more than reading the line.
+_Entry = tuple[str, int, str, int, int]
 
 
 def _entry(line: str, lead: int) -> _Entry | None:
     """Read `key: value` (YAML) or `"key": value` (JSON) from a line; None for other lines."""
     body = line.rstrip(" \t\r\n")
-    if body.startswith('"', lead):
+    # slices, not a regex or startswith(): this runs for nearly every line of YAML output
+    if body[lead : lead + 1] == '"':
         match = _JSON_KEY.match(body, lead)
         if match is None:
             return None
-        return _Entry(match["key"], lead, body[match.end() :], match.end(), len(body))
-    # string methods, not a regex: this runs for nearly every line of YAML output
-    level = lead + 2 if body.startswith("- ", lead) else lead
+        return match["key"], lead, body[match.end() :], match.end(), len(body)
+    level = lead + 2 if body[lead : lead + 2] == "- " else lead
     colon = body.find(": ", level)
     if colon < 0:
-        if not body.endswith(":"):
+        if body[-1:] != ":":
             return None
         colon = len(body) - 1
     key = body[level:colon]
     if not key or key[0] in _NOT_A_KEY_START:
         return None
     value = body[colon + 1 :].lstrip(" ")
-    return _Entry(key.strip("\"'"), level, value, len(body) - len(value), len(body))
+    return key.strip("\"'"), level, value, len(body) - len(value), len(body)
 
 
 def _scalar(value: str) -> bool:
     """A value that is a scalar on this line (not a nested mapping, list or block header)."""
-    return value.rstrip(",") not in _NOT_A_VALUE and value[:1] not in "{[" and not _is_block(value)
+    return not _not_a_value(value.rstrip(",")) and value[:1] not in "{[" and not _is_block(value)
+
+
+def _not_a_value(value: str) -> bool:
+    # the length first: hashing a long value (a base64 blob) to look it up costs more
+    return len(value) <= _LONGEST_NOT_A_VALUE and value in _NOT_A_VALUE
 
 
 def _is_block(value: str) -> bool:
     return value[:1] in ("|", ">") and _BLOCK_HEADER.fullmatch(value) is not None
 
 
-@dataclass
 class _Section:
     """The `data:`/`stringData:` mapping of one object, held until its kind is known."""
 
-    level: int
-    secret: bool | None  # None: kind not known yet, lines are held
-    open: bool = True  # still inside the mapping
-    held: list[str] = field(default_factory=list)
-    masked: dict[int, str] = field(default_factory=dict)  # held index -> the line masked
-    size: int = 0
+    __slots__ = ("level", "secret", "open", "held", "masked", "size")
+
+    def __init__(self, level: int, secret: bool | None) -> None:
+        self.level = level
+        self.secret = secret  # None: kind not known yet, lines are held
+        self.open = True  # still inside the mapping
+        self.held: list[str] = []
+        self.masked: dict[int, str] = {}  # held index -> the line masked
+        self.size = 0
 
 
-@dataclass
-class _Block:
+class _Block(NamedTuple):
     """A YAML block scalar (`key: |`): its key's column and what to do with its lines."""
 
     level: int
     mask: str | None = None  # the mask name when every content line is secret
 
 
+def _untouched_line(watched: Iterable[str], credential_keys: Iterable[str]) -> str:
+    """A regex for one line that `_Structure` passes on unchanged, changing no state, when
+    no block, section, env name or describe output is open and the line holds no `"Secret`.
+
+    That is a `key: value` (YAML, perhaps a list item) or `"key": value` (JSON) whose key
+    no rule reads and whose value is no block header, or a line without a colon (not a
+    `---`, `====` or `Data` line), after the line's leading spaces. Each form is narrower
+    than what `_entry` reads, so a line this misses is simply read on its own.
+    """
+    names = "|".join(re.escape(k) for k in sorted(watched))
+    lowered = "|".join(re.escape(k) for k in sorted(credential_keys))
+    special = f"{names}|(?i:{lowered})" if lowered else names
+    key = r"[A-Za-z0-9][A-Za-z0-9_./-]*+"
+    yaml_line = rf"(?:- )?(?!(?:{special}):){key}:(?:\r?\n|[ ](?![ ]*[|>])[^\n]*\n)"
+    json_line = rf'"(?!(?:{special})":){key}":[^\S\n]*+(?![|>])[^\n]*\n'
+    plain_line = r"(?!Data\r*\n)[^\s:=-][^:\n]*+\n"
+    return f"[ ]*+(?:{yaml_line}|{json_line}|{plain_line})"
+
+
 class _Structure:
     """Line-by-line reading of YAML, JSON and describe output, masking what structure says.
 
-    `push(line)` takes one complete line (with its line break) and returns the lines ready
-    to go on, in order; lines of a data section wait until its object's kind is known.
+    `push(text)` takes complete lines and returns the lines ready to go on, in order; lines
+    of a data section wait until its object's kind is known.
     """
 
     def __init__(self, rules: StructureRules, all_secret: bool) -> None:
@@ -413,7 +654,7 @@ class _Structure:
         self._env_level: int | None = None  # column of `name: SECRET_NAME` awaiting `value:`
         # a line that may hold a Secret as JSON: `"Secret` and `"data"` in any escaping
         kinds = "|".join(re.escape(k) for k in sorted(rules.secret_kinds))
-        self._kind_needle = re.compile(f'"(?:{kinds})')
+        self._kind_search = re.compile(f'"(?:{kinds})').search
         keys = "|".join(re.escape(k) for k in sorted(rules.data_keys))
         self._data_needle = re.compile(rf'"(?:{keys})\\*"')
         self._data_object = re.compile(
@@ -422,15 +663,25 @@ class _Structure:
         self._describe_secret = all_secret
         self._describe_data = False
         self._previous = ""
+        # the keys `_keyed_line` looks at besides credential keys (which it reads lower-cased)
+        self._watched_keys = rules.data_keys | {"kind", "name", "value", "Type", "Name"}
+        self._untouched_line = _untouched_line(self._watched_keys, rules.credential_keys)
+        self._untouched_runs: dict[int, re.Pattern[str]] = {}  # by the fewest leading spaces
         self._out: list[str] = []
 
     @property
     def held(self) -> int:
         return self._section.size if self._section else 0
 
-    def push(self, *lines: str) -> list[str]:
-        for line in lines:
-            self._line(line)
+    def push(self, text: str) -> list[str]:
+        """Read lines, the last one perhaps without its line break; what is ready to go on."""
+        pos, size = 0, len(text)
+        while pos < size:
+            pos = self._untouched(text, pos)
+            if pos < size:
+                end = text.find("\n", pos) + 1 or size
+                self._line(text[pos:end])
+                pos = end
         out, self._out = self._out, []
         return out
 
@@ -443,6 +694,37 @@ class _Structure:
 
     # -- one line
 
+    def _untouched(self, text: str, pos: int) -> int:
+        """Pass on the lines from `pos` that nothing would change or note; where they end.
+
+        Most lines of YAML or JSON are such lines, and one regex match over them is much
+        cheaper than reading them one by one. Only in a calm state: no block, data section,
+        env name or describe output open, and no object closed by a line's indentation.
+        """
+        if (
+            self._block is not None
+            or self._section is not None
+            or self._env_level is not None
+            or self._describe_data
+        ):
+            return pos
+        lead = self._kinds[-1][0] if self._kinds else 0
+        runs = self._untouched_runs.get(lead)
+        if runs is None:
+            runs = re.compile(f"(?:[ ]{{{lead}}}{self._untouched_line})+")
+            self._untouched_runs[lead] = runs
+        found = runs.match(text, pos)
+        if found is None:
+            return pos
+        end = found.end()
+        needle = self._kind_search(text, pos, end)
+        if needle is not None:  # the run stops before the line that may hold a Secret
+            end = text.rfind("\n", pos, needle.start()) + 1 or pos
+        if end > pos:
+            self._out.append(text[pos:end])
+            self._previous = ""  # what `_line` keeps of them: none of them is `Data`
+        return end
+
     def _line(self, line: str) -> None:
         body = line.rstrip("\r\n")
         stripped = body.lstrip(" ")
@@ -451,24 +733,49 @@ class _Structure:
             self._emit(line)
             return
         lead = len(body) - len(stripped)
-        if self._block is not None:
-            if lead > self._block.level:
-                self._emit(self._block_line(line, self._block))
+        block = self._block
+        if block is not None:
+            if lead > block.level:
+                self._emit(self._block_line(line, block))
                 return
             self._block = None
-        if stripped.startswith("---") and lead == 0:
+        if lead == 0 and stripped.startswith("---"):
             self._end_objects(-1)
             self._emit(line)
             return
         section = self._section
-        if section is not None or self._env_level is not None or self._kinds:
+        kinds = self._kinds
+        # what this line may close (see _end_objects): the stack of kinds is ordered by
+        # column, so only its top; a section only from its own column, or once it is shut
+        if (
+            (kinds and kinds[-1][0] > lead)
+            or self._env_level is not None
+            or (section is not None and (lead <= section.level or not section.open))
+        ):
             self._end_objects(lead)
             section = self._section
         if section is not None and section.open and lead > section.level:
             self._section_line(line, lead, section)
             return
         entry = _entry(body, lead)
-        self._emit(self._keyed_line(line, entry) if entry else self._plain_line(line, stripped))
+        if entry is None:
+            self._emit(self._plain_line(line, stripped))
+        elif (
+            entry[0] in self._watched_keys
+            or entry[2][:1] in ("|", ">")
+            or self._describe_data
+            or entry[0].lower() in self._rules.credential_keys
+        ):
+            self._emit(self._keyed_line(line, entry))
+        else:
+            # the common case: a key that no rule of `_keyed_line` reads, on a line that
+            # changes no state, so the section is still the one read above
+            if self._kind_search(line) is not None:
+                line = self._embedded(line, entry)
+            if section is None:
+                self._out.append(line)
+            else:
+                self._emit(line)
         self._previous = stripped
 
     def _end_objects(self, lead: int) -> None:
@@ -489,9 +796,9 @@ class _Structure:
 
     def _section_line(self, line: str, lead: int, section: _Section) -> None:
         """A line inside a data mapping: every value there is secret if the object is."""
-        entry = _entry(line.rstrip("\r\n"), lead)
-        if entry is not None and _is_block(entry.value):
-            self._block = _Block(entry.level, mask=SECRET_DATA)
+        entry = _entry(line, lead)
+        if entry is not None and _is_block(entry[2]):
+            self._block = _Block(entry[1], mask=SECRET_DATA)
             self._emit(line)
         elif section.secret is None:
             section.masked[len(section.held)] = _mask_entry(line, entry)
@@ -501,27 +808,27 @@ class _Structure:
 
     def _keyed_line(self, line: str, entry: _Entry) -> str:
         rules = self._rules
-        key, value = entry.key, entry.value
+        key, level, value, start, end = entry
         if key == "kind" and value:
-            self._kind(entry.level, value.strip("\"',"))
+            self._kind(level, value.strip("\"',"))
         elif key in rules.data_keys and value.rstrip(",") in ("", "{"):
-            self._open_section(entry.level)
+            self._open_section(level)
         elif _is_block(value):
-            self._block = self._block_for(entry)
-        elif self._describe_data and self._describe_secret and entry.level == 0:
+            self._block = self._block_for(key, level)
+        elif self._describe_data and self._describe_secret and level == 0:
             # `kubectl describe secret` prints sizes; anything else there is a value
             if not _DESCRIBE_SIZE.fullmatch(value):
-                return _replace_value(line, entry.start, entry.end, SECRET_DATA)
+                return _replace_value(line, start, end, SECRET_DATA)
         elif key.lower() in rules.credential_keys and _scalar(value):
-            return _replace_value(line, entry.start, entry.end, CREDENTIAL)
+            return _replace_value(line, start, end, CREDENTIAL)
         elif key == "name" and rules.secret_name.search(value.strip("\"',")):
-            self._env_level = entry.level
-        elif key == "value" and self._env_level == entry.level:
+            self._env_level = level
+        elif key == "value" and self._env_level == level:
             self._env_level = None
-            return _replace_value(line, entry.start, entry.end, SECRET_ENV)
-        elif key == "Type" and entry.level == 0:
+            return _replace_value(line, start, end, SECRET_ENV)
+        elif key == "Type" and level == 0:
             self._describe_secret = True
-        elif key == "Name" and entry.level == 0:
+        elif key == "Name" and level == 0:
             self._describe_secret = self._all_secret
         return self._embedded(line, entry)
 
@@ -538,9 +845,9 @@ class _Structure:
         compactly; text that does not parse has its data pairs masked by pattern, and a
         line that fits neither is masked whole.
         """
-        if not (self._kind_needle.search(line) and self._data_needle.search(line)):
+        if not (self._kind_search(line) and self._data_needle.search(line)):
             return line
-        value = entry.value.rstrip(",") if entry else ""
+        value = entry[2].rstrip(",") if entry else ""
         if entry is not None and value.startswith('"{'):
             try:
                 masked = self._json_line(json.loads(value))
@@ -548,7 +855,8 @@ class _Structure:
                 masked = None
             if masked is not None:
                 quoted = json.dumps(masked, ensure_ascii=False)
-                return line[: entry.start] + quoted + line[entry.start + len(value) :]
+                start = entry[3]
+                return line[:start] + quoted + line[start + len(value) :]
         elif line.lstrip().startswith("{"):
             masked = self._json_line(line)
             if masked is not None:
@@ -570,12 +878,12 @@ class _Structure:
             return _mask_content(line, SECRET_DATA)  # data it cannot find: nested braces
         return "".join(parts) + line[pos:]
 
-    def _block_for(self, entry: _Entry) -> _Block:
-        if entry.key.lower() in self._rules.credential_keys:
-            return _Block(entry.level, mask=CREDENTIAL)
-        if entry.key == "value" and self._env_level == entry.level:
-            return _Block(entry.level, mask=SECRET_ENV)
-        return _Block(entry.level)
+    def _block_for(self, key: str, level: int) -> _Block:
+        if key.lower() in self._rules.credential_keys:
+            return _Block(level, mask=CREDENTIAL)
+        if key == "value" and self._env_level == level:
+            return _Block(level, mask=SECRET_ENV)
+        return _Block(level)
 
     def _block_line(self, line: str, block: _Block) -> str:
         if block.mask is not None:
@@ -641,9 +949,10 @@ def _masked_pair(pair: re.Match[str]) -> str:
 
 def _mask_entry(line: str, entry: _Entry | None) -> str:
     """A line of a secret data mapping: its value masked, or all of it if it has no key."""
-    if entry is None or not entry.value:
-        return _mask_content(line, SECRET_DATA) if entry is None else line
-    return _replace_value(line, entry.start, entry.end, SECRET_DATA)
+    if entry is None:
+        return _mask_content(line, SECRET_DATA)
+    _, _, value, start, end = entry
+    return _replace_value(line, start, end, SECRET_DATA) if value else line
 
 
 SecretKind = Callable[[Any], bool]
@@ -733,13 +1042,16 @@ class Masker:
         literals: Sequence[str] = (),
         mode: str = "text",
         structure: StructureRules | None = None,
+        *,
+        digests: Collection[str] = (),
     ) -> None:
+        """`digests` (see `literal_digests`) hide values like `literals` do, unknown to it."""
         if mode not in MODES:
             raise ValueError(f"unknown masking mode {mode!r} (one of {', '.join(MODES)})")
         rules = structure if structure is not None else default_rules().structure
         self._mode = mode
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
-        self._scanner = _Scanner(detectors, literals, rules)
+        self._scanner = _Scanner(detectors, literals, rules, digests)
         self._structure = _Structure(rules, all_secret=mode == "structure")
         self._pieces: list[str] = []  # the current partial line
         self._partial_size = 0
@@ -801,12 +1113,13 @@ class Masker:
     def _structured(self, complete: str) -> list[str]:
         if not complete:
             return []
-        lines = complete.split("\n")[:-1]
         out: list[str] = []
         if self._continuing:
-            out.append(lines.pop(0) + "\n")
+            first = complete.find("\n") + 1
+            out.append(complete[:first])
+            complete = complete[first:]
             self._continuing = False
-        out.extend(self._structure.push(*(line + "\n" for line in lines)))
+        out.extend(self._structure.push(complete))
         return out
 
     def _hold_blocks(self, lines: list[str]) -> str:
@@ -894,10 +1207,12 @@ def mask_text(
     detectors: Mapping[str, Detector] | None = None,
     literals: Sequence[str] = (),
     mode: str = "text",
+    *,
+    digests: Collection[str] = (),
 ) -> str:
     """Mask a whole string (the bundled detectors when `detectors` is None)."""
     chosen = default_detectors() if detectors is None else detectors
-    return Masker(chosen, literals, mode).mask_text(text)
+    return Masker(chosen, literals, mode, digests=digests).mask_text(text)
 
 
 # --------------------------------------------------------------------------- command-aware
@@ -907,6 +1222,8 @@ def masker_for(
     argv: Sequence[str],
     detectors: Mapping[str, Detector],
     literals: Sequence[str] = (),
+    *,
+    digests: Collection[str] = (),
 ) -> Masker:
     """The masker for the output of `kubectl ARGV` (argv without the program name).
 
@@ -927,5 +1244,5 @@ def masker_for(
     template = output in _TEMPLATE_OUTPUTS or call.has_flag("template")
     secrets = bool(call.problems) or any(r.resource in _SECRET_RESOURCES for r in call.resources)
     if template and (secrets or call.verb == "config view"):
-        return Masker(detectors, literals, "whole")
-    return Masker(detectors, literals, "structure" if secrets else "text")
+        return Masker(detectors, literals, "whole", digests=digests)
+    return Masker(detectors, literals, "structure" if secrets else "text", digests=digests)

@@ -11,11 +11,10 @@ run that finds it there never imports `keyring` nor touches the long-lived crede
 Exposure: a `user` key is held in kernel memory only, never written to disk (nor to swap),
 and gone at its timeout at the latest. It is readable only by processes of the same uid
 that possess the user keyring (it is linked from their session keyring, as in a normal
-login): the same processes that can ask an unlocked OS keyring for the token. Besides the
-token, an entry holds the secret strings of the stored credential it was minted with (an
-admin token, a client key, exec plugin env values), because the masker must hide them in
-kubectl's output and reading them from the OS keyring is what this cache avoids; so while
-the entry lives, those are as exposed as the token.
+login): the same processes that can ask an unlocked OS keyring for the token. The stored
+long-lived credential is never put there: beside the token an entry holds only SHA-256
+digests of its secret strings (`mask.literal_digests`), by which the masker still hides
+them in kubectl's output without knowing them.
 
 A key's description names one configuration: a hash of the config file's path and every
 setting in it (server, context, ServiceAccount, keyring service, ...), so two configs or test
@@ -49,14 +48,15 @@ MAX_PAYLOAD = 32767
 class Token(NamedTuple):
     """A minted ServiceAccount token; times are seconds since the epoch on guardctl's clock.
 
-    `masks` are the secret strings of the stored credential it was minted with: the masker
-    hides them, with the token, in everything kubectl prints.
+    `mask_digests` are digests of the stored credential's secret strings (never the strings):
+    the masker hides the token, and whatever has one of those digests, in everything
+    kubectl prints.
     """
 
     value: str
     expires_at: float
     issued_at: float
-    masks: tuple[str, ...] = ()
+    mask_digests: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"Token(expires_at={self.expires_at!r}, issued_at={self.issued_at!r})"
@@ -72,9 +72,6 @@ class Token(NamedTuple):
             return -1.0
         return self.expires_at - REFRESH_FRACTION * life - now
 
-    def secrets(self) -> list[str]:
-        """Every literal the masker must hide while this token is used."""
-        return [self.value, *self.masks]
 
 
 # --------------------------------------------------------------------------- payload
@@ -84,7 +81,8 @@ def encode(token: Token, server: str, service_account: str) -> str:
     """The cached form of a token: JSON naming the server and ServiceAccount it is for."""
     return json.dumps({
         "token": token.value, "expires_at": token.expires_at, "issued_at": token.issued_at,
-        "masks": list(token.masks), "server": server, "service_account": service_account,
+        "mask_digests": list(token.mask_digests), "server": server,
+        "service_account": service_account,
     })
 
 
@@ -96,11 +94,11 @@ def decode(raw: str | bytes | None, server: str, service_account: str) -> Token 
         if (not isinstance(data, dict) or data.get("server") != server
                 or data.get("service_account") != service_account):
             return None
-        masks = data["masks"]  # an entry without them is from before masks were kept
-        if not isinstance(masks, list):
+        digests = data["mask_digests"]  # an entry without them would leave secrets unmasked
+        if not isinstance(digests, list):
             return None
         return Token(str(data["token"]), float(data["expires_at"]), float(data["issued_at"]),
-                     tuple(str(m) for m in masks))
+                     tuple(str(d) for d in digests))
     except (ValueError, KeyError, TypeError):
         return None
 

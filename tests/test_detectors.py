@@ -134,3 +134,26 @@ def test_broken_files_name_file_detector_and_key(text: str, expected: str) -> No
     message = str(caught.value)
     assert message.startswith("my-secrets.yaml: ")
     assert expected in message
+
+
+def test_the_json_copy_the_run_path_reads_is_made_from_secrets_yaml() -> None:
+    # rules/secrets.yaml is the source; guardctl/data/secrets.json is what a run reads
+    # (regenerate it with `python scripts/gen_secrets_json.py`)
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    source = yaml.safe_load((root / "rules" / "secrets.yaml").read_text("utf-8"))
+    copy = json.loads((root / "guardctl" / "data" / "secrets.json").read_text("utf-8"))
+    assert copy == source
+
+    def shape(d: Detector) -> tuple[object, ...]:
+        return (d.regex, d.keywords, d.entropy, d.min_length, d.multiline, d.positive)
+
+    parsed = parse_rules((root / "rules" / "secrets.yaml").read_text("utf-8"))
+    assert default_rules().structure == parsed.structure
+    assert {n: shape(d) for n, d in default_rules().detectors.items()} == {
+        n: shape(d) for n, d in parsed.detectors.items()
+    }

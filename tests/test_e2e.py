@@ -257,3 +257,23 @@ def test_missing_kubectl_is_exit_13(agent_env: dict[str, str], tmp_path: Path) -
     assert proc.returncode == 13
     assert b"kubectl" in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+def test_a_run_with_a_cached_token_imports_nothing_it_does_not_need(
+    agent_env: dict[str, str],
+) -> None:
+    # the agent's everyday command: once a token is cached (and the rules and config are),
+    # no keyring, yaml, click, rich or dataclasses is imported on the way to kubectl
+    guardctl(agent_env, "get", "pods", "-n", "dev", check=True)
+    code = (
+        "import sys\n"
+        "from guardctl.main import main\n"
+        "status = main(['get', 'pods', '-n', 'dev'])\n"
+        "heavy = {'keyring', 'yaml', 'click', 'rich', 'dataclasses', 'pexpect'}\n"
+        "print(status, sorted(heavy & set(sys.modules)), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=agent_env, capture_output=True, timeout=60
+    )
+    assert proc.stderr.decode().splitlines()[-1] == "0 []", proc.stderr.decode()
+    assert b"web-" in proc.stdout

@@ -19,6 +19,7 @@ from guardctl.mask import (
     LINE_CAP,
     TAIL,
     Masker,
+    literal_digests,
     mask_text,
     masker_for,
     placeholder,
@@ -386,6 +387,45 @@ def test_literal_values_are_masked_plain_and_in_base64(text: str) -> None:
     assert LITERAL not in masked
     assert b64(LITERAL)[:12] not in masked
     assert placeholder("literal") in masked or "+base64" in masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"token is {LITERAL} here\n",
+        f'{{"token":"{LITERAL}"}}\n',
+        f"TOKEN={LITERAL}\n",
+        f"opts --flag={LITERAL} user:{LITERAL}@host\n",
+        f"b64: {b64(LITERAL)}\n",
+        # every base64 alignment of the value inside a larger blob
+        *(f"blob: {b64(prefix + LITERAL + ' tail')}\n" for prefix in ("", "x ", "xy ", "xyz ")),
+    ],
+)
+def test_values_known_only_by_digest_are_masked_like_literals(text: str) -> None:
+    # a credential cache keeps digests, not the credential; they must hide it as well
+    digests = literal_digests([LITERAL])
+    assert not any(LITERAL in d or b64(LITERAL) in d for d in digests)
+    masked = mask_text(text, digests=digests)
+    assert LITERAL not in masked
+    assert b64(LITERAL)[:12] not in masked
+
+
+def test_a_value_known_by_digest_split_at_any_offset_is_still_masked() -> None:
+    digests = literal_digests([LITERAL])
+    data = f"token: {LITERAL}\nnext: {b64(LITERAL)}\n".encode()
+    whole = mask_text(data.decode(), digests=digests).encode()
+    assert LITERAL.encode() not in whole and b64(LITERAL).encode() not in whole
+    for head, tail in splits(data):
+        assert stream([head, tail], Masker(DETECTORS, digests=digests)) == whole
+
+
+def test_digests_hide_only_their_values_and_each_line_of_a_key() -> None:
+    other = "s3cr3t-minted-token-valuX"  # same length, same characters but one
+    assert mask_text(f"id {other}\n", digests=literal_digests([LITERAL])) == f"id {other}\n"
+    # a multi-line secret is digested line by line (a PEM body, an env value with spaces)
+    lines = PEM.splitlines()[1:3]
+    masked = mask_text(f"dump {lines[0]} and {lines[1]}\n", digests=literal_digests([PEM]))
+    assert lines[0] not in masked and lines[1] not in masked and masked.startswith("dump ")
 
 
 def test_short_literals_are_ignored() -> None:

@@ -44,7 +44,7 @@ def cache(tmp_path: Path) -> Iterator[KernelCache]:
 
 def _token(now: float, life: float = 3600.0, age: float = 0.0) -> Token:
     issued = now - age
-    return Token("eyJ.agent-token.sig", issued + life, issued, ("admin-secret",))
+    return Token("eyJ.agent-token.sig", issued + life, issued, (f"12:{'ab' * 32}",))
 
 
 def test_save_then_load(cache: KernelCache) -> None:
@@ -124,14 +124,14 @@ def test_description_is_stable_and_names_no_path(tmp_path: Path) -> None:
     "raw",
     [
         None, b"", b"not json", b"[]",
-        b'{"token": "t", "expires_at": 2, "issued_at": 1, "masks": [],'
+        b'{"token": "t", "expires_at": 2, "issued_at": 1, "mask_digests": [],'
         b' "server": "https://elsewhere", "service_account": "guardctl/guardctl-agent"}',
-        b'{"token": "t", "expires_at": 2, "issued_at": 1, "masks": [],'
+        b'{"token": "t", "expires_at": 2, "issued_at": 1, "mask_digests": [],'
         b' "server": "https://127.0.0.1:6443", "service_account": "other/sa"}',
-        # written before masks were kept: its credential's secrets would go unmasked
+        # without digests (written before they were kept) its credential would go unmasked
         b'{"token": "t", "expires_at": 2, "issued_at": 1,'
         b' "server": "https://127.0.0.1:6443", "service_account": "guardctl/guardctl-agent"}',
-        b'{"token": "t", "expires_at": "soon", "issued_at": 1, "masks": [],'
+        b'{"token": "t", "expires_at": "soon", "issued_at": 1, "mask_digests": [],'
         b' "server": "https://127.0.0.1:6443", "service_account": "guardctl/guardctl-agent"}',
     ],
 )
