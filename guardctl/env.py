@@ -83,7 +83,8 @@ class Environment:
         from guardctl.bundled import bundled_rules_dir
         from guardctl.policy import PolicyContext
 
-        paths = [self.state_dir, self.config_path.parent, bundled_rules_dir()]
+        # the cache holds the parsed rules and config guardctl trusts: as protected as they are
+        paths = [self.state_dir, self.config_path.parent, self.cache_dir, bundled_rules_dir()]
         paths += self.extra_rule_paths()
         spelled = [str(p) for p in paths]
         # an agent types `~/...` as often as the absolute path, and the shell expands it later
