@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import sys
 import time
@@ -95,6 +96,8 @@ def main(megabytes: int) -> None:
     detectors = default_detectors()
     masker = Masker(detectors, literals=["not-in-this-stream-literal"])
     most_held = 0
+    # the machine may be busy with other work: the number means little without this
+    load = " ".join(f"{n:.2f}" for n in os.getloadavg())
     started = time.perf_counter()
     for chunk in chunks:
         masker.feed(chunk)
@@ -112,7 +115,7 @@ def main(megabytes: int) -> None:
     tracemalloc.stop()
 
     print(f"input:          {total / 1e6:.1f} MB in {len(chunks)} chunks of {CHUNK} bytes")
-    print(f"time:           {seconds:.2f} s")
+    print(f"time:           {seconds:.2f} s (load average before: {load})")
     print(f"throughput:     {total / 1e6 / seconds:.1f} MB/s (goal: 20 MB/s)")
     print(f"most held back: {most_held} characters")
     print(f"peak memory:    {peak / 1e6:.2f} MB allocated while masking (tracemalloc)")

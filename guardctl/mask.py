@@ -16,6 +16,14 @@ Secret's ``data``/``stringData``, kubeconfig credential keys, env values with
 secret-looking names, ``kubectl describe secret``, the last-applied JSON), then the
 detectors of rules/secrets.yaml with literal values and base64 decoding (`_Scanner`).
 
+Speed (bench/bench_mask.py): each Python step costs far more than a C loop over the same
+text, so the hot paths hand whole chunks to C: a run of lines that no structure rule reads
+passes in one regex match (`_Structure._untouched`); the one-line detectors only run on
+the lines that hold one of their keywords, found by one regex over each keyword's rarest
+character (`_Keywords`); base64 candidates and literal values are found by substring
+searches (`_b64_tokens`, `_literal_spans`). Each shortcut finds exactly what the plain
+way would; tests/test_mask.py compares them.
+
 Memory stays bounded: the masker holds back the current partial line (up to LINE_CAP
 characters, then it cuts, keeping a TAIL), an unfinished multi-line block (a PEM block or a
 wrapped base64 blob, up to BLOCK_CAP, then masks it) and an object's data section until its
@@ -86,15 +94,13 @@ _TEMPLATE_OUTPUTS = frozenset(
 )
 _SECRET_RESOURCES = frozenset({"secret", "secrets"})
 
-# greedy, so each match is a whole run of base64 characters
-_B64_TOKEN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 # base64 wrapped over lines: full lines, then a last line that may be short but padded
 _B64_RUN = re.compile(
     r"(?m)^[ \t]*[A-Za-z0-9+/]{20,}\r?\n"
     r"(?:[ \t]*[A-Za-z0-9+/]{16,}={0,2}\r?$\n?|[ \t]*[A-Za-z0-9+/]{1,15}={1,2}\r?$\n?)+"
 )
 _B64_LINE = re.compile(r"[ \t]*[A-Za-z0-9+/]{20,}={0,2}\r?")
-# _B64_TOKEN in text as bytes with every base64 character turned into "a" (see _b64_tokens)
+# a base64 token (see _b64_tokens) in text made bytes, each base64 character an "a"
 _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_FLAT = bytes.maketrans(_B64_CHARS, b"a" * len(_B64_CHARS))
 _FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
@@ -283,12 +289,12 @@ def _b64decode(blob: str) -> bytes | None:
 
 
 def _b64_tokens(text: str) -> list[tuple[int, int]]:
-    """The spans `_B64_TOKEN.finditer(text)` finds, found faster.
+    """The base64 tokens of `text`: what `[A-Za-z0-9+/]{16,}={0,2}` finds, found faster.
 
-    `re` tries that regex at each of the many letters of a text in turn. In the text as
+    `re` would try that regex at each of the many letters of a text in turn. In the text as
     bytes with every base64 character an "a" (and a character latin-1 lacks a "?", so that
     offsets hold), a token is a run of 16 "a" or more: `re` finds that literal start by a
-    substring search.
+    substring search. Greedy, so each token is a whole run of base64 characters.
     """
     flat = text.encode("latin-1", "replace").translate(_B64_FLAT)
     return [found.span() for found in _FLAT_TOKEN.finditer(flat)]
@@ -314,7 +320,7 @@ def _b64_runs(text: str, tokens: list[tuple[int, int]]) -> list[tuple[int, int]]
 
 
 def _by_line(detector: Detector) -> bool:
-    """Whether `detector` needs to run only on the lines that hold one of its keywords."""
+    """Whether `detector` need only run on the lines that hold one of its keywords."""
     keywords = detector.keywords
     return bool(keywords) and not detector.multiline and all(k and "\n" not in k for k in keywords)
 
@@ -335,7 +341,8 @@ def _stretches(lines: list[tuple[int, int]], size: int) -> list[tuple[int, int]]
 
 # the characters of (lower-cased) kubectl output, most common first; see _Keywords
 _COMMON = ' eat:snr0icdo-pm"u1klvb2f4.gy53h/86{}z79w,jqx[]=*|<>_@()'
-# a keyword made of the first this many of them only has a substring search of its own
+# a keyword whose rarest character is one of the first this many would, as an anchor, stop
+# the regex nearly everywhere: it gets a substring search of its own
 _FREQUENT = _COMMON.index("u") + 1
 
 
@@ -390,7 +397,8 @@ class _Keywords:
     def regions(self, text: str, lowered: str) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
         """Each detector with a keyword in `text` and the stretches of `text` it runs on.
 
-        `lowered` is text.lower() with the same length, so offsets in one hold in the other.
+        `lowered` is the text lower-cased (see _lower), as long as the text, so that offsets
+        in one hold in the other.
         """
         lines: dict[int, set[tuple[int, int]]] = {}
         for word, indexes in self._searched:
@@ -425,7 +433,7 @@ class _Keywords:
 
 
 def _around(word: str, at: int) -> str:
-    """A regex for `word` that starts at its character `at`: the part before is looked behind."""
+    """A regex for `word` from its character `at` on, looking behind for the whole word."""
     behind = f"(?<={re.escape(word)})" if at else ""
     return re.escape(word[at:]) + behind
 
@@ -619,6 +627,10 @@ class _Block(NamedTuple):
     mask: str | None = None  # the mask name when every content line is secret
 
 
+# keys that `_Structure._keyed_line` reads by name, besides data and credential keys
+_KEYS_READ = frozenset({"kind", "name", "value", "Type", "Name"})
+
+
 def _untouched_line(watched: Iterable[str], credential_keys: Iterable[str]) -> str:
     """A regex for one line that `_Structure` passes on unchanged, changing no state, when
     no block, section, env name or describe output is open and the line holds no `"Secret`.
@@ -663,9 +675,9 @@ class _Structure:
         self._describe_secret = all_secret
         self._describe_data = False
         self._previous = ""
-        # the keys `_keyed_line` looks at besides credential keys (which it reads lower-cased)
-        self._watched_keys = rules.data_keys | {"kind", "name", "value", "Type", "Name"}
-        self._untouched_line = _untouched_line(self._watched_keys, rules.credential_keys)
+        # the keys `_keyed_line` reads (and credential keys, lower-cased): runs stop at them
+        read = rules.data_keys | _KEYS_READ
+        self._untouched_line = _untouched_line(read, rules.credential_keys)
         self._untouched_runs: dict[int, re.Pattern[str]] = {}  # by the fewest leading spaces
         self._out: list[str] = []
 
@@ -758,24 +770,7 @@ class _Structure:
             self._section_line(line, lead, section)
             return
         entry = _entry(body, lead)
-        if entry is None:
-            self._emit(self._plain_line(line, stripped))
-        elif (
-            entry[0] in self._watched_keys
-            or entry[2][:1] in ("|", ">")
-            or self._describe_data
-            or entry[0].lower() in self._rules.credential_keys
-        ):
-            self._emit(self._keyed_line(line, entry))
-        else:
-            # the common case: a key that no rule of `_keyed_line` reads, on a line that
-            # changes no state, so the section is still the one read above
-            if self._kind_search(line) is not None:
-                line = self._embedded(line, entry)
-            if section is None:
-                self._out.append(line)
-            else:
-                self._emit(line)
+        self._emit(self._keyed_line(line, entry) if entry else self._plain_line(line, stripped))
         self._previous = stripped
 
     def _end_objects(self, lead: int) -> None:
@@ -807,6 +802,7 @@ class _Structure:
             self._emit(_mask_entry(line, entry) if section.secret else line)
 
     def _keyed_line(self, line: str, entry: _Entry) -> str:
+        # each key named here is in _KEYS_READ, or runs of untouched lines would skip it
         rules = self._rules
         key, level, value, start, end = entry
         if key == "kind" and value:

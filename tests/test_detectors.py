@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guardctl.detectors import (
     Detector,
@@ -64,6 +66,29 @@ def test_negative_example_is_left_alone(name: str, example: str) -> None:
 )
 def test_shannon_entropy(value: str, low: float, high: float) -> None:
     assert low <= shannon_entropy(value) <= high
+
+
+# every name generic-secret-assignment takes; the first look-behinds of its regex check
+# their last two letters, so a name they miss would never reach the full check
+GENERIC_NAMES = ["pwd", "pass", "passwd", "password", "secret", "token", "apikey", "accesskey"]
+GENERIC_NAMES += ["privatekey", "credential", "credentials", "db_key", "tls.key", "ssh-key"]
+# (?i) takes ſ for s
+SPELLINGS = {"s": ["s", "S", "ſ"]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.data(),
+    st.sampled_from(GENERIC_NAMES),
+    st.sampled_from(["{}={}", "{}: {}", '"{}": "{}"', "{} = {}", "{}:\t'{}'", "export {}={}"]),
+)
+def test_generic_assignment_takes_each_name_in_any_case(
+    data: st.DataObject, name: str, form: str
+) -> None:
+    spelled = "".join(data.draw(st.sampled_from(SPELLINGS.get(c, [c, c.upper()]))) for c in name)
+    line = form.format("MY_" + spelled, "G#iFXC0NZ!cFlwvTWxaLYUoQ")
+    found = DETECTORS["generic-secret-assignment"].find(line)
+    assert [line[start:end] for start, end in found] == ["G#iFXC0NZ!cFlwvTWxaLYUoQ"]
 
 
 def test_the_bundled_file_is_read_once_and_lazily() -> None:

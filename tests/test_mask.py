@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardctl.detectors import default_detectors
+from guardctl import mask
+from guardctl.detectors import Detector, default_detectors
 from guardctl.mask import (
     BLOCK_CAP,
     LINE_CAP,
@@ -343,6 +345,9 @@ def test_names_uids_digests_timestamps_and_ips_stay(name: str) -> None:
         'token: ""',
         "PASSWORD_MIN_LENGTH=8",
         "secretName: web-tls",
+        # what kubectl prints in place of a value
+        "client-key-data: DATA+OMITTED",
+        "password: null",
     ],
 )
 def test_ordinary_values_stay(line: str) -> None:
@@ -571,3 +576,154 @@ def test_any_chunking_gives_the_same_output(cuts: list[int]) -> None:
     bounds = [0, *sorted(cuts), len(CORPUS)]
     chunks = [CORPUS[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     assert stream(chunks) == stream([CORPUS])
+
+
+# --------------------------------------------------------------------------- fast paths
+# Each shortcut of the masker must find exactly what the plain way does: these compare them.
+
+# what the structure rules react to, each with the lines that follow it
+SNIPPETS = [
+    ["- name: DB_PASSWORD", "  value: hunter2hunter2"],
+    ["env:", "- name: API_TOKEN", "  value: |", "    q8MxVj5l3V26Xk"],
+    ["Name:         s", "Type:  Opaque", "", "Data", "====", "token:  12 bytes", "extra:  oops"],
+    ["Name:         s", "Data", "====", "ca.crt:  10 bytes", "key:  leaked"],
+    ["- apiVersion: v1", "  data:", f"    password: {b64('hunter2')}", "  kind: Secret"],
+    ["- kind: ConfigMap", "  stringData:", "    a: b", "    c: |", "      d"],
+    ["{", '  "kind": "Secret",', '  "data": {', '    "a": "YWFh"', "  }", "}"],
+    ['{"kind":"Secret","data":{"a":"YWFh"}}'],
+    ['last: "{\\"kind\\":\\"Secret\\",\\"data\\":{\\"a\\":\\"b\\"}}"'],
+    ["users:", "- name: u", "  user:", "    token: abc.def", "    Client-Key-Data: QUJD"],
+    ["script: >-", "  line of a block", "  another"],
+    ["token: |", "  abc", "  def"],
+    ["---", "kind: Secret", "data:"],
+    ["kind: List", "items:"],
+    [f"note: {GITHUB}", "TOKEN: q8MxVj5l3V26Xk", "Password: G#iFXC0NZ!cFlwvTWxaLYUoQ"],
+]
+# lines no rule reads, which runs take in
+ORDINARY = [
+    "uid: 6f1c2d3e-4b5a-4c7d-8e9f-000000000001",
+    'creationTimestamp: "2024-05-01T10:00:00Z"',
+    "namespace: ns-1",
+    "- containerPort: 80",
+    '"image": "nginx",',
+    "},",
+    "plain words without a colon",
+    "NAME   TYPE   DATA   AGE",
+    "\tkey: x",
+    "key:\tvalue",
+    "key:",
+    "weird key: v",
+    "# comment: x",
+    "   ",
+]
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> bytes:
+    lines: list[str] = []
+    for _ in range(draw(st.integers(min_value=0, max_value=8))):
+        lead = " " * draw(st.sampled_from([0, 0, 2, 2, 4, 6, 1]))
+        lines += [lead + line for line in draw(st.lists(st.sampled_from(ORDINARY), max_size=4))]
+        lines += [lead + line for line in draw(st.sampled_from(SNIPPETS))]
+    end = draw(st.sampled_from(["\n", "\n", "\r\n"]))
+    return "".join(line + end for line in lines).encode()
+
+
+@st.composite
+def chunked(draw: st.DrawFn, data: bytes) -> list[bytes]:
+    cuts = draw(st.lists(st.integers(min_value=0, max_value=len(data)), max_size=6))
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), documents(), st.sampled_from(["text", "structure"]))
+def test_runs_of_untouched_lines_change_nothing(
+    data: st.DataObject, text: bytes, mode: str
+) -> None:
+    # runs of lines that no structure rule reads are passed on by one regex match; read
+    # one by one instead, they must come out the same
+    chunks = data.draw(chunked(text))
+    fast = stream(chunks, Masker(DETECTORS, mode=mode))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mask._Structure, "_untouched", lambda self, text, pos: pos)
+        plain = stream(chunks, Masker(DETECTORS, mode=mode))
+    assert fast == plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_keyword_prefilter_finds_what_a_full_scan_finds(data: st.DataObject) -> None:
+    # common and rare characters (searched for differently), keywords that are prefixes of
+    # one another, at the starts and ends of lines, in upper case
+    word = st.text("aetsn:-_kqxyz.", min_size=1, max_size=4)
+    keywords = data.draw(st.lists(st.lists(word, min_size=1, max_size=3), min_size=1, max_size=4))
+    pieces = [k for words in keywords for k in words] + ["a", "Q", "-", " ", "\n", "\n"]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=40)))
+    text = data.draw(st.sampled_from([text, text.upper(), text.title()]))
+
+    def registry(prefilter: bool) -> dict[str, Detector]:
+        return {
+            f"d{index}": Detector(
+                name=f"d{index}",
+                description="test",
+                regex="(?i)" + "|".join(re.escape(k) for k in words),
+                keywords=tuple(words) if prefilter else (),
+            )
+            for index, words in enumerate(keywords)
+        }
+
+    assert mask_text(text, registry(True)) == mask_text(text, registry(False))
+
+
+# base64 runs and tokens around the lengths that count (16, 20), wrapped and indented, with
+# padding, blanks and characters latin-1 has or lacks
+B64_PIECES = ["QUJD", "QUJDQUJDQUJDQUJD", "QUJDQUJDQUJDQUJDQUJD", "a", "9", "+/", "=", "=="]
+B64_PIECES += [" ", "\t", "\n", "\n", "\n    ", "\r", "«", "漢"]
+B64_TEXT = st.lists(st.sampled_from(B64_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(B64_TEXT)
+def test_base64_candidates_are_what_the_regexes_find(text: str) -> None:
+    tokens = mask._b64_tokens(text)
+    assert tokens == [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+    assert mask._b64_runs(text, tokens) == [found.span() for found in mask._B64_RUN.finditer(text)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_literals_are_found_where_one_regex_finds_them(data: st.DataObject) -> None:
+    # values that are prefixes of one another and overlap: the longest at the first place wins
+    base = data.draw(st.text("ab=", min_size=6, max_size=9))
+    more = data.draw(st.lists(st.text("ab=", max_size=3), max_size=2))
+    literals = [base, *(base + tail for tail in more)]
+    forms = mask._literal_forms(literals)
+    pieces = [*forms, *literals, "a", "b", "=", "\n"]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=12)))
+    regex = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+    assert mask._literal_spans(text, forms) == [found.span() for found in regex.finditer(text)]
+
+
+@given(st.text())
+def test_fast_lowering_agrees_on_what_keywords_can_see(text: str) -> None:
+    lowered = text.lower()
+    if len(lowered) == len(text):  # else the keyword pre-filter is not used
+        fast = mask._lower(text)
+        assert len(fast) == len(text)
+        assert [c if c.isascii() else "" for c in fast] == [
+            c if c.isascii() else "" for c in lowered
+        ]
+
+
+@pytest.mark.parametrize(("name", "example"), POSITIVES)
+def test_a_secret_among_ordinary_lines_is_masked(name: str, example: str) -> None:
+    # the lines around it are passed on in runs; the secret's line must still be scanned
+    head = "kind: List\nitems:\n- metadata:\n    namespace: default\n    uid: 6f1c2d3e\n"
+    data = f"{head}    note: {example}\n    other: value\n{example}\n".encode()
+    whole = mask_text(data.decode()).encode()
+    secrets = [example[start:end] for start, end in DETECTORS[name].find(example)]
+    assert secrets and not any(secret.encode() in whole for secret in secrets)
+    for size in (1, 7, 64):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        assert stream(chunks) == whole, f"{name}: chunks of {size}"
