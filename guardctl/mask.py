@@ -230,8 +230,12 @@ def _literal_spans(text: str, forms: Sequence[str]) -> list[tuple[int, int]]:
 # a value known only by its digest is found as a whole run of these characters (tokens,
 # JWTs, base64 and its padding), so `NAME=value` and `user:value` show it whole; a secret
 # with other characters is digested run by run
-_RUN_CHARS = "[A-Za-z0-9+/_.~-]"
-_RUN = re.compile(f"{_RUN_CHARS}+=*")
+_RUN_CHARS = "A-Za-z0-9+/_.~-"
+_RUN = re.compile(f"[{_RUN_CHARS}]+=*")
+# run characters as "a", "=" kept, anything else a blank (see _DigestMatcher)
+_RUN_FLAT = bytes(
+    ord("a") if _RUN.fullmatch(chr(i)) else i if chr(i) == "=" else ord(" ") for i in range(256)
+)
 
 
 def _digest(run: str) -> str:
@@ -259,18 +263,23 @@ def literal_digests(secrets: Iterable[str]) -> tuple[str, ...]:
 
 class _DigestMatcher:
     """Finds whole runs whose digest is one of `digests` ("LENGTH:SHA256", see
-    `literal_digests`): a regex finds the runs of those lengths, only they are hashed."""
+    `literal_digests`); only runs of those lengths are hashed.
+
+    Runs are found as in `_b64_tokens`: in a bytes copy where every run character is an "a",
+    `re` finds the literal start of a long enough run by a substring search.
+    """
 
     def __init__(self, digests: Collection[str]) -> None:
         self._digests = frozenset(digests)
-        lengths = sorted({int(d.split(":", 1)[0]) for d in self._digests})
-        runs = "|".join(f"(?:{_RUN_CHARS}|=(?==*(?!{_RUN_CHARS}))){{{n}}}" for n in lengths)
-        self._runs = re.compile(f"(?<!{_RUN_CHARS})(?:{runs})(?![=A-Za-z0-9+/_.~-])")
+        self._lengths = frozenset(int(d.split(":", 1)[0]) for d in self._digests)
+        self._runs = re.compile(b"a{%d,}=*" % min(self._lengths))
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
-        for run in self._runs.finditer(text):
-            if _digest(run[0]) in self._digests:
-                yield run.start(), run.end()
+        flat = text.encode("latin-1", "replace").translate(_RUN_FLAT)
+        for found in self._runs.finditer(flat):
+            start, end = found.span()
+            if end - start in self._lengths and _digest(text[start:end]) in self._digests:
+                yield start, end
 
 
 def _byte_entropy(raw: bytes) -> float:

@@ -433,6 +433,23 @@ def test_digests_hide_only_their_values_and_each_line_of_a_key() -> None:
     assert lines[0] not in masked and lines[1] not in masked and masked.startswith("dump ")
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([LITERAL, b64(LITERAL), "ab", "=", " ", ":", "é", "漢", "x" * 30, "\n"]),
+        max_size=12,
+    )
+)
+def test_digest_runs_are_the_runs_digests_are_made_of(parts: list[str]) -> None:
+    # the fast run finder must find exactly the whole runs `literal_digests` digests
+    from guardctl.mask import _RUN, _digest, _DigestMatcher
+
+    text = "".join(parts)
+    digests = literal_digests([LITERAL])
+    expected = [run.span() for run in _RUN.finditer(text) if _digest(run[0]) in digests]
+    assert list(_DigestMatcher(digests).spans(text)) == expected
+
+
 def test_short_literals_are_ignored() -> None:
     assert mask_text("a b c\n", literals=["b"]) == "a b c\n"
 
