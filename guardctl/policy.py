@@ -139,7 +139,7 @@ def decide_command(
     facts = gather_facts(cmd, read)
     hits = tuple(
         hit
-        for rule in rules
+        for rule in _candidates(rules, facts)
         if _may_apply(rule, facts) and (hit := match_rule(rule, facts, context)) is not None
     )
     action = strictest([h.action for h in hits])
@@ -153,6 +153,50 @@ def decide_command(
         call=facts.call,
         report=facts.report if facts.call else None,
     )
+
+
+class _Index(NamedTuple):
+    """A rule list pre-sorted by what a command is, in the list's order."""
+
+    by_head: dict[str, tuple[Rule, ...]]  # kubectl calls, by the first word of the verb
+    any_head: tuple[Rule, ...]  # kubectl calls whose verb no rule names
+    other: tuple[Rule, ...]  # other programs
+
+
+# rule tuples seen (kept alive with their index, so an id is never reused while cached)
+_INDEXES: dict[int, tuple[tuple[Rule, ...], _Index]] = {}
+
+
+def _candidates(rules: Iterable[Rule], facts: Facts) -> Iterable[Rule]:
+    """The rules that may apply to a command, found without looking at each (a rule set is
+    loaded once and decides many lines); `_may_apply` still checks each candidate."""
+    if not isinstance(rules, tuple):
+        return rules
+    index = _index(rules)
+    if facts.call is None:
+        return index.other
+    if not facts.verb:
+        return rules
+    return index.by_head.get(facts.verb[0], index.any_head)
+
+
+def _index(rules: tuple[Rule, ...]) -> _Index:
+    cached = _INDEXES.get(id(rules))
+    if cached is not None and cached[0] is rules:
+        return cached[1]
+    heads = {head for rule in rules for head in rule.verb_heads or ()}
+    index = _Index(
+        by_head={
+            head: tuple(r for r in rules if r.verb_heads is None or head in r.verb_heads)
+            for head in heads
+        },
+        any_head=tuple(r for r in rules if r.verb_heads is None),
+        other=tuple(r for r in rules if not r.kubectl_only),
+    )
+    if len(_INDEXES) >= 8:
+        _INDEXES.clear()
+    _INDEXES[id(rules)] = (rules, index)
+    return index
 
 
 def _may_apply(rule: Rule, facts: Facts) -> bool:
