@@ -374,13 +374,54 @@ def _expand_placeholders(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[st
 
 
 def _any_glob(word: str, globs: tuple[str, ...]) -> bool:
-    return _glob_regex(globs).match(word) is not None
+    return _glob_set(globs).match(word)
+
+
+class _GlobSet(NamedTuple):
+    """Shell globs (case-sensitive, like fnmatchcase) sorted by shape, so that the common
+    ones need no regex: compiling regexes is most of what one `check` spends deciding."""
+
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]  # "x*"
+    suffixes: tuple[str, ...]  # "*x"
+    contains: tuple[str, ...]  # "*x*"
+    everything: bool  # "*"
+    rest: re.Pattern[str] | None  # any other shape
+
+    def match(self, word: str) -> bool:
+        return (
+            self.everything
+            or word in self.exact
+            or word.startswith(self.prefixes)
+            or word.endswith(self.suffixes)
+            or any(map(word.__contains__, self.contains))
+            or (self.rest is not None and self.rest.match(word) is not None)
+        )
 
 
 @lru_cache(maxsize=4096)
-def _glob_regex(globs: tuple[str, ...]) -> re.Pattern[str]:
-    """One compiled regex for a list of shell globs (case-sensitive, like fnmatchcase)."""
-    return re.compile("|".join(translate(g) for g in globs))
+def _glob_set(globs: tuple[str, ...]) -> _GlobSet:
+    shapes: dict[str, list[str]] = {"exact": [], "prefix": [], "suffix": [], "contains": []}
+    rest: list[str] = []
+    for glob in globs:
+        inner = glob.strip("*")
+        if glob == "*" * len(glob) and glob:
+            shapes["contains"].append("")
+        elif any(c in inner for c in "*?[") or glob.startswith("**") or glob.endswith("**"):
+            rest.append(glob)
+        else:
+            star_first, star_last = glob.startswith("*"), glob.endswith("*")
+            shape = {(False, False): "exact", (False, True): "prefix",
+                     (True, False): "suffix", (True, True): "contains"}[star_first, star_last]
+            shapes[shape].append(inner)
+    return _GlobSet(
+        exact=frozenset(shapes["exact"]),
+        prefixes=tuple(shapes["prefix"]),
+        suffixes=tuple(shapes["suffix"]),
+        contains=tuple(c for c in shapes["contains"] if c),
+        everything="" in shapes["contains"],
+        rest=re.compile("|".join(translate(g) for g in rest)) if rest else None,
+    )
 
 
 # match key -> its check; Match.keys lists only the keys a rule sets

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guardctl.model import Action
 from guardctl.parse import parse
@@ -178,3 +180,17 @@ def test_the_rule_pre_check_never_skips_a_rule_that_would_match(
                         skipped += 1
                         assert match_rule(rule, facts, context) is None, (line, rule.id)
     assert skipped > 1000  # the check above ran on many skipped rules
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="ab/.-", max_size=6),
+    st.lists(st.text(alphabet="ab*?[]!/.-", max_size=5), min_size=1, max_size=4),
+)
+def test_glob_matching_is_fnmatchcase(word: str, globs: list[str]) -> None:
+    # globs are matched by shape (exact, prefix, suffix, contains) before any regex
+    from fnmatch import fnmatchcase
+
+    from guardctl.policy import _any_glob
+
+    assert _any_glob(word, tuple(globs)) == any(fnmatchcase(word, g) for g in globs)
