@@ -139,7 +139,7 @@ def decide_command(
     facts = gather_facts(cmd, read)
     hits = tuple(
         hit
-        for rule in _candidates(rules, facts)
+        for rule in _candidates(tuple(rules), facts)
         if _may_apply(rule, facts) and (hit := match_rule(rule, facts, context)) is not None
     )
     action = strictest([h.action for h in hits])
@@ -167,11 +167,9 @@ class _Index(NamedTuple):
 _INDEXES: dict[int, tuple[tuple[Rule, ...], _Index]] = {}
 
 
-def _candidates(rules: Iterable[Rule], facts: Facts) -> Iterable[Rule]:
-    """The rules that may apply to a command, found without looking at each (a rule set is
-    loaded once and decides many lines); `_may_apply` still checks each candidate."""
-    if not isinstance(rules, tuple):
-        return rules
+def _candidates(rules: tuple[Rule, ...], facts: Facts) -> tuple[Rule, ...]:
+    """The rules whose verbs and program kind fit a command, found without looking at each
+    (a rule set is loaded once and decides many lines); `_may_apply` checks their flags."""
     index = _index(rules)
     if facts.call is None:
         return index.other
@@ -200,15 +198,12 @@ def _index(rules: tuple[Rule, ...]) -> _Index:
 
 
 def _may_apply(rule: Rule, facts: Facts) -> bool:
-    """A cheap pre-check: rules about kubectl skip other programs, verb rules other verbs,
-    flag rules calls without their flags."""
-    if facts.call is None:
-        return not rule.kubectl_only
-    heads = rule.verb_heads
-    if heads is not None and facts.verb and facts.verb[0] not in heads:
-        return False
+    """A cheap pre-check of a candidate: flag rules skip calls without their flags (a rule
+    that needs flags is about kubectl, so other programs never get here with one)."""
+    if rule.flag_needs is None or facts.call is None:
+        return True
     given = facts.call.flags.keys()
-    return rule.flag_needs is None or any(needs <= given for needs in rule.flag_needs)
+    return any(needs <= given for needs in rule.flag_needs)
 
 
 def match_rule(rule: Rule, facts: Facts, context: PolicyContext) -> RuleHit | None:
@@ -401,25 +396,24 @@ class _GlobSet(NamedTuple):
 
 @lru_cache(maxsize=4096)
 def _glob_set(globs: tuple[str, ...]) -> _GlobSet:
-    shapes: dict[str, list[str]] = {"exact": [], "prefix": [], "suffix": [], "contains": []}
+    # by (leading star, trailing star); a run of stars matches what one star does
+    shapes: dict[tuple[bool, bool], list[str]] = {
+        (False, False): [], (False, True): [], (True, False): [], (True, True): []
+    }
     rest: list[str] = []
     for glob in globs:
         inner = glob.strip("*")
-        if glob == "*" * len(glob) and glob:
-            shapes["contains"].append("")
-        elif any(c in inner for c in "*?[") or glob.startswith("**") or glob.endswith("**"):
+        if any(c in inner for c in "*?["):
             rest.append(glob)
         else:
-            star_first, star_last = glob.startswith("*"), glob.endswith("*")
-            shape = {(False, False): "exact", (False, True): "prefix",
-                     (True, False): "suffix", (True, True): "contains"}[star_first, star_last]
-            shapes[shape].append(inner)
+            shapes[glob.startswith("*"), glob.endswith("*")].append(inner)
+    contains = shapes[True, True]
     return _GlobSet(
-        exact=frozenset(shapes["exact"]),
-        prefixes=tuple(shapes["prefix"]),
-        suffixes=tuple(shapes["suffix"]),
-        contains=tuple(c for c in shapes["contains"] if c),
-        everything="" in shapes["contains"],
+        exact=frozenset(shapes[False, False]),
+        prefixes=tuple(shapes[False, True]),
+        suffixes=tuple(shapes[True, False]),
+        contains=tuple(c for c in contains if c),
+        everything="" in contains,
         rest=re.compile("|".join(translate(g) for g in rest)) if rest else None,
     )
 
