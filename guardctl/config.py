@@ -120,9 +120,9 @@ def load_config(path: Path, cache_dir: Path | None = None) -> Config | None:
     With `cache_dir`, the file's JSON copy there is read while the file is unchanged (see
     `stampcache`); else the YAML is parsed and the copy written.
     """
-    copy = _copy(path, cache_dir) if cache_dir is not None else None
+    copy = stampcache.entry(cache_dir, CACHE_PREFIX, [path]) if cache_dir is not None else None
     if copy is not None:
-        cached = stampcache.read(*copy)
+        cached = copy.read()
         if cached is not None:
             try:
                 return _from_mapping(path, cached)
@@ -137,16 +137,8 @@ def load_config(path: Path, cache_dir: Path | None = None) -> Config | None:
     data = _parse_yaml(path, text)
     config = _from_mapping(path, data)
     if copy is not None:
-        stampcache.write(*copy, data, CACHE_PREFIX)
+        copy.write(data)
     return config
-
-
-def _copy(path: Path, cache_dir: Path) -> tuple[Path, stampcache.Stamps] | None:
-    """Where the JSON copy of the file as it is now lives, with its stamps."""
-    stamped = stampcache.stamps([path])
-    if stamped is None:
-        return None
-    return stampcache.cache_file(cache_dir, CACHE_PREFIX, stamped), stamped
 
 
 def _parse_yaml(path: Path, text: str) -> Any:

@@ -430,16 +430,14 @@ def load_rules(paths: Sequence[str | Path], cache_dir: Path | None = None) -> Ru
     policy, and parsing it costs more than deciding a line.
     """
     files = rule_files(paths)
-    stamped = stampcache.stamps(files) if cache_dir is not None else None
-    if cache_dir is None or stamped is None:
+    entry = stampcache.entry(cache_dir, _CACHE_PREFIX, files) if cache_dir is not None else None
+    if entry is None:
         return _parse_files(files)
-    cache_file = stampcache.cache_file(cache_dir, _CACHE_PREFIX, stamped)
-    cached = _ruleset_from(stampcache.read(cache_file, stamped))
+    cached = _ruleset_from(entry.read())
     if cached is not None:
         return cached
     ruleset = _parse_files(files)
-    doc = {"rules": [_rule_doc(r) for r in ruleset.rules], "files": list(ruleset.files)}
-    stampcache.write(cache_file, stamped, doc, _CACHE_PREFIX)
+    entry.write({"rules": [_rule_doc(r) for r in ruleset.rules], "files": list(ruleset.files)})
     return ruleset
 
 

@@ -25,47 +25,54 @@ KEEP = 8
 Stamps = list[list[Any]]
 
 
-def stamps(files: Sequence[Path]) -> Stamps | None:
-    """The files' stamps, or None when one cannot be read (then nothing is cached)."""
+class Entry:
+    """The cache file for a set of files as they are now."""
+
+    __slots__ = ("path", "prefix", "stamped")
+
+    def __init__(self, cache_dir: Path, prefix: str, stamped: Stamps) -> None:
+        key = zlib.crc32(json.dumps(stamped).encode())
+        self.path = cache_dir / f"{prefix}-{key:08x}.json"
+        self.prefix = prefix
+        self.stamped = stamped
+
+    def read(self) -> Any | None:
+        """The cached data, or None when absent, unreadable or made from other files."""
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("stamps") != self.stamped:
+            return None
+        return doc.get("data")
+
+    def write(self, data: Any) -> None:
+        """Best effort: a cache that cannot be written only costs speed."""
+        from guardctl.atomic import write_atomic  # tempfile: only paid when writing
+
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(self.path, json.dumps({"stamps": self.stamped, "data": data}))
+            for stale in sorted(folder.glob(f"{self.prefix}-*.json"), key=_mtime)[:-KEEP]:
+                stale.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def entry(cache_dir: Path, prefix: str, files: Sequence[Path]) -> Entry | None:
+    """The cache entry for `files`, or None when one cannot be stat'ed (nothing is cached)."""
     try:
-        return [_stamp(p) for p in files]
+        stamped = [_stamp(p) for p in files]
     except OSError:
         return None
+    return Entry(cache_dir, prefix, stamped)
 
 
 def _stamp(path: Path) -> list[Any]:
     stat = path.stat()
     return [__version__, str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns,
             stat.st_size]
-
-
-def cache_file(cache_dir: Path, prefix: str, stamped: Stamps) -> Path:
-    key = zlib.crc32(json.dumps(stamped).encode())
-    return cache_dir / f"{prefix}-{key:08x}.json"
-
-
-def read(path: Path, stamped: Stamps) -> Any | None:
-    """The cached data, or None when absent, unreadable or made from other files."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("stamps") != stamped:
-        return None
-    return doc.get("data")
-
-
-def write(path: Path, stamped: Stamps, data: Any, prefix: str) -> None:
-    """Best effort: a cache that cannot be written only costs speed."""
-    from guardctl.atomic import write_atomic  # tempfile: only paid when writing
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(path, json.dumps({"stamps": stamped, "data": data}))
-        for stale in sorted(path.parent.glob(f"{prefix}-*.json"), key=_mtime)[:-KEEP]:
-            stale.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def _mtime(path: Path) -> float:

@@ -183,9 +183,9 @@ def test_a_cache_file_made_from_other_files_is_never_served(tmp_path: Path) -> N
     user.write_text(GOOD)
     load_rules([bundled_rules_dir()], cache_dir=cache)
     (bundled_cache,) = cache.glob("rules-*.json")
-    stamped = stampcache.stamps(rule_files([bundled_rules_dir(), user]))
-    assert stamped is not None
-    bundled_cache.replace(stampcache.cache_file(cache, "rules", stamped))
+    entry = stampcache.entry(cache, "rules", rule_files([bundled_rules_dir(), user]))
+    assert entry is not None
+    bundled_cache.replace(entry.path)
     loaded = load_rules([bundled_rules_dir(), user], cache_dir=cache)
     assert "no-exec" in {r.id for r in loaded.rules}
     assert loaded == load_rules([bundled_rules_dir(), user])
