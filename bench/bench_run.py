@@ -3,10 +3,12 @@
     python bench/bench_run.py [--runs 15]
 
 Starts the embedded API server on 127.0.0.1, imports its admin credential into a
-throwaway file keyring (as `guardctl creds import` does for a user), then times both
-commands alternately and prints their medians and the ratio (goal <= 1.5). The first
-guardctl run mints the agent's token; later runs reuse it from the kernel keyring, as in
-real use (its entry is dropped at the end).
+throwaway file keyring (as `guardctl creds import` does for a user), then times the
+commands in turns and prints their medians and ratios to kubectl (goal <= 1.5). The first
+guardctl run mints the agent's token and starts the fork server; later runs reuse the
+token from the kernel keyring and run in the server's warm workers, as an agent's do (the
+token's entry is dropped and the server stopped at the end). The same command run in its
+own process (GUARDCTL_FORKSERVER=0), as a person at a terminal runs it, is timed beside.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from installed import installed_guardctl, installed_like
 
+from guardctl import forkserver
 from guardctl.config import load_config
 from guardctl.creds import kernel_cache
 from guardctl.devserver import DevServer
@@ -48,6 +51,14 @@ def _forget_token(environ: dict[str, str]) -> None:
         cache.drop()
 
 
+def _server_path(python: list[str], env: dict[str, str]) -> str:
+    """Where the installed guardctl's fork server listens (the path names its interpreter)."""
+    code = "import os; from guardctl.forkclient import socket_path; print(socket_path(os.environ))"
+    return subprocess.run(
+        [*python, "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -65,8 +76,9 @@ def main() -> None:
                 "GUARDCTL_CONFIG": str(root / "config.yaml"),
                 "XDG_DATA_HOME": str(root / "data"),
                 "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+                "XDG_RUNTIME_DIR": str(root / "run"),  # this run's own fork server
             }
-            guardctl, _python = installed_guardctl(root)
+            guardctl, python = installed_guardctl(root)
             subprocess.run(
                 [
                     *guardctl,
@@ -83,21 +95,31 @@ def main() -> None:
             )
             raw = [kubectl, "--kubeconfig", str(admin), "get", "pods", "-n", "dev"]
             ours = [*guardctl, "get", "pods", "-n", "dev"]
-            _time(ours, env)  # mint and cache the token, warm bytecode
-            raw_times, our_times = [], []
-            for _ in range(args.runs):
-                raw_times.append(_time(raw, env))
-                our_times.append(_time(ours, env))
-            _forget_token(env)
+            alone = {**env, "GUARDCTL_FORKSERVER": "0"}
+            server = _server_path(python, env)
+            _time(ours, env)  # mint and cache the token, start the fork server
+            if not forkserver.wait_ready(server):
+                raise SystemExit("the fork server did not start; see " + server + ".log")
+            _time(ours, env)
+            times: dict[str, list[float]] = {"raw": [], "warm": [], "alone": []}
+            try:
+                for _ in range(args.runs):
+                    times["raw"].append(_time(raw, env))
+                    times["warm"].append(_time(ours, env))
+                    times["alone"].append(_time(ours, alone))
+            finally:
+                forkserver.stop(server)
+                _forget_token(env)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    kubectl_median, guardctl_median = statistics.median(raw_times), statistics.median(our_times)
+    medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"kubectl get pods          median {kubectl_median * 1000:7.1f} ms")
-    print(
-        f"guardctl get pods         median {guardctl_median * 1000:7.1f} ms"
-        f"  ratio {guardctl_median / kubectl_median:.2f}"
-    )
+    print(f"kubectl get pods                      median {medians['raw'] * 1000:7.1f} ms")
+    for name, label in (("warm", "guardctl get pods"), ("alone", "  in its own process")):
+        print(
+            f"{label:37} median {medians[name] * 1000:7.1f} ms"
+            f"  ratio {medians[name] / medians['raw']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ def _console(env: Environment) -> Console:
 
 def run(env: Environment, *, replay: bool = True, fast: bool = False) -> int:
     """Run the narrated demo; 0 when every step behaved as described, 1 otherwise."""
-    from guardctl import recorder
+    from guardctl import forkserver, recorder
     from guardctl.devserver import DevServer
     from guardctl.runner import find_kubectl
 
@@ -268,8 +268,11 @@ def run(env: Environment, *, replay: bool = True, fast: bool = False) -> int:
         if imported.exit_code != ExitStatus.OK:
             demo.say(imported.stderr)
             return ExitStatus.ERROR
-        for step in (*STEPS, step_replay) if replay else STEPS:
-            step(demo)
+        try:
+            for step in (*STEPS, step_replay) if replay else STEPS:
+                step(demo)
+        finally:
+            forkserver.stop_all(environ["XDG_RUNTIME_DIR"])  # its folder goes now
         return _summary(demo)
 
 

@@ -81,11 +81,14 @@ class Environment:
     def policy_context(self) -> PolicyContext:
         """The real paths the self-protection rules guard, for the `@protected` placeholder."""
         from guardctl.bundled import bundled_rules_dir
+        from guardctl.forkclient import socket_folder
         from guardctl.policy import PolicyContext
 
         # the cache holds the parsed rules and config guardctl trusts: as protected as they are
         paths = [self.state_dir, self.config_path.parent, self.cache_dir, bundled_rules_dir()]
         paths += self.extra_rule_paths()
+        # the fork server's socket: a stand-in server there would run the agent's commands
+        paths.append(Path(socket_folder(self.environ)))
         spelled = [str(p) for p in paths]
         # an agent types `~/...` as often as the absolute path, and the shell expands it later
         spelled += [f"~/{p.relative_to(self.home)}" for p in paths if p.is_relative_to(self.home)]

@@ -6,27 +6,36 @@ kubectl commands, and click's import is a fifth of guardctl's start-up. So is
 `guardctl check` in the plain spellings an agent or a hook uses; any other spelling
 (`--help`, an unknown option, a missing LINE) goes to click, which owns the messages.
 guardctl's own commands go to `cli`, the only module that imports click.
+
+Before all that, a command from an agent (no terminal) is offered to the fork server
+(`forkclient`), whose warm worker runs this same `main`. That path imports nothing but
+this module and the client: not even `typing`, which costs a tenth of a warm run.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-from guardctl.errors import GuardError
-from guardctl.status import ExitStatus
+from guardctl.forkclient import OWN_OPTIONS
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy knows the name
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import TypeVar
+
     from guardctl.app import CheckRequest
 
-GUARDCTL_OPTIONS = frozenset({"-h", "--help", "--version", "--traceback"})
+    T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     traceback = "--traceback" in args[:1]
-    if args and args[0] not in GUARDCTL_OPTIONS and _is_kubectl(args[0]):
+    if argv is None:
+        code = guarded(lambda: _run_warm(args))
+        if code is not None:
+            return code
+    if args and args[0] not in OWN_OPTIONS and is_kubectl(args[0]):
         # `guardctl kubectl ARGS` forces the kubectl reading of ARGS
         kubectl_args = args[1:] if args[0] == "kubectl" else args
         return guarded(lambda: _run_kubectl(kubectl_args), traceback)
@@ -36,8 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return guarded(lambda: _run_click(args), traceback)
 
 
-def _is_kubectl(first: str) -> bool:
-    from guardctl.normalize import guardctl_commands
+def _run_warm(args: list[str]) -> int | None:
+    """The exit status of a fork server's worker that ran `args`; None: run them here."""
+    from guardctl.forkclient import run_warm
+
+    return run_warm(args)
+
+
+def is_kubectl(first: str) -> bool:
+    from guardctl.commands import guardctl_commands
 
     return first == "kubectl" or first not in guardctl_commands()
 
@@ -97,23 +113,32 @@ def _run_click(args: list[str]) -> int:
     return run(args)
 
 
-def guarded(call: Callable[[], int], traceback: bool = False) -> int:
+def guarded(call: Callable[[], T], traceback: bool = False) -> T | int:
     """Run `call`; a GuardError becomes its one-line message and exit status, never a traceback."""
     try:
         return call()
-    except GuardError as exc:
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the boundary
+        return _failed(exc, traceback)
+
+
+def _failed(exc: BaseException, traceback: bool) -> int:
+    """The message and exit status for what `call` raised (imported only when needed: the
+    fork client's path has nothing else to import them for)."""
+    from guardctl.errors import GuardError
+    from guardctl.status import ExitStatus
+
+    if isinstance(exc, GuardError):
         _error(f"guardctl: {exc}")
         return exc.exit_status
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         _error("guardctl: interrupted")
         return ExitStatus.INTERRUPTED
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         return ExitStatus.OK
-    except Exception as exc:  # noqa: BLE001 - the boundary: never a traceback for the user
-        if traceback:
-            raise
-        _error(f"guardctl: internal error: {type(exc).__name__}: {exc} (rerun with --traceback)")
-        return ExitStatus.ERROR
+    if traceback:
+        raise exc
+    _error(f"guardctl: internal error: {type(exc).__name__}: {exc} (rerun with --traceback)")
+    return ExitStatus.ERROR
 
 
 def _error(message: str) -> None:

@@ -48,7 +48,6 @@ _DRY_VALUES = frozenset({"client", "server", "unchanged"})  # "unchanged": bare 
 class _Config(NamedTuple):
     """The hand-written tables of `data/normalize.json`."""
 
-    guardctl_commands: frozenset[str]
     guardctl_options: frozenset[str]
     shapes: dict[str, str]
     default_types: dict[str, str]
@@ -63,7 +62,6 @@ def _config() -> _Config:
     text = data_text("normalize.json")
     data: Any = json.loads(text)
     return _Config(
-        guardctl_commands=frozenset(data["guardctl_commands"]),
         guardctl_options=frozenset(data["guardctl_options"]),
         shapes=dict(data["shapes"]),
         default_types=dict(data["default_types"]),
@@ -76,7 +74,9 @@ def _config() -> _Config:
 
 def guardctl_commands() -> frozenset[str]:
     """guardctl's own command names: `guardctl WORD …` with any other WORD is kubectl."""
-    return _config().guardctl_commands
+    from guardctl.commands import guardctl_commands as listed
+
+    return listed()
 
 
 # --------------------------------------------------------------------------- which program
@@ -106,7 +106,7 @@ def _guardctl_start(argv: tuple[str, ...], first: int) -> int | None:
     if word == "kubectl":
         return first + 1
     config = _config()
-    if word in config.guardctl_commands or word in config.guardctl_options:
+    if word in guardctl_commands() or word in config.guardctl_options:
         return None
     return first
 

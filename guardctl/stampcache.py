@@ -28,11 +28,12 @@ Stamps = list[list[Any]]
 class Entry:
     """The cache file for a set of files as they are now."""
 
-    __slots__ = ("path", "prefix", "stamped")
+    __slots__ = ("path", "prefix", "stamped", "key")
 
     def __init__(self, cache_dir: Path, prefix: str, stamped: Stamps) -> None:
-        key = zlib.crc32(json.dumps(stamped).encode())
-        self.path = cache_dir / f"{prefix}-{key:08x}.json"
+        # the stamps as text: equal for equal files, whatever the cache folder
+        self.key = json.dumps(stamped)
+        self.path = cache_dir / f"{prefix}-{zlib.crc32(self.key.encode()):08x}.json"
         self.prefix = prefix
         self.stamped = stamped
 

@@ -1,4 +1,6 @@
-"""Isolation for every test: a temporary guardctl home and config, no colour, no user rules."""
+"""Isolation for every test: a temporary guardctl home and config, no colour, no user rules,
+and a runtime folder of the test run's own, so that the fork servers the tests' guardctl
+processes start are this run's, and are stopped when it ends."""
 
 from __future__ import annotations
 
@@ -10,13 +12,22 @@ from pathlib import Path
 
 import pytest
 
+from guardctl import forkserver
 from guardctl.devserver import DevServer
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    runtime = tmp_path_factory.mktemp("run")
+    runtime.chmod(0o700)
+    yield runtime
+    forkserver.stop_all(runtime)
+
+
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime_dir: Path) -> Path:
     home = tmp_path / "guardctl-home"
     home.mkdir()
     monkeypatch.setenv("GUARDCTL_HOME", str(home))
@@ -27,6 +38,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
     return home
 
 
@@ -38,7 +50,9 @@ def devserver() -> Iterator[DevServer]:
 
 
 @pytest.fixture(scope="module")
-def agent_env(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def agent_env(
+    devserver: DevServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """The environment of an agent whose guardctl was set up as a user would: the devserver's
     admin credential moved into a file keyring with `guardctl creds import`, everything in a
     temporary folder. `ADMIN_KUBECONFIG` lets a test run raw kubectl beside guardctl."""
@@ -78,4 +92,5 @@ def agent_env(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory) ->
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    return env
+    yield env
+    forkserver.stop_all(runtime)

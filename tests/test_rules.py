@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from guardctl import rules
 from guardctl.bundled import bundled_rules_dir
 from guardctl.errors import RuleError
 from guardctl.model import Action
@@ -150,12 +151,43 @@ def test_folder_skips_the_secret_detectors(tmp_path: Path) -> None:
     assert [r.id for r in load_rules([tmp_path]).rules] == ["no-exec"]
 
 
+@pytest.fixture
+def no_built_rule_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule sets this test process built before are forgotten: the disk cache is tested."""
+    monkeypatch.setattr(rules, "_BUILT", {})
+
+
+def test_a_rule_set_is_built_once_per_process_until_a_file_changes(
+    tmp_path: Path, no_built_rule_sets: None
+) -> None:
+    # what the fork server's workers rely on: the policy it loaded is theirs, unless edited
+    user = tmp_path / "mine.yaml"
+    user.write_text(GOOD)
+    first = load_rules([bundled_rules_dir(), user], cache_dir=tmp_path / "cache")
+    again = load_rules([bundled_rules_dir(), user], cache_dir=tmp_path / "elsewhere")
+    assert again is first
+    user.write_text(GOOD.replace("action: approve", "action: deny"))
+    edited = load_rules([bundled_rules_dir(), user], cache_dir=tmp_path / "cache")
+    assert edited is not first
+    assert {r.id: r.action for r in edited.rules}["no-exec"] is Action.DENY
+
+
+def test_a_process_keeps_few_rule_sets(tmp_path: Path, no_built_rule_sets: None) -> None:
+    for n in range(rules._BUILT_KEEP + 3):
+        user = tmp_path / f"rules-{n}.yaml"
+        user.write_text(GOOD)
+        load_rules([user], cache_dir=tmp_path / "cache")
+    assert len(rules._BUILT) == rules._BUILT_KEEP
+
+
+@pytest.mark.usefixtures("no_built_rule_sets")
 def test_cached_rule_set_equals_the_parsed_one_and_follows_edits(tmp_path: Path) -> None:
     user = tmp_path / "mine.yaml"
     user.write_text(GOOD)
     cache = tmp_path / "cache"
     parsed = load_rules([bundled_rules_dir(), user], cache_dir=cache)
     assert len(list(cache.glob("rules-*.json"))) == 1
+    rules._BUILT.clear()  # read back from the disk cache
     assert load_rules([bundled_rules_dir(), user], cache_dir=cache) == parsed
     assert load_rules([bundled_rules_dir(), user]) == parsed
     # an edited file is parsed again, never served stale from the cache
@@ -164,14 +196,17 @@ def test_cached_rule_set_equals_the_parsed_one_and_follows_edits(tmp_path: Path)
     assert {r.id: r.action for r in edited.rules}["no-exec"] is Action.DENY
 
 
+@pytest.mark.usefixtures("no_built_rule_sets")
 def test_a_broken_cache_is_ignored(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     parsed = load_rules([bundled_rules_dir()], cache_dir=cache)
     for cached in cache.glob("rules-*.json"):
         cached.write_text("{not json")
+    rules._BUILT.clear()
     assert load_rules([bundled_rules_dir()], cache_dir=cache) == parsed
 
 
+@pytest.mark.usefixtures("no_built_rule_sets")
 def test_a_cache_file_made_from_other_files_is_never_served(tmp_path: Path) -> None:
     # the cache file name is a short checksum of the stamps: a colliding name (here: the
     # cache of the bundled rules copied over the name another rule set would use) must
@@ -186,11 +221,13 @@ def test_a_cache_file_made_from_other_files_is_never_served(tmp_path: Path) -> N
     entry = stampcache.entry(cache, "rules", rule_files([bundled_rules_dir(), user]))
     assert entry is not None
     bundled_cache.replace(entry.path)
+    rules._BUILT.clear()
     loaded = load_rules([bundled_rules_dir(), user], cache_dir=cache)
     assert "no-exec" in {r.id for r in loaded.rules}
     assert loaded == load_rules([bundled_rules_dir(), user])
 
 
+@pytest.mark.usefixtures("no_built_rule_sets")
 def test_a_same_size_edit_with_the_old_mtime_is_parsed_again(tmp_path: Path) -> None:
     # a tool that restores the modification time (cp -p, tar, rsync -t) must not get the
     # old rules back from the cache: the change time still differs

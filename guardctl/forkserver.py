@@ -1,0 +1,423 @@
+"""The fork server: a warm guardctl that forks one worker per command (see `forkclient`).
+
+    python -m guardctl.forkserver SOCKET_PATH
+
+Started in the background by the first command that finds no server, it imports the
+paths an agent's commands take (kubectl runs, `check`, the Claude Code hook), compiles
+the secret detectors and loads the bundled policy, then waits on a Unix socket in a
+private folder. Per connection it forks; the worker adopts the client's working
+directory, umask, environment and standard streams and runs `guardctl.main.main` as the
+client would have. Everything read from the environment or from files (rules, config,
+tokens, the audit log) is read again by each worker, so the server holds no state of its
+own beyond what it imported and compiled, and that is checked: when a module or data
+file of guardctl changes on disk, the server stops instead of serving old code.
+
+A worker serves only a client of the same user in the same namespaces (a client in a
+container or sandbox gets no way out of it through the server), and only the commands
+that never need a terminal; any other request is answered "local", and the client runs
+it itself. The server exits after IDLE_SECONDS without a request.
+"""
+
+import fcntl
+import os
+import signal
+import socket
+import sys
+import threading
+from array import array
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from guardctl import forkclient
+
+IDLE_SECONDS = 600.0
+# how often an idle server checks that its socket and its code are still there: a demo's
+# or a test's temporary folder, or a removed venv, should not keep it for IDLE_SECONDS
+CHECK_SECONDS = 5.0
+REQUEST_MAX = 16 * 1024 * 1024
+# the namespaces a client must share with the server; cgroups are left out (resource
+# limits, not reach), and so is `time`, which older kernels lack
+NAMESPACES = ("mnt", "net", "pid", "user", "ipc", "uts")
+
+
+class Request(NamedTuple):
+    cwd: bytes
+    umask: int
+    args: list[str]
+    environ: dict[bytes, bytes]
+
+
+class BadRequest(Exception):
+    """A request this server cannot read: the client runs the command itself."""
+
+
+def decode_request(body: bytes) -> Request:
+    words = body.split(b"\0")
+    if len(words) < 4 or words[0] != forkclient.PROTOCOL:
+        raise BadRequest("unknown protocol")
+    try:
+        umask, count = int(words[2]), int(words[3])
+    except ValueError:
+        raise BadRequest("malformed numbers") from None
+    if count < 0 or len(words) < 4 + count:
+        raise BadRequest("argument count out of range")
+    args = [os.fsdecode(w) for w in words[4 : 4 + count]]
+    environ: dict[bytes, bytes] = {}
+    for item in words[4 + count :]:
+        name, sep, value = item.partition(b"=")
+        if not sep or not name:
+            raise BadRequest("malformed environment entry")
+        environ[name] = value
+    return Request(words[1], umask & 0o777, args, environ)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def code_stamps() -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of guardctl's modules and data files, to notice an upgrade."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    paths = [
+        os.path.join(folder, name)
+        for folder in (package, os.path.join(package, "data"))
+        for name in _names(folder)
+    ]
+    stamps: dict[str, tuple[int, int]] = {}
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamps[path] = (-1, -1)
+        else:
+            stamps[path] = (info.st_mtime_ns, info.st_size)
+    return stamps
+
+
+def _names(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return ["(gone)"]
+
+
+def prewarm() -> None:
+    """Import and build, once, what every worker would otherwise build again."""
+    from guardctl import (
+        app,
+        audit,
+        cli,
+        creds,
+        detectors,
+        hook,
+        invoke,
+        kubeconfig,
+        mask,
+        recorder,
+        runner,
+    )
+    from guardctl.env import Environment
+
+    del audit, cli, creds, hook, invoke, kubeconfig, recorder, runner  # imported is enough
+    found = detectors.default_detectors()
+    for detector in found.values():
+        detector.pattern  # noqa: B018 - compiles and keeps it
+    mask.mask_text("warm: token=0123456789abcdef0123", found)
+    try:
+        # loads the bundled policy, and bashlex, whose parser tables take longest to build
+        app.Checker.load(Environment()).check("kubectl get pods | head")
+    except Exception:  # noqa: BLE001 - a broken rules setup is each worker's to report
+        pass
+
+
+def _listen(path: str) -> tuple[socket.socket, int] | None:
+    """The bound socket and the lock file held for the server's life; None when another
+    server holds the lock."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    if not forkclient.private_folder(folder):
+        raise SystemExit(f"guardctl fork server: {folder} is not a private folder of this user")
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        return None
+    os.utime(lock)  # clients wait START_GRACE_SECONDS before starting another server
+    os.ftruncate(lock, 0)
+    os.write(lock, b"%d\n" % os.getpid())
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    return listener, lock
+
+
+def serve(path: str) -> None:
+    signal.signal(signal.SIGTERM, _stop)
+    listening = _listen(path)
+    if listening is None:
+        return
+    listener, lock_fd = listening
+    _log_to(path + ".log")
+    bound = os.stat(path).st_ino
+    try:
+        prewarm()
+        stamps = code_stamps()
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
+        listener.settimeout(CHECK_SECONDS)
+        idle = 0.0
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                idle += CHECK_SECONDS
+                if idle >= IDLE_SECONDS or not _still_current(path, bound, stamps):
+                    break
+                continue
+            idle = 0.0
+            if code_stamps() != stamps:
+                conn.close()  # the client runs the command itself, with the new code
+                break
+            conn.settimeout(None)
+            if os.fork() == 0:
+                listener.close()
+                os.close(lock_fd)
+                _worker(conn)  # never returns
+            conn.close()
+    except _Stop:
+        pass
+    finally:
+        _unbind(path, bound)
+        listener.close()
+        os.close(lock_fd)
+
+
+def _still_current(path: str, inode: int, stamps: dict[str, tuple[int, int]]) -> bool:
+    """The socket is still this server's, and guardctl's files are as it loaded them."""
+    try:
+        if os.stat(path).st_ino != inode:
+            return False
+    except OSError:
+        return False
+    return code_stamps() == stamps
+
+
+def _log_to(path: str) -> None:
+    """The server's stderr (started with none): why it stopped, if it ever fails."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise _Stop
+
+
+def _unbind(path: str, inode: int) -> None:
+    """Remove the socket (and the lock file), unless a newer server's is there already."""
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+            os.unlink(path + ".lock")
+    except OSError:
+        pass
+
+
+def server_pid(path: str) -> int | None:
+    """The pid of the server listening at `path`, from its lock file; None if none runs."""
+    try:
+        with open(path + ".lock", "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # free: nobody holds it
+    except FileNotFoundError:
+        return None
+    except OSError:
+        with open(path + ".lock", "rb") as lock:
+            text = lock.read().strip()
+        return int(text) if text.isdigit() else None
+    return None
+
+
+def stop(path: str, timeout: float = 5.0) -> bool:
+    """Stop the server at `path` (SIGTERM) and wait until its socket is gone."""
+    import time
+
+    pid = server_pid(path)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not os.path.exists(path)
+
+
+def stop_all(runtime_dir: str | os.PathLike[str]) -> None:
+    """Stop every fork server whose socket is under `runtime_dir` (an XDG_RUNTIME_DIR that
+    is about to be removed: the demo's, a test run's)."""
+    folder = os.path.join(runtime_dir, "guardctl")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("fork-") and name.endswith(".sock"):
+            stop(os.path.join(folder, name))
+
+
+def wait_ready(path: str, timeout: float = 10.0) -> bool:
+    """Wait until a server accepts connections at `path` (bounded by `timeout`)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                time.sleep(0.02)
+            else:
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------- a worker
+
+
+def _worker(conn: socket.socket) -> None:
+    """Serve one request and exit; never returns into the server's loop."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # kubectl's exit must be waited for
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        request, fds = _receive(conn)
+        if request is None or not _same_client(conn) or not forkclient.served(request.args):
+            _send(conn, b"local\n")
+            os._exit(0)
+        _adopt(request, fds)
+        _send(conn, b"started\n")
+        done = threading.Event()
+        threading.Thread(target=_relay_signals, args=(conn, done), daemon=True).start()
+        code = _run(request.args)
+        done.set()
+        _send(conn, b"exit %d\n" % code)
+    except BaseException:  # noqa: BLE001 - a worker must end here, never in the server loop
+        pass
+    os._exit(code)
+
+
+def _receive(conn: socket.socket) -> tuple[Request | None, list[int]]:
+    """The request and its three descriptors; (None, []) for anything unreadable."""
+    fds: list[int] = []
+    head, ancillary, _flags, _addr = conn.recvmsg(4, socket.CMSG_SPACE(3 * array("i").itemsize))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array("i")
+            received.frombytes(data[: len(data) - len(data) % received.itemsize])
+            fds.extend(received)
+    if len(head) != 4 or len(fds) != 3:
+        return None, fds
+    size = int.from_bytes(head, "big")
+    if size > REQUEST_MAX:
+        return None, fds
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(size - len(body), 1 << 16))
+        if not chunk:
+            return None, fds
+        body += chunk
+    try:
+        return decode_request(bytes(body)), fds
+    except BadRequest:
+        return None, fds
+
+
+def _same_client(conn: socket.socket) -> bool:
+    """The peer is this user, in this server's namespaces."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    pid = int.from_bytes(creds[0:4], sys.byteorder)
+    uid = int.from_bytes(creds[4:8], sys.byteorder)
+    if uid != os.getuid():
+        return False
+    try:
+        return all(
+            os.readlink(f"/proc/{pid}/ns/{name}") == os.readlink(f"/proc/self/ns/{name}")
+            for name in NAMESPACES
+        )
+    except OSError:
+        return False
+
+
+def _adopt(request: Request, fds: list[int]) -> None:
+    """Become the client: its streams, working directory, umask and environment."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request.cwd)
+    os.umask(request.umask)
+    os.environb.clear()
+    os.environb.update(request.environ)
+
+
+def _relay_signals(conn: socket.socket, done: threading.Event) -> None:
+    """Signals the client got are raised here; the client's end is a SIGTERM, as an agent
+    killing its guardctl would be to a plain run."""
+    while True:
+        try:
+            data = conn.recv(64)
+        except OSError:
+            data = b""
+        if done.is_set():
+            return
+        if not data:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        for signum in data:
+            if signum in forkclient.FORWARDED_SIGNALS:
+                os.kill(os.getpid(), signum)
+
+
+def _run(args: list[str]) -> int:
+    from guardctl.main import main
+
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    return code
+
+
+def _send(conn: socket.socket, data: bytes) -> None:
+    try:
+        conn.sendall(data)
+    except OSError:
+        pass
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m guardctl.forkserver SOCKET_PATH\n")
+        return 2
+    if forkclient.socket_path(os.environ) != argv[0]:
+        # another interpreter or another copy of guardctl: it has its own socket
+        sys.stderr.write("guardctl fork server: the socket path is not this guardctl's\n")
+        return 2
+    serve(argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
