@@ -6,8 +6,9 @@ Prints the median wall time of a whole `guardctl check` process for a simple lin
 for a line that needs the full shell parser, beside the median of `kubectl version
 --client` in the same run, and their ratios (goal: simple line <= 1.5x kubectl); then the
 throughput of `guardctl check --batch`, the median of whole runs (goal: >= 1,500 lines/s).
-No assertions: read the
-numbers, compare runs on the same machine.
+Runs go through the fork server, as an agent's do (its own, stopped at the end); the
+simple line is also timed in its own process (GUARDCTL_FORKSERVER=0). No assertions:
+read the numbers, compare runs on the same machine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from installed import installed_guardctl, installed_like
+from installed import fork_server_path, installed_guardctl, installed_like
+
+from guardctl import forkserver
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 SIMPLE = "kubectl get pods -n dev -o wide"
@@ -56,14 +59,30 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=3000)
     parser.add_argument("--batches", type=int, default=5, help="check --batch runs (median)")
     args = parser.parse_args()
-    kubectl = shutil.which("kubectl")
     home = tempfile.mkdtemp(prefix="guardctl-bench-")
     guardctl, python = installed_guardctl(Path(home))
-    env = {**installed_like(os.environ), "GUARDCTL_HOME": home, "XDG_CACHE_HOME": home}
+    env = {
+        **installed_like(os.environ),
+        "GUARDCTL_HOME": home,
+        "XDG_CACHE_HOME": home,
+        "XDG_RUNTIME_DIR": str(Path(home) / "run"),
+    }
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    try:
+        _measure(args, guardctl, python, env)
+    finally:
+        forkserver.stop_all(env["XDG_RUNTIME_DIR"])
+        shutil.rmtree(home, ignore_errors=True)
 
-    # warm caches (bytecode, page cache) before measuring
+
+def _measure(
+    args: argparse.Namespace, guardctl: list[str], python: list[str], env: dict[str, str]
+) -> None:
+    kubectl = shutil.which("kubectl")
+    # warm caches (bytecode, page cache) and start the fork server before measuring
     _median_seconds([*guardctl, "check", SIMPLE], 2, env)
+    if not forkserver.wait_ready(fork_server_path(python, env)):
+        raise SystemExit("the fork server did not start")
     results = (
         {
             "kubectl version --client": _median_seconds(
@@ -81,6 +100,9 @@ def main() -> None:
     )
     results["guardctl check (shell line)"] = _median_seconds(
         [*guardctl, "check", SHELL], args.runs, env
+    )
+    results["  simple line, in its own process"] = _median_seconds(
+        [*guardctl, "check", SIMPLE], args.runs, {**env, "GUARDCTL_FORKSERVER": "0"}
     )
     base = results.get("kubectl version --client")
     for name, seconds in results.items():
@@ -108,7 +130,6 @@ def main() -> None:
         f"check --batch: {len(lines)} lines, median of {args.batches} runs {elapsed:.2f} s"
         f" = {len(lines) / elapsed:,.0f} lines/s"
     )
-    shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from installed import installed_guardctl, installed_like
+from installed import fork_server_path, installed_guardctl, installed_like
 
 from guardctl import forkserver
 from guardctl.config import load_config
@@ -49,14 +49,6 @@ def _forget_token(environ: dict[str, str]) -> None:
     cache = kernel_cache(env, config) if config is not None else None
     if cache is not None:
         cache.drop()
-
-
-def _server_path(python: list[str], env: dict[str, str]) -> str:
-    """Where the installed guardctl's fork server listens (the path names its interpreter)."""
-    code = "import os; from guardctl.forkclient import socket_path; print(socket_path(os.environ))"
-    return subprocess.run(
-        [*python, "-c", code], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def main() -> None:
@@ -96,7 +88,7 @@ def main() -> None:
             raw = [kubectl, "--kubeconfig", str(admin), "get", "pods", "-n", "dev"]
             ours = [*guardctl, "get", "pods", "-n", "dev"]
             alone = {**env, "GUARDCTL_FORKSERVER": "0"}
-            server = _server_path(python, env)
+            server = fork_server_path(python, env)
             _time(ours, env)  # mint and cache the token, start the fork server
             if not forkserver.wait_ready(server):
                 raise SystemExit("the fork server did not start; see " + server + ".log")

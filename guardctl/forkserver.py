@@ -19,6 +19,7 @@ it itself. The server exits after IDLE_SECONDS without a request.
 """
 
 import fcntl
+import gc
 import os
 import signal
 import socket
@@ -127,6 +128,9 @@ def prewarm() -> None:
         app.Checker.load(Environment()).check("kubectl get pods | head")
     except Exception:  # noqa: BLE001 - a broken rules setup is each worker's to report
         pass
+    # what was built stays for the server's life: the collector need not walk it in every
+    # worker, and a worker's collections then do not copy the pages it lies on
+    gc.freeze()
 
 
 def _listen(path: str) -> tuple[socket.socket, int] | None:
