@@ -82,6 +82,7 @@ def code_stamps() -> dict[str, tuple[int, int]]:
         os.path.join(folder, name)
         for folder in (package, os.path.join(package, "data"))
         for name in _names(folder)
+        if name != "__pycache__"  # bytecode written as modules are first imported
     ]
     stamps: dict[str, tuple[int, int]] = {}
     for path in paths:
