@@ -22,6 +22,7 @@ This module is on every command's path, so it imports only interpreter built-ins
 import _signal
 import _socket
 import os
+import stat  # loaded by os already
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -74,9 +75,9 @@ def private_folder(folder: str) -> bool:
     except OSError:
         return False
     return (
-        info.st_mode & 0o170000 == 0o040000
+        stat.S_ISDIR(info.st_mode)
         and info.st_uid == os.getuid()
-        and info.st_mode & 0o077 == 0
+        and stat.S_IMODE(info.st_mode) & 0o077 == 0
     )
 
 
@@ -267,6 +268,7 @@ def _start_server(path: str) -> None:
 
 def _server_starting_or_failed(lock_path: str) -> bool:
     import fcntl
+    import time
 
     try:
         fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -277,12 +279,7 @@ def _server_starting_or_failed(lock_path: str) -> bool:
     except OSError:
         return True  # held: a server is starting
     else:
-        return os.fstat(fd).st_mtime > _now() - START_GRACE_SECONDS
+        return os.fstat(fd).st_mtime > time.time() - START_GRACE_SECONDS
     finally:
         os.close(fd)
 
-
-def _now() -> float:
-    import time
-
-    return time.time()

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from guardctl import resources
 from guardctl.bundled import data_text
+from guardctl.commands import guardctl_commands
 from guardctl.flagtable import ROOT, FlagSpec, FlagTable, flag_table
 from guardctl.model import KubectlCall, ResourceRef, SimpleCommand
 
@@ -70,13 +71,6 @@ def _config() -> _Config:
         raw_nonresource_paths=tuple(data["raw_nonresource_paths"]),
         dynamic_value_flags=frozenset(data["dynamic_value_flags"]),
     )
-
-
-def guardctl_commands() -> frozenset[str]:
-    """guardctl's own command names: `guardctl WORD …` with any other WORD is kubectl."""
-    from guardctl.commands import guardctl_commands as listed
-
-    return listed()
 
 
 # --------------------------------------------------------------------------- which program
