@@ -25,7 +25,7 @@ from pathlib import Path
 
 from installed import fork_server_path, installed_guardctl, installed_like
 
-from guardctl import forkserver
+from guardctl.broker import forkcontrol
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 SIMPLE = "kubectl get pods -n dev -o wide"
@@ -71,7 +71,7 @@ def main() -> None:
     try:
         _measure(args, guardctl, python, env)
     finally:
-        forkserver.stop_all(env["XDG_RUNTIME_DIR"])
+        forkcontrol.stop_all(env["XDG_RUNTIME_DIR"])
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -81,7 +81,7 @@ def _measure(
     kubectl = shutil.which("kubectl")
     # warm caches (bytecode, page cache) and start the fork server before measuring
     _median_seconds([*guardctl, "check", SIMPLE], 2, env)
-    if not forkserver.wait_ready(fork_server_path(python, env)):
+    if not forkcontrol.wait_ready(fork_server_path(python, env)):
         raise SystemExit("the fork server did not start")
     results = (
         {

@@ -15,8 +15,8 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 
-from guardctl.detectors import default_detectors
-from guardctl.mask import Masker
+from guardctl.masking.detectors import default_detectors
+from guardctl.masking.mask import Masker
 
 CHUNK = 64 * 1024
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from installed import fork_server_path, installed_guardctl, installed_like
 
-from guardctl import forkserver
+from guardctl.broker import forkcontrol
 from guardctl.config import load_config
-from guardctl.creds import kernel_cache
 from guardctl.devserver import DevServer
 from guardctl.env import Environment
+from guardctl.running.creds import kernel_cache
 
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
@@ -90,7 +90,7 @@ def main() -> None:
             alone = {**env, "GUARDCTL_FORKSERVER": "0"}
             server = fork_server_path(python, env)
             _time(ours, env)  # mint and cache the token, start the fork server
-            if not forkserver.wait_ready(server):
+            if not forkcontrol.wait_ready(server):
                 raise SystemExit("the fork server did not start; see " + server + ".log")
             _time(ours, env)
             times: dict[str, list[float]] = {"raw": [], "warm": [], "alone": []}
@@ -100,7 +100,7 @@ def main() -> None:
                     times["warm"].append(_time(ours, env))
                     times["alone"].append(_time(ours, alone))
             finally:
-                forkserver.stop(server)
+                forkcontrol.stop(server)
                 _forget_token(env)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -65,7 +65,10 @@ def installed_like(environ: Mapping[str, str]) -> dict[str, str]:
 def fork_server_path(python: list[str], env: Mapping[str, str]) -> str:
     """Where the installed guardctl's fork server listens for clients with `env` (the path
     names the interpreter, so the installed one must say)."""
-    code = "import os; from guardctl.forkclient import socket_path; print(socket_path(os.environ))"
+    code = (
+        "import os; from guardctl.broker.forkclient import socket_path;"
+        " print(socket_path(os.environ))"
+    )
     return subprocess.run(
         [*python, "-c", code], env=dict(env), check=True, capture_output=True, text=True
     ).stdout.strip()

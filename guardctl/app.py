@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from guardctl.env import Environment
 from guardctl.errors import UsageError
+from guardctl.firewall.parse import parse
+from guardctl.firewall.policy import PolicyContext, decide
+from guardctl.firewall.rules import RuleSet, load_rules
 from guardctl.model import Action, Decision
-from guardctl.parse import parse
-from guardctl.policy import PolicyContext, decide
-from guardctl.rules import RuleSet, load_rules
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
-    from guardctl.ruletests import Failure
+    from guardctl.firewall.ruletests import Failure
 
 CHECK_STATUS = {
     Action.ALLOW: ExitStatus.OK,
@@ -126,7 +126,7 @@ class LintResult(NamedTuple):
 
 def lint(env: Environment, paths: tuple[str, ...]) -> LintResult:
     """Load rule files (schema errors raise RuleError, exit 2) and run each sibling .cases file."""
-    from guardctl.rules import rule_files
+    from guardctl.firewall.rules import rule_files
 
     targets = [Path(p) for p in paths] if paths else env.rule_paths()
     ruleset = load_rules([*env.rule_paths(), *targets] if paths else targets)
@@ -145,7 +145,7 @@ def lint(env: Environment, paths: tuple[str, ...]) -> LintResult:
 
 def test_cases_file(checker: Checker, path: str) -> tuple[int, list["Failure"]]:
     """(number passed, failures) for one YAML or .cases file of expected decisions."""
-    from guardctl.ruletests import parse_cases, run_cases
+    from guardctl.firewall.ruletests import parse_cases, run_cases
 
     try:
         text = Path(path).read_text(encoding="utf-8")

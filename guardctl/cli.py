@@ -64,7 +64,7 @@ def rules() -> None:
 def rules_list(extra_rules: tuple[str, ...]) -> int:
     """List every rule in force: id, action and reason."""
     from guardctl import app
-    from guardctl.explain import list_rules
+    from guardctl.firewall.explain import list_rules
 
     checker = app.Checker.load(Environment(), extra_rules)
     click.echo(list_rules(checker.ruleset))
@@ -78,7 +78,7 @@ def rules_list(extra_rules: tuple[str, ...]) -> int:
 def rules_explain(line: str, extra_rules: tuple[str, ...]) -> int:
     """Show how LINE is read and which rule fired on which words."""
     from guardctl import app
-    from guardctl.explain import explain
+    from guardctl.firewall.explain import explain
 
     decision = app.Checker.load(Environment(), extra_rules).check(line)
     click.echo(explain(decision))
@@ -159,7 +159,7 @@ def replay(target: str, speed: float, idle_limit: float | None) -> int:
 
     Keys: space pause/resume, `.` step while paused, `]` next marker, `q` quit.
     """
-    from guardctl.replay import play
+    from guardctl.recording.replay import play
 
     return play(target, Environment(), speed, idle_limit)
 
@@ -179,7 +179,7 @@ def sessions(
     """List recorded invocations from the audit log."""
     from datetime import timezone
 
-    from guardctl import audit
+    from guardctl.recording import audit
 
     env = Environment()
     when = since.replace(tzinfo=timezone.utc) if since and since.tzinfo is None else since
@@ -198,7 +198,7 @@ def audit_group() -> None:
 @audit_group.command(name="verify")
 def audit_verify() -> int:
     """Verify the audit log's hash chain and its casts; exit 1 names the first bad record."""
-    from guardctl import audit, recorder
+    from guardctl.recording import audit, recorder
 
     env = Environment()
     result = audit.verify(audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir))
@@ -217,8 +217,8 @@ def mask(for_command: str | None) -> int:
     """Mask secrets in stdin, streaming to stdout."""
     import shlex
 
-    from guardctl import detectors
-    from guardctl import mask as masking
+    from guardctl.masking import detectors
+    from guardctl.masking import mask as masking
 
     env = Environment()
     words = shlex.split(for_command or "")
@@ -237,7 +237,7 @@ def mask(for_command: str | None) -> int:
 @cli.command()
 def approvals() -> int:
     """The human's side: a live view of pending requests (a approve, w window, d deny, q quit)."""
-    from guardctl.console import run_console
+    from guardctl.approvals.console import run_console
 
     return run_console(Environment())
 
@@ -249,7 +249,7 @@ def approvals() -> int:
 def shell_command(line: str) -> int:
     """Shell firewall: decide the whole LINE, then run it with bash; every kubectl it starts
     goes through guardctl again at run time."""
-    from guardctl.shell import run_shell
+    from guardctl.agents.shell import run_shell
 
     return run_shell(Environment(), line)
 
@@ -263,7 +263,7 @@ def shim() -> None:
 @click.argument("folder", type=click.Path(file_okay=False))
 def shim_install(folder: str) -> int:
     """Write FOLDER/kubectl; put FOLDER first on the agent's PATH."""
-    from guardctl.shim import install
+    from guardctl.agents.shim import install
 
     install(Environment(), folder)
     return ExitStatus.OK
@@ -277,7 +277,7 @@ def hook() -> None:
 @hook.command(name="claude-code")
 def hook_claude_code() -> int:
     """PreToolUse hook for Claude Code's Bash tool: reads the hook JSON on stdin, answers JSON."""
-    from guardctl.hook import claude_code
+    from guardctl.agents.hook import claude_code
 
     env = Environment()
     out, code = claude_code(env, env.stdin.read())
@@ -288,7 +288,7 @@ def hook_claude_code() -> int:
 @cli.command()
 def mcp() -> int:
     """An MCP server on stdio with `kubectl` and `check` tools (same path as the CLI)."""
-    from guardctl.mcp_server import serve
+    from guardctl.agents.mcp import serve
 
     return serve(Environment())
 
@@ -332,7 +332,7 @@ def creds_import(
     kubeconfig: str | None, context: str | None, service_account: str, ttl: str
 ) -> int:
     """Move a context's credential into the keyring and record the cluster and ServiceAccount."""
-    from guardctl import creds as credentials
+    from guardctl.running import creds as credentials
 
     env = Environment()
     config = credentials.import_credentials(env, kubeconfig, context, service_account, ttl)
@@ -344,7 +344,7 @@ def creds_import(
 @creds.command(name="status")
 def creds_status() -> int:
     """Context, ServiceAccount, keyring backend and token expiry (never the token)."""
-    from guardctl import creds as credentials
+    from guardctl.running import creds as credentials
 
     for line in credentials.status(Environment()):
         click.echo(line)

@@ -7,7 +7,7 @@ Secret shown masked, and the replay of the recorded session. The user's own conf
 keyring and records are never touched: the children get their own GUARDCTL_HOME,
 GUARDCTL_CONFIG, XDG_DATA_HOME, XDG_RUNTIME_DIR and PYTHON_KEYRING_BACKEND.
 
-Approvals are answered by the demo itself through `guardctl.approvals` (as `guardctl
+Approvals are answered by the demo itself through `guardctl.approvals.queue` (as `guardctl
 approvals` would), and it says so; where that is not possible it shows the policy's verdict
 and masks the Secret with `guardctl mask` instead, and says that too.
 """
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from guardctl.child import RunResult, run_guardctl
 from guardctl.env import Environment
 from guardctl.errors import GuardError
+from guardctl.running.child import RunResult, run_guardctl
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
@@ -116,20 +116,20 @@ class Demo:
 
     def _answer_pending(self, approve: bool) -> str | None:
         try:
-            from guardctl import approvals
-            from guardctl.audit import Approver
+            from guardctl.approvals import queue
+            from guardctl.recording.audit import Approver
         except ImportError:
             return None  # an older build without the approval flow
         try:
-            pending = approvals.Queue(self.state).pending(time.time())
+            pending = queue.Queue(self.state).pending(time.time())
             if not pending:
                 return None
-            return approvals.answer(
+            return queue.answer(
                 self.state, pending[0].id, approved=approve,
                 approver=Approver(user=APPROVER, tty=None, at=time.time()),
                 reason="" if approve else "the demo said no, as a human might",
             )
-        except (approvals.AnswerError, GuardError, OSError):
+        except (queue.AnswerError, GuardError, OSError):
             return None
 
 
@@ -191,7 +191,7 @@ def step_secret(demo: Demo) -> None:
 
 def _admin_kubectl(demo: Demo, args: Sequence[str]) -> str:
     """The admin's raw kubectl output: handed to `guardctl mask` only, never printed."""
-    from guardctl.runner import find_kubectl
+    from guardctl.running.runner import find_kubectl
 
     kubectl = find_kubectl(Environment(environ=demo.environ))
     proc = subprocess.run(
@@ -246,9 +246,10 @@ def _console(env: Environment) -> Console:
 
 def run(env: Environment, *, replay: bool = True, fast: bool = False) -> int:
     """Run the narrated demo; 0 when every step behaved as described, 1 otherwise."""
-    from guardctl import forkserver, recorder
+    from guardctl.broker import forkcontrol
     from guardctl.devserver import DevServer
-    from guardctl.runner import find_kubectl
+    from guardctl.recording import recorder
+    from guardctl.running.runner import find_kubectl
 
     console = _console(env)
     find_kubectl(env)  # UnsafeError (exit 13) with the fix, before anything starts
@@ -272,7 +273,7 @@ def run(env: Environment, *, replay: bool = True, fast: bool = False) -> int:
             for step in (*STEPS, step_replay) if replay else STEPS:
                 step(demo)
         finally:
-            forkserver.stop_all(environ["XDG_RUNTIME_DIR"])  # its folder goes now
+            forkcontrol.stop_all(environ["XDG_RUNTIME_DIR"])  # its folder goes now
         return _summary(demo)
 
 

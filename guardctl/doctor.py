@@ -84,7 +84,7 @@ def _minor(version: str) -> int | None:
 
 
 def check_kubectl(env: Environment) -> list[Finding]:
-    from guardctl.runner import find_kubectl
+    from guardctl.running.runner import find_kubectl
 
     kubectl = find_kubectl(env)
     try:
@@ -113,7 +113,7 @@ def _service(env: Environment) -> str:
 
 
 def check_keyring(env: Environment) -> list[Finding]:
-    from guardctl.creds import Vault
+    from guardctl.running.creds import Vault
 
     vault = Vault(_service(env))
     backend = type(vault.backend)
@@ -127,8 +127,8 @@ def check_keyring(env: Environment) -> list[Finding]:
 
 
 def check_credentials(env: Environment) -> list[Finding]:
-    from guardctl import creds
     from guardctl.config import load_config
+    from guardctl.running import creds
 
     config = load_config(env.config_path)
     if config is None:
@@ -169,7 +169,7 @@ def _creatable(path: Path) -> bool:
 
 
 def check_state(env: Environment) -> list[Finding]:
-    from guardctl import audit, recorder
+    from guardctl.recording import audit, recorder
 
     state = env.state_dir
     if not state.exists():
@@ -212,7 +212,7 @@ def first_on_path(env: Environment, name: str) -> Path | None:
 
 
 def check_shim(env: Environment) -> list[Finding]:
-    from guardctl.runner import is_shim
+    from guardctl.running.runner import is_shim
 
     how = ("run `guardctl shim install DIR` and put DIR first on the agent's PATH, so the "
            "agent's `kubectl` goes through guardctl")

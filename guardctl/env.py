@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 from guardctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from guardctl.policy import PolicyContext
+    from guardctl.firewall.policy import PolicyContext
 
 
 class Environment:
@@ -81,8 +81,8 @@ class Environment:
     def policy_context(self) -> PolicyContext:
         """The real paths the self-protection rules guard, for the `@protected` placeholder."""
         from guardctl.bundled import bundled_rules_dir
-        from guardctl.forkclient import socket_folder
-        from guardctl.policy import PolicyContext
+        from guardctl.firewall.policy import PolicyContext
+        from guardctl.runtime import socket_folder
 
         # the cache holds the parsed rules and config guardctl trusts: as protected as they are
         paths = [self.state_dir, self.config_path.parent, self.cache_dir, bundled_rules_dir()]

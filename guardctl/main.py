@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from guardctl.forkclient import OWN_OPTIONS
+from guardctl.broker.forkclient import OWN_OPTIONS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy knows the name
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_warm(args: list[str]) -> int | None:
     """The exit status of a fork server's worker that ran `args`; None: run them here."""
-    from guardctl.forkclient import run_warm
+    from guardctl.broker.forkclient import run_warm
 
     return run_warm(args)
 
@@ -60,7 +60,7 @@ def is_kubectl(first: str) -> bool:
 
 def _run_kubectl(args: list[str]) -> int:
     from guardctl.env import Environment
-    from guardctl.invoke import run_kubectl
+    from guardctl.running.invoke import run_kubectl
 
     return run_kubectl(Environment(), args)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import forkserver
+from guardctl.broker import forkcontrol
 from guardctl.devserver import DevServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     runtime = tmp_path_factory.mktemp("run")
     runtime.chmod(0o700)
     yield runtime
-    forkserver.stop_all(runtime)
+    forkcontrol.stop_all(runtime)
 
 
 @pytest.fixture(autouse=True)
@@ -93,4 +93,4 @@ def agent_env(
     )
     assert proc.returncode == 0, proc.stderr
     yield env
-    forkserver.stop_all(runtime)
+    forkcontrol.stop_all(runtime)

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from guardctl.app import Checker
-from guardctl.approvals import (
+from guardctl.approvals.flow import outcome_message, request_approval
+from guardctl.approvals.prompt import _key_size, shown
+from guardctl.approvals.queue import (
     DIFF_UNAVAILABLE,
     MAX_DIFF_CHARS,
     AnswerError,
@@ -30,17 +32,14 @@ from guardctl.approvals import (
     build_request,
     command_key,
     diff_text,
-    outcome_message,
-    request_approval,
     request_from_json,
     waiter_alive,
     window_scopes,
 )
-from guardctl.approve_tty import _key_size, shown
-from guardctl.audit import Approver
 from guardctl.env import Environment
 from guardctl.errors import UsageError
 from guardctl.model import Action, CommandDecision, Decision, RuleHit
+from guardctl.recording.audit import Approver
 
 EXEC_DEV = "kubectl exec -it web -n dev -- sh"
 T0 = 1_700_000_000.0

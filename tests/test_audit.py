@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import audit, recorder
 from guardctl.errors import UnsafeError
 from guardctl.model import Action, CommandDecision, Decision, RuleHit
+from guardctl.recording import audit, recorder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -221,7 +221,7 @@ def test_an_invocation_killed_mid_run_is_incomplete_not_tampering(isolated_home:
         import sys, time
         from pathlib import Path
         sys.path.insert(0, {str(REPO)!r})
-        from guardctl import audit, recorder
+        from guardctl.recording import audit, recorder
         home = Path({str(isolated_home)!r})
         rec = recorder.open_recording(home, "s1")
         log = audit.AuditLog(audit.log_path(home))
@@ -256,7 +256,7 @@ def test_concurrent_writers_keep_one_chain(isolated_home: Path) -> None:
         import sys
         from pathlib import Path
         sys.path.insert(0, {str(REPO)!r})
-        from guardctl import audit
+        from guardctl.recording import audit
         log = audit.AuditLog(audit.log_path(Path({str(isolated_home)!r})))
         for n in range(10):
             handle = log.start(session=sys.argv[1], argv=["kubectl", "get", str(n)])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import cast
 from guardctl.model import Action, CommandDecision, Decision, RuleHit
+from guardctl.recording import cast
 
 DATA = Path(__file__).parent / "data" / "cast"
 

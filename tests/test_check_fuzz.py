@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guardctl.bundled import bundled_rules_dir
+from guardctl.firewall.parse import parse
+from guardctl.firewall.policy import decide
+from guardctl.firewall.rules import RuleSet, load_rules
 from guardctl.model import Action
-from guardctl.parse import parse
-from guardctl.policy import decide
-from guardctl.rules import RuleSet, load_rules
 
 SEEDS = [
     "kubectl delete ns prod",

@@ -215,7 +215,7 @@ def test_real_process_exit_code_and_no_traceback() -> None:
 def test_every_cli_command_is_routed_to_click() -> None:
     # main() decides "kubectl or guardctl?" from the data list, without importing click
     from guardctl.cli import cli
-    from guardctl.normalize import guardctl_commands
+    from guardctl.firewall.normalize import guardctl_commands
 
     assert set(cli.commands) <= guardctl_commands()
 

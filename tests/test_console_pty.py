@@ -19,9 +19,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from guardctl.approvals import AnswerError, Queue, Request, answer
-from guardctl.approve_tty import current_user
-from guardctl.audit import Approver
+from guardctl.approvals.prompt import current_user
+from guardctl.approvals.queue import AnswerError, Queue, Request, answer
+from guardctl.recording.audit import Approver
 
 DRIVER = str(Path(__file__).resolve().parent / "data" / "approval_driver.py")
 REPO = str(Path(__file__).resolve().parent.parent)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from guardctl.ruletests import Case, parse_cases_text
+from guardctl.firewall.ruletests import Case, parse_cases_text
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 

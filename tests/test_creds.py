@@ -20,9 +20,12 @@ import yaml
 from keyring.backend import KeyringBackend
 from keyrings.alt.file import PlaintextKeyring
 
-from guardctl import tokencache
 from guardctl.config import Config, load_config, save_config
-from guardctl.creds import (
+from guardctl.devserver import DevServer
+from guardctl.env import Environment
+from guardctl.errors import UnsafeError, UsageError
+from guardctl.running import tokencache
+from guardctl.running.creds import (
     credential_entry,
     import_advice,
     import_credentials,
@@ -34,11 +37,8 @@ from guardctl.creds import (
     status,
     token_entry,
 )
-from guardctl.devserver import DevServer
-from guardctl.env import Environment
-from guardctl.errors import UnsafeError, UsageError
-from guardctl.kubeconfig import PREFIX, temp_kubeconfig
-from guardctl.tokencache import Token
+from guardctl.running.kubeconfig import PREFIX, temp_kubeconfig
+from guardctl.running.tokencache import Token
 
 SA = "guardctl/guardctl-agent"
 SA_USER = "system:serviceaccount:guardctl:guardctl-agent"
@@ -331,8 +331,8 @@ def test_exec_plugin_credential_mints(env: Environment, tmp_path: Path,
 
 def _masked_by(token: Token, secret: str) -> bool:
     """Whether kubectl output holding `secret` comes out masked with this token's digests."""
-    from guardctl.detectors import default_detectors
-    from guardctl.mask import mask_text
+    from guardctl.masking.detectors import default_detectors
+    from guardctl.masking.mask import mask_text
 
     text = f"note: {secret}\nvalue: {_b64(secret)}\n"
     masked = mask_text(text, default_detectors(), digests=token.mask_digests)

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardctl.detectors import (
+from guardctl.errors import RuleError
+from guardctl.masking.detectors import (
     Detector,
     default_detectors,
     default_rules,
@@ -16,8 +17,7 @@ from guardctl.detectors import (
     parse_rules,
     shannon_entropy,
 )
-from guardctl.errors import RuleError
-from guardctl.mask import mask_text
+from guardctl.masking.mask import mask_text
 
 DETECTORS = default_detectors()
 

@@ -14,8 +14,8 @@ from keyring.backend import KeyringBackend
 from keyrings.alt.file import PlaintextKeyring
 
 from guardctl import doctor
-from guardctl.creds import import_credentials
 from guardctl.env import Environment
+from guardctl.running.creds import import_credentials
 
 KUBECONFIG = """\
 apiVersion: v1

@@ -20,7 +20,7 @@ import pexpect
 import pytest
 
 from guardctl.devserver import DevServer
-from guardctl.kubeconfig import PREFIX
+from guardctl.running.kubeconfig import PREFIX
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
@@ -96,8 +96,8 @@ def test_approval_needed_is_not_run(agent_env: dict[str, str], devserver: DevSer
 def test_secret_read_approved_by_a_second_process_shows_no_value(
     agent_env: dict[str, str], devserver: DevServer
 ) -> None:
-    from guardctl.approvals import Queue, answer
-    from guardctl.audit import Approver
+    from guardctl.approvals.queue import Queue, answer
+    from guardctl.recording.audit import Approver
 
     env = {**agent_env, "GUARDCTL_APPROVAL_TIMEOUT": "30"}
     agent = subprocess.Popen(

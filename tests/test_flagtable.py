@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from guardctl.flagtable import ROOT, flag_table
+from guardctl.firewall.flagtable import ROOT, flag_table
 
 REPO = Path(__file__).resolve().parent.parent
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"

@@ -25,11 +25,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardctl import forkclient, forkserver
+from guardctl.broker import forkclient, forkcontrol, forkserver
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-PACKAGE = Path(forkclient.__file__).parent
+PACKAGE = Path(forkclient.__file__).parent.parent
 REPORT_MODULES = (
     "import sys\n"
     "from guardctl.main import main\n"
@@ -37,14 +37,20 @@ REPORT_MODULES = (
     "print(status, sorted(m for m in sys.modules if m.startswith('guardctl')), file=sys.stderr)\n"
 )
 # what a client imports when a worker runs its command
-CLIENT_ONLY = "['guardctl', 'guardctl.commands', 'guardctl.forkclient', 'guardctl.main']"
+CLIENT_ONLY = (
+    "['guardctl', 'guardctl.broker', 'guardctl.broker.forkclient', 'guardctl.commands',"
+    " 'guardctl.main', 'guardctl.runtime']"
+)
 
 
 def server_path(
     env: dict[str, str], python: str = sys.executable, cwd: Path | None = None
 ) -> str:
     """The socket a client with `env` uses (computed by a client process: its package)."""
-    code = "import os; from guardctl.forkclient import socket_path; print(socket_path(os.environ))"
+    code = (
+        "import os; from guardctl.broker.forkclient import socket_path;"
+        " print(socket_path(os.environ))"
+    )
     return subprocess.run(
         [python, "-c", code], env=env, cwd=cwd, check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -68,7 +74,7 @@ def warm_env(agent_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """The agent's environment with its fork server started and ready."""
     guardctl(agent_env, "version")  # mints the token; starts the server
     path = server_path(agent_env)
-    assert forkserver.wait_ready(path), Path(path + ".log").read_text()
+    assert forkcontrol.wait_ready(path), Path(path + ".log").read_text()
     yield agent_env
 
 
@@ -94,7 +100,7 @@ def test_an_agents_command_runs_in_a_worker(
     status, modules = imported_by_client(warm_env, "get", "pods", "-n", "dev")
     assert (status, modules) == ("0", CLIENT_ONLY)
     status, modules = imported_by_client(alone_env, "get", "pods", "-n", "dev")
-    assert status == "0" and "guardctl.invoke" in modules
+    assert status == "0" and "guardctl.running.invoke" in modules
 
 
 CASES = [
@@ -215,7 +221,10 @@ def test_a_client_in_another_namespace_runs_its_command_itself(
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "--net", "true"]).returncode != 0:
         pytest.skip("cannot make a network namespace here")
-    code = "from guardctl.forkclient import run_warm; print(run_warm(['check', 'kubectl get ns']))"
+    code = (
+        "from guardctl.broker.forkclient import run_warm;"
+        " print(run_warm(['check', 'kubectl get ns']))"
+    )
     proc = subprocess.run(
         [unshare, "--net", sys.executable, "-c", code],
         env=warm_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
@@ -274,22 +283,23 @@ def test_a_changed_guardctl_is_never_served_by_the_old_server(
     line = "kubectl get pods"
     try:
         guardctl(agent_env, "check", line, python=python, cwd=cwd)
-        assert forkserver.wait_ready(path)
+        assert forkcontrol.wait_ready(path)
         assert imported_by_client(agent_env, "check", line, python=python, cwd=cwd) == served
-        policy = tmp_path / "site" / "guardctl" / "policy.py"
+        policy = tmp_path / "site" / "guardctl" / "firewall" / "policy.py"
         os.utime(policy, ns=(policy.stat().st_atime_ns, policy.stat().st_mtime_ns + 10**9))
         status, modules = imported_by_client(agent_env, "check", line, python=python, cwd=cwd)
-        assert status == "0" and "guardctl.policy" in modules  # ran here, with the new code
+        # ran here, with the new code
+        assert status == "0" and "guardctl.firewall.policy" in modules
         deadline = time.monotonic() + 10
         while os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not os.path.exists(path)
         # the next command starts a new server
         guardctl(agent_env, "check", line, python=python, cwd=cwd)
-        assert forkserver.wait_ready(path)
+        assert forkcontrol.wait_ready(path)
         assert imported_by_client(agent_env, "check", line, python=python, cwd=cwd) == served
     finally:
-        forkserver.stop(path)
+        forkcontrol.stop(path)
 
 
 def test_the_socket_folder_is_private(warm_env: dict[str, str]) -> None:
@@ -322,8 +332,8 @@ def test_a_server_whose_socket_is_removed_stops(agent_env: dict[str, str], tmp_p
     env = {**agent_env, "XDG_RUNTIME_DIR": str(runtime)}
     path = server_path(env)
     guardctl(env, "check", "kubectl get pods")
-    assert forkserver.wait_ready(path)
-    pid = forkserver.server_pid(path)
+    assert forkcontrol.wait_ready(path)
+    pid = forkcontrol.server_pid(path)
     assert pid is not None
     shutil.rmtree(runtime)
     deadline = time.monotonic() + forkserver.CHECK_SECONDS * 3

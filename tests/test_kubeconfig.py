@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from guardctl.env import Environment
-from guardctl.kubeconfig import PREFIX, child_environ, sweep_stale, temp_kubeconfig
+from guardctl.running.kubeconfig import PREFIX, child_environ, sweep_stale, temp_kubeconfig
 
 REPO = str(Path(__file__).resolve().parent.parent)
 FAKE = str(Path(__file__).resolve().parent / "data" / "fake_kubectl.py")
@@ -97,7 +97,7 @@ SCRIPTS = {
     # SIGTERM while kubectl runs: the runner forwards it and returns kubectl's code
     "running": (
         "import os, sys\n"
-        "from guardctl.runner import run\n"
+        "from guardctl.running.runner import run\n"
         "class Same:\n"
         "    def feed(self, b): return b\n"
         "    def flush(self): return b''\n"
@@ -119,7 +119,7 @@ def test_removed_after_sigterm(runtime: Path, script: str, ready: bytes, exit_co
     code = (
         "import sys, time\n"
         "from guardctl.env import Environment\n"
-        "from guardctl.kubeconfig import temp_kubeconfig\n"
+        "from guardctl.running.kubeconfig import temp_kubeconfig\n"
         f"env = Environment(environ={{'XDG_RUNTIME_DIR': {str(runtime)!r}}})\n"
         "with temp_kubeconfig(env, 'https://x', '', 'tok', '') as path:\n"
         "    print(path, flush=True)\n"

@@ -1,4 +1,5 @@
-"""Tests for guardctl.manifests (what manifests would do) and guardctl.files (reading them)."""
+"""Tests for guardctl.firewall.manifests (what manifests would do) and guardctl.firewall.files
+(reading them)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import files, manifests
-from guardctl.manifests import (
+from guardctl.firewall import files, manifests
+from guardctl.firewall.manifests import (
     RISKS,
     inspect_call,
     inspect_overrides,

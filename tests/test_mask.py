@@ -14,9 +14,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardctl import mask
-from guardctl.detectors import Detector, default_detectors
-from guardctl.mask import (
+from guardctl.masking import mask
+from guardctl.masking.detectors import Detector, default_detectors
+from guardctl.masking.mask import (
     BLOCK_CAP,
     LINE_CAP,
     TAIL,
@@ -442,7 +442,7 @@ def test_digests_hide_only_their_values_and_each_line_of_a_key() -> None:
 )
 def test_digest_runs_are_the_runs_digests_are_made_of(parts: list[str]) -> None:
     # the fast run finder must find exactly the whole runs `literal_digests` digests
-    from guardctl.mask import _RUN, _digest, _DigestMatcher
+    from guardctl.masking.mask import _RUN, _digest, _DigestMatcher
 
     text = "".join(parts)
     digests = literal_digests([LITERAL])

@@ -19,9 +19,9 @@ pytest.importorskip("mcp")
 
 from mcp import Client, StdioServerParameters  # noqa: E402
 
-from guardctl.child import run_guardctl  # noqa: E402
+from guardctl.agents.mcp import run_timeout
 from guardctl.devserver import DevServer  # noqa: E402
-from guardctl.mcp_server import run_timeout  # noqa: E402
+from guardctl.running.child import run_guardctl
 
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
@@ -31,11 +31,11 @@ CALL_SECONDS = 60
 
 
 def _session(env: dict[str, str], calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
-    """Start `python -m guardctl.mcp_server`, make the calls in order, return the results."""
+    """Start `python -m guardctl.agents.mcp`, make the calls in order, return the results."""
 
     async def talk() -> list[Any]:
         params = StdioServerParameters(
-            command=sys.executable, args=["-m", "guardctl.mcp_server"], env=env, cwd=str(REPO)
+            command=sys.executable, args=["-m", "guardctl.agents.mcp"], env=env, cwd=str(REPO)
         )
         with anyio.fail_after(CALL_SECONDS * (len(calls) + 1)):
             async with Client(params, read_timeout_seconds=CALL_SECONDS) as client:
@@ -179,8 +179,8 @@ def test_run_timeout_adds_the_approval_wait(value: str | None, expected: float) 
 ANSWERER = """
 import sys, time
 from pathlib import Path
-from guardctl.approvals import Queue, answer
-from guardctl.audit import Approver
+from guardctl.approvals.queue import Queue, answer
+from guardctl.recording.audit import Approver
 home = Path(sys.argv[1])
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:

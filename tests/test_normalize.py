@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardctl import resources
-from guardctl.flagtable import flag_table
+from guardctl.firewall import resources
+from guardctl.firewall.flagtable import flag_table
+from guardctl.firewall.normalize import guardctl_commands, is_kubectl, kubectl_args, normalize
 from guardctl.model import KubectlCall, ResourceRef, SimpleCommand
-from guardctl.normalize import guardctl_commands, is_kubectl, kubectl_args, normalize
 
 
 def cmd(line: str, open_tail: bool = False) -> SimpleCommand:
@@ -670,14 +670,14 @@ def test_internal_error_becomes_a_problem(monkeypatch: pytest.MonkeyPatch) -> No
     def broken() -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("guardctl.normalize.flag_table", broken)
+    monkeypatch.setattr("guardctl.firewall.normalize.flag_table", broken)
     c = call("kubectl get pods")
     assert c.verb == "" and len(c.problems) == 1 and "boom" in c.problems[0]
 
 
 def test_data_tables_agree() -> None:
     """Every verb the shape tables name exists in kubectl, and every default type resolves."""
-    from guardctl.normalize import _config
+    from guardctl.firewall.normalize import _config
 
     config = _config()
     paths = flag_table().paths

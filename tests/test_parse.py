@@ -1,4 +1,4 @@
-"""guardctl.parse: every simple command of a shell line, flattened, wrappers unwrapped."""
+"""guardctl.firewall.parse: every simple command of a shell line, flattened, wrappers unwrapped."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from guardctl.firewall.parse import MAX_DEPTH, MAX_LINE, _parse, parse
 from guardctl.model import ParsedLine, SimpleCommand
-from guardctl.parse import MAX_DEPTH, MAX_LINE, _parse, parse
 
 
 def C(argv: str | tuple[str, ...], **fields: object) -> SimpleCommand:
@@ -582,7 +582,7 @@ def test_fast_path_equals_bashlex(line: str) -> None:
 
 def test_fast_path_does_not_import_bashlex() -> None:
     code = (
-        "import sys; from guardctl.parse import parse; "
+        "import sys; from guardctl.firewall.parse import parse; "
         "p = parse(\"sudo kubectl get pods -n 'a b'\"); "
         "assert p.commands[0].argv == ('kubectl', 'get', 'pods', '-n', 'a b'), p; "
         "print('bashlex' in sys.modules)"
@@ -593,6 +593,6 @@ def test_fast_path_does_not_import_bashlex() -> None:
 
 @pytest.mark.parametrize("line", ["if x", "time kubectl", "a=1 b", "kubectl\rget", "a\u00a0b"])
 def test_lines_the_fast_path_must_leave_to_bashlex(line: str) -> None:
-    from guardctl.parse import _simple_words
+    from guardctl.firewall.parse import _simple_words
 
     assert _simple_words(line) is None

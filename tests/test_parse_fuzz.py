@@ -1,4 +1,5 @@
-"""guardctl.parse under random input: never raises, fails closed, fast path == bashlex path."""
+"""guardctl.firewall.parse under random input: never raises, fails closed, fast path equals the
+bashlex path."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guardctl.firewall.parse import _RESERVED, _parse, _simple_words, parse
 from guardctl.model import ParsedLine
-from guardctl.parse import _RESERVED, _parse, _simple_words, parse
 
 SEEDS = [
     "kubectl get pods -n kube-system",
@@ -130,7 +131,7 @@ def test_a_parse_that_runs_too_long_fails_closed(monkeypatch: pytest.MonkeyPatch
     # bashlex has been seen to loop on rare garbage; whatever the cause, the line is bounded
     import bashlex
 
-    import guardctl.parse as parsing
+    import guardctl.firewall.parse as parsing
 
     def forever(text: str) -> None:
         while True:
@@ -146,7 +147,7 @@ def test_a_parse_that_runs_too_long_fails_closed(monkeypatch: pytest.MonkeyPatch
 def test_a_deadline_cannot_be_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
     import bashlex
 
-    import guardctl.parse as parsing
+    import guardctl.firewall.parse as parsing
 
     def stubborn(text: str) -> None:
         for _ in range(10**9):

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guardctl.firewall.parse import parse
+from guardctl.firewall.policy import PolicyContext, decide
+from guardctl.firewall.rules import RuleSet, parse_rules
 from guardctl.model import Action
-from guardctl.parse import parse
-from guardctl.policy import PolicyContext, decide
-from guardctl.rules import RuleSet, parse_rules
 
 RULES = parse_rules(
     """
@@ -158,8 +158,8 @@ def test_the_rule_pre_check_never_skips_a_rule_that_would_match(
     # pre-check), without evaluating them; over every corpus line and every default rule, a
     # skipped rule must not match
     from guardctl.bundled import bundled_rules_dir
-    from guardctl.policy import _candidates, _may_apply, gather_facts, match_rule
-    from guardctl.rules import load_rules
+    from guardctl.firewall.policy import _candidates, _may_apply, gather_facts, match_rule
+    from guardctl.firewall.rules import load_rules
 
     corpus = Path(__file__).resolve().parent / "corpus"
     monkeypatch.chdir(corpus)  # the lines' `-f` files are relative to it
@@ -191,6 +191,6 @@ def test_glob_matching_is_fnmatchcase(word: str, globs: list[str]) -> None:
     # globs are matched by shape (exact, prefix, suffix, contains) before any regex
     from fnmatch import fnmatchcase
 
-    from guardctl.policy import _any_glob
+    from guardctl.firewall.policy import _any_glob
 
     assert _any_glob(word, tuple(globs)) == any(fnmatchcase(word, g) for g in globs)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import preapproved
+from guardctl.approvals import grants
+from guardctl.approvals.grants import Approved, consume, grant, revoke
 from guardctl.env import Environment
 from guardctl.model import Action, CommandDecision, Decision, RuleHit
-from guardctl.preapproved import Approved, consume, grant, revoke
 
 SECRET = ("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml")
 APPROVED = Approved(argv=SECRET, rule_ids=frozenset({"read-secret-values"}))
@@ -62,7 +62,7 @@ def test_revoked_and_expired_grants_grant_nothing(env: Environment) -> None:
 
 def test_grant_files_are_private_and_stale_ones_swept(env: Environment) -> None:
     old = grant(env, [APPROVED], ttl=1, now=0.0)
-    folder = env.state_dir / preapproved.FOLDER
+    folder = env.state_dir / grants.FOLDER
     assert len(list(folder.iterdir())) == 1
     fresh = grant(env, [APPROVED])  # sweeps the expired grant
     files = list(folder.iterdir())
@@ -74,7 +74,7 @@ def test_grant_files_are_private_and_stale_ones_swept(env: Environment) -> None:
 
 def test_a_corrupt_grant_grants_nothing(env: Environment) -> None:
     token = grant(env, [APPROVED])
-    (path,) = (env.state_dir / preapproved.FOLDER).iterdir()
+    (path,) = (env.state_dir / grants.FOLDER).iterdir()
     Path(path).write_text('{"entries": "all"}')
     assert not consume(env, token, SECRET, ["read-secret-values"])
 
@@ -96,6 +96,6 @@ def test_consume_for_reads_the_token_from_the_environment(
     env: Environment, decision: Decision, expected: bool
 ) -> None:
     token = grant(env, [APPROVED])
-    child = Environment(environ={**env.environ, preapproved.TOKEN_VARIABLE: token})
-    assert preapproved.consume_for(child, SECRET, decision) is expected
-    assert not preapproved.consume_for(env, SECRET, decision)  # no token in the environment
+    child = Environment(environ={**env.environ, grants.TOKEN_VARIABLE: token})
+    assert grants.consume_for(child, SECRET, decision) is expected
+    assert not grants.consume_for(env, SECRET, decision)  # no token in the environment

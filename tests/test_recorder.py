@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from test_cast import FakeClock, asciinema_cat
 
-from guardctl import cast, recorder
 from guardctl.errors import UnsafeError, UsageError
+from guardctl.recording import cast, recorder
 
 
 def _record(home: Path, session: str, wall: float, outputs: list[bytes], **kw: object) -> Path:

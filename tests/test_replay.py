@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from guardctl import cast, recorder, replay
 from guardctl.env import Environment
 from guardctl.errors import UsageError
+from guardctl.recording import cast, recorder, replay
 from guardctl.status import ExitStatus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,7 +166,7 @@ def _spawn(args: list[str], home: Path) -> Iterator[Any]:
         import sys
         sys.path.insert(0, {str(REPO)!r})
         from guardctl.env import Environment
-        from guardctl.replay import play
+        from guardctl.recording.replay import play
         sys.exit(play(sys.argv[1], Environment(), speed=float(sys.argv[2])))
         """
     )

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from guardctl import resources
+from guardctl.firewall import resources
 from guardctl.model import ResourceRef
 
 ROOT = Path(__file__).resolve().parent.parent

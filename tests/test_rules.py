@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import rules
 from guardctl.bundled import bundled_rules_dir
 from guardctl.errors import RuleError
+from guardctl.firewall import rules
+from guardctl.firewall.rules import load_rules, parse_pattern, parse_rules, rule_files
 from guardctl.model import Action
-from guardctl.rules import load_rules, parse_pattern, parse_rules, rule_files
 
 GOOD = """
 rules:

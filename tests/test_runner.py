@@ -19,8 +19,8 @@ import pytest
 from guardctl.devserver import DevServer
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
-from guardctl.kubeconfig import child_environ, temp_kubeconfig
-from guardctl.runner import NOT_FOUND, find_kubectl, run
+from guardctl.running.kubeconfig import child_environ, temp_kubeconfig
+from guardctl.running.runner import NOT_FOUND, find_kubectl, run
 
 DATA = Path(__file__).resolve().parent / "data"
 FAKE = str(DATA / "fake_kubectl.py")

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import audit, preapproved
+from guardctl.agents.shell import approved_commands, decide_line, run_shell
 from guardctl.app import Checker
+from guardctl.approvals import grants
 from guardctl.devserver import DevServer
 from guardctl.env import Environment
 from guardctl.model import Action, Decision
-from guardctl.shell import approved_commands, decide_line, run_shell
+from guardctl.recording import audit
 
 KUBECTL = shutil.which("kubectl")
 
@@ -168,7 +169,7 @@ def test_child_gets_the_shim_first_and_one_session(tmp_path: Path) -> None:
     kept = run(
         line,
         tmp_path,
-        environ={**os.environ, "GUARDCTL_SESSION": "keep-me", preapproved.TOKEN_VARIABLE: "forged"},
+        environ={**os.environ, "GUARDCTL_SESSION": "keep-me", grants.TOKEN_VARIABLE: "forged"},
     )
     session, shim_path, token = kept.out.splitlines()
     assert (kept.code, session, token) == (0, "keep-me", "none")  # a forged token is dropped
@@ -183,7 +184,7 @@ def test_child_gets_the_shim_first_and_one_session(tmp_path: Path) -> None:
 PROBE = """\
 import json, os, sys
 from guardctl.env import Environment
-from guardctl.preapproved import TOKEN_VARIABLE, consume
+from guardctl.approvals.grants import TOKEN_VARIABLE, consume
 
 env = Environment(environ=dict(os.environ))
 token, argv = os.environ[TOKEN_VARIABLE], json.loads(sys.argv[1])
@@ -206,7 +207,7 @@ def test_one_approval_covers_the_approved_kubectl_once(tmp_path: Path) -> None:
     assert result.code == 0, result.err
     assert result.out.split() == ["False", "True", "False"]
     assert len(approver.asked) == 1
-    assert list((Path(os.environ["GUARDCTL_HOME"]) / preapproved.FOLDER).iterdir()) == []
+    assert list((Path(os.environ["GUARDCTL_HOME"]) / grants.FOLDER).iterdir()) == []
 
 
 # --------------------------------------------------------------------------- against the devserver

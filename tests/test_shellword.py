@@ -1,10 +1,10 @@
-"""guardctl.shellword: quote removal, substitutions, the text handed to bashlex."""
+"""guardctl.firewall.shellword: quote removal, substitutions, the text handed to bashlex."""
 
 from __future__ import annotations
 
 import pytest
 
-from guardctl.shellword import (
+from guardctl.firewall.shellword import (
     Word,
     WordError,
     decode_word,

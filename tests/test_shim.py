@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import shim
+from guardctl.agents import shim
 from guardctl.env import Environment
 from guardctl.errors import UsageError
-from guardctl.runner import find_kubectl, is_shim
+from guardctl.running.runner import find_kubectl, is_shim
 
 FAKE_KUBECTL = "#!/bin/sh\necho real-kubectl \"$@\"\n"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import tokencache
 from guardctl.config import load_config
-from guardctl.tokencache import KernelCache, KernelKeyring, Token, description
+from guardctl.running import tokencache
+from guardctl.running.tokencache import KernelCache, KernelKeyring, Token, description
 
 SERVER = "https://127.0.0.1:6443"
 SA = "guardctl/guardctl-agent"

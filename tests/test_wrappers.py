@@ -1,4 +1,4 @@
-"""guardctl.wrappers: the wrapper table and how one wrapper is peeled."""
+"""guardctl.firewall.wrappers: the wrapper table and how one wrapper is peeled."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from guardctl.shellword import Word
-from guardctl.wrappers import Invocation, Script, Step, default_table, load_table, unwrap
+from guardctl.firewall.shellword import Word
+from guardctl.firewall.wrappers import Invocation, Script, Step, default_table, load_table, unwrap
 
 
 def inv(*words: str, **fields: object) -> Invocation:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from guardctl.app import Checker
-from guardctl.approvals import outcome_message, request_approval
+from guardctl.approvals.flow import outcome_message, request_approval
 from guardctl.env import Environment
 from guardctl.status import ExitStatus
 

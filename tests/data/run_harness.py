@@ -12,7 +12,7 @@ import os
 import sys
 import termios
 
-from guardctl.runner import run
+from guardctl.running.runner import run
 
 
 class ReplaceFilter:

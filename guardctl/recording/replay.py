@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from guardctl import cast, recorder
 from guardctl.env import Environment
 from guardctl.errors import UsageError
+from guardctl.recording import cast, recorder
 from guardctl.status import ExitStatus
 
 PAUSE, STEP, NEXT_MARKER, QUIT, INTERRUPT = " ", ".", "]", "q", "\x03"

@@ -38,14 +38,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Protocol
 
-from guardctl import preapproved
 from guardctl.app import Checker
+from guardctl.approvals import grants
 from guardctl.bundled import data_text
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
+from guardctl.firewall.parse import parse
+from guardctl.firewall.policy import decide
 from guardctl.model import Action, Decision, ParsedLine, RuleHit, SimpleCommand
-from guardctl.parse import parse
-from guardctl.policy import decide
 from guardctl.status import ExitStatus, exit_for_child
 
 SESSION_VARIABLE = "GUARDCTL_SESSION"
@@ -54,7 +54,7 @@ KILL_GRACE_SECONDS = 10.0
 
 
 class Outcome(Protocol):
-    """What an approval request answers (guardctl.approvals.Outcome)."""
+    """What an approval request answers (guardctl.approvals.queue.Outcome)."""
 
     @property
     def approved(self) -> bool: ...
@@ -158,14 +158,14 @@ def _program_by_path(kubectl: str, command: SimpleCommand) -> bool:
     return command.program == kubectl
 
 
-def approved_commands(decision: Decision) -> list[preapproved.Approved]:
+def approved_commands(decision: Decision) -> list[grants.Approved]:
     """The kubectl commands a human approves with the line, as the run path will see them.
 
     Only commands fully known statically: one with a problem (a `$verb`) has no words the
     run-time argv could be compared with, so it is asked about again when it runs.
     """
     return [
-        preapproved.Approved(argv=c.argv[1:], rule_ids=frozenset(h.id for h in c.hits))
+        grants.Approved(argv=c.argv[1:], rule_ids=frozenset(h.id for h in c.hits))
         for c in decision.commands
         if c.action is Action.APPROVE and c.call is not None and not c.problems and c.hits
     ]
@@ -178,7 +178,7 @@ def run_shell(env: Environment, line: str, *, approve: Approver | None = None) -
     """Decide LINE, ask once when flagged, run it with bash; returns bash's exit status.
 
     11 when denied, 12 when the approval was declined or timed out; nothing of the line
-    runs in either case. `approve` defaults to `guardctl.approvals.request_approval`.
+    runs in either case. `approve` defaults to `guardctl.approvals.flow.request_approval`.
     """
     decision = decide_line(Checker.load(env), line)
     if decision.action is Action.DENY:
@@ -190,12 +190,12 @@ def run_shell(env: Environment, line: str, *, approve: Approver | None = None) -
         if refusal is not None:
             _say(env, f"guardctl: {refusal} Nothing was run.")
             return ExitStatus.DECLINED
-        token = preapproved.grant(env, approved_commands(decision))
+        token = grants.grant(env, approved_commands(decision))
     try:
         return _run_bash(env, line, token)
     finally:
         if token:
-            preapproved.revoke(env, token)
+            grants.revoke(env, token)
 
 
 def _ask(env: Environment, decision: Decision, line: str, approve: Approver | None) -> str | None:
@@ -208,7 +208,7 @@ def _ask(env: Environment, decision: Decision, line: str, approve: Approver | No
 
 def _request_approval(env: Environment, decision: Decision, line: str) -> Outcome:
     """guardctl's approval flow for the whole line, on the configured cluster."""
-    from guardctl.approvals import request_approval
+    from guardctl.approvals.flow import request_approval
     from guardctl.config import load_config
 
     config = load_config(env.config_path)
@@ -222,20 +222,20 @@ def _say(env: Environment, message: str) -> None:
 
 def child_environ(env: Environment, shim_dir: Path, token: str) -> dict[str, str]:
     """bash's environment: the shim first on PATH, one session, the grant token if any."""
-    from guardctl import recorder
+    from guardctl.recording import recorder
 
-    environ = {k: v for k, v in env.environ.items() if k != preapproved.TOKEN_VARIABLE}
+    environ = {k: v for k, v in env.environ.items() if k != grants.TOKEN_VARIABLE}
     environ["PATH"] = os.pathsep.join([str(shim_dir), environ.get("PATH", os.defpath)])
     environ[SESSION_VARIABLE] = recorder.check_session_id(
         environ.get(SESSION_VARIABLE) or recorder.new_session_id()
     )
     if token:
-        environ[preapproved.TOKEN_VARIABLE] = token
+        environ[grants.TOKEN_VARIABLE] = token
     return environ
 
 
 def _run_bash(env: Environment, line: str, token: str) -> int:
-    from guardctl.shim import launcher, write_shim
+    from guardctl.agents.shim import launcher, write_shim
 
     bash = shutil.which("bash", path=env.environ.get("PATH", os.defpath))
     if bash is None:

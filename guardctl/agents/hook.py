@@ -104,7 +104,7 @@ def _answer(env: Environment, text: str) -> str:
     parsed, decision = _decide(env, line)
     if decision.action is Action.ALLOW and not _runs_kubectl(decision):
         return ""
-    from guardctl.shell import with_routes
+    from guardctl.agents.shell import with_routes
 
     decision = with_routes(parsed, decision)
     if decision.action is Action.DENY:
@@ -134,8 +134,8 @@ def _payload(text: str) -> dict[str, Any]:
 
 def _decide(env: Environment, line: str) -> tuple[ParsedLine, Decision]:
     from guardctl.app import Checker
-    from guardctl.parse import parse
-    from guardctl.policy import decide
+    from guardctl.firewall.parse import parse
+    from guardctl.firewall.policy import decide
 
     checker = Checker.load(env)
     parsed = parse(line)
@@ -157,7 +157,7 @@ def _only_kubectl_and_filters(parsed: ParsedLine) -> bool:
 
 def routed_command(line: str, session_id: object = None) -> str:
     """`guardctl sh -c LINE`, quoted for bash, in the Claude Code session's guardctl session."""
-    from guardctl.shim import launcher
+    from guardctl.agents.shim import launcher
 
     command = shlex.join([*launcher(), "sh", "-c", line])
     session = _session(session_id)
@@ -166,7 +166,7 @@ def routed_command(line: str, session_id: object = None) -> str:
 
 def _session(session_id: object) -> str:
     """`claude-<session_id>` when that is a valid guardctl session id, else ""."""
-    from guardctl.recorder import check_session_id
+    from guardctl.recording.recorder import check_session_id
 
     if not isinstance(session_id, str) or not session_id:
         return ""

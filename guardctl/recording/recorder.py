@@ -27,8 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, NamedTuple
 
-from guardctl import cast
 from guardctl.errors import UnsafeError, UsageError
+from guardctl.recording import cast
 
 CASTS = "casts"
 SUFFIX = ".cast"

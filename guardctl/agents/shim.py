@@ -15,7 +15,7 @@ from pathlib import Path
 
 from guardctl.env import Environment
 from guardctl.errors import UsageError
-from guardctl.runner import SHIM_SNIFF_BYTES, is_shim
+from guardctl.running.runner import SHIM_SNIFF_BYTES, is_shim
 
 SHIM_NAME = "kubectl"
 MODE = 0o755

@@ -1,14 +1,10 @@
-"""Human approvals: a live window, the inline prompt, or a queued request and its answer.
+"""The approval queue: requests, answers and windows under `$GUARDCTL_HOME/approvals`.
 
-`request_approval` is called for an `approve` decision and returns an `Outcome`:
-
-1. A live window (`w` in the console) covering every (rule, namespace) pair of the decision
-   on this cluster approves at once; the approver is the window's creator.
-2. When a person is at guardctl's own terminal (see `approve_tty.open_terminal` for the
-   exact test), the prompt is shown there and the answer (`y`/`n`) read from `/dev/tty`.
-3. Otherwise the request is queued as `$GUARDCTL_HOME/approvals/requests/<id>.json` and the
-   waiter polls `approvals/answers/<id>.json` until `GUARDCTL_APPROVAL_TIMEOUT` runs out.
-   The human answers with `guardctl approvals` (console.py), which calls `answer()`.
+A request a human must see (`build_request`) is queued as `approvals/requests/<id>.json`;
+its waiter (`flow.request_approval`) polls `approvals/answers/<id>.json` until
+`GUARDCTL_APPROVAL_TIMEOUT` runs out. The human answers with `guardctl approvals`
+(console.py), which calls `answer()`; `w` there also opens a window for the request's
+(rule, namespace) pairs.
 
 An answer counts only when it carries the request's random nonce and its command key
 (argv, rule ids, namespace, cluster); it is consumed with the request. Neither the nonce
@@ -21,26 +17,21 @@ request on every exit path (answer, timeout, Ctrl-C, SIGTERM, SIGHUP); one kille
 leaves a request whose pid is dead, which `sweep()` removes and `answer()` refuses.
 """
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import secrets
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any, NamedTuple
 
 from guardctl.atomic import write_atomic
-from guardctl.audit import Approver, iso_time
 from guardctl.config import load_config
 from guardctl.env import Environment
 from guardctl.errors import UsageError
 from guardctl.model import Action, Decision
+from guardctl.recording.audit import Approver, iso_time
 
 APPROVALS = "approvals"
 DEFAULT_TIMEOUT = 300.0
@@ -240,7 +231,7 @@ def build_request(
     timeout: float,
 ) -> Request:
     """The request a human is shown for `decision`, with a fresh id and nonce."""
-    from guardctl.explain import reading
+    from guardctl.firewall.explain import reading
 
     calls = [c for c in decision.commands if c.action is not Action.ALLOW]
     risks = [r for c in calls if c.report is not None for r in c.report.risks]
@@ -363,7 +354,7 @@ class Queue:
         self.windows = self.root / "windows"
 
     def _ensure(self) -> None:
-        from guardctl.recorder import private_dir
+        from guardctl.recording.recorder import private_dir
 
         for folder in (self.requests, self.answers, self.windows):
             private_dir(folder)
@@ -545,111 +536,3 @@ def _open_windows(queue: Queue, request: Request, minutes: int, approver: Approv
     for scope in request.scopes:
         queue.open_window(request.cluster, scope, until, approver)
     return f"window until {iso_time(until)}"
-
-
-# --------------------------------------------------------------------------- waiting
-
-
-def request_approval(
-    env: Environment,
-    decision: Decision,
-    line: str,
-    *,
-    cluster: str = "",
-    diff: Callable[[], str | None] | None = None,
-    clock: Clock = time.time,
-    sleep: Sleep = time.sleep,
-) -> Outcome:
-    """Ask a human about an `approve` decision; see the module docstring for the order.
-
-    `cluster` is the server URL from guardctl's config ("" without one). `diff` returns the
-    masked server-side diff for apply/patch/replace/set, or None. KeyboardInterrupt
-    propagates (the caller returns 130); SIGTERM/SIGHUP become SystemExit(128+n). The
-    queued request is removed on every one of those paths.
-    """
-    timeout = approval_timeout(env.environ)
-    queue = Queue(env.state_dir)
-    context, default_namespace = config_defaults(env)
-    scopes = window_scopes(decision, default_namespace)
-    window = queue.covering_window(scopes, cluster, clock()) if scopes else None
-    if window is not None:
-        return Outcome(True, window[0], f"window until {iso_time(window[1])}", "window")
-    # the diff reaches the cluster (read-only), so it runs only when a human will look
-    request = build_request(
-        decision,
-        line,
-        cluster=cluster,
-        context=context,
-        default_namespace=default_namespace,
-        diff=diff_text(decision, diff),
-        now=clock(),
-        timeout=timeout,
-    )
-    from guardctl import approve_tty
-
-    terminal = approve_tty.open_terminal(env)
-    if terminal is not None:
-        return approve_tty.ask(terminal, request, timeout, clock=clock)
-    return _wait_in_queue(env, queue, request, timeout, clock, sleep)
-
-
-def _wait_in_queue(
-    env: Environment, queue: Queue, request: Request, timeout: float, clock: Clock, sleep: Sleep
-) -> Outcome:
-    rules = ", ".join(r for r, _ in request.rules) or "not fully understood"
-    env.stderr.write(
-        f"guardctl: waiting up to {seconds_text(timeout)} for a human to approve this ({rules});"
-        " they answer by running `guardctl approvals` in their own terminal.\n"
-    )
-    env.stderr.flush()
-    with _signals_exit():
-        try:
-            queue.put(request)
-            return _poll(queue, request, timeout, clock, sleep)
-        finally:
-            queue.discard(request.id)
-
-
-def _poll(queue: Queue, request: Request, timeout: float, clock: Clock, sleep: Sleep) -> Outcome:
-    deadline = clock() + timeout
-    # bounded in count as well as time: a sleep cut short by signals cannot spin forever
-    for _ in range(math.ceil(timeout / POLL) + 2):
-        outcome = queue.take_answer(request)
-        if outcome is not None:
-            return outcome
-        if not queue.has_request(request.id):
-            return Outcome(False, None, "the request was removed before anyone answered", "queue")
-        left = deadline - clock()
-        if left <= 0:
-            break
-        sleep(min(POLL, left))
-    return Outcome(False, None, f"timed out after {seconds_text(timeout)}", "timeout")
-
-
-@contextlib.contextmanager
-def _signals_exit() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise SystemExit(128+n) while waiting, so `finally` blocks run
-    and the request is removed (Python's default for both kills without unwinding)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def leave(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, leave) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def outcome_message(outcome: Outcome) -> str:
-    """The stderr line for the agent after an approval was asked."""
-    who = f" by {outcome.approver.user}" if outcome.approver else ""
-    if outcome.approved:
-        return f"guardctl: approved{who} ({outcome.reason})."
-    if outcome.how == "timeout":
-        return f"guardctl: nobody approved this: {outcome.reason}. Nothing was sent to the cluster."
-    return f"guardctl: declined{who}: {outcome.reason}. Nothing was sent to the cluster."

@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 from typing import Any, NamedTuple
 
-from guardctl import files
 from guardctl.bundled import data_text
+from guardctl.firewall import files
 from guardctl.model import KubectlCall, ManifestObject, ManifestReport, Risk, SimpleCommand
 
 # The vocabulary rules can name in a `risks:` match. See the module docstring for what each means.

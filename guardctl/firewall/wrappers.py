@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from guardctl.bundled import data_text
-from guardctl.shellword import Word, is_assignment
+from guardctl.firewall.shellword import Word, is_assignment
 
 KINDS = frozenset({"command", "joined", "xargs", "find", "eval", "shell"})
 ROLES = frozenset({"stop", "script", "string", "stdin", "shell", "replace", "split", "exec"})

@@ -16,15 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from guardctl.approvals import (
-    DEFAULT_WINDOW_MINUTES,
-    MAX_WINDOW_MINUTES,
-    AnswerError,
-    Queue,
-    Request,
-    answer,
-)
-from guardctl.approve_tty import (
+from guardctl.approvals.prompt import (
     Keys,
     cbreak,
     current_user,
@@ -32,8 +24,16 @@ from guardctl.approve_tty import (
     shown,
     terminal_name,
 )
-from guardctl.audit import Approver
+from guardctl.approvals.queue import (
+    DEFAULT_WINDOW_MINUTES,
+    MAX_WINDOW_MINUTES,
+    AnswerError,
+    Queue,
+    Request,
+    answer,
+)
 from guardctl.env import Environment
+from guardctl.recording.audit import Approver
 from guardctl.status import ExitStatus
 
 # how often the view wakes up to look for new requests

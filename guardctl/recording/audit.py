@@ -35,11 +35,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from guardctl import recorder
 from guardctl.bundled import data_text
 from guardctl.errors import UnsafeError
-from guardctl.mask import mask_text, placeholder
+from guardctl.masking.mask import mask_text, placeholder
 from guardctl.model import Decision
+from guardctl.recording import recorder
 
 if TYPE_CHECKING:
     from datetime import datetime

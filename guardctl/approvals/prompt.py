@@ -21,9 +21,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from guardctl.approvals import Outcome, Request, seconds_text
-from guardctl.audit import Approver
+from guardctl.approvals.queue import Outcome, Request, seconds_text
 from guardctl.env import Environment
+from guardctl.recording.audit import Approver
 
 TTY_PATH = "/dev/tty"
 # how often a wait for a key wakes up to check its deadline

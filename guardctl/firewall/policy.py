@@ -17,7 +17,9 @@ from fnmatch import translate
 from functools import lru_cache
 from typing import NamedTuple
 
-from guardctl import manifests
+from guardctl.firewall import manifests
+from guardctl.firewall.normalize import kubectl_args, normalize
+from guardctl.firewall.rules import FlagCondition, Match, Rule, RuleSet
 from guardctl.model import (
     Action,
     CommandDecision,
@@ -29,8 +31,6 @@ from guardctl.model import (
     SimpleCommand,
     strictest,
 )
-from guardctl.normalize import kubectl_args, normalize
-from guardctl.rules import FlagCondition, Match, Rule, RuleSet
 
 
 class PolicyContext(NamedTuple):
@@ -120,7 +120,7 @@ def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
 
 
 def _object_resources(report: ManifestReport) -> set[str]:
-    from guardctl.resources import by_kind
+    from guardctl.firewall.resources import by_kind
 
     found = set()
     for obj in report.objects:

@@ -47,7 +47,7 @@ def read_invocation(env: Environment, argv: Sequence[str]) -> Invocation:
 
 
 def _filename_values(argv: Sequence[str]) -> list[str]:
-    from guardctl.normalize import normalize
+    from guardctl.firewall.normalize import normalize
 
     call = normalize(SimpleCommand(argv=("kubectl", *argv)))
     return list(call.flags.get("filename", ()))
@@ -55,7 +55,7 @@ def _filename_values(argv: Sequence[str]) -> list[str]:
 
 def decide_invocation(env: Environment, invocation: Invocation) -> Decision:
     from guardctl.app import Checker
-    from guardctl.policy import decide
+    from guardctl.firewall.policy import decide
 
     checker = Checker.load(env)
     parsed = ParsedLine(line=invocation.line, commands=(invocation.command(),))
@@ -89,12 +89,12 @@ class _Outcome:
 
     def __init__(self) -> None:
         self.code: int = ExitStatus.ERROR
-        self.approver: Any = None  # guardctl.audit.Approver when a human approved
+        self.approver: Any = None  # guardctl.recording.audit.Approver when a human approved
 
 
 def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     """Decide `kubectl ARGV`, record it, and run it when allowed. Returns the exit status."""
-    from guardctl import audit, cast, recorder
+    from guardctl.recording import audit, cast, recorder
 
     invocation = read_invocation(env, argv)
     decision = decide_invocation(env, invocation)
@@ -152,11 +152,12 @@ def _approved(
     env: Environment, invocation: Invocation, decision: Decision, recording: Any, outcome: _Outcome
 ) -> bool:
     """Ask a human (inline, or through `guardctl approvals`); record who answered."""
-    from guardctl import approvals, cast
+    from guardctl.approvals import flow
     from guardctl.config import load_config
+    from guardctl.recording import cast
 
     config = load_config(env.config_path, env.cache_dir)
-    answer = approvals.request_approval(
+    answer = flow.request_approval(
         env,
         decision,
         invocation.line,
@@ -165,7 +166,7 @@ def _approved(
     )
     who = answer.approver.user if answer.approver else None
     recording.marker(cast.approval_label("approved" if answer.approved else answer.how, who))
-    _say(env, recording, approvals.outcome_message(answer))
+    _say(env, recording, flow.outcome_message(answer))
     if answer.approved:
         outcome.approver = answer.approver
     return answer.approved
@@ -175,9 +176,10 @@ def _preapproved(
     env: Environment, invocation: Invocation, decision: Decision, recording: Any
 ) -> bool:
     """True when `guardctl sh -c` had this exact command approved as part of its whole line."""
-    from guardctl import cast, preapproved
+    from guardctl.approvals import grants
+    from guardctl.recording import cast
 
-    if not preapproved.consume_for(env, invocation.argv, decision):
+    if not grants.consume_for(env, invocation.argv, decision):
         return False
     recording.marker(cast.approval_label("approved with its line"))
     return True
@@ -204,7 +206,7 @@ class _Cluster(NamedTuple):
 
 
 def _cluster(env: Environment) -> _Cluster:
-    from guardctl import creds, kubeconfig, runner
+    from guardctl.running import creds, kubeconfig, runner
 
     config = creds.require_config(env)
     kubectl = runner.find_kubectl(env)
@@ -226,7 +228,7 @@ def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | No
 
     Run with the agent's own short-lived credentials and masked; None for other verbs.
     """
-    from guardctl.normalize import normalize
+    from guardctl.firewall.normalize import normalize
 
     call = normalize(invocation.command())
     files = call.flags.get("filename", ())
@@ -236,7 +238,8 @@ def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | No
     def diff() -> str | None:
         import subprocess
 
-        from guardctl import detectors, kubeconfig, mask
+        from guardctl.masking import detectors, mask
+        from guardctl.running import kubeconfig
 
         cluster = _cluster(env)
         args = [f"--filename={f}" for f in files]
@@ -269,7 +272,8 @@ def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | No
 
 
 def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_pty: bool) -> int:
-    from guardctl import detectors, kubeconfig, mask, runner
+    from guardctl.masking import detectors, mask
+    from guardctl.running import kubeconfig, runner
 
     cluster = _cluster(env)
     found = detectors.default_detectors()

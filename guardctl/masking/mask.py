@@ -42,7 +42,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from guardctl.detectors import (
+from guardctl.masking.detectors import (
     Detector,
     StructureRules,
     default_detectors,
@@ -1239,8 +1239,8 @@ def masker_for(
     template is masked whole too. A call guardctl did not fully understand is read as naming
     Secrets: each guess errs towards masking more.
     """
+    from guardctl.firewall.normalize import normalize
     from guardctl.model import SimpleCommand
-    from guardctl.normalize import normalize
 
     call = normalize(SimpleCommand(argv=("kubectl", *argv)))
     output = (call.flag("output") or ("go-template" if call.has_flag("template") else "")).split(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from guardctl.firewall.rules import RuleSet
 from guardctl.model import CommandDecision, Decision, KubectlCall
-from guardctl.rules import RuleSet
 
 
 def explain(decision: Decision) -> str:

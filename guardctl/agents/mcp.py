@@ -2,12 +2,12 @@
 
 Both tools take the command line's path. `check` decides a line with the same Checker as
 `guardctl check --json` and returns that object. `kubectl` runs `python -m guardctl kubectl
-ARGS` as a child (guardctl.child), so deciding, recording, approval, short-lived
+ARGS` as a child (guardctl.running.child), so deciding, recording, approval, short-lived
 credentials and masking are exactly the CLI's, and returns its stdout, stderr and exit
 code. A deny is an ordinary result (exit code 11, the rule and reason on stderr), not a
 protocol error: the agent is meant to read it and change course.
 
-    python -m guardctl.mcp_server      # or `guardctl mcp`
+    python -m guardctl.agents.mcp      # or `guardctl mcp`
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from guardctl import __version__
-from guardctl.child import run_guardctl
 from guardctl.env import Environment
 from guardctl.errors import GuardError
+from guardctl.running.child import run_guardctl
 from guardctl.status import ExitStatus
 
 # a run may first wait for a human (GUARDCTL_APPROVAL_TIMEOUT), then for kubectl itself
@@ -43,18 +43,18 @@ CHECK_DESCRIPTION = (
 
 def run_timeout(environ: Mapping[str, str]) -> float:
     """Seconds one `kubectl` tool call may take: the approval wait plus time to run."""
-    from guardctl import approvals
+    from guardctl.approvals import queue
 
     try:
-        approval = approvals.approval_timeout(environ)
+        approval = queue.approval_timeout(environ)
     except GuardError:
-        approval = approvals.DEFAULT_TIMEOUT  # the child refuses the bad setting at once
+        approval = queue.DEFAULT_TIMEOUT  # the child refuses the bad setting at once
     return approval + RUN_SECONDS_AFTER_APPROVAL
 
 
 def session_environ(env: Environment) -> dict[str, str]:
     """The children's environment: one recorded session for the whole MCP connection."""
-    from guardctl import recorder
+    from guardctl.recording import recorder
 
     environ = dict(env.environ)
     environ.setdefault("GUARDCTL_SESSION", recorder.new_session_id())

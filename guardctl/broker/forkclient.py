@@ -22,8 +22,9 @@ This module is on every command's path, so it imports only interpreter built-ins
 import _signal
 import _socket
 import os
-import stat  # loaded by os already
 import sys
+
+from guardctl.runtime import private_folder, socket_folder
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -61,24 +62,6 @@ def socket_path(environ: "Mapping[str, str]") -> "str | None":
     key = zlib.crc32(f"{sys.executable}\0{package}".encode("utf-8", "surrogateescape"))
     path = f"{folder}/fork-{key:08x}.sock"
     return path if len(os.fsencode(path)) <= SUN_PATH_MAX else None
-
-
-def socket_folder(environ: "Mapping[str, str]") -> str:
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    return f"{runtime}/guardctl" if runtime else f"/tmp/guardctl-{os.getuid()}"
-
-
-def private_folder(folder: str) -> bool:
-    """True when `folder` is a real directory of this user that nobody else may enter."""
-    try:
-        info = os.lstat(folder)
-    except OSError:
-        return False
-    return (
-        stat.S_ISDIR(info.st_mode)
-        and info.st_uid == os.getuid()
-        and stat.S_IMODE(info.st_mode) & 0o077 == 0
-    )
 
 
 def served(args: "list[str]") -> bool:
@@ -254,7 +237,7 @@ def _start_server(path: str) -> None:
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
     try:
         subprocess.Popen(
-            [sys.executable, *safe_path, "-m", "guardctl.forkserver", path],
+            [sys.executable, *safe_path, "-m", "guardctl.broker.forkserver", path],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -23,11 +23,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from guardctl import tokencache
 from guardctl.config import Config, load_config, save_config
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError, UsageError
-from guardctl.tokencache import Token
+from guardctl.running import tokencache
+from guardctl.running.tokencache import Token
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -404,8 +404,8 @@ def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
                    now: float) -> Token:
     import subprocess
 
-    from guardctl.kubeconfig import child_environ, private_kubeconfig
-    from guardctl.runner import NOT_FOUND, find_kubectl
+    from guardctl.running.kubeconfig import child_environ, private_kubeconfig
+    from guardctl.running.runner import NOT_FOUND, find_kubectl
 
     kubectl = find_kubectl(env)
     secrets = stanza_secrets(config.credential, stanza)
@@ -425,7 +425,7 @@ def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
                               f"check that {config.server} is reachable") from err
     if result.returncode != 0:
         raise _refusal(config, result.stderr, secrets)
-    from guardctl.mask import literal_digests
+    from guardctl.masking.mask import literal_digests
 
     return parse_token_request(result.stdout, now, config.ttl_seconds, literal_digests(secrets))
 

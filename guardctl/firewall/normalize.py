@@ -25,10 +25,10 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from guardctl import resources
 from guardctl.bundled import data_text
 from guardctl.commands import guardctl_commands
-from guardctl.flagtable import ROOT, FlagSpec, FlagTable, flag_table
+from guardctl.firewall import resources
+from guardctl.firewall.flagtable import ROOT, FlagSpec, FlagTable, flag_table
 from guardctl.model import KubectlCall, ResourceRef, SimpleCommand
 
 # kubectl, /usr/local/bin/kubectl, kubectl.1.27, kubectl-1.30, kubectl-v1.29

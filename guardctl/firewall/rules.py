@@ -255,8 +255,8 @@ def parse_pattern(pattern: str, label: str = "pattern") -> Match:
     `"delete namespace"` -> verbs delete, resources namespaces; `"get secrets -o yaml"` adds
     the flag condition output=yaml. Flags given without a value only need to be present.
     """
+    from guardctl.firewall.normalize import normalize
     from guardctl.model import SimpleCommand
-    from guardctl.normalize import normalize
 
     try:
         words = shlex.split(pattern)
@@ -351,7 +351,7 @@ def _plain(item: Any) -> str:
 def _resolve_resource(word: str, label: str) -> str:
     if word == "*":
         return word
-    from guardctl.resources import lookup
+    from guardctl.firewall.resources import lookup
 
     name, _, sub = word.partition("/")
     info = lookup(name)
@@ -361,7 +361,7 @@ def _resolve_resource(word: str, label: str) -> str:
 
 
 def _check_risk(name: str, label: str) -> str:
-    from guardctl.manifests import RISKS
+    from guardctl.firewall.manifests import RISKS
 
     if name not in RISKS:
         raise RuleError(f"{label}: unknown risk '{name}' (known: {_known(RISKS)})")

@@ -27,8 +27,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.errors import DeadlineExceeded
-from guardctl.model import ParsedLine, SimpleCommand
-from guardctl.shellword import (
+from guardctl.firewall.shellword import (
     Prepared,
     Word,
     WordError,
@@ -37,7 +36,8 @@ from guardctl.shellword import (
     has_expansion,
     prepare,
 )
-from guardctl.wrappers import Invocation, Script, default_table, unwrap
+from guardctl.firewall.wrappers import Invocation, Script, default_table, unwrap
+from guardctl.model import ParsedLine, SimpleCommand
 
 if TYPE_CHECKING:
     from bashlex.ast import node as Node

@@ -1,6 +1,6 @@
 """The fork server: a warm guardctl that forks one worker per command (see `forkclient`).
 
-    python -m guardctl.forkserver SOCKET_PATH
+    python -m guardctl.broker.forkserver SOCKET_PATH
 
 Started in the background by the first command that finds no server, it imports the
 paths an agent's commands take (kubectl runs, `check`, the Claude Code hook), compiles
@@ -29,7 +29,8 @@ from array import array
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from guardctl import forkclient
+from guardctl.broker import forkclient
+from guardctl.runtime import private_folder
 
 IDLE_SECONDS = 600.0
 # how often an idle server checks that its socket and its code are still there: a demo's
@@ -77,10 +78,12 @@ def decode_request(body: bytes) -> Request:
 
 def code_stamps() -> dict[str, tuple[int, int]]:
     """(mtime_ns, size) of guardctl's modules and data files, to notice an upgrade."""
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folders = [package, *(os.path.join(package, name) for name in _names(package))]
     paths = [
         os.path.join(folder, name)
-        for folder in (package, os.path.join(package, "data"))
+        for folder in folders
+        if os.path.isdir(folder) and not folder.endswith("__pycache__")
         for name in _names(folder)
         if name != "__pycache__"  # bytecode written as modules are first imported
     ]
@@ -104,20 +107,12 @@ def _names(folder: str) -> list[str]:
 
 def prewarm() -> None:
     """Import and build, once, what every worker would otherwise build again."""
-    from guardctl import (
-        app,
-        audit,
-        cli,
-        creds,
-        detectors,
-        hook,
-        invoke,
-        kubeconfig,
-        mask,
-        recorder,
-        runner,
-    )
+    from guardctl import app, cli
+    from guardctl.agents import hook
     from guardctl.env import Environment
+    from guardctl.masking import detectors, mask
+    from guardctl.recording import audit, recorder
+    from guardctl.running import creds, invoke, kubeconfig, runner
 
     del audit, cli, creds, hook, invoke, kubeconfig, recorder, runner  # imported is enough
     found = detectors.default_detectors()
@@ -139,7 +134,7 @@ def _listen(path: str) -> tuple[socket.socket, int] | None:
     server holds the lock."""
     folder = os.path.dirname(path)
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    if not forkclient.private_folder(folder):
+    if not private_folder(folder):
         raise SystemExit(f"guardctl fork server: {folder} is not a private folder of this user")
     lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -233,63 +228,6 @@ def _unbind(path: str, inode: int) -> None:
             os.unlink(path + ".lock")
     except OSError:
         pass
-
-
-def server_pid(path: str) -> int | None:
-    """The pid of the server listening at `path`, from its lock file; None if none runs."""
-    try:
-        with open(path + ".lock", "rb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # free: nobody holds it
-    except FileNotFoundError:
-        return None
-    except OSError:
-        with open(path + ".lock", "rb") as lock:
-            text = lock.read().strip()
-        return int(text) if text.isdigit() else None
-    return None
-
-
-def stop(path: str, timeout: float = 5.0) -> bool:
-    """Stop the server at `path` (SIGTERM) and wait until its socket is gone."""
-    import time
-
-    pid = server_pid(path)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return not os.path.exists(path)
-
-
-def stop_all(runtime_dir: str | os.PathLike[str]) -> None:
-    """Stop every fork server whose socket is under `runtime_dir` (an XDG_RUNTIME_DIR that
-    is about to be removed: the demo's, a test run's)."""
-    folder = os.path.join(runtime_dir, "guardctl")
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith("fork-") and name.endswith(".sock"):
-            stop(os.path.join(folder, name))
-
-
-def wait_ready(path: str, timeout: float = 10.0) -> bool:
-    """Wait until a server accepts connections at `path` (bounded by `timeout`)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(path)
-            except OSError:
-                time.sleep(0.02)
-            else:
-                return True
-    return False
 
 
 # --------------------------------------------------------------------------- a worker
@@ -414,7 +352,7 @@ def _send(conn: socket.socket, data: bytes) -> None:
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m guardctl.forkserver SOCKET_PATH\n")
+        sys.stderr.write("usage: python -m guardctl.broker.forkserver SOCKET_PATH\n")
         return 2
     if forkclient.socket_path(os.environ) != argv[0]:
         # another interpreter or another copy of guardctl: it has its own socket

@@ -1,0 +1,1 @@
+"""Agent integrations: `sh -c`, the kubectl shim, the Claude Code hook, MCP."""

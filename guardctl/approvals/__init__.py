@@ -1,0 +1,1 @@
+"""Human approvals: the queue, the inline prompt, the live console, one-time grants."""

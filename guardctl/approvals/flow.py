@@ -1,0 +1,143 @@
+"""Asking a human about an `approve` decision: a live window, the inline prompt, or the queue.
+
+`request_approval` tries, in order:
+
+1. a live window (`w` in the console) covering every (rule, namespace) pair of the decision
+   on this cluster: approved at once, the approver is the window's creator;
+2. the inline prompt, when a person is at guardctl's own terminal (`prompt.open_terminal`);
+3. the queue (`queue.Queue`): the request waits for `guardctl approvals` until
+   `GUARDCTL_APPROVAL_TIMEOUT` runs out.
+"""
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+from guardctl.approvals.queue import (
+    POLL,
+    Clock,
+    Outcome,
+    Queue,
+    Request,
+    Sleep,
+    approval_timeout,
+    build_request,
+    config_defaults,
+    diff_text,
+    seconds_text,
+    window_scopes,
+)
+from guardctl.env import Environment
+from guardctl.model import Decision
+from guardctl.recording.audit import iso_time
+
+# --------------------------------------------------------------------------- waiting
+
+
+def request_approval(
+    env: Environment,
+    decision: Decision,
+    line: str,
+    *,
+    cluster: str = "",
+    diff: Callable[[], str | None] | None = None,
+    clock: Clock = time.time,
+    sleep: Sleep = time.sleep,
+) -> Outcome:
+    """Ask a human about an `approve` decision; see the module docstring for the order.
+
+    `cluster` is the server URL from guardctl's config ("" without one). `diff` returns the
+    masked server-side diff for apply/patch/replace/set, or None. KeyboardInterrupt
+    propagates (the caller returns 130); SIGTERM/SIGHUP become SystemExit(128+n). The
+    queued request is removed on every one of those paths.
+    """
+    timeout = approval_timeout(env.environ)
+    queue = Queue(env.state_dir)
+    context, default_namespace = config_defaults(env)
+    scopes = window_scopes(decision, default_namespace)
+    window = queue.covering_window(scopes, cluster, clock()) if scopes else None
+    if window is not None:
+        return Outcome(True, window[0], f"window until {iso_time(window[1])}", "window")
+    # the diff reaches the cluster (read-only), so it runs only when a human will look
+    request = build_request(
+        decision,
+        line,
+        cluster=cluster,
+        context=context,
+        default_namespace=default_namespace,
+        diff=diff_text(decision, diff),
+        now=clock(),
+        timeout=timeout,
+    )
+    from guardctl.approvals import prompt
+
+    terminal = prompt.open_terminal(env)
+    if terminal is not None:
+        return prompt.ask(terminal, request, timeout, clock=clock)
+    return _wait_in_queue(env, queue, request, timeout, clock, sleep)
+
+
+def _wait_in_queue(
+    env: Environment, queue: Queue, request: Request, timeout: float, clock: Clock, sleep: Sleep
+) -> Outcome:
+    rules = ", ".join(r for r, _ in request.rules) or "not fully understood"
+    env.stderr.write(
+        f"guardctl: waiting up to {seconds_text(timeout)} for a human to approve this ({rules});"
+        " they answer by running `guardctl approvals` in their own terminal.\n"
+    )
+    env.stderr.flush()
+    with _signals_exit():
+        try:
+            queue.put(request)
+            return _poll(queue, request, timeout, clock, sleep)
+        finally:
+            queue.discard(request.id)
+
+
+def _poll(queue: Queue, request: Request, timeout: float, clock: Clock, sleep: Sleep) -> Outcome:
+    deadline = clock() + timeout
+    # bounded in count as well as time: a sleep cut short by signals cannot spin forever
+    for _ in range(math.ceil(timeout / POLL) + 2):
+        outcome = queue.take_answer(request)
+        if outcome is not None:
+            return outcome
+        if not queue.has_request(request.id):
+            return Outcome(False, None, "the request was removed before anyone answered", "queue")
+        left = deadline - clock()
+        if left <= 0:
+            break
+        sleep(min(POLL, left))
+    return Outcome(False, None, f"timed out after {seconds_text(timeout)}", "timeout")
+
+
+@contextlib.contextmanager
+def _signals_exit() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SystemExit(128+n) while waiting, so `finally` blocks run
+    and the request is removed (Python's default for both kills without unwinding)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, leave) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def outcome_message(outcome: Outcome) -> str:
+    """The stderr line for the agent after an approval was asked."""
+    who = f" by {outcome.approver.user}" if outcome.approver else ""
+    if outcome.approved:
+        return f"guardctl: approved{who} ({outcome.reason})."
+    if outcome.how == "timeout":
+        return f"guardctl: nobody approved this: {outcome.reason}. Nothing was sent to the cluster."
+    return f"guardctl: declined{who}: {outcome.reason}. Nothing was sent to the cluster."

@@ -1,0 +1,1 @@
+"""The warm servers: the fork server (same user) and the broker (another uid)."""

@@ -1,0 +1,1 @@
+"""The firewall: parse a shell line, normalize each kubectl call, decide it by the rules."""

@@ -1,0 +1,1 @@
+"""Secret masking: the detectors and the streaming masker."""

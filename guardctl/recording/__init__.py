@@ -1,0 +1,1 @@
+"""Recording: asciicast files, the audit log, replay."""

@@ -1,0 +1,1 @@
+"""Running kubectl: the invocation path, credentials, private kubeconfigs, the child process."""
