@@ -6,7 +6,7 @@
 #
 # Use: copy to ~/.config/fish/completions/guardctl.fish
 
-set -g __guardctl_commands approvals audit check creds demo devserver doctor hook mask mcp replay rules sessions sh shim  # generated: scripts/gen_completions.py
+set -g __guardctl_commands approvals audit broker check creds demo devserver doctor hook mask mcp replay rules sessions sh shim  # generated: scripts/gen_completions.py
 
 # The real kubectl, found as guardctl finds it: $GUARDCTL_KUBECTL, else the first kubectl on
 # PATH that is not a guardctl shim. Asking a shim would put every TAB through the policy.

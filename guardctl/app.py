@@ -14,6 +14,7 @@ from guardctl.model import Action, Decision
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
+    from guardctl.firewall.manifests import Reader
     from guardctl.firewall.ruletests import Failure
 
 CHECK_STATUS = {
@@ -29,13 +30,18 @@ class Checker(NamedTuple):
     ruleset: RuleSet
     context: PolicyContext
 
+    # reads the manifests a line names (None: from this process's disk); a broker's reads
+    # them through its client, with the agent's permissions
+    read: "Reader | None" = None
+
     @classmethod
     def load(cls, env: Environment, extra_rules: tuple[str, ...] = ()) -> "Checker":
         ruleset = load_rules(env.rule_paths(extra_rules), cache_dir=env.cache_dir)
-        return cls(ruleset=ruleset, context=env.policy_context())
+        read = env.caller.reader(expand=True) if env.caller is not None else None
+        return cls(ruleset=ruleset, context=env.policy_context(), read=read)
 
     def check(self, line: str) -> Decision:
-        return decide(parse(line), self.ruleset, self.context)
+        return decide(parse(line), self.ruleset, self.context, self.read)
 
 
 class CheckRequest(NamedTuple):

@@ -15,6 +15,14 @@ from guardctl import __version__
 from guardctl.env import Environment
 from guardctl.status import ExitStatus
 
+
+def _env() -> Environment:
+    """The Environment `run` was given (a broker's worker passes its caller's), else this
+    process's own."""
+    given = click.get_current_context().obj
+    return given if isinstance(given, Environment) else Environment()
+
+
 _rules_option = click.option(
     "--rules",
     "extra_rules",
@@ -51,7 +59,7 @@ def check(line: str | None, as_json: bool, batch: bool, extra_rules: tuple[str, 
 
     if batch == (line is not None):
         raise click.UsageError("give either a LINE or --batch (JSON Lines on stdin)")
-    return app.run_check(Environment(), app.CheckRequest(line, as_json, extra_rules))
+    return app.run_check(_env(), app.CheckRequest(line, as_json, extra_rules))
 
 
 @cli.group()
@@ -66,7 +74,7 @@ def rules_list(extra_rules: tuple[str, ...]) -> int:
     from guardctl import app
     from guardctl.firewall.explain import list_rules
 
-    checker = app.Checker.load(Environment(), extra_rules)
+    checker = app.Checker.load(_env(), extra_rules)
     click.echo(list_rules(checker.ruleset))
     click.echo(app.rule_files_summary(checker.ruleset), err=True)
     return ExitStatus.OK
@@ -80,7 +88,7 @@ def rules_explain(line: str, extra_rules: tuple[str, ...]) -> int:
     from guardctl import app
     from guardctl.firewall.explain import explain
 
-    decision = app.Checker.load(Environment(), extra_rules).check(line)
+    decision = app.Checker.load(_env(), extra_rules).check(line)
     click.echo(explain(decision))
     return ExitStatus.OK
 
@@ -91,7 +99,7 @@ def rules_lint(paths: tuple[str, ...]) -> int:
     """Check rule files (default: every rule file in force) and their sibling .cases files."""
     from guardctl import app
 
-    env = Environment()
+    env = _env()
     result = app.lint(env, paths)
     click.echo(result.summary)
     for failure in result.failures:
@@ -110,7 +118,7 @@ def rules_test(file: str, extra_rules: tuple[str, ...]) -> int:
     """
     from guardctl import app
 
-    env = Environment()
+    env = _env()
     passed, failures = app.test_cases_file(app.Checker.load(env, extra_rules), file)
     for failure in failures:
         click.echo(failure.describe(), err=True)
@@ -161,7 +169,7 @@ def replay(target: str, speed: float, idle_limit: float | None) -> int:
     """
     from guardctl.recording.replay import play
 
-    return play(target, Environment(), speed, idle_limit)
+    return play(target, _env(), speed, idle_limit)
 
 
 @cli.command()
@@ -181,7 +189,7 @@ def sessions(
 
     from guardctl.recording import audit
 
-    env = Environment()
+    env = _env()
     when = since.replace(tzinfo=timezone.utc) if since and since.tzinfo is None else since
     rows = audit.sessions(audit.log_path(env.state_dir), when, decision, session)
     text = audit.sessions_json(rows) if as_json else audit.format_sessions(rows)
@@ -200,7 +208,7 @@ def audit_verify() -> int:
     """Verify the audit log's hash chain and its casts; exit 1 names the first bad record."""
     from guardctl.recording import audit, recorder
 
-    env = Environment()
+    env = _env()
     result = audit.verify(audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir))
     click.echo(result.message, err=not result.ok)
     return ExitStatus.OK if result.ok else ExitStatus.ERROR
@@ -220,7 +228,7 @@ def mask(for_command: str | None) -> int:
     from guardctl.masking import detectors
     from guardctl.masking import mask as masking
 
-    env = Environment()
+    env = _env()
     words = shlex.split(for_command or "")
     if words[:1] == ["kubectl"]:
         words = words[1:]
@@ -239,7 +247,7 @@ def approvals() -> int:
     """The human's side: a live view of pending requests (a approve, w window, d deny, q quit)."""
     from guardctl.approvals.console import run_console
 
-    return run_console(Environment())
+    return run_console(_env())
 
 
 @cli.command(name="sh")
@@ -251,7 +259,7 @@ def shell_command(line: str) -> int:
     goes through guardctl again at run time."""
     from guardctl.agents.shell import run_shell
 
-    return run_shell(Environment(), line)
+    return run_shell(_env(), line)
 
 
 @cli.group()
@@ -265,7 +273,7 @@ def shim_install(folder: str) -> int:
     """Write FOLDER/kubectl; put FOLDER first on the agent's PATH."""
     from guardctl.agents.shim import install
 
-    install(Environment(), folder)
+    install(_env(), folder)
     return ExitStatus.OK
 
 
@@ -279,7 +287,7 @@ def hook_claude_code() -> int:
     """PreToolUse hook for Claude Code's Bash tool: reads the hook JSON on stdin, answers JSON."""
     from guardctl.agents.hook import claude_code
 
-    env = Environment()
+    env = _env()
     out, code = claude_code(env, env.stdin.read())
     env.stdout.write(out)
     return code
@@ -290,7 +298,7 @@ def mcp() -> int:
     """An MCP server on stdio with `kubectl` and `check` tools (same path as the CLI)."""
     from guardctl.agents.mcp import serve
 
-    return serve(Environment())
+    return serve(_env())
 
 
 @cli.command()
@@ -298,7 +306,7 @@ def doctor() -> int:
     """Check kubectl, keyring, credentials, rules, state folder and shim; say what to fix."""
     from guardctl import doctor as diagnosis
 
-    return diagnosis.run(Environment())
+    return diagnosis.run(_env())
 
 
 @cli.command()
@@ -308,7 +316,7 @@ def demo(no_replay: bool, fast: bool) -> int:
     """Show guardctl on an embedded demo cluster: allow, deny, approve, mask, replay."""
     from guardctl import demo as tour
 
-    return tour.run(Environment(), replay=not no_replay, fast=fast)
+    return tour.run(_env(), replay=not no_replay, fast=fast)
 
 
 @cli.group()
@@ -334,7 +342,7 @@ def creds_import(
     """Move a context's credential into the keyring and record the cluster and ServiceAccount."""
     from guardctl.running import creds as credentials
 
-    env = Environment()
+    env = _env()
     config = credentials.import_credentials(env, kubeconfig, context, service_account, ttl)
     for line in credentials.import_advice(config, kubeconfig, env):
         click.echo(line)
@@ -346,21 +354,67 @@ def creds_status() -> int:
     """Context, ServiceAccount, keyring backend and token expiry (never the token)."""
     from guardctl.running import creds as credentials
 
-    for line in credentials.status(Environment()):
+    for line in credentials.status(_env()):
         click.echo(line)
     return ExitStatus.OK
+
+
+@cli.group()
+def broker() -> None:
+    """The broker: a daemon under another account that alone holds credentials, rules,
+    approvals and records, and runs kubectl for agents (see README, "The broker")."""
+
+
+@broker.command(name="serve")
+@click.option(
+    "--socket", "socket_path", required=True, type=click.Path(dir_okay=False),
+    help="The Unix socket to listen on (its folder must be the broker account's).",
+)
+@click.option("--agent-user", multiple=True, metavar="USER", help="An agent account (repeatable).")
+@click.option(
+    "--agent-group", multiple=True, metavar="GROUP", help="A group of agent accounts (repeatable)."
+)
+@click.option(
+    "--approver-user", multiple=True, metavar="USER",
+    help="Another account that may approve, besides the broker's own (repeatable).",
+)
+def broker_serve(
+    socket_path: str, agent_user: tuple[str, ...], agent_group: tuple[str, ...],
+    approver_user: tuple[str, ...],
+) -> int:
+    """Serve agents on SOCKET in the foreground, as this account (Ctrl-C or SIGTERM stops)."""
+    import sys
+    from pathlib import Path
+
+    from guardctl.broker import server
+
+    access = server.make_access(agent_user, agent_group, approver_user)
+    return server.serve(Path(socket_path).absolute(), access, sys.stderr)
+
+
+@broker.command(name="status")
+def broker_status() -> int:
+    """Whether a broker is configured and reachable, and in which role it sees you."""
+    # with a broker configured, the client sends this to the broker, which answers
+    click.echo(
+        "no broker is configured: guardctl runs in same-user mode, where its guarantees are "
+        "advisory (an agent running as this user can read this user's files). Set "
+        "GUARDCTL_BROKER=SOCKET, or `broker: SOCKET` in guardctl's config file, to use one."
+    )
+    return ExitStatus.ERROR
 
 
 # ------------------------------------------------------------------ click's errors
 
 
-def run(args: Sequence[str]) -> int:
+def run(args: Sequence[str], env: Environment | None = None) -> int:
     """Run one of guardctl's own commands; click's usage errors become exit 2 with its message.
 
-    Other errors reach the boundary in `guardctl.main`.
+    `env` is the Environment the commands use (default: this process's). Other errors reach
+    the boundary in `guardctl.main`.
     """
     try:
-        result = cli.main(args=list(args), prog_name="guardctl", standalone_mode=False)
+        result = cli.main(args=list(args), prog_name="guardctl", standalone_mode=False, obj=env)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:

@@ -15,13 +15,18 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 from guardctl.errors import UsageError
 
 if TYPE_CHECKING:
+    from guardctl.broker.caller import Caller
     from guardctl.firewall.policy import PolicyContext
 
 
 class Environment:
-    """The process's streams, variables and home; each defaults to the real one."""
+    """The process's streams, variables and home; each defaults to the real one.
 
-    __slots__ = ("stdin", "stdout", "stderr", "environ", "home")
+    `caller` is set in a broker's worker: the client the command came from (who, in which
+    role, and the connection to it). None when guardctl runs for its own user.
+    """
+
+    __slots__ = ("stdin", "stdout", "stderr", "environ", "home", "caller")
 
     def __init__(
         self,
@@ -30,12 +35,14 @@ class Environment:
         stderr: IO[str] | None = None,
         environ: Mapping[str, str] | None = None,
         home: Path | None = None,
+        caller: Caller | None = None,
     ) -> None:
         self.stdin: IO[str] = sys.stdin if stdin is None else stdin
         self.stdout: IO[str] = sys.stdout if stdout is None else stdout
         self.stderr: IO[str] = sys.stderr if stderr is None else stderr
         self.environ: Mapping[str, str] = dict(os.environ) if environ is None else environ
         self.home: Path = Path.home() if home is None else home
+        self.caller = caller
 
     @staticmethod
     def binary(stream: IO[str]) -> BinaryIO:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     traceback = "--traceback" in args[:1]
+    code = guarded(lambda: _run_brokered(args))
+    if code is not None:
+        return code
     if argv is None:
         code = guarded(lambda: _run_warm(args))
         if code is not None:
@@ -39,10 +42,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `guardctl kubectl ARGS` forces the kubectl reading of ARGS
         kubectl_args = args[1:] if args[0] == "kubectl" else args
         return guarded(lambda: _run_kubectl(kubectl_args), traceback)
-    request = _plain_check(args[1:]) if args[:1] == ["check"] else None
+    request = plain_check(args[1:]) if args[:1] == ["check"] else None
     if request is not None:
         return guarded(lambda: _run_check(request), traceback)
     return guarded(lambda: _run_click(args), traceback)
+
+
+def _run_brokered(args: list[str]) -> int | None:
+    """The exit status of `args` run by the configured broker; None: no broker is
+    configured, or this command runs in this process all the same."""
+    import os
+
+    from guardctl.broker import client
+
+    path = client.broker_path(os.environ)
+    if path is None or client.runs_here(args):
+        return None
+    return client.run(args, path)
 
 
 def _run_warm(args: list[str]) -> int | None:
@@ -65,7 +81,7 @@ def _run_kubectl(args: list[str]) -> int:
     return run_kubectl(Environment(), args)
 
 
-def _plain_check(words: list[str]) -> CheckRequest | None:
+def plain_check(words: list[str]) -> CheckRequest | None:
     """`check [--json] [--rules P]… (LINE | --batch)`, also as `--rules=P` and with `--`
     before LINE; None for anything else."""
     from guardctl.app import CheckRequest

@@ -132,6 +132,10 @@ class KubectlCall(NamedTuple):
     dry_run: bool = False  # true only for --dry-run=client|server (and bare --dry-run)
     # what could not be understood: a dynamic verb/resource/flag, an unknown flag, ...
     problems: tuple[str, ...] = ()
+    # where each flag value came from: (flag name, index of the word among kubectl's
+    # arguments that ends with the value); bare boolean flags have none
+    flag_words: tuple[tuple[str, int], ...] = ()
+    arg_words: tuple[int, ...] = ()  # the index of each word in `args`
 
     def flag(self, name: str) -> str | None:
         """The last value given for a flag (kubectl's own rule for repeated flags)."""

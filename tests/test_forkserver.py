@@ -38,8 +38,8 @@ REPORT_MODULES = (
 )
 # what a client imports when a worker runs its command
 CLIENT_ONLY = (
-    "['guardctl', 'guardctl.broker', 'guardctl.broker.forkclient', 'guardctl.commands',"
-    " 'guardctl.main', 'guardctl.runtime']"
+    "['guardctl', 'guardctl.broker', 'guardctl.broker.client', 'guardctl.broker.forkclient',"
+    " 'guardctl.broker.wire', 'guardctl.commands', 'guardctl.main', 'guardctl.runtime']"
 )
 
 
@@ -157,7 +157,7 @@ def fake_kubectl(folder: Path) -> Path:
         "#!/bin/sh\n"
         f"trap 'echo terminated > {folder}/marker; exit 7' TERM\n"
         "echo started\n"
-        "while :; do sleep 0.05; done\n"
+        "while :; do /bin/sleep 0.05; done\n"
     )
     script.chmod(0o755)
     return script

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from guardctl.env import Environment
-from guardctl.running.kubeconfig import PREFIX, child_environ, sweep_stale, temp_kubeconfig
+from guardctl.running.kubeconfig import PREFIX, sweep_stale, temp_kubeconfig
 
 REPO = str(Path(__file__).resolve().parent.parent)
 FAKE = str(Path(__file__).resolve().parent / "data" / "fake_kubectl.py")
@@ -83,12 +83,6 @@ def test_last_comes_slash_tmp(tmpdir: str) -> None:
     with temp_kubeconfig(env, "https://x", "", "t", "") as path:
         assert path.parent.parent == Path("/tmp")
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-
-
-def test_child_environ_names_only_the_private_file(tmp_path: Path) -> None:
-    environ = {"KUBECONFIG": "/home/u/.kube/config", "PATH": "/bin"}
-    assert child_environ(environ, tmp_path / "kc") == {"KUBECONFIG": str(tmp_path / "kc"),
-                                                       "PATH": "/bin"}
 
 
 SCRIPTS = {

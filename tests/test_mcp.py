@@ -144,8 +144,8 @@ def _fake_kubectl(tmp_path: Path, body: str) -> str:
 @pytest.mark.parametrize(
     ("body", "limit", "timeout", "expect_code", "expect_stderr"),
     [
-        ("seq 1 100000", 1000, 60.0, 0, "output cut at 1000 bytes"),
-        ("sleep 30", 1000, 1.0, 128 + 15, "stopped after 1 s"),
+        ("/usr/bin/seq 1 100000", 1000, 60.0, 0, "output cut at 1000 bytes"),
+        ("/bin/sleep 30", 1000, 1.0, 128 + 15, "stopped after 1 s"),
     ],
 )
 def test_child_runs_are_bounded(

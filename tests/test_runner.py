@@ -19,7 +19,8 @@ import pytest
 from guardctl.devserver import DevServer
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
-from guardctl.running.kubeconfig import child_environ, temp_kubeconfig
+from guardctl.running import kubectl_env
+from guardctl.running.kubeconfig import temp_kubeconfig
 from guardctl.running.runner import NOT_FOUND, find_kubectl, run
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -329,7 +330,7 @@ def test_real_kubectl_with_a_minted_token(server: DevServer, tmp_path: Path,
     token = server.issue_token("system:serviceaccount:guardctl:guardctl-agent", 600)
     ca = base64.b64encode(server.ca_pem).decode()
     with temp_kubeconfig(env, server.url, ca, token, "dev") as path:
-        child_env = child_environ(env.environ, path)
+        child_env = kubectl_env.environ(kubectl_env.prepare(tmp_path / "cache"), path, path.parent)
         kubectl = find_kubectl(env)
         out, err = io.BytesIO(), io.BytesIO()
         code = run([kubectl, "config", "view", "--raw", "-o",

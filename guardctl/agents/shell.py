@@ -24,33 +24,21 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from types import FrameType
 from typing import IO, Any, Protocol
 
+from guardctl.agents.bash import run_bash
 from guardctl.app import Checker
 from guardctl.approvals import grants
 from guardctl.bundled import data_text
 from guardctl.env import Environment
-from guardctl.errors import UnsafeError
 from guardctl.firewall.parse import parse
 from guardctl.firewall.policy import decide
 from guardctl.model import Action, Decision, ParsedLine, RuleHit, SimpleCommand
-from guardctl.status import ExitStatus, exit_for_child
-
-SESSION_VARIABLE = "GUARDCTL_SESSION"
-# after a forwarded signal, how long bash gets before SIGKILL
-KILL_GRACE_SECONDS = 10.0
+from guardctl.status import ExitStatus
 
 
 class Outcome(Protocol):
@@ -181,6 +169,7 @@ def run_shell(env: Environment, line: str, *, approve: Approver | None = None) -
     runs in either case. `approve` defaults to `guardctl.approvals.flow.request_approval`.
     """
     decision = decide_line(Checker.load(env), line)
+    env.stdout.flush()
     if decision.action is Action.DENY:
         _say(env, f"guardctl: {decision.reason} Nothing was run.")
         return ExitStatus.DENIED
@@ -192,10 +181,24 @@ def run_shell(env: Environment, line: str, *, approve: Approver | None = None) -
             return ExitStatus.DECLINED
         token = grants.grant(env, approved_commands(decision))
     try:
-        return _run_bash(env, line, token)
+        if env.caller is not None:
+            # through a broker: bash runs on the client's side, as the agent
+            env.caller.grant(token, line)
+            status = env.caller.wait_bash()
+            return ExitStatus.UNSAFE if status is None else status
+        return run_bash(env.environ, line, token, (_fd(env.stdin, 0), _fd(env.stdout, 1),
+                                                  _fd(env.stderr, 2)))
     finally:
         if token:
             grants.revoke(env, token)
+
+
+def _fd(stream: IO[str], default: int) -> int:
+    """The descriptor under a stream; the process's own when the stream has none."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return default
 
 
 def _ask(env: Environment, decision: Decision, line: str, approve: Approver | None) -> str | None:
@@ -218,83 +221,3 @@ def _request_approval(env: Environment, decision: Decision, line: str) -> Outcom
 def _say(env: Environment, message: str) -> None:
     env.stderr.write(message + "\n")
     env.stderr.flush()
-
-
-def child_environ(env: Environment, shim_dir: Path, token: str) -> dict[str, str]:
-    """bash's environment: the shim first on PATH, one session, the grant token if any."""
-    from guardctl.recording import recorder
-
-    environ = {k: v for k, v in env.environ.items() if k != grants.TOKEN_VARIABLE}
-    environ["PATH"] = os.pathsep.join([str(shim_dir), environ.get("PATH", os.defpath)])
-    environ[SESSION_VARIABLE] = recorder.check_session_id(
-        environ.get(SESSION_VARIABLE) or recorder.new_session_id()
-    )
-    if token:
-        environ[grants.TOKEN_VARIABLE] = token
-    return environ
-
-
-def _run_bash(env: Environment, line: str, token: str) -> int:
-    from guardctl.agents.shim import launcher, write_shim
-
-    bash = shutil.which("bash", path=env.environ.get("PATH", os.defpath))
-    if bash is None:
-        raise UnsafeError("bash not found on PATH: guardctl sh needs it to run the line")
-    # mkdtemp makes the folder 0700: nobody else can swap the shim while the line runs
-    with tempfile.TemporaryDirectory(prefix="guardctl-sh-") as folder:
-        write_shim(Path(folder), launcher(prefer_script=False))
-        child_env = child_environ(env, Path(folder), token)
-        env.stdout.flush()
-        env.stderr.flush()
-        child = subprocess.Popen(
-            [bash, "-c", line],
-            env=child_env,
-            stdin=_fd(env.stdin, 0),
-            stdout=_fd(env.stdout, 1),
-            stderr=_fd(env.stderr, 2),
-        )
-        with _forwarding(child, (signal.SIGTERM, signal.SIGHUP)):
-            return exit_for_child(_wait(child))
-
-
-def _fd(stream: IO[str], default: int) -> int:
-    """The descriptor under a stream; the process's own when the stream has none."""
-    try:
-        return stream.fileno()
-    except (AttributeError, OSError, ValueError):
-        return default
-
-
-def _wait(child: subprocess.Popen[bytes]) -> int:
-    try:
-        return child.wait()
-    except KeyboardInterrupt:
-        # Ctrl-C in a terminal reached bash too (same process group); a `kill -INT` of
-        # guardctl alone did not, so pass it on, then give bash a bounded time to finish
-        child.send_signal(signal.SIGINT)
-        try:
-            return child.wait(timeout=KILL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            return child.wait()
-
-
-@contextmanager
-def _forwarding(child: subprocess.Popen[bytes], signals: Sequence[int]) -> Iterator[None]:
-    """Pass these signals on to bash while it runs, so guardctl never dies first."""
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    previous: dict[int, Any] = {}
-    try:
-        for signum in signals:
-            previous[signum] = signal.signal(signum, forward)
-    except ValueError:
-        pass  # not the main thread: Python cannot install handlers there
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

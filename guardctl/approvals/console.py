@@ -65,22 +65,24 @@ def run_console(env: Environment, *, clock: Callable[[], float] = time.time) -> 
         file=env.stdout, highlight=False, markup=False, no_color="NO_COLOR" in env.environ
     )
     screen = _Screen(Queue(env.state_dir), env.state_dir, Keys(fd), console, clock,
-                     terminal_name(fd))
+                     terminal_name(fd), current_user(env))
     with cbreak(fd):
         return screen.run()
 
 
 class _Screen:
-    __slots__ = ("queue", "state_dir", "keys", "console", "clock", "tty", "selected", "message")
+    __slots__ = ("queue", "state_dir", "keys", "console", "clock", "tty", "user", "selected",
+                 "message")
 
     def __init__(self, queue: Queue, state_dir: Path, keys: Keys, console: Console,
-                 clock: Callable[[], float], tty: str | None) -> None:
+                 clock: Callable[[], float], tty: str | None, user: str) -> None:
         self.queue = queue
         self.state_dir = state_dir
         self.keys = keys
         self.console = console
         self.clock = clock
         self.tty = tty
+        self.user = user
         self.selected: str | None = None  # the selected request's id
         self.message = ""
 
@@ -141,7 +143,7 @@ class _Screen:
         self, request: Request, *, approved: bool, reason: str = "",
         window_minutes: int | None = None,
     ) -> None:
-        approver = Approver(user=current_user(), tty=self.tty, at=self.clock())
+        approver = Approver(user=self.user, tty=self.tty, at=self.clock())
         try:
             done = answer(self.state_dir, request.id, approved=approved, approver=approver,
                           reason=reason, window_minutes=window_minutes)

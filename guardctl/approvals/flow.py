@@ -72,12 +72,13 @@ def request_approval(
         diff=diff_text(decision, diff),
         now=clock(),
         timeout=timeout,
+        requester=env.caller.describe() if env.caller is not None else "",
     )
     from guardctl.approvals import prompt
 
     terminal = prompt.open_terminal(env)
     if terminal is not None:
-        return prompt.ask(terminal, request, timeout, clock=clock)
+        return prompt.ask(terminal, request, timeout, clock=clock, user=prompt.current_user(env))
     return _wait_in_queue(env, queue, request, timeout, clock, sleep)
 
 

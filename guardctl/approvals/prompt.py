@@ -50,6 +50,11 @@ def open_terminal(env: Environment) -> int | None:
     """
     if not (_isatty(env.stdin) and _isatty(env.stderr)):
         return None
+    if env.caller is not None:
+        # a broker's worker has no terminal of its own: it may ask on the terminal its
+        # caller passed, and only when the caller is an approver (an agent must never be
+        # shown a question it could answer itself)
+        return os.dup(env.stdin.fileno()) if env.caller.is_approver else None
     try:
         return os.open(TTY_PATH, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
@@ -77,6 +82,7 @@ def request_panel(request: Request, now: float, title: str = "approval needed") 
     rules = [f"{rule}: {reason}" for rule, reason in request.rules]
     namespaces = [n or "(context default)" for n in request.namespaces]
     rows: list[tuple[str, Text]] = [
+        *([("asked by", Text(shown(request.requester)))] if request.requester else []),
         ("command", Text(shown(request.line))),
         ("reading", _lines(request.readings, "-")),
         ("rules", _lines(rules, "(none: guardctl could not fully understand the line)")),
@@ -177,12 +183,16 @@ def terminal_name(fd: int) -> str | None:
         return None
 
 
-def current_user() -> str:
-    import getpass
+def current_user(env: Environment | None = None) -> str:
+    """Who answers: the broker's caller, else this process's user, by the kernel's uid
+    (never $USER or $LOGNAME, which the environment's owner sets)."""
+    if env is not None and env.caller is not None:
+        return env.caller.user
+    import pwd
 
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
         return str(os.getuid())
 
 
@@ -190,7 +200,8 @@ def current_user() -> str:
 
 
 def ask(
-    fd: int, request: Request, timeout: float, *, clock: Callable[[], float] = time.time
+    fd: int, request: Request, timeout: float, *, clock: Callable[[], float] = time.time,
+    user: str | None = None,
 ) -> Outcome:
     """Show `request` on the terminal `fd` (which this closes) and wait for `y` or `n`."""
     name = terminal_name(fd)
@@ -207,7 +218,7 @@ def ask(
         console.print({b"y": "yes", b"n": "no", None: "timed out"}[key])
     if key is None:
         return Outcome(False, None, f"timed out after {seconds_text(timeout)}", "timeout")
-    approver = Approver(user=current_user(), tty=name, at=clock())
+    approver = Approver(user=user or current_user(), tty=name, at=clock())
     if key == b"y":
         return Outcome(True, approver, "approved once", "inline")
     return Outcome(False, approver, "declined at the terminal", "inline")

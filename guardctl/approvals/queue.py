@@ -87,6 +87,8 @@ class Request(NamedTuple):
     risks: tuple[str, ...]
     problems: tuple[str, ...]
     diff: str | None  # None: not a verb with a diff
+    # who asked, when a broker's agent did: `alice (uid 1001, agent)`; "" for this user
+    requester: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self._asdict().items() if k != "scopes"}
@@ -229,6 +231,7 @@ def build_request(
     diff: str | None,
     now: float,
     timeout: float,
+    requester: str = "",
 ) -> Request:
     """The request a human is shown for `decision`, with a fresh id and nonce."""
     from guardctl.firewall.explain import reading
@@ -253,6 +256,7 @@ def build_request(
         risks=tuple(f"{r.name}: {r.detail}" if r.detail else r.name for r in risks),
         problems=(*decision.problems, *(p for c in calls for p in c.problems)),
         diff=diff,
+        requester=requester,
     )
 
 
@@ -326,6 +330,7 @@ def request_from_json(data: dict[str, Any]) -> Request:
             risks=_strings(data, "risks"),
             problems=_strings(data, "problems"),
             diff=diff,
+            requester=str(data.get("requester") or ""),
         )
     except KeyError as exc:
         raise ValueError(f"request lacks {exc}") from None

@@ -168,7 +168,7 @@ class _State:
     __slots__ = (
         "table", "words", "path", "verb", "taken", "flags", "dynamic_flags", "positional",
         "after_dash", "dash", "refs", "names", "namespace_from_args",
-        "all_namespaces_from_args", "problems", "reported",
+        "all_namespaces_from_args", "problems", "reported", "flag_words",
     )
 
     def __init__(self, table: FlagTable, words: list[_Word]) -> None:
@@ -188,6 +188,7 @@ class _State:
         self.all_namespaces_from_args = False  # --raw /api/v1/secrets lists every namespace
         self.problems: list[str] = []
         self.reported: set[int] = set()  # words a problem already names
+        self.flag_words: list[tuple[str, int]] = []  # (flag, word holding its value)
 
     def problem(self, text: str, word: _Word | None = None) -> None:
         if text not in self.problems:
@@ -289,6 +290,8 @@ def _set_flag(state: _State, spec: FlagSpec, value: str, source: _Word | None) -
         state.dynamic_flags.add(spec.name)
         if not spec.needs_value or spec.name in _config().dynamic_value_flags:
             state.problem(_runtime(f"value of --{spec.name}", source.text), source)
+    if source is not None:
+        state.flag_words.append((spec.name, source.position))
     state.flags.setdefault(spec.name, []).append(value)
 
 
@@ -624,6 +627,7 @@ def _call(cmd: SimpleCommand, state: _State) -> KubectlCall:
     dry = _last(state, "dry-run")
     config = _config()
     in_command = state.path in config.command_verbs
+    positional = state.positional + ([] if in_command else state.after_dash)
     return KubectlCall(
         argv=cmd.argv,
         verb=state.verb,
@@ -635,10 +639,12 @@ def _call(cmd: SimpleCommand, state: _State) -> KubectlCall:
         global_flags=frozenset(
             name for name in state.flags if state.table.is_global(state.path, name)
         ),
-        args=tuple(w.text for w in state.positional + ([] if in_command else state.after_dash)),
+        args=tuple(w.text for w in positional),
+        arg_words=tuple(w.position for w in positional),
         command=tuple(w.text for w in state.after_dash) if in_command else (),
         dry_run=dry in _DRY_VALUES and "dry-run" not in state.dynamic_flags,
         problems=tuple(state.problems),
+        flag_words=tuple(state.flag_words),
     )
 
 

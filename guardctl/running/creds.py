@@ -404,7 +404,8 @@ def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
                    now: float) -> Token:
     import subprocess
 
-    from guardctl.running.kubeconfig import child_environ, private_kubeconfig
+    from guardctl.running.kubeconfig import private_kubeconfig
+    from guardctl.running.kubectl_env import mint_environ
     from guardctl.running.runner import NOT_FOUND, find_kubectl
 
     kubectl = find_kubectl(env)
@@ -415,7 +416,7 @@ def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
                 "-n", config.sa_namespace, "--duration", config.token_ttl, "-o", "json"]
         try:
             # stdin stays closed: it belongs to the agent's own kubectl command
-            result = subprocess.run(argv, env=child_environ(env.environ, path),
+            result = subprocess.run(argv, env=mint_environ(env.environ, path),
                                     stdin=subprocess.DEVNULL, capture_output=True,
                                     timeout=MINT_TIMEOUT_SECONDS, check=False)
         except OSError as err:

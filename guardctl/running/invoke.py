@@ -8,15 +8,18 @@ import os
 import shlex
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from guardctl.env import Environment
-from guardctl.model import Action, Decision, ParsedLine, SimpleCommand
+from guardctl.model import Action, Decision, ParsedLine, RuleHit, SimpleCommand
 from guardctl.status import ExitStatus
 
 # `-f -` manifests are read by guardctl first (to inspect them), then handed to kubectl;
 # past this size they count as unseen
 MAX_STDIN_MANIFEST = 10 * 1024 * 1024
+# the rule id of what a broker refuses to run whatever the rules say (broker.inputs)
+BROKER_RULE = "broker-refused"
 
 
 class Invocation(NamedTuple):
@@ -54,12 +57,29 @@ def _filename_values(argv: Sequence[str]) -> list[str]:
 
 
 def decide_invocation(env: Environment, invocation: Invocation) -> Decision:
+    """The policy's decision; through a broker, its files are the client's and what the
+    broker will not run (`Caller.refusal`) is denied whatever the rules say."""
     from guardctl.app import Checker
     from guardctl.firewall.policy import decide
 
     checker = Checker.load(env)
     parsed = ParsedLine(line=invocation.line, commands=(invocation.command(),))
-    return decide(parsed, checker.ruleset, checker.context)
+    read = env.caller.reader(expand=False) if env.caller is not None else None
+    decision = decide(parsed, checker.ruleset, checker.context, read)
+    if env.caller is None or decision.action is Action.DENY:
+        return decision
+    call = decision.commands[0].call
+    reason = env.caller.refusal(call) if call is not None else None
+    if reason is None:
+        return decision
+    hit = RuleHit(id=BROKER_RULE, action=Action.DENY, reason=reason)
+    return decision._replace(
+        action=Action.DENY,
+        reason=f"denied by guardctl's broker: {reason}.",
+        commands=tuple(
+            c._replace(action=Action.DENY, hits=(*c.hits, hit)) for c in decision.commands
+        ),
+    )
 
 
 class _Recorded:
@@ -119,6 +139,8 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
             line=invocation.line,
             decision=decision,
             cast=recording.start_ref(),
+            user=env.caller.user if env.caller is not None else None,
+            cwd=env.caller.cwd if env.caller is not None else None,
         )
         recording.marker(cast.decision_label(decision))
         outcome = _Outcome()
@@ -142,6 +164,12 @@ def _act(
     if decision.action is Action.DENY:
         _say(env, recording, f"guardctl: {decision.reason} Nothing was sent to the cluster.")
         return ExitStatus.DENIED
+    call = decision.commands[0].call
+    problem = env.caller.prefetch(call) if env.caller is not None and call else None
+    if problem is not None:
+        # what kubectl itself says of a file it cannot read, and its exit code
+        _say(env, recording, f"error: {problem}")
+        return ExitStatus.ERROR
     if decision.action is Action.APPROVE and not _preapproved(env, invocation, decision, recording):
         if not _approved(env, invocation, decision, recording, outcome):
             return ExitStatus.DECLINED
@@ -250,9 +278,10 @@ def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | No
         with kubeconfig.temp_kubeconfig(
             env, cluster.server, cluster.ca_data, cluster.token, cluster.namespace
         ) as path:
+            words = _local_argv(env, ("diff", *args), path.parent)
             proc = subprocess.run(
-                [cluster.kubectl, "diff", *args],
-                env=kubeconfig.child_environ(env.environ, path),
+                [cluster.kubectl, *words],
+                env=_kubectl_environ(env, path),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=60,
@@ -287,8 +316,8 @@ def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_p
         env, cluster.server, cluster.ca_data, cluster.token, cluster.namespace
     ) as path:
         return runner.run(
-            [cluster.kubectl, *invocation.argv],
-            kubeconfig.child_environ(env.environ, path),
+            [cluster.kubectl, *_local_argv(env, invocation.argv, path.parent)],
+            _kubectl_environ(env, path),
             stdout_filter=stdout_filter,
             stderr_filter=stderr_filter,
             stdin=_stdin_for(invocation),
@@ -296,6 +325,25 @@ def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_p
             stdout=env.binary(env.stdout),
             stderr=env.binary(env.stderr),
         )
+
+
+def _local_argv(env: Environment, argv: tuple[str, ...], folder: Path) -> tuple[str, ...]:
+    """kubectl's arguments as kubectl gets them: through a broker, each local input is the
+    private copy (in `folder`) of what the client sent and the policy read."""
+    if env.caller is None:
+        return argv
+    from guardctl.firewall.normalize import normalize
+
+    call = normalize(SimpleCommand(argv=("kubectl", *argv)))
+    return env.caller.kubectl_argv(call, argv, folder)
+
+
+def _kubectl_environ(env: Environment, kubeconfig: Path) -> dict[str, str]:
+    """kubectl's whole environment (`kubectl_env`): nothing of the caller's."""
+    from guardctl.running import kubectl_env
+
+    home = kubectl_env.prepare(env.cache_dir)
+    return kubectl_env.environ(home, kubeconfig, kubeconfig.parent)
 
 
 def _stdin_for(invocation: Invocation) -> IO[bytes] | None:

@@ -112,7 +112,7 @@ def temp_kubeconfig(
     """A private kubeconfig that holds only `token`, removed when the block ends.
 
     >>> with temp_kubeconfig(env, url, ca, token.value, "dev") as path:   # doctest: +SKIP
-    ...     runner.run([kubectl, "get", "pods"], child_environ(env.environ, path), ...)
+    ...     runner.run([kubectl, "get", "pods"], kubectl_env.environ(home, path, tmp), ...)
     """
     with private_kubeconfig(env, server, ca_data, {"token": token}, namespace) as path:
         yield path
@@ -131,11 +131,6 @@ def _remove(folder: Path) -> None:
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def child_environ(environ: Mapping[str, str], kubeconfig: Path) -> dict[str, str]:
-    """kubectl's environment: ours, with KUBECONFIG naming only the private file."""
-    return {**environ, "KUBECONFIG": str(kubeconfig)}
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,0 +1,179 @@
+"""The worker's view of the client that called the broker: who it is, and its connection.
+
+A worker serves one request. Its `Caller` says who asked (the kernel's peer identity and the
+role the broker gave it, the working directory the client reported) and carries the
+connection: local inputs fetched from the client (`fetch`), the grant for `sh -c`, files
+put on the client's side (`kubectl cp` from a pod). One thread reads the client's frames
+for the whole request: inputs and bash's status go to their queues, signals the client got
+are raised in the worker, and the client's end (killed, gone) is a SIGTERM, as it would be
+to a guardctl running in the client's own process.
+"""
+
+import os
+import queue
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from guardctl.broker import inputs, wire
+from guardctl.broker.localfiles import InputError
+from guardctl.broker.peer import APPROVER, Peer
+from guardctl.model import KubectlCall
+
+# signals a client may pass on; anything else it sends is ignored
+RELAYED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH})
+# how long a fetch waits for the client to send one input
+FETCH_TIMEOUT = 120.0
+
+
+class _Input(NamedTuple):
+    entries: list[tuple[str, bytes]]
+    error: str | None
+
+
+class Caller:
+    """Who called, and the open connection to them (see the module docstring)."""
+
+    def __init__(
+        self, conn: socket.socket, peer: Peer, role: str, cwd: str, launcher: tuple[str, ...]
+    ) -> None:
+        self.peer = peer
+        self.role = role
+        self.cwd = cwd
+        self.launcher = launcher
+        self._conn = conn
+        self._send_lock = threading.Lock()
+        self._files: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue()
+        self._bash: queue.Queue[int | None] = queue.Queue()
+        self._fetched: dict[tuple[str, str, bool], _Input] = {}
+        self.finished = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    @property
+    def user(self) -> str:
+        return self.peer.user
+
+    @property
+    def uid(self) -> int:
+        return self.peer.uid
+
+    @property
+    def is_approver(self) -> bool:
+        return self.role == APPROVER
+
+    def describe(self) -> str:
+        """`alice (uid 1001, agent)`: for the human and the audit log."""
+        return f"{self.user} (uid {self.uid}, {self.role})"
+
+    # ---- frames
+
+    def send(self, tag: bytes, body: bytes = b"") -> None:
+        with self._send_lock:
+            self._conn.sendall(wire.frame(tag, body))
+
+    def _read(self) -> None:
+        reader = wire.Reader(self._conn.recv)
+        try:
+            while True:
+                tag, body = reader.next()
+                if tag in (wire.FILE, wire.DONE):
+                    self._files.put((tag, body))
+                elif tag == wire.SIGNAL and body and body[0] in RELAYED_SIGNALS:
+                    os.kill(os.getpid(), body[0])
+                elif tag == wire.BASH and body.isdigit():
+                    self._bash.put(int(body))
+        except (EOFError, OSError, wire.ProtocolError):
+            pass
+        self._files.put(None)
+        self._bash.put(None)
+        if not self.finished.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)  # the client is gone: stop as it would
+
+    # ---- inputs
+
+    def fetch(self, path: str, mode: str, expand: bool = False) -> list[tuple[str, bytes]]:
+        """The client's copy of a local input; InputError says why there is none.
+
+        Asked once per (path, mode): what the decision read is what kubectl gets.
+        """
+        key = (path, mode, expand)
+        if key not in self._fetched:
+            self._fetched[key] = self._ask(path, mode, expand)
+        found = self._fetched[key]
+        if found.error is not None:
+            raise InputError(found.error)
+        return found.entries
+
+    def fetched(self) -> dict[tuple[str, str], list[tuple[str, bytes]]]:
+        """(path, mode) -> entries of every input fetched without an error."""
+        return {(p, m): f.entries for (p, m, _), f in self._fetched.items() if f.error is None}
+
+    def _ask(self, path: str, mode: str, expand: bool) -> _Input:
+        body = b"\0".join((mode.encode(), b"1" if expand else b"0", os.fsencode(path)))
+        self.send(wire.NEED, body)
+        entries: list[tuple[str, bytes]] = []
+        while True:
+            try:
+                item = self._files.get(timeout=FETCH_TIMEOUT)
+            except queue.Empty:
+                return _Input([], f"{path}: the client did not send it in time")
+            if item is None:
+                return _Input([], f"{path}: the client went away")
+            tag, data = item
+            if tag == wire.FILE:
+                name, _, content = data.partition(b"\0")
+                entries.append((os.fsdecode(name), content))
+                continue
+            status = data.decode("utf-8", "replace")
+            return _Input(entries, None) if status == "ok" else _Input([], status)
+
+    # ---- kubectl's inputs (see broker.inputs)
+
+    def reader(self, expand: bool) -> Callable[[str, bool], list[tuple[str, str]] | None]:
+        """The policy's manifest reader: files come from the client, read as the agent."""
+        return inputs.text_reader(self.fetch, expand)
+
+    def refusal(self, call: KubectlCall) -> str | None:
+        return inputs.refusal(call)
+
+    def prefetch(self, call: KubectlCall) -> str | None:
+        """Fetch every local input of `call`; why one cannot be had, or None."""
+        for need in inputs.needed(call):
+            try:
+                self.fetch(need.path, need.mode)
+            except InputError as err:
+                return str(err)
+        return None
+
+    def kubectl_argv(self, call: KubectlCall, argv: tuple[str, ...], root: Path) -> tuple[str, ...]:
+        """kubectl's arguments with each local input replaced by its copy under `root`."""
+        needs = inputs.needed(call)
+        for need in needs:
+            self.fetch(need.path, need.mode)  # the copy already made when it was decided
+        return inputs.materialize(argv, needs, self.fetched(), root)
+
+    # ---- sh -c
+
+    def grant(self, token: str, line: str) -> None:
+        """Let the client run `line` with bash, its kubectl calls covered by `token`."""
+        line_bytes = line.encode("utf-8", "surrogateescape")
+        self.send(wire.GRANT, token.encode("ascii") + b"\0" + line_bytes)
+
+    def wait_bash(self) -> int | None:
+        """bash's exit status once the client reports it; None when the client went away."""
+        return self._bash.get()
+
+    # ---- the end
+
+    def say(self, message: str) -> None:
+        self.send(wire.SAY, message.encode("utf-8", "replace"))
+
+    def exit(self, code: int) -> None:
+        self.finished.set()
+        try:
+            self.send(wire.EXIT, b"%d" % code)
+        except OSError:
+            pass

@@ -1,0 +1,215 @@
+"""The agent's side of the broker: a thin client that sends the command and waits.
+
+When a broker is configured (`GUARDCTL_BROKER=PATH`, or `broker: PATH` in guardctl's config
+file), every guardctl command goes to it and nothing runs here: kubectl invocations,
+`check`, `mask`, the hook, and (for an approver) approvals, sessions, replay, audit, creds
+and rules. The client sends its argv, working directory, the few variables a broker takes
+(`server.AGENT_VARIABLES`) and its three standard streams; it answers the broker's requests
+for local inputs (`localfiles`), passes on the signals it gets, and exits with the status
+the broker sends. A broker that is configured but cannot be reached means exit 13 with one
+line saying so: there is no falling back to running here.
+
+Only these run in this process: `--help`/`--version`, `broker serve` (the broker itself),
+`devserver`, `demo`, `shim`, `mcp` (an adapter whose tools are clients again) and `doctor`
+(which reports on this side and asks the broker how it sees us). `sh -c` is both: the broker
+decides the line and holds the grant, and bash runs here, as the agent, its kubectl calls
+coming back through the broker.
+
+Imports only interpreter built-ins, like the fork client: it is on every command's path.
+"""
+
+import _signal
+import _socket
+import os
+import sys
+
+from guardctl.broker import wire
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+VARIABLE = "GUARDCTL_BROKER"
+# the client's variables a request carries; the broker takes these and no others (they choose
+# nothing of the policy, credentials or records: the session a command is recorded in, and
+# the one-time grant of a line a human approved)
+AGENT_VARIABLES = ("GUARDCTL_SESSION", "GUARDCTL_PREAPPROVED")
+LOCAL_COMMANDS = frozenset({"devserver", "demo", "shim", "mcp", "doctor"})
+LOCAL_OPTIONS = frozenset({"-h", "--help", "--version"})
+FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGWINCH)
+STANDARD_FDS = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+UNSAFE = 13
+
+
+def _config_path(environ: "Mapping[str, str]") -> str:
+    explicit = environ.get("GUARDCTL_CONFIG")
+    if explicit:
+        return os.path.expanduser(explicit)
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "guardctl", "config.yaml")
+
+
+def _config_broker(environ: "Mapping[str, str]") -> "str | None":
+    """`broker: PATH` at the top level of guardctl's config file (read without a YAML
+    parser: one plain or quoted scalar on its line)."""
+    try:
+        with open(_config_path(environ), encoding="utf-8") as handle:
+            lines = handle.read(1 << 20).splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        if not line.startswith("broker:"):
+            continue
+        value = line[len("broker:") :].strip()
+        if value[:1] in ("'", '"'):
+            value = value[1 : value.find(value[0], 1)] if value.find(value[0], 1) > 0 else ""
+        else:
+            value = value.split(" #", 1)[0].strip()
+        return value or None
+    return None
+
+
+def broker_path(environ: "Mapping[str, str]") -> "str | None":
+    """The broker's socket this guardctl must use, or None (same-user mode)."""
+    return environ.get(VARIABLE) or _config_broker(environ)
+
+
+def runs_here(args: "list[str]") -> bool:
+    """True for the commands this process runs itself even with a broker (see above)."""
+    if not args:
+        return False
+    if args[0] in LOCAL_OPTIONS or args[0] in LOCAL_COMMANDS:
+        return True
+    return args[:2] == ["broker", "serve"]
+
+
+def _launcher() -> "list[bytes]":
+    """The words that start this guardctl, for a line the hook rewrites to `guardctl sh`."""
+    script = os.path.join(os.path.dirname(sys.executable), "guardctl")
+    if os.access(script, os.X_OK):
+        return [os.fsencode(script)]
+    safe = [b"-P"] if sys.version_info >= (3, 11) else []
+    return [os.fsencode(sys.executable), *safe, b"-m", b"guardctl"]
+
+
+def _error(message: str) -> int:
+    sys.stderr.write(f"guardctl: {message}\n")
+    sys.stderr.flush()
+    return UNSAFE
+
+
+def _unreachable(path: str, err: OSError) -> str:
+    import errno
+
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return (f"the broker at {path} does not let this account connect (permission denied); "
+                "nothing was run. Whoever runs it can add `--agent-user` for this account")
+    return (f"the broker at {path} cannot be reached ({err.strerror or err}); nothing was run. "
+            f"Start it with `guardctl broker serve --socket {path}`, or ask whoever runs it")
+
+
+class _Connection:
+    """The socket to the broker, and the signals passed on over it."""
+
+    def __init__(self, sock: "_socket.socket") -> None:
+        self.sock = sock
+        self.previous: dict[int, object] = {}
+
+    def send(self, tag: bytes, body: bytes = b"") -> None:
+        self.sock.sendall(wire.frame(tag, body))
+
+    def forward(self, signum: int, _frame: object) -> None:
+        try:
+            self.send(wire.SIGNAL, bytes((signum,)))
+        except OSError:
+            pass
+
+    def __enter__(self) -> "_Connection":
+        for signum in FORWARDED_SIGNALS:
+            if _signal.getsignal(signum) != _signal.SIG_IGN:  # ignored stays ignored
+                self.previous[signum] = _signal.signal(signum, self.forward)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, handler in self.previous.items():
+            _signal.signal(signum, handler)
+        self.sock.close()
+
+
+def run(args: "list[str]", path: str) -> int:
+    """Run `guardctl ARGS` through the broker at `path`; its exit status."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        return _error(_unreachable(path, err))
+    try:
+        cwd = os.fsencode(os.getcwd())
+    except OSError:
+        cwd = b"?"
+    environ = [
+        os.fsencode(name) + b"=" + os.fsencode(os.environ[name])
+        for name in AGENT_VARIABLES
+        if name in os.environ
+    ]
+    launcher = _launcher() if args[:1] == ["hook"] else []
+    request = wire.encode_request(cwd, [os.fsencode(a) for a in args], environ, launcher)
+    with _Connection(sock) as link:
+        try:
+            sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, STANDARD_FDS)])
+        except OSError as err:
+            return _error(f"the broker at {path} refused the request ({err.strerror or err})")
+        return _serve(link, path)
+
+
+def _serve(link: _Connection, path: str) -> int:
+    """Answer the broker's frames until it sends the exit status."""
+    reader = wire.Reader(link.sock.recv)
+    while True:
+        try:
+            tag, body = reader.next()
+        except (EOFError, OSError, wire.ProtocolError):
+            return _error(f"the broker at {path} ended without an exit status")
+        if tag == wire.EXIT:
+            return int(body) if body.isdigit() else UNSAFE
+        if tag == wire.SAY:
+            sys.stderr.write(body.decode("utf-8", "replace") + "\n")
+            sys.stderr.flush()
+        elif tag == wire.NEED:
+            _send_input(link, body)
+        elif tag == wire.GRANT:
+            _run_line(link, body)
+        elif tag == wire.PUT:
+            _put(link, body)
+
+
+def _send_input(link: _Connection, body: bytes) -> None:
+    from guardctl.broker.localfiles import InputError, collect
+
+    mode, expand, path = body.split(b"\0", 2)
+    try:
+        entries = collect(os.fsdecode(path), mode.decode("ascii"), expand == b"1")
+    except (InputError, UnicodeDecodeError, ValueError) as err:
+        link.send(wire.DONE, str(err).encode("utf-8", "replace"))
+        return
+    for name, data in entries:
+        link.send(wire.FILE, os.fsencode(name) + b"\0" + data)
+    link.send(wire.DONE, b"ok")
+
+
+def _run_line(link: _Connection, body: bytes) -> None:
+    """`sh -c`: the broker decided (and had a human approve) the line; bash runs it here."""
+    from guardctl.agents.bash import run_line
+
+    token, _, line = body.partition(b"\0")
+    status = run_line(os.fsdecode(line), token.decode("ascii"))
+    link.send(wire.BASH, b"%d" % status)
+
+
+def _put(link: _Connection, body: bytes) -> None:
+    """`kubectl cp` from a pod: write one file the broker copied, as the agent."""
+    from guardctl.broker.localfiles import put
+
+    target, _, data = body.partition(b"\0")
+    put(os.fsdecode(target), data)

@@ -1,0 +1,389 @@
+"""`guardctl broker serve`: the daemon that alone holds what the agent must not touch.
+
+It runs in the foreground under the account that owns the credentials, rules, approvals,
+casts and audit log, and listens on a Unix socket. Each connection gets a worker (forked
+from the warm server, as the fork server does): the kernel says who is calling
+(`peer.identify`), the broker gives it a role (`peer.Access`) and runs the request with
+an environment it built itself — its own variables and settings, never the client's, but
+for the few listed in AGENT_VARIABLES — deciding, asking a human, minting the token,
+running kubectl, masking and recording exactly as guardctl does for its own user. The
+client's standard streams come with the request, so masked output goes straight to them.
+
+The socket is made so that the named agent accounts can connect and nobody else: a POSIX
+ACL on the socket lists the agent users and groups (and approver users); where the file
+system has no ACLs and the agents are not exactly one group, the socket is left open to
+local users and said so — the kernel's peer check refuses everyone else all the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import grp
+import os
+import pwd
+import signal
+import socket
+import stat
+import sys
+import time
+from array import array
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from guardctl.broker import wire
+from guardctl.broker.client import AGENT_VARIABLES
+from guardctl.broker.peer import Access, Peer, identify, user_name
+from guardctl.errors import UsageError
+
+# how often the accept loop wakes up to notice that its socket was removed
+CHECK_SECONDS = 5.0
+BACKLOG = 128
+
+# POSIX ACL xattr (linux/posix_acl_xattr.h): version, then (tag, perm, id) entries
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION = 2
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_UNDEFINED_ID = 0xFFFFFFFF
+_RW = 0o6
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def resolve_users(names: Sequence[str]) -> frozenset[int]:
+    uids = set()
+    for name in names:
+        try:
+            uids.add(int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            raise UsageError(f"no user named {name!r}: give an existing account or uid") from None
+    return frozenset(uids)
+
+
+def resolve_groups(names: Sequence[str]) -> frozenset[int]:
+    gids = set()
+    for name in names:
+        try:
+            gids.add(int(name) if name.isdigit() else grp.getgrnam(name).gr_gid)
+        except KeyError:
+            raise UsageError(f"no group named {name!r}: give an existing group or gid") from None
+    return frozenset(gids)
+
+
+def make_access(
+    agent_users: Sequence[str], agent_groups: Sequence[str], approver_users: Sequence[str]
+) -> Access:
+    owner = os.getuid()
+    access = Access(
+        owner=owner,
+        approvers=resolve_users(approver_users),
+        agent_users=resolve_users(agent_users),
+        agent_groups=resolve_groups(agent_groups),
+    )
+    both = access.agent_users & {owner, *access.approvers}
+    if both:
+        name = user_name(min(both))
+        raise UsageError(
+            f"{name} cannot be both an agent and an approver: the agent must run under "
+            "another account than the one that holds the credentials"
+        )
+    return access
+
+
+# --------------------------------------------------------------------------- the socket
+
+
+def _check_folder(folder: Path) -> None:
+    """The socket's folder must be one that only root or the broker's account can change,
+    else someone could put their own socket where the agents look (a sticky /tmp is fine:
+    nobody can replace our file there)."""
+    try:
+        info = folder.stat()
+    except OSError as err:
+        raise UsageError(f"cannot use {folder} for the socket: {err.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{folder} is not a folder")
+    writable_by_others = info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX
+    if info.st_uid not in (0, os.getuid()) or writable_by_others:
+        raise UsageError(
+            f"{folder} can be changed by other users, who could replace the broker's socket: "
+            "put the socket in a folder of the broker's own account (e.g. /run/guardctl, 0755)"
+        )
+
+
+def _acl(users: Sequence[int], groups: Sequence[int]) -> bytes:
+    entries = [(_USER_OBJ, _RW, _UNDEFINED_ID)]
+    entries += [(_USER, _RW, uid) for uid in sorted(users)]
+    entries += [(_GROUP_OBJ, 0, _UNDEFINED_ID)]
+    entries += [(_GROUP, _RW, gid) for gid in sorted(groups)]
+    entries += [(_MASK, _RW, _UNDEFINED_ID), (_OTHER, 0, _UNDEFINED_ID)]
+    data = _ACL_VERSION.to_bytes(4, "little")
+    for tag, perm, ident in entries:
+        data += tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + ident.to_bytes(4, "little")
+    return data
+
+
+def grant_access(path: Path, access: Access) -> str:
+    """Let the agent (and approver) accounts connect to the socket; returns how."""
+    users = sorted({*access.agent_users, *access.approvers} - {access.owner})
+    groups = sorted(access.agent_groups)
+    if not users and not groups:
+        os.chmod(path, 0o600)
+        return "only the broker's own account can connect"
+    try:
+        os.chmod(path, 0o600)
+        os.setxattr(path, _ACL_XATTR, _acl(users, groups))
+    except OSError:
+        pass
+    else:
+        return "a POSIX ACL lets the agent accounts connect"
+    if not users and len(groups) == 1:
+        with contextlib.suppress(OSError):
+            os.chown(path, -1, groups[0])
+            os.chmod(path, 0o660)
+            return "the agent group may connect"
+    os.chmod(path, 0o666)
+    return ("this file system has no ACLs: every local user can connect to the socket, and "
+            "the broker refuses all but its agents and approvers")
+
+
+@contextlib.contextmanager
+def listening(path: Path, access: Access) -> Iterator[tuple[socket.socket, str]]:
+    """The bound socket (and how others may reach it); removed when the block ends."""
+    _check_folder(path.parent)
+    lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock_fd)
+        raise UsageError(f"another broker serves {path}") from None
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise UsageError(f"{path} exists and is not a socket: choose another --socket")
+            os.unlink(path)  # a socket left by a broker that was killed
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_mask = os.umask(0o177)
+        try:
+            listener.bind(str(path))
+        finally:
+            os.umask(old_mask)
+        how = grant_access(path, access)
+        listener.listen(BACKLOG)
+        try:
+            yield listener, how
+        finally:
+            listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    finally:
+        os.close(lock_fd)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def prewarm() -> None:
+    """Import and build once what every worker needs (see the fork server's prewarm)."""
+    from guardctl import app, cli
+    from guardctl.agents import hook, shell
+    from guardctl.approvals import flow, grants, queue
+    from guardctl.broker import caller, inputs, worker
+    from guardctl.env import Environment
+    from guardctl.masking import detectors, mask
+    from guardctl.recording import audit, recorder
+    from guardctl.running import creds, invoke, kubeconfig, kubectl_env, runner
+
+    del cli, hook, shell, flow, grants, queue, caller, inputs, worker, audit, recorder, creds
+    del invoke, kubeconfig, kubectl_env, runner
+    found = detectors.default_detectors()
+    for detector in found.values():
+        detector.pattern  # noqa: B018 - compiles and keeps it
+    mask.mask_text("warm: token=0123456789abcdef0123", found)
+    with contextlib.suppress(Exception):
+        # the policy, bashlex's tables, and yaml for heredoc manifests
+        checker = app.Checker.load(Environment())
+        checker.check("kubectl get pods | head")
+        checker.check("kubectl apply -f - <<EOF\nkind: Pod\napiVersion: v1\nEOF")
+    gc.freeze()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise _Stop
+
+
+def serve(path: Path, access: Access, log: IO[str]) -> int:
+    """Serve until SIGTERM or SIGINT (or the socket is removed); returns an exit status."""
+    broker_environ = dict(os.environ)
+    with listening(path, access) as (listener, how):
+        prewarm()
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
+        inode = os.stat(path).st_ino
+        log.write(
+            f"guardctl broker: ready on {path} ({how}); {access.describe()}\n"
+        )
+        log.flush()
+        listener.settimeout(CHECK_SECONDS)
+        try:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    if not _still_ours(path, inode):
+                        log.write(f"guardctl broker: {path} was removed; stopping\n")
+                        return 1
+                    continue
+                accepted_at = time.clock_gettime(time.CLOCK_BOOTTIME)
+                conn.settimeout(None)
+                if os.fork() == 0:
+                    listener.close()
+                    _worker(conn, access, accepted_at, broker_environ)  # never returns
+                conn.close()
+        except _Stop:
+            log.write("guardctl broker: stopped\n")
+            return 0
+
+
+def _still_ours(path: Path, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- a worker
+
+
+def _receive(conn: socket.socket) -> tuple[bytes | None, list[int]]:
+    """The request frame's body and the three descriptors that came with it."""
+    fds: list[int] = []
+    head, ancillary, _flags, _addr = conn.recvmsg(
+        wire.HEADER, socket.CMSG_SPACE(3 * array("i").itemsize)
+    )
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array("i")
+            received.frombytes(data[: len(data) - len(data) % received.itemsize])
+            fds.extend(received)
+    if len(head) != wire.HEADER or head[:1] != wire.REQUEST or len(fds) != 3:
+        return None, fds
+    size = int.from_bytes(head[1:], "big")
+    if size > wire.MAX_REQUEST:
+        return None, fds
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(size - len(body), 1 << 16))
+        if not chunk:
+            return None, fds
+        body += chunk
+    return bytes(body), fds
+
+
+def _send(conn: socket.socket, tag: bytes, body: bytes) -> None:
+    with contextlib.suppress(OSError):
+        conn.sendall(wire.frame(tag, body))
+
+
+def _raise_exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _worker(
+    conn: socket.socket, access: Access, accepted_at: float, broker_environ: dict[str, str]
+) -> None:
+    """Serve one request and exit; never returns into the accept loop."""
+    code = 13
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # kubectl's exit must be waited for
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _raise_exit)  # `finally` blocks run: records, temp files
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        peer = identify(conn, accepted_at)
+        role = access.role(peer)
+        body, fds = _receive(conn)
+        if body is None or role is None:
+            for fd in fds:
+                os.close(fd)
+            _refuse(conn, peer, role, body is None)
+            os._exit(2 if body is None else 13)
+        code = _serve_request(conn, peer, role, body, fds, broker_environ)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - a worker must end here, never in the accept loop
+        code = 1
+    _flush_streams()
+    _send(conn, wire.EXIT, b"%d" % code)
+    os._exit(code)
+
+
+def _refuse(conn: socket.socket, peer: Peer, role: str | None, unreadable: bool) -> None:
+    if unreadable:
+        message = "guardctl: the broker could not read the request (a different guardctl version?)"
+        _send(conn, wire.SAY, message.encode())
+        _send(conn, wire.EXIT, b"2")
+        return
+    message = (
+        f"guardctl: this broker does not serve {peer.user} (uid {peer.uid}): whoever runs it can "
+        f"add `--agent-user {peer.user}`"
+    )
+    _send(conn, wire.SAY, message.encode())
+    _send(conn, wire.EXIT, b"13")
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+
+def _serve_request(
+    conn: socket.socket,
+    peer: Peer,
+    role: str,
+    body: bytes,
+    fds: list[int],
+    broker_environ: dict[str, str],
+) -> int:
+    from guardctl.broker.caller import Caller
+    from guardctl.broker.worker import run_request
+
+    try:
+        cwd, args, environ, launcher = wire.decode_request(body)
+    except wire.ProtocolError:
+        for fd in fds:
+            os.close(fd)
+        _refuse(conn, peer, role, True)
+        return 2
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    _adopt_environ(broker_environ, environ)
+    caller = Caller(
+        conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher)
+    )
+    try:
+        return run_request(caller, [os.fsdecode(a) for a in args])
+    finally:
+        caller.finished.set()
+
+
+def _adopt_environ(broker_environ: dict[str, str], requested: list[bytes]) -> None:
+    """The broker's own environment, plus the few variables a client may choose."""
+    os.environ.clear()
+    os.environ.update(broker_environ)
+    for item in requested:
+        name, _, value = item.partition(b"=")
+        if os.fsdecode(name) in AGENT_VARIABLES:
+            os.environ[os.fsdecode(name)] = os.fsdecode(value)
+    # a worker of the broker runs every command in its own process: no fork server
+    os.environ["GUARDCTL_FORKSERVER"] = "0"
+    os.environ.pop("GUARDCTL_BROKER", None)
