@@ -389,7 +389,7 @@ def broker_serve(
     from guardctl.broker import server
 
     access = server.make_access(agent_user, agent_group, approver_user)
-    return server.serve(Path(socket_path).absolute(), access, sys.stderr)
+    return server.serve(Path(socket_path).absolute(), access, sys.stderr, run)
 
 
 @broker.command(name="status")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from broker_setup import Broker, running_broker
 
 from guardctl.broker import forkcontrol
 from guardctl.devserver import DevServer
@@ -34,6 +35,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime_dir: 
     monkeypatch.setenv("GUARDCTL_CONFIG", str(tmp_path / "config" / "config.yaml"))
     monkeypatch.delenv("GUARDCTL_RULES", raising=False)
     monkeypatch.delenv("GUARDCTL_SESSION", raising=False)
+    monkeypatch.delenv("GUARDCTL_BROKER", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
@@ -94,3 +96,15 @@ def agent_env(
     assert proc.returncode == 0, proc.stderr
     yield env
     forkcontrol.stop_all(runtime)
+
+
+@pytest.fixture(scope="module")
+def broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker run by this (root) account for an unprivileged agent account."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
+        pytest.skip("needs root, runuser and kubectl to run a broker for another account")
+    admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
+    with running_broker(admin) as running:
+        yield running

@@ -251,7 +251,7 @@ def test_plain_check_spellings_answer_exactly_as_click_does(
         "rules:\n- id: no-exec\n  action: deny\n  reason: no exec here\n  match: exec\n"
     )
     args = [w.format(rules=rules) for w in words]
-    from guardctl.main import plain_check
+    from guardctl.routing import plain_check
 
     assert plain_check(args[1:]) is not None
     fast = run(args, capsys)
@@ -272,7 +272,7 @@ def test_plain_check_spellings_answer_exactly_as_click_does(
 def test_other_check_spellings_go_to_click_for_its_usage_error(
     words: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from guardctl.main import plain_check
+    from guardctl.routing import plain_check
 
     assert plain_check(words[1:]) is None
     code, _, err = run(words, capsys)

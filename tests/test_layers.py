@@ -44,6 +44,7 @@ LAYERS = {
     "devserver": 3,
     "cli": 4,
     "main": 4,
+    "routing": 4,
     "__main__": 4,
     "broker": 4,
     "demo": 4,

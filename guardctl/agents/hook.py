@@ -109,7 +109,9 @@ def _answer(env: Environment, text: str) -> str:
     decision = with_routes(parsed, decision)
     if decision.action is Action.DENY:
         return _decision("deny", f"guardctl: {decision.reason}")
-    routed = {**tool_input, "command": routed_command(line, payload.get("session_id"))}
+    # through a broker, the rewritten line runs on the agent's side: its own guardctl
+    words = list(env.caller.launcher) if env.caller is not None and env.caller.launcher else None
+    routed = {**tool_input, "command": routed_command(line, payload.get("session_id"), words)}
     if decision.action is Action.APPROVE:
         routed["timeout"] = _table()["bash_tool_max_timeout_ms"]
         reason = f"guardctl: {decision.reason} guardctl asks a human before it runs."
@@ -155,11 +157,15 @@ def _only_kubectl_and_filters(parsed: ParsedLine) -> bool:
     )
 
 
-def routed_command(line: str, session_id: object = None) -> str:
-    """`guardctl sh -c LINE`, quoted for bash, in the Claude Code session's guardctl session."""
+def routed_command(
+    line: str, session_id: object = None, launcher_words: list[str] | None = None
+) -> str:
+    """`guardctl sh -c LINE`, quoted for bash, in the Claude Code session's guardctl session.
+
+    `launcher_words` start guardctl where the line runs (default: this guardctl)."""
     from guardctl.agents.shim import launcher
 
-    command = shlex.join([*launcher(), "sh", "-c", line])
+    command = shlex.join([*(launcher_words or launcher()), "sh", "-c", line])
     session = _session(session_id)
     return f"GUARDCTL_SESSION={shlex.quote(session)} {command}" if session else command
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from guardctl.broker import inputs, wire
-from guardctl.broker.localfiles import InputError
+from guardctl.broker.localfiles import MAX_COPY_BYTES, InputError
 from guardctl.broker.peer import APPROVER, Peer
 from guardctl.model import KubectlCall
 
@@ -49,6 +49,7 @@ class Caller:
         self._files: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue()
         self._bash: queue.Queue[int | None] = queue.Queue()
         self._fetched: dict[tuple[str, str, bool], _Input] = {}
+        self._download: tuple[str, Path] | None = None  # kubectl cp from a pod: (local, copy)
         self.finished = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -149,11 +150,33 @@ class Caller:
         return None
 
     def kubectl_argv(self, call: KubectlCall, argv: tuple[str, ...], root: Path) -> tuple[str, ...]:
-        """kubectl's arguments with each local input replaced by its copy under `root`."""
+        """kubectl's arguments with each local input replaced by its copy under `root`, and
+        the local destination of a `kubectl cp` from a pod by a private folder there."""
         needs = inputs.needed(call)
         for need in needs:
             self.fetch(need.path, need.mode)  # the copy already made when it was decided
-        return inputs.materialize(argv, needs, self.fetched(), root)
+        words = inputs.materialize(argv, needs, self.fetched(), root)
+        sides = inputs.cp_sides(call)
+        if sides is None or sides.upload:
+            return words
+        target = inputs.download_target(root, call)
+        self._download = (sides.local, target)
+        index = call.arg_words[sides.position]
+        return (*words[:index], str(target), *words[index + 1 :])
+
+    def deliver(self) -> str | None:
+        """After a `kubectl cp` from a pod: send what it copied to the client, which writes
+        it as the agent. Why it could not, or None."""
+        if self._download is None:
+            return None
+        destination, target = self._download
+        try:
+            files = inputs.copied_files(target, MAX_COPY_BYTES)
+        except (OSError, ValueError) as err:
+            return f"cannot hand over the copy: {err}"
+        for name, data in files:
+            self.send(wire.PUT, b"\0".join((os.fsencode(destination), os.fsencode(name), data)))
+        return None
 
     # ---- sh -c
 

@@ -209,7 +209,10 @@ def _run_line(link: _Connection, body: bytes) -> None:
 
 def _put(link: _Connection, body: bytes) -> None:
     """`kubectl cp` from a pod: write one file the broker copied, as the agent."""
-    from guardctl.broker.localfiles import put
+    from guardctl.broker.localfiles import InputError, put
 
-    target, _, data = body.partition(b"\0")
-    put(os.fsdecode(target), data)
+    target, name, data = body.split(b"\0", 2)
+    try:
+        put(os.fsdecode(target), os.fsdecode(name), data)
+    except (InputError, OSError) as err:
+        _error(f"cannot write {os.fsdecode(target)}: {err}")

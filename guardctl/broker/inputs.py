@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from guardctl.broker.localfiles import safe_name
 from guardctl.bundled import data_text
 from guardctl.firewall.flagtable import flag_table
 from guardctl.model import KubectlCall
@@ -76,11 +77,60 @@ def needed(call: KubectlCall) -> list[Needed]:
         path = _path_part(flag, value)
         if path:
             found.append(Needed(flag, path, mode, word))
+    sides = cp_sides(call)
+    if sides is not None and sides.upload:
+        found.append(Needed("", sides.local, "copy", call.arg_words[sides.position]))
     if call.verb == "kustomize":
         if call.args:
             found.append(Needed("", call.args[0], "tree", call.arg_words[0]))
         else:
             found.append(Needed("", ".", "tree", -1))
+    return found
+
+
+class CopySides(NamedTuple):
+    """kubectl cp: which argument is the local path, and which way the copy goes."""
+
+    position: int  # in call.args
+    local: str
+    upload: bool  # to the pod
+
+
+def cp_sides(call: KubectlCall) -> CopySides | None:
+    """The local side of `kubectl cp SRC DST`; None for anything else (kubectl's own error:
+    both sides local or both in pods). A side with a `:` is in a pod, as kubectl reads it."""
+    if call.verb != "cp" or len(call.args) != 2:
+        return None
+    src, dst = call.args
+    if (":" in src) == (":" in dst):
+        return None
+    return CopySides(1, dst, False) if ":" in src else CopySides(0, src, True)
+
+
+def download_target(root: Path, call: KubectlCall) -> Path:
+    """Where kubectl cp from a pod writes on the broker's side: a fresh name in `root`, the
+    remote file's or folder's own name."""
+    remote = call.args[0].partition(":")[2].rstrip("/")
+    folder = root / "out"
+    folder.mkdir(mode=0o700)
+    name = os.path.basename(remote)
+    return folder / (name if name not in ("", ".", "..") else "copy")
+
+
+def copied_files(target: Path, limit: int) -> list[tuple[str, bytes]]:
+    """(name relative to target's folder, bytes) of what kubectl cp wrote: regular files
+    only, symlinks never followed, at most `limit` bytes in all (ValueError past that)."""
+    found: list[tuple[str, bytes]] = []
+    total = 0
+    paths = [target] if target.is_file() else sorted(p for p in target.rglob("*"))
+    for path in paths:
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        total += len(data)
+        if total > limit:
+            raise ValueError(f"the copy holds more than {limit} bytes")
+        found.append((str(path.relative_to(target.parent)), data))
     return found
 
 
@@ -104,11 +154,6 @@ def refusal(call: KubectlCall) -> str | None:
     return None
 
 
-def _safe_name(name: str) -> bool:
-    parts = name.split("/")
-    return not name.startswith("/") and all(p not in ("", ".", "..") for p in parts)
-
-
 def _write(folder: Path, entries: list[tuple[str, bytes]], base: str) -> Path:
     """Write one input into `folder`: a file named `base`, or a folder `base` of files."""
     folder.mkdir(mode=0o700)
@@ -118,7 +163,7 @@ def _write(folder: Path, entries: list[tuple[str, bytes]], base: str) -> Path:
         return target
     target.mkdir(mode=0o700)
     for name, data in entries:
-        if not _safe_name(name):
+        if not safe_name(name):
             raise ValueError(f"unsafe file name {name!r} in an input")
         path = target / name
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

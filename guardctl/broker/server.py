@@ -31,12 +31,15 @@ import time
 from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from guardctl.broker import wire
 from guardctl.broker.client import AGENT_VARIABLES
 from guardctl.broker.peer import Access, Peer, identify, user_name
 from guardctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from guardctl.broker.worker import Commands
 
 # how often the accept loop wakes up to notice that its socket was removed
 CHECK_SECONDS = 5.0
@@ -188,7 +191,7 @@ def listening(path: Path, access: Access) -> Iterator[tuple[socket.socket, str]]
 
 def prewarm() -> None:
     """Import and build once what every worker needs (see the fork server's prewarm)."""
-    from guardctl import app, cli
+    from guardctl import app
     from guardctl.agents import hook, shell
     from guardctl.approvals import flow, grants, queue
     from guardctl.broker import caller, inputs, worker
@@ -197,7 +200,7 @@ def prewarm() -> None:
     from guardctl.recording import audit, recorder
     from guardctl.running import creds, invoke, kubeconfig, kubectl_env, runner
 
-    del cli, hook, shell, flow, grants, queue, caller, inputs, worker, audit, recorder, creds
+    del hook, shell, flow, grants, queue, caller, inputs, worker, audit, recorder, creds
     del invoke, kubeconfig, kubectl_env, runner
     found = detectors.default_detectors()
     for detector in found.values():
@@ -219,8 +222,11 @@ def _stop(_signum: int, _frame: object) -> None:
     raise _Stop
 
 
-def serve(path: Path, access: Access, log: IO[str]) -> int:
-    """Serve until SIGTERM or SIGINT (or the socket is removed); returns an exit status."""
+def serve(path: Path, access: Access, log: IO[str], commands: Commands) -> int:
+    """Serve until SIGTERM or SIGINT (or the socket is removed); returns an exit status.
+
+    `commands` runs one of guardctl's own commands in a worker (`cli.run`).
+    """
     broker_environ = dict(os.environ)
     with listening(path, access) as (listener, how):
         prewarm()
@@ -246,7 +252,7 @@ def serve(path: Path, access: Access, log: IO[str]) -> int:
                 conn.settimeout(None)
                 if os.fork() == 0:
                     listener.close()
-                    _worker(conn, access, accepted_at, broker_environ)  # never returns
+                    _worker(conn, access, accepted_at, broker_environ, commands)  # no return
                 conn.close()
         except _Stop:
             log.write("guardctl broker: stopped\n")
@@ -298,7 +304,8 @@ def _raise_exit(signum: int, _frame: object) -> None:
 
 
 def _worker(
-    conn: socket.socket, access: Access, accepted_at: float, broker_environ: dict[str, str]
+    conn: socket.socket, access: Access, accepted_at: float, broker_environ: dict[str, str],
+    commands: Commands,
 ) -> None:
     """Serve one request and exit; never returns into the accept loop."""
     code = 13
@@ -315,7 +322,7 @@ def _worker(
                 os.close(fd)
             _refuse(conn, peer, role, body is None)
             os._exit(2 if body is None else 13)
-        code = _serve_request(conn, peer, role, body, fds, broker_environ)
+        code = _serve_request(conn, peer, role, body, fds, broker_environ, commands)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - a worker must end here, never in the accept loop
@@ -352,6 +359,7 @@ def _serve_request(
     body: bytes,
     fds: list[int],
     broker_environ: dict[str, str],
+    commands: Commands,
 ) -> int:
     from guardctl.broker.caller import Caller
     from guardctl.broker.worker import run_request
@@ -371,7 +379,7 @@ def _serve_request(
         conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher)
     )
     try:
-        return run_request(caller, [os.fsdecode(a) for a in args])
+        return run_request(caller, [os.fsdecode(a) for a in args], commands)
     finally:
         caller.finished.set()
 

@@ -9,6 +9,7 @@ files are read through it, and it is recorded as the one who asked.
 """
 
 import os
+from collections.abc import Callable
 
 from guardctl.broker.caller import Caller
 from guardctl.broker.peer import user_name
@@ -21,17 +22,21 @@ AGENT_COMMANDS = frozenset({"check", "mask", "hook", "sh", "kubectl"})
 CLIENT_COMMANDS = frozenset({"devserver", "demo", "shim", "mcp", "doctor"})
 
 
-def run_request(caller: Caller, args: list[str]) -> int:
+# runs one of guardctl's own commands (click's `cli.run`), given to the server by `cli`
+Commands = Callable[[list[str], Environment], int]
+
+
+def run_request(caller: Caller, args: list[str], commands: Commands) -> int:
     """Run `guardctl ARGS` for `caller`; the exit status (one-line errors, never a traceback)."""
-    from guardctl.main import guarded
+    from guardctl.routing import guarded
 
     env = Environment(caller=caller)
-    code = guarded(lambda: _dispatch(env, caller, args))
+    code = guarded(lambda: _dispatch(env, caller, args, commands))
     return int(code)
 
 
-def _dispatch(env: Environment, caller: Caller, args: list[str]) -> int:
-    from guardctl.main import is_kubectl
+def _dispatch(env: Environment, caller: Caller, args: list[str], commands: Commands) -> int:
+    from guardctl.routing import is_kubectl
 
     first = args[0] if args else ""
     if args[:2] == ["broker", "status"]:
@@ -43,11 +48,9 @@ def _dispatch(env: Environment, caller: Caller, args: list[str]) -> int:
 
         return run_kubectl(env, args[1:] if first == "kubectl" else args)
     if first == "check":
-        return _check(env, args[1:])
+        return _check(env, args[1:], commands)
     if first in AGENT_COMMANDS or caller.is_approver or not args or first in ("-h", "--help"):
-        from guardctl.cli import run
-
-        return run(args, env)
+        return commands(args, env)
     env.stderr.write(
         f"guardctl: `guardctl {first}` is for the approver; the broker sees you as "
         f"{caller.describe()}. Nothing was run.\n"
@@ -55,17 +58,15 @@ def _dispatch(env: Environment, caller: Caller, args: list[str]) -> int:
     return ExitStatus.DENIED
 
 
-def _check(env: Environment, words: list[str]) -> int:
+def _check(env: Environment, words: list[str], commands: Commands) -> int:
     from guardctl.app import run_check
-    from guardctl.main import plain_check
+    from guardctl.routing import plain_check
 
     if any(w == "--rules" or w.startswith("--rules=") for w in words):
         raise UsageError("--rules cannot be given to the broker: its own rules decide")
     request = plain_check(words)
     if request is None:
-        from guardctl.cli import run
-
-        return run(["check", *words], env)
+        return commands(["check", *words], env)
     return run_check(env, request)
 
 

@@ -59,6 +59,12 @@ class TokenTable:
             self._grants[token] = Grant(user, expires)
         return token, expires
 
+    def all_tokens(self) -> list[str]:
+        """Every token still known (the admin's and the issued ones): what tests look for
+        in places an agent could read."""
+        with self._lock:
+            return list(self._grants)
+
     def user_for(self, authorization: str | None) -> str | None:
         """The user an `Authorization` header authenticates, or None (unknown or expired)."""
         if not authorization or not authorization.startswith("Bearer "):

@@ -188,6 +188,10 @@ class DevServer:
         """A bearer token for `user` valid for `seconds` (negative: already expired)."""
         return self.api.tokens.issue(user, seconds)[0]
 
+    def all_tokens(self) -> list[str]:
+        """The admin token and every token this server issued."""
+        return self.api.tokens.all_tokens()
+
     # ------------------------------------------------------------------ request log
 
     def record(self, entry: RequestRecord) -> None:

@@ -315,7 +315,7 @@ def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_p
     with kubeconfig.temp_kubeconfig(
         env, cluster.server, cluster.ca_data, cluster.token, cluster.namespace
     ) as path:
-        return runner.run(
+        code = runner.run(
             [cluster.kubectl, *_local_argv(env, invocation.argv, path.parent)],
             _kubectl_environ(env, path),
             stdout_filter=stdout_filter,
@@ -325,6 +325,12 @@ def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_p
             stdout=env.binary(env.stdout),
             stderr=env.binary(env.stderr),
         )
+        # through a broker, what `kubectl cp` brought from a pod goes to the agent's side
+        problem = env.caller.deliver() if env.caller is not None and code == 0 else None
+    if problem is not None:
+        _say(env, recording, f"error: {problem}")
+        return ExitStatus.ERROR
+    return code
 
 
 def _local_argv(env: Environment, argv: tuple[str, ...], folder: Path) -> tuple[str, ...]:
