@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import sys
 
-from guardctl.broker.forkclient import OWN_OPTIONS
-from guardctl.routing import guarded, is_kubectl, plain_check
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy knows the name
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,10 +27,13 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    traceback = "--traceback" in args[:1]
-    code = guarded(lambda: _run_brokered(args))
+    code = _run_brokered(args)
     if code is not None:
         return code
+    from guardctl.broker.forkclient import OWN_OPTIONS
+    from guardctl.routing import guarded, is_kubectl, plain_check
+
+    traceback = "--traceback" in args[:1]
     if argv is None:
         code = guarded(lambda: _run_warm(args))
         if code is not None:
@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_brokered(args: list[str]) -> int | None:
     """The exit status of `args` run by the configured broker; None: no broker is
-    configured, or this command runs in this process all the same."""
+    configured, or this command runs in this process all the same. Imports nothing but
+    the client: the broker does the rest."""
     import os
 
     from guardctl.broker import client

@@ -137,7 +137,18 @@ class _Connection:
 
 
 def run(args: "list[str]", path: str) -> int:
-    """Run `guardctl ARGS` through the broker at `path`; its exit status."""
+    """Run `guardctl ARGS` through the broker at `path`; its exit status. Never raises:
+    whatever goes wrong here is one line and exit 13 (130 for Ctrl-C)."""
+    try:
+        return _run(args, path)
+    except KeyboardInterrupt:
+        sys.stderr.write("guardctl: interrupted\n")
+        return 130
+    except Exception as err:  # noqa: BLE001 - the client's one error boundary
+        return _error(f"the broker client failed ({type(err).__name__}: {err}); nothing more ran")
+
+
+def _run(args: "list[str]", path: str) -> int:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)

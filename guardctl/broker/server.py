@@ -374,24 +374,25 @@ def _serve_request(
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    _adopt_environ(broker_environ, environ)
     caller = Caller(
         conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher)
     )
     try:
-        return run_request(caller, [os.fsdecode(a) for a in args], commands)
+        return run_request(
+            caller, [os.fsdecode(a) for a in args], command_environ(broker_environ, environ),
+            commands,
+        )
     finally:
         caller.finished.set()
 
 
-def _adopt_environ(broker_environ: dict[str, str], requested: list[bytes]) -> None:
-    """The broker's own environment, plus the few variables a client may choose."""
-    os.environ.clear()
-    os.environ.update(broker_environ)
+def command_environ(broker_environ: dict[str, str], requested: list[bytes]) -> dict[str, str]:
+    """The variables a request's command sees: the broker's own, plus the few a client may
+    choose (`AGENT_VARIABLES`); the client's others are never read."""
+    environ = dict(broker_environ)
     for item in requested:
         name, _, value = item.partition(b"=")
         if os.fsdecode(name) in AGENT_VARIABLES:
-            os.environ[os.fsdecode(name)] = os.fsdecode(value)
-    # a worker of the broker runs every command in its own process: no fork server
-    os.environ["GUARDCTL_FORKSERVER"] = "0"
-    os.environ.pop("GUARDCTL_BROKER", None)
+            environ[os.fsdecode(name)] = os.fsdecode(value)
+    environ.pop("GUARDCTL_BROKER", None)
+    return environ

@@ -26,11 +26,14 @@ CLIENT_COMMANDS = frozenset({"devserver", "demo", "shim", "mcp", "doctor"})
 Commands = Callable[[list[str], Environment], int]
 
 
-def run_request(caller: Caller, args: list[str], commands: Commands) -> int:
-    """Run `guardctl ARGS` for `caller`; the exit status (one-line errors, never a traceback)."""
+def run_request(
+    caller: Caller, args: list[str], environ: dict[str, str], commands: Commands
+) -> int:
+    """Run `guardctl ARGS` for `caller` with `environ` (the broker's variables); the exit
+    status (one-line errors, never a traceback)."""
     from guardctl.routing import guarded
 
-    env = Environment(caller=caller)
+    env = Environment(environ=environ, caller=caller)
     code = guarded(lambda: _dispatch(env, caller, args, commands))
     return int(code)
 
