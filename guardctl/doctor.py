@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -225,14 +226,77 @@ def check_shim(env: Environment) -> list[Finding]:
                           f"with this PATH can call directly: {how}")]
 
 
+# --------------------------------------------------------------------------- mode
+
+SAME_USER = (
+    "same-user mode: no broker is configured, so guardctl's guarantees are advisory: an "
+    "agent running as this user can read this user's files, its stored credential and "
+    "records included. For a hard boundary, run `guardctl broker serve` under another "
+    "account and set GUARDCTL_BROKER for the agent (README: \"The broker\")"
+)
+
+
+def check_mode(env: Environment) -> list[Finding]:
+    """Which mode is in force; with a broker, whether it answers and how it sees us."""
+    from guardctl.broker.client import broker_path
+
+    path = broker_path(env.environ)
+    if path is None:
+        return [_warn("mode", SAME_USER)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardctl", "broker", "status"], env=dict(env.environ),
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=VERSION_TIMEOUT_SECONDS,
+        check=False,
+    )
+    text = proc.stdout.decode("utf-8", "replace").strip().replace("\n", "; ")
+    if proc.returncode != 0:
+        reason = proc.stderr.decode("utf-8", "replace").strip().removeprefix("guardctl: ")
+        return [_fail("mode", f"broker mode, but {reason}")]
+    return [_ok("mode", f"broker mode: {path}: {text}")]
+
+
+def check_local_credentials(env: Environment) -> list[Finding]:
+    """With a broker the agent needs no credential: warn about a kubeconfig it can read."""
+    from guardctl.running.creds import default_kubeconfig
+
+    path = default_kubeconfig(env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return [_ok("credentials", f"no kubeconfig readable here ({path}): the broker holds them")]
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        doc = None
+    users = doc.get("users") if isinstance(doc, dict) else None
+    holding = [
+        str(u.get("name")) for u in users or []
+        if isinstance(u, dict) and isinstance(u.get("user"), dict) and u["user"]
+    ]
+    if holding:
+        return [_warn("credentials", f"{path} holds credentials of {', '.join(holding)}, which "
+                                     "this account can read: with a broker it needs none; "
+                                     "remove them")]
+    return [_ok("credentials", f"{path} holds no credentials")]
+
+
 # --------------------------------------------------------------------------- running
 
 CHECKS: tuple[tuple[str, Check], ...] = (
+    ("mode", check_mode),
     ("kubectl", check_kubectl),
     ("keyring", check_keyring),
     ("credentials", check_credentials),
     ("rules", check_rules),
     ("state", check_state),
+    ("shim", check_shim),
+)
+# an agent's side of a broker: the broker checks its own kubectl, keyring, rules and state
+BROKER_CLIENT_CHECKS: tuple[tuple[str, Check], ...] = (
+    ("mode", check_mode),
+    ("credentials", check_local_credentials),
     ("shim", check_shim),
 )
 
@@ -252,7 +316,10 @@ def findings(env: Environment, checks: tuple[tuple[str, Check], ...] = CHECKS) -
 
 def run(env: Environment) -> int:
     """Print one line per finding; exit 0 when none failed, 1 otherwise."""
-    results = findings(env)
+    from guardctl.broker.client import broker_path
+
+    brokered = broker_path(env.environ) is not None
+    results = findings(env, BROKER_CLIENT_CHECKS if brokered else CHECKS)
     for finding in results:
         env.stdout.write(finding.line() + "\n")
     failed = sum(f.level is Level.FAIL for f in results)

@@ -117,6 +117,13 @@ def _agent_tree(shared: Path, python: str) -> None:
     shutil.copytree(REPO / "guardctl", lib / "guardctl",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "rules", lib / "guardctl" / "bundled_rules")
+    # what the agent's own commands (doctor, mcp's adapter) import besides the client
+    import click
+    import yaml
+
+    for module in (click, yaml):
+        folder = Path(module.__file__ or "").parent
+        shutil.copytree(folder, lib / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
     bin_dir = shared / "bin"
     bin_dir.mkdir()
     (bin_dir / "guardctl").write_text(f'#!/bin/sh\nexec {python} -P -m guardctl "$@"\n')

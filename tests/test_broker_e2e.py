@@ -287,3 +287,13 @@ def test_garbage_on_the_socket_does_not_stop_the_broker(broker: Broker) -> None:
 def test_the_audit_chain_verifies_after_the_agents_work(broker: Broker) -> None:
     proc = broker.broker_guardctl("audit", "verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_doctor_says_which_mode_is_in_force(broker: Broker) -> None:
+    proc = broker.agent("doctor")
+    lines = proc.stdout.decode().splitlines()
+    uid = pwd.getpwnam(AGENT).pw_uid
+    assert lines[0].startswith("ok    mode: broker mode:") and f"(uid {uid}, agent)" in lines[0]
+    proc = broker.agent("doctor", extra={"GUARDCTL_BROKER": "/nonexistent/broker.sock"})
+    assert proc.returncode == 1
+    assert proc.stdout.decode().splitlines()[0].startswith("fail  mode: broker mode, but")
