@@ -46,7 +46,8 @@ APPROVER = "guardctl-demo"
 POD = "web-7d4b9c8f6d-x2k9p"
 SECRET_ARGS = ("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml")
 # the user's settings that would change what the demo shows
-DROPPED = ("GUARDCTL_RULES", "GUARDCTL_SESSION", "KUBECONFIG")
+# the demo runs its own world in same-user mode: none of the person's settings, no broker
+DROPPED = ("GUARDCTL_RULES", "GUARDCTL_SESSION", "KUBECONFIG", "GUARDCTL_BROKER")
 
 
 @dataclass

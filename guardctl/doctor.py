@@ -238,7 +238,7 @@ SAME_USER = (
 
 def check_mode(env: Environment) -> list[Finding]:
     """Which mode is in force; with a broker, whether it answers and how it sees us."""
-    from guardctl.broker.client import broker_path
+    from guardctl.runtime import broker_path
 
     path = broker_path(env.environ)
     if path is None:
@@ -316,7 +316,7 @@ def findings(env: Environment, checks: tuple[tuple[str, Check], ...] = CHECKS) -
 
 def run(env: Environment) -> int:
     """Print one line per finding; exit 0 when none failed, 1 otherwise."""
-    from guardctl.broker.client import broker_path
+    from guardctl.runtime import broker_path
 
     brokered = broker_path(env.environ) is not None
     results = findings(env, BROKER_CLIENT_CHECKS if brokered else CHECKS)

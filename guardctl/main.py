@@ -54,10 +54,14 @@ def _run_brokered(args: list[str]) -> int | None:
     the client: the broker does the rest."""
     import os
 
+    from guardctl.runtime import broker_path
+
+    path = broker_path(os.environ)
+    if path is None:
+        return None
     from guardctl.broker import client
 
-    path = client.broker_path(os.environ)
-    if path is None or client.runs_here(args):
+    if client.runs_here(args):
         return None
     return client.run(args, path)
 

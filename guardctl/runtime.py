@@ -1,8 +1,9 @@
-"""guardctl's runtime folder: where its per-user sockets live.
+"""Where guardctl's sockets are: the fork server's runtime folder, and the broker's socket.
 
-`$XDG_RUNTIME_DIR/guardctl` (a per-login tmpfs folder on most desktops), else
-`/tmp/guardctl-UID`; created 0700 and checked before any socket in it is trusted. Read on
-every command by the fork client, so with `os` and `stat` alone.
+The runtime folder is `$XDG_RUNTIME_DIR/guardctl` (a per-login tmpfs folder on most
+desktops), else `/tmp/guardctl-UID`; created 0700 and checked before any socket in it is
+trusted. The broker is `GUARDCTL_BROKER`, else `broker:` in guardctl's config file. Read on
+every command, so with `os` and `stat` alone.
 """
 
 import os
@@ -29,3 +30,39 @@ def private_folder(folder: str) -> bool:
         and info.st_uid == os.getuid()
         and stat.S_IMODE(info.st_mode) & 0o077 == 0
     )
+
+
+BROKER_VARIABLE = "GUARDCTL_BROKER"
+
+
+def _config_path(environ: "Mapping[str, str]") -> str:
+    explicit = environ.get("GUARDCTL_CONFIG")
+    if explicit:
+        return os.path.expanduser(explicit)
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "guardctl", "config.yaml")
+
+
+def _config_broker(environ: "Mapping[str, str]") -> "str | None":
+    """`broker: PATH` at the top level of guardctl's config file (read without a YAML
+    parser: one plain or quoted scalar on its line)."""
+    try:
+        with open(_config_path(environ), encoding="utf-8") as handle:
+            lines = handle.read(1 << 20).splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        if not line.startswith("broker:"):
+            continue
+        value = line[len("broker:") :].strip()
+        if value[:1] in ("'", '"'):
+            value = value[1 : value.find(value[0], 1)] if value.find(value[0], 1) > 0 else ""
+        else:
+            value = value.split(" #", 1)[0].strip()
+        return value or None
+    return None
+
+
+def broker_path(environ: "Mapping[str, str]") -> "str | None":
+    """The broker's socket this guardctl must use, or None (same-user mode)."""
+    return environ.get(BROKER_VARIABLE) or _config_broker(environ)

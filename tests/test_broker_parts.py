@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from guardctl import runtime
 from guardctl.broker import client, inputs, localfiles, server, wire
 from guardctl.broker.peer import AGENT, APPROVER, Access, Peer
 from guardctl.firewall.normalize import normalize
@@ -275,8 +276,8 @@ def test_an_input_is_bounded(tree: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_broker_in_the_config_file(tmp_path: Path, text: str, found: str | None) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(text)
-    assert client.broker_path({"GUARDCTL_CONFIG": str(config)}) == found
-    assert client.broker_path({"GUARDCTL_CONFIG": str(config), "GUARDCTL_BROKER": "/v"}) == "/v"
+    assert runtime.broker_path({"GUARDCTL_CONFIG": str(config)}) == found
+    assert runtime.broker_path({"GUARDCTL_CONFIG": str(config), "GUARDCTL_BROKER": "/v"}) == "/v"
 
 
 def test_the_client_and_broker_agree_on_the_variables_a_request_carries() -> None:

@@ -38,9 +38,8 @@ REPORT_MODULES = (
 )
 # what a client imports when a worker runs its command
 CLIENT_ONLY = (
-    "['guardctl', 'guardctl.broker', 'guardctl.broker.client', 'guardctl.broker.forkclient',"
-    " 'guardctl.broker.wire', 'guardctl.commands', 'guardctl.main', 'guardctl.routing',"
-    " 'guardctl.runtime']"
+    "['guardctl', 'guardctl.broker', 'guardctl.broker.forkclient', 'guardctl.commands',"
+    " 'guardctl.main', 'guardctl.routing', 'guardctl.runtime']"
 )
 
 

@@ -220,3 +220,27 @@ def test_kubectl_tool_waits_for_an_approval_from_a_second_process(
     assert "approved by human" in out["stderr"]
     assert "AWS_ACCESS_KEY_ID: «masked:" in out["stdout"]
     assert "s3cr3t-p4ss" not in out["stdout"] and "AKIA" not in out["stdout"]
+
+
+@needs_kubectl
+def test_both_tools_go_through_a_broker(broker: Any, tmp_path: Path) -> None:
+    # the MCP server is the broker's client: its own rules variable counts for nothing
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("rules:\n  - {id: delete-namespace, disabled: true}\n")
+    env = {
+        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GUARDCTL_BROKER": str(broker.socket),
+        "GUARDCTL_RULES": str(loose), "GUARDCTL_HOME": str(tmp_path / "home"),
+    }
+    checked, denied, read = _session(
+        env,
+        [
+            ("check", {"line": "kubectl delete namespace prod"}),
+            ("kubectl", {"args": ["delete", "namespace", "prod"]}),
+            ("kubectl", {"args": ["get", "pods", "-n", "dev", "-o", "name"]}),
+        ],
+    )
+    assert checked.structured_content["decision"] == "deny"
+    assert denied.structured_content["exit_code"] == 11
+    assert read.structured_content["exit_code"] == 0
+    assert read.structured_content["stdout"].startswith("pod/web-")
+    assert not (tmp_path / "home").exists()  # nothing was recorded on the client's side

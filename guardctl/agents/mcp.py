@@ -64,8 +64,11 @@ def session_environ(env: Environment) -> dict[str, str]:
 def build_server(env: Environment) -> MCPServer[Any]:
     """The MCP server with both tools; rules are loaded per `check`, as the CLI does."""
     from guardctl.app import Checker
+    from guardctl.runtime import broker_path
 
     environ = session_environ(env)
+    # with a broker, both tools are its clients: its rules decide, nothing runs here
+    brokered = broker_path(environ) is not None
     server = MCPServer(name="guardctl", version=__version__, log_level="WARNING")
 
     @server.tool(
@@ -74,6 +77,8 @@ def build_server(env: Environment) -> MCPServer[Any]:
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
     )
     def check(line: str) -> dict[str, Any]:
+        if brokered:
+            return _check_through_broker(environ, line)
         try:
             return Checker.load(env).check(line).to_json()
         except GuardError as exc:  # unreadable rules: say so, never a verdict
@@ -84,6 +89,20 @@ def build_server(env: Environment) -> MCPServer[Any]:
         return run_guardctl(environ, ["kubectl", *args], stdin, run_timeout(environ)).to_json()
 
     return server
+
+
+def _check_through_broker(environ: Mapping[str, str], line: str) -> dict[str, Any]:
+    """`guardctl check --json LINE` run by the broker, as the tool's answer."""
+    import json
+
+    result = run_guardctl(environ, ["check", "--json", line], None, RUN_SECONDS_AFTER_APPROVAL)
+    try:
+        answer = json.loads(result.stdout)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ToolError(f"guardctl: {result.stderr.strip() or 'the broker gave no decision'}")
+    return answer
 
 
 def serve(env: Environment) -> int:

@@ -27,9 +27,8 @@ from guardctl.broker import wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    pass
 
-VARIABLE = "GUARDCTL_BROKER"
 # the client's variables a request carries; the broker takes these and no others (they choose
 # nothing of the policy, credentials or records: the session a command is recorded in, and
 # the one-time grant of a line a human approved)
@@ -39,39 +38,6 @@ LOCAL_OPTIONS = frozenset({"-h", "--help", "--version"})
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGWINCH)
 STANDARD_FDS = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
 UNSAFE = 13
-
-
-def _config_path(environ: "Mapping[str, str]") -> str:
-    explicit = environ.get("GUARDCTL_CONFIG")
-    if explicit:
-        return os.path.expanduser(explicit)
-    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "guardctl", "config.yaml")
-
-
-def _config_broker(environ: "Mapping[str, str]") -> "str | None":
-    """`broker: PATH` at the top level of guardctl's config file (read without a YAML
-    parser: one plain or quoted scalar on its line)."""
-    try:
-        with open(_config_path(environ), encoding="utf-8") as handle:
-            lines = handle.read(1 << 20).splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    for line in lines:
-        if not line.startswith("broker:"):
-            continue
-        value = line[len("broker:") :].strip()
-        if value[:1] in ("'", '"'):
-            value = value[1 : value.find(value[0], 1)] if value.find(value[0], 1) > 0 else ""
-        else:
-            value = value.split(" #", 1)[0].strip()
-        return value or None
-    return None
-
-
-def broker_path(environ: "Mapping[str, str]") -> "str | None":
-    """The broker's socket this guardctl must use, or None (same-user mode)."""
-    return environ.get(VARIABLE) or _config_broker(environ)
 
 
 def runs_here(args: "list[str]") -> bool:
