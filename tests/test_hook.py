@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from guardctl.agents.hook import SETTINGS_SNIPPET, claude_code, routed_command
-from guardctl.agents.shim import launcher
+from guardctl.agents.shim import PINNED, launcher, pinned
 from guardctl.env import Environment
 
 PAYLOADS = Path(__file__).parent / "data" / "hooks"
@@ -38,11 +38,13 @@ def _answer(text: str, env: Environment | None = None) -> dict[str, Any] | None:
     return answer
 
 
-def _routed_line(command: str) -> str:
-    """The original line inside a rewritten `GUARDCTL_SESSION=… guardctl sh -c LINE`."""
+def _routed_line(command: str, pin: dict[str, str] | None = None) -> str:
+    """The original line inside a rewritten `env [PINS] GUARDCTL_SESSION=… guardctl sh -c LINE`
+    (`pin`: the settings the hook saw, given to the line whatever its shell has)."""
     words = shlex.split(command)
-    assert words[0] == SESSION
-    assert words[1:-1] == [*launcher(), "sh", "-c"]
+    prefix = [*(pinned(pin) if pin is not None else ["env"]), SESSION]
+    assert words[: len(prefix)] == prefix
+    assert words[len(prefix) : -1] == [*launcher(), "sh", "-c"]
     return words[-1]
 
 
@@ -66,7 +68,7 @@ def test_recorded_payloads(name: str, permission: str, reason_has: str) -> None:
         assert "updatedInput" not in answer
         return
     updated = answer["updatedInput"]
-    assert _routed_line(updated["command"]) == payload["tool_input"]["command"]
+    assert _routed_line(updated["command"], dict(os.environ)) == payload["tool_input"]["command"]
     assert updated["description"] == payload["tool_input"]["description"]
 
 
@@ -134,3 +136,22 @@ def test_settings_snippet_registers_the_hook_for_bash() -> None:
     (entry,) = json.loads(SETTINGS_SNIPPET)["hooks"]["PreToolUse"]
     assert entry["matcher"] == "Bash"
     assert entry["hooks"][0]["command"] == "guardctl hook claude-code"
+
+
+def test_the_rewritten_line_keeps_the_hooks_settings_whatever_the_shell_exports(
+    tmp_path: Path,
+) -> None:
+    # an agent's earlier `export GUARDCTL_RULES=…` must not loosen the line it runs next
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("rules:\n  - {id: delete-namespace, disabled: true}\n")
+    command = routed_command("kubectl delete ns prod", "s1", pin=dict(os.environ))
+    words = shlex.split(command)
+    assert all(f"-u {name}" in command or f"{name}=" in command for name in PINNED)
+    assert words[0].endswith("/env")
+    import subprocess
+
+    proc = subprocess.run(
+        ["bash", "-c", f"export GUARDCTL_RULES={loose} HOME={tmp_path}; {command}"],
+        capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 11 and b"delete-namespace" in proc.stderr

@@ -54,7 +54,8 @@ def run_bash(
         raise UnsafeError("bash not found on PATH: guardctl sh needs it to run the line")
     # mkdtemp makes the folder 0700: nobody else can swap the shim while the line runs
     with tempfile.TemporaryDirectory(prefix="guardctl-sh-") as folder:
-        write_shim(Path(folder), launcher(prefer_script=False))
+        # the kubectl calls of the line take sh's own settings, whatever the line sets
+        write_shim(Path(folder), launcher(prefer_script=False), pin=environ)
         child = subprocess.Popen(
             [bash, "-c", line],
             env=child_environ(environ, Path(folder), token),

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -109,9 +110,15 @@ def _answer(env: Environment, text: str) -> str:
     decision = with_routes(parsed, decision)
     if decision.action is Action.DENY:
         return _decision("deny", f"guardctl: {decision.reason}")
-    # through a broker, the rewritten line runs on the agent's side: its own guardctl
-    words = list(env.caller.launcher) if env.caller is not None and env.caller.launcher else None
-    routed = {**tool_input, "command": routed_command(line, payload.get("session_id"), words)}
+    # through a broker, the rewritten line runs on the agent's side with its own guardctl,
+    # and the broker holds the settings; here, the line runs with Claude Code's settings
+    # (this hook's), whatever the agent exported since
+    if env.caller is not None:
+        words, pin = (list(env.caller.launcher) or None), None
+    else:
+        words, pin = None, env.environ
+    command = routed_command(line, payload.get("session_id"), words, pin)
+    routed = {**tool_input, "command": command}
     if decision.action is Action.APPROVE:
         routed["timeout"] = _table()["bash_tool_max_timeout_ms"]
         reason = f"guardctl: {decision.reason} guardctl asks a human before it runs."
@@ -158,16 +165,22 @@ def _only_kubectl_and_filters(parsed: ParsedLine) -> bool:
 
 
 def routed_command(
-    line: str, session_id: object = None, launcher_words: list[str] | None = None
+    line: str, session_id: object = None, launcher_words: list[str] | None = None,
+    pin: Mapping[str, str] | None = None,
 ) -> str:
     """`guardctl sh -c LINE`, quoted for bash, in the Claude Code session's guardctl session.
 
-    `launcher_words` start guardctl where the line runs (default: this guardctl)."""
-    from guardctl.agents.shim import launcher
+    `launcher_words` start guardctl where the line runs (default: this guardctl); `pin`
+    gives it those settings (shim.PINNED) whatever the shell it runs in has."""
+    from guardctl.agents.shim import launcher, pinned
 
-    command = shlex.join([*(launcher_words or launcher()), "sh", "-c", line])
     session = _session(session_id)
-    return f"GUARDCTL_SESSION={shlex.quote(session)} {command}" if session else command
+    prefix = pinned(pin) if pin is not None else []
+    words = [*(launcher_words or launcher()), "sh", "-c", line]
+    if session:
+        prefix = prefix or ["env"]
+        prefix.append(f"GUARDCTL_SESSION={session}")
+    return shlex.join([*prefix, *words])
 
 
 def _session(session_id: object) -> str:

@@ -11,6 +11,7 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from guardctl.env import Environment
@@ -19,6 +20,18 @@ from guardctl.running.runner import SHIM_SNIFF_BYTES, is_shim
 
 SHIM_NAME = "kubectl"
 MODE = 0o755
+# the settings an agent's kubectl takes from whoever set up its entry point (this shim's
+# installer, `sh -c`, the hook), never from the environment at run time: each names
+# guardctl's rules, state, configuration, kubectl or keyring, or decides what Python loads
+PINNED = (
+    "GUARDCTL_HOME", "GUARDCTL_CONFIG", "GUARDCTL_RULES", "GUARDCTL_KUBECTL",
+    "GUARDCTL_APPROVAL_TIMEOUT", "GUARDCTL_BROKER", "GUARDCTL_FORKSERVER", "HOME",
+    "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
+    "PYTHON_KEYRING_BACKEND", "PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONNOUSERSITE",
+    "PYTHONPLATLIBDIR", "PYTHONSAFEPATH",
+)
+# `env` from the system folders: the caller's PATH must not choose it
+SYSTEM_ENV = ("/usr/bin/env", "/bin/env")
 
 
 def launcher(prefer_script: bool = True) -> list[str]:
@@ -36,22 +49,32 @@ def launcher(prefer_script: bool = True) -> list[str]:
     return [sys.executable, *safe_path, "-m", "guardctl"]
 
 
-def script_text(words: list[str]) -> str:
-    """The shim: exec guardctl's kubectl path with every argument unchanged."""
+def pinned(environ: Mapping[str, str]) -> list[str]:
+    """`env` words that give a command exactly the PINNED settings of `environ`: the ones
+    it has, and none of the others (whatever the command's caller set)."""
+    program = next((p for p in SYSTEM_ENV if os.access(p, os.X_OK)), "env")
+    unset = [word for name in PINNED if name not in environ for word in ("-u", name)]
+    return [program, *unset, *(f"{n}={environ[n]}" for n in PINNED if n in environ)]
+
+
+def script_text(words: list[str], pin: Mapping[str, str] | None = None) -> str:
+    """The shim: exec guardctl's kubectl path with every argument unchanged; with `pin`,
+    with those settings whatever the shim's caller set."""
+    command = [*(pinned(pin) if pin is not None else []), *words]
     return (
         "#!/bin/sh\n"
         "# guardctl shim: this kubectl is decided, masked and recorded by guardctl\n"
-        f'exec {shlex.join(words)} kubectl "$@"\n'
+        f'exec {shlex.join(command)} kubectl "$@"\n'
     )
 
 
-def write_shim(folder: Path, words: list[str]) -> Path:
+def write_shim(folder: Path, words: list[str], pin: Mapping[str, str] | None = None) -> Path:
     """Write FOLDER/kubectl atomically (a symlink there is replaced, never followed)."""
     target = folder / SHIM_NAME
     fd, temp = tempfile.mkstemp(prefix=".kubectl-", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(script_text(words))
+            handle.write(script_text(words, pin))
         os.chmod(temp, MODE)
         os.replace(temp, target)
     except BaseException:
@@ -75,7 +98,8 @@ def install(env: Environment, folder: str | Path) -> Path:
         )
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        path = write_shim(directory, launcher())
+        # the settings of the shell that installs it (a person's) are the agent's kubectl's
+        path = write_shim(directory, launcher(), pin=env.environ)
     except OSError as exc:
         raise UsageError(f"cannot write {existing}: {exc.strerror or exc}") from None
     env.stdout.write(advice(env, directory) + "\n")
