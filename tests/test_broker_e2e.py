@@ -297,3 +297,44 @@ def test_doctor_says_which_mode_is_in_force(broker: Broker) -> None:
     proc = broker.agent("doctor", extra={"GUARDCTL_BROKER": "/nonexistent/broker.sock"})
     assert proc.returncode == 1
     assert proc.stdout.decode().splitlines()[0].startswith("fail  mode: broker mode, but")
+
+
+def test_the_brokers_own_account_under_bubblewrap_is_an_agent(broker: Broker) -> None:
+    import shutil
+
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("bubblewrap is not installed")
+    sandbox = [bwrap, "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--",
+               sys.executable, "-m", "guardctl"]
+    environ = {**broker.environ, "GUARDCTL_BROKER": str(broker.socket)}
+    proc = subprocess.run([*sandbox, "broker", "status"], env=environ, capture_output=True,
+                          timeout=60)
+    if proc.returncode != 0 and b"bwrap" in proc.stderr:
+        pytest.skip(f"bubblewrap cannot make a sandbox here: {proc.stderr.decode().strip()}")
+    assert b"(uid 0, agent)" in proc.stdout
+    proc = subprocess.run([*sandbox, "approvals"], env=environ, capture_output=True, timeout=60)
+    assert proc.returncode == 11 and b"is for the approver" in proc.stderr
+    proc = subprocess.run([*sandbox, "get", "ns", "-o", "name"], env=environ,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith(b"namespace/")
+
+
+def test_an_approvers_own_command_is_asked_on_their_terminal(broker: Broker) -> None:
+    child = pexpect.spawn(
+        sys.executable, ["-m", "guardctl", "get", "secret", "app-secrets", "-n", "dev", "-o",
+                         "yaml"],
+        env={**broker.environ, "GUARDCTL_BROKER": str(broker.socket),
+             "GUARDCTL_APPROVAL_TIMEOUT": "30"},
+        timeout=30, dimensions=(50, 150),
+    )
+    try:
+        child.expect("read-secret-values")
+        child.expect(r"Approve this command\? \[y/n\]")
+        child.send("y")
+        child.expect("AWS_ACCESS_KEY_ID:")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert b"hunter2" not in (child.before or b"")
