@@ -1,0 +1,136 @@
+"""Through the broker: whole-process times against raw kubectl, in one run.
+
+    python bench/bench_broker.py [--runs 15]
+
+Starts the embedded API server on 127.0.0.1 and a broker (`guardctl broker serve`) with the
+devserver's admin credential imported, then times, in turns within each round (so that load
+drifts hit every command alike):
+
+  kubectl get pods               against  guardctl get pods through the broker
+                                          (and through the same-user fork server)
+  kubectl version --client       against  guardctl check LINE through the broker,
+                                          for a plain line and a heredoc line
+                                          (and the plain line through the fork server)
+
+guardctl is the console script of a clean venv (bench/installed.py), as pip installs it. The
+client runs as the broker's own account here (the work is the same for an agent's account;
+`runuser` would add its own start-up to every run). Prints medians and ratios; no
+assertions: read the numbers, compare runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from installed import fork_server_path, installed_guardctl, installed_like
+
+from guardctl.broker import forkcontrol
+from guardctl.devserver import DevServer
+
+PLAIN = "kubectl get pods -n dev -o wide"
+HEREDOC = "kubectl apply -f - <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nEOF"
+
+
+def _time(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in ok:
+        raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {proc.stderr.decode().strip()}")
+    return elapsed
+
+
+def _start_broker(
+    guardctl: list[str], env: dict[str, str], socket: Path
+) -> subprocess.Popen[bytes]:
+    broker = subprocess.Popen(
+        [*guardctl, "broker", "serve", "--socket", str(socket)], env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    assert broker.stderr is not None
+    line = broker.stderr.readline()
+    if b"ready" not in line:
+        raise SystemExit(f"the broker did not start: {line.decode().strip()}")
+    return broker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise SystemExit("kubectl is not installed")
+    root = Path(tempfile.mkdtemp(prefix="guardctl-bench-broker-"))
+    (root / "sock").mkdir(mode=0o755)
+    (root / "run").mkdir(mode=0o700)
+    times: dict[str, list[float]] = {}
+    try:
+        with DevServer() as server:
+            admin = server.write_kubeconfig(root / "admin.kubeconfig")
+            env = {
+                **installed_like(os.environ),
+                "GUARDCTL_HOME": str(root / "home"),
+                "GUARDCTL_CONFIG": str(root / "config.yaml"),
+                "XDG_DATA_HOME": str(root / "data"),
+                "XDG_CACHE_HOME": str(root / "cache"),
+                "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+                "XDG_RUNTIME_DIR": str(root / "run"),
+            }
+            env.pop("GUARDCTL_BROKER", None)
+            guardctl, python = installed_guardctl(root)
+            subprocess.run(
+                [*guardctl, "creds", "import", "--kubeconfig", str(admin),
+                 "--service-account", "guardctl/guardctl-agent"],
+                env=env, check=True, capture_output=True,
+            )
+            socket = root / "sock" / "broker.sock"
+            broker = _start_broker(guardctl, env, socket)
+            through = {**env, "GUARDCTL_BROKER": str(socket)}
+            fork_server = fork_server_path(python, env)
+            commands = {
+                "kubectl get pods": ([kubectl, "--kubeconfig", str(admin), "get", "pods", "-n",
+                                      "dev"], env, (0,)),
+                "get pods, broker": ([*guardctl, "get", "pods", "-n", "dev"], through, (0,)),
+                "get pods, fork server": ([*guardctl, "get", "pods", "-n", "dev"], env, (0,)),
+                "kubectl version --client": ([kubectl, "version", "--client"], env, (0,)),
+                "check, broker": ([*guardctl, "check", PLAIN], through, (0,)),
+                "check heredoc, broker": ([*guardctl, "check", HEREDOC], through, (0, 10)),
+                "check, fork server": ([*guardctl, "check", PLAIN], env, (0,)),
+            }
+            try:
+                for argv, environ, ok in commands.values():  # warm: token, caches, servers
+                    _time(argv, environ, ok)
+                if not forkcontrol.wait_ready(fork_server):
+                    raise SystemExit("the fork server did not start")
+                times = {name: [] for name in commands}
+                for _ in range(args.runs):
+                    for name, (argv, environ, ok) in commands.items():
+                        times[name].append(_time(argv, environ, ok))
+            finally:
+                broker.send_signal(signal.SIGTERM)
+                broker.wait(timeout=10)
+                forkcontrol.stop(fork_server)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    medians = {name: statistics.median(values) * 1000 for name, values in times.items()}
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, {args.runs} rounds")
+    base = "kubectl get pods"
+    for name, value in medians.items():
+        if name.startswith("kubectl"):
+            base = name
+            print(f"{name:28} median {value:7.1f} ms")
+        else:
+            print(f"  {name:26} median {value:7.1f} ms  ratio {value / medians[base]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
