@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
+import hashlib
 import json
+import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -93,21 +97,33 @@ def test_records_have_the_documented_fields(isolated_home: Path) -> None:
     mono[0] = 11.25
     log.finish(handle, 3, approver=approver)
     started, completed = [json.loads(x) for x in _lines(isolated_home)]
+    head = json.loads(audit.head_path(audit.log_path(isolated_home)).read_bytes())
+    log_id = head["log"]
     assert started == {
-        "v": 1, "status": "started", "time": "2023-11-14T22:13:21.000Z", "session": "s1",
+        "v": 2, "status": "started", "time": "2023-11-14T22:13:21.000Z", "session": "s1",
         "user": "bob", "cwd": "/src", "argv": ["kubectl", "delete", "ns", "x"],
         "line": "kubectl delete ns x", "decision": "approve", "rules": ["delete-namespace"],
         "reason": "because", "approver": None, "cast": None,
-        "prev": audit.GENESIS, "hash": started["hash"],
+        "log": log_id, "seq": 1, "prev": audit.GENESIS, "hash": started["hash"],
+        "mac": started["mac"],
     }
     assert completed == {
-        "v": 1, "status": "completed", "time": "2023-11-14T22:13:22.000Z", "session": "s1",
+        "v": 2, "status": "completed", "time": "2023-11-14T22:13:22.000Z", "session": "s1",
         "started": started["hash"], "exit_code": 3, "duration": 1.25,
         "approver": {"user": "alice", "tty": "/dev/pts/3", "at": "2023-11-14T22:13:20.500Z"},
-        "cast": None, "prev": started["hash"], "hash": completed["hash"],
+        "cast": None, "log": log_id, "seq": 2, "prev": started["hash"],
+        "hash": completed["hash"], "mac": completed["mac"],
     }
-    assert started["hash"] == audit.record_hash(started)
+    assert started["hash"] == audit.record_hash(started)  # over everything but hash and mac
     assert _lines(isolated_home)[0] == audit.canonical(started) + b"\n"
+    key = bytes.fromhex(audit.key_path(audit.log_path(isolated_home)).read_text())
+    for record in (started, completed):
+        assert record["mac"] == audit.record_mac(key, log_id, record["hash"])
+    assert head == {
+        "log": log_id, "count": 2, "last": completed["hash"],
+        "mac": audit.head_mac(key, log_id, 2, completed["hash"]),
+    }
+    assert re.fullmatch("[0-9a-f]{32}", log_id)
 
 
 def test_an_untouched_log_verifies(history: Path) -> None:
@@ -127,7 +143,7 @@ def _edit_exit_code(home: Path) -> None:
 
 
 def _edit_and_rehash(home: Path) -> None:
-    """Edit a record and fix its own hash: the next record's link gives it away."""
+    """Edit a record and fix its own hash: its mac gives it away."""
     lines = _lines(home)
     record = json.loads(lines[2])
     record["argv"] = ["kubectl", "get", "nodes"]
@@ -183,10 +199,10 @@ def _remove_cast(home: Path) -> None:
     ("tamper", "bad_index", "why"),
     [
         (_edit_exit_code, 3, "does not match its hash"),
-        (_edit_and_rehash, 3, "does not follow the previous record"),
+        (_edit_and_rehash, 2, "has a wrong mac: it was not written by this log's key"),
         (_reformat, 4, "not in canonical form"),
-        (_delete_line, 5, "does not follow the previous record"),
-        (_swap_lines, 2, "does not follow the previous record"),
+        (_delete_line, 5, "record 7 stands where record 6 belongs: record 6 is missing"),
+        (_swap_lines, 2, "record 5 stands where record 3 belongs: records 3-4 are missing"),
         (_truncate_mid_line, 7, "truncated"),
         (_garbage_last_line, 7, "not a readable record"),
         (_swap_cast, 1, "cast s1.cast no longer matches"),
@@ -368,3 +384,178 @@ def test_iso_time_is_datetimes_isoformat(seconds: float) -> None:
     moment = datetime.fromtimestamp(seconds, timezone.utc)
     expected = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert audit.iso_time(seconds) == expected
+
+
+# --------------------------------------------------------------------------- key and head files
+
+
+def test_the_key_is_made_once_private_and_never_rewritten(isolated_home: Path) -> None:
+    log_file = audit.log_path(isolated_home)
+    key_file, head_file = audit.key_path(log_file), audit.head_path(log_file)
+    assert (key_file.name, head_file.name) == ("audit.key", "audit.head")
+    old_umask = os.umask(0o022)
+    try:
+        _invoke(isolated_home, _log(isolated_home), "s1", b"a\n")
+    finally:
+        os.umask(old_umask)
+    made = key_file.stat()
+    text = key_file.read_text()
+    assert re.fullmatch("[0-9a-f]{64}\n", text)
+    assert stat.S_IMODE(made.st_mode) == 0o600 and stat.S_IMODE(head_file.stat().st_mode) == 0o600
+    _invoke(isolated_home, _log(isolated_home), "s1", b"b\n")
+    again = key_file.stat()
+    assert (again.st_ino, again.st_mtime_ns, key_file.read_text()) == (
+        made.st_ino, made.st_mtime_ns, text
+    )
+    assert json.loads(head_file.read_bytes())["count"] == 4
+    assert not list(isolated_home.glob(".audit.head*"))  # no temp file left behind
+
+
+def test_a_symlink_planted_at_the_head_is_not_followed(isolated_home: Path) -> None:
+    target = isolated_home.parent / "target"
+    target.write_text("untouched")
+    audit.head_path(audit.log_path(isolated_home)).symlink_to(target)
+    with pytest.raises(UnsafeError, match="the head .*audit.head is a symbolic link"):
+        _log(isolated_home).start(session="s1", argv=["kubectl"])
+    assert target.read_text() == "untouched"
+    assert audit.log_path(isolated_home).read_bytes() == b""
+
+
+def test_a_head_lost_while_the_key_was_being_made(isolated_home: Path) -> None:
+    """A writer killed between creating the key and writing the first head: verify says
+    so (it cannot tell this from a deleted head), the next append writes a head."""
+    log_file = audit.log_path(isolated_home)
+    log_file.touch()
+    audit.key_path(log_file).write_text(os.urandom(32).hex() + "\n")
+    result = _verify(isolated_home)
+    assert not result.ok and "audit.head is missing while the key" in result.message
+    _invoke(isolated_home, _log(isolated_home), "s1", b"a\n")
+    assert _verify(isolated_home).ok
+
+
+def test_with_neither_key_nor_head_appends_refuse_a_keyed_log(history: Path) -> None:
+    log_file = audit.log_path(history)
+    audit.key_path(log_file).unlink()
+    audit.head_path(log_file).unlink()
+    result = _verify(history)
+    assert result.first_bad_index == 0
+    assert "line 1: record is keyed, but the key" in result.message
+    with pytest.raises(UnsafeError, match="the key .* is missing while the log has keyed records"):
+        _log(history).start(session="s1", argv=["kubectl"])
+    assert not audit.key_path(log_file).exists()
+
+
+def test_a_torn_line_in_a_keyed_log_is_vouched_for_by_the_record_closing_it(
+    history: Path,
+) -> None:
+    with open(audit.log_path(history), "ab") as f:
+        f.write(b'{"v":2,"status":"sta')
+    _invoke(history, _log(history), "s1", b"after\n")
+    records = [json.loads(x) for x in _lines(history) if x.startswith(b'{"app')]
+    assert records[8]["torn"] == hashlib.sha256(b'{"v":2,"status":"sta').hexdigest()
+    assert _verify(history).ok
+    # the same line put there by hand, with no record vouching for it, is reported
+    lines = _lines(history)
+    lines.insert(3, b'{"v":2,"status":"sta\n')
+    _write_lines(history, lines)
+    result = _verify(history)
+    assert (result.first_bad_index, "not a readable record" in result.message) == (3, True)
+
+
+# --------------------------------------------------------------------------- old logs
+
+
+def _v1_log(home: Path, invocations: int) -> list[dict[str, object]]:
+    """A log as guardctl wrote it before keyed records (format 1, no key, no head)."""
+    records: list[dict[str, object]] = []
+    prev = audit.GENESIS
+    for n in range(invocations):
+        started: dict[str, object] = {
+            "v": 1, "status": "started", "time": f"2025-01-01T00:00:0{n}.000Z", "session": "old",
+            "user": "u", "cwd": "/w", "argv": ["kubectl", "get", str(n)], "line": None,
+            "decision": "allow", "rules": [], "reason": "allowed", "approver": None,
+            "cast": None, "prev": prev,
+        }
+        started["hash"] = prev = audit.record_hash(started)
+        completed: dict[str, object] = {
+            "v": 1, "status": "completed", "time": f"2025-01-01T00:00:0{n}.500Z",
+            "session": "old", "started": prev, "exit_code": 0, "duration": 0.5,
+            "approver": None, "cast": None, "prev": prev,
+        }
+        completed["hash"] = prev = audit.record_hash(completed)
+        records += [started, completed]
+    _write_lines(home, [audit.canonical(r) + b"\n" for r in records])
+    return records
+
+
+def test_an_old_log_verifies_but_is_not_authenticated(isolated_home: Path) -> None:
+    _v1_log(isolated_home, 3)
+    result = _verify(isolated_home)
+    assert (result.ok, result.records, result.keyed) == (True, 6, 0)
+    assert result.message.endswith(
+        "OK, 6 records, not authenticated (written before keyed records)"
+    )
+    assert not audit.key_path(audit.log_path(isolated_home)).exists()
+    # a plain edit is still found by the hash chain
+    _edit_exit_code(isolated_home)
+    assert "line 4: record does not match its hash" in _verify(isolated_home).message
+
+
+def test_appending_to_an_old_log_starts_keyed_records_there(isolated_home: Path) -> None:
+    old = _v1_log(isolated_home, 3)
+    _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
+    records = [json.loads(x) for x in _lines(isolated_home)]
+    assert [r["v"] for r in records] == [1] * 6 + [2] * 2
+    assert [r.get("seq") for r in records[6:]] == [7, 8]
+    assert records[6]["prev"] == old[-1]["hash"]  # the chain goes on through the old records
+    head = json.loads(audit.head_path(audit.log_path(isolated_home)).read_bytes())
+    assert (head["count"], head["last"]) == (8, records[-1]["hash"])
+    result = _verify(isolated_home)
+    assert (result.ok, result.records, result.keyed) == (True, 8, 2), result.message
+    assert "the first 6 were written before keyed records" in result.message
+    rows = audit.sessions(audit.log_path(isolated_home))
+    assert [(r["session"], r["status"]) for r in rows] == [("old", "completed")] * 3 + [
+        ("s1", "completed")
+    ]
+
+
+def test_old_records_are_vouched_for_as_they_were_when_keyed_ones_began(
+    isolated_home: Path,
+) -> None:
+    records = _v1_log(isolated_home, 3)
+    _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
+    keyed = _lines(isolated_home)[6:]
+    records[2]["argv"] = ["kubectl", "get", "nodes"]  # rewrite the old part, hashes and all
+    prev = records[1]["hash"]
+    for record in records[2:]:
+        if record["status"] == "completed":
+            record["started"] = prev
+        record["prev"] = prev
+        record["hash"] = prev = audit.record_hash(record)
+    _write_lines(isolated_home, [audit.canonical(r) + b"\n" for r in records] + keyed)
+    result = _verify(isolated_home)
+    assert result.first_bad_index == 6
+    assert "does not follow the previous record" in result.message
+
+
+def test_keyed_records_cut_off_an_old_log_are_reported(isolated_home: Path) -> None:
+    _v1_log(isolated_home, 3)
+    _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
+    _write_lines(isolated_home, _lines(isolated_home)[:6])
+    result = _verify(isolated_home)
+    assert "records 7-8 were removed from the end" in result.message
+    # nor can records without a mac stand past the head's position
+    _v1_log(isolated_home, 5)
+    result = _verify(isolated_home)
+    assert (result.first_bad_index, "has no mac" in result.message) == (8, True), result.message
+
+
+def test_an_old_log_keeps_its_closed_off_torn_lines(isolated_home: Path) -> None:
+    _v1_log(isolated_home, 2)
+    lines = _lines(isolated_home)
+    lines.insert(2, b'{"v":1,"status":"sta\n')  # how a format 1 writer closed a torn line off
+    _write_lines(isolated_home, lines)
+    assert _verify(isolated_home).ok
+    _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
+    result = _verify(isolated_home)
+    assert (result.ok, result.records, result.keyed) == (True, 6, 2), result.message
