@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 # how often the accept loop wakes up to notice that its socket was removed
 CHECK_SECONDS = 5.0
+# how long a worker waits for the request after the client connected
+REQUEST_SECONDS = 30.0
 BACKLOG = 128
 
 # POSIX ACL xattr (linux/posix_acl_xattr.h): version, then (tag, perm, id) entries
@@ -229,11 +231,16 @@ def serve(path: Path, access: Access, log: IO[str], commands: Commands) -> int:
     """
     broker_environ = dict(os.environ)
     with listening(path, access) as (listener, how):
+        # kubectl runs in the workers' working folder: the root, where no relative path
+        # could name the broker's own files
+        os.chdir("/")
         prewarm()
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
         inode = os.stat(path).st_ino
+        for warning in _reach_warnings(path, access):
+            log.write(f"guardctl broker: warning: {warning}\n")
         log.write(
             f"guardctl broker: ready on {path} ({how}); {access.describe()}\n"
         )
@@ -257,6 +264,21 @@ def serve(path: Path, access: Access, log: IO[str], commands: Commands) -> int:
         except _Stop:
             log.write("guardctl broker: stopped\n")
             return 0
+
+
+def _reach_warnings(path: Path, access: Access) -> list[str]:
+    """Folders above the socket that other accounts cannot pass through (the usual reason an
+    agent gets "permission denied" although the socket names it)."""
+    if not (access.agent_users or access.agent_groups or access.approvers - {access.owner}):
+        return []
+    closed = [
+        str(folder) for folder in path.parents
+        if folder.exists() and not folder.stat().st_mode & 0o001
+    ]
+    return [
+        f"{folder} is closed to other accounts (no o+x): agents cannot reach the socket through "
+        f"it; `chmod o+x {folder}` or choose another --socket" for folder in closed
+    ]
 
 
 def _still_ours(path: Path, inode: int) -> bool:
@@ -316,7 +338,12 @@ def _worker(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         peer = identify(conn, accepted_at)
         role = access.role(peer)
-        body, fds = _receive(conn)
+        conn.settimeout(REQUEST_SECONDS)  # a client that connects and says nothing
+        try:
+            body, fds = _receive(conn)
+        except OSError:
+            body, fds = None, []
+        conn.settimeout(None)
         if body is None or role is None:
             for fd in fds:
                 os.close(fd)
