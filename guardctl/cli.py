@@ -205,7 +205,8 @@ def audit_group() -> None:
 
 @audit_group.command(name="verify")
 def audit_verify() -> int:
-    """Verify the audit log's hash chain and its casts; exit 1 names the first bad record."""
+    """Verify the audit log's records (key, hash chain), its head and its casts; exit 1 names
+    the first problem."""
     from guardctl.recording import audit, recorder
 
     env = _env()

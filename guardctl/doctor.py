@@ -188,8 +188,24 @@ def check_state(env: Environment) -> list[Finding]:
         findings.append(_ok("audit", result.message))
     else:
         findings.append(_fail("audit", f"{result.message}: the record was changed or damaged; "
-                                       "keep a copy for investigation before starting a new log"))
+                                       "keep a copy, then move audit.jsonl, audit.head and the "
+                                       "casts away to start a new log"))
+    findings.extend(_key_findings(audit.key_path(audit.log_path(state))))
     return findings
+
+
+def _key_findings(key: Path) -> list[Finding]:
+    """The audit key must be this account's alone: whoever reads it can forge records."""
+    try:
+        info = key.lstat()
+    except FileNotFoundError:
+        return []
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid != os.getuid() or mode & 0o077 or not stat.S_ISREG(info.st_mode):
+        return [_fail("audit", f"{key} has mode {mode:04o} and owner uid {info.st_uid}: anyone "
+                               f"who reads it can forge records; run `chmod 600 {key}` and make "
+                               "it this account's")]
+    return []
 
 
 def _mode_finding(state: Path) -> Finding:

@@ -170,6 +170,13 @@ def _replace_with_file(path: Path) -> None:
     path.write_text("not a folder")
 
 
+def _readable_audit_key(state: Path) -> None:
+    from guardctl.recording.audit import AuditLog, key_path, log_path
+
+    AuditLog(log_path(state)).start(session="s", argv=["kubectl", "version"])
+    key_path(log_path(state)).chmod(0o644)
+
+
 def _bad_rules(env: Environment, tmp: Path) -> None:
     rules = tmp / "bad.yaml"
     rules.write_text("- id: oops\n  action: perhaps\n  reason: x\n  match: get pods\n")
@@ -197,6 +204,7 @@ def _bad_rules(env: Environment, tmp: Path) -> None:
         (_state(_replace_with_file), "fail", "state", "not a folder", 1),
         (_state(lambda p: (p / "audit.jsonl").write_text("{broken\n")), "fail", "audit",
          "changed or damaged", 1),
+        (_state(_readable_audit_key), "fail", "audit", "can forge records", 1),
     ],
 )
 def test_each_problem_is_named(
