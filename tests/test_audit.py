@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from guardctl.errors import UnsafeError
 from guardctl.model import Action, CommandDecision, Decision, RuleHit
@@ -559,3 +561,30 @@ def test_an_old_log_keeps_its_closed_off_torn_lines(isolated_home: Path) -> None
     _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
     result = _verify(isolated_home)
     assert (result.ok, result.records, result.keyed) == (True, 6, 2), result.message
+
+
+ARGV_SECRETS = [
+    "ghp_1234567890abcdefghijABCDEFGHIJ123456", "AKIAZZZZQQQQRRRR7XYZ",
+    "xoxb-123456789012-1234567890123-abcdefghijABCDEFGHIJabcd", "glpat-abcdefghij1234567890",
+]
+ARGV_WORDS = ["kubectl", "get", "pods", "-n", "dev", "-o", "yaml", "data:", "kind: Secret",
+              "--", "-----BEGIN PRIVATE KEY-----", "a\nb", "", "password:", "x=y"]
+
+
+@given(
+    st.lists(st.sampled_from(ARGV_WORDS) | st.text(max_size=12), max_size=8),
+    st.sampled_from(ARGV_SECRETS),
+    st.integers(0, 8),
+    st.sampled_from(["{}", "--token={}", "KEY={}", "{}\n"]),
+)
+def test_argv_masked_in_one_pass_hides_every_secret(
+    words: list[str], secret: str, at: int, shape: str
+) -> None:
+    words.insert(min(at, len(words)), shape.format(secret))
+    masked = audit.mask_argv(words)
+    assert len(masked) == len(words)
+    assert secret not in "\0".join(masked)
+    # and words without secrets come out as one-word masking leaves them
+    for word, out in zip(words, masked, strict=True):
+        if secret not in word and "\n" not in "".join(words):
+            assert out == audit.mask_argv([word])[0] or "«masked:" in out

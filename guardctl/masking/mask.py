@@ -466,6 +466,26 @@ def _lower(text: str) -> str:
         return text.lower()
 
 
+class _DetectorTables(NamedTuple):
+    everywhere: tuple[Detector, ...]  # detectors without keywords: tried on every text
+    keywords: _Keywords
+    ascii_keywords: bool
+    # on equal spans the file's order decides: vendor formats before generic rules
+    rank: dict[str, int]
+
+
+@lru_cache(maxsize=8)
+def _detector_tables(detectors: tuple[Detector, ...]) -> _DetectorTables:
+    """What a scanner derives from its detectors, once per detector set: every masker of a
+    run (and every word of an audit record) shares the bundled one."""
+    return _DetectorTables(
+        everywhere=tuple(d for d in detectors if not _by_line(d)),
+        keywords=_keywords_for(detectors),
+        ascii_keywords=all(k.isascii() for d in detectors for k in d.keywords),
+        rank={d.name: index for index, d in enumerate(detectors)},
+    )
+
+
 class _Scanner:
     """Finds detector matches, literal values and base64 blobs that hide either."""
 
@@ -476,14 +496,11 @@ class _Scanner:
         rules: StructureRules,
         digests: Collection[str] = (),
     ) -> None:
-        self._everywhere = tuple(d for d in detectors.values() if not _by_line(d))
-        self._keywords = _keywords_for(tuple(detectors.values()))
-        self._ascii_keywords = all(k.isascii() for d in detectors.values() for k in d.keywords)
+        tables = _detector_tables(tuple(detectors.values()))
+        self._everywhere, self._keywords, self._ascii_keywords, self._rank = tables
         self._literals = _literal_forms(literals)
         self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
-        # on equal spans the file's order decides: vendor formats before generic rules
-        self._rank = {name: index for index, name in enumerate(detectors)}
 
     def spans(self, text: str, depth: int = 0) -> list[Span]:
         lowered = _lower(text) if self._ascii_keywords else text.lower()

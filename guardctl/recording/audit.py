@@ -26,7 +26,7 @@ with a key only the log's owner holds. Beside the log live:
 - `audit.head`: `{"log": ID, "count": N, "last": HASH, "mac": HMAC(log|count|last)}`, the
   log's identity (16 random bytes, made when the key is, or when a head is started anew),
   how many records the log holds and the hash of the last one. It is rewritten atomically
-  (temp file, fsync, rename) after every append while the append still holds the log's
+  (temp file, fdatasync, rename) after every append while the append still holds the log's
   lock, so it anchors the log's end: records cut off the end and a deleted log show.
 
 So `verify` names the line of a record edited (even with its hash recomputed), forged,
@@ -68,7 +68,7 @@ were all deleted: the casts usually give such a rollback away (bytes past a cast
 recorded extent, or the next invocation on that cast starting past it), but only an anchor
 out of the writer's reach settles it.
 
-Appends take an exclusive `flock` on the log, write one O_APPEND `write` and fsync, so
+Appends take an exclusive `flock` on the log, write one O_APPEND `write` and fdatasync, so
 concurrent guardctl processes interleave whole records and the chain stays linear. If the
 log cannot be written the caller gets UnsafeError and must not run the command.
 """
@@ -303,7 +303,7 @@ def _write_head(path: Path, head: Head, *, first: bool = False) -> None:
     try:
         try:
             _write_all(fd, head.to_bytes())
-            os.fsync(fd)
+            os.fdatasync(fd)  # the bytes and size before the rename: no half-written head
         finally:
             os.close(fd)
         os.replace(tmp, path)  # replaces a symlink at `path` itself, never its target
@@ -369,7 +369,17 @@ def mask_argv(argv: Sequence[str]) -> list[str]:
     --from-literal=KEY=..., see data/secret_flags.json) replaced by a placeholder, then
     every word through the output masker's detectors."""
     # detectors first: they would re-mask our placeholder in `--token=«masked:…»`
-    return _mask_words([mask_text(_clean(w)) for w in argv])[0]
+    return _mask_words(_mask_each([_clean(w) for w in argv]))[0]
+
+
+def _mask_each(words: list[str]) -> list[str]:
+    """Each word through the detectors, in one masker pass with one word a line (a masker
+    costs more to build than to run); a word holding a line break is masked on its own."""
+    if not any("\n" in word for word in words):
+        parts = mask_text("\n".join(words)).split("\n")
+        if len(parts) == len(words):
+            return parts
+    return [mask_text(word) for word in words]
 
 
 def mask_line(line: str, argv: Sequence[str]) -> str:
@@ -386,9 +396,6 @@ def mask_line(line: str, argv: Sequence[str]) -> str:
             return placeholder("line")
         text = text.replace(value, placeholder("flag"))
     return text
-
-
-# --------------------------------------------------------------------------- writing
 
 
 # --------------------------------------------------------------------------- writing
@@ -563,11 +570,12 @@ class AuditLog:
         record["hash"] = digest
         record["mac"] = record_mac(key, head.log, digest)
         _write_all(fd, (b"\n" if torn else b"") + canonical(record) + b"\n")
-        # Once write() returns, a crash of guardctl loses nothing; fsync also keeps the record
-        # through a power loss or kernel crash, which the command's effect on the cluster
-        # survives too. It is kept for "started" as well: an appended line costs one journal
-        # commit (about 0.1 ms on the ext4 SSD we measure on), far below a kubectl call.
-        os.fsync(fd)
+        # Once write() returns, a crash of guardctl loses nothing; fdatasync also keeps the
+        # record through a power loss or kernel crash, which the command's effect on the
+        # cluster survives too (the data and the file's new size: what reading it back needs;
+        # fsync would add the times). It is kept for "started" as well: an appended line costs
+        # one journal commit, far below a kubectl call.
+        os.fdatasync(fd)
         # still under the lock, so heads are written in the order records are; its temp file
         # and rename cost a second journal commit, and a head never runs ahead of the log
         self._write_head(_make_head(key, head.log, seq + 1, digest))

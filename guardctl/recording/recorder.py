@@ -202,10 +202,10 @@ class Recording:
         self._guard(lambda: self._writer.resize(cols, rows))
 
     def finish(self) -> CastExtent:
-        """Flush, fsync and hash what this cast holds now; then release the lock."""
+        """Flush, fdatasync and hash what this cast holds now; then release the lock."""
         try:
             self._writer.close()
-            os.fsync(self._fd)
+            os.fdatasync(self._fd)
             size = os.fstat(self._fd).st_size
             digest = sha256_prefix(self.path, size)
         except OSError as exc:
