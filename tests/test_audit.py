@@ -577,14 +577,10 @@ ARGV_WORDS = ["kubectl", "get", "pods", "-n", "dev", "-o", "yaml", "data:", "kin
     st.integers(0, 8),
     st.sampled_from(["{}", "--token={}", "KEY={}", "{}\n"]),
 )
-def test_argv_masked_in_one_pass_hides_every_secret(
+def test_argv_masking_hides_every_secret_whatever_surrounds_it(
     words: list[str], secret: str, at: int, shape: str
 ) -> None:
     words.insert(min(at, len(words)), shape.format(secret))
     masked = audit.mask_argv(words)
     assert len(masked) == len(words)
     assert secret not in "\0".join(masked)
-    # and words without secrets come out as one-word masking leaves them
-    for word, out in zip(words, masked, strict=True):
-        if secret not in word and "\n" not in "".join(words):
-            assert out == audit.mask_argv([word])[0] or "«masked:" in out

@@ -676,6 +676,28 @@ def _untouched_line(watched: Iterable[str], credential_keys: Iterable[str]) -> s
     return f"[ ]*+(?:{yaml_line}|{json_line}|{plain_line})"
 
 
+class _StructurePatterns(NamedTuple):
+    # a line that may hold a Secret as JSON: `"Secret` and `"data"` in any escaping
+    kind: re.Pattern[str]
+    data_needle: re.Pattern[str]
+    data_object: re.Pattern[str]
+    # the keys `_keyed_line` reads (and credential keys, lower-cased): runs stop at them
+    untouched_line: str
+
+
+@lru_cache(maxsize=8)
+def _structure_patterns(rules: StructureRules) -> _StructurePatterns:
+    """The structure rules' patterns, built once per rule set (every masker shares them)."""
+    kinds = "|".join(re.escape(k) for k in sorted(rules.secret_kinds))
+    keys = "|".join(re.escape(k) for k in sorted(rules.data_keys))
+    return _StructurePatterns(
+        kind=re.compile(f'"(?:{kinds})'),
+        data_needle=re.compile(rf'"(?:{keys})\\*"'),
+        data_object=re.compile(rf'(?P<q>\\*)"(?:{keys})(?P=q)"\s*:\s*\{{(?P<body>[^{{}}]*)\}}'),
+        untouched_line=_untouched_line(rules.data_keys | _KEYS_READ, rules.credential_keys),
+    )
+
+
 class _Structure:
     """Line-by-line reading of YAML, JSON and describe output, masking what structure says.
 
@@ -690,20 +712,14 @@ class _Structure:
         self._section: _Section | None = None
         self._block: _Block | None = None
         self._env_level: int | None = None  # column of `name: SECRET_NAME` awaiting `value:`
-        # a line that may hold a Secret as JSON: `"Secret` and `"data"` in any escaping
-        kinds = "|".join(re.escape(k) for k in sorted(rules.secret_kinds))
-        self._kind_search = re.compile(f'"(?:{kinds})').search
-        keys = "|".join(re.escape(k) for k in sorted(rules.data_keys))
-        self._data_needle = re.compile(rf'"(?:{keys})\\*"')
-        self._data_object = re.compile(
-            rf'(?P<q>\\*)"(?:{keys})(?P=q)"\s*:\s*\{{(?P<body>[^{{}}]*)\}}'
-        )
+        patterns = _structure_patterns(rules)
+        self._kind_search = patterns.kind.search
+        self._data_needle = patterns.data_needle
+        self._data_object = patterns.data_object
         self._describe_secret = all_secret
         self._describe_data = False
         self._previous = ""
-        # the keys `_keyed_line` reads (and credential keys, lower-cased): runs stop at them
-        read = rules.data_keys | _KEYS_READ
-        self._untouched_line = _untouched_line(read, rules.credential_keys)
+        self._untouched_line = patterns.untouched_line
         self._untouched_runs: dict[int, re.Pattern[str]] = {}  # by the fewest leading spaces
         self._out: list[str] = []
 

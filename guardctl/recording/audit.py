@@ -369,17 +369,7 @@ def mask_argv(argv: Sequence[str]) -> list[str]:
     --from-literal=KEY=..., see data/secret_flags.json) replaced by a placeholder, then
     every word through the output masker's detectors."""
     # detectors first: they would re-mask our placeholder in `--token=«masked:…»`
-    return _mask_words(_mask_each([_clean(w) for w in argv]))[0]
-
-
-def _mask_each(words: list[str]) -> list[str]:
-    """Each word through the detectors, in one masker pass with one word a line (a masker
-    costs more to build than to run); a word holding a line break is masked on its own."""
-    if not any("\n" in word for word in words):
-        parts = mask_text("\n".join(words)).split("\n")
-        if len(parts) == len(words):
-            return parts
-    return [mask_text(word) for word in words]
+    return _mask_words([mask_text(_clean(w)) for w in argv])[0]
 
 
 def mask_line(line: str, argv: Sequence[str]) -> str:
