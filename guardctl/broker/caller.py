@@ -9,10 +9,12 @@ are raised in the worker, and the client's end (killed, gone) is a SIGTERM, as i
 to a guardctl running in the client's own process.
 """
 
+import contextlib
 import os
 import queue
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +52,7 @@ class Caller:
         self._bash: queue.Queue[int | None] = queue.Queue()
         self._fetched: dict[tuple[str, str, bool], _Input] = {}
         self._download: tuple[str, Path] | None = None  # kubectl cp from a pod: (local, copy)
+        self._reported = False
         self.finished = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -194,9 +197,15 @@ class Caller:
     def say(self, message: str) -> None:
         self.send(wire.SAY, message.encode("utf-8", "replace"))
 
-    def exit(self, code: int) -> None:
+    def report(self, code: int) -> None:
+        """Send the command's exit status, once (later calls do nothing): the client goes on
+        while the worker still writes the records that follow a run."""
+        if self._reported:
+            return
+        self._reported = True
         self.finished.set()
-        try:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        with contextlib.suppress(OSError):
             self.send(wire.EXIT, b"%d" % code)
-        except OSError:
-            pass

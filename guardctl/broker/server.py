@@ -23,13 +23,14 @@ import gc
 import grp
 import os
 import pwd
+import select
 import signal
 import socket
 import stat
 import sys
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 # how often the accept loop wakes up to notice that its socket was removed
 CHECK_SECONDS = 5.0
+# idle workers forked and warmed ahead of requests (see _Pool)
+SPARES = 2
 # how long a worker waits for the request after the client connected
 REQUEST_SECONDS = 30.0
 BACKLOG = 128
@@ -237,7 +240,6 @@ def serve(path: Path, access: Access, log: IO[str], commands: Commands) -> int:
         prewarm()
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
         inode = os.stat(path).st_ino
         for warning in _reach_warnings(path, access):
             log.write(f"guardctl broker: warning: {warning}\n")
@@ -245,25 +247,123 @@ def serve(path: Path, access: Access, log: IO[str], commands: Commands) -> int:
             f"guardctl broker: ready on {path} ({how}); {access.describe()}\n"
         )
         log.flush()
-        listener.settimeout(CHECK_SECONDS)
+        pool = _Pool(lambda taken: _spare(listener, taken, access, broker_environ, commands))
         try:
             while True:
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    if not _still_ours(path, inode):
-                        log.write(f"guardctl broker: {path} was removed; stopping\n")
-                        return 1
-                    continue
-                accepted_at = time.clock_gettime(time.CLOCK_BOOTTIME)
-                conn.settimeout(None)
-                if os.fork() == 0:
-                    listener.close()
-                    _worker(conn, access, accepted_at, broker_environ, commands)  # no return
-                conn.close()
+                pool.fill()
+                if not pool.wait(CHECK_SECONDS) and not _still_ours(path, inode):
+                    log.write(f"guardctl broker: {path} was removed; stopping\n")
+                    return 1
         except _Stop:
             log.write("guardctl broker: stopped\n")
             return 0
+        finally:
+            pool.stop()
+
+
+class _Pool:
+    """Workers forked ahead of their requests: each warms itself up, then waits in accept().
+
+    A fork of the warm server shares its memory until it writes, and a Python process writes
+    wherever it touches an object (reference counts): the first request a fresh fork serves
+    pays a page fault for every page it touches, half of a worker's time before kubectl
+    starts. A spare pays that while it waits (`warm_up`), so a request finds a worker ready.
+    A spare that takes a connection says so on a pipe, and the server forks the next.
+    """
+
+    def __init__(self, run: Callable[[int], None]) -> None:
+        self._run = run
+        self._taken_read, self._taken_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.spares: set[int] = set()
+
+    def fill(self) -> None:
+        while len(self.spares) < SPARES:
+            pid = os.fork()
+            if pid == 0:
+                os.close(self._taken_read)
+                self._run(self._taken_write)  # never returns
+            self.spares.add(pid)
+
+    def wait(self, seconds: float) -> bool:
+        """Wait for a spare to take a connection (True) or for `seconds` (False); reap the
+        workers that ended meanwhile."""
+        ready, _, _ = select.select([self._taken_read], [], [], seconds)
+        if ready:
+            try:
+                data = os.read(self._taken_read, 4096)
+            except BlockingIOError:
+                data = b""
+            for start in range(0, len(data) - 3, 4):
+                self.spares.discard(int.from_bytes(data[start : start + 4], sys.byteorder))
+        self._reap()
+        return bool(ready)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.spares.discard(pid)  # a spare that died idle is replaced by `fill`
+
+    def stop(self) -> None:
+        """End the idle spares; workers serving a request finish it."""
+        for pid in self.spares:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        self.spares.clear()
+
+
+def _spare(
+    listener: socket.socket, taken: int, access: Access, broker_environ: dict[str, str],
+    commands: Commands,
+) -> None:
+    """A spare worker: warm up, take one connection, tell the server, serve it; never returns."""
+    try:
+        os.setsid()  # its own session: a Ctrl-C at the broker's terminal stops the server only
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)  # idle: ends quietly
+        warm_up(broker_environ)
+        conn, _ = listener.accept()
+        accepted_at = time.clock_gettime(time.CLOCK_BOOTTIME)
+        os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
+        os.close(taken)
+        listener.close()
+    except BaseException:  # noqa: BLE001 - a spare must end here, never in the server's loop
+        os._exit(1)
+    _worker(conn, access, accepted_at, broker_environ, commands)
+
+
+def warm_up(environ: dict[str, str]) -> None:
+    """Touch, without effects, what a request's worker touches: decide, mask, read settings."""
+    import io
+    import tempfile
+    import threading
+
+    from guardctl.env import Environment
+    from guardctl.masking import detectors, mask
+    from guardctl.recording import audit
+    from guardctl.running import creds, invoke, runner
+
+    quiet = io.StringIO()
+    env = Environment(stdin=io.StringIO(), stdout=quiet, stderr=quiet, environ=environ)
+    argv = ["get", "pods", "-n", "dev", "-o", "wide"]
+    with contextlib.suppress(Exception):
+        threading.Thread(target=int).start()  # the caller's reader thread starts like this
+        decision = invoke.decide_invocation(env, invoke.read_invocation(env, argv))
+        masker = mask.masker_for(argv, detectors.default_detectors())
+        masker.feed(b"NAME   READY   STATUS\nweb    1/1     Running\n")
+        masker.flush()
+        runner.find_kubectl(env)
+        config = creds.require_config(env)
+        cache = creds.kernel_cache(env, config)
+        if cache is not None:
+            cache.load()
+        with tempfile.TemporaryDirectory() as scratch:  # an audit record of its own
+            log = audit.AuditLog(audit.log_path(Path(scratch)))
+            log.finish(log.start(session="warm", argv=["kubectl", *argv], decision=decision), 0)
 
 
 def _reach_warnings(path: Path, access: Access) -> list[str]:
@@ -321,6 +421,8 @@ def _send(conn: socket.socket, tag: bytes, body: bytes) -> None:
         conn.sendall(wire.frame(tag, body))
 
 
+
+
 def _raise_exit(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -331,6 +433,7 @@ def _worker(
 ) -> None:
     """Serve one request and exit; never returns into the accept loop."""
     code = 13
+    reported = False
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # kubectl's exit must be waited for
         for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -350,12 +453,14 @@ def _worker(
             _refuse(conn, peer, role, body is None)
             os._exit(2 if body is None else 13)
         code = _serve_request(conn, peer, role, body, fds, broker_environ, commands)
+        reported = True  # _serve_request sent the exit status in every case
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - a worker must end here, never in the accept loop
         code = 1
     _flush_streams()
-    _send(conn, wire.EXIT, b"%d" % code)
+    if not reported:
+        _send(conn, wire.EXIT, b"%d" % code)
     os._exit(code)
 
 
@@ -404,13 +509,17 @@ def _serve_request(
     caller = Caller(
         conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher)
     )
+    code = 1
     try:
-        return run_request(
+        code = run_request(
             caller, [os.fsdecode(a) for a in args], command_environ(broker_environ, environ),
             commands,
         )
+    except SystemExit as exc:  # a signal ended the command (see _raise_exit)
+        code = exc.code if isinstance(exc.code, int) else 1
     finally:
-        caller.finished.set()
+        caller.report(code)
+    return code
 
 
 def command_environ(broker_environ: dict[str, str], requested: list[bytes]) -> dict[str, str]:

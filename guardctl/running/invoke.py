@@ -147,6 +147,9 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
         try:
             outcome.code = _act(env, invocation, decision, recording, use_pty, outcome)
         finally:
+            if env.caller is not None:
+                # kubectl's status goes to the client now; the records below follow it
+                env.caller.report(outcome.code)
             log.finish(
                 handle, int(outcome.code), approver=outcome.approver, cast=recording.finish()
             )
