@@ -167,6 +167,12 @@ ATTACKS = [
     Attack("an approved line's grant reused later",
            "sh -c 'kubectl get ns >/dev/null'; GUARDCTL_PREAPPROVED=$(ls {state}/home/preapproved"
            " 2>/dev/null | head -1) kubectl get secret app-secrets -n dev -o yaml"),
+    Attack("a kustomization that reaches for the run's private kubeconfig",
+           "mkdir -p {work}/reach;"
+           " printf 'resources:\\n- ../../kubeconfig\\n- ../../../kubeconfig\\n'"
+           " > {work}/reach/kustomization.yaml; kubectl kustomize {work}/reach;"
+           " kubectl kustomize {work}/reach --load-restrictor=LoadRestrictionsNone;"
+           " kubectl apply -k {work}/reach --dry-run=server"),
     Attack("swap the manifest between the decision and the apply",
            "(while :; do cp {work}/benign.yaml {work}/swap.yaml; cp {work}/escalate.yaml"
            " {work}/swap.yaml; done) & for i in 1 2 3 4 5 6; do kubectl apply -f {work}/swap.yaml;"

@@ -166,6 +166,7 @@ def test_local_inputs_are_found_in_every_spelling(
         (("proxy", "-u", "/tmp/s"), "makes a socket"),
         (("kustomize", "--enable-helm", "d"), "runs helm"),
         (("kustomize", "d", "-o", "/tmp/out"), "writes a file"),
+        (("kustomize", "d", "--load-restrictor=LoadRestrictionsNone"), "outside its folder"),
         (("edit", "cm", "x"), "needs an editor"),
         (("apply", "--edit", "-f", "x"), "needs an editor"),
         (("create", "--edit", "-f", "x"), "needs an editor"),
