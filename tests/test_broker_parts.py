@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,39 @@ def test_minting_keeps_plugin_settings_and_drops_what_steers_kubectl(tmp_path: P
         "PATH": "/p", "AWS_PROFILE": "x", "KUBECONFIG": str(tmp_path / "kc"), "KUBERC": "off",
         "KUBECTL_KUBERC": "false",
     }
+
+
+# --------------------------------------------------------------------------- the worker pool
+
+
+def test_the_pool_keeps_spares_and_never_more_workers_than_its_limit() -> None:
+    import signal
+    import time
+
+    def spare(taken: int) -> None:  # a worker that takes a "connection" at once, then lives
+        os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
+        time.sleep(30)
+        os._exit(0)
+
+    pool = server._Pool(spare, spares=2, limit=3)
+    try:
+        pool.fill()
+        assert len(pool.spares) == 2
+        deadline = time.monotonic() + 10
+        while len(pool.busy) < 2 and time.monotonic() < deadline:
+            pool.wait(0.1)
+        assert len(pool.busy) == 2 and not pool.spares
+        pool.fill()
+        assert len(pool.spares) == 1  # the third worker; the limit is reached
+        pool.fill()
+        assert len(pool.spares) + len(pool.busy) <= 3
+        victim = next(iter(pool.busy))
+        os.kill(victim, signal.SIGKILL)
+        while victim in pool.busy and time.monotonic() < deadline + 10:
+            pool.wait(0.1)
+        assert victim not in pool.busy  # reaped: room for another
+    finally:
+        for pid in (*pool.spares, *pool.busy):
+            os.kill(pid, signal.SIGKILL)
+        pool.wait(0.1)
+        pool.stop()

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 CHECK_SECONDS = 5.0
 # idle workers forked and warmed ahead of requests (see _Pool)
 SPARES = 2
+# workers alive at once (idle or serving); more clients wait in the socket's backlog
+MAX_WORKERS = 64
 # how long a worker waits for the request after the client connected
 REQUEST_SECONDS = 30.0
 BACKLOG = 128
@@ -271,13 +273,20 @@ class _Pool:
     A spare that takes a connection says so on a pipe, and the server forks the next.
     """
 
-    def __init__(self, run: Callable[[int], None]) -> None:
+    def __init__(
+        self, run: Callable[[int], None], spares: int = SPARES, limit: int = MAX_WORKERS
+    ) -> None:
         self._run = run
+        self._spares = spares
+        self._limit = limit
         self._taken_read, self._taken_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.spares: set[int] = set()
+        self.busy: set[int] = set()
 
     def fill(self) -> None:
-        while len(self.spares) < SPARES:
+        """Fork spares up to their number, while fewer than `limit` workers live: past it,
+        connections wait in the socket's backlog until a worker ends."""
+        while len(self.spares) < self._spares and len(self.spares) + len(self.busy) < self._limit:
             pid = os.fork()
             if pid == 0:
                 os.close(self._taken_read)
@@ -294,7 +303,10 @@ class _Pool:
             except BlockingIOError:
                 data = b""
             for start in range(0, len(data) - 3, 4):
-                self.spares.discard(int.from_bytes(data[start : start + 4], sys.byteorder))
+                pid = int.from_bytes(data[start : start + 4], sys.byteorder)
+                if pid in self.spares:
+                    self.spares.discard(pid)
+                    self.busy.add(pid)
         self._reap()
         return bool(ready)
 
@@ -307,6 +319,7 @@ class _Pool:
             if pid == 0:
                 return
             self.spares.discard(pid)  # a spare that died idle is replaced by `fill`
+            self.busy.discard(pid)
 
     def stop(self) -> None:
         """End the idle spares; workers serving a request finish it."""
