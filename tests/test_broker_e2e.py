@@ -338,3 +338,37 @@ def test_an_approvers_own_command_is_asked_on_their_terminal(broker: Broker) -> 
         child.close(force=True)
     assert child.exitstatus == 0
     assert b"hunter2" not in (child.before or b"")
+
+
+def test_proxy_listens_where_the_agent_reaches_it(broker: Broker) -> None:
+    # `kubectl proxy` needs a human (rule port-forward); it then listens on the broker's
+    # loopback, which an agent account on the same host reaches
+    environ = broker.agent_environ()
+    proxy = subprocess.Popen(
+        ["runuser", "-u", AGENT, "--", "env", "-i", *(f"{k}={v}" for k, v in environ.items()),
+         str(broker.shared / "bin" / "guardctl"), "proxy", "--port=0"],
+        cwd=broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    console = pexpect.spawn(
+        sys.executable, ["-m", "guardctl", "approvals"],
+        env={**broker.environ, "GUARDCTL_BROKER": str(broker.socket)},
+        timeout=30, dimensions=(50, 150),
+    )
+    try:
+        console.expect("port-forward")
+        console.send("a")
+        assert proxy.stdout is not None
+        line = proxy.stdout.readline().decode()
+        assert line.startswith("Starting to serve on 127.0.0.1:"), line
+        port = line.rsplit(":", 1)[1].strip()
+        fetch = broker.as_user(AGENT, [broker.python, "-c", (
+            "import urllib.request, sys;"
+            f"print(urllib.request.urlopen('http://127.0.0.1:{port}/api/v1/namespaces/dev/pods')"
+            ".read().decode())")])
+        assert fetch.returncode == 0, fetch.stderr
+        assert "web-7d4b9c8f6d-x2k9p" in fetch.stdout.decode()
+    finally:
+        console.close(force=True)
+        proxy.terminate()
+        proxy.wait(timeout=30)
