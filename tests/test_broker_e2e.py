@@ -372,3 +372,33 @@ def test_proxy_listens_where_the_agent_reaches_it(broker: Broker) -> None:
         console.close(force=True)
         proxy.terminate()
         proxy.wait(timeout=30)
+
+
+def test_a_line_approved_once_runs_its_kubectl_without_asking_again(broker: Broker) -> None:
+    # sh -c: the broker decides the line and keeps the grant; bash runs on the agent's side,
+    # and its kubectl comes back through the broker, which takes the grant instead of asking
+    environ = broker.agent_environ()
+    agent = subprocess.Popen(
+        ["runuser", "-u", AGENT, "--", "env", "-i", *(f"{k}={v}" for k, v in environ.items()),
+         str(broker.shared / "bin" / "guardctl"), "sh", "-c",
+         "kubectl get secret app-secrets -n dev -o yaml | grep -c AWS_ACCESS_KEY_ID"],
+        cwd=broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    console = pexpect.spawn(
+        sys.executable, ["-m", "guardctl", "approvals"],
+        env={**broker.environ, "GUARDCTL_BROKER": str(broker.socket)},
+        timeout=30, dimensions=(50, 150),
+    )
+    try:
+        console.expect("read-secret-values")
+        console.send("a")
+        out, err = agent.communicate(timeout=60)
+    finally:
+        console.close(force=True)
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == 0, err
+    assert out.strip() == b"1" and err.count(b"waiting up to") == 1  # asked once, for the line
+    preapproved = broker.state / "home" / "preapproved"
+    assert not preapproved.exists() or list(preapproved.iterdir()) == []  # revoked at the end
