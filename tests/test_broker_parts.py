@@ -370,3 +370,28 @@ def test_the_pool_keeps_spares_and_never_more_workers_than_its_limit() -> None:
             os.kill(pid, signal.SIGKILL)
         pool.wait(0.1)
         pool.stop()
+
+
+def test_a_failing_child_never_unwinds_into_the_servers_frames(tmp_path: Path) -> None:
+    # the server's `finally` blocks remove the socket: a forked worker that raised must end
+    # where it is, not run them (a signal at a worker's last step once removed the socket)
+    import time
+
+    parent = os.getpid()
+
+    def run(_taken: int) -> None:
+        raise SystemExit(3)
+
+    pool = server._Pool(run, spares=1, limit=1)
+    try:
+        pool.fill()
+        (child,) = pool.spares
+        deadline = time.monotonic() + 10
+        while child in pool.spares and time.monotonic() < deadline:
+            pool.wait(0.05)
+        assert child not in pool.spares
+    finally:
+        if os.getpid() != parent:
+            (tmp_path / "unwound").write_text("a child ran the server's finally blocks")
+            os._exit(0)
+    assert not (tmp_path / "unwound").exists()

@@ -183,12 +183,14 @@ def listening(path: Path, access: Access) -> Iterator[tuple[socket.socket, str]]
             os.umask(old_mask)
         how = grant_access(path, access)
         listener.listen(BACKLOG)
+        owner = os.getpid()
         try:
             yield listener, how
         finally:
             listener.close()
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            if os.getpid() == owner:  # never a forked worker's doing
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
     finally:
         os.close(lock_fd)
 
@@ -289,8 +291,13 @@ class _Pool:
         while len(self.spares) < self._spares and len(self.spares) + len(self.busy) < self._limit:
             pid = os.fork()
             if pid == 0:
-                os.close(self._taken_read)
-                self._run(self._taken_write)  # never returns
+                # a child must never unwind into the server's frames (whose `finally` blocks
+                # would remove the socket): whatever happens, it ends here
+                try:
+                    os.close(self._taken_read)
+                    self._run(self._taken_write)
+                finally:
+                    os._exit(1)
             self.spares.add(pid)
 
     def wait(self, seconds: float) -> bool:
@@ -471,10 +478,12 @@ def _worker(
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - a worker must end here, never in the accept loop
         code = 1
-    _flush_streams()
-    if not reported:
-        _send(conn, wire.EXIT, b"%d" % code)
-    os._exit(code)
+    try:
+        _flush_streams()
+        if not reported:
+            _send(conn, wire.EXIT, b"%d" % code)
+    finally:
+        os._exit(code)
 
 
 def _refuse(conn: socket.socket, peer: Peer, role: str | None, unreadable: bool) -> None:
