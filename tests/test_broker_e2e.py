@@ -402,3 +402,38 @@ def test_a_line_approved_once_runs_its_kubectl_without_asking_again(broker: Brok
     assert out.strip() == b"1" and err.count(b"waiting up to") == 1  # asked once, for the line
     preapproved = broker.state / "home" / "preapproved"
     assert not preapproved.exists() or list(preapproved.iterdir()) == []  # revoked at the end
+
+
+def test_the_readmes_bubblewrap_sandbox_keeps_the_same_account_out(broker: Broker) -> None:
+    # README case 2 with the test broker's folders: the broker's own account, sandboxed,
+    # is an agent that reaches the socket and nothing of the broker's
+    import shutil
+
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("bubblewrap is not installed")
+    sock = str(broker.socket)
+    hidden = ["/tmp", *(str(broker.state / n) for n in ("home", "data", "cache", "config"))]
+    sandbox = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
+               "--share-net", *(w for h in hidden for w in ("--tmpfs", h)),
+               "--ro-bind", sock, sock, "--setenv", "GUARDCTL_BROKER", sock, "--"]
+    environ = {**broker.environ, "GUARDCTL_BROKER": sock}
+    probe = subprocess.run([*sandbox, "true"], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"bubblewrap cannot make this sandbox here: {probe.stderr.decode().strip()}")
+    guardctl = [sys.executable, "-m", "guardctl"]
+    status = subprocess.run([*sandbox, *guardctl, "broker", "status"], env=environ,
+                            capture_output=True, timeout=60)
+    assert b"(uid 0, agent)" in status.stdout, status.stderr
+    script = (
+        f"{sys.executable} -m guardctl get pods -n dev -w > /dev/null 2>&1 & sleep 2;"
+        f" ls {broker.state}/run /tmp; cat {broker.state}/data/python_keyring/*; ps -e; kill %1"
+    )
+    seen = subprocess.run([*sandbox, "/bin/sh", "-c", script], env=environ,
+                          capture_output=True, timeout=60)
+    out = seen.stdout + seen.stderr
+    assert b"guardctl-kubeconfig" not in out and b"token" not in out.lower()
+    assert b"broker serve" not in out  # its own PID namespace: the broker is not there
+    proc = subprocess.run([*sandbox, *guardctl, "get", "ns", "-o", "name"], env=environ,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith(b"namespace/")
