@@ -395,3 +395,26 @@ def test_a_failing_child_never_unwinds_into_the_servers_frames(tmp_path: Path) -
             (tmp_path / "unwound").write_text("a child ran the server's finally blocks")
             os._exit(0)
     assert not (tmp_path / "unwound").exists()
+
+
+@pytest.mark.parametrize(
+    ("socket_path", "message"),
+    [
+        ("/nonexistent/dir/b.sock", "cannot use /nonexistent/dir for the socket"),
+        ("{tmp}/" + "x" * 120 + "/b.sock", "cannot listen on"),
+    ],
+)
+def test_a_socket_that_cannot_be_made_is_one_line(
+    tmp_path: Path, socket_path: str, message: str
+) -> None:
+    import subprocess
+
+    path = Path(socket_path.format(tmp=tmp_path))
+    if path.parent.name.startswith("x"):
+        path.parent.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardctl", "broker", "serve", "--socket", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr

@@ -179,6 +179,10 @@ def listening(path: Path, access: Access) -> Iterator[tuple[socket.socket, str]]
         old_mask = os.umask(0o177)
         try:
             listener.bind(str(path))
+        except OSError as err:
+            listener.close()
+            raise UsageError(f"cannot listen on {path}: {err.strerror or err}: choose another "
+                             "--socket (a shorter path, in a folder of this account)") from None
         finally:
             os.umask(old_mask)
         how = grant_access(path, access)
