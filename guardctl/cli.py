@@ -188,11 +188,12 @@ def sessions(
     from datetime import timezone
 
     from guardctl.recording import audit
+    from guardctl.recording import sessions as listing
 
     env = _env()
     when = since.replace(tzinfo=timezone.utc) if since and since.tzinfo is None else since
-    rows = audit.sessions(audit.log_path(env.state_dir), when, decision, session)
-    text = audit.sessions_json(rows) if as_json else audit.format_sessions(rows)
+    rows = listing.sessions(audit.log_path(env.state_dir), when, decision, session)
+    text = listing.sessions_json(rows) if as_json else listing.format_sessions(rows)
     if text:
         click.echo(text)
     return ExitStatus.OK
@@ -207,10 +208,10 @@ def audit_group() -> None:
 def audit_verify() -> int:
     """Verify the audit log's records (key, hash chain), its head and its casts; exit 1 names
     the first problem."""
-    from guardctl.recording import audit, recorder
+    from guardctl.recording import audit, recorder, verify
 
     env = _env()
-    result = audit.verify(audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir))
+    result = verify.verify(audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir))
     click.echo(result.message, err=not result.ok)
     return ExitStatus.OK if result.ok else ExitStatus.ERROR
 

@@ -170,7 +170,7 @@ def _creatable(path: Path) -> bool:
 
 
 def check_state(env: Environment) -> list[Finding]:
-    from guardctl.recording import audit, recorder
+    from guardctl.recording import audit, auditkey, recorder, verify
 
     state = env.state_dir
     if not state.exists():
@@ -183,14 +183,14 @@ def check_state(env: Environment) -> list[Finding]:
     findings = [_mode_finding(state)]
     if not os.access(state, os.W_OK | os.X_OK):
         findings.append(_fail("state", f"{state} is not writable: fix its owner or permissions"))
-    result = audit.verify(audit.log_path(state), recorder.cast_dir(state))
+    result = verify.verify(audit.log_path(state), recorder.cast_dir(state))
     if result.ok:
         findings.append(_ok("audit", result.message))
     else:
         findings.append(_fail("audit", f"{result.message}: the record was changed or damaged; "
                                        "keep a copy, then move audit.jsonl, audit.head and the "
                                        "casts away to start a new log"))
-    findings.extend(_key_findings(audit.key_path(audit.log_path(state))))
+    findings.extend(_key_findings(auditkey.key_path(audit.log_path(state))))
     return findings
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from guardctl.errors import UnsafeError
 from guardctl.model import Action, CommandDecision, Decision, RuleHit
-from guardctl.recording import audit, recorder
+from guardctl.recording import audit, auditkey, recorder, sessions, verify
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,8 +65,8 @@ def _invoke(
         log.finish(handle, 0, cast=rec.finish())
 
 
-def _verify(home: Path) -> audit.VerifyResult:
-    return audit.verify(audit.log_path(home), recorder.cast_dir(home))
+def _verify(home: Path) -> verify.VerifyResult:
+    return verify.verify(audit.log_path(home), recorder.cast_dir(home))
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_records_have_the_documented_fields(isolated_home: Path) -> None:
     mono[0] = 11.25
     log.finish(handle, 3, approver=approver)
     started, completed = [json.loads(x) for x in _lines(isolated_home)]
-    head = json.loads(audit.head_path(audit.log_path(isolated_home)).read_bytes())
+    head = json.loads(auditkey.head_path(audit.log_path(isolated_home)).read_bytes())
     log_id = head["log"]
     assert started == {
         "v": 2, "status": "started", "time": "2023-11-14T22:13:21.000Z", "session": "s1",
@@ -116,14 +116,14 @@ def test_records_have_the_documented_fields(isolated_home: Path) -> None:
         "cast": None, "log": log_id, "seq": 2, "prev": started["hash"],
         "hash": completed["hash"], "mac": completed["mac"],
     }
-    assert started["hash"] == audit.record_hash(started)  # over everything but hash and mac
-    assert _lines(isolated_home)[0] == audit.canonical(started) + b"\n"
-    key = bytes.fromhex(audit.key_path(audit.log_path(isolated_home)).read_text())
+    assert started["hash"] == auditkey.record_hash(started)  # over everything but hash and mac
+    assert _lines(isolated_home)[0] == auditkey.canonical(started) + b"\n"
+    key = bytes.fromhex(auditkey.key_path(audit.log_path(isolated_home)).read_text())
     for record in (started, completed):
-        assert record["mac"] == audit.record_mac(key, log_id, record["hash"])
+        assert record["mac"] == auditkey.record_mac(key, log_id, record["hash"])
     assert head == {
         "log": log_id, "count": 2, "last": completed["hash"],
-        "mac": audit.head_mac(key, log_id, 2, completed["hash"]),
+        "mac": auditkey.head_mac(key, log_id, 2, completed["hash"]),
     }
     assert re.fullmatch("[0-9a-f]{32}", log_id)
 
@@ -149,8 +149,8 @@ def _edit_and_rehash(home: Path) -> None:
     lines = _lines(home)
     record = json.loads(lines[2])
     record["argv"] = ["kubectl", "get", "nodes"]
-    record["hash"] = audit.record_hash(record)
-    lines[2] = audit.canonical(record) + b"\n"
+    record["hash"] = auditkey.record_hash(record)
+    lines[2] = auditkey.canonical(record) + b"\n"
     _write_lines(home, lines)
 
 
@@ -257,7 +257,7 @@ def test_an_invocation_killed_mid_run_is_incomplete_not_tampering(isolated_home:
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
-    rows = audit.sessions(audit.log_path(isolated_home))
+    rows = sessions.sessions(audit.log_path(isolated_home))
     assert [(r["status"], r["argv"][1]) for r in rows] == [
         ("completed", "get"), ("incomplete", "logs"),
     ]
@@ -287,7 +287,7 @@ def test_concurrent_writers_keep_one_chain(isolated_home: Path) -> None:
     assert [w.wait(timeout=120) for w in workers] == [0] * 10
     result = _verify(isolated_home)
     assert (result.ok, result.records) == (True, 200), result.message
-    rows = audit.sessions(audit.log_path(isolated_home))
+    rows = sessions.sessions(audit.log_path(isolated_home))
     assert len(rows) == 100 and all(r["status"] == "completed" for r in rows)
 
 
@@ -365,16 +365,18 @@ def test_sessions_filters_and_formats(isolated_home: Path) -> None:
     _invoke(isolated_home, log, "s2", b"b\n", _decision(Action.DENY, "no-delete"))
     log.start(session="s2", argv=["kubectl", "logs", "-f", "x"], decision=_decision())
     path = audit.log_path(isolated_home)
-    assert [r["session"] for r in audit.sessions(path)] == ["s1", "s2", "s2"]
-    assert [r["status"] for r in audit.sessions(path, session="s2")] == ["completed", "incomplete"]
-    assert [r["decision"] for r in audit.sessions(path, decision="deny")] == ["deny"]
+    assert [r["session"] for r in sessions.sessions(path)] == ["s1", "s2", "s2"]
+    assert [r["status"] for r in sessions.sessions(path, session="s2")] == [
+        "completed", "incomplete"
+    ]
+    assert [r["decision"] for r in sessions.sessions(path, decision="deny")] == ["deny"]
     late = datetime.fromtimestamp(1_700_000_005, timezone.utc)
-    assert [r["argv"][1] for r in audit.sessions(path, since=late)] == ["logs"]
-    table = audit.format_sessions(audit.sessions(path)).splitlines()
+    assert [r["argv"][1] for r in sessions.sessions(path, since=late)] == ["logs"]
+    table = sessions.format_sessions(sessions.sessions(path)).splitlines()
     assert table[0].split() == ["TIME", "SESSION", "DECISION", "EXIT", "STATUS", "COMMAND"]
     assert table[2].split()[1:5] == ["s2", "deny", "(no-delete)", "0"]
     assert table[3].endswith("incomplete  kubectl logs -f x")
-    parsed = [json.loads(x) for x in audit.sessions_json(audit.sessions(path)).splitlines()]
+    parsed = [json.loads(x) for x in sessions.sessions_json(sessions.sessions(path)).splitlines()]
     assert [p["status"] for p in parsed] == ["completed", "completed", "incomplete"]
     assert parsed[0]["cast"]["file"] == "s1.cast"
 
@@ -393,7 +395,7 @@ def test_iso_time_is_datetimes_isoformat(seconds: float) -> None:
 
 def test_the_key_is_made_once_private_and_never_rewritten(isolated_home: Path) -> None:
     log_file = audit.log_path(isolated_home)
-    key_file, head_file = audit.key_path(log_file), audit.head_path(log_file)
+    key_file, head_file = auditkey.key_path(log_file), auditkey.head_path(log_file)
     assert (key_file.name, head_file.name) == ("audit.key", "audit.head")
     old_umask = os.umask(0o022)
     try:
@@ -416,7 +418,7 @@ def test_the_key_is_made_once_private_and_never_rewritten(isolated_home: Path) -
 def test_a_symlink_planted_at_the_head_is_not_followed(isolated_home: Path) -> None:
     target = isolated_home.parent / "target"
     target.write_text("untouched")
-    audit.head_path(audit.log_path(isolated_home)).symlink_to(target)
+    auditkey.head_path(audit.log_path(isolated_home)).symlink_to(target)
     with pytest.raises(UnsafeError, match="the head .*audit.head is a symbolic link"):
         _log(isolated_home).start(session="s1", argv=["kubectl"])
     assert target.read_text() == "untouched"
@@ -428,7 +430,7 @@ def test_a_head_lost_while_the_key_was_being_made(isolated_home: Path) -> None:
     so (it cannot tell this from a deleted head), the next append writes a head."""
     log_file = audit.log_path(isolated_home)
     log_file.touch()
-    audit.key_path(log_file).write_text(os.urandom(32).hex() + "\n")
+    auditkey.key_path(log_file).write_text(os.urandom(32).hex() + "\n")
     result = _verify(isolated_home)
     assert not result.ok and "audit.head is missing while the key" in result.message
     _invoke(isolated_home, _log(isolated_home), "s1", b"a\n")
@@ -437,14 +439,14 @@ def test_a_head_lost_while_the_key_was_being_made(isolated_home: Path) -> None:
 
 def test_with_neither_key_nor_head_appends_refuse_a_keyed_log(history: Path) -> None:
     log_file = audit.log_path(history)
-    audit.key_path(log_file).unlink()
-    audit.head_path(log_file).unlink()
+    auditkey.key_path(log_file).unlink()
+    auditkey.head_path(log_file).unlink()
     result = _verify(history)
     assert result.first_bad_index == 0
     assert "line 1: record is keyed, but the key" in result.message
     with pytest.raises(UnsafeError, match="the key .* is missing while the log has keyed records"):
         _log(history).start(session="s1", argv=["kubectl"])
-    assert not audit.key_path(log_file).exists()
+    assert not auditkey.key_path(log_file).exists()
 
 
 def test_a_torn_line_in_a_keyed_log_is_vouched_for_by_the_record_closing_it(
@@ -478,15 +480,15 @@ def _v1_log(home: Path, invocations: int) -> list[dict[str, object]]:
             "decision": "allow", "rules": [], "reason": "allowed", "approver": None,
             "cast": None, "prev": prev,
         }
-        started["hash"] = prev = audit.record_hash(started)
+        started["hash"] = prev = auditkey.record_hash(started)
         completed: dict[str, object] = {
             "v": 1, "status": "completed", "time": f"2025-01-01T00:00:0{n}.500Z",
             "session": "old", "started": prev, "exit_code": 0, "duration": 0.5,
             "approver": None, "cast": None, "prev": prev,
         }
-        completed["hash"] = prev = audit.record_hash(completed)
+        completed["hash"] = prev = auditkey.record_hash(completed)
         records += [started, completed]
-    _write_lines(home, [audit.canonical(r) + b"\n" for r in records])
+    _write_lines(home, [auditkey.canonical(r) + b"\n" for r in records])
     return records
 
 
@@ -497,7 +499,7 @@ def test_an_old_log_verifies_but_is_not_authenticated(isolated_home: Path) -> No
     assert result.message.endswith(
         "OK, 6 records, not authenticated (written before keyed records)"
     )
-    assert not audit.key_path(audit.log_path(isolated_home)).exists()
+    assert not auditkey.key_path(audit.log_path(isolated_home)).exists()
     # a plain edit is still found by the hash chain
     _edit_exit_code(isolated_home)
     assert "line 4: record does not match its hash" in _verify(isolated_home).message
@@ -510,12 +512,12 @@ def test_appending_to_an_old_log_starts_keyed_records_there(isolated_home: Path)
     assert [r["v"] for r in records] == [1] * 6 + [2] * 2
     assert [r.get("seq") for r in records[6:]] == [7, 8]
     assert records[6]["prev"] == old[-1]["hash"]  # the chain goes on through the old records
-    head = json.loads(audit.head_path(audit.log_path(isolated_home)).read_bytes())
+    head = json.loads(auditkey.head_path(audit.log_path(isolated_home)).read_bytes())
     assert (head["count"], head["last"]) == (8, records[-1]["hash"])
     result = _verify(isolated_home)
     assert (result.ok, result.records, result.keyed) == (True, 8, 2), result.message
     assert "the first 6 were written before keyed records" in result.message
-    rows = audit.sessions(audit.log_path(isolated_home))
+    rows = sessions.sessions(audit.log_path(isolated_home))
     assert [(r["session"], r["status"]) for r in rows] == [("old", "completed")] * 3 + [
         ("s1", "completed")
     ]
@@ -533,8 +535,8 @@ def test_old_records_are_vouched_for_as_they_were_when_keyed_ones_began(
         if record["status"] == "completed":
             record["started"] = prev
         record["prev"] = prev
-        record["hash"] = prev = audit.record_hash(record)
-    _write_lines(isolated_home, [audit.canonical(r) + b"\n" for r in records] + keyed)
+        record["hash"] = prev = auditkey.record_hash(record)
+    _write_lines(isolated_home, [auditkey.canonical(r) + b"\n" for r in records] + keyed)
     result = _verify(isolated_home)
     assert result.first_bad_index == 6
     assert "does not follow the previous record" in result.message

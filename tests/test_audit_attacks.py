@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from guardctl.errors import UnsafeError
-from guardctl.recording import audit, recorder
+from guardctl.recording import audit, auditkey, recorder, sessions, verify
 
 REPO = Path(__file__).resolve().parent.parent
 INVOCATIONS = 8  # sixteen records, sessions s1 and s2 taking turns
@@ -60,13 +60,13 @@ def _invoke(home: Path, log: audit.AuditLog, session: str, output: bytes) -> Non
         log.finish(handle, 0, cast=rec.finish())
 
 
-def _verify(home: Path) -> audit.VerifyResult:
-    return audit.verify(audit.log_path(home), recorder.cast_dir(home))
+def _verify(home: Path) -> verify.VerifyResult:
+    return verify.verify(audit.log_path(home), recorder.cast_dir(home))
 
 
 def _paths(home: Path) -> tuple[Path, Path, Path]:
     log = audit.log_path(home)
-    return log, audit.key_path(log), audit.head_path(log)
+    return log, auditkey.key_path(log), auditkey.head_path(log)
 
 
 def _old_head(home: Path) -> Path:
@@ -98,7 +98,7 @@ def _read(home: Path) -> list[dict[str, Any]]:
 
 
 def _write(home: Path, records: list[dict[str, Any]]) -> None:
-    audit.log_path(home).write_bytes(b"".join(audit.canonical(r) + b"\n" for r in records))
+    audit.log_path(home).write_bytes(b"".join(auditkey.canonical(r) + b"\n" for r in records))
 
 
 def _rechain(records: list[dict[str, Any]], start: int, *, keep_macs: bool = True) -> None:
@@ -112,7 +112,7 @@ def _rechain(records: list[dict[str, Any]], start: int, *, keep_macs: bool = Tru
         if not keep_macs:
             record.pop("mac", None)
         record["prev"] = prev
-        old, record["hash"] = record["hash"], audit.record_hash(record)
+        old, record["hash"] = record["hash"], auditkey.record_hash(record)
         renamed[old] = prev = record["hash"]
 
 
@@ -125,7 +125,7 @@ def _forged(records: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
         "decision": "allow", "rules": [], "reason": "allowed", "approver": None, "cast": None,
         "log": last["log"], "seq": last["seq"] + 1, "prev": last["hash"], **fields,
     }
-    record["hash"] = audit.record_hash(record)
+    record["hash"] = auditkey.record_hash(record)
     return record
 
 
@@ -135,7 +135,7 @@ def _forged(records: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
 def edit_last_record_and_rehash(home: Path) -> None:
     records = _read(home)
     records[-1]["exit_code"] = 1
-    records[-1]["hash"] = audit.record_hash(records[-1])
+    records[-1]["hash"] = auditkey.record_hash(records[-1])
     _write(home, records)
 
 
@@ -223,7 +223,7 @@ def forge_the_head(home: Path) -> None:
     head = json.loads(head_file.read_bytes())
     head["count"] -= 2  # would hide two records cut off the end, if it were believed
     head["last"] = _read(home)[head["count"] - 1]["hash"]
-    head_file.write_bytes(audit.canonical(head) + b"\n")
+    head_file.write_bytes(auditkey.canonical(head) + b"\n")
 
 
 def pass_off_as_an_old_log(home: Path) -> None:
@@ -348,7 +348,7 @@ def test_a_writer_killed_before_rewriting_the_head(history: Path) -> None:
         from pathlib import Path
         sys.path.insert(0, {str(REPO)!r})
         from guardctl.recording import audit
-        audit._write_head = lambda *args, **kwargs: os._exit(9)
+        audit.write_head = lambda *args, **kwargs: os._exit(9)
         log = audit.AuditLog(audit.log_path(Path({str(history)!r})))
         log.start(session="s3", argv=["kubectl", "get", "pods"])
         """
@@ -369,7 +369,7 @@ def test_records_past_a_lagging_head_need_valid_macs(history: Path) -> None:
     head_file.write_bytes(before)
     records = _read(history)
     records[-1]["exit_code"] = 7
-    records[-1]["hash"] = audit.record_hash(records[-1])
+    records[-1]["hash"] = auditkey.record_hash(records[-1])
     _write(history, records)
     result = _verify(history)
     assert (result.ok, result.first_bad_index) == (False, 17)
@@ -399,7 +399,7 @@ def test_concurrent_writers_keep_log_and_head_consistent(isolated_home: Path) ->
     assert (head["count"], head["last"]) == (320, records[-1]["hash"])
     assert [r["seq"] for r in records] == list(range(1, 321))
     assert len({r["log"] for r in records}) == 1
-    rows = audit.sessions(audit.log_path(isolated_home))
+    rows = sessions.sessions(audit.log_path(isolated_home))
     assert len(rows) == 160 and all(r["status"] == "completed" for r in rows)
 
 

@@ -171,7 +171,8 @@ def _replace_with_file(path: Path) -> None:
 
 
 def _readable_audit_key(state: Path) -> None:
-    from guardctl.recording.audit import AuditLog, key_path, log_path
+    from guardctl.recording.audit import AuditLog, log_path
+    from guardctl.recording.auditkey import key_path
 
     AuditLog(log_path(state)).start(session="s", argv=["kubectl", "version"])
     key_path(log_path(state)).chmod(0o644)

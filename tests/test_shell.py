@@ -18,7 +18,7 @@ from guardctl.approvals import grants
 from guardctl.devserver import DevServer
 from guardctl.env import Environment
 from guardctl.model import Action, Decision
-from guardctl.recording import audit
+from guardctl.recording import audit, verify
 
 KUBECTL = shutil.which("kubectl")
 
@@ -254,7 +254,7 @@ def test_allowed_kubectl_runs_and_is_recorded_in_one_session(
     log = audit.log_path(Path(agent_env["GUARDCTL_HOME"]))
     sessions = [
         r["session"]
-        for _, r in audit.records(log)
+        for _, r in verify.records(log)
         if r.get("status") == "started" and r["session"] == "shell-e2e-1"
     ]
     assert len(sessions) == 2
