@@ -32,8 +32,9 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installe
 PACKAGE = Path(forkclient.__file__).parent.parent
 REPORT_MODULES = (
     "import sys\n"
-    "from guardctl.main import main\n"
-    "status = main()\n"
+    "import guardctl.main\n"
+    "guardctl.main._end = lambda code: code  # report, instead of ending at once\n"
+    "status = guardctl.main.main()\n"
     "print(status, sorted(m for m in sys.modules if m.startswith('guardctl')), file=sys.stderr)\n"
 )
 # what a client imports when a worker runs its command
