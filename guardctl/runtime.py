@@ -1,4 +1,5 @@
-"""Where guardctl's sockets are: the fork server's runtime folder, and the broker's socket.
+"""Where guardctl's sockets are (the fork server's runtime folder, the broker's socket), and
+the signal relay both clients share.
 
 The runtime folder is `$XDG_RUNTIME_DIR/guardctl` (a per-login tmpfs folder on most
 desktops), else `/tmp/guardctl-UID`; created 0700 and checked before any socket in it is
@@ -6,12 +7,17 @@ trusted. The broker is `GUARDCTL_BROKER`, else `broker:` in guardctl's config fi
 every command, so with `os` and `stat` alone.
 """
 
+import _signal
 import os
 import stat  # loaded by os already
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    import _socket
     from collections.abc import Mapping
+    from typing import TypeVar
+
+    _Relay = TypeVar("_Relay", bound="SignalRelay")
 
 
 def socket_folder(environ: "Mapping[str, str]") -> str:
@@ -66,3 +72,30 @@ def _config_broker(environ: "Mapping[str, str]") -> "str | None":
 def broker_path(environ: "Mapping[str, str]") -> "str | None":
     """The broker's socket this guardctl must use, or None (same-user mode)."""
     return environ.get(BROKER_VARIABLE) or _config_broker(environ)
+
+
+class SignalRelay:
+    """A client's connection to a server's worker: while the block runs, the signals the
+    client gets go to `forward` (the worker handles them as its own); after it, the
+    previous handlers are back and the socket is closed. A signal that was ignored stays
+    ignored."""
+
+    signals: "tuple[int, ...]" = ()
+
+    def __init__(self, sock: "_socket.socket") -> None:
+        self.sock = sock
+        self.previous: dict[int, object] = {}
+
+    def forward(self, signum: int, _frame: object) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: "_Relay") -> "_Relay":
+        for signum in self.signals:
+            if _signal.getsignal(signum) != _signal.SIG_IGN:
+                self.previous[signum] = _signal.signal(signum, self.forward)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, handler in self.previous.items():
+            _signal.signal(signum, handler)
+        self.sock.close()

@@ -76,16 +76,30 @@ class Broker(NamedTuple):
             **(extra or {}),
         }
 
+    def command(
+        self, user: str, argv: list[str], extra: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """ARGV as `user`, in the agent's clean environment (plus `extra`)."""
+        environ = self.agent_environ(extra)
+        return ["runuser", "-u", user, "--", "env", "-i",
+                *(f"{k}={v}" for k, v in environ.items()), *argv]
+
     def as_user(
         self, user: str, argv: list[str], *, stdin: bytes | None = None,
         extra: Mapping[str, str] | None = None, timeout: float = 60, cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        environ = self.agent_environ(extra)
-        command = ["runuser", "-u", user, "--", "env", "-i",
-                   *(f"{k}={v}" for k, v in environ.items()), *argv]
         return subprocess.run(
-            command, input=stdin, capture_output=True, timeout=timeout,
+            self.command(user, argv, extra), input=stdin, capture_output=True, timeout=timeout,
             cwd=cwd or self.work, stdin=None if stdin is not None else subprocess.DEVNULL,
+        )
+
+    def agent_popen(self, *args: str) -> subprocess.Popen[bytes]:
+        """`guardctl ARGS` as the agent, in the background, in a session of its own (no
+        terminal: what it asks is queued for `guardctl approvals`)."""
+        return subprocess.Popen(
+            self.command(AGENT, [str(self.shared / "bin" / "guardctl"), *args]), cwd=self.work,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True,
         )
 
     def agent(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:

@@ -190,14 +190,7 @@ def test_an_unanswered_approval_changes_nothing(broker: Broker, devserver: DevSe
 
 
 def test_the_approver_answers_in_guardctl_approvals(broker: Broker) -> None:
-    agent = subprocess.Popen(
-        ["runuser", "-u", AGENT, "--", "env", "-i",
-         *(f"{k}={v}" for k, v in broker.agent_environ().items()),
-         str(broker.shared / "bin" / "guardctl"), "get", "secret", "app-secrets", "-n", "dev",
-         "-o", "yaml"],
-        cwd=broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    agent = broker.agent_popen("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml")
     console = pexpect.spawn(
         sys.executable, ["-m", "guardctl", "approvals"],
         env={**broker.environ, "GUARDCTL_APPROVAL_TIMEOUT": "30",
@@ -252,12 +245,7 @@ def test_mask_runs_in_the_broker(broker: Broker) -> None:
 
 
 def test_kubectl_output_streams_before_it_ends(broker: Broker) -> None:
-    agent = subprocess.Popen(
-        ["runuser", "-u", AGENT, "--", "env", "-i",
-         *(f"{k}={v}" for k, v in broker.agent_environ().items()),
-         str(broker.shared / "bin" / "guardctl"), "get", "pods", "-n", "dev", "-w"],
-        cwd=broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    agent = broker.agent_popen("get", "pods", "-n", "dev", "-w")
     try:
         assert agent.stdout is not None
         assert agent.stdout.readline().startswith(b"NAME")
@@ -343,13 +331,7 @@ def test_an_approvers_own_command_is_asked_on_their_terminal(broker: Broker) -> 
 def test_proxy_listens_where_the_agent_reaches_it(broker: Broker) -> None:
     # `kubectl proxy` needs a human (rule port-forward); it then listens on the broker's
     # loopback, which an agent account on the same host reaches
-    environ = broker.agent_environ()
-    proxy = subprocess.Popen(
-        ["runuser", "-u", AGENT, "--", "env", "-i", *(f"{k}={v}" for k, v in environ.items()),
-         str(broker.shared / "bin" / "guardctl"), "proxy", "--port=0"],
-        cwd=broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proxy = broker.agent_popen("proxy", "--port=0")
     console = pexpect.spawn(
         sys.executable, ["-m", "guardctl", "approvals"],
         env={**broker.environ, "GUARDCTL_BROKER": str(broker.socket)},
@@ -377,13 +359,8 @@ def test_proxy_listens_where_the_agent_reaches_it(broker: Broker) -> None:
 def test_a_line_approved_once_runs_its_kubectl_without_asking_again(broker: Broker) -> None:
     # sh -c: the broker decides the line and keeps the grant; bash runs on the agent's side,
     # and its kubectl comes back through the broker, which takes the grant instead of asking
-    environ = broker.agent_environ()
-    agent = subprocess.Popen(
-        ["runuser", "-u", AGENT, "--", "env", "-i", *(f"{k}={v}" for k, v in environ.items()),
-         str(broker.shared / "bin" / "guardctl"), "sh", "-c",
-         "kubectl get secret app-secrets -n dev -o yaml | grep -c AWS_ACCESS_KEY_ID"],
-        cwd=broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True,
+    agent = broker.agent_popen(
+        "sh", "-c", "kubectl get secret app-secrets -n dev -o yaml | grep -c AWS_ACCESS_KEY_ID"
     )
     console = pexpect.spawn(
         sys.executable, ["-m", "guardctl", "approvals"],

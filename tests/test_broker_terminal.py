@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pwd
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -180,13 +179,7 @@ def test_sigterm_to_the_client_reaches_kubectl_and_its_code_comes_back(
     fake_broker: Broker, pod: Path
 ) -> None:
     (pod / "terminated").unlink(missing_ok=True)
-    environ = fake_broker.agent_environ()
-    proc = subprocess.Popen(
-        ["runuser", "-u", AGENT, "--", "env", "-i", *(f"{k}={v}" for k, v in environ.items()),
-         fake_broker.python, "-P", "-m", "guardctl", "wait", "pods"],
-        cwd=fake_broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = fake_broker.agent_popen("wait", "pods")
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"started\n"
     client = _child_of(proc.pid)
@@ -197,13 +190,7 @@ def test_sigterm_to_the_client_reaches_kubectl_and_its_code_comes_back(
 
 def test_a_killed_client_ends_its_kubectl(fake_broker: Broker, pod: Path) -> None:
     (pod / "terminated").unlink(missing_ok=True)
-    environ = fake_broker.agent_environ()
-    proc = subprocess.Popen(
-        ["runuser", "-u", AGENT, "--", "env", "-i", *(f"{k}={v}" for k, v in environ.items()),
-         fake_broker.python, "-P", "-m", "guardctl", "wait", "pods"],
-        cwd=fake_broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = fake_broker.agent_popen("wait", "pods")
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"started\n"
     os.kill(_child_of(proc.pid), signal.SIGKILL)

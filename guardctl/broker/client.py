@@ -24,6 +24,7 @@ import os
 import sys
 
 from guardctl.broker import wire
+from guardctl.runtime import SignalRelay
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,12 +75,10 @@ def _unreachable(path: str, err: OSError) -> str:
             f"Start it with `guardctl broker serve --socket {path}`, or ask whoever runs it")
 
 
-class _Connection:
-    """The socket to the broker, and the signals passed on over it."""
+class _Connection(SignalRelay):
+    """The socket to the broker, and the signals passed on over it (SIGNAL frames)."""
 
-    def __init__(self, sock: "_socket.socket") -> None:
-        self.sock = sock
-        self.previous: dict[int, object] = {}
+    signals = FORWARDED_SIGNALS
 
     def send(self, tag: bytes, body: bytes = b"") -> None:
         self.sock.sendall(wire.frame(tag, body))
@@ -89,17 +88,6 @@ class _Connection:
             self.send(wire.SIGNAL, bytes((signum,)))
         except OSError:
             pass
-
-    def __enter__(self) -> "_Connection":
-        for signum in FORWARDED_SIGNALS:
-            if _signal.getsignal(signum) != _signal.SIG_IGN:  # ignored stays ignored
-                self.previous[signum] = _signal.signal(signum, self.forward)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for signum, handler in self.previous.items():
-            _signal.signal(signum, handler)
-        self.sock.close()
 
 
 def run(args: "list[str]", path: str) -> int:

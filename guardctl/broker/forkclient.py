@@ -24,7 +24,7 @@ import _socket
 import os
 import sys
 
-from guardctl.runtime import private_folder, socket_folder
+from guardctl.runtime import SignalRelay, private_folder, socket_folder
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -109,15 +109,15 @@ def _umask() -> int:
     return mask
 
 
-class _Link:
-    """The connection to a worker, and the signals sent over it."""
+class _Link(SignalRelay):
+    """The connection to a worker, and the signals sent over it (the raw byte: the fork
+    server's protocol)."""
 
-    __slots__ = ("sock", "forwarded", "previous")
+    signals = FORWARDED_SIGNALS
 
     def __init__(self, sock: "_socket.socket") -> None:
-        self.sock = sock
+        super().__init__(sock)
         self.forwarded: list[int] = []
-        self.previous: dict[int, object] = {}
 
     def forward(self, signum: int, _frame: object) -> None:
         """A signal for guardctl goes to the worker, which handles it as its own."""
@@ -126,17 +126,6 @@ class _Link:
             self.sock.send(bytes((signum,)))
         except OSError:
             pass
-
-    def __enter__(self) -> "_Link":
-        for signum in FORWARDED_SIGNALS:
-            if _signal.getsignal(signum) != _signal.SIG_IGN:  # ignored stays ignored
-                self.previous[signum] = _signal.signal(signum, self.forward)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for signum, handler in self.previous.items():
-            _signal.signal(signum, handler)
-        self.sock.close()
 
 
 def run_warm(args: "list[str]") -> "int | None":

@@ -25,11 +25,11 @@ import signal
 import socket
 import sys
 import threading
-from array import array
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from guardctl.broker import forkclient
+from guardctl.broker.peer import identify, receive_with_fds
 from guardctl.runtime import private_folder
 
 IDLE_SECONDS = 600.0
@@ -37,9 +37,6 @@ IDLE_SECONDS = 600.0
 # or a test's temporary folder, or a removed venv, should not keep it for IDLE_SECONDS
 CHECK_SECONDS = 5.0
 REQUEST_MAX = 16 * 1024 * 1024
-# the namespaces a client must share with the server; cgroups are left out (resource
-# limits, not reach), and so is `time`, which older kernels lack
-NAMESPACES = ("mnt", "net", "pid", "user", "ipc", "uts")
 
 
 class Request(NamedTuple):
@@ -259,13 +256,7 @@ def _worker(conn: socket.socket) -> None:
 
 def _receive(conn: socket.socket) -> tuple[Request | None, list[int]]:
     """The request and its three descriptors; (None, []) for anything unreadable."""
-    fds: list[int] = []
-    head, ancillary, _flags, _addr = conn.recvmsg(4, socket.CMSG_SPACE(3 * array("i").itemsize))
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            received = array("i")
-            received.frombytes(data[: len(data) - len(data) % received.itemsize])
-            fds.extend(received)
+    head, fds = receive_with_fds(conn, 4, 3)
     if len(head) != 4 or len(fds) != 3:
         return None, fds
     size = int.from_bytes(head, "big")
@@ -284,19 +275,9 @@ def _receive(conn: socket.socket) -> tuple[Request | None, list[int]]:
 
 
 def _same_client(conn: socket.socket) -> bool:
-    """The peer is this user, in this server's namespaces."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    pid = int.from_bytes(creds[0:4], sys.byteorder)
-    uid = int.from_bytes(creds[4:8], sys.byteorder)
-    if uid != os.getuid():
-        return False
-    try:
-        return all(
-            os.readlink(f"/proc/{pid}/ns/{name}") == os.readlink(f"/proc/self/ns/{name}")
-            for name in NAMESPACES
-        )
-    except OSError:
-        return False
+    """The peer is this user, in this server's namespaces (proven as the broker proves it)."""
+    peer = identify(conn)
+    return peer.uid == os.getuid() and peer.same_namespaces
 
 
 def _adopt(request: Request, fds: list[int]) -> None:

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 APPROVER, AGENT = "approver", "agent"
+# the namespaces a peer must share to count as "in the broker's namespaces"; cgroups are
+# left out (resource limits, not reach), and so is `time`, which older kernels lack
 NAMESPACES = ("user", "mnt", "pid", "net", "ipc", "uts")
 # Linux socket options Python does not name on every version
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
@@ -125,6 +127,23 @@ def identify(conn: socket.socket, accepted_at: float | None = None) -> Peer:
         if pidfd is not None:
             os.close(pidfd)
     return Peer(pid=pid, uid=uid, gid=gid, groups=_groups(conn), same_namespaces=same)
+
+
+def receive_with_fds(conn: socket.socket, size: int, count: int) -> tuple[bytes, list[int]]:
+    """The first `size` bytes of a message and the file descriptors sent with it
+    (SCM_RIGHTS); the caller checks that there are `count` of them, and closes them."""
+    from array import array
+
+    fds: list[int] = []
+    head, ancillary, _flags, _addr = conn.recvmsg(
+        size, socket.CMSG_SPACE(count * array("i").itemsize)
+    )
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array("i")
+            received.frombytes(data[: len(data) - len(data) % received.itemsize])
+            fds.extend(received)
+    return head, fds
 
 
 class Access(NamedTuple):

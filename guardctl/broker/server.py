@@ -29,14 +29,13 @@ import socket
 import stat
 import sys
 import time
-from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from guardctl.broker import wire
 from guardctl.broker.client import AGENT_VARIABLES
-from guardctl.broker.peer import Access, Peer, identify, user_name
+from guardctl.broker.peer import Access, Peer, identify, receive_with_fds, user_name
 from guardctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -63,24 +62,23 @@ _RW = 0o6
 # --------------------------------------------------------------------------- settings
 
 
-def resolve_users(names: Sequence[str]) -> frozenset[int]:
-    uids = set()
+def _resolve(names: Sequence[str], lookup: Callable[[str], int], what: str) -> frozenset[int]:
+    """ids of accounts or groups given by name or number; UsageError names one that is not."""
+    found = set()
     for name in names:
         try:
-            uids.add(int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid)
+            found.add(int(name) if name.isdigit() else lookup(name))
         except KeyError:
-            raise UsageError(f"no user named {name!r}: give an existing account or uid") from None
-    return frozenset(uids)
+            raise UsageError(f"no {what} named {name!r}: give an existing {what} or id") from None
+    return frozenset(found)
+
+
+def resolve_users(names: Sequence[str]) -> frozenset[int]:
+    return _resolve(names, lambda name: pwd.getpwnam(name).pw_uid, "user")
 
 
 def resolve_groups(names: Sequence[str]) -> frozenset[int]:
-    gids = set()
-    for name in names:
-        try:
-            gids.add(int(name) if name.isdigit() else grp.getgrnam(name).gr_gid)
-        except KeyError:
-            raise UsageError(f"no group named {name!r}: give an existing group or gid") from None
-    return frozenset(gids)
+    return _resolve(names, lambda name: grp.getgrnam(name).gr_gid, "group")
 
 
 def make_access(
@@ -417,15 +415,7 @@ def _still_ours(path: Path, inode: int) -> bool:
 
 def _receive(conn: socket.socket) -> tuple[bytes | None, list[int]]:
     """The request frame's body and the three descriptors that came with it."""
-    fds: list[int] = []
-    head, ancillary, _flags, _addr = conn.recvmsg(
-        wire.HEADER, socket.CMSG_SPACE(3 * array("i").itemsize)
-    )
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            received = array("i")
-            received.frombytes(data[: len(data) - len(data) % received.itemsize])
-            fds.extend(received)
+    head, fds = receive_with_fds(conn, wire.HEADER, 3)
     if len(head) != wire.HEADER or head[:1] != wire.REQUEST or len(fds) != 3:
         return None, fds
     size = int.from_bytes(head[1:], "big")
