@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from installed import fork_server_path, installed_guardctl, installed_like
+from installed import fork_server_path, installed_guardctl, state_environ
 
 from guardctl.broker import forkcontrol
 from guardctl.devserver import DevServer
@@ -76,15 +76,7 @@ def main() -> None:
     try:
         with DevServer() as server:
             admin = server.write_kubeconfig(root / "admin.kubeconfig")
-            env = {
-                **installed_like(os.environ),
-                "GUARDCTL_HOME": str(root / "home"),
-                "GUARDCTL_CONFIG": str(root / "config.yaml"),
-                "XDG_DATA_HOME": str(root / "data"),
-                "XDG_CACHE_HOME": str(root / "cache"),
-                "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-                "XDG_RUNTIME_DIR": str(root / "run"),
-            }
+            env = state_environ(root, os.environ)
             env.pop("GUARDCTL_BROKER", None)
             guardctl, python = installed_guardctl(root)
             subprocess.run(

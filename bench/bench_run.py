@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from installed import fork_server_path, installed_guardctl, installed_like
+from installed import fork_server_path, installed_guardctl, state_environ
 
 from guardctl.broker import forkcontrol
 from guardctl.config import load_config
@@ -62,14 +62,7 @@ def main() -> None:
     try:
         with DevServer() as server:
             admin = server.write_kubeconfig(root / "admin.kubeconfig")
-            env = {
-                **installed_like(os.environ),
-                "GUARDCTL_HOME": str(root / "home"),
-                "GUARDCTL_CONFIG": str(root / "config.yaml"),
-                "XDG_DATA_HOME": str(root / "data"),
-                "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-                "XDG_RUNTIME_DIR": str(root / "run"),  # this run's own fork server
-            }
+            env = state_environ(root, os.environ)
             guardctl, python = installed_guardctl(root)
             subprocess.run(
                 [

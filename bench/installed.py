@@ -72,3 +72,17 @@ def fork_server_path(python: list[str], env: Mapping[str, str]) -> str:
     return subprocess.run(
         [*python, "-c", code], env=dict(env), check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+def state_environ(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` (as `installed_like`) with every guardctl path in `root` and a plaintext
+    file keyring: a benchmark's own world."""
+    return {
+        **installed_like(environ),
+        "GUARDCTL_HOME": str(root / "home"),
+        "GUARDCTL_CONFIG": str(root / "config.yaml"),
+        "XDG_DATA_HOME": str(root / "data"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_RUNTIME_DIR": str(root / "run"),  # this run's own fork server
+    }
