@@ -19,6 +19,7 @@ from broker_setup import AGENT, OTHER, Broker
 from guardctl.devserver import DevServer
 
 AGENT_SA = "system:serviceaccount:guardctl:guardctl-agent"
+REPO = Path(__file__).resolve().parent.parent
 CONFIGMAP = (
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: dev\n"
     "data:\n  a: b\n"
@@ -391,9 +392,12 @@ def test_the_readmes_bubblewrap_sandbox_keeps_the_same_account_out(broker: Broke
         pytest.skip("bubblewrap is not installed")
     sock = str(broker.socket)
     hidden = ["/tmp", *(str(broker.state / n) for n in ("home", "data", "cache", "config"))]
+    # this checkout and its interpreter stay visible, wherever they are (a CI clone in /tmp)
+    shown = [sock, *dict.fromkeys(str(p) for p in (REPO, Path(sys.prefix)))]
     sandbox = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
                "--share-net", *(w for h in hidden for w in ("--tmpfs", h)),
-               "--ro-bind", sock, sock, "--setenv", "GUARDCTL_BROKER", sock, "--"]
+               *(w for s in shown for w in ("--ro-bind", s, s)),
+               "--setenv", "GUARDCTL_BROKER", sock, "--"]
     environ = {**broker.environ, "GUARDCTL_BROKER": sock}
     probe = subprocess.run([*sandbox, "true"], capture_output=True, timeout=60)
     if probe.returncode != 0:
