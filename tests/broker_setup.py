@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import pexpect
+
 REPO = Path(__file__).resolve().parent.parent
 AGENT = "gctest-agent"
 OTHER = "gctest-other"
@@ -117,6 +119,16 @@ class Broker(NamedTuple):
         return subprocess.run(
             [sys.executable, "-m", "guardctl", *args], env={**self.environ, **(extra or {})},
             input=stdin, capture_output=True, timeout=60,
+        )
+
+    def approver_terminal(self, *args: str) -> pexpect.spawn:
+        """`guardctl ARGS` as the approver (the broker's account) through the socket, in a
+        terminal of its own."""
+        return pexpect.spawn(
+            sys.executable, ["-m", "guardctl", *args],
+            env={**self.environ, "GUARDCTL_BROKER": str(self.socket),
+                 "GUARDCTL_APPROVAL_TIMEOUT": "30"},
+            timeout=30, dimensions=(50, 150),
         )
 
     def admin_kubectl(self, *args: str) -> subprocess.CompletedProcess[bytes]:

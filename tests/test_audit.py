@@ -19,62 +19,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from audit_helpers import Ticker, decision, invoke, ticking_log, verify_home
 from hypothesis import given
 from hypothesis import strategies as st
 
 from guardctl.errors import UnsafeError
-from guardctl.model import Action, CommandDecision, Decision, RuleHit
-from guardctl.recording import audit, auditkey, recorder, sessions, verify
+from guardctl.model import Action
+from guardctl.recording import audit, auditkey, recorder, sessions
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _decision(action: Action = Action.ALLOW, rule: str | None = None) -> Decision:
-    hits = (RuleHit(rule, action, "because"),) if rule else ()
-    return Decision(action, "because", (CommandDecision(("kubectl", "get", "pods"), action, hits),))
-
-
-class Ticker:
-    """A clock that moves one second per reading."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
-def _log(home: Path) -> audit.AuditLog:
-    return audit.AuditLog(
-        audit.log_path(home), clock=Ticker(1_700_000_000.0), monotonic=Ticker(0.0)
-    )
-
-
-def _invoke(
-    home: Path, log: audit.AuditLog, session: str, output: bytes, decision: Decision | None = None
-) -> None:
-    """One invocation the way the app does it: lock the cast, start, record, finish."""
-    with recorder.open_recording(home, session) as rec:
-        handle = log.start(
-            session=session, argv=["kubectl", "get", "pods"], line="kubectl get pods",
-            decision=decision or _decision(), cast=rec.start_ref(), user="u", cwd="/w",
-        )
-        rec.marker("decision: allow")
-        rec.output(output)
-        log.finish(handle, 0, cast=rec.finish())
-
-
-def _verify(home: Path) -> verify.VerifyResult:
-    return verify.verify(audit.log_path(home), recorder.cast_dir(home))
 
 
 @pytest.fixture
 def history(isolated_home: Path) -> Path:
     """Four invocations (eight records) in two sessions: s1, s2, s1, s2."""
-    log = _log(isolated_home)
+    log = ticking_log(isolated_home)
     for n, session in enumerate(["s1", "s2", "s1", "s2"]):
-        _invoke(isolated_home, log, session, f"out {n}\n".encode())
+        invoke(isolated_home, log, session, f"out {n}\n".encode())
     return isolated_home
 
 
@@ -94,7 +55,7 @@ def test_records_have_the_documented_fields(isolated_home: Path) -> None:
     approver = audit.Approver("alice", "/dev/pts/3", 1_700_000_000.5)
     handle = log.start(
         session="s1", argv=["kubectl", "delete", "ns", "x"], line="kubectl delete ns x",
-        decision=_decision(Action.APPROVE, "delete-namespace"), user="bob", cwd="/src",
+        decision=decision(Action.APPROVE, "delete-namespace"), user="bob", cwd="/src",
     )
     mono[0] = 11.25
     log.finish(handle, 3, approver=approver)
@@ -129,13 +90,13 @@ def test_records_have_the_documented_fields(isolated_home: Path) -> None:
 
 
 def test_an_untouched_log_verifies(history: Path) -> None:
-    result = _verify(history)
+    result = verify_home(history)
     assert (result.ok, result.first_bad_index, result.records) == (True, None, 8)
     assert "OK, 8 records" in result.message
 
 
 def test_no_log_yet_verifies(isolated_home: Path) -> None:
-    assert _verify(isolated_home).ok
+    assert verify_home(isolated_home).ok
 
 
 def _edit_exit_code(home: Path) -> None:
@@ -216,7 +177,7 @@ def test_tampering_is_detected(
     history: Path, tamper: Callable[[Path], None], bad_index: int, why: str
 ) -> None:
     tamper(history)
-    result = _verify(history)
+    result = verify_home(history)
     assert not result.ok
     assert result.first_bad_index == bad_index
     assert why in result.message
@@ -226,9 +187,9 @@ def test_tampering_is_detected(
 def test_appends_continue_the_chain_past_a_torn_line(history: Path) -> None:
     with open(audit.log_path(history), "ab") as f:
         f.write(b'{"v":1,"status":"sta')  # a writer killed mid-write
-    assert "truncated" in _verify(history).message
-    _invoke(history, _log(history), "s1", b"after\n")
-    result = _verify(history)
+    assert "truncated" in verify_home(history).message
+    invoke(history, ticking_log(history), "s1", b"after\n")
+    result = verify_home(history)
     assert (result.ok, result.records) == (True, 10), result.message
     assert _lines(history)[8] == b'{"v":1,"status":"sta\n'  # closed off, never rewritten
 
@@ -250,7 +211,7 @@ def test_an_invocation_killed_mid_run_is_incomplete_not_tampering(isolated_home:
         time.sleep(60)
         """
     )
-    _invoke(isolated_home, _log(isolated_home), "s1", b"earlier\n")
+    invoke(isolated_home, ticking_log(isolated_home), "s1", b"earlier\n")
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     try:
         assert child.stdout is not None and child.stdout.readline() == b"running\n"
@@ -261,11 +222,11 @@ def test_an_invocation_killed_mid_run_is_incomplete_not_tampering(isolated_home:
     assert [(r["status"], r["argv"][1]) for r in rows] == [
         ("completed", "get"), ("incomplete", "logs"),
     ]
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert result.ok and "1 incomplete" in result.message, result.message
     # the session goes on: the next invocation appends after the killed one's bytes
-    _invoke(isolated_home, _log(isolated_home), "s1", b"later\n")
-    assert _verify(isolated_home).ok
+    invoke(isolated_home, ticking_log(isolated_home), "s1", b"later\n")
+    assert verify_home(isolated_home).ok
 
 
 def test_concurrent_writers_keep_one_chain(isolated_home: Path) -> None:
@@ -285,7 +246,7 @@ def test_concurrent_writers_keep_one_chain(isolated_home: Path) -> None:
         subprocess.Popen([sys.executable, "-c", script, f"w{i}"]) for i in range(10)
     ]
     assert [w.wait(timeout=120) for w in workers] == [0] * 10
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert (result.ok, result.records) == (True, 200), result.message
     rows = sessions.sessions(audit.log_path(isolated_home))
     assert len(rows) == 100 and all(r["status"] == "completed" for r in rows)
@@ -294,7 +255,7 @@ def test_concurrent_writers_keep_one_chain(isolated_home: Path) -> None:
 def test_an_unwritable_log_raises_unsafe(isolated_home: Path) -> None:
     audit.log_path(isolated_home).mkdir()  # a folder where the log should be
     with pytest.raises(UnsafeError, match="cannot write the audit log .*the command was not run"):
-        _log(isolated_home).start(session="s1", argv=["kubectl", "get", "pods"])
+        ticking_log(isolated_home).start(session="s1", argv=["kubectl", "get", "pods"])
 
 
 def test_a_held_lock_times_out_unsafe(isolated_home: Path) -> None:
@@ -351,7 +312,7 @@ def test_mask_line(line: str, argv: list[str], stored: str) -> None:
 
 
 def test_raw_flag_secrets_never_reach_the_log(isolated_home: Path) -> None:
-    log = _log(isolated_home)
+    log = ticking_log(isolated_home)
     log.start(
         session="s1", argv=["kubectl", "--token", "s3cr3t-value", "get", "pods"],
         line="kubectl --token s3cr3t-value get pods",
@@ -360,10 +321,10 @@ def test_raw_flag_secrets_never_reach_the_log(isolated_home: Path) -> None:
 
 
 def test_sessions_filters_and_formats(isolated_home: Path) -> None:
-    log = _log(isolated_home)
-    _invoke(isolated_home, log, "s1", b"a\n")
-    _invoke(isolated_home, log, "s2", b"b\n", _decision(Action.DENY, "no-delete"))
-    log.start(session="s2", argv=["kubectl", "logs", "-f", "x"], decision=_decision())
+    log = ticking_log(isolated_home)
+    invoke(isolated_home, log, "s1", b"a\n")
+    invoke(isolated_home, log, "s2", b"b\n", decision(Action.DENY, "no-delete"))
+    log.start(session="s2", argv=["kubectl", "logs", "-f", "x"], decision=decision())
     path = audit.log_path(isolated_home)
     assert [r["session"] for r in sessions.sessions(path)] == ["s1", "s2", "s2"]
     assert [r["status"] for r in sessions.sessions(path, session="s2")] == [
@@ -399,14 +360,14 @@ def test_the_key_is_made_once_private_and_never_rewritten(isolated_home: Path) -
     assert (key_file.name, head_file.name) == ("audit.key", "audit.head")
     old_umask = os.umask(0o022)
     try:
-        _invoke(isolated_home, _log(isolated_home), "s1", b"a\n")
+        invoke(isolated_home, ticking_log(isolated_home), "s1", b"a\n")
     finally:
         os.umask(old_umask)
     made = key_file.stat()
     text = key_file.read_text()
     assert re.fullmatch("[0-9a-f]{64}\n", text)
     assert stat.S_IMODE(made.st_mode) == 0o600 and stat.S_IMODE(head_file.stat().st_mode) == 0o600
-    _invoke(isolated_home, _log(isolated_home), "s1", b"b\n")
+    invoke(isolated_home, ticking_log(isolated_home), "s1", b"b\n")
     again = key_file.stat()
     assert (again.st_ino, again.st_mtime_ns, key_file.read_text()) == (
         made.st_ino, made.st_mtime_ns, text
@@ -420,7 +381,7 @@ def test_a_symlink_planted_at_the_head_is_not_followed(isolated_home: Path) -> N
     target.write_text("untouched")
     auditkey.head_path(audit.log_path(isolated_home)).symlink_to(target)
     with pytest.raises(UnsafeError, match="the head .*audit.head is a symbolic link"):
-        _log(isolated_home).start(session="s1", argv=["kubectl"])
+        ticking_log(isolated_home).start(session="s1", argv=["kubectl"])
     assert target.read_text() == "untouched"
     assert audit.log_path(isolated_home).read_bytes() == b""
 
@@ -431,21 +392,21 @@ def test_a_head_lost_while_the_key_was_being_made(isolated_home: Path) -> None:
     log_file = audit.log_path(isolated_home)
     log_file.touch()
     auditkey.key_path(log_file).write_text(os.urandom(32).hex() + "\n")
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert not result.ok and "audit.head is missing while the key" in result.message
-    _invoke(isolated_home, _log(isolated_home), "s1", b"a\n")
-    assert _verify(isolated_home).ok
+    invoke(isolated_home, ticking_log(isolated_home), "s1", b"a\n")
+    assert verify_home(isolated_home).ok
 
 
 def test_with_neither_key_nor_head_appends_refuse_a_keyed_log(history: Path) -> None:
     log_file = audit.log_path(history)
     auditkey.key_path(log_file).unlink()
     auditkey.head_path(log_file).unlink()
-    result = _verify(history)
+    result = verify_home(history)
     assert result.first_bad_index == 0
     assert "line 1: record is keyed, but the key" in result.message
     with pytest.raises(UnsafeError, match="the key .* is missing while the log has keyed records"):
-        _log(history).start(session="s1", argv=["kubectl"])
+        ticking_log(history).start(session="s1", argv=["kubectl"])
     assert not auditkey.key_path(log_file).exists()
 
 
@@ -454,15 +415,15 @@ def test_a_torn_line_in_a_keyed_log_is_vouched_for_by_the_record_closing_it(
 ) -> None:
     with open(audit.log_path(history), "ab") as f:
         f.write(b'{"v":2,"status":"sta')
-    _invoke(history, _log(history), "s1", b"after\n")
+    invoke(history, ticking_log(history), "s1", b"after\n")
     records = [json.loads(x) for x in _lines(history) if x.startswith(b'{"app')]
     assert records[8]["torn"] == hashlib.sha256(b'{"v":2,"status":"sta').hexdigest()
-    assert _verify(history).ok
+    assert verify_home(history).ok
     # the same line put there by hand, with no record vouching for it, is reported
     lines = _lines(history)
     lines.insert(3, b'{"v":2,"status":"sta\n')
     _write_lines(history, lines)
-    result = _verify(history)
+    result = verify_home(history)
     assert (result.first_bad_index, "not a readable record" in result.message) == (3, True)
 
 
@@ -494,7 +455,7 @@ def _v1_log(home: Path, invocations: int) -> list[dict[str, object]]:
 
 def test_an_old_log_verifies_but_is_not_authenticated(isolated_home: Path) -> None:
     _v1_log(isolated_home, 3)
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert (result.ok, result.records, result.keyed) == (True, 6, 0)
     assert result.message.endswith(
         "OK, 6 records, not authenticated (written before keyed records)"
@@ -502,19 +463,19 @@ def test_an_old_log_verifies_but_is_not_authenticated(isolated_home: Path) -> No
     assert not auditkey.key_path(audit.log_path(isolated_home)).exists()
     # a plain edit is still found by the hash chain
     _edit_exit_code(isolated_home)
-    assert "line 4: record does not match its hash" in _verify(isolated_home).message
+    assert "line 4: record does not match its hash" in verify_home(isolated_home).message
 
 
 def test_appending_to_an_old_log_starts_keyed_records_there(isolated_home: Path) -> None:
     old = _v1_log(isolated_home, 3)
-    _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
+    invoke(isolated_home, ticking_log(isolated_home), "s1", b"new\n")
     records = [json.loads(x) for x in _lines(isolated_home)]
     assert [r["v"] for r in records] == [1] * 6 + [2] * 2
     assert [r.get("seq") for r in records[6:]] == [7, 8]
     assert records[6]["prev"] == old[-1]["hash"]  # the chain goes on through the old records
     head = json.loads(auditkey.head_path(audit.log_path(isolated_home)).read_bytes())
     assert (head["count"], head["last"]) == (8, records[-1]["hash"])
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert (result.ok, result.records, result.keyed) == (True, 8, 2), result.message
     assert "the first 6 were written before keyed records" in result.message
     rows = sessions.sessions(audit.log_path(isolated_home))
@@ -527,7 +488,7 @@ def test_old_records_are_vouched_for_as_they_were_when_keyed_ones_began(
     isolated_home: Path,
 ) -> None:
     records = _v1_log(isolated_home, 3)
-    _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
+    invoke(isolated_home, ticking_log(isolated_home), "s1", b"new\n")
     keyed = _lines(isolated_home)[6:]
     records[2]["argv"] = ["kubectl", "get", "nodes"]  # rewrite the old part, hashes and all
     prev = records[1]["hash"]
@@ -537,20 +498,20 @@ def test_old_records_are_vouched_for_as_they_were_when_keyed_ones_began(
         record["prev"] = prev
         record["hash"] = prev = auditkey.record_hash(record)
     _write_lines(isolated_home, [auditkey.canonical(r) + b"\n" for r in records] + keyed)
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert result.first_bad_index == 6
     assert "does not follow the previous record" in result.message
 
 
 def test_keyed_records_cut_off_an_old_log_are_reported(isolated_home: Path) -> None:
     _v1_log(isolated_home, 3)
-    _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
+    invoke(isolated_home, ticking_log(isolated_home), "s1", b"new\n")
     _write_lines(isolated_home, _lines(isolated_home)[:6])
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert "records 7-8 were removed from the end" in result.message
     # nor can records without a mac stand past the head's position
     _v1_log(isolated_home, 5)
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert (result.first_bad_index, "has no mac" in result.message) == (8, True), result.message
 
 
@@ -559,9 +520,9 @@ def test_an_old_log_keeps_its_closed_off_torn_lines(isolated_home: Path) -> None
     lines = _lines(isolated_home)
     lines.insert(2, b'{"v":1,"status":"sta\n')  # how a format 1 writer closed a torn line off
     _write_lines(isolated_home, lines)
-    assert _verify(isolated_home).ok
-    _invoke(isolated_home, _log(isolated_home), "s1", b"new\n")
-    result = _verify(isolated_home)
+    assert verify_home(isolated_home).ok
+    invoke(isolated_home, ticking_log(isolated_home), "s1", b"new\n")
+    result = verify_home(isolated_home)
     assert (result.ok, result.records, result.keyed) == (True, 6, 2), result.message
 
 

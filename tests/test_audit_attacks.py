@@ -18,50 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_helpers import invoke, ticking_log, verify_home
 
 from guardctl.errors import UnsafeError
-from guardctl.recording import audit, auditkey, recorder, sessions, verify
+from guardctl.recording import audit, auditkey, recorder, sessions
 
 REPO = Path(__file__).resolve().parent.parent
 INVOCATIONS = 8  # sixteen records, sessions s1 and s2 taking turns
 ROLLBACK_AT = 6  # invocations done when the fixture keeps a copy of the head
 
 
-class Ticker:
-    """A clock that moves one second per reading."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
-def _log(home: Path) -> audit.AuditLog:
-    return audit.AuditLog(
-        audit.log_path(home), clock=Ticker(1_700_000_000.0), monotonic=Ticker(0.0)
-    )
-
-
 def _invoke(home: Path, log: audit.AuditLog, session: str, output: bytes) -> None:
-    """One invocation the way the app does it: lock the cast, start, record, finish (on
-    clocks of its own, so that casts come out the same byte for byte)."""
-    recording = recorder.open_recording(
-        home, session, clock=Ticker(1_700_000_000.0), monotonic=Ticker(0.0)
-    )
-    with recording as rec:
-        handle = log.start(
-            session=session, argv=["kubectl", "get", "pods"], line="kubectl get pods",
-            cast=rec.start_ref(), user="u", cwd="/w",
-        )
-        rec.marker("decision: allow")
-        rec.output(output)
-        log.finish(handle, 0, cast=rec.finish())
-
-
-def _verify(home: Path) -> verify.VerifyResult:
-    return verify.verify(audit.log_path(home), recorder.cast_dir(home))
+    invoke(home, log, session, output, ticking_cast=True)
 
 
 def _paths(home: Path) -> tuple[Path, Path, Path]:
@@ -76,12 +44,12 @@ def _old_head(home: Path) -> Path:
 @pytest.fixture
 def history(isolated_home: Path) -> Path:
     """Eight invocations with casts; a copy of the head as it was after the sixth."""
-    log = _log(isolated_home)
+    log = ticking_log(isolated_home)
     for n in range(INVOCATIONS):
         _invoke(isolated_home, log, f"s{n % 2 + 1}", f"output {n}\n".encode())
         if n + 1 == ROLLBACK_AT:
             shutil.copy(_paths(isolated_home)[2], _old_head(isolated_home))
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert (result.ok, result.records, result.keyed) == (True, 16, 16), result.message
     return isolated_home
 
@@ -266,7 +234,7 @@ def test_each_attack_is_reported(
     history: Path, attack: Callable[[Path], None], bad_index: int | None, why: str
 ) -> None:
     attack(history)
-    result = _verify(history)
+    result = verify_home(history)
     assert not result.ok, result.message
     assert why in result.message
     assert result.first_bad_index == bad_index, result.message
@@ -283,25 +251,25 @@ def test_the_next_append_does_not_launder_an_attack(
     appends in a way that keeps the attack visible."""
     attack(history)
     try:
-        _invoke(history, _log(history), "s1", b"after the attack\n")
+        _invoke(history, ticking_log(history), "s1", b"after the attack\n")
     except UnsafeError as refused:
         assert "audit.key" in str(refused) or "audit.head" in str(refused)
         assert "the command was not run" in str(refused)
         return
-    result = _verify(history)
+    result = verify_home(history)
     assert not result.ok, result.message
 
 
 def test_appends_after_lost_records_leave_the_gap_visible(history: Path) -> None:
     truncate_the_last_records(history)
-    _invoke(history, _log(history), "s1", b"next\n")
-    result = _verify(history)
+    _invoke(history, ticking_log(history), "s1", b"next\n")
+    result = verify_home(history)
     assert result.first_bad_index == 14
     assert "record 17 stands where record 15 belongs: records 15-16 are missing" in result.message
     delete_the_log(history)
-    _invoke(history, _log(history), "s1", b"next\n")
+    _invoke(history, ticking_log(history), "s1", b"next\n")
     assert "record 19 stands where record 1 belongs: records 1-18 are missing" in (
-        _verify(history).message
+        verify_home(history).message
     )
 
 
@@ -310,14 +278,14 @@ def test_a_record_from_another_log_with_the_same_key_is_refused(
 ) -> None:
     """The log identity is in every mac: even a copy of the key does not let records move."""
     other = tmp_path / "other-home"
-    _invoke(isolated_home, _log(isolated_home), "s1", b"ours\n")
+    _invoke(isolated_home, ticking_log(isolated_home), "s1", b"ours\n")
     other.mkdir()
     shutil.copy(_paths(isolated_home)[1], _paths(other)[1])
-    _invoke(other, _log(other), "s1", b"theirs\n")
+    _invoke(other, ticking_log(other), "s1", b"theirs\n")
     ours, theirs = _read(isolated_home), _read(other)
     assert ours[0]["log"] != theirs[0]["log"]
     _write(isolated_home, [theirs[0], *ours[1:]])
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert (result.ok, result.first_bad_index) == (False, 0)
     assert "belongs to another audit log" in result.message
 
@@ -328,13 +296,13 @@ def test_a_record_from_another_log_with_the_same_key_is_refused(
 def test_a_lagging_head_verifies(history: Path) -> None:
     head_file = _paths(history)[2]
     before = head_file.read_bytes()
-    _invoke(history, _log(history), "s1", b"one more\n")
+    _invoke(history, ticking_log(history), "s1", b"one more\n")
     head_file.write_bytes(before)  # as if the writers had died before rewriting it
-    result = _verify(history)
+    result = verify_home(history)
     assert (result.ok, result.records) == (True, 18), result.message
     assert "the head is 2 records behind" in result.message
-    _invoke(history, _log(history), "s2", b"and another\n")  # brings it up to date
-    result = _verify(history)
+    _invoke(history, ticking_log(history), "s2", b"and another\n")  # brings it up to date
+    result = verify_home(history)
     assert (result.ok, result.records) == (True, 20), result.message
     assert "behind" not in result.message
     assert json.loads(head_file.read_bytes())["count"] == 20
@@ -355,23 +323,23 @@ def test_a_writer_killed_before_rewriting_the_head(history: Path) -> None:
     )
     child = subprocess.run([sys.executable, "-c", script], timeout=60)
     assert child.returncode == 9
-    result = _verify(history)
+    result = verify_home(history)
     assert (result.ok, result.records) == (True, 17), result.message
     assert "1 incomplete" in result.message and "1 record behind" in result.message
-    _invoke(history, _log(history), "s3", b"later\n")
-    assert _verify(history).ok
+    _invoke(history, ticking_log(history), "s3", b"later\n")
+    assert verify_home(history).ok
 
 
 def test_records_past_a_lagging_head_need_valid_macs(history: Path) -> None:
     head_file = _paths(history)[2]
     before = head_file.read_bytes()
-    _invoke(history, _log(history), "s1", b"one more\n")
+    _invoke(history, ticking_log(history), "s1", b"one more\n")
     head_file.write_bytes(before)
     records = _read(history)
     records[-1]["exit_code"] = 7
     records[-1]["hash"] = auditkey.record_hash(records[-1])
     _write(history, records)
-    result = _verify(history)
+    result = verify_home(history)
     assert (result.ok, result.first_bad_index) == (False, 17)
     assert "has a wrong mac" in result.message
 
@@ -391,7 +359,7 @@ def test_concurrent_writers_keep_log_and_head_consistent(isolated_home: Path) ->
     )
     workers = [subprocess.Popen([sys.executable, "-c", script, f"w{i}"]) for i in range(8)]
     assert [w.wait(timeout=300) for w in workers] == [0] * 8
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert (result.ok, result.records, result.keyed) == (True, 320, 320), result.message
     assert "behind" not in result.message
     head = json.loads(_paths(isolated_home)[2].read_bytes())
@@ -458,7 +426,7 @@ def test_a_damaged_key_is_unsafe_and_never_replaced(
     damage(key_file)
     before = os.lstat(key_file)
     with pytest.raises(UnsafeError) as raised:
-        _log(isolated_home).start(session="s1", argv=["kubectl", "get", "pods"])
+        ticking_log(isolated_home).start(session="s1", argv=["kubectl", "get", "pods"])
     message = str(raised.value)
     assert f"the key {key_file} {problem}" in message
     assert "restore it from a backup" in message and "the command was not run" in message
@@ -468,7 +436,7 @@ def test_a_damaged_key_is_unsafe_and_never_replaced(
         before.st_ino, before.st_mtime_ns, before.st_mode
     )
     assert log_file.read_bytes() == b"" and not head_file.exists()
-    result = _verify(isolated_home)
+    result = verify_home(isolated_home)
     assert not result.ok and f"the key {key_file} {problem}" in result.message
 
 
@@ -477,7 +445,7 @@ def test_a_damaged_key_stops_appends_to_an_existing_log(history: Path) -> None:
     key_file.write_text("0" * 63 + "\n")
     size = log_file.stat().st_size
     with pytest.raises(UnsafeError, match="the key .*audit.key is not a key"):
-        _invoke(history, _log(history), "s1", b"x\n")
+        _invoke(history, ticking_log(history), "s1", b"x\n")
     assert log_file.stat().st_size == size
 
 
@@ -486,21 +454,21 @@ def test_a_damaged_key_stops_appends_to_an_existing_log(history: Path) -> None:
 
 def test_a_rollback_stays_visible_after_the_session_goes_on(history: Path) -> None:
     roll_the_head_back_and_truncate(history)
-    _invoke(history, _log(history), "s1", b"the session goes on\n")
-    result = _verify(history)
+    _invoke(history, ticking_log(history), "s1", b"the session goes on\n")
+    result = verify_home(history)
     assert result.first_bad_index == 12
     assert "starts cast s1.cast at byte" in result.message
     assert "bytes in between are named by no record (records removed?)" in result.message
 
 
 def test_invocations_killed_in_a_row_leave_the_casts_consistent(history: Path) -> None:
-    log = _log(history)
+    log = ticking_log(history)
     for n in range(2):  # started, wrote output, never completed: as if killed
         rec = recorder.open_recording(history, "s1")
         log.start(session="s1", argv=["kubectl", "logs", "-f", str(n)], cast=rec.start_ref())
         rec.output(b"partial\n")
         rec.close()
     _invoke(history, log, "s1", b"after them\n")
-    result = _verify(history)
+    result = verify_home(history)
     assert (result.ok, result.records) == (True, 20), result.message
     assert "2 incomplete" in result.message

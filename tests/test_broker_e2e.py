@@ -192,12 +192,7 @@ def test_an_unanswered_approval_changes_nothing(broker: Broker, devserver: DevSe
 
 def test_the_approver_answers_in_guardctl_approvals(broker: Broker) -> None:
     agent = broker.agent_popen("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml")
-    console = pexpect.spawn(
-        sys.executable, ["-m", "guardctl", "approvals"],
-        env={**broker.environ, "GUARDCTL_APPROVAL_TIMEOUT": "30",
-             "GUARDCTL_BROKER": str(broker.socket)},
-        timeout=30, dimensions=(50, 150),
-    )
+    console = broker.approver_terminal("approvals")
     try:
         console.expect("asked by")
         console.expect(f"{AGENT} \\(uid")
@@ -310,13 +305,7 @@ def test_the_brokers_own_account_under_bubblewrap_is_an_agent(broker: Broker) ->
 
 
 def test_an_approvers_own_command_is_asked_on_their_terminal(broker: Broker) -> None:
-    child = pexpect.spawn(
-        sys.executable, ["-m", "guardctl", "get", "secret", "app-secrets", "-n", "dev", "-o",
-                         "yaml"],
-        env={**broker.environ, "GUARDCTL_BROKER": str(broker.socket),
-             "GUARDCTL_APPROVAL_TIMEOUT": "30"},
-        timeout=30, dimensions=(50, 150),
-    )
+    child = broker.approver_terminal("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml")
     try:
         child.expect("read-secret-values")
         child.expect(r"Approve this command\? \[y/n\]")
@@ -333,11 +322,7 @@ def test_proxy_listens_where_the_agent_reaches_it(broker: Broker) -> None:
     # `kubectl proxy` needs a human (rule port-forward); it then listens on the broker's
     # loopback, which an agent account on the same host reaches
     proxy = broker.agent_popen("proxy", "--port=0")
-    console = pexpect.spawn(
-        sys.executable, ["-m", "guardctl", "approvals"],
-        env={**broker.environ, "GUARDCTL_BROKER": str(broker.socket)},
-        timeout=30, dimensions=(50, 150),
-    )
+    console = broker.approver_terminal("approvals")
     try:
         console.expect("port-forward")
         console.send("a")
@@ -363,11 +348,7 @@ def test_a_line_approved_once_runs_its_kubectl_without_asking_again(broker: Brok
     agent = broker.agent_popen(
         "sh", "-c", "kubectl get secret app-secrets -n dev -o yaml | grep -c AWS_ACCESS_KEY_ID"
     )
-    console = pexpect.spawn(
-        sys.executable, ["-m", "guardctl", "approvals"],
-        env={**broker.environ, "GUARDCTL_BROKER": str(broker.socket)},
-        timeout=30, dimensions=(50, 150),
-    )
+    console = broker.approver_terminal("approvals")
     try:
         console.expect("read-secret-values")
         console.send("a")

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from guardctl.broker import forkclient
-from guardctl.broker.peer import identify, receive_with_fds
+from guardctl.broker.peer import identify, receive_exactly, receive_with_fds
 from guardctl.runtime import private_folder
 
 IDLE_SECONDS = 600.0
@@ -262,14 +262,11 @@ def _receive(conn: socket.socket) -> tuple[Request | None, list[int]]:
     size = int.from_bytes(head, "big")
     if size > REQUEST_MAX:
         return None, fds
-    body = bytearray()
-    while len(body) < size:
-        chunk = conn.recv(min(size - len(body), 1 << 16))
-        if not chunk:
-            return None, fds
-        body += chunk
+    body = receive_exactly(conn, size)
+    if body is None:
+        return None, fds
     try:
-        return decode_request(bytes(body)), fds
+        return decode_request(body), fds
     except BadRequest:
         return None, fds
 

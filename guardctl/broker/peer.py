@@ -146,6 +146,17 @@ def receive_with_fds(conn: socket.socket, size: int, count: int) -> tuple[bytes,
     return head, fds
 
 
+def receive_exactly(conn: socket.socket, size: int) -> bytes | None:
+    """The next `size` bytes from `conn`; None when the peer stops sending before that."""
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(size - len(body), 1 << 16))
+        if not chunk:
+            return None
+        body += chunk
+    return bytes(body)
+
+
 class Access(NamedTuple):
     """Who may use a broker: its owner, `--approver-user`s, `--agent-user`s, `--agent-group`s."""
 

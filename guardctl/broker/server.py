@@ -35,7 +35,14 @@ from typing import IO, TYPE_CHECKING
 
 from guardctl.broker import wire
 from guardctl.broker.client import AGENT_VARIABLES
-from guardctl.broker.peer import Access, Peer, identify, receive_with_fds, user_name
+from guardctl.broker.peer import (
+    Access,
+    Peer,
+    identify,
+    receive_exactly,
+    receive_with_fds,
+    user_name,
+)
 from guardctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -421,13 +428,7 @@ def _receive(conn: socket.socket) -> tuple[bytes | None, list[int]]:
     size = int.from_bytes(head[1:], "big")
     if size > wire.MAX_REQUEST:
         return None, fds
-    body = bytearray()
-    while len(body) < size:
-        chunk = conn.recv(min(size - len(body), 1 << 16))
-        if not chunk:
-            return None, fds
-        body += chunk
-    return bytes(body), fds
+    return receive_exactly(conn, size), fds
 
 
 def _send(conn: socket.socket, tag: bytes, body: bytes) -> None:
