@@ -67,6 +67,28 @@ while True:
 """
 
 
+FLOOD_CLIENT = """\
+import socket, sys
+from guardctl.broker import wire
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+request = wire.encode_request(b"/", [b"apply", b"-f", b"flood.yaml"], [], [])
+s.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+chunk = b"x" * (1 << 20)
+for _ in range(64):  # files nobody asked for
+    s.sendall(wire.frame(wire.FILE, b"stray.yaml\\0" + chunk))
+reader = wire.Reader(s.recv)
+while True:
+    tag, body = reader.next()
+    if tag == wire.NEED:
+        for n in range(200):  # 200 MB for one input whose limit is 10 MB
+            s.sendall(wire.frame(wire.FILE, b"f%d.yaml\\0" % n + chunk))
+        s.sendall(wire.frame(wire.DONE, b"ok"))
+    elif tag == wire.EXIT:
+        print("exit", int(body)); sys.exit(0)
+"""
+
+
 class Attack(NamedTuple):
     id: str
     script: str
@@ -74,6 +96,7 @@ class Attack(NamedTuple):
     absent: tuple[str, ...] = ()
     # cluster objects (kind, name) that must not exist afterwards, besides ConfigMap dev/pwned
     objects: tuple[tuple[str, str], ...] = ()
+    says: bytes = b""  # what the agent must have been told
 
 
 ATTACKS = [
@@ -144,6 +167,9 @@ ATTACKS = [
     Attack("a raw request carrying the broker's variables",
            "{python} {work}/raw.py {socket} delete ns prod; echo status=$?;"
            " {python} {work}/raw.py {socket} get secret app-secrets -n dev -o yaml"),
+    Attack("flood the broker with files nobody asked for and an input far past its limit",
+           "{python} {work}/flood.py {socket}",
+           says=b"unseen-manifest"),
     Attack("a raw request for the approver's commands",
            "{python} {work}/raw.py {socket} approvals;"
            " {python} {work}/raw.py {socket} creds status;"
@@ -191,6 +217,7 @@ def _prepare(broker: Broker) -> dict[str, str]:
         "steal.sh": STEAL.format(**places),
         "listen.py": LISTEN,
         "raw.py": RAW_CLIENT.format(**places),
+        "flood.py": FLOOD_CLIENT,
         "kust/kustomization.yaml": "resources: []\n",
         "benign.yaml": CONFIGMAP.replace("pwned", "benign"),
         "escalate.yaml": ESCALATE,
@@ -238,6 +265,7 @@ def test_an_agent_that_tries(broker: Broker, devserver: DevServer, attack: Attac
     for kind, name in attack.objects:
         assert broker.admin_kubectl("get", kind, name).returncode != 0, f"{kind}/{name} exists"
     assert _state_files(broker) == before, "the broker's state was changed"
+    assert attack.says in seen, seen.decode(errors="replace")[-500:]
     for place in attack.absent:
         path = Path(place.format(**places))
         assert not path.exists(), f"{path} exists"

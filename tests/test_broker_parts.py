@@ -418,3 +418,25 @@ def test_a_socket_that_cannot_be_made_is_one_line(
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_an_input_the_client_sends_is_bounded_on_the_brokers_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from guardctl.broker import caller
+
+    monkeypatch.setattr(caller, "MAX_BYTES", 10)
+    receiving = caller._Receiving("x.yaml", "manifests")
+    receiving.add(b"a.yaml\0" + b"1234")
+    receiving.add(b"b.yaml\0" + b"1234567")  # 11 bytes in all: past the limit
+    receiving.add(b"c.yaml\0" + b"1")
+    receiving.end("ok")
+    result = receiving.result()
+    assert result.entries == [] and result.error is not None and "more than 10 bytes" in result.error
+    fine = caller._Receiving("y.yaml", "manifests")
+    fine.add(b"a.yaml\0" + b"123")
+    fine.end("ok")
+    assert fine.result() == caller._Input([("a.yaml", b"123")], None)
+    refused = caller._Receiving("z.yaml", "manifests")
+    refused.end('the path "z.yaml" does not exist')
+    assert refused.result().error == 'the path "z.yaml" does not exist'

@@ -4,9 +4,10 @@ A worker serves one request. Its `Caller` says who asked (the kernel's peer iden
 role the broker gave it, the working directory the client reported) and carries the
 connection: local inputs fetched from the client (`fetch`), the grant for `sh -c`, files
 put on the client's side (`kubectl cp` from a pod). One thread reads the client's frames
-for the whole request: inputs and bash's status go to their queues, signals the client got
-are raised in the worker, and the client's end (killed, gone) is a SIGTERM, as it would be
-to a guardctl running in the client's own process.
+for the whole request: files go into the one input being fetched (bounded as the client
+bounds them; files nobody asked for are dropped), bash's status to its queue, signals the
+client got are raised in the worker, and the client's end (killed, gone) is a SIGTERM, as it
+would be to a guardctl running in the client's own process.
 """
 
 import contextlib
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from guardctl.broker import inputs, wire
-from guardctl.broker.localfiles import MAX_COPY_BYTES, InputError
+from guardctl.broker.localfiles import MAX_BYTES, MAX_COPY_BYTES, MAX_FILES, InputError
 from guardctl.broker.peer import APPROVER, Peer
 from guardctl.model import KubectlCall
 
@@ -36,6 +37,38 @@ class _Input(NamedTuple):
     error: str | None
 
 
+class _Receiving:
+    """One input on its way from the client: its files, bounded as the client bounds them
+    (a client that sends more, or sends files nobody asked for, only loses them)."""
+
+    def __init__(self, path: str, mode: str) -> None:
+        self.path = path
+        self.limit = MAX_COPY_BYTES if mode == "copy" else MAX_BYTES
+        self.entries: list[tuple[str, bytes]] = []
+        self.size = 0
+        self.error: str | None = None
+        self.done = threading.Event()
+
+    def add(self, data: bytes) -> None:
+        name, _, content = data.partition(b"\0")
+        self.size += len(content)
+        if self.error is not None:
+            return
+        if self.size > self.limit or len(self.entries) >= MAX_FILES:
+            self.error = f"{self.path}: more than {self.limit} bytes or {MAX_FILES} files of input"
+            self.entries.clear()
+            return
+        self.entries.append((os.fsdecode(name), content))
+
+    def end(self, status: str) -> None:
+        if self.error is None and status != "ok":
+            self.error = status
+        self.done.set()
+
+    def result(self) -> _Input:
+        return _Input([], self.error) if self.error is not None else _Input(self.entries, None)
+
+
 class Caller:
     """Who called, and the open connection to them (see the module docstring)."""
 
@@ -48,11 +81,12 @@ class Caller:
         self.launcher = launcher
         self._conn = conn
         self._send_lock = threading.Lock()
-        self._files: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue()
+        self._receiving: _Receiving | None = None  # the input being fetched, if any
         self._bash: queue.Queue[int | None] = queue.Queue()
         self._fetched: dict[tuple[str, str, bool], _Input] = {}
         self._download: tuple[str, Path] | None = None  # kubectl cp from a pod: (local, copy)
         self._reported = False
+        self._gone = False  # the client closed the connection
         self.finished = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -83,15 +117,20 @@ class Caller:
         try:
             while True:
                 tag, body = reader.next()
-                if tag in (wire.FILE, wire.DONE):
-                    self._files.put((tag, body))
+                receiving = self._receiving
+                if tag == wire.FILE and receiving is not None:
+                    receiving.add(body)
+                elif tag == wire.DONE and receiving is not None:
+                    receiving.end(body.decode("utf-8", "replace"))
                 elif tag == wire.SIGNAL and body and body[0] in RELAYED_SIGNALS:
                     os.kill(os.getpid(), body[0])
                 elif tag == wire.BASH and body.isdigit():
                     self._bash.put(int(body))
         except (EOFError, OSError, wire.ProtocolError):
             pass
-        self._files.put(None)
+        if self._receiving is not None:
+            self._receiving.end(f"{self._receiving.path}: the client went away")
+        self._gone = True
         self._bash.put(None)
         if not self.finished.is_set():
             os.kill(os.getpid(), signal.SIGTERM)  # the client is gone: stop as it would
@@ -116,23 +155,18 @@ class Caller:
         return {(p, m): f.entries for (p, m, _), f in self._fetched.items() if f.error is None}
 
     def _ask(self, path: str, mode: str, expand: bool) -> _Input:
-        body = b"\0".join((mode.encode(), b"1" if expand else b"0", os.fsencode(path)))
-        self.send(wire.NEED, body)
-        entries: list[tuple[str, bytes]] = []
-        while True:
-            try:
-                item = self._files.get(timeout=FETCH_TIMEOUT)
-            except queue.Empty:
+        receiving = _Receiving(path, mode)
+        if self._gone:
+            return _Input([], f"{path}: the client went away")
+        self._receiving = receiving
+        try:
+            body = b"\0".join((mode.encode(), b"1" if expand else b"0", os.fsencode(path)))
+            self.send(wire.NEED, body)
+            if not receiving.done.wait(FETCH_TIMEOUT):
                 return _Input([], f"{path}: the client did not send it in time")
-            if item is None:
-                return _Input([], f"{path}: the client went away")
-            tag, data = item
-            if tag == wire.FILE:
-                name, _, content = data.partition(b"\0")
-                entries.append((os.fsdecode(name), content))
-                continue
-            status = data.decode("utf-8", "replace")
-            return _Input(entries, None) if status == "ok" else _Input([], status)
+            return receiving.result()
+        finally:
+            self._receiving = None
 
     # ---- kubectl's inputs (see broker.inputs)
 
