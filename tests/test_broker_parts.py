@@ -432,7 +432,8 @@ def test_an_input_the_client_sends_is_bounded_on_the_brokers_side(
     receiving.add(b"c.yaml\0" + b"1")
     receiving.end("ok")
     result = receiving.result()
-    assert result.entries == [] and result.error is not None and "more than 10 bytes" in result.error
+    assert result.entries == []
+    assert result.error is not None and "more than 10 bytes" in result.error
     fine = caller._Receiving("y.yaml", "manifests")
     fine.add(b"a.yaml\0" + b"123")
     fine.end("ok")
