@@ -87,6 +87,7 @@ class Caller:
         self._download: tuple[str, Path] | None = None  # kubectl cp from a pod: (local, copy)
         self._reported = False
         self._gone = False  # the client closed the connection
+        self._granted = False  # a line was handed to the client's bash; its status is due
         self.finished = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -124,7 +125,8 @@ class Caller:
                     receiving.end(body.decode("utf-8", "replace"))
                 elif tag == wire.SIGNAL and body and body[0] in RELAYED_SIGNALS:
                     os.kill(os.getpid(), body[0])
-                elif tag == wire.BASH and body.isdigit():
+                elif tag == wire.BASH and body.isdigit() and self._granted:
+                    self._granted = False  # one status per line run
                     self._bash.put(int(body))
         except (EOFError, OSError, wire.ProtocolError):
             pass
@@ -220,6 +222,7 @@ class Caller:
     def grant(self, token: str, line: str) -> None:
         """Let the client run `line` with bash, its kubectl calls covered by `token`."""
         line_bytes = line.encode("utf-8", "surrogateescape")
+        self._granted = True
         self.send(wire.GRANT, token.encode("ascii") + b"\0" + line_bytes)
 
     def wait_bash(self) -> int | None:
