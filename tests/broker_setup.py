@@ -206,21 +206,18 @@ def running_broker(
             env=environ, check=True, capture_output=True, timeout=60,
         )
         socket_path = sock_dir / "broker.sock"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "guardctl", "broker", "serve", "--socket", str(socket_path),
-             "--agent-user", AGENT, *extra_args],
-            env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert process.stderr is not None
+        log = state / "broker.log"
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "guardctl", "broker", "serve", "--socket",
+                 str(socket_path), "--agent-user", AGENT, *extra_args],
+                env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
+            )
         deadline = time.monotonic() + READY_SECONDS
-        line = b""
-        while time.monotonic() < deadline and b"ready" not in line:
-            line = process.stderr.readline()
-            if not line and process.poll() is not None:
-                raise RuntimeError("the broker did not start")
-        if b"ready" not in line:
-            raise RuntimeError("the broker did not get ready")
+        while b"ready on" not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the broker did not start: {log.read_text()}")
+            time.sleep(0.05)
         yield Broker(socket_path, shared, work, state, environ, admin, process, python)
     finally:
         if process is not None:

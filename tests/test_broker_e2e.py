@@ -399,3 +399,14 @@ def test_the_readmes_bubblewrap_sandbox_keeps_the_same_account_out(broker: Broke
     proc = subprocess.run([*sandbox, *guardctl, "get", "ns", "-o", "name"], env=environ,
                           capture_output=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith(b"namespace/")
+
+
+def test_the_brokers_log_says_who_ran_what_and_never_the_arguments(broker: Broker) -> None:
+    broker.agent("get", "secret", "app-secrets", "-n", "dev", "--token-of-nobody=sekrit")
+    broker.agent("check", "kubectl get pods")
+    broker.as_user(OTHER, [str(broker.shared / "bin" / "guardctl"), "get", "pods"])
+    uid = pwd.getpwnam(AGENT).pw_uid
+    log = (broker.state / "broker.log").read_text()
+    assert f"{AGENT} (uid {uid}, agent): kubectl get -> exit " in log
+    assert f"{AGENT} (uid {uid}, agent): guardctl check -> exit 0" in log
+    assert "sekrit" not in log and "app-secrets" not in log

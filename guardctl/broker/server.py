@@ -43,6 +43,7 @@ from guardctl.broker.peer import (
     receive_with_fds,
     user_name,
 )
+from guardctl.commands import guardctl_commands
 from guardctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -482,6 +483,8 @@ def _worker(
 
 
 def _refuse(conn: socket.socket, peer: Peer, role: str | None, unreadable: bool) -> None:
+    if role is None:
+        _journal(2, f"refused {peer.user} (uid {peer.uid}): not an agent or approver")
     if unreadable:
         message = "guardctl: the broker could not read the request (a different guardctl version?)"
         _send(conn, wire.SAY, message.encode())
@@ -520,23 +523,45 @@ def _serve_request(
             os.close(fd)
         _refuse(conn, peer, role, True)
         return 2
+    journal = os.dup(2)  # the broker's own stderr, before the client's takes its place
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
     caller = Caller(
         conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher)
     )
+    words = [os.fsdecode(a) for a in args]
+    started = time.monotonic()
     code = 1
     try:
-        code = run_request(
-            caller, [os.fsdecode(a) for a in args], command_environ(broker_environ, environ),
-            commands,
-        )
+        code = run_request(caller, words, command_environ(broker_environ, environ), commands)
     except SystemExit as exc:  # a signal ended the command (see _raise_exit)
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         caller.report(code)
+        _journal(journal, f"{caller.describe()}: {_summary(words)} -> exit {code} "
+                          f"({time.monotonic() - started:.2f} s)")
     return code
+
+
+def _summary(words: list[str]) -> str:
+    """What a request ran, for the broker's log: the command, and kubectl's verb, never the
+    arguments (they may hold values the audit log masks)."""
+    first = words[0] if words else ""
+    if first != "kubectl" and (first in guardctl_commands() or not first):
+        return f"guardctl {first}".strip()
+    from guardctl.firewall.normalize import normalize
+    from guardctl.model import SimpleCommand
+
+    kubectl_words = words[1:] if first == "kubectl" else words
+    verb = normalize(SimpleCommand(argv=("kubectl", *kubectl_words))).verb
+    return f"kubectl {verb}".strip()
+
+
+def _journal(fd: int, line: str) -> None:
+    """One line on the broker's stderr (a terminal, or systemd's journal)."""
+    with contextlib.suppress(OSError):
+        os.write(fd, f"guardctl broker: {line}\n".encode("utf-8", "replace"))
 
 
 def command_environ(broker_environ: dict[str, str], requested: list[bytes]) -> dict[str, str]:
