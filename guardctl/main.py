@@ -106,5 +106,3 @@ def _run_click(args: list[str]) -> int:
     from guardctl.cli import run
 
     return run(args)
-
-

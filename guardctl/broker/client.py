@@ -26,10 +26,6 @@ import sys
 from guardctl.broker import wire
 from guardctl.runtime import SignalRelay
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 # the client's variables a request carries; the broker takes these and no others (they choose
 # nothing of the policy, credentials or records: the session a command is recorded in, and
 # the one-time grant of a line a human approved)

@@ -254,4 +254,3 @@ def _server_starting_or_failed(lock_path: str) -> bool:
         return os.fstat(fd).st_mtime > time.time() - START_GRACE_SECONDS
     finally:
         os.close(fd)
-

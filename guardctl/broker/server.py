@@ -437,8 +437,6 @@ def _send(conn: socket.socket, tag: bytes, body: bytes) -> None:
         conn.sendall(wire.frame(tag, body))
 
 
-
-
 def _raise_exit(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 

@@ -23,8 +23,6 @@ Then, while the command runs:
 Read by the client on every command, so with interpreter built-ins alone.
 """
 
-import os
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -118,10 +116,3 @@ class Reader:
         if size > self._limit:
             raise ProtocolError("frame too large")
         return head[:1], self._exactly(size)
-
-
-def send_all(fd: int, data: bytes) -> None:
-    """Write all of `data` to a socket fd (a stream socket may take less per call)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

@@ -194,4 +194,3 @@ class Api:
                                      obj["metadata"]["name"], dry) for obj in items]
         return json_response(200, self.render(request, target.rtype, deleted, version,
                                               f"{target.rtype.kind}List"))
-

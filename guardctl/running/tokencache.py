@@ -73,7 +73,6 @@ class Token(NamedTuple):
         return self.expires_at - REFRESH_FRACTION * life - now
 
 
-
 # --------------------------------------------------------------------------- payload
 
 
