@@ -59,6 +59,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from guardctl.atomic import write_all
 from guardctl.bundled import data_text
 from guardctl.errors import UnsafeError
 from guardctl.masking.mask import mask_text, placeholder
@@ -79,7 +80,6 @@ from guardctl.recording.auditkey import (
     parse,
     record_hash,
     record_mac,
-    write_all,
     write_head,
 )
 

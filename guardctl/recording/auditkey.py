@@ -52,6 +52,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from guardctl.atomic import write_all
+
 KEY_BYTES = 32
 LOG_ID_BYTES = 16
 ACCESS_FIX = "give it back to the user guardctl records as (mode 0600)"
@@ -193,12 +195,6 @@ def load_head(path: Path) -> Head | None:
     ):
         raise Damaged("is not a head (a field has the wrong form)")
     return Head(log, count, last, mac)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    written = 0
-    while written < len(data):
-        written += os.write(fd, data[written:])
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from guardctl.atomic import write_all
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
 from guardctl.signals import Handler, signal_handlers
@@ -388,11 +389,6 @@ def _read_pty(fd: int) -> bytes:
         raise
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
-
-
 def _pump_pty(
     child: pexpect.spawn, in_fd: int, sink: _Sink, forwarder: _Forwarder,
     send: Callable[[int], None],
@@ -412,7 +408,7 @@ def _pump_pty(
                 else:
                     data = os.read(key.fd, CHUNK)
                     if data:
-                        _write_all(child.child_fd, data)
+                        write_all(child.child_fd, data)
                     else:  # our stdin ended: keep showing output, stop reading input
                         selector.unregister(key.fd)
             if forwarder.overdue():
