@@ -1,4 +1,5 @@
-"""Temporary signal handlers, shared by the runner and the temp kubeconfig's cleanup."""
+"""Signal handlers shared by the runner, the temp kubeconfig's cleanup, the approval wait and
+the broker's workers: temporary ones, a signal that unwinds, a deadline."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from typing import Any
 from guardctl.errors import DeadlineExceeded
 
 Handler = Callable[[int, "FrameType | None"], Any]
+
+
+def exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    """A handler that ends the process as a SystemExit (128 + the signal's number, the shell's
+    convention), so `finally` blocks run: Python's default for SIGTERM and SIGHUP kills
+    without unwinding, leaving temp files, queued requests and records behind."""
+    raise SystemExit(128 + signum)
 
 
 @contextmanager

@@ -18,10 +18,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from guardctl.approvals.grants import TOKEN_VARIABLE
 from guardctl.errors import UnsafeError
+from guardctl.signals import signal_handlers
 from guardctl.status import exit_for_child
 
 SESSION_VARIABLE = "GUARDCTL_SESSION"
@@ -102,14 +102,5 @@ def _forwarding(child: subprocess.Popen[bytes], signals: Sequence[int]) -> Itera
         if child.poll() is None:
             child.send_signal(signum)
 
-    previous: dict[int, Any] = {}
-    try:
-        for signum in signals:
-            previous[signum] = signal.signal(signum, forward)
-    except ValueError:
-        pass  # not the main thread: Python cannot install handlers there
-    try:
+    with signal_handlers(dict.fromkeys(signals, forward)):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

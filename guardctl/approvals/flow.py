@@ -12,10 +12,8 @@
 import contextlib
 import math
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
 
 from guardctl.approvals.queue import (
     POLL,
@@ -34,6 +32,7 @@ from guardctl.approvals.queue import (
 from guardctl.env import Environment
 from guardctl.model import Decision
 from guardctl.recording.audit import iso_time
+from guardctl.signals import exit_on_signal, signal_handlers
 
 # --------------------------------------------------------------------------- waiting
 
@@ -119,19 +118,8 @@ def _poll(queue: Queue, request: Request, timeout: float, clock: Clock, sleep: S
 def _signals_exit() -> Iterator[None]:
     """SIGTERM and SIGHUP raise SystemExit(128+n) while waiting, so `finally` blocks run
     and the request is removed (Python's default for both kills without unwinding)."""
-    if threading.current_thread() is not threading.main_thread():
+    with signal_handlers({signal.SIGTERM: exit_on_signal, signal.SIGHUP: exit_on_signal}):
         yield
-        return
-
-    def leave(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, leave) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def outcome_message(outcome: Outcome) -> str:

@@ -45,6 +45,7 @@ from guardctl.broker.peer import (
 )
 from guardctl.commands import guardctl_commands
 from guardctl.errors import UsageError
+from guardctl.signals import exit_on_signal
 
 if TYPE_CHECKING:
     from guardctl.broker.worker import Commands
@@ -437,10 +438,6 @@ def _send(conn: socket.socket, tag: bytes, body: bytes) -> None:
         conn.sendall(wire.frame(tag, body))
 
 
-def _raise_exit(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def _worker(
     conn: socket.socket, access: Access, accepted_at: float, broker_environ: dict[str, str],
     commands: Commands,
@@ -451,7 +448,7 @@ def _worker(
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # kubectl's exit must be waited for
         for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _raise_exit)  # `finally` blocks run: records, temp files
+            signal.signal(signum, exit_on_signal)  # `finally` blocks run: records, temp files
         signal.signal(signal.SIGINT, signal.default_int_handler)
         peer = identify(conn, accepted_at)
         role = access.role(peer)
@@ -533,7 +530,7 @@ def _serve_request(
     code = 1
     try:
         code = run_request(caller, words, command_environ(broker_environ, environ), commands)
-    except SystemExit as exc:  # a signal ended the command (see _raise_exit)
+    except SystemExit as exc:  # a signal ended the command (see exit_on_signal)
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         caller.report(code)

@@ -19,11 +19,10 @@ import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from guardctl.env import Environment
-from guardctl.signals import Handler, signal_handlers
+from guardctl.signals import Handler, exit_on_signal, signal_handlers
 
 PREFIX = "guardctl-kubeconfig-"
 FILENAME = "kubeconfig"
@@ -69,10 +68,6 @@ def render(server: str, ca_data: str, user: Mapping[str, Any], namespace: str) -
     }
 
 
-def _raise_exit(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 @contextmanager
 def _fatal_signals_exit() -> Iterator[None]:
     """Turn SIGTERM/SIGHUP into SystemExit while the block runs, so `finally` clauses run.
@@ -82,7 +77,7 @@ def _fatal_signals_exit() -> Iterator[None]:
     Python lets us install handlers.
     """
     at_default: dict[int, Handler] = {
-        s: _raise_exit for s in _FATAL_SIGNALS if signal.getsignal(s) is signal.SIG_DFL
+        s: exit_on_signal for s in _FATAL_SIGNALS if signal.getsignal(s) is signal.SIG_DFL
     }
     with signal_handlers(at_default):
         yield
