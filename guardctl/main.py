@@ -55,11 +55,9 @@ def _end(code: int) -> NoReturn:
     cost as much as the client's whole work. Never returns."""
     import os
 
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    from guardctl.routing import flush_standard_streams
+
+    flush_standard_streams()
     os._exit(code)
 
 

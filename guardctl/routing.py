@@ -3,7 +3,8 @@
 Shared by the entry point (`main`) and a broker's worker, which route the same words the
 same way: a first word that is not one of guardctl's own commands is a kubectl invocation;
 the plain spellings of `check` an agent or a hook uses are read here. `guarded` turns a
-GuardError into its one-line message and exit status, never a traceback.
+GuardError into its one-line message and exit status, never a traceback;
+`flush_standard_streams` is the last thing a client or a worker does with its output.
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ def _failed(exc: BaseException, traceback: bool) -> int:
         raise exc
     _error(f"guardctl: internal error: {type(exc).__name__}: {exc} (rerun with --traceback)")
     return ExitStatus.ERROR
+
+
+def flush_standard_streams() -> None:
+    """Flush stdout and stderr before a process ends with `os._exit` or reports its exit
+    status (a client, a fork server's or broker's worker); a closed stream is left as it is."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _error(message: str) -> None:

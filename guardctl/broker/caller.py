@@ -15,7 +15,6 @@ import os
 import queue
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from guardctl.broker import inputs, wire
 from guardctl.broker.localfiles import MAX_BYTES, MAX_COPY_BYTES, MAX_FILES, InputError
 from guardctl.broker.peer import APPROVER, Peer
 from guardctl.model import KubectlCall
+from guardctl.routing import flush_standard_streams
 
 # signals a client may pass on; anything else it sends is ignored
 RELAYED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH})
@@ -241,8 +241,6 @@ class Caller:
             return
         self._reported = True
         self.finished.set()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
+        flush_standard_streams()
         with contextlib.suppress(OSError):
             self.send(wire.EXIT, b"%d" % code)

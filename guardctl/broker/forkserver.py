@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 from guardctl.broker import forkclient
 from guardctl.broker.peer import identify, receive_exactly, receive_with_fds
+from guardctl.routing import flush_standard_streams
 from guardctl.runtime import private_folder
 
 IDLE_SECONDS = 600.0
@@ -313,11 +314,7 @@ def _run(args: list[str]) -> int:
         code = main(args)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    flush_standard_streams()
     return code
 
 

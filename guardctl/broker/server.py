@@ -45,6 +45,7 @@ from guardctl.broker.peer import (
 )
 from guardctl.commands import guardctl_commands
 from guardctl.errors import UsageError
+from guardctl.routing import flush_standard_streams
 from guardctl.signals import exit_on_signal
 
 if TYPE_CHECKING:
@@ -470,7 +471,7 @@ def _worker(
     except BaseException:  # noqa: BLE001 - a worker must end here, never in the accept loop
         code = 1
     try:
-        _flush_streams()
+        flush_standard_streams()
         if not reported:
             _send(conn, wire.EXIT, b"%d" % code)
     finally:
@@ -491,12 +492,6 @@ def _refuse(conn: socket.socket, peer: Peer, role: str | None, unreadable: bool)
     )
     _send(conn, wire.SAY, message.encode())
     _send(conn, wire.EXIT, b"13")
-
-
-def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
 
 
 def _serve_request(
