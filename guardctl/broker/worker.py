@@ -12,14 +12,13 @@ import os
 from collections.abc import Callable
 
 from guardctl.broker.caller import Caller
+from guardctl.broker.client import LOCAL_COMMANDS
 from guardctl.broker.peer import user_name
 from guardctl.env import Environment
 from guardctl.errors import UsageError
 from guardctl.status import ExitStatus
 
 AGENT_COMMANDS = frozenset({"check", "mask", "hook", "sh", "kubectl"})
-# run in the client's own process; a client never sends them (see broker.client)
-CLIENT_COMMANDS = frozenset({"devserver", "demo", "shim", "mcp", "doctor"})
 
 
 # runs one of guardctl's own commands (click's `cli.run`), given to the server by `cli`
@@ -44,7 +43,8 @@ def _dispatch(env: Environment, caller: Caller, args: list[str], commands: Comma
     first = args[0] if args else ""
     if args[:2] == ["broker", "status"]:
         return _status(env, caller)
-    if first in CLIENT_COMMANDS or args[:2] == ["broker", "serve"]:
+    # run in the client's own process; a client never sends them
+    if first in LOCAL_COMMANDS or args[:2] == ["broker", "serve"]:
         raise UsageError(f"`guardctl {first}` runs in your own process, not in the broker")
     if first and first not in ("-h", "--help") and is_kubectl(first):
         from guardctl.running.invoke import run_kubectl
