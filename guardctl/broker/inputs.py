@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from guardctl.broker.localfiles import safe_name
+from guardctl.broker.localfiles import InputError, safe_name
 from guardctl.bundled import data_text
 from guardctl.firewall.flagtable import flag_table
 from guardctl.model import KubectlCall
@@ -204,7 +204,6 @@ def materialize(
 def text_reader(fetch: Fetch, expand: bool) -> Callable[[str, bool], list[tuple[str, str]] | None]:
     """A policy Reader (see firewall.manifests) over inputs the client sends: the decision
     reads the agent's files through the agent, never the broker's own."""
-    from guardctl.broker.localfiles import InputError
 
     def read(path: str, recursive: bool) -> list[tuple[str, str]] | None:
         try:
