@@ -282,10 +282,21 @@ def test_broker_in_the_config_file(tmp_path: Path, text: str, found: str | None)
     assert runtime.broker_path({"GUARDCTL_CONFIG": str(config), "GUARDCTL_BROKER": "/v"}) == "/v"
 
 
-def test_the_client_and_broker_agree_on_the_variables_a_request_carries() -> None:
-    from guardctl.broker.server import AGENT_VARIABLES
+def test_a_request_chooses_only_the_session_and_the_grant() -> None:
+    from guardctl.broker.server import command_environ
 
-    assert AGENT_VARIABLES == client.AGENT_VARIABLES == ("GUARDCTL_SESSION", "GUARDCTL_PREAPPROVED")
+    assert client.AGENT_VARIABLES == ("GUARDCTL_SESSION", "GUARDCTL_PREAPPROVED")
+    broker_environ = {"HOME": "/srv/broker", "GUARDCTL_RULES": "/srv/rules.yaml",
+                      "GUARDCTL_BROKER": "/run/guardctl/broker.sock"}
+    requested = [b"GUARDCTL_SESSION=s1", b"GUARDCTL_PREAPPROVED=grant", b"HOME=/home/agent",
+                 b"GUARDCTL_RULES=/home/agent/loose.yaml", b"GUARDCTL_BROKER=/tmp/fake.sock",
+                 b"GUARDCTL_HOME=/home/agent/state", b"PATH=/home/agent/bin"]
+    # the broker's own settings, the two a client may choose, and nothing else of the client's;
+    # its own GUARDCTL_BROKER goes too, so a command it runs never routes back to a broker
+    assert command_environ(broker_environ, requested) == {
+        "HOME": "/srv/broker", "GUARDCTL_RULES": "/srv/rules.yaml",
+        "GUARDCTL_SESSION": "s1", "GUARDCTL_PREAPPROVED": "grant",
+    }
 
 
 @pytest.mark.parametrize(
