@@ -64,6 +64,10 @@ class Config(NamedTuple):
     credential: str  # one of CREDENTIAL_KINDS
     token_ttl: str = DEFAULT_TTL
     keyring_service: str = DEFAULT_KEYRING_SERVICE
+    # the broker socket this account's commands go to ("": none). Every command reads it
+    # with `runtime.config_broker`, without a YAML parser; it is a field here so that a file
+    # holding both loads, and `creds import` keeps it
+    broker: str = ""
 
     @classmethod
     def of(cls, **values: str) -> "Config":
@@ -159,5 +163,8 @@ def save_config(path: Path, config: Config) -> None:
 
     from guardctl.atomic import write_atomic
 
-    data = {_key(name): value for name, value in config._asdict().items()}
+    data = {
+        _key(name): value for name, value in config._asdict().items()
+        if value or name != "broker"  # no broker: no line, as before there were brokers
+    }
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))

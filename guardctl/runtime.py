@@ -49,11 +49,11 @@ def _config_path(environ: "Mapping[str, str]") -> str:
     return os.path.join(base, "guardctl", "config.yaml")
 
 
-def _config_broker(environ: "Mapping[str, str]") -> "str | None":
-    """`broker: PATH` at the top level of guardctl's config file (read without a YAML
+def config_broker(path: str) -> "str | None":
+    """`broker: PATH` at the top level of the config file at `path` (read without a YAML
     parser: one plain or quoted scalar on its line)."""
     try:
-        with open(_config_path(environ), encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             lines = handle.read(1 << 20).splitlines()
     except (OSError, UnicodeDecodeError):
         return None
@@ -71,7 +71,7 @@ def _config_broker(environ: "Mapping[str, str]") -> "str | None":
 
 def broker_path(environ: "Mapping[str, str]") -> "str | None":
     """The broker's socket this guardctl must use, or None (same-user mode)."""
-    return environ.get(BROKER_VARIABLE) or _config_broker(environ)
+    return environ.get(BROKER_VARIABLE) or config_broker(_config_path(environ))
 
 
 class SignalRelay:

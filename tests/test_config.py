@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from guardctl import runtime
 from guardctl.config import Config, load_config, save_config, ttl_seconds
 from guardctl.errors import UsageError
 
@@ -44,6 +45,25 @@ def test_save_replaces_an_existing_file(tmp_path: Path) -> None:
     changed = CONFIG._replace(namespace="prod")
     save_config(path, changed)
     assert load_config(path) == changed
+
+
+def test_a_broker_line_beside_the_credentials_loads_and_is_kept(tmp_path: Path) -> None:
+    # the README's `broker: PATH` in the same file the broker's own account keeps its
+    # credentials in: its workers load that file, and `creds import` rewrites it
+    path = tmp_path / "config.yaml"
+    path.write_text(GOOD + "broker: /run/guardctl/broker.sock\n")
+    config = load_config(path)
+    assert config is not None and config.broker == "/run/guardctl/broker.sock"
+    save_config(path, config)
+    assert load_config(path) == config
+    assert runtime.broker_path({"GUARDCTL_CONFIG": str(path)}) == "/run/guardctl/broker.sock"
+
+
+def test_no_broker_writes_no_broker_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    save_config(path, CONFIG)
+    assert "broker" not in path.read_text()
+    assert runtime.broker_path({"GUARDCTL_CONFIG": str(path)}) is None
 
 
 def test_absent_file_is_none(tmp_path: Path) -> None:

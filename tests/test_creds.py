@@ -116,6 +116,14 @@ def test_import_moves_the_token_into_the_keyring(env: Environment, kubeconfig: P
     assert not any(server.admin_token in line for line in advice)
 
 
+def test_reimport_keeps_the_broker_line(env: Environment, kubeconfig: Path) -> None:
+    env.config_path.parent.mkdir(parents=True, exist_ok=True)
+    env.config_path.write_text("broker: /run/guardctl/broker.sock\n")
+    config = _import(env, kubeconfig)
+    assert config.broker == "/run/guardctl/broker.sock"
+    assert load_config(env.config_path) == config
+
+
 def test_import_reads_kubeconfig_from_the_environment(env: Environment, kubeconfig: Path,
                                                       tmp_path: Path) -> None:
     environ = {**env.environ, "KUBECONFIG": f"{kubeconfig}:{tmp_path / 'other'}"}

@@ -28,6 +28,7 @@ from guardctl.env import Environment
 from guardctl.errors import UnsafeError, UsageError
 from guardctl.running import tokencache
 from guardctl.running.tokencache import Token
+from guardctl.runtime import config_broker
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -274,6 +275,7 @@ def import_credentials(
         context=context_name, cluster=cluster_name, user=user_name, server=server,
         certificate_authority_data=ca_data, namespace=str(ctx.get("namespace") or ""),
         service_account=service_account, credential=kind, token_ttl=ttl,
+        broker=config_broker(str(env.config_path)) or "",  # its `broker:` line stays
     )
     vault = _vault(config, backend)
     vault.set(credential_entry(config), json.dumps(stanza))
