@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from installed import fork_server_path, installed_guardctl, state_environ
+from installed import fork_server_path, import_credentials, installed_guardctl, state_environ
 
 from guardctl.broker import forkcontrol
 from guardctl.devserver import DevServer
@@ -79,11 +79,7 @@ def main() -> None:
             env = state_environ(root, os.environ)
             env.pop("GUARDCTL_BROKER", None)
             guardctl, python = installed_guardctl(root)
-            subprocess.run(
-                [*guardctl, "creds", "import", "--kubeconfig", str(admin),
-                 "--service-account", "guardctl/guardctl-agent"],
-                env=env, check=True, capture_output=True,
-            )
+            import_credentials(guardctl, admin, env)
             socket = root / "sock" / "broker.sock"
             broker = _start_broker(guardctl, env, socket)
             through = {**env, "GUARDCTL_BROKER": str(socket)}

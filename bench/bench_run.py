@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from installed import fork_server_path, installed_guardctl, state_environ
+from installed import fork_server_path, import_credentials, installed_guardctl, state_environ
 
 from guardctl.broker import forkcontrol
 from guardctl.config import load_config
@@ -64,27 +64,14 @@ def main() -> None:
             admin = server.write_kubeconfig(root / "admin.kubeconfig")
             env = state_environ(root, os.environ)
             guardctl, python = installed_guardctl(root)
-            subprocess.run(
-                [
-                    *guardctl,
-                    "creds",
-                    "import",
-                    "--kubeconfig",
-                    str(admin),
-                    "--service-account",
-                    "guardctl/guardctl-agent",
-                ],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
+            import_credentials(guardctl, admin, env)
             raw = [kubectl, "--kubeconfig", str(admin), "get", "pods", "-n", "dev"]
             ours = [*guardctl, "get", "pods", "-n", "dev"]
             alone = {**env, "GUARDCTL_FORKSERVER": "0"}
-            server = fork_server_path(python, env)
+            fork_server = fork_server_path(python, env)
             _time(ours, env)  # mint and cache the token, start the fork server
-            if not forkcontrol.wait_ready(server):
-                raise SystemExit("the fork server did not start; see " + server + ".log")
+            if not forkcontrol.wait_ready(fork_server):
+                raise SystemExit("the fork server did not start; see " + fork_server + ".log")
             _time(ours, env)
             times: dict[str, list[float]] = {"raw": [], "warm": [], "alone": []}
             try:
@@ -93,7 +80,7 @@ def main() -> None:
                     times["warm"].append(_time(ours, env))
                     times["alone"].append(_time(ours, alone))
             finally:
-                forkcontrol.stop(server)
+                forkcontrol.stop(fork_server)
                 _forget_token(env)
     finally:
         shutil.rmtree(root, ignore_errors=True)

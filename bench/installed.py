@@ -86,3 +86,13 @@ def state_environ(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
         "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
         "XDG_RUNTIME_DIR": str(root / "run"),  # this run's own fork server
     }
+
+
+def import_credentials(guardctl: list[str], kubeconfig: Path, env: Mapping[str, str]) -> None:
+    """`guardctl creds import` of the devserver's admin kubeconfig, for the demo's agent
+    ServiceAccount, into the state `env` names."""
+    subprocess.run(
+        [*guardctl, "creds", "import", "--kubeconfig", str(kubeconfig),
+         "--service-account", "guardctl/guardctl-agent"],
+        env=env, check=True, capture_output=True,
+    )
