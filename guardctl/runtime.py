@@ -1,15 +1,16 @@
-"""Where guardctl's sockets are (the fork server's runtime folder, the broker's socket), and
-the signal relay both clients share.
+"""Where guardctl's sockets are (the fork server's runtime folder, the broker's socket), the
+signal relay both clients share, and the words that start this guardctl.
 
 The runtime folder is `$XDG_RUNTIME_DIR/guardctl` (a per-login tmpfs folder on most
 desktops), else `/tmp/guardctl-UID`; created 0700 and checked before any socket in it is
 trusted. The broker is `GUARDCTL_BROKER`, else `broker:` in guardctl's config file. Read on
-every command, so with `os` and `stat` alone.
+every command, so with `os`, `stat` and `sys` alone.
 """
 
 import _signal
 import os
 import stat  # loaded by os already
+import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -39,6 +40,21 @@ def private_folder(folder: str) -> bool:
 
 
 BROKER_VARIABLE = "GUARDCTL_BROKER"
+
+
+def launcher(prefer_script: bool = True) -> "list[str]":
+    """The words that start this guardctl from a shell (the shim, `sh -c`, the hook's line).
+
+    The `guardctl` console script next to this interpreter when there is one (and
+    `prefer_script`), else this interpreter with `-m guardctl`. `-P` (Python 3.11+) keeps
+    the working directory off `sys.path`, so a `guardctl/` folder wherever the agent
+    happens to be cannot stand in for guardctl.
+    """
+    script = os.path.join(os.path.dirname(sys.executable), "guardctl")
+    if prefer_script and os.path.isfile(script) and os.access(script, os.X_OK):
+        return [script]
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe_path, "-m", "guardctl"]
 
 
 def _config_path(environ: "Mapping[str, str]") -> str:

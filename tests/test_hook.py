@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from guardctl.agents.hook import SETTINGS_SNIPPET, claude_code, routed_command
-from guardctl.agents.shim import PINNED, launcher, pinned
+from guardctl.agents.shim import PINNED, pinned
 from guardctl.env import Environment
+from guardctl.runtime import launcher
 
 PAYLOADS = Path(__file__).parent / "data" / "hooks"
 SESSION = "GUARDCTL_SESSION=claude-9b1f6c1e-3a5d-4c2b-8f7e-1d2c3b4a5e6f"

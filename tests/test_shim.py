@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from guardctl import runtime
 from guardctl.agents import shim
 from guardctl.env import Environment
 from guardctl.errors import UsageError
@@ -76,7 +77,7 @@ def test_install_replaces_its_own_shim_and_a_dangling_link(tmp_path: Path) -> No
 
 
 def test_launcher_without_script_is_this_interpreter() -> None:
-    words = shim.launcher(prefer_script=False)
+    words = runtime.launcher(prefer_script=False)
     assert words[0] == sys.executable and words[-2:] == ["-m", "guardctl"]
 
 

@@ -47,7 +47,8 @@ def run_bash(
     environ: Mapping[str, str], line: str, token: str, fds: tuple[int, int, int] = (0, 1, 2)
 ) -> int:
     """Run LINE with bash (stdin, stdout, stderr = `fds`); bash's exit status."""
-    from guardctl.agents.shim import launcher, write_shim
+    from guardctl.agents.shim import write_shim
+    from guardctl.runtime import launcher
 
     bash = shutil.which("bash", path=environ.get("PATH", os.defpath))
     if bash is None:

@@ -172,7 +172,8 @@ def routed_command(
 
     `launcher_words` start guardctl where the line runs (default: this guardctl); `pin`
     gives it those settings (shim.PINNED) whatever the shell it runs in has."""
-    from guardctl.agents.shim import launcher, pinned
+    from guardctl.agents.shim import pinned
+    from guardctl.runtime import launcher
 
     session = _session(session_id)
     prefix = pinned(pin) if pin is not None else []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from guardctl.env import Environment
 from guardctl.errors import UsageError
 from guardctl.running.runner import SHIM_SNIFF_BYTES, is_shim
+from guardctl.runtime import launcher
 
 SHIM_NAME = "kubectl"
 MODE = 0o755
@@ -32,21 +32,6 @@ PINNED = (
 )
 # `env` from the system folders: the caller's PATH must not choose it
 SYSTEM_ENV = ("/usr/bin/env", "/bin/env")
-
-
-def launcher(prefer_script: bool = True) -> list[str]:
-    """The words that start guardctl from a shell.
-
-    The `guardctl` console script next to this interpreter when there is one (and
-    `prefer_script`), else this interpreter with `-m guardctl`. `-P` (Python 3.11+) keeps
-    the working directory off `sys.path`, so a `guardctl/` folder wherever the agent
-    happens to be cannot stand in for guardctl.
-    """
-    script = Path(sys.executable).parent / "guardctl"
-    if prefer_script and script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-    return [sys.executable, *safe_path, "-m", "guardctl"]
 
 
 def pinned(environ: Mapping[str, str]) -> list[str]:

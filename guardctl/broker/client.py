@@ -24,7 +24,7 @@ import os
 import sys
 
 from guardctl.broker import wire
-from guardctl.runtime import SignalRelay
+from guardctl.runtime import SignalRelay, launcher
 
 # the client's variables a request carries; the broker takes these and no others (they choose
 # nothing of the policy, credentials or records: the session a command is recorded in, and
@@ -44,15 +44,6 @@ def runs_here(args: "list[str]") -> bool:
     if args[0] in LOCAL_OPTIONS or args[0] in LOCAL_COMMANDS:
         return True
     return args[:2] == ["broker", "serve"]
-
-
-def _launcher() -> "list[bytes]":
-    """The words that start this guardctl, for a line the hook rewrites to `guardctl sh`."""
-    script = os.path.join(os.path.dirname(sys.executable), "guardctl")
-    if os.access(script, os.X_OK):
-        return [os.fsencode(script)]
-    safe = [b"-P"] if sys.version_info >= (3, 11) else []
-    return [os.fsencode(sys.executable), *safe, b"-m", b"guardctl"]
 
 
 def _error(message: str) -> int:
@@ -114,8 +105,9 @@ def _run(args: "list[str]", path: str) -> int:
         for name in AGENT_VARIABLES
         if name in os.environ
     ]
-    launcher = _launcher() if args[:1] == ["hook"] else []
-    request = wire.encode_request(cwd, [os.fsencode(a) for a in args], environ, launcher)
+    # the words that start this guardctl, for a line the hook rewrites to `guardctl sh`
+    starts = [os.fsencode(w) for w in launcher()] if args[:1] == ["hook"] else []
+    request = wire.encode_request(cwd, [os.fsencode(a) for a in args], environ, starts)
     with _Connection(sock) as link:
         try:
             sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, STANDARD_FDS)])
