@@ -188,12 +188,9 @@ def current_user(env: Environment | None = None) -> str:
     (never $USER or $LOGNAME, which the environment's owner sets)."""
     if env is not None and env.caller is not None:
         return env.caller.user
-    import pwd
+    from guardctl.accounts import user_name
 
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
+    return user_name(os.getuid())
 
 
 # --------------------------------------------------------------------------- asking

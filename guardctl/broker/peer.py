@@ -18,13 +18,14 @@ Anything that cannot be read counts as "other namespaces": at most an agent.
 """
 
 import os
-import pwd
 import signal
 import socket
 import sys
 import time
 from collections.abc import Iterable
 from typing import NamedTuple
+
+from guardctl.accounts import group_name, user_name
 
 APPROVER, AGENT = "approver", "agent"
 # the namespaces a peer must share to count as "in the broker's namespaces"; cgroups are
@@ -47,13 +48,6 @@ class Peer(NamedTuple):
     @property
     def user(self) -> str:
         return user_name(self.uid)
-
-
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def _groups(conn: socket.socket) -> tuple[int, ...]:
@@ -182,15 +176,7 @@ class Access(NamedTuple):
         def users(uids: Iterable[int]) -> str:
             return ", ".join(sorted(user_name(u) for u in uids)) or "none"
 
-        import grp
-
-        def group(gid: int) -> str:
-            try:
-                return grp.getgrgid(gid).gr_name
-            except KeyError:
-                return str(gid)
-
-        groups = ", ".join(sorted(group(g) for g in self.agent_groups)) or "none"
+        groups = ", ".join(sorted(group_name(g) for g in self.agent_groups)) or "none"
         return (
             f"approvers: {users({self.owner, *self.approvers})}; "
             f"agents: users {users(self.agent_users)}, groups {groups}"

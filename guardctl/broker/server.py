@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from guardctl.accounts import user_name
 from guardctl.broker import wire
 from guardctl.broker.client import AGENT_VARIABLES
 from guardctl.broker.peer import (
@@ -41,7 +42,6 @@ from guardctl.broker.peer import (
     identify,
     receive_exactly,
     receive_with_fds,
-    user_name,
 )
 from guardctl.commands import guardctl_commands
 from guardctl.errors import UsageError

@@ -11,9 +11,9 @@ files are read through it, and it is recorded as the one who asked.
 import os
 from collections.abc import Callable
 
+from guardctl.accounts import user_name
 from guardctl.broker.caller import Caller
 from guardctl.broker.client import LOCAL_COMMANDS
-from guardctl.broker.peer import user_name
 from guardctl.env import Environment
 from guardctl.errors import UsageError
 from guardctl.status import ExitStatus

@@ -51,7 +51,6 @@ import fcntl
 import hashlib
 import json
 import os
-import pwd
 import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +58,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from guardctl.accounts import user_name
 from guardctl.atomic import write_all
 from guardctl.bundled import data_text
 from guardctl.errors import UnsafeError
@@ -199,14 +199,6 @@ def iso_time(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros // 1000:03d}Z"
 
 
-def _user() -> str:
-    # the uid's name, not $USER: the environment is the agent's to set
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
-
-
 def _cwd() -> str:
     try:
         return os.getcwd()
@@ -255,7 +247,7 @@ class AuditLog:
             "status": STARTED,
             "time": iso_time(self._clock()),
             "session": session,
-            "user": user if user is not None else _user(),
+            "user": user if user is not None else user_name(os.getuid()),
             "cwd": cwd if cwd is not None else _cwd(),
             "argv": mask_argv(argv),
             "line": mask_line(line, argv) if line is not None else None,
