@@ -321,6 +321,7 @@ def test_kubectl_gets_an_environment_of_guardctls_own(tmp_path: Path) -> None:
     assert environ == {
         "PATH": str(home / "bin"), "HOME": str(home), "KUBECONFIG": str(tmp_path / "kc"),
         "KUBERC": "off", "KUBECTL_KUBERC": "false", "TMPDIR": str(tmp_path / "tmp"),
+        "GOGC": "200",
     }
     assert sorted(p.name for p in (home / "bin").iterdir()) == ["diff"]
     assert os.readlink(home / "bin" / "diff").startswith(("/usr/", "/bin/"))
@@ -377,6 +378,48 @@ def test_the_pool_keeps_spares_and_never_more_workers_than_its_limit() -> None:
             pool.wait(0.1)
         assert victim not in pool.busy  # reaped: room for another
     finally:
+        for pid in (*pool.spares, *pool.busy):
+            os.kill(pid, signal.SIGKILL)
+        pool.wait(0.1)
+        pool.stop()
+
+
+def test_while_a_request_runs_the_pool_refills_only_when_empty(tmp_path: Path) -> None:
+    # a spare's warm-up would take a CPU from the request being served: the second spare
+    # is forked once the busy worker ended, the first one at once
+    import signal
+    import time
+
+    def spare(taken: int) -> None:  # the first spare takes a "connection"; the others idle
+        try:
+            os.close(os.open(tmp_path / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            time.sleep(30)
+            os._exit(0)
+        os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "done").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os._exit(0)
+
+    pool = server._Pool(spare, spares=2, limit=8)
+    try:
+        pool.fill()
+        deadline = time.monotonic() + 10
+        while not pool.busy and time.monotonic() < deadline:
+            pool.wait(0.1)
+        (busy,) = pool.busy
+        pool.fill()
+        assert len(pool.spares) == 1  # one request runs, one spare waits: no warm-up now
+        (tmp_path / "done").touch()
+        woken = False
+        while busy in pool.busy and time.monotonic() < deadline:
+            woken = pool.wait(5)
+        assert not pool.busy and woken  # by the worker's end (its pidfd), not a timeout
+        pool.fill()
+        assert len(pool.spares) == 2
+    finally:
+        (tmp_path / "done").touch()
         for pid in (*pool.spares, *pool.busy):
             os.kill(pid, signal.SIGKILL)
         pool.wait(0.1)

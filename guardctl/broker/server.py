@@ -57,6 +57,8 @@ CHECK_SECONDS = 5.0
 SPARES = 2
 # workers alive at once (idle or serving); more clients wait in the socket's backlog
 MAX_WORKERS = 64
+# how often the server looks for ended workers where it has no pidfd to watch
+POLL_SECONDS = 0.05
 # how long a worker waits for the request after the client connected
 REQUEST_SECONDS = 30.0
 BACKLOG = 128
@@ -284,7 +286,10 @@ class _Pool:
     wherever it touches an object (reference counts): the first request a fresh fork serves
     pays a page fault for every page it touches, half of a worker's time before kubectl
     starts. A spare pays that while it waits (`warm_up`), so a request finds a worker ready.
-    A spare that takes a connection says so on a pipe, and the server forks the next.
+    A spare that takes a connection says so on a pipe, and the server forks the next, but
+    not at once: a warm-up takes a CPU from the request that is starting (kubectl's own
+    start-up is the longest part of it). While a request runs, only an empty pool is
+    refilled; the others follow when no request is running.
     """
 
     def __init__(
@@ -296,38 +301,54 @@ class _Pool:
         self._taken_read, self._taken_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.spares: set[int] = set()
         self.busy: set[int] = set()
+        # a pidfd of each busy worker, readable once it ends (Linux 5.3+; else -1, and
+        # `wait` asks every POLL_SECONDS instead)
+        self._ends: dict[int, int] = {}
 
     def fill(self) -> None:
         """Fork spares up to their number, while fewer than `limit` workers live: past it,
         connections wait in the socket's backlog until a worker ends."""
-        while len(self.spares) < self._spares and len(self.spares) + len(self.busy) < self._limit:
+        wanted = self._spares if not self.busy else 1
+        while len(self.spares) < wanted and len(self.spares) + len(self.busy) < self._limit:
             pid = os.fork()
             if pid == 0:
                 # a child must never unwind into the server's frames (whose `finally` blocks
                 # would remove the socket): whatever happens, it ends here
                 try:
-                    os.close(self._taken_read)
+                    for fd in (self._taken_read, *self._ends.values()):
+                        if fd >= 0:
+                            os.close(fd)
                     self._run(self._taken_write)
                 finally:
                     os._exit(1)
             self.spares.add(pid)
 
     def wait(self, seconds: float) -> bool:
-        """Wait for a spare to take a connection (True) or for `seconds` (False); reap the
-        workers that ended meanwhile."""
-        ready, _, _ = select.select([self._taken_read], [], [], seconds)
-        if ready:
+        """Wait for a spare to take a connection or a busy worker to end (True), or for
+        `seconds` (False); reap the workers that ended meanwhile."""
+        ends = [fd for fd in self._ends.values() if fd >= 0]
+        if self.busy and len(ends) < len(self.busy):
+            seconds = min(seconds, POLL_SECONDS)
+        ready, _, _ = select.select([self._taken_read, *ends], [], [], seconds)
+        if self._taken_read in ready:
             try:
                 data = os.read(self._taken_read, 4096)
             except BlockingIOError:
                 data = b""
             for start in range(0, len(data) - 3, 4):
-                pid = int.from_bytes(data[start : start + 4], sys.byteorder)
-                if pid in self.spares:
-                    self.spares.discard(pid)
-                    self.busy.add(pid)
+                self._taken(int.from_bytes(data[start : start + 4], sys.byteorder))
         self._reap()
         return bool(ready)
+
+    def _taken(self, pid: int) -> None:
+        if pid not in self.spares:
+            return
+        self.spares.discard(pid)
+        self.busy.add(pid)
+        try:
+            self._ends[pid] = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux 5.3+, or it ended already
+            self._ends[pid] = -1
 
     def _reap(self) -> None:
         while True:
@@ -339,6 +360,9 @@ class _Pool:
                 return
             self.spares.discard(pid)  # a spare that died idle is replaced by `fill`
             self.busy.discard(pid)
+            end = self._ends.pop(pid, -1)
+            if end >= 0:
+                os.close(end)
 
     def stop(self) -> None:
         """End the idle spares; workers serving a request finish it."""

@@ -17,6 +17,9 @@ So kubectl gets exactly this, in both modes:
   from the system folders, never from the caller's PATH: no plugins, no stand-ins;
 * `KUBERC=off` and `KUBECTL_KUBERC=false`: no user preferences file;
 * `TMPDIR`: the run's private folder (`kubectl diff` writes its two trees there);
+* `GOGC=200`: Go's collector runs half as often (kubectl is short-lived; `get pods`
+  is about 7% faster, for a heap that may grow to three times its live size instead of
+  two);
 * nothing else: no editor, no external diff, no proxy, no feature switches.
 """
 
@@ -29,6 +32,9 @@ BIN_NAME = "bin"
 # where the programs kubectl starts are looked up: system folders only
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 TOOLS = ("diff",)
+# Go's collector target for kubectl: a run lives a fraction of a second, most of it parsing
+# the discovery cache, and at Go's default (100) that costs it several collections
+GOGC = "200"
 # what minting (`kubectl create token` with the stored credential) must not inherit either:
 # the variables above that steer kubectl; the rest stays, for exec credential plugins
 # (gcloud, aws) that read their own configuration from it
@@ -83,6 +89,7 @@ def environ(home: Path, kubeconfig: Path, temp_dir: Path) -> dict[str, str]:
         "KUBERC": "off",
         "KUBECTL_KUBERC": "false",
         "TMPDIR": str(temp_dir),
+        "GOGC": GOGC,
     }
 
 
