@@ -85,6 +85,24 @@ def test_no_opinion(name: str) -> None:
     assert _answer((PAYLOADS / name).read_text()) is None
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "python3 -c 'import os; os.system(\"kubectl delete ns prod\")'",
+        "ssh bastion <<EOF\nkubectl delete ns prod\nEOF",
+        "kubectl-foo delete everything",
+    ],
+)
+def test_a_line_that_hides_kubectl_gets_an_opinion(line: str) -> None:
+    # no `kubectl` word of its own, yet it reaches kubectl: guardctl runs it and asks a human
+    payload = {**_payload("bash_no_kubectl.json")}
+    payload["tool_input"] = {**payload["tool_input"], "command": line}
+    answer = _answer(json.dumps(payload))
+    assert answer is not None
+    assert "hidden-kubectl" in answer["permissionDecisionReason"]
+    assert _routed_line(answer["updatedInput"]["command"], dict(os.environ)) == line
+
+
 def test_other_events_get_no_opinion() -> None:
     payload = {**_payload("bash_delete_namespace.json"), "hook_event_name": "PostToolUse"}
     assert _answer(json.dumps(payload)) is None

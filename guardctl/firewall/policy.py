@@ -331,7 +331,8 @@ def _check_writes(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
 
 def _check_mentions(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
     words = [*f.cmd.argv[1:], *(v for _, v in f.cmd.assignments), *f.cmd.writes]
-    if f.cmd.stdin_from == "file" and f.cmd.stdin:
+    if f.cmd.stdin is not None:
+        # a file's path, or the text of a here-document (`python3 - <<EOF`) or here-string
         words.append(f.cmd.stdin)
     return _words_matching(words, m.mentions, ctx, "mentions")
 

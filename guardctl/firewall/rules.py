@@ -54,7 +54,8 @@ class Match(NamedTuple):
     args: tuple[str, ...] = ()  # globs on any argument word
     env: tuple[str, ...] = ()  # globs on assignment names (NAME=value prefixes)
     writes: tuple[str, ...] = ()  # globs on redirect targets
-    mentions: tuple[str, ...] = ()  # globs on any word: arguments, assignment values, redirects
+    # globs on any word: arguments, assignment values, redirects, a here-document's text
+    mentions: tuple[str, ...] = ()
     understood: bool | None = None
     source: str = ""  # the pattern or mapping as written, for `rules explain`
     # derived by `Match.of` (every Match is built through it), read for each rule and line:

@@ -18,7 +18,9 @@ from guardctl.bundled import data_text
 from guardctl.firewall.shellword import Word, is_assignment
 
 KINDS = frozenset({"command", "joined", "xargs", "find", "eval", "shell"})
-ROLES = frozenset({"stop", "script", "string", "stdin", "shell", "replace", "split", "exec"})
+ROLES = frozenset(
+    {"stop", "script", "string", "stdin", "shell", "replace", "split", "exec", "opaque"}
+)
 # roles whose option value is text guardctl must read: unknowable when dynamic
 _TEXT_ROLES = frozenset({"string", "split", "replace"})
 _ALWAYS_STOP = {"--help": "stop", "--version": "stop"}
@@ -39,6 +41,9 @@ class Spec(NamedTuple):
     plus: bool = False
     numeric: bool = False
     permute: bool = False
+    # options may come among the positionals, but the first operand after them is the
+    # command (ssh HOST -p 22 CMD -n: that -n is the command's)
+    permute_positionals: bool = False
 
     @property
     def has_options(self) -> bool:
@@ -108,6 +113,7 @@ def load_table(text: str) -> dict[str, Spec]:
             plus=bool(entry.get("plus", False)),
             numeric=bool(entry.get("numeric", False)),
             permute=bool(entry.get("permute", False)),
+            permute_positionals=bool(entry.get("permute_positionals", False)),
         )
         table.update({name: spec for name in entry["names"]})
     return table
@@ -138,6 +144,9 @@ def unwrap(inv: Invocation, table: Mapping[str, Spec]) -> Step | None:
         words, index, roles, assignments = _read_options(spec, list(inv.words))
     except _OptionError as exc:
         return Step(emit_self=True, problems=(f"{name}: {exc}",))
+    if "opaque" in roles:
+        problem = f"`{name} {roles['opaque']}` may run commands guardctl cannot read"
+        return Step(emit_self=True, problems=(problem,))
     if "stop" in roles:
         return Step(emit_self=True)
     rest = tuple(words[index:])
@@ -171,7 +180,9 @@ def _read_options(
             i += 1
             continue
         if not _is_option(spec, text):
-            if not spec.permute:
+            if not spec.permute and not (
+                spec.permute_positionals and len(operands) < spec.positionals
+            ):
                 break
             operands.append(word)
             i += 1
@@ -182,6 +193,8 @@ def _read_options(
             if role == "split":
                 words[i:end] = _split_string(value)
                 end = i
+            elif role == "opaque":  # named in the problem: the option and its value
+                roles[role] = f"{option} {value}"
             elif role:
                 roles[role] = value
         i = end
