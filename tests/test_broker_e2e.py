@@ -217,6 +217,24 @@ def test_sh_runs_bash_as_the_agent_and_kubectl_through_the_broker(broker: Broker
     assert proc.returncode == 11 and not (broker.work / "ran-anyway").exists()
 
 
+def test_kubectl_hidden_in_a_script_is_not_run_unapproved(
+    broker: Broker, devserver: DevServer
+) -> None:
+    devserver.clear_requests()
+    line = "python3 -c 'import os; os.system(\"touch ran-anyway; kubectl delete ns prod\")'"
+    proc = broker.agent("sh", "-c", line)
+    assert proc.returncode == 12, proc.stderr
+    assert b"hidden-kubectl" in proc.stderr
+    assert not (broker.work / "ran-anyway").exists()
+    assert not [r for r in devserver.requests if r[0] == "DELETE"]
+
+
+def test_an_unknown_command_through_the_broker_is_kubectls_error(broker: Broker) -> None:
+    proc = broker.agent("aprovals")
+    assert proc.returncode == 1
+    assert b'unknown command "aprovals"' in proc.stderr and b"guardctl approvals" in proc.stderr
+
+
 def test_the_hook_answers_for_the_agents_side(broker: Broker) -> None:
     payload = {
         "session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": "Bash",

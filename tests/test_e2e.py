@@ -86,6 +86,43 @@ def test_denied_delete_reaches_no_endpoint(agent_env: dict[str, str], devserver:
     assert kubectl_admin(agent_env, "get", "ns", "prod").returncode == 0
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "python3 -c 'import os; os.system(\"kubectl delete ns prod\")'",
+        "python3 - <<'EOF'\nimport subprocess\n"
+        "subprocess.run(['kubectl', 'delete', 'ns', 'prod'])\nEOF",
+        "script -qc 'kubectl delete ns prod' /dev/null",
+    ],
+)
+def test_kubectl_hidden_in_another_program_waits_for_a_human(
+    agent_env: dict[str, str], devserver: DevServer, line: str
+) -> None:
+    devserver.clear_requests()
+    proc = guardctl(agent_env, "sh", "-c", line)
+    assert proc.returncode in (11, 12), proc.stderr  # denied, or nobody approved
+    assert devserver.requests == []
+    assert kubectl_admin(agent_env, "get", "ns", "prod").returncode == 0
+
+
+def test_an_unknown_command_is_kubectls_error_at_once(
+    agent_env: dict[str, str], devserver: DevServer
+) -> None:
+    # kubectl would only look for a plugin, and the kubectl guardctl runs has none: no human
+    # is asked, nothing is sent
+    devserver.clear_requests()
+    proc = guardctl(agent_env, "aprovals")
+    assert proc.returncode == 1
+    assert proc.stderr.decode().splitlines() == [
+        'error: unknown command "aprovals" for "kubectl"',
+        "guardctl: did you mean `guardctl approvals`?",
+    ]
+    proc = guardctl(agent_env, "frobnicate", "pods", "-n", "dev")
+    assert proc.returncode == 1
+    assert proc.stderr == b'error: unknown command "frobnicate" for "kubectl"\n'
+    assert devserver.requests == []
+
+
 def test_approval_needed_is_not_run(agent_env: dict[str, str], devserver: DevServer) -> None:
     devserver.clear_requests()
     proc = guardctl(agent_env, "get", "secret", "app-secrets", "-n", "dev", "-o", "yaml")

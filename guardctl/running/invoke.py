@@ -118,6 +118,10 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
 
     invocation = read_invocation(env, argv)
     decision = decide_invocation(env, invocation)
+    unknown = _unknown_command(decision)
+    if unknown is not None:
+        env.stderr.write(_unknown_message(unknown))
+        return ExitStatus.ERROR
     session = recorder.check_session_id(
         env.environ.get("GUARDCTL_SESSION") or recorder.new_session_id()
     )
@@ -154,6 +158,38 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
                 handle, int(outcome.code), approver=outcome.approver, cast=recording.finish()
             )
     return outcome.code
+
+
+def _unknown_command(decision: Decision) -> str | None:
+    """The first word when kubectl has no such command: kubectl would only look for a
+    plugin, and the kubectl guardctl runs has none on its PATH, so it can only fail. Not a
+    question for a human: kubectl's own error, at once."""
+    import re
+
+    from guardctl.firewall.flagtable import ROOT, flag_table
+
+    command = decision.commands[0] if len(decision.commands) == 1 else None
+    if command is None or command.call is None:
+        return None
+    if any(h.action is Action.DENY and h.id != BROKER_RULE for h in command.hits):
+        return None  # a rule's deny says more (the broker's own refusal of plugins does not)
+    verb = command.call.verb
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", verb) or flag_table().child(ROOT, verb):
+        return None  # known, a sub-command path, empty, or only known at run time
+    return verb
+
+
+def _unknown_message(verb: str) -> str:
+    """kubectl's words for it, and guardctl's own command when one is spelled alike."""
+    import difflib
+
+    from guardctl.commands import guardctl_commands
+
+    message = f'error: unknown command "{verb}" for "kubectl"\n'
+    close = difflib.get_close_matches(verb, sorted(guardctl_commands()), n=1)
+    if close:
+        message += f"guardctl: did you mean `guardctl {close[0]}`?\n"
+    return message
 
 
 def _act(
