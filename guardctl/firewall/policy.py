@@ -20,6 +20,7 @@ from typing import NamedTuple
 from guardctl.firewall import manifests
 from guardctl.firewall.normalize import kubectl_args, normalize
 from guardctl.firewall.rules import FlagCondition, Match, Rule, RuleSet
+from guardctl.firewall.wrappers import unseen_code
 from guardctl.model import (
     Action,
     CommandDecision,
@@ -116,7 +117,8 @@ def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
         return () if cmd.assignments else ("empty command",)
     if 0 in cmd.dynamic:
         return (f"the program '{cmd.argv[0]}' is only known at run time",)
-    return ()
+    unseen = unseen_code(cmd.argv, cmd.stdin_from)
+    return (unseen,) if unseen else ()
 
 
 def _object_resources(report: ManifestReport) -> set[str]:

@@ -125,6 +125,51 @@ def default_table() -> Mapping[str, Spec]:
     return load_table(data_text("wrappers.json"))
 
 
+class _CodeReader(NamedTuple):
+    code: frozenset[str]
+    operand_is_code: bool
+
+
+@cache
+def _code_readers() -> tuple[tuple[str, _CodeReader], ...]:
+    """(name glob, how it finds its code) from wrappers.json's `code_from_stdin`."""
+    entries = json.loads(data_text("wrappers.json"))["code_from_stdin"]["programs"]
+    return tuple(
+        (name, _CodeReader(frozenset(spec["code"]), bool(spec["operand_is_code"])))
+        for names, spec in entries.items()
+        for name in names.split()
+    )
+
+
+def unseen_code(argv: tuple[str, ...], stdin_from: str) -> str | None:
+    """A problem when `argv` runs code it reads from stdin that guardctl cannot see (`cat
+    x.py | python3`, `echo CMD | at now`); None when its words hold the code, or the code
+    comes from a here-document (whose text the rules read)."""
+    from fnmatch import fnmatchcase
+
+    if stdin_from in ("heredoc", "herestring") or not argv:
+        return None
+    name = argv[0].rsplit("/", 1)[-1]
+    reader = next((r for glob, r in _code_readers() if fnmatchcase(name, glob)), None)
+    if reader is None:
+        return None
+    for word in argv[1:]:
+        if word == "-":
+            break
+        if word in ("--help", "--version"):
+            return None
+        if word.startswith("--") and word.split("=", 1)[0] in reader.code:
+            return None
+        if word.startswith("-") and not word.startswith("--") and len(word) > 1:
+            if any(f"-{letter}" in reader.code for letter in word[1:]):
+                return None
+            continue
+        if not word.startswith("-") and reader.operand_is_code:
+            return None
+    source = {"pipe": "a pipe", "file": "a file"}.get(stdin_from, "standard input")
+    return f"'{name}' runs code it reads from {source}, which guardctl cannot see"
+
+
 # --------------------------------------------------------------------------- unwrapping
 
 
