@@ -398,6 +398,7 @@ def warm_up(environ: dict[str, str]) -> None:
     import tempfile
     import threading
 
+    from guardctl.broker import inputs
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
     from guardctl.recording import audit
@@ -409,6 +410,10 @@ def warm_up(environ: dict[str, str]) -> None:
     with contextlib.suppress(Exception):
         threading.Thread(target=int).start()  # the caller's reader thread starts like this
         decision = invoke.decide_invocation(env, invoke.read_invocation(env, argv))
+        call = decision.commands[0].call
+        if call is not None:  # what the broker refuses and the files it asks the client for
+            inputs.refusal(call)
+            inputs.needed(call)
         masker = mask.masker_for(argv, detectors.default_detectors())
         masker.feed(b"NAME   READY   STATUS\nweb    1/1     Running\n")
         masker.flush()
