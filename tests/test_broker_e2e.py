@@ -235,6 +235,22 @@ def test_an_unknown_command_through_the_broker_is_kubectls_error(broker: Broker)
     assert b'unknown command "aprovals"' in proc.stderr and b"guardctl approvals" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scale", "deploy", "web", "-n", "dev", "--replicas=00"],
+        ["patch", "ns", "dev", "-p", '{"metadata": {"labels": null}}', "--type=merge"],
+    ],
+)
+def test_another_spelling_of_a_flagged_change_is_not_run_unapproved(
+    broker: Broker, devserver: DevServer, args: list[str]
+) -> None:
+    devserver.clear_requests()
+    proc = broker.agent(*args)
+    assert proc.returncode == 12, proc.stderr
+    assert not [r for r in devserver.requests if r[0] in ("PATCH", "PUT", "DELETE")]
+
+
 def test_the_hook_answers_for_the_agents_side(broker: Broker) -> None:
     payload = {
         "session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": "Bash",

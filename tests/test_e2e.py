@@ -123,6 +123,27 @@ def test_an_unknown_command_is_kubectls_error_at_once(
     assert devserver.requests == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scale", "deploy", "web", "-n", "dev", "--replicas=0x0"],
+        ["patch", "deploy", "web", "-n", "dev", "--type=json",
+         "-p", '[{"op": "replace", "path": "/spec/replicas", "value": 0}]'],
+        ["patch", "ns", "dev", "--type=json",
+         "-p", '[{"op": "remove", "path": "/metadata/labels/pod-security.kubernetes.io~1enforce"}]'],
+        ["patch", "node", "node-1", "-p", '{"spec": {"unschedulable": true}}'],
+        ["set", "serviceaccount", "deploy/web", "default", "-n", "dev"],
+    ],
+)
+def test_another_spelling_of_a_flagged_change_waits_for_a_human(
+    agent_env: dict[str, str], devserver: DevServer, args: list[str]
+) -> None:
+    devserver.clear_requests()
+    proc = guardctl(agent_env, *args)
+    assert proc.returncode == 12, proc.stderr
+    assert devserver.requests == []
+
+
 def test_approval_needed_is_not_run(agent_env: dict[str, str], devserver: DevServer) -> None:
     devserver.clear_requests()
     proc = guardctl(agent_env, "get", "secret", "app-secrets", "-n", "dev", "-o", "yaml")

@@ -334,7 +334,7 @@ def test_json_pointer_escapes() -> None:
             {"hostPID", "privileged"},
             ["Pod"],
         ),
-        ('{"spec": {"serviceAccountName": "debug"}}', set(), ["Pod"]),
+        ('{"spec": {"serviceAccountName": "debug"}}', {"service-account"}, ["Pod"]),
         (
             '{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", '
             '"roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}}',
@@ -710,3 +710,42 @@ def test_symlink_loop_does_not_trap_recursion(tmp_path: Path) -> None:
     (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)
     found = files.read_manifests(str(tmp_path), True)
     assert found is not None and len(found) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "patch_type", "kind", "risks"),
+    [
+        # Pod Security labels in every spelling, and labels dropped wholesale
+        ('[{"op": "remove", "path": "/metadata/labels/pod-security.kubernetes.io~1warn"}]',
+         "json", "Namespace", {"pod-security-label"}),
+        ('[{"op": "replace", "path": "/metadata/labels", "value": {"a": "b"}}]',
+         "json", "Namespace", {"pod-security-label"}),
+        ('{"metadata": {"labels": {"pod-security.kubernetes.io\\u002faudit": "x"}}}',
+         "merge", "Namespace", {"pod-security-label"}),
+        ('{"metadata": {"labels": null}}', "merge", "Namespace", {"pod-security-label"}),
+        ('{"metadata": {"labels": {"team": "a"}}}', "merge", "Namespace", set()),
+        ('{"metadata": {"labels": {"team": "a"}}}', "strategic", "Deployment", set()),
+        # nodes: unschedulable and taints, in YAML 1.1 as kubectl reads it
+        ("spec: {unschedulable: y}", "merge", "Node", {"node-scheduling"}),
+        ('{"spec": {"taints": null}}', "merge", "Node", {"node-scheduling"}),
+        ('{"spec": {"unschedulable": false}}', "merge", "Node", set()),
+        # zero replicas, however the zero is written
+        ("spec: {replicas: 0x0}", "merge", "Deployment", {"zero-replicas"}),
+        ('[{"op": "add", "path": "/spec/replicas", "value": 0}]', "json", "Scale",
+         {"zero-replicas"}),
+        ("spec: {replicas: '0'}", "merge", "Deployment", set()),
+    ],
+)
+def test_patches_that_change_scheduling_security_and_scale(
+    body: str, patch_type: str, kind: str, risks: set[str]
+) -> None:
+    assert {r.name for r in manifests.inspect_patch(body, patch_type, kind).risks} == risks
+
+
+def test_a_node_manifest_without_taints_and_a_token_secret() -> None:
+    node = manifests.inspect_text("kind: Node\nmetadata: {name: n}\nspec: {taints: []}\n", "n")
+    assert not node.risks
+    secret = manifests.inspect_text(
+        "kind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/service-account-token\n", "s"
+    )
+    assert {r.name for r in secret.risks} == {"service-account-token"}

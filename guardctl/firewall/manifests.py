@@ -28,6 +28,16 @@ Decisions the risk names encode (rules can only name these, so they are spelled 
   groups, serviceaccounts, uids or userextras; rbac-secrets: get/list/watch on secrets;
   rbac-token-create: create on serviceaccounts/token. A "*" verb or resource grants them all;
   a rule field that is missing (a patch fragment) is unknown and matches everything.
+- pod-security-label: a Namespace body (manifest or patch; a patch of an unknown kind too)
+  that names a `pod-security.kubernetes.io/` label, in any spelling (`~1`, `\u002f`, a JSON
+  patch `remove`), or a patch that replaces or removes a Namespace's labels or metadata
+  wholesale, or `replace` of a Namespace (which drops the labels it does not carry).
+- node-scheduling: a Node body that sets `spec.unschedulable` or touches `spec.taints`.
+- zero-replicas: `spec.replicas` of 0 in any body (a workload, the `scale` subresource).
+- service-account: a patch or `--overrides` that sets `serviceAccountName`/`serviceAccount`
+  (a running workload changes identity; plain manifests that name one are ordinary).
+- service-account-token: a Secret of type `kubernetes.io/service-account-token`, which the
+  cluster fills with a token that never expires.
 - unseen-manifest: a source guardctl could not read or render; it always comes with an
   `unseen` entry, so rules can treat "did not see it" like any other risk.
 
@@ -40,7 +50,7 @@ from itertools import islice
 from typing import Any, NamedTuple
 
 from guardctl.bundled import data_text
-from guardctl.firewall import files
+from guardctl.firewall import files, kubeyaml
 from guardctl.model import KubectlCall, ManifestObject, ManifestReport, Risk, SimpleCommand
 
 # The vocabulary rules can name in a `risks:` match. See the module docstring for what each means.
@@ -67,6 +77,11 @@ RISKS: frozenset[str] = frozenset(
         "rbac-token-create",
         "admission-webhook",
         "node-access",
+        "pod-security-label",
+        "node-scheduling",
+        "zero-replicas",
+        "service-account",
+        "service-account-token",
         "unseen-manifest",
     }
 )
@@ -83,6 +98,11 @@ MAX_NODES = 1_000_000
 MAX_LIST_DEPTH = 3
 
 _YamlMap = Mapping[Any, Any]
+# a key that is not there (None is a value: `labels: null` removes them)
+_ABSENT = object()
+POD_SECURITY_PREFIX = "pod-security.kubernetes.io/"
+SERVICE_ACCOUNT_TOKEN = "kubernetes.io/service-account-token"
+SERVICE_ACCOUNT_KEYS = ("serviceAccountName", "serviceAccount")
 
 
 def _load_tables() -> dict[str, Any]:
@@ -145,22 +165,21 @@ def _documents(text: str) -> Iterator[object]:
     """Every document of a YAML stream or JSON stream, lazily; raises _Unparseable.
 
     Text whose first non-blank character is `{` is read as JSON, as kubectl does: JSON may be
-    indented with tabs, which YAML forbids.
+    indented with tabs, which YAML forbids. YAML is read with kubectl's scalars (`kubeyaml`).
     """
     import yaml  # only lines that carry a manifest pay for the import
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         if text.lstrip(" \t\r\n\ufeff").startswith("{"):
             yield from _json_documents(text.lstrip(" \t\r\n\ufeff"))
         else:
-            yield from yaml.load_all(text, Loader=loader)  # noqa: S506 - a safe loader
+            yield from kubeyaml.load_all(text)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise _Unparseable(str(exc)) from exc
 
 
 def _json_documents(text: str) -> Iterator[object]:
-    decoder = json.JSONDecoder()
+    decoder = kubeyaml.json_decoder()
     pos = 0
     for _ in range(MAX_DOCUMENTS + 1):
         value, pos = decoder.raw_decode(text, pos)
@@ -280,8 +299,9 @@ def _item_label(where: str, noun: str, item: object) -> str:
     return f"{where} {noun} '{name}'" if isinstance(name, str) else f"{where} {noun}"
 
 
-def _walk_risks(root: object, where: str, budget: _Budget) -> list[Risk]:
-    """Risky keys anywhere under `root`; items of containers/volumes lists get their own label."""
+def _walk_risks(root: object, where: str, budget: _Budget, patch: bool = False) -> list[Risk]:
+    """Risky keys anywhere under `root`; items of containers/volumes lists get their own label.
+    In a `patch` (or an override), a ServiceAccount name is one too."""
     risks: list[Risk] = []
     stack: list[tuple[object, str]] = [(root, where)]
     while stack:
@@ -293,6 +313,8 @@ def _walk_risks(root: object, where: str, budget: _Budget) -> list[Risk]:
             continue
         for key, value in node.items():
             risks.extend(_key_risks(key, value, label))
+            if patch and key in SERVICE_ACCOUNT_KEYS:
+                risks.append(Risk("service-account", f"{label}: {key}: {value}"))
         for key, value in reversed(list(node.items())):
             noun = _NAMED_LISTS.get(key) if isinstance(key, str) else None
             if noun and isinstance(value, list):
@@ -402,20 +424,62 @@ def _describe(obj: _YamlMap) -> ManifestObject:
     )
 
 
-def _body_risks(obj: _YamlMap, kind: str, where: str, budget: _Budget) -> list[Risk]:
+def _body_risks(
+    obj: _YamlMap, kind: str, where: str, budget: _Budget, patch: bool = False
+) -> list[Risk]:
     """Every risk of one object or patch body of `kind` ("" when unknown)."""
     return (
-        _walk_risks(obj, where, budget)
+        _walk_risks(obj, where, budget, patch)
         + _rbac_risks(obj, kind, where)
         + _admission_risks(obj, kind, where)
+        + _change_risks(obj, kind, where, patch)
     )
 
 
-def _inspect_object(obj: _YamlMap, budget: _Budget) -> ManifestReport:
+def _mapping(node: object, key: str) -> object:
+    return node.get(key, _ABSENT) if isinstance(node, Mapping) else _ABSENT
+
+
+def _pod_security_risks(obj: _YamlMap, where: str, patch: bool) -> list[Risk]:
+    meta = _mapping(obj, "metadata")
+    labels = _mapping(meta, "labels")
+    if isinstance(labels, Mapping):
+        named = [k for k in labels if isinstance(k, str) and k.startswith(POD_SECURITY_PREFIX)]
+        if named:
+            return [Risk("pod-security-label", f"{where}: label {named[0]}")]
+        if patch and "$patch" in labels:
+            return [Risk("pod-security-label", f"{where}: $patch on the labels")]
+        return []
+    if patch and (meta is None or labels is not _ABSENT):  # null, or not a mapping
+        return [Risk("pod-security-label", f"{where}: removes or replaces the labels")]
+    return []
+
+
+def _change_risks(
+    obj: _YamlMap, kind: str, where: str, patch: bool = False
+) -> list[Risk]:
+    """Risks of what a body changes on Namespaces, Nodes and workloads (see RISKS)."""
+    risks: list[Risk] = []
+    if kind in ("Namespace", ""):
+        risks += _pod_security_risks(obj, where, patch)
+    spec = _mapping(obj, "spec")
+    if kind in ("Node", "") and isinstance(spec, Mapping):
+        if spec.get("unschedulable") is True:
+            risks.append(Risk("node-scheduling", f"{where}: spec.unschedulable: true"))
+        if "taints" in spec and (patch or spec["taints"]):
+            risks.append(Risk("node-scheduling", f"{where}: spec.taints"))
+    if isinstance(spec, Mapping) and _is_int(spec.get("replicas")) and spec["replicas"] == 0:
+        risks.append(Risk("zero-replicas", f"{where}: spec.replicas: 0"))
+    if kind in ("Secret", "") and obj.get("type") == SERVICE_ACCOUNT_TOKEN:
+        risks.append(Risk("service-account-token", f"{where}: type {SERVICE_ACCOUNT_TOKEN}"))
+    return risks
+
+
+def _inspect_object(obj: _YamlMap, budget: _Budget, patch: bool = False) -> ManifestReport:
     found = _describe(obj)
     where = f"{found.kind}/{found.name}" if found.name else found.kind
     return ManifestReport(
-        objects=(found,), risks=tuple(_body_risks(obj, found.kind, where, budget))
+        objects=(found,), risks=tuple(_body_risks(obj, found.kind, where, budget, patch))
     )
 
 
@@ -528,14 +592,28 @@ def _json_patch(ops: object, target_kind: str, where: str, budget: _Budget) -> l
         elif op.get("op") in ("move", "copy"):
             # the moved value is whatever the live object holds there: not in the line
             reports.append(_unseen(f"{where}: {op.get('op')} to {op['path']} of an unknown value"))
-        elif op.get("op") in ("add", "replace"):
-            body = _place(op["path"], op.get("value"))
-            label = f"{where} {op['path']}"
-            risks = (
-                _body_risks(body, target_kind, label, budget) if isinstance(body, Mapping) else []
-            )
-            reports.append(ManifestReport(risks=tuple(risks)))
+        elif op.get("op") in ("add", "replace", "remove"):
+            reports.append(_json_patch_op(op, target_kind, f"{where} {op['path']}", budget))
     return reports
+
+
+def _json_patch_op(
+    op: Mapping[str, Any], target_kind: str, label: str, budget: _Budget
+) -> ManifestReport:
+    """One add, replace or remove, seen as the merge patch that would do the same."""
+    path = op["path"]
+    risks: list[Risk] = []
+    if target_kind in ("Namespace", "") and path in ("", "/metadata", "/metadata/labels"):
+        risks.append(Risk("pod-security-label", f"{label}: replaces or removes the labels"))
+    if op["op"] == "remove":
+        body = _place(path, None)
+        if isinstance(body, Mapping):
+            risks += _change_risks(body, target_kind, label, patch=True)
+    else:
+        body = _place(path, op.get("value"))
+        if isinstance(body, Mapping):
+            risks += _body_risks(body, target_kind, label, budget, patch=True)
+    return ManifestReport(risks=tuple(risks))
 
 
 def inspect_patch(body: str, patch_type: str, target_kind: str) -> ManifestReport:
@@ -555,7 +633,8 @@ def inspect_patch(body: str, patch_type: str, target_kind: str) -> ManifestRepor
     if patch_type == "json":
         reports = _json_patch(doc, target_kind, where, budget)
     elif patch_type in ("strategic", "merge") and isinstance(doc, Mapping):
-        reports = [ManifestReport(risks=tuple(_body_risks(doc, target_kind, where, budget)))]
+        risks = _body_risks(doc, target_kind, where, budget, patch=True)
+        reports = [ManifestReport(risks=tuple(risks))]
     else:
         reports = [_unseen(f"{where}: not a {patch_type} patch mapping")]
     return _merge(reports + _exhausted(budget, where))
@@ -575,7 +654,7 @@ def inspect_overrides(body: str, kind: str = "Pod") -> ManifestReport:
         return _unseen(f"{where}: not a JSON object")
     whole = doc if isinstance(doc.get("kind"), str) and doc["kind"] else {**doc, "kind": kind}
     budget = _Budget()
-    return _merge([_inspect_object(whole, budget), *_exhausted(budget, where)])
+    return _merge([_inspect_object(whole, budget, patch=True), *_exhausted(budget, where)])
 
 
 # --------------------------------------------------------------------------- kubectl calls
@@ -720,4 +799,9 @@ def inspect_call(
     if call.verb == "debug":
         reports += _debug(call, read)
     reports.append(ManifestReport(risks=tuple(_flag_risks(call))))
-    return _merge(reports)
+    report = _merge(reports)
+    if call.verb == "replace" and any(o.kind == "Namespace" for o in report.objects):
+        # the object replaces the live one whole: labels it does not carry are dropped
+        drop = Risk("pod-security-label", "replace of a Namespace drops labels it does not carry")
+        report = report._replace(risks=(*report.risks, drop))
+    return report

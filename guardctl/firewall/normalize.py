@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from guardctl.bundled import data_text
 from guardctl.commands import guardctl_commands
-from guardctl.firewall import resources
+from guardctl.firewall import kubeyaml, resources
 from guardctl.firewall.flagtable import ROOT, FlagSpec, FlagTable, flag_table
 from guardctl.model import KubectlCall, ResourceRef, SimpleCommand
 
@@ -56,6 +56,8 @@ class _Config(NamedTuple):
     raw_verbs: frozenset[str]
     raw_nonresource_paths: tuple[str, ...]
     dynamic_value_flags: frozenset[str]
+    # integer flags: kubectl (pflag) reads them with Go's base prefixes (`00`, `0x0`, `+0`)
+    int_flags: frozenset[str]
 
 
 @cache
@@ -70,6 +72,7 @@ def _config() -> _Config:
         raw_verbs=frozenset(data["raw_verbs"]),
         raw_nonresource_paths=tuple(data["raw_nonresource_paths"]),
         dynamic_value_flags=frozenset(data["dynamic_value_flags"]),
+        int_flags=frozenset(data["int_flags"]),
     )
 
 
@@ -292,7 +295,20 @@ def _set_flag(state: _State, spec: FlagSpec, value: str, source: _Word | None) -
             state.problem(_runtime(f"value of --{spec.name}", source.text), source)
     if source is not None:
         state.flag_words.append((spec.name, source.position))
+    if spec.name in _config().int_flags and not dynamic:
+        value = _int_value(state, spec.name, value)
     state.flags.setdefault(spec.name, []).append(value)
+
+
+def _int_value(state: _State, name: str, value: str) -> str:
+    """An integer flag's value in decimal, as kubectl reads it (`--replicas=0x0` is 0)."""
+    if kubeyaml.GO_INT.fullmatch(value):
+        try:
+            return str(kubeyaml.to_int(value))
+        except ValueError:
+            pass
+    state.problem(f"invalid value '{value}' for --{name}")
+    return value
 
 
 def _unknown_flag(state: _State, flag: str, value: str) -> None:
@@ -571,6 +587,9 @@ def _raw_ref(state: _State, raw: str) -> None:
     ref = info.ref() if info else ResourceRef(resource=rest[0], group=group, kind="")
     name = rest[1] if len(rest) > 1 else None
     state.refs.append(ref._replace(name=name, subresource=rest[2] if len(rest) > 2 else None))
+    if name is None and state.path == "delete":
+        # DELETE on a collection deletes every object in it: what `delete --all` says
+        state.flags.setdefault("all", []).append("true")
 
 
 # --------------------------------------------------------------------------- assembling
