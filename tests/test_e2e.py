@@ -130,7 +130,8 @@ def test_an_unknown_command_is_kubectls_error_at_once(
         ["patch", "deploy", "web", "-n", "dev", "--type=json",
          "-p", '[{"op": "replace", "path": "/spec/replicas", "value": 0}]'],
         ["patch", "ns", "dev", "--type=json",
-         "-p", '[{"op": "remove", "path": "/metadata/labels/pod-security.kubernetes.io~1enforce"}]'],
+         "-p", '[{"op": "remove",'
+               ' "path": "/metadata/labels/pod-security.kubernetes.io~1enforce"}]'],
         ["patch", "node", "node-1", "-p", '{"spec": {"unschedulable": true}}'],
         ["set", "serviceaccount", "deploy/web", "default", "-n", "dev"],
     ],
