@@ -24,6 +24,8 @@ from guardctl.status import ExitStatus
 VERSION_TIMEOUT_SECONDS = 10
 # `kubectl create token`, which minting needs, arrived in kubectl 1.24
 MIN_KUBECTL_MINOR = 24
+# unknown kubectl commands and flags named in one doctor line
+SHOWN_UNKNOWN = 5
 # keyring backends that keep secrets unencrypted on disk
 PLAINTEXT_BACKENDS = ("PlaintextKeyring",)
 PROBE_ENTRY = "doctor-probe"
@@ -98,6 +100,61 @@ def check_kubectl(env: Environment) -> list[Finding]:
         return [_fail("kubectl", f"{kubectl} is {version}; guardctl needs 1.{MIN_KUBECTL_MINOR} "
                                  "or newer (for `kubectl create token`)")]
     return [_ok("kubectl", f"{kubectl} ({version})")]
+
+
+def unknown_inputs(kubectl: str, env: Environment) -> list[str]:
+    """Commands and flags the installed kubectl has and guardctl's flag table does not
+    (`kubectl PATH`, `kubectl PATH --flag`), from kubectl's own help; cached per binary."""
+    from guardctl import kubectl_help, stampcache
+    from guardctl.firewall.flagtable import ROOT, flag_table
+
+    entry = stampcache.entry(env.cache_dir, "kubectl-help", [Path(kubectl)])
+    cached = entry.read() if entry is not None else None
+    if isinstance(cached, list):
+        return [str(item) for item in cached]
+    # an empty home and kubeconfig: help reads no settings and reaches no cluster
+    quiet = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C",
+             "KUBECONFIG": "/nonexistent/kubeconfig"}
+    tree = kubectl_help.walk(kubectl, quiet)
+    table = flag_table()
+    found = [f"kubectl {path}" for path in tree if path and path not in table.paths]
+    found += [
+        f"kubectl {path} --{flag['name']}".replace("  ", " ")
+        for path, help_ in tree.items()
+        if path in table.paths or path == ROOT
+        for flag in help_.flags
+        if table.flag(path, flag["name"]) is None
+    ]
+    found += [
+        f"kubectl --{flag['name']}" for flag in kubectl_help.global_flags(kubectl, quiet)
+        if table.flag(ROOT, flag["name"]) is None
+    ]
+    found = list(dict.fromkeys(found))
+    if entry is not None:
+        entry.write(found)
+    return found
+
+
+def check_kubectl_inputs(env: Environment) -> list[Finding]:
+    from guardctl.firewall.flagtable import flag_table
+    from guardctl.running.runner import find_kubectl
+
+    kubectl = find_kubectl(env)
+    try:
+        unknown = unknown_inputs(kubectl, env)
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        return [_warn("kubectl-flags", f"could not read {kubectl}'s help ({exc}); guardctl asks "
+                                       "a human for any flag it does not know")]
+    if not unknown:
+        return [_ok("kubectl-flags", f"guardctl knows every command and flag of {kubectl}")]
+    shown = ", ".join(f"`{item}`" for item in unknown[:SHOWN_UNKNOWN])
+    more = f" and {len(unknown) - SHOWN_UNKNOWN} more" if len(unknown) > SHOWN_UNKNOWN else ""
+    return [_warn(
+        "kubectl-flags",
+        f"{kubectl} has {len(unknown)} commands or flags guardctl's table (from kubectl "
+        f"{flag_table().version}) does not know: {shown}{more}; a line that uses one needs a "
+        "human's approval. Upgrade guardctl, or use a kubectl of the table's version",
+    )]
 
 
 # --------------------------------------------------------------------------- keyring, creds
@@ -303,6 +360,7 @@ def check_local_credentials(env: Environment) -> list[Finding]:
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("mode", check_mode),
     ("kubectl", check_kubectl),
+    ("kubectl-flags", check_kubectl_inputs),
     ("keyring", check_keyring),
     ("credentials", check_credentials),
     ("rules", check_rules),

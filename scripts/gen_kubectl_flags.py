@@ -17,107 +17,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from compact_json import dump
 
+from guardctl.kubectl_help import Help, global_flags, run, walk
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "guardctl" / "data" / "kubectl_flags.json"
 
-# Commands kubectl has but does not list in `kubectl --help`.
-UNLISTED = ("alpha", "help", "options")
 # cobra adds -h/--help to every command; kubectl's help template never prints it.
 COBRA_FLAGS = ({"name": "help", "short": "h", "takes": "bool"},)
 # What a bare optional flag means (pflag NoOptDefVal). Help cannot show these values;
 # they are kubectl source facts (cmdutil.AddDryRunFlag, AddValidateFlags, delete --cascade).
 BARE_VALUES = {"dry-run": "unchanged", "validate": "strict", "cascade": "background"}
-
-TIMEOUT = 20  # seconds for one kubectl run
-MAX_PATHS = 400  # the tree has about 110 paths; stop a runaway walk
-
-_FLAG = re.compile(r"^\s{2,}(?:-(?P<short>\S), )?--(?P<name>[A-Za-z0-9][\w-]*)=(?P<default>.*):$")
-_COMMAND = re.compile(r"^  (?P<name>[a-z][a-z0-9-]*)\s{2,}\S")
-
-
-@dataclass
-class Help:
-    """What one `kubectl PATH --help` says about its command."""
-
-    children: list[str] = field(default_factory=list)
-    aliases: list[str] = field(default_factory=list)
-    flags: list[dict[str, str]] = field(default_factory=list)
-
-
-def run(kubectl: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [kubectl, *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-
-
-def sections(text: str) -> dict[str, list[str]]:
-    """Split help text into its `Heading:` sections (lines until the next heading)."""
-    out: dict[str, list[str]] = {}
-    current = ""
-    for line in text.splitlines():
-        if line and not line[0].isspace() and line.endswith(":"):
-            current = line[:-1]
-            out[current] = []
-        elif current:
-            out[current].append(line)
-    return out
-
-
-def parse_flags(lines: list[str]) -> list[dict[str, str]]:
-    flags = []
-    for line in lines:
-        m = _FLAG.match(line)
-        if m:
-            takes = "bool" if m["default"] in ("true", "false") else "value"
-            flags.append({"name": m["name"], "short": m["short"] or "", "takes": takes})
-    return flags
-
-
-def parse_help(text: str, root: bool) -> Help:
-    parts = sections(text)
-    help_ = Help(flags=parse_flags(parts.get("Options", [])))
-    if root:
-        # the root lists its commands under several headings ("Basic Commands (Beginner)", ...)
-        listing = [ln for name, lines in parts.items() if "Commands" in name for ln in lines]
-    else:
-        listing = parts.get("Available Commands", [])
-    help_.children = [m["name"] for ln in listing if (m := _COMMAND.match(ln))]
-    alias_lines = [ln.strip() for ln in parts.get("Aliases", []) if ln.strip()]
-    if alias_lines:
-        help_.aliases = [a.strip() for a in alias_lines[0].split(",") if a.strip()]
-    return help_
-
-
-def walk(kubectl: str, env: dict[str, str]) -> dict[str, Help]:
-    """Every command path (words joined by a space) with its help, breadth first."""
-    root = parse_help(run(kubectl, ["--help"], env).stdout, root=True)
-    root.children = sorted(set(root.children) | set(UNLISTED))
-    tree = {"": root}
-    queue = [child for child in root.children]
-    while queue and len(tree) < MAX_PATHS:
-        path = queue.pop(0)
-        result = run(kubectl, [*path.split(), "--help"], env)
-        if result.returncode != 0:
-            raise SystemExit(f"kubectl {path} --help failed: {result.stderr.strip()}")
-        help_ = parse_help(result.stdout, root=False)
-        tree[path] = help_
-        queue.extend(f"{path} {child}" for child in help_.children)
-    return tree
 
 
 def needs_value(kubectl: str, path: str, name: str, env: dict[str, str]) -> bool:
@@ -139,9 +55,8 @@ def classify(kubectl: str, path: str, flag: dict[str, str], env: dict[str, str])
     return flag
 
 
-def global_flags(kubectl: str, env: dict[str, str]) -> list[dict[str, str]]:
-    lines = run(kubectl, ["options"], env).stdout.splitlines()
-    flags = [classify(kubectl, "", f, env) for f in parse_flags(lines)]
+def all_global_flags(kubectl: str, env: dict[str, str]) -> list[dict[str, str]]:
+    flags = [classify(kubectl, "", f, env) for f in global_flags(kubectl, env)]
     return flags + [dict(f) for f in COBRA_FLAGS]
 
 
@@ -174,7 +89,7 @@ def build(kubectl: str) -> dict[str, object]:
             "paths": sorted(p for p in tree if p),
             "aliases": {p: [a for a in h.aliases if a != p.split()[-1]]
                         for p, h in sorted(tree.items()) if len(h.aliases) > 1},
-            "global": global_flags(kubectl, env),
+            "global": all_global_flags(kubectl, env),
             "flags": merge(tree, kubectl, env),
         }
 

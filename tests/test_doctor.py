@@ -69,6 +69,19 @@ def _version(version: str) -> str:
     return f"echo '{{\"clientVersion\":{{\"gitVersion\":\"{version}\"}}}}'"
 
 
+def _kubectl_with_help(version: str, get_flags: str = "--watch=false") -> str:
+    """A kubectl that answers `version` and a help of kubectl's shape: one command, `get`,
+    whose options are `get_flags`; every other command has none."""
+    return (
+        'case "$*" in\n'
+        f'  "version --client -o json") {_version(version)};;\n'
+        "  --help) printf 'Basic Commands:\\n  get           Display resources\\n';;\n"
+        f"  'get --help') printf 'Options:\\n    {get_flags}:\\n\\tA flag.\\n\\n';;\n"
+        "  *) printf 'Usage:\\n  kubectl\\n';;\n"
+        "esac"
+    )
+
+
 @pytest.fixture(autouse=True)
 def memory_keyring() -> Iterator[MemoryKeyring]:
     backend = MemoryKeyring()
@@ -81,7 +94,7 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
 def healthy(tmp_path: Path) -> Environment:
     """Shim first on PATH, a working kubectl after it, a credential imported, state 0700."""
     shim = _script(tmp_path / "shim", 'exec guardctl "$@"')
-    real = _script(tmp_path / "bin", _version("v1.30.2"))
+    real = _script(tmp_path / "bin", _kubectl_with_help("v1.30.2"))
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     kubeconfig = tmp_path / "kubeconfig"
@@ -111,10 +124,10 @@ def test_a_healthy_setup_passes(healthy: Environment) -> None:
     body = lines[1:-1]
     assert all(line.startswith("ok ") for line in body), body
     topics = [line.split()[1].rstrip(":") for line in body]
-    assert topics == ["kubectl", "keyring", "credentials", "credentials", "rules", "state",
-                      "audit", "shim"]
+    assert topics == ["kubectl", "kubectl-flags", "keyring", "credentials", "credentials",
+                      "rules", "state", "audit", "shim"]
     assert "(v1.30.2)" in body[0]
-    assert "agent token: none cached" in body[3]
+    assert "agent token: none cached" in body[4]
     assert "not-a-real-token" not in "\n".join(lines)
 
 
@@ -194,6 +207,10 @@ def _bad_rules(env: Environment, tmp: Path) -> None:
         (_kubectl("exit 3"), "fail", "kubectl", "exited with 3", 1),
         (_kubectl("echo not json"), "fail", "kubectl", "does not answer", 1),
         (_real_kubectl_first, "warn", "shim", "guardctl shim install DIR", 0),
+        # a newer kubectl's flag: lines that use it will wait for a human, and doctor says so
+        (_kubectl(_kubectl_with_help("v1.40.0", "--frobnicate=false")), "warn", "kubectl-flags",
+         "`kubectl get --frobnicate`", 0),
+        (_kubectl(_version("v1.30.2")), "warn", "kubectl-flags", "lists no commands", 0),
         (_keyring(LockedKeyring), "fail", "keyring", "the keyring is locked", 1),
         (_plaintext_keyring, "warn", "keyring", "unencrypted", 0),
         (_keyring(MemoryKeyring), "fail", "credentials", "no credential for context 'admin'", 1),
@@ -237,3 +254,19 @@ def test_an_unwritable_state_folder_fails(healthy: Environment) -> None:
 )
 def test_minor_version(version: str, minor: int | None) -> None:
     assert doctor._minor(version) == minor
+
+
+def test_the_installed_kubectl_is_compared_with_the_table(tmp_path: Path) -> None:
+    # the real kubectl's own help, walked once: the table was made from a kubectl, so one
+    # of that version has nothing guardctl does not know
+    import shutil
+
+    from guardctl.firewall.flagtable import flag_table
+
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    env = Environment(environ={"XDG_CACHE_HOME": str(tmp_path / "cache")}, home=tmp_path)
+    unknown = doctor.unknown_inputs(kubectl, env)
+    if doctor.kubectl_version(kubectl) == flag_table().version:
+        assert unknown == []
+    assert doctor.unknown_inputs(kubectl, env) == unknown  # cached, and the same

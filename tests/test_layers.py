@@ -38,6 +38,7 @@ LAYERS = {
     "recording": 2,
     "running": 2,
     "approvals": 2,
+    "kubectl_help": 2,
     "app": 3,
     "running.invoke": 3,
     "agents": 3,
