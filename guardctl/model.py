@@ -53,6 +53,9 @@ class SimpleCommand(NamedTuple):
     argv: tuple[str, ...]
     # indices into argv whose value is not known statically
     dynamic: frozenset[int] = frozenset()
+    # indices into argv whose leading `~` the shell expands (unquoted): `-f ~/x.yaml` reads
+    # the home folder's file, `-f '~/x.yaml'` a folder named `~` (kubectl expands nothing)
+    tilde: frozenset[int] = frozenset()
     # true when more words are appended at run time (xargs without -I)
     open_tail: bool = False
     # NAME=value prefixes, including those given through `env`

@@ -5,6 +5,8 @@ one-line cases are in tests/corpus (`hidden-kubectl`, and the carriers seen thro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from guardctl.bundled import bundled_rules_dir
@@ -60,4 +62,31 @@ def test_a_carrier_that_names_kubectl_or_the_cluster_is_never_allowed(line: str)
     ],
 )
 def test_carriers_seen_through(line: str, action: Action) -> None:
+    assert _decide(line)[0] is action
+
+
+@pytest.mark.parametrize(
+    ("line", "action"),
+    [
+        # kubectl expands no `~`: a quoted one, or one after `--filename=`, names a folder `~`
+        ("kubectl apply -f '~/app.yaml'", Action.APPROVE),
+        ('kubectl apply -f "~"/app.yaml', Action.APPROVE),
+        ("kubectl apply --filename=~/app.yaml", Action.APPROVE),
+        # the shell expands this one: the home folder's (plain) file
+        ("kubectl apply -f ~/app.yaml", Action.ALLOW),
+    ],
+)
+def test_the_file_decided_is_the_file_kubectl_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, action: Action
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    (work / "~").mkdir(parents=True)
+    home.mkdir()
+    (work / "~" / "app.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostPID: true\n"
+        "  containers: [{name: c, image: busybox}]\n"
+    )
+    (home / "app.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
     assert _decide(line)[0] is action

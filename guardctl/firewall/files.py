@@ -54,7 +54,9 @@ def read_manifests(path: str, recursive: bool) -> list[tuple[str, str]] | None:
     holds more than MAX_FILES manifests or MAX_TOTAL_BYTES in total. Never raises.
     """
     try:
-        target = Path(path).expanduser()
+        # os.path's, not pathlib's: pathlib drops a leading `./`, and would expand the
+        # `./~/x` that names a folder called `~`
+        target = Path(os.path.expanduser(path))
         if target.is_dir():
             listed = _folder_files(target, recursive)
             if listed is None:

@@ -660,6 +660,19 @@ def inspect_overrides(body: str, kind: str = "Pod") -> ManifestReport:
 # --------------------------------------------------------------------------- kubectl calls
 
 
+def _as_kubectl_reads(read: Reader, cmd: SimpleCommand) -> Reader:
+    """`read` for the file kubectl opens: a `~` the shell did not expand (quoted, or after
+    `--flag=`) is a folder named `~` to kubectl, which expands nothing itself."""
+    expanded = {cmd.argv[i] for i in cmd.tilde if i < len(cmd.argv)}
+
+    def literal(path: str, recursive: bool) -> list[tuple[str, str]] | None:
+        if path.startswith("~") and path not in expanded:
+            path = "./" + path
+        return read(path, recursive)
+
+    return literal
+
+
 def _read(read: Reader, path: str, recursive: bool, shown: str) -> ManifestReport:
     found = read(path, recursive)
     if found is None:
@@ -792,7 +805,13 @@ def inspect_call(
     `cmd` is the shell command the call came from (its stdin feeds `-f -`); `read` reads
     `-f` files and folders, `--patch-file` and `--custom` (a test passes a dict lookup).
     """
+    read = _as_kubectl_reads(read, cmd)
     reports = _filenames(call, cmd, read)
+    if call.verb == "diff":
+        # a server-side dry run compared with the live objects: whatever the files hold and
+        # whether they can be read (kubectl says so itself), nothing changes
+        merged = _merge(reports)
+        return ManifestReport(objects=merged.objects)
     reports += [inspect_overrides(body) for body in call.flags.get("overrides", ())]
     if call.has_flag("patch") or call.has_flag("patch-file"):
         reports += _patches(call, read)

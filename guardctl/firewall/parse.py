@@ -259,6 +259,7 @@ class _State:
             SimpleCommand(
                 argv=tuple(w.text for w in words),
                 dynamic=frozenset(dynamic),
+                tilde=frozenset(i for i, w in enumerate(words) if w.tilde),
                 open_tail=inv.open_tail,
                 assignments=inv.assignments,
                 stdin_from=inv.stdin_from,

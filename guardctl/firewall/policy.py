@@ -11,9 +11,10 @@ Precedence, in this order:
 4. With no matching rule and nothing misunderstood, a command is allowed.
 """
 
+import posixpath
 import re
 from collections.abc import Callable, Iterable
-from fnmatch import translate
+from fnmatch import fnmatchcase, translate
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -354,8 +355,49 @@ def _words_matching(
     if not globs:
         return []
     expanded = _expand_placeholders(globs, ctx)
-    found = [w for w in words if _any_glob(w, expanded)]
+    roots = _protected_roots(globs, ctx)
+    found = [
+        w for w in words
+        if any(_any_glob(spelled, expanded) for spelled in _spellings(w))
+        or (roots and _glob_reaches(w, roots))
+    ]
     return [f"{label}={w}" for w in dict.fromkeys(found)] or None
+
+
+def _spellings(word: str) -> tuple[str, ...]:
+    """A word, and when it is a path, its lexical normal form: `a//b`, `a/./b` and `a/x/../b`
+    name a/b as far as a pattern can tell (both are tried: either match counts)."""
+    if "/" not in word:
+        return (word,)
+    normal = posixpath.normpath(word)
+    return (word, normal) if normal != word else (word,)
+
+
+@lru_cache(maxsize=256)
+def _protected_roots(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[tuple[str, ...], ...]:
+    """Folders a list naming `@protected` guards, as path components, for `_glob_reaches`:
+    the context's own paths, and `~/LITERAL` for each `*/LITERAL*`-shaped pattern."""
+    if not any("@protected" in g for g in globs):
+        return ()
+    roots = list(ctx.protected_paths)
+    for glob in globs:
+        literal = glob.strip("*")
+        if glob.startswith("*") and literal and not any(c in literal for c in "*?[@$"):
+            roots.append("~/" + literal.lstrip("/"))
+    return tuple(tuple(posixpath.normpath(r).split("/")) for r in dict.fromkeys(roots))
+
+
+def _glob_reaches(word: str, roots: tuple[tuple[str, ...], ...]) -> bool:
+    """A shell pattern (`~/.config/guard*/x`, `~/.c*`) that could name a protected folder, a
+    file in it or a folder above it: each of its components matches the root's, as far as
+    the shorter goes."""
+    if not any(c in word for c in "*?[") or not word.startswith(("/", "~")):
+        return False
+    parts = posixpath.normpath(word).split("/")
+    return any(
+        all(fnmatchcase(name, part) for part, name in zip(parts, root, strict=False))
+        for root in roots  # as far as the shorter goes
+    )
 
 
 @lru_cache(maxsize=1024)

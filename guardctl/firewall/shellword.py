@@ -34,12 +34,15 @@ class Word(NamedTuple):
 
     `text` is the value the command receives, or the source text when `dynamic` (the value
     is only known at run time). `glob` marks unquoted `* ? [` or `{`, which make a program
-    name unknowable but are harmless in arguments.
+    name unknowable but are harmless in arguments. `tilde` marks a leading `~` the shell
+    expands (unquoted): the program gets a home folder's path there, where a quoted `~`
+    reaches it as the character itself.
     """
 
     text: str
     dynamic: bool = False
     glob: bool = False
+    tilde: bool = False
 
 
 # --------------------------------------------------------------------------- decoding
@@ -49,7 +52,7 @@ def decode_word(raw: str) -> Word:
     """Quote removal for the raw source text of one word, as bash would do it.
 
     >>> decode_word("kube\\"\\"ctl")
-    Word(text='kubectl', dynamic=False, glob=False)
+    Word(text='kubectl', dynamic=False, glob=False, tilde=False)
     """
     out: list[str] = []
     dynamic = glob = False
@@ -89,7 +92,13 @@ def decode_word(raw: str) -> Word:
             i += 1
     if dynamic:  # the value is unknown anyway: whether it would also glob does not matter
         return Word(raw, dynamic=True)
-    return Word("".join(out), glob=glob)
+    return Word("".join(out), glob=glob, tilde=_expands_tilde(raw))
+
+
+def _expands_tilde(raw: str) -> bool:
+    """bash's tilde expansion: a leading `~` whose prefix (up to the first `/`) is unquoted."""
+    prefix = raw.split("/", 1)[0]
+    return raw.startswith("~") and not any(c in prefix for c in "'\"\\$`")
 
 
 def _decode_double(raw: str, i: int) -> tuple[str, bool, int]:

@@ -177,7 +177,7 @@ def unwrap(inv: Invocation, table: Mapping[str, Spec]) -> Step | None:
     """What wrapper `inv.words[0]` runs; None when it is not a wrapper.
 
     >>> unwrap(Invocation((Word("sudo"), Word("ls"))), default_table()).inner[0].words
-    (Word(text='ls', dynamic=False, glob=False),)
+    (Word(text='ls', dynamic=False, glob=False, tilde=False),)
     """
     name = inv.words[0].text.rsplit("/", 1)[-1]
     spec = table.get(name)
