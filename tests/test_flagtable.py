@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 
+from guardctl import kubectl_help
 from guardctl.firewall.flagtable import ROOT, flag_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,7 +128,9 @@ def test_table_matches_installed_kubectl(path: str, monkeypatch: pytest.MonkeyPa
         if version != flag_table().version:
             pytest.skip(f"installed kubectl is {version}, the table was built from "
                         f"{flag_table().version}")
-        helped = gen.parse_help(gen.run(KUBECTL, [*path.split(), "--help"], env).stdout, False)
+        helped = kubectl_help.parse_help(
+            kubectl_help.run(KUBECTL, [*path.split(), "--help"], env).stdout, False
+        )
     table = flag_table()
     for flag in helped.flags:
         spec = table.flag(path, flag["name"])
