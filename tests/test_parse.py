@@ -15,8 +15,9 @@ from guardctl.model import ParsedLine, SimpleCommand
 def C(argv: str | tuple[str, ...], **fields: object) -> SimpleCommand:
     """A SimpleCommand; a str argv is split like a shell line (quotes group words)."""
     words = tuple(shlex.split(argv)) if isinstance(argv, str) else argv
-    if "dynamic" in fields:
-        fields["dynamic"] = frozenset(fields["dynamic"])  # type: ignore[arg-type]
+    for name in ("dynamic", "tilde"):
+        if name in fields:
+            fields[name] = frozenset(fields[name])  # type: ignore[arg-type]
     return SimpleCommand(argv=words, **fields)  # type: ignore[arg-type]
 
 
@@ -415,8 +416,11 @@ QUOTING = [
     ("kubectl get -n \\$NS", C("kubectl get -n $NS")),
     ("kubectl get $", C("kubectl get $")),
     ("kubectl get x*", C("kubectl get x*")),
-    ("kubectl get ~/x", C("kubectl get ~/x")),
-    ("~/bin/kubectl get", C("~/bin/kubectl get")),
+    ("kubectl get ~/x", C("kubectl get ~/x", tilde={2})),
+    ("~/bin/kubectl get", C("~/bin/kubectl get", tilde={0})),
+    # bash expands a `~` only when nothing up to the first slash is quoted (`~/'z'` is home)
+    ("kubectl get '~/x' \"~\"/y ~'/z' --f=~/x ~/'z'",
+     C("kubectl get ~/x ~/y ~/z --f=~/x ~/z", tilde={6})),
     ("kubectl get -o jsonpath={.items[*]}", C("kubectl get -o jsonpath={.items[*]}")),
     ("$K get pods", C("$K get pods", dynamic={0})),
     ("$(which kubectl) delete ns x", None),

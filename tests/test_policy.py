@@ -194,3 +194,19 @@ def test_glob_matching_is_fnmatchcase(word: str, globs: list[str]) -> None:
     from guardctl.firewall.policy import _any_glob
 
     assert _any_glob(word, tuple(globs)) == any(fnmatchcase(word, g) for g in globs)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.text(alphabet="ab/.-]", max_size=6), max_size=3),
+    st.lists(st.text(alphabet="ab*?[]!/.-", max_size=6), min_size=1, max_size=4),
+)
+def test_screening_words_never_hides_a_match(words: list[str], globs: list[str]) -> None:
+    # the literal text a glob needs is looked for in all words at once before any word is
+    # matched: it may only skip words that match no glob
+    from fnmatch import fnmatchcase
+
+    from guardctl.firewall.policy import _glob_set
+
+    matched = any(fnmatchcase(w, g) for w in words for g in globs)
+    assert _glob_set(tuple(globs)).may_match_any("\0".join(words)) or not matched

@@ -53,6 +53,10 @@ _FAST_PATH_UNSAFE = re.compile(r"[$\\`;&|<>(){}*?\[\]~#!\n\r]")
 # neither quote is special inside the other (possessive: a bad line fails in linear time)
 _FAST_WORD = re.compile(r"""(?:[^ \t'"]++|'[^']*+'|"[^"]*+")++""")
 _FAST_QUOTED = re.compile(r"'([^']*+)'|\"([^\"]*+)\"")
+# a list of pipelines (`a | b && c; d`): the fast path's words and four separators
+_FAST_LIST_UNSAFE = re.compile(r"[$\\`<>(){}*?\[\]~#!\n\r]")
+_FAST_TOKEN = re.compile(r"""[ \t]*+(?:(\|\||&&|[|;])|((?:[^ \t'"|;&]++|'[^']*+'|"[^"]*+")++))""")
+_FAST_SEPARATORS = re.compile(r"[|;&]")
 # words that are syntax at command position, never program names
 _RESERVED = frozenset(
     "if then elif else fi for while until do done case esac in function select time coproc "
@@ -142,6 +146,12 @@ class _State:
                 self.dispatch(
                     _invocation(tuple(Word(w) for w in words), _Redirects(), scope), scope
                 )
+            return
+        stages = _simple_list(line) if self.allow_fast else None
+        if stages is not None:
+            for stage, piped in stages:
+                inv = _invocation(tuple(Word(w) for w in stage), _Redirects(), scope, piped)
+                self.dispatch(inv, scope)
             return
         self._parse_with_bashlex(line, scope)
 
@@ -289,6 +299,39 @@ def _simple_words(line: str) -> list[str] | None:
     if words and (words[0] in _RESERVED or "=" in words[0]):
         return None  # a keyword, or an assignment (A=1 cmd): leave those to bashlex
     return words
+
+
+def _simple_list(line: str) -> list[tuple[list[str], bool]] | None:
+    """The commands of pipelines of plain commands joined by `;`, `&&` or `||` (`a | b && c`),
+    each with whether a pipe feeds it; None for a line with any other syntax.
+
+    The separators count only outside quotes, and a quoted one sends the line to bashlex,
+    as every other special character does.
+    """
+    if _FAST_LIST_UNSAFE.search(line) or not line.replace("\t", " ").isprintable():
+        return None
+    stages: list[tuple[list[str], bool]] = []
+    words: list[str] = []
+    piped = False
+    pos, end = 0, len(line.rstrip(" \t"))
+    while pos < end:
+        token = _FAST_TOKEN.match(line, pos)
+        if token is None:
+            return None  # a lone `&`, `|&`, an unbalanced quote
+        pos = token.end()
+        if token[2] is not None:
+            if _FAST_SEPARATORS.search(token[2]):
+                return None  # quoted separators: bashlex reads those
+            words.append(_FAST_QUOTED.sub(_unquoted, token[2]))
+            continue
+        if not words or words[0] in _RESERVED or "=" in words[0]:
+            return None  # an empty command, a keyword or an assignment
+        stages.append((words, piped))
+        words, piped = [], token[1] == "|"
+    if not words or words[0] in _RESERVED or "=" in words[0]:
+        return None  # ends with a separator, or a keyword or assignment
+    stages.append((words, piped))
+    return stages
 
 
 def _unquoted(quoted: re.Match[str]) -> str:

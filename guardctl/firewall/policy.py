@@ -333,11 +333,44 @@ def _check_writes(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
 
 
 def _check_mentions(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
-    words = [*f.cmd.argv[1:], *(v for _, v in f.cmd.assignments), *f.cmd.writes]
-    if f.cmd.stdin is not None:
-        # a file's path, or the text of a here-document (`python3 - <<EOF`) or here-string
-        words.append(f.cmd.stdin)
-    return _words_matching(words, m.mentions, ctx, "mentions")
+    return _words_matching(_mentioned(f.cmd), m.mentions, ctx, "mentions")
+
+
+class _Words(NamedTuple):
+    """Words to match, each with its spellings (`_spellings`), and all of them joined by
+    NUL for `_GlobSet.may_match_any`: made once per command, used by every rule."""
+
+    spelled: tuple[tuple[str, tuple[str, ...]], ...]
+    text: str
+    patterns: tuple[str, ...]  # the words that are path patterns, for `_glob_reaches`
+
+
+def _words(words: Iterable[str]) -> _Words:
+    spelled = tuple((w, _spellings(w)) for w in words)
+    return _Words(
+        spelled,
+        "\0".join(s for _, spellings in spelled for s in spellings),
+        tuple(w for w, _ in spelled if _PATH_PATTERN.match(w)),
+    )
+
+
+# the last command's mentioned words: a command meets every `mentions` rule in a row (one
+# slot, read and replaced whole, so threads deciding at once can only miss it)
+_MENTIONED: list[tuple[SimpleCommand, _Words] | None] = [None]
+
+
+def _mentioned(cmd: SimpleCommand) -> _Words:
+    """Every word of `cmd` a `mentions` glob reads: arguments, assignment values, redirect
+    targets, and its stdin (a file's path, or a here-document's or here-string's text)."""
+    last = _MENTIONED[0]
+    if last is not None and last[0] is cmd:
+        return last[1]
+    words = [*cmd.argv[1:], *(v for _, v in cmd.assignments), *cmd.writes]
+    if cmd.stdin is not None:
+        words.append(cmd.stdin)
+    prepared = _words(words)
+    _MENTIONED[0] = (cmd, prepared)
+    return prepared
 
 
 def _check_understood(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
@@ -350,18 +383,41 @@ def _check_understood(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
 
 
 def _words_matching(
-    words: Iterable[str], globs: tuple[str, ...], ctx: PolicyContext, label: str
+    words: Iterable[str] | _Words, globs: tuple[str, ...], ctx: PolicyContext, label: str
 ) -> list[str] | None:
     if not globs:
         return []
-    expanded = _expand_placeholders(globs, ctx)
-    roots = _protected_roots(globs, ctx)
-    found = [
-        w for w in words
-        if any(_any_glob(spelled, expanded) for spelled in _spellings(w))
-        or (roots and _glob_reaches(w, roots))
-    ]
+    prepared = words if isinstance(words, _Words) else _words(words)
+    if not prepared.spelled:
+        return None
+    glob_set, roots = _word_matcher(globs, ctx)
+    found = (
+        [w for w, spellings in prepared.spelled if any(map(glob_set.match, spellings))]
+        if glob_set.may_match_any(prepared.text)
+        else []
+    )
+    if roots:
+        found += [w for w in prepared.patterns if _glob_reaches(w, roots)]
     return [f"{label}={w}" for w in dict.fromkeys(found)] or None
+
+
+_Matcher = tuple["_GlobSet", tuple[tuple[str, ...], ...]]
+# (id(globs), id(context)) -> (globs, context, matcher): a rule's globs and the context live
+# as long as the loaded rules, so an identity check finds them without hashing the globs
+_MATCHERS: dict[tuple[int, int], tuple[tuple[str, ...], PolicyContext, _Matcher]] = {}
+
+
+def _word_matcher(globs: tuple[str, ...], ctx: PolicyContext) -> _Matcher:
+    """The glob set (placeholders filled in) and protected roots of one list of globs."""
+    key = (id(globs), id(ctx))
+    cached = _MATCHERS.get(key)
+    if cached is not None and cached[0] is globs and cached[1] is ctx:
+        return cached[2]
+    matcher = (_glob_set(_expand_placeholders(globs, ctx)), _protected_roots(globs, ctx))
+    if len(_MATCHERS) >= 4096:
+        _MATCHERS.clear()
+    _MATCHERS[key] = (globs, ctx, matcher)
+    return matcher
 
 
 def _spellings(word: str) -> tuple[str, ...]:
@@ -387,12 +443,14 @@ def _protected_roots(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[tuple[
     return tuple(tuple(posixpath.normpath(r).split("/")) for r in dict.fromkeys(roots))
 
 
+# an absolute or `~` path with a glob character: a pattern the shell expands
+_PATH_PATTERN = re.compile(r"[/~][^*?\[]*[*?\[]")
+
+
 def _glob_reaches(word: str, roots: tuple[tuple[str, ...], ...]) -> bool:
-    """A shell pattern (`~/.config/guard*/x`, `~/.c*`) that could name a protected folder, a
+    """A path pattern (`~/.config/guard*/x`, `~/.c*`) that could name a protected folder, a
     file in it or a folder above it: each of its components matches the root's, as far as
     the shorter goes."""
-    if not any(c in word for c in "*?[") or not word.startswith(("/", "~")):
-        return False
     parts = posixpath.normpath(word).split("/")
     return any(
         all(fnmatchcase(name, part) for part, name in zip(parts, root, strict=False))
@@ -414,7 +472,47 @@ def _expand_placeholders(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[st
 
 
 def _any_glob(word: str, globs: tuple[str, ...]) -> bool:
-    return _glob_set(globs).match(word)
+    return _glob_set_of(globs).match(word)
+
+
+# id(globs) -> (globs, set): the tuples of loaded rules are found without hashing them
+_GLOB_SETS: dict[int, tuple[tuple[str, ...], "_GlobSet"]] = {}
+
+
+def _glob_set_of(globs: tuple[str, ...]) -> "_GlobSet":
+    cached = _GLOB_SETS.get(id(globs))
+    if cached is not None and cached[0] is globs:
+        return cached[1]
+    found = _glob_set(globs)
+    if len(_GLOB_SETS) >= 4096:
+        _GLOB_SETS.clear()
+    _GLOB_SETS[id(globs)] = (globs, found)
+    return found
+
+
+def _literal_runs(glob: str) -> list[str]:
+    """The text between a glob's `*`, `?` and bracket expressions, read as fnmatch reads
+    them (`[!...]`, a `]` first in the brackets is a member, a `[` never closed is itself)."""
+    runs, current, i, n = [], "", 0, len(glob)
+    while i < n:
+        c = glob[i]
+        if c == "[":
+            j = i + 1
+            j += j < n and glob[j] == "!"
+            j += j < n and glob[j] == "]"
+            while j < n and glob[j] != "]":
+                j += 1
+            if j < n:
+                runs.append(current)
+                current, i = "", j + 1
+                continue
+        if c in "*?":
+            runs.append(current)
+            current = ""
+        else:
+            current += c
+        i += 1
+    return [*runs, current]
 
 
 class _GlobSet(NamedTuple):
@@ -427,6 +525,13 @@ class _GlobSet(NamedTuple):
     contains: tuple[str, ...]  # "*x*"
     everything: bool  # "*"
     rest: re.Pattern[str] | None  # any other shape
+    # text one of these globs needs in any word it matches (the longest literal run of
+    # each); None when one needs none (`*`, `[ab]`): then words are not screened
+    fragments: tuple[str, ...] | None
+
+    def may_match_any(self, text: str) -> bool:
+        """False only when no word of `text` (words joined by NUL) can match."""
+        return self.fragments is None or any(map(text.__contains__, self.fragments))
 
     def match(self, word: str) -> bool:
         return (
@@ -453,6 +558,8 @@ def _glob_set(globs: tuple[str, ...]) -> _GlobSet:
         else:
             shapes[glob.startswith("*"), glob.endswith("*")].append(inner)
     contains = shapes[True, True]
+    literals = [*shapes[False, False], *shapes[False, True], *shapes[True, False], *contains]
+    literals += [max(_literal_runs(g), key=len) for g in rest]
     return _GlobSet(
         exact=frozenset(shapes[False, False]),
         prefixes=tuple(shapes[False, True]),
@@ -460,6 +567,7 @@ def _glob_set(globs: tuple[str, ...]) -> _GlobSet:
         contains=tuple(c for c in contains if c),
         everything="" in contains,
         rest=re.compile("|".join(translate(g) for g in rest)) if rest else None,
+        fragments=None if "" in literals else tuple(dict.fromkeys(literals)),
     )
 
 

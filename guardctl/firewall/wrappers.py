@@ -131,14 +131,17 @@ class _CodeReader(NamedTuple):
 
 
 @cache
-def _code_readers() -> tuple[tuple[str, _CodeReader], ...]:
-    """(name glob, how it finds its code) from wrappers.json's `code_from_stdin`."""
+def _code_readers() -> tuple[dict[str, _CodeReader], tuple[tuple[str, _CodeReader], ...]]:
+    """From wrappers.json's `code_from_stdin`: {name: how it finds its code}, and the same
+    for names given as globs (`python3.*`)."""
     entries = json.loads(data_text("wrappers.json"))["code_from_stdin"]["programs"]
-    return tuple(
+    readers = [
         (name, _CodeReader(frozenset(spec["code"]), bool(spec["operand_is_code"])))
         for names, spec in entries.items()
         for name in names.split()
-    )
+    ]
+    globbed = tuple((n, r) for n, r in readers if any(c in n for c in "*?["))
+    return {n: r for n, r in readers if (n, r) not in globbed}, globbed
 
 
 def unseen_code(argv: tuple[str, ...], stdin_from: str) -> str | None:
@@ -150,7 +153,8 @@ def unseen_code(argv: tuple[str, ...], stdin_from: str) -> str | None:
     if stdin_from in ("heredoc", "herestring") or not argv:
         return None
     name = argv[0].rsplit("/", 1)[-1]
-    reader = next((r for glob, r in _code_readers() if fnmatchcase(name, glob)), None)
+    exact, globbed = _code_readers()
+    reader = exact.get(name) or next((r for g, r in globbed if fnmatchcase(name, g)), None)
     if reader is None:
         return None
     for word in argv[1:]:
