@@ -18,8 +18,10 @@ read is a problem when used. A call of a function defined in the line whose body
 function's arguments (`$@`, `$*`, `$1`, ...) is a problem, since the commands it runs
 depend on the call; function bodies are commands themselves (via "function NAME").
 
-Fast path: a line of plain words and simple quotes is split by two regexes and bashlex (slow
-to import) is not loaded; both paths share the unwrapping code and give the same result.
+Fast path: a line of plain commands (words and quoted strings, in pipelines joined by `;`,
+`&&` and `||`) is split by regexes and bashlex (slow to import, slow to run) is not loaded;
+both paths share the unwrapping code and give the same result (a property test compares
+them).
 """
 
 import re
@@ -32,6 +34,7 @@ from guardctl.firewall.shellword import (
     Word,
     WordError,
     decode_word,
+    expands_tilde,
     find_substitutions,
     has_expansion,
     prepare,
@@ -47,16 +50,18 @@ else:
 MAX_DEPTH = 8  # nested shell strings (bash -c, eval, ...) parsed inside each other
 MAX_LINE = 100_000  # characters; bounds the work one line can cost (bashlex is not linear)
 _MAX_UNWRAP = 64  # wrappers and aliases peeled off one command
-# anything here (or a non-printable character) sends a line to bashlex
-_FAST_PATH_UNSAFE = re.compile(r"[$\\`;&|<>(){}*?\[\]~#!\n\r]")
-# without the characters above, a word is a run of plain characters and quoted strings, and
-# neither quote is special inside the other (possessive: a bad line fails in linear time)
-_FAST_WORD = re.compile(r"""(?:[^ \t'"]++|'[^']*+'|"[^"]*+")++""")
-_FAST_QUOTED = re.compile(r"'([^']*+)'|\"([^\"]*+)\"")
-# a list of pipelines (`a | b && c; d`): the fast path's words and four separators
-_FAST_LIST_UNSAFE = re.compile(r"[$\\`<>(){}*?\[\]~#!\n\r]")
+# outside quotes, anything here (or a non-printable character) sends a line to bashlex;
+# `;`, `&&`, `||` and `|` separate the commands of a list of pipelines; a `~` is read as
+# bash reads it (expanded at the start of a word when unquoted: Word.tilde), literal elsewhere
+_FAST_PATH_UNSAFE = re.compile(r"[$\\`<>(){}*?\[\]#!\n\r]")
+# in double quotes, what bash still expands (and `!`, history expansion where it is on)
+_FAST_DOUBLE_UNSAFE = re.compile(r"[$\\`!]")
+# a line as single-quoted strings, double-quoted strings (1) and the text between them (2)
+# (possessive quantifiers: a bad line fails in linear time)
+_FAST_PARTS = re.compile(r"""'[^']*+'|"([^"]*+)"|([^'"]++)""")
+# a separator (1), or a word (2): plain characters and quoted strings
 _FAST_TOKEN = re.compile(r"""[ \t]*+(?:(\|\||&&|[|;])|((?:[^ \t'"|;&]++|'[^']*+'|"[^"]*+")++))""")
-_FAST_SEPARATORS = re.compile(r"[|;&]")
+_FAST_QUOTED = re.compile(r"'([^']*+)'|\"([^\"]*+)\"")
 # words that are syntax at command position, never program names
 _RESERVED = frozenset(
     "if then elif else fi for while until do done case esac in function select time coproc "
@@ -140,18 +145,10 @@ class _State:
             # bash drops NUL bytes, so `kube\0ctl` would run kubectl
             self.problems.append("the line contains a NUL character")
             return
-        words = _simple_words(line) if self.allow_fast else None
-        if words is not None:
-            if words:
-                self.dispatch(
-                    _invocation(tuple(Word(w) for w in words), _Redirects(), scope), scope
-                )
-            return
-        stages = _simple_list(line) if self.allow_fast else None
+        stages = _fast_commands(line) if self.allow_fast else None
         if stages is not None:
             for stage, piped in stages:
-                inv = _invocation(tuple(Word(w) for w in stage), _Redirects(), scope, piped)
-                self.dispatch(inv, scope)
+                self.dispatch(_invocation(tuple(stage), _Redirects(), scope, piped), scope)
             return
         self._parse_with_bashlex(line, scope)
 
@@ -287,51 +284,71 @@ def _alias_words(value: str, dynamic: bool) -> tuple[Word, ...] | None:
 
 
 def _simple_words(line: str) -> list[str] | None:
-    """The words of a line with no shell syntax but blanks and simple quotes, else None.
-
-    Split as `shlex.split` (and bash) would, by two regexes instead of a loop per character.
-    """
-    if _FAST_PATH_UNSAFE.search(line) or not line.replace("\t", " ").isprintable():
+    """The words of a line that is one plain command (see `_fast_commands`), else None."""
+    stages = _fast_commands(line)
+    if stages is None or len(stages) > 1:
         return None
-    if _FAST_WORD.sub("", line).strip(" \t"):
-        return None  # an unbalanced quote
-    words = [_FAST_QUOTED.sub(_unquoted, m[0]) for m in _FAST_WORD.finditer(line)]
-    if words and (words[0] in _RESERVED or "=" in words[0]):
-        return None  # a keyword, or an assignment (A=1 cmd): leave those to bashlex
-    return words
+    return [w.text for w in stages[0][0]] if stages else []
 
 
-def _simple_list(line: str) -> list[tuple[list[str], bool]] | None:
-    """The commands of pipelines of plain commands joined by `;`, `&&` or `||` (`a | b && c`),
-    each with whether a pipe feeds it; None for a line with any other syntax.
+def _fast_commands(line: str) -> list[tuple[list[Word], bool]] | None:
+    """The commands of a line of plain commands, in pipelines joined by `;`, `&&` or `||`
+    (`a | b && c`), each with whether a pipe feeds it; None for a line with other syntax.
 
-    The separators count only outside quotes, and a quoted one sends the line to bashlex,
-    as every other special character does.
+    Split as bash would, by regexes instead of a loop per character. Quoted text may hold
+    anything bash reads literally there: any character in single quotes, all but `$`, `` ` ``,
+    `\\` and `!` in double quotes.
     """
-    if _FAST_LIST_UNSAFE.search(line) or not line.replace("\t", " ").isprintable():
+    if not _fast_safe(line):
         return None
-    stages: list[tuple[list[str], bool]] = []
-    words: list[str] = []
+    stages: list[tuple[list[Word], bool]] = []
+    words: list[Word] = []
     piped = False
     pos, end = 0, len(line.rstrip(" \t"))
     while pos < end:
         token = _FAST_TOKEN.match(line, pos)
         if token is None:
-            return None  # a lone `&`, `|&`, an unbalanced quote
+            return None  # a lone `&`, `|&`
         pos = token.end()
         if token[2] is not None:
-            if _FAST_SEPARATORS.search(token[2]):
-                return None  # quoted separators: bashlex reads those
-            words.append(_FAST_QUOTED.sub(_unquoted, token[2]))
+            raw = token[2]
+            words.append(Word(_FAST_QUOTED.sub(_unquoted, raw), tilde=expands_tilde(raw)))
             continue
-        if not words or words[0] in _RESERVED or "=" in words[0]:
-            return None  # an empty command, a keyword or an assignment
+        if not _plain_command(words):
+            return None
         stages.append((words, piped))
         words, piped = [], token[1] == "|"
-    if not words or words[0] in _RESERVED or "=" in words[0]:
-        return None  # ends with a separator, or a keyword or assignment
+    if stages and not words:
+        return None  # ends with a separator
+    if not words:
+        return []  # a blank line
+    if not _plain_command(words):
+        return None
     stages.append((words, piped))
     return stages
+
+
+def _plain_command(words: list[Word]) -> bool:
+    """Not empty, and starting with neither a keyword nor an assignment (A=1 cmd), which
+    bashlex reads."""
+    return bool(words) and words[0].text not in _RESERVED and "=" not in words[0].text
+
+
+def _fast_safe(line: str) -> bool:
+    """Printable, quotes closed, and no character that means more than itself to bash
+    where it stands (see `_fast_commands`)."""
+    if not line.replace("\t", " ").isprintable():
+        return False
+    pos = 0
+    for part in _FAST_PARTS.finditer(line):
+        if part.start() != pos:
+            return False  # an unclosed quote
+        pos = part.end()
+        if part[1] is not None and _FAST_DOUBLE_UNSAFE.search(part[1]):
+            return False
+        if part[2] is not None and _FAST_PATH_UNSAFE.search(part[2]):
+            return False
+    return pos == len(line)
 
 
 def _unquoted(quoted: re.Match[str]) -> str:

@@ -92,10 +92,10 @@ def decode_word(raw: str) -> Word:
             i += 1
     if dynamic:  # the value is unknown anyway: whether it would also glob does not matter
         return Word(raw, dynamic=True)
-    return Word("".join(out), glob=glob, tilde=_expands_tilde(raw))
+    return Word("".join(out), glob=glob, tilde=expands_tilde(raw))
 
 
-def _expands_tilde(raw: str) -> bool:
+def expands_tilde(raw: str) -> bool:
     """bash's tilde expansion: a leading `~` whose prefix (up to the first `/`) is unquoted."""
     prefix = raw.split("/", 1)[0]
     return raw.startswith("~") and not any(c in prefix for c in "'\"\\$`")
