@@ -46,6 +46,7 @@ The tables behind these checks live in `guardctl/data/manifests.json`.
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from functools import lru_cache
 from itertools import islice
 from typing import Any, NamedTuple
 
@@ -90,6 +91,8 @@ RISKS: frozenset[str] = frozenset(
 Reader = Callable[[str, bool], list[tuple[str, str]] | None]
 
 MAX_TEXT_BYTES = 10 * 1024 * 1024
+# texts up to this size keep their report for the next line that names them
+CACHED_TEXT = 64 * 1024
 MAX_DOCUMENTS = 1000
 # Distinct YAML nodes inspected per text. Aliases are walked once (see _Budget), so this only
 # guards against pathological but alias-free inputs.
@@ -530,6 +533,17 @@ def inspect_text(text: str, source: str) -> ManifestReport:
     >>> inspect_text("kind: Namespace\\nmetadata: {name: prod}\\n", "ns.yaml").objects
     (ManifestObject(kind='Namespace', api_version='', name='prod', namespace=None),)
     """
+    if len(text) <= CACHED_TEXT:  # `check --batch` meets the same files again and again
+        return _inspect_text_cached(text, source)
+    return _inspect_text(text, source)
+
+
+@lru_cache(maxsize=64)
+def _inspect_text_cached(text: str, source: str) -> ManifestReport:
+    return _inspect_text(text, source)
+
+
+def _inspect_text(text: str, source: str) -> ManifestReport:
     if _too_big(text):
         return _unseen(f"{source}: larger than {MAX_TEXT_BYTES} bytes")
     budget = _Budget()

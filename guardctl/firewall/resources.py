@@ -13,7 +13,7 @@ order: core first. kubectl prefers the first group that knows a name, so `events
 
 import json
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 from guardctl.bundled import data_text
@@ -119,6 +119,7 @@ def _find(word: str, group: str | None, version: str | None) -> ResourceInfo | N
     return None
 
 
+@lru_cache(maxsize=4096)
 def lookup(word: str) -> ResourceInfo | None:
     """Resolve a resource word as kubectl does; None when the table does not know it.
 
@@ -140,6 +141,7 @@ def lookup(word: str) -> ResourceInfo | None:
     return _find(resource, group if dot else None, None)
 
 
+@lru_cache(maxsize=4096)
 def by_kind(kind: str, api_version: str = "") -> ResourceInfo | None:
     """The resource of a manifest object's `kind` (exact, as the API server requires).
 
