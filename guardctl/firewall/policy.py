@@ -164,8 +164,13 @@ class _Index(NamedTuple):
     by_head: dict[str, tuple[Rule, ...]]  # kubectl calls, by the first word of the verb
     any_head: tuple[Rule, ...]  # kubectl calls whose verb no rule names
     other: tuple[Rule, ...]  # other programs
+    # (the lists above, a program's name) -> those of their rules that can match that
+    # program: a rule every alternative of which names `programs` is for those alone
+    for_program: dict[tuple[int, str], tuple[Rule, ...]]
 
 
+# programs whose candidate rules an index keeps (an agent's lines name only so many)
+MAX_PROGRAMS_INDEXED = 1024
 # rule tuples seen (kept alive with their index, so an id is never reused while cached)
 _INDEXES: dict[int, tuple[tuple[Rule, ...], _Index]] = {}
 
@@ -175,10 +180,25 @@ def _candidates(rules: tuple[Rule, ...], facts: Facts) -> tuple[Rule, ...]:
     (a rule set is loaded once and decides many lines); `_may_apply` checks their flags."""
     index = _index(rules)
     if facts.call is None:
-        return index.other
-    if not facts.verb:
-        return rules
-    return index.by_head.get(facts.verb[0], index.any_head)
+        fitting = index.other
+    elif not facts.verb:
+        fitting = rules
+    else:
+        fitting = index.by_head.get(facts.verb[0], index.any_head)
+    program = facts.cmd.program
+    key = (id(fitting), program)
+    found = index.for_program.get(key)
+    if found is None:
+        found = tuple(r for r in fitting if _may_run(r, program))
+        if len(index.for_program) >= MAX_PROGRAMS_INDEXED:
+            index.for_program.clear()
+        index.for_program[key] = found
+    return found
+
+
+def _may_run(rule: Rule, program: str) -> bool:
+    """Some alternative of `rule` can match a command of `program` (see `_check_programs`)."""
+    return any(not m.programs or _any_glob(program, m.programs) for m in rule.match)
 
 
 def _index(rules: tuple[Rule, ...]) -> _Index:
@@ -193,6 +213,7 @@ def _index(rules: tuple[Rule, ...]) -> _Index:
         },
         any_head=tuple(r for r in rules if r.verb_heads is None),
         other=tuple(r for r in rules if not r.kubectl_only),
+        for_program={},
     )
     if len(_INDEXES) >= 8:
         _INDEXES.clear()
