@@ -5,7 +5,9 @@
 Prints the median wall time of a whole `guardctl check` process for a simple line and
 for a line that needs the full shell parser, beside the median of `kubectl version
 --client` in the same run, and their ratios (goal: simple line <= 1.5x kubectl); then the
-throughput of `guardctl check --batch`, the median of whole runs (goal: >= 1,500 lines/s).
+throughput of `guardctl check --batch`, the median of whole runs (goal: >= 3,000 lines/s),
+with the default policy and with 1,000 more rules of the shapes a team writes, in turns
+(goal: <= 1.3x the default policy).
 Runs go through the fork server, as an agent's do (its own, stopped at the end); the
 simple line is also timed in its own process (GUARDCTL_FORKSERVER=0). No assertions:
 read the numbers, compare runs on the same machine.
@@ -30,6 +32,8 @@ from guardctl.broker import forkcontrol
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 SIMPLE = "kubectl get pods -n dev -o wide"
 SHELL = "sudo bash -c 'kubectl get secret db -o yaml' | grep -v token && echo done"
+# rules a team adds to the default policy, for the scaling measurement
+EXTRA_RULES = 1000
 
 
 def _median_seconds(argv: list[str], runs: int, env: dict[str, str]) -> float:
@@ -111,25 +115,52 @@ def _measure(
 
     lines = _corpus_lines(args.lines)
     payload = "".join(json.dumps({"id": i, "line": line}) + "\n" for i, line in enumerate(lines))
-    times = []
-    for _ in range(args.batches):
-        start = time.perf_counter()
-        proc = subprocess.run(
-            [*guardctl, "check", "--batch"],
-            input=payload,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=CORPUS,
-            check=True,
+    team = Path(env["GUARDCTL_HOME"]) / "team-rules.yaml"
+    team.write_text(_team_rules(EXTRA_RULES))
+    batches = {"default policy": env, f"+{EXTRA_RULES} rules": {**env, "GUARDCTL_RULES": str(team)}}
+    times: dict[str, list[float]] = {name: [] for name in batches}
+    for _ in range(args.batches):  # in turns: load drifts hit both alike
+        for name, batch_env in batches.items():
+            times[name].append(_batch_seconds(guardctl, payload, len(lines), batch_env))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    for name, elapsed in medians.items():
+        print(
+            f"check --batch, {name}: {len(lines)} lines, median of {args.batches} runs"
+            f" {elapsed:.2f} s = {len(lines) / elapsed:,.0f} lines/s"
         )
-        times.append(time.perf_counter() - start)
-        assert len(proc.stdout.splitlines()) == len(lines), "every line gets one answer"
-    elapsed = statistics.median(times)
-    print(
-        f"check --batch: {len(lines)} lines, median of {args.batches} runs {elapsed:.2f} s"
-        f" = {len(lines) / elapsed:,.0f} lines/s"
+    default, extra = medians.values()
+    print(f"+{EXTRA_RULES} rules against the default policy: ratio {extra / default:.2f}")
+
+
+def _batch_seconds(guardctl: list[str], payload: str, count: int, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [*guardctl, "check", "--batch"], input=payload, capture_output=True, text=True, env=env,
+        cwd=CORPUS, check=True,
     )
+    elapsed = time.perf_counter() - start
+    assert len(proc.stdout.splitlines()) == count, "every line gets one answer"
+    return elapsed
+
+
+def _team_rules(count: int) -> str:
+    """`count` rules of the shapes a team writes: a verb on a resource in its namespaces,
+    a verb with a flag, a resource in a namespace, a project's name anywhere."""
+    verbs = ["get", "delete", "apply", "patch", "scale", "exec", "logs", "describe", "label"]
+    kinds = ["pods", "deployments", "secrets", "configmaps", "services", "nodes", "jobs"]
+    shapes = [
+        lambda i: f'{{verbs: [{verbs[i % 9]}], resources: [{kinds[i % 7]}], '
+                  f'namespaces: ["team-{i}-*"]}}',
+        lambda i: f'{{verbs: [{verbs[i % 9]}], flags: ["selector=app=svc-{i}"]}}',
+        lambda i: f'{{resources: [{kinds[i % 7]}], namespaces: ["ns-{i}"]}}',
+        lambda i: f'{{mentions: ["*project-{i}-secret*"]}}',
+    ]
+    rules = "".join(
+        f"  - id: team-{i}\n    action: {('deny', 'approve')[i % 2]}\n    reason: Team rule."
+        f"\n    match: {shapes[i % 4](i)}\n"
+        for i in range(count)
+    )
+    return f"version: 1\nrules:\n{rules}"
 
 
 if __name__ == "__main__":

@@ -174,12 +174,61 @@ def test_the_rule_pre_check_never_skips_a_rule_that_would_match(
                 continue
             for cmd in parse(line).commands:
                 facts = gather_facts(cmd)
-                candidates = set(_candidates(rules, facts))
+                candidates = set(_candidates(rules, facts, context))
                 for rule in rules:
                     if rule not in candidates or not _may_apply(rule, facts):
                         skipped += 1
                         assert match_rule(rule, facts, context) is None, (line, rule.id)
     assert skipped > 1000  # the check above ran on many skipped rules
+
+
+def _screened_rules() -> str:
+    """Rules of every shape the candidate screen sorts by: verbs, programs (globs too),
+    resources, namespaces (exact, globs, `*`), mentions (plain, bracketed, `@protected`,
+    none to screen by), and alternatives mixing them."""
+    shapes = [
+        '{verbs: [delete], resources: [deployments.apps], namespaces: ["dev"]}',
+        '{resources: [pods, secrets], namespaces: ["kube-*", "d?v"]}',
+        '{resources: ["*"], namespaces: [prod]}',
+        '{programs: ["py*", curl], mentions: ["*kubectl*"]}',
+        '{mentions: ["*[Ss]ecret*", "*@protected*"]}',
+        '{mentions: ["*"]}',
+        '{mentions: ["?"]}',
+        "{programs: [rm, mv]}",
+        '{env: ["KUBE*"]}',
+    ]
+    rules = "\n".join(
+        f"  - id: r{i}\n    action: deny\n    reason: r.\n    match:\n      - {shape}"
+        + '\n      - {mentions: ["*.yaml"]}' * (i % 2)
+        for i, shape in enumerate(shapes)
+    )
+    return f"version: 1\nrules:\n{rules}\n"
+
+
+def test_the_candidate_screen_never_skips_a_rule_that_would_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from guardctl.firewall.policy import _candidates, gather_facts, match_rule
+    from guardctl.firewall.rules import parse_rules
+
+    corpus = Path(__file__).resolve().parent / "corpus"
+    monkeypatch.chdir(corpus)
+    rules = parse_rules(_screened_rules(), "screened.yaml")
+    skipped = matched = 0
+    for path in sorted(corpus.glob("*.cases")):
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            for cmd in parse(line).commands:
+                facts = gather_facts(cmd)
+                candidates = set(_candidates(rules, facts, CONTEXT))
+                for rule in rules:
+                    hit = match_rule(rule, facts, CONTEXT)
+                    matched += hit is not None
+                    if rule not in candidates:
+                        skipped += 1
+                        assert hit is None, (line, rule.id)
+    assert skipped > 1000 and matched > 100  # both sides of the screen were exercised
 
 
 @settings(max_examples=500, deadline=None)

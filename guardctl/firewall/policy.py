@@ -142,7 +142,7 @@ def decide_command(
     facts = gather_facts(cmd, read)
     hits = tuple(
         hit
-        for rule in _candidates(tuple(rules), facts)
+        for rule in _candidates(tuple(rules), facts, context)
         if _may_apply(rule, facts) and (hit := match_rule(rule, facts, context)) is not None
     )
     action = strictest([h.action for h in hits])
@@ -164,20 +164,23 @@ class _Index(NamedTuple):
     by_head: dict[str, tuple[Rule, ...]]  # kubectl calls, by the first word of the verb
     any_head: tuple[Rule, ...]  # kubectl calls whose verb no rule names
     other: tuple[Rule, ...]  # other programs
-    # (the lists above, a program's name) -> those of their rules that can match that
-    # program: a rule every alternative of which names `programs` is for those alone
-    for_program: dict[tuple[int, str], tuple[Rule, ...]]
+    # what a command is (see `_screen`) -> the screen of its candidate rules
+    screens: dict[tuple[object, ...], "_Screen"]
 
 
-# programs whose candidate rules an index keeps (an agent's lines name only so many)
-MAX_PROGRAMS_INDEXED = 1024
+# kinds of command whose candidate rules an index keeps (an agent's lines have only so many)
+MAX_SCREENS = 4096
 # rule tuples seen (kept alive with their index, so an id is never reused while cached)
 _INDEXES: dict[int, tuple[tuple[Rule, ...], _Index]] = {}
 
 
-def _candidates(rules: tuple[Rule, ...], facts: Facts) -> tuple[Rule, ...]:
-    """The rules whose verbs and program kind fit a command, found without looking at each
-    (a rule set is loaded once and decides many lines); `_may_apply` checks their flags."""
+def _candidates(
+    rules: tuple[Rule, ...], facts: Facts, context: PolicyContext = NO_CONTEXT
+) -> tuple[Rule, ...]:
+    """The rules that could match a command, found without evaluating each (a rule set is
+    loaded once and decides many lines): by the verb's first word, then (`_Screen`) by the
+    program, resources and namespaces, then by the text their `mentions` need; `_may_apply`
+    checks their flags."""
     index = _index(rules)
     if facts.call is None:
         fitting = index.other
@@ -186,19 +189,98 @@ def _candidates(rules: tuple[Rule, ...], facts: Facts) -> tuple[Rule, ...]:
     else:
         fitting = index.by_head.get(facts.verb[0], index.any_head)
     program = facts.cmd.program
-    key = (id(fitting), program)
-    found = index.for_program.get(key)
-    if found is None:
-        found = tuple(r for r in fitting if _may_run(r, program))
-        if len(index.for_program) >= MAX_PROGRAMS_INDEXED:
-            index.for_program.clear()
-        index.for_program[key] = found
-    return found
+    key = (id(fitting), program, facts.resources, facts.namespaces, id(context))
+    screen = index.screens.get(key)
+    if screen is None:
+        screen = _Screen.build(fitting, facts, context)
+        if len(index.screens) >= MAX_SCREENS:
+            index.screens.clear()
+        index.screens[key] = screen
+    return screen.rules_for(_mentioned(facts.cmd))
 
 
-def _may_run(rule: Rule, program: str) -> bool:
-    """Some alternative of `rule` can match a command of `program` (see `_check_programs`)."""
-    return any(not m.programs or _any_glob(program, m.programs) for m in rule.match)
+class _Screen(NamedTuple):
+    """The candidate rules of one kind of command (a program, its verb, resources and
+    namespaces), in the rule set's order, those that need text mentioned set apart."""
+
+    fixed: tuple[Rule, ...]  # rules that need no mentioned text
+    everything: tuple[Rule, ...]  # every candidate
+    order: dict[int, int]  # id(rule) -> its position among the candidates
+    by_fragment: dict[str, tuple[Rule, ...]]  # text one of them needs -> those rules
+    # fragments by their first three characters, and those shorter (looked for each time)
+    by_trigram: dict[str, tuple[str, ...]]
+    short: tuple[str, ...]
+
+    @classmethod
+    def build(cls, fitting: tuple[Rule, ...], facts: Facts, ctx: PolicyContext) -> "_Screen":
+        candidates = tuple(r for r in fitting if _may_fit(r, facts))
+        by_fragment: dict[str, list[Rule]] = {}
+        fixed = []
+        for rule in candidates:
+            needed = _needed_text(rule, ctx)
+            if needed is None:
+                fixed.append(rule)
+            for fragment in needed or ():
+                by_fragment.setdefault(fragment, []).append(rule)
+        trigrams: dict[str, list[str]] = {}
+        for fragment in by_fragment:
+            if len(fragment) >= 3:
+                trigrams.setdefault(fragment[:3], []).append(fragment)
+        return cls(
+            fixed=tuple(fixed),
+            everything=candidates,
+            order={id(r): i for i, r in enumerate(candidates)},
+            by_fragment={k: tuple(v) for k, v in by_fragment.items()},
+            by_trigram={k: tuple(v) for k, v in trigrams.items()},
+            short=tuple(f for f in by_fragment if len(f) < 3),
+        )
+
+    def rules_for(self, mentioned: "_Words") -> tuple[Rule, ...]:
+        if not self.by_fragment:
+            return self.fixed
+        if mentioned.patterns:
+            return self.everything  # a pattern may name a protected path without its text
+        text = mentioned.text
+        present = {f for f in self.short if f in text}
+        for start in range(len(text) - 2):
+            for fragment in self.by_trigram.get(text[start : start + 3], ()):
+                if text.startswith(fragment, start):
+                    present.add(fragment)
+        if not present:
+            return self.fixed
+        found = {id(r): r for f in present for r in self.by_fragment[f]}
+        found.update((id(r), r) for r in self.fixed)
+        return tuple(sorted(found.values(), key=lambda r: self.order[id(r)]))
+
+
+def _may_fit(rule: Rule, facts: Facts) -> bool:
+    """Some alternative of `rule` can match a command of this program, resources and
+    namespaces (what `_check_programs`, `_check_resources`, `_check_namespaces` need)."""
+    return any(
+        (not m.programs or _any_glob(facts.cmd.program, m.programs))
+        and (not m.resources or "*" in m.resources or not facts.resources.isdisjoint(m.resources))
+        and (
+            not m.namespaces
+            or "*" in facts.namespaces
+            or any(_any_glob(ns, m.namespaces) for ns in facts.namespaces)
+        )
+        for m in rule.match
+    )
+
+
+def _needed_text(rule: Rule, ctx: PolicyContext) -> frozenset[str] | None:
+    """Text one of which a command's mentioned words must hold for `rule` to match: each
+    alternative's `mentions` need one of their fragments; None when some alternative
+    needs none (it has no `mentions`, or a glob with no literal text)."""
+    needed: set[str] = set()
+    for m in rule.match:
+        if not m.mentions:
+            return None
+        fragments = _word_matcher(m.mentions, ctx)[0].fragments
+        if fragments is None:
+            return None
+        needed.update(fragments)
+    return frozenset(needed)
 
 
 def _index(rules: tuple[Rule, ...]) -> _Index:
@@ -213,7 +295,7 @@ def _index(rules: tuple[Rule, ...]) -> _Index:
         },
         any_head=tuple(r for r in rules if r.verb_heads is None),
         other=tuple(r for r in rules if not r.kubectl_only),
-        for_program={},
+        screens={},
     )
     if len(_INDEXES) >= 8:
         _INDEXES.clear()
