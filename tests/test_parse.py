@@ -584,6 +584,24 @@ def test_fast_path_equals_bashlex(line: str) -> None:
     assert _parse(line, allow_fast=True) == _parse(line, allow_fast=False)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "kubectl get pods -o yaml > /tmp/pods.yaml",
+        "kubectl logs web 2>&1 | grep error >> log.txt",
+        "kubectl apply -f - < app.yaml",
+        "> ~/.config/guardctl/config.yaml",
+        "kubectl get pods 2> err &> both 3< other >| clobber",
+        "kubectl get pods > 'a b' -n dev < in 0< in2",
+    ],
+)
+def test_redirects_take_the_fast_path_as_bashlex_reads_them(line: str) -> None:
+    from guardctl.firewall.parse import _fast_commands
+
+    assert _fast_commands(line) is not None
+    assert _parse(line, allow_fast=True) == _parse(line, allow_fast=False)
+
+
 def test_fast_path_does_not_import_bashlex() -> None:
     code = (
         "import sys; from guardctl.firewall.parse import parse; "

@@ -42,8 +42,12 @@ def _check(parsed: ParsedLine, line: str) -> None:
     assert isinstance(parsed, ParsedLine)
     assert parsed.line == line
     if not parsed.problems:
-        # a command has a program, or is a bare assignment (X=1) the agent's shell keeps
-        assert all(command.argv or command.assignments for command in parsed.commands)
+        # a command has a program, or is a bare assignment (X=1) the agent's shell keeps, or
+        # redirects alone (`> f` creates or empties f)
+        assert all(
+            command.argv or command.assignments or command.writes or command.stdin_from == "file"
+            for command in parsed.commands
+        )
         assert all(all(isinstance(a, str) for a in command.argv) for command in parsed.commands)
 
 
@@ -101,6 +105,20 @@ simple_line = st.builds(
     st.lists(word | programs | st.sampled_from(["-c", "-u", "-n", "--", "-i", "-exec", "-print"])),
     st.sampled_from([" ", "  ", "\t", " \t "]),
 )
+# file redirects and descriptor copies the fast path reads, anywhere among the words
+redirect = st.builds(
+    lambda op, target: op + target,
+    st.sampled_from(
+        [">", ">>", ">|", "2>", "2>>", "&>", "&>>", "<", "0<", "3<", "10>", "> ", "< "]
+    ),
+    word,
+) | st.sampled_from(["2>&1", ">&2", "<&3", "1>&2"])
+redirected_line = st.builds(
+    lambda line, redirects, at_end: " ".join([line, *redirects] if at_end else [*redirects, line]),
+    simple_line,
+    st.lists(redirect, min_size=1, max_size=3),
+    st.booleans(),
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -124,12 +142,20 @@ def _same_reading(line: str, parts: list[tuple[str, bool]]) -> None:
     bashlex is known to misread it."""
     fast = _parse(line, allow_fast=True)
     _check(fast, line)
-    stages = _fast_commands(line)
-    if stages is not None:  # a keyword or an assignment leaves it to bashlex
-        read = [([w.text for w in words], piped) for words, piped in stages]
+    commands = _fast_commands(line)
+    # a keyword or an assignment leaves it to bashlex; shlex knows no redirects
+    if commands is not None and not any(c in line for c in "<>"):
+        read = [([w.text for w in command.words], command.piped) for command in commands]
         assert read == [(shlex.split(text), piped) for text, piped in parts]
     if not _BASHLEX_MISREADS.search(line):
         assert fast == _parse(line, allow_fast=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(redirected_line, st.lists(st.tuples(st.sampled_from([" | ", " && ", "; "]), redirected_line),
+                                 max_size=2))
+def test_redirect_fast_path_equals_bashlex(first: str, rest: list[tuple[str, str]]) -> None:
+    _same_reading(first + "".join(sep + part for sep, part in rest), [])
 
 
 separator = st.sampled_from([" | ", "|", " && ", "&&", " || ", "||", "; ", ";", " ;\t"])
@@ -174,7 +200,7 @@ def test_a_parse_that_runs_too_long_fails_closed(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(bashlex, "parse", forever)
     monkeypatch.setattr(parsing, "PARSE_SECONDS", 0.2)
-    parsed = parse("kubectl get pods | grep web > out")  # a redirect: bashlex reads it
+    parsed = parse("kubectl get pods | grep web > $OUT")  # a variable: bashlex reads it
     assert parsed.commands == ()
     assert parsed.problems == ("the line took longer than 0.2 s to parse",)
 
@@ -194,7 +220,7 @@ def test_a_deadline_cannot_be_swallowed(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(bashlex, "parse", stubborn)
     monkeypatch.setattr(parsing, "PARSE_SECONDS", 0.2)
-    assert parse("kubectl get pods | grep web > out").problems == (
+    assert parse("kubectl get pods | grep web > $OUT").problems == (
         "the line took longer than 0.2 s to parse",
     )
 

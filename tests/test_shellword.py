@@ -51,7 +51,9 @@ DECODED = [
     ("[ab]", Word("[ab]", glob=True)),
     ("{a,b}", Word("{a,b}", glob=True)),
     ("'*'", Word("*")),
-    ("~/x", Word("~/x")),
+    ("~/x", Word("~/x", tilde=True)),
+    ("'~'/x", Word("~/x")),
+    ("~'/x'", Word("~/x")),
 ]
 
 

@@ -51,16 +51,23 @@ MAX_DEPTH = 8  # nested shell strings (bash -c, eval, ...) parsed inside each ot
 MAX_LINE = 100_000  # characters; bounds the work one line can cost (bashlex is not linear)
 _MAX_UNWRAP = 64  # wrappers and aliases peeled off one command
 # outside quotes, anything here (or a non-printable character) sends a line to bashlex;
-# `;`, `&&`, `||` and `|` separate the commands of a list of pipelines; a `~` is read as
-# bash reads it (expanded at the start of a word when unquoted: Word.tilde), literal elsewhere
-_FAST_PATH_UNSAFE = re.compile(r"[$\\`<>(){}*?\[\]#!\n\r]")
+# `;`, `&&`, `||` and `|` separate the commands of a list of pipelines, `<` and `>` must be
+# file redirects or descriptor copies (`_FAST_TOKEN`); a `~` is read as bash reads it
+# (expanded at the start of a word when unquoted: Word.tilde), literal elsewhere
+_FAST_PATH_UNSAFE = re.compile(r"[$\\`(){}*?\[\]#!\n\r]")
 # in double quotes, what bash still expands (and `!`, history expansion where it is on)
 _FAST_DOUBLE_UNSAFE = re.compile(r"[$\\`!]")
 # a line as single-quoted strings, double-quoted strings (1) and the text between them (2)
 # (possessive quantifiers: a bad line fails in linear time)
 _FAST_PARTS = re.compile(r"""'[^']*+'|"([^"]*+)"|([^'"]++)""")
-# a separator (1), or a word (2): plain characters and quoted strings
-_FAST_TOKEN = re.compile(r"""[ \t]*+(?:(\|\||&&|[|;])|((?:[^ \t'"|;&]++|'[^']*+'|"[^"]*+")++))""")
+# a separator; a descriptor copy (`2>&1`); a file redirect (`2>>`, `&>`, `<`) whose file is
+# the next word; or a word: plain characters and quoted strings
+_FAST_TOKEN = re.compile(
+    r"""[ \t]*+(?:(?P<sep>\|\||&&|[|;])"""
+    r"""|(?P<dup>[0-9]*+[<>]&[0-9]++)(?![^ \t|;&])"""
+    r"""|(?P<fd>[0-9]*+)(?P<op>>>|>\||&>>|&>|>|<)"""
+    r"""|(?P<word>(?:[^ \t'"|;&<>]++|'[^']*+'|"[^"]*+")++))"""
+)
 _FAST_QUOTED = re.compile(r"'([^']*+)'|\"([^\"]*+)\"")
 # words that are syntax at command position, never program names
 _RESERVED = frozenset(
@@ -145,10 +152,14 @@ class _State:
             # bash drops NUL bytes, so `kube\0ctl` would run kubectl
             self.problems.append("the line contains a NUL character")
             return
-        stages = _fast_commands(line) if self.allow_fast else None
-        if stages is not None:
-            for stage, piped in stages:
-                self.dispatch(_invocation(tuple(stage), _Redirects(), scope, piped), scope)
+        commands = _fast_commands(line) if self.allow_fast else None
+        if commands is not None:
+            for command in commands:
+                inv = _invocation(tuple(command.words), command.io, scope, command.piped)
+                if command.words:
+                    self.dispatch(inv, scope)
+                else:
+                    self.emit(inv)  # `> FILE` alone, as bashlex's reading records it
             return
         self._parse_with_bashlex(line, scope)
 
@@ -284,16 +295,37 @@ def _alias_words(value: str, dynamic: bool) -> tuple[Word, ...] | None:
 
 
 def _simple_words(line: str) -> list[str] | None:
-    """The words of a line that is one plain command (see `_fast_commands`), else None."""
-    stages = _fast_commands(line)
-    if stages is None or len(stages) > 1:
+    """The words of a line that is one plain command with no redirects (see
+    `_fast_commands`), else None."""
+    found = _fast_commands(line)
+    if found is None or len(found) > 1 or (found and found[0].redirected):
         return None
-    return [w.text for w in stages[0][0]] if stages else []
+    return [w.text for w in found[0].words] if found else []
 
 
-def _fast_commands(line: str) -> list[tuple[list[Word], bool]] | None:
+class _FastCommand(NamedTuple):
+    """One command of a fast-path line."""
+
+    words: list[Word]
+    piped: bool  # a pipe feeds it
+    writes: list[str]  # files its `>`, `>>`, `>|`, `&>`, `&>>` open for writing
+    stdin: str | None  # the file its `<` reads
+
+    @property
+    def redirected(self) -> bool:
+        return bool(self.writes) or self.stdin is not None
+
+    @property
+    def io(self) -> "_Redirects":
+        if self.stdin is None:
+            return _Redirects(writes=tuple(self.writes))
+        return _Redirects(stdin_from="file", stdin=self.stdin, writes=tuple(self.writes))
+
+
+def _fast_commands(line: str) -> list[_FastCommand] | None:
     """The commands of a line of plain commands, in pipelines joined by `;`, `&&` or `||`
-    (`a | b && c`), each with whether a pipe feeds it; None for a line with other syntax.
+    (`a | b && c`), with file redirects (`> f`, `2>> f`, `&> f`, `< f`, `2>&1`); None for a
+    line with other syntax.
 
     Split as bash would, by regexes instead of a loop per character. Quoted text may hold
     anything bash reads literally there: any character in single quotes, all but `$`, `` ` ``,
@@ -301,37 +333,53 @@ def _fast_commands(line: str) -> list[tuple[list[Word], bool]] | None:
     """
     if not _fast_safe(line):
         return None
-    stages: list[tuple[list[Word], bool]] = []
-    words: list[Word] = []
-    piped = False
+    found: list[_FastCommand] = []
+    current = _FastCommand([], False, [], None)
+    target: str | None = None  # the redirect waiting for its file, and its fd
     pos, end = 0, len(line.rstrip(" \t"))
     while pos < end:
         token = _FAST_TOKEN.match(line, pos)
         if token is None:
-            return None  # a lone `&`, `|&`
+            return None  # a lone `&`, `|&`, `<<`, `<&-`, `>&word`
         pos = token.end()
-        if token[2] is not None:
-            raw = token[2]
-            words.append(Word(_FAST_QUOTED.sub(_unquoted, raw), tilde=expands_tilde(raw)))
-            continue
-        if not _plain_command(words):
-            return None
-        stages.append((words, piped))
-        words, piped = [], token[1] == "|"
-    if stages and not words:
-        return None  # ends with a separator
-    if not words:
+        if token["word"] is not None:
+            raw = token["word"]
+            if target is None:
+                word = Word(_FAST_QUOTED.sub(_unquoted, raw), tilde=expands_tilde(raw))
+                current.words.append(word)
+                continue
+            text = _FAST_QUOTED.sub(_unquoted, raw)
+            if target == "<":
+                current = current._replace(stdin=text)
+            elif target != "<N":  # `3< f` opens f on another descriptor: not stdin
+                current.writes.append(text)
+            target = None
+        elif target is not None:
+            return None  # a redirect without its file
+        elif token["op"] is not None:
+            fd = token["fd"]
+            target = token["op"] if token["op"] != "<" or fd in ("", "0") else "<N"
+        elif token["dup"] is None:  # a separator (a descriptor copy opens nothing)
+            if not _plain_command(current):
+                return None
+            found.append(current)
+            current = _FastCommand([], token["sep"] == "|", [], None)
+    if target is not None or (found and not current.words and not current.redirected):
+        return None  # ends with a redirect or a separator
+    if not current.words and not current.redirected:
         return []  # a blank line
-    if not _plain_command(words):
+    if not _plain_command(current):
         return None
-    stages.append((words, piped))
-    return stages
+    return [*found, current]
 
 
-def _plain_command(words: list[Word]) -> bool:
-    """Not empty, and starting with neither a keyword nor an assignment (A=1 cmd), which
-    bashlex reads."""
-    return bool(words) and words[0].text not in _RESERVED and "=" not in words[0].text
+def _plain_command(command: _FastCommand) -> bool:
+    """Words starting with neither a keyword nor an assignment (A=1 cmd), which bashlex
+    reads, or redirects alone (`> f`)."""
+    words = command.words
+    if not words:
+        return command.redirected
+    return words[0].text not in _RESERVED and "=" not in words[0].text
 
 
 def _fast_safe(line: str) -> bool:
@@ -458,6 +506,8 @@ class _Walker:
             self.state.dispatch(inv, scope)
         elif assignments:
             self.state.emit(inv)  # an exported KUBECONFIG or GUARDCTL_* outlives this line
+        elif io.writes or io.stdin_from == "file":
+            self.state.emit(inv)  # `> FILE` alone creates or empties FILE: rules see it
         self._after_command(node.parts, io, scope)
 
     def _after_command(self, parts: Sequence[Node], io: _Redirects, scope: _Scope) -> None:

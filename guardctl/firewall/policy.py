@@ -114,8 +114,10 @@ def gather_facts(cmd: SimpleCommand, read: manifests.Reader | None = None) -> Fa
 
 
 def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
-    if not cmd.argv:
-        return () if cmd.assignments else ("empty command",)
+    if not cmd.argv:  # assignments, or redirects alone (`> FILE`)
+        return () if cmd.assignments or cmd.writes or cmd.stdin_from == "file" else (
+            "empty command",
+        )
     if 0 in cmd.dynamic:
         return (f"the program '{cmd.argv[0]}' is only known at run time",)
     unseen = unseen_code(cmd.argv, cmd.stdin_from)
