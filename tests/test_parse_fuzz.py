@@ -131,9 +131,10 @@ def test_fast_path_equals_bashlex(line: str) -> None:
 
 
 # bashlex misreads some quoted text that bash reads as plain characters: a quote right
-# after a digit (`0'<('`, `0'${'`), and a backtick, `$`, `<` or `>` in single quotes
-# (`'`'0`, `:'`'`): it fails, loops, or finds a command substitution there
-_BASHLEX_MISREADS = re.compile(r"[0-9]['\"]|'[^']*[`$<>][^']*'")
+# after a digit (`0'<('`, `0'${'`), a backtick, `$`, `<` or `>` in single quotes (`'`'0`,
+# `:'`'`), `<(` or `>(` in double quotes (`:"<("`): it fails, loops, or finds a command
+# or process substitution there
+_BASHLEX_MISREADS = re.compile("[0-9]['\"]|'[^']*[`$<>][^']*'|\"[^\"]*[<>][(][^\"]*\"")
 
 
 def _same_reading(line: str, parts: list[tuple[str, bool]]) -> None:
