@@ -83,18 +83,27 @@ def decide_invocation(env: Environment, invocation: Invocation) -> Decision:
 
 
 class _Recorded:
-    """A masking filter whose output also goes into the cast: raw bytes never leave here."""
+    """A masking filter whose output also goes into the cast: raw bytes never leave here.
 
-    def __init__(self, masker: Any, recording: Any, stream: str) -> None:
-        self._masker = masker
+    Its masker is made by `prepare`, which the runner calls once kubectl is spawned (the
+    work overlaps kubectl's start-up), or else by the first output."""
+
+    def __init__(self, make_masker: Callable[[], Any], recording: Any, stream: str) -> None:
+        self._make_masker = make_masker
+        self._masker: Any = None
         self._recording = recording
         self._stream = stream
 
+    def prepare(self) -> Any:
+        if self._masker is None:
+            self._masker = self._make_masker()
+        return self._masker
+
     def feed(self, data: bytes) -> bytes:
-        return self._shown(self._masker.feed(data))
+        return self._shown(self.prepare().feed(data))
 
     def flush(self) -> bytes:
-        return self._shown(self._masker.flush())
+        return self._shown(self.prepare().flush())
 
     def _shown(self, masked: bytes) -> bytes:
         if masked:
@@ -345,10 +354,18 @@ def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_p
 
     cluster = _cluster(env)
     found = detectors.default_detectors()
-    masker = mask.masker_for(invocation.argv, found, cluster.literals, digests=cluster.digests)
-    stdout_filter = _Recorded(masker, recording, "stdout")
-    stderr = mask.Masker(found, cluster.literals, digests=cluster.digests)
-    stderr_filter = _Recorded(stderr, recording, "stderr")
+    stdout_filter = _Recorded(
+        lambda: mask.masker_for(
+            invocation.argv, found, cluster.literals, digests=cluster.digests
+        ),
+        recording,
+        "stdout",
+    )
+    stderr_filter = _Recorded(
+        lambda: mask.Masker(found, cluster.literals, digests=cluster.digests),
+        recording,
+        "stderr",
+    )
     env.stdout.flush()
     env.stderr.flush()
     with kubeconfig.temp_kubeconfig(
@@ -363,13 +380,21 @@ def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_p
             use_pty=use_pty,
             stdout=env.binary(env.stdout),
             stderr=env.binary(env.stderr),
+            started=lambda: _prepare(stdout_filter, stderr_filter),
         )
         # through a broker, what `kubectl cp` brought from a pod goes to the agent's side
         problem = env.caller.deliver() if env.caller is not None and code == 0 else None
+        if problem is None and env.caller is not None:
+            env.caller.report(code)  # before the temporary kubeconfig is removed
     if problem is not None:
         _say(env, recording, f"error: {problem}")
         return ExitStatus.ERROR
     return code
+
+
+def _prepare(*filters: _Recorded) -> None:
+    for output_filter in filters:
+        output_filter.prepare()
 
 
 def _local_argv(env: Environment, argv: tuple[str, ...], folder: Path) -> tuple[str, ...]:

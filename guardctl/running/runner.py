@@ -183,16 +183,19 @@ def run(
     use_pty: bool,
     stdout: BinaryIO,
     stderr: BinaryIO,
+    started: Callable[[], None] | None = None,
 ) -> int:
     """Run `argv` and return its exit code (128+N for death by signal N).
 
     `stdin` None means kubectl reads guardctl's own stdin (so `apply -f -` works). In pty
     mode kubectl's stdout and stderr share the terminal, so only `stdout_filter` is used.
+    `started` runs once the child is spawned, before its first output is read: work done
+    there overlaps kubectl's own start-up.
     """
     if use_pty:
-        return _run_pty(argv, child_env, stdout_filter, stdin, stdout)
-    return _run_pipes(argv, child_env, (_Sink(stdout_filter, stdout), _Sink(stderr_filter, stderr)),
-                      stdin)
+        return _run_pty(argv, child_env, stdout_filter, stdin, stdout, started)
+    sinks = (_Sink(stdout_filter, stdout), _Sink(stderr_filter, stderr))
+    return _run_pipes(argv, child_env, sinks, stdin, started)
 
 
 def _fileno(stream: IO[Any] | None) -> int:
@@ -201,7 +204,7 @@ def _fileno(stream: IO[Any] | None) -> int:
 
 def _run_pipes(
     argv: Sequence[str], child_env: Mapping[str, str], sinks: tuple[_Sink, _Sink],
-    stdin: IO[Any] | None,
+    stdin: IO[Any] | None, started: Callable[[], None] | None,
 ) -> int:
     stdin_fd = _fileno(stdin)
     own_session = not os.isatty(stdin_fd)
@@ -226,6 +229,8 @@ def _run_pipes(
 
         forwarder.attach(send)
         try:
+            if started is not None:
+                started()
             _pump_pipes(child, sinks, forwarder, send)
             return exit_for_child(child.wait())
         finally:
@@ -345,7 +350,7 @@ def _raw_terminal(fd: int) -> Iterator[None]:
 
 def _run_pty(
     argv: Sequence[str], child_env: Mapping[str, str], out_filter: Filter,
-    stdin: IO[Any] | None, stdout: BinaryIO,
+    stdin: IO[Any] | None, stdout: BinaryIO, started: Callable[[], None] | None,
 ) -> int:
     import pexpect
 
@@ -369,6 +374,8 @@ def _run_pty(
         forwarder.attach(send)
         sink = _Sink(out_filter, stdout)
         try:
+            if started is not None:
+                started()
             with signal_handlers({signal.SIGWINCH: on_winch}), _raw_terminal(in_fd):
                 _pump_pty(child, in_fd, sink, forwarder, send)
             sink.finish()
