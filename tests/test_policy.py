@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from guardctl.firewall.parse import parse
 from guardctl.firewall.policy import PolicyContext, decide
 from guardctl.firewall.rules import RuleSet, parse_rules
-from guardctl.model import Action
+from guardctl.model import Action, SimpleCommand
 
 RULES = parse_rules(
     """
@@ -161,25 +162,29 @@ def test_the_rule_pre_check_never_skips_a_rule_that_would_match(
     from guardctl.firewall.policy import _candidates, _may_apply, gather_facts, match_rule
     from guardctl.firewall.rules import load_rules
 
-    corpus = Path(__file__).resolve().parent / "corpus"
-    monkeypatch.chdir(corpus)  # the lines' `-f` files are relative to it
     rules = load_rules([bundled_rules_dir()]).rules
     context = PolicyContext(
         protected_paths=("/home/u/.config/guardctl",), cluster_hosts=("10.0.0.1",)
     )
     skipped = 0
+    for line, cmd in _corpus_commands(monkeypatch):
+        facts = gather_facts(cmd)
+        candidates = set(_candidates(rules, facts, context))
+        for rule in rules:
+            if rule not in candidates or not _may_apply(rule, facts):
+                skipped += 1
+                assert match_rule(rule, facts, context) is None, (line, rule.id)
+    assert skipped > 1000  # the check above ran on many skipped rules
+
+
+def _corpus_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, SimpleCommand]]:
+    """Every command of every corpus line, from the corpus folder (where `-f` files are)."""
+    corpus = Path(__file__).resolve().parent / "corpus"
+    monkeypatch.chdir(corpus)
     for path in sorted(corpus.glob("*.cases")):
         for line in path.read_text().splitlines():
-            if not line.strip() or line.startswith("#"):
-                continue
-            for cmd in parse(line).commands:
-                facts = gather_facts(cmd)
-                candidates = set(_candidates(rules, facts, context))
-                for rule in rules:
-                    if rule not in candidates or not _may_apply(rule, facts):
-                        skipped += 1
-                        assert match_rule(rule, facts, context) is None, (line, rule.id)
-    assert skipped > 1000  # the check above ran on many skipped rules
+            if line.strip() and not line.startswith("#"):
+                yield from ((line, cmd) for cmd in parse(line).commands)
 
 
 def _screened_rules() -> str:
@@ -209,25 +214,18 @@ def test_the_candidate_screen_never_skips_a_rule_that_would_match(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from guardctl.firewall.policy import _candidates, gather_facts, match_rule
-    from guardctl.firewall.rules import parse_rules
 
-    corpus = Path(__file__).resolve().parent / "corpus"
-    monkeypatch.chdir(corpus)
     rules = parse_rules(_screened_rules(), "screened.yaml")
     skipped = matched = 0
-    for path in sorted(corpus.glob("*.cases")):
-        for line in path.read_text().splitlines():
-            if not line.strip() or line.startswith("#"):
-                continue
-            for cmd in parse(line).commands:
-                facts = gather_facts(cmd)
-                candidates = set(_candidates(rules, facts, CONTEXT))
-                for rule in rules:
-                    hit = match_rule(rule, facts, CONTEXT)
-                    matched += hit is not None
-                    if rule not in candidates:
-                        skipped += 1
-                        assert hit is None, (line, rule.id)
+    for line, cmd in _corpus_commands(monkeypatch):
+        facts = gather_facts(cmd)
+        candidates = set(_candidates(rules, facts, CONTEXT))
+        for rule in rules:
+            hit = match_rule(rule, facts, CONTEXT)
+            matched += hit is not None
+            if rule not in candidates:
+                skipped += 1
+                assert hit is None, (line, rule.id)
     assert skipped > 1000 and matched > 100  # both sides of the screen were exercised
 
 
