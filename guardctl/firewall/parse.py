@@ -57,6 +57,9 @@ _MAX_UNWRAP = 64  # wrappers and aliases peeled off one command
 _FAST_PATH_UNSAFE = re.compile(r"[$\\`(){}*?\[\]#!\n\r]")
 # in double quotes, what bash still expands (and `!`, history expansion where it is on)
 _FAST_DOUBLE_UNSAFE = re.compile(r"[$\\`!]")
+# a variable's value (`$NS`, `${NS}`), in or out of double quotes: a word only known at run
+# time, which the fast path reads as bashlex's reading does; any other `$` goes to bashlex
+_FAST_VARIABLE = re.compile(r"\$(?:[A-Za-z_]\w*+(?![\w{])|\{[A-Za-z_]\w*+\})")
 # a line as single-quoted strings, double-quoted strings (1) and the text between them (2)
 # (possessive quantifiers: a bad line fails in linear time)
 _FAST_PARTS = re.compile(r"""'[^']*+'|"([^"]*+)"|([^'"]++)""")
@@ -344,11 +347,11 @@ def _fast_commands(line: str) -> list[_FastCommand] | None:
         pos = token.end()
         if token["word"] is not None:
             raw = token["word"]
+            word = _fast_word(raw)
             if target is None:
-                word = Word(_FAST_QUOTED.sub(_unquoted, raw), tilde=expands_tilde(raw))
                 current.words.append(word)
                 continue
-            text = _FAST_QUOTED.sub(_unquoted, raw)
+            text = word.text
             if target == "<":
                 current = current._replace(stdin=text)
             elif target != "<N":  # `3< f` opens f on another descriptor: not stdin
@@ -373,6 +376,14 @@ def _fast_commands(line: str) -> list[_FastCommand] | None:
     return [*found, current]
 
 
+def _fast_word(raw: str) -> Word:
+    """A fast-path word: quotes removed, or, with a variable in it, read as bashlex's
+    reading reads it (`decode_word`: its source text, known only at run time)."""
+    if "$" in raw:
+        return decode_word(raw)
+    return Word(_FAST_QUOTED.sub(_unquoted, raw), tilde=expands_tilde(raw))
+
+
 def _plain_command(command: _FastCommand) -> bool:
     """Words starting with neither a keyword nor an assignment (A=1 cmd), which bashlex
     reads, or redirects alone (`> f`)."""
@@ -392,9 +403,9 @@ def _fast_safe(line: str) -> bool:
         if part.start() != pos:
             return False  # an unclosed quote
         pos = part.end()
-        if part[1] is not None and _FAST_DOUBLE_UNSAFE.search(part[1]):
+        if part[1] is not None and _FAST_DOUBLE_UNSAFE.search(_FAST_VARIABLE.sub("", part[1])):
             return False
-        if part[2] is not None and _FAST_PATH_UNSAFE.search(part[2]):
+        if part[2] is not None and _FAST_PATH_UNSAFE.search(_FAST_VARIABLE.sub("", part[2])):
             return False
     return pos == len(line)
 
