@@ -166,8 +166,10 @@ class _Index(NamedTuple):
     by_head: dict[str, tuple[Rule, ...]]  # kubectl calls, by the first word of the verb
     any_head: tuple[Rule, ...]  # kubectl calls whose verb no rule names
     other: tuple[Rule, ...]  # other programs
-    # what a command is (see `_screen`) -> the screen of its candidate rules
+    # what a command is (see `_candidates`) -> the screen of its candidate rules
     screens: dict[tuple[object, ...], "_Screen"]
+    # (the list above, a program) -> the rules of the list that can match that program
+    programs: dict[tuple[int, str], tuple[Rule, ...]]
 
 
 # kinds of command whose candidate rules an index keeps (an agent's lines have only so many)
@@ -194,7 +196,14 @@ def _candidates(
     key = (id(fitting), program, facts.resources, facts.namespaces, id(context))
     screen = index.screens.get(key)
     if screen is None:
-        screen = _Screen.build(fitting, facts, context)
+        # by program first (a few lists, kept), then by resources and namespaces
+        for_program = index.programs.get((id(fitting), program))
+        if for_program is None:
+            for_program = tuple(r for r in fitting if _may_run(r, program))
+            if len(index.programs) >= MAX_SCREENS:
+                index.programs.clear()
+            index.programs[id(fitting), program] = for_program
+        screen = _Screen.build(for_program, facts, context)
         if len(index.screens) >= MAX_SCREENS:
             index.screens.clear()
         index.screens[key] = screen
@@ -215,7 +224,7 @@ class _Screen(NamedTuple):
 
     @classmethod
     def build(cls, fitting: tuple[Rule, ...], facts: Facts, ctx: PolicyContext) -> "_Screen":
-        candidates = tuple(r for r in fitting if _may_fit(r, facts))
+        candidates = tuple(r for r in fitting if _may_fit_place(r, facts))
         by_fragment: dict[str, list[Rule]] = {}
         fixed = []
         for rule in candidates:
@@ -255,12 +264,16 @@ class _Screen(NamedTuple):
         return tuple(sorted(found.values(), key=lambda r: self.order[id(r)]))
 
 
-def _may_fit(rule: Rule, facts: Facts) -> bool:
-    """Some alternative of `rule` can match a command of this program, resources and
-    namespaces (what `_check_programs`, `_check_resources`, `_check_namespaces` need)."""
+def _may_run(rule: Rule, program: str) -> bool:
+    """Some alternative of `rule` can match a command of `program` (`_check_programs`)."""
+    return any(not m.programs or _any_glob(program, m.programs) for m in rule.match)
+
+
+def _may_fit_place(rule: Rule, facts: Facts) -> bool:
+    """Some alternative of `rule` can match a command of these resources and namespaces
+    (what `_check_resources` and `_check_namespaces` need)."""
     return any(
-        (not m.programs or _any_glob(facts.cmd.program, m.programs))
-        and (not m.resources or "*" in m.resources or not facts.resources.isdisjoint(m.resources))
+        (not m.resources or "*" in m.resources or not facts.resources.isdisjoint(m.resources))
         and (
             not m.namespaces
             or "*" in facts.namespaces
@@ -270,10 +283,26 @@ def _may_fit(rule: Rule, facts: Facts) -> bool:
     )
 
 
+# (id(rule), id(context)) -> (rule, context, its needed text): a rule meets every screen
+_NEEDED: dict[tuple[int, int], tuple[Rule, PolicyContext, frozenset[str] | None]] = {}
+
+
 def _needed_text(rule: Rule, ctx: PolicyContext) -> frozenset[str] | None:
     """Text one of which a command's mentioned words must hold for `rule` to match: each
     alternative's `mentions` need one of their fragments; None when some alternative
     needs none (it has no `mentions`, or a glob with no literal text)."""
+    key = (id(rule), id(ctx))
+    cached = _NEEDED.get(key)
+    if cached is not None and cached[0] is rule and cached[1] is ctx:
+        return cached[2]
+    needed = _needed_by(rule, ctx)
+    if len(_NEEDED) >= MAX_SCREENS:
+        _NEEDED.clear()
+    _NEEDED[key] = (rule, ctx, needed)
+    return needed
+
+
+def _needed_by(rule: Rule, ctx: PolicyContext) -> frozenset[str] | None:
     needed: set[str] = set()
     for m in rule.match:
         if not m.mentions:
@@ -298,6 +327,7 @@ def _index(rules: tuple[Rule, ...]) -> _Index:
         any_head=tuple(r for r in rules if r.verb_heads is None),
         other=tuple(r for r in rules if not r.kubectl_only),
         screens={},
+        programs={},
     )
     if len(_INDEXES) >= 8:
         _INDEXES.clear()
