@@ -426,6 +426,44 @@ def test_while_a_request_runs_the_pool_refills_only_when_empty(tmp_path: Path) -
         pool.stop()
 
 
+def test_a_stop_signal_during_a_fork_never_loses_the_spare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a SIGTERM that arrives while a spare is being forked is handled once the server knows
+    # the spare, so stopping ends it (it once outlived the server, holding the socket's lock)
+    import signal
+    import time
+
+    real_fork = os.fork
+
+    def fork_then_stop() -> int:
+        pid = real_fork()
+        if pid != 0:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives before the pool records the pid
+        return pid
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise RuntimeError("stopped")
+
+    def spare(_taken: int) -> None:
+        time.sleep(30)
+
+    pool = server._Pool(spare, spares=1, limit=1)
+    previous = signal.signal(signal.SIGTERM, stop)
+    monkeypatch.setattr(os, "fork", fork_then_stop)
+    try:
+        with pytest.raises(RuntimeError, match="stopped"):
+            pool.fill()
+        monkeypatch.setattr(os, "fork", real_fork)
+        assert len(pool.spares) == 1  # recorded before the signal was handled
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        pool.stop()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not pool.wait(0.1):
+            pass
+
+
 def test_a_failing_child_never_unwinds_into_the_servers_frames(tmp_path: Path) -> None:
     # the server's `finally` blocks remove the socket: a forked worker that raised must end
     # where it is, not run them (a signal at a worker's last step once removed the socket)

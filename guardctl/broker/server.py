@@ -57,6 +57,8 @@ CHECK_SECONDS = 5.0
 SPARES = 2
 # workers alive at once (idle or serving); more clients wait in the socket's backlog
 MAX_WORKERS = 64
+# the signals that stop the server (its `_stop` handler)
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 # how often the server looks for ended workers where it has no pidfd to watch
 POLL_SECONDS = 0.05
 # how long a worker waits for the request after the client connected
@@ -310,18 +312,25 @@ class _Pool:
         connections wait in the socket's backlog until a worker ends."""
         wanted = self._spares if not self.busy else 1
         while len(self.spares) < wanted and len(self.spares) + len(self.busy) < self._limit:
-            pid = os.fork()
-            if pid == 0:
-                # a child must never unwind into the server's frames (whose `finally` blocks
-                # would remove the socket): whatever happens, it ends here
-                try:
-                    for fd in (self._taken_read, *self._ends.values()):
-                        if fd >= 0:
-                            os.close(fd)
-                    self._run(self._taken_write)
-                finally:
-                    os._exit(1)
-            self.spares.add(pid)
+            # a SIGTERM between the fork and the bookkeeping would stop the server with a
+            # spare it does not know of, left waiting in accept() forever: it waits for both
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    # a child must never unwind into the server's frames (whose `finally`
+                    # blocks would remove the socket): whatever happens, it ends here
+                    try:
+                        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                        for fd in (self._taken_read, *self._ends.values()):
+                            if fd >= 0:
+                                os.close(fd)
+                        self._run(self._taken_write)
+                    finally:
+                        os._exit(1)
+                self.spares.add(pid)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
     def wait(self, seconds: float) -> bool:
         """Wait for a spare to take a connection or a busy worker to end (True), or for
