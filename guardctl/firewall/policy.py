@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase, translate
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from guardctl.firewall import manifests
 from guardctl.firewall.normalize import kubectl_args, normalize
@@ -120,7 +120,7 @@ def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
         )
     if 0 in cmd.dynamic:
         return (f"the program '{cmd.argv[0]}' is only known at run time",)
-    unseen = unseen_code(cmd.argv, cmd.stdin_from)
+    unseen = unseen_code(cmd)
     return (unseen,) if unseen else ()
 
 
@@ -160,6 +160,48 @@ def decide_command(
     )
 
 
+_T = TypeVar("_T")
+_K = TypeVar("_K")
+
+
+class _Memo:
+    """A cache emptied when full, for what is derived from loaded rules, their globs and a
+    policy context. Those live as long as the rules, so they are found by their ids,
+    without hashing them; each entry keeps the objects its ids came from and is used only
+    for objects equal to them (the same ones, at the cost of an identity check), so an id
+    reused by another object after one died never finds the dead one's entry."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: dict[object, tuple[Any, Any]] = {}
+
+    def get(
+        self, objects: tuple[object, ...], make: Callable[[], _T], values: tuple[object, ...] = ()
+    ) -> _T:
+        """What `make` gives for `objects` (found by id) and `values` (by equality)."""
+        key = (*map(id, objects), *values)
+        found = self._entries.get(key)
+        if found is not None and found[0] == objects:
+            value: _T = found[1]
+            return value
+        return self._keep(key, objects, make())
+
+    def of(self, obj: _K, make: Callable[[_K], _T]) -> _T:
+        """`make(obj)`, kept: `get` for one object, as fast as a lookup can be (it serves
+        every glob match)."""
+        found = self._entries.get(id(obj))
+        if found is not None and found[0] is obj:
+            value: _T = found[1]
+            return value
+        return self._keep(id(obj), obj, make(obj))
+
+    def _keep(self, key: object, objects: object, value: _T) -> _T:
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[key] = (objects, value)
+        return value
+
+
 class _Index(NamedTuple):
     """A rule list pre-sorted by what a command is, in the list's order."""
 
@@ -167,15 +209,16 @@ class _Index(NamedTuple):
     any_head: tuple[Rule, ...]  # kubectl calls whose verb no rule names
     other: tuple[Rule, ...]  # other programs
     # what a command is (see `_candidates`) -> the screen of its candidate rules
-    screens: dict[tuple[object, ...], "_Screen"]
+    screens: _Memo
     # (the list above, a program) -> the rules of the list that can match that program
-    programs: dict[tuple[int, str], tuple[Rule, ...]]
+    programs: _Memo
 
 
-# kinds of command whose candidate rules an index keeps (an agent's lines have only so many)
+# kinds of command whose candidate rules an index keeps (an agent's lines have only so many),
+# and the globs, rules and contexts whose derived data is kept
 MAX_SCREENS = 4096
-# rule tuples seen (kept alive with their index, so an id is never reused while cached)
-_INDEXES: dict[int, tuple[tuple[Rule, ...], _Index]] = {}
+# the indexes of the rule tuples seen
+_INDEXES = _Memo(8)
 
 
 def _candidates(
@@ -193,21 +236,18 @@ def _candidates(
     else:
         fitting = index.by_head.get(facts.verb[0], index.any_head)
     program = facts.cmd.program
-    key = (id(fitting), program, facts.resources, facts.namespaces, id(context))
-    screen = index.screens.get(key)
-    if screen is None:
+
+    def build() -> _Screen:
         # by program first (a few lists, kept), then by resources and namespaces
-        for_program = index.programs.get((id(fitting), program))
-        if for_program is None:
-            for_program = tuple(r for r in fitting if _may_run(r, program))
-            if len(index.programs) >= MAX_SCREENS:
-                index.programs.clear()
-            index.programs[id(fitting), program] = for_program
-        screen = _Screen.build(for_program, facts, context)
-        if len(index.screens) >= MAX_SCREENS:
-            index.screens.clear()
-        index.screens[key] = screen
-    return screen.rules_for(_mentioned(facts.cmd))
+        for_program = index.programs.get(
+            (fitting,), lambda: tuple(r for r in fitting if _may_run(r, program)), (program,)
+        )
+        return _Screen.build(for_program, facts, context)
+
+    screen = index.screens.get(
+        (fitting, context), build, (program, facts.resources, facts.namespaces)
+    )
+    return screen.rules_for(facts.cmd)
 
 
 class _Screen(NamedTuple):
@@ -246,9 +286,10 @@ class _Screen(NamedTuple):
             short=tuple(f for f in by_fragment if len(f) < 3),
         )
 
-    def rules_for(self, mentioned: "_Words") -> tuple[Rule, ...]:
+    def rules_for(self, cmd: SimpleCommand) -> tuple[Rule, ...]:
         if not self.by_fragment:
             return self.fixed
+        mentioned = _mentioned(cmd)
         if mentioned.patterns:
             return self.everything  # a pattern may name a protected path without its text
         text = mentioned.text
@@ -283,23 +324,15 @@ def _may_fit_place(rule: Rule, facts: Facts) -> bool:
     )
 
 
-# (id(rule), id(context)) -> (rule, context, its needed text): a rule meets every screen
-_NEEDED: dict[tuple[int, int], tuple[Rule, PolicyContext, frozenset[str] | None]] = {}
+# a rule's needed text in a context: a rule meets every screen
+_NEEDED = _Memo(MAX_SCREENS)
 
 
 def _needed_text(rule: Rule, ctx: PolicyContext) -> frozenset[str] | None:
     """Text one of which a command's mentioned words must hold for `rule` to match: each
     alternative's `mentions` need one of their fragments; None when some alternative
     needs none (it has no `mentions`, or a glob with no literal text)."""
-    key = (id(rule), id(ctx))
-    cached = _NEEDED.get(key)
-    if cached is not None and cached[0] is rule and cached[1] is ctx:
-        return cached[2]
-    needed = _needed_by(rule, ctx)
-    if len(_NEEDED) >= MAX_SCREENS:
-        _NEEDED.clear()
-    _NEEDED[key] = (rule, ctx, needed)
-    return needed
+    return _NEEDED.get((rule, ctx), lambda: _needed_by(rule, ctx))
 
 
 def _needed_by(rule: Rule, ctx: PolicyContext) -> frozenset[str] | None:
@@ -315,24 +348,21 @@ def _needed_by(rule: Rule, ctx: PolicyContext) -> frozenset[str] | None:
 
 
 def _index(rules: tuple[Rule, ...]) -> _Index:
-    cached = _INDEXES.get(id(rules))
-    if cached is not None and cached[0] is rules:
-        return cached[1]
+    return _INDEXES.of(rules, _new_index)
+
+
+def _new_index(rules: tuple[Rule, ...]) -> _Index:
     heads = {head for rule in rules for head in rule.verb_heads or ()}
-    index = _Index(
+    return _Index(
         by_head={
             head: tuple(r for r in rules if r.verb_heads is None or head in r.verb_heads)
             for head in heads
         },
         any_head=tuple(r for r in rules if r.verb_heads is None),
         other=tuple(r for r in rules if not r.kubectl_only),
-        screens={},
-        programs={},
+        screens=_Memo(MAX_SCREENS),
+        programs=_Memo(MAX_SCREENS),
     )
-    if len(_INDEXES) >= 8:
-        _INDEXES.clear()
-    _INDEXES[id(rules)] = (rules, index)
-    return index
 
 
 def _may_apply(rule: Rule, facts: Facts) -> bool:
@@ -537,22 +567,16 @@ def _words_matching(
 
 
 _Matcher = tuple["_GlobSet", tuple[tuple[str, ...], ...]]
-# (id(globs), id(context)) -> (globs, context, matcher): a rule's globs and the context live
-# as long as the loaded rules, so an identity check finds them without hashing the globs
-_MATCHERS: dict[tuple[int, int], tuple[tuple[str, ...], PolicyContext, _Matcher]] = {}
+# a list of word globs in a context -> its glob set and protected roots
+_MATCHERS = _Memo(MAX_SCREENS)
 
 
 def _word_matcher(globs: tuple[str, ...], ctx: PolicyContext) -> _Matcher:
     """The glob set (placeholders filled in) and protected roots of one list of globs."""
-    key = (id(globs), id(ctx))
-    cached = _MATCHERS.get(key)
-    if cached is not None and cached[0] is globs and cached[1] is ctx:
-        return cached[2]
-    matcher = (_glob_set(_expand_placeholders(globs, ctx)), _protected_roots(globs, ctx))
-    if len(_MATCHERS) >= 4096:
-        _MATCHERS.clear()
-    _MATCHERS[key] = (globs, ctx, matcher)
-    return matcher
+    return _MATCHERS.get(
+        (globs, ctx),
+        lambda: (_glob_set(_expand_placeholders(globs, ctx)), _protected_roots(globs, ctx)),
+    )
 
 
 def _spellings(word: str) -> tuple[str, ...]:
@@ -564,7 +588,6 @@ def _spellings(word: str) -> tuple[str, ...]:
     return (word, normal) if normal != word else (word,)
 
 
-@lru_cache(maxsize=256)
 def _protected_roots(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[tuple[str, ...], ...]:
     """Folders a list naming `@protected` guards, as path components, for `_glob_reaches`:
     the context's own paths, and `~/LITERAL` for each `*/LITERAL*`-shaped pattern."""
@@ -593,7 +616,6 @@ def _glob_reaches(word: str, roots: tuple[tuple[str, ...], ...]) -> bool:
     )
 
 
-@lru_cache(maxsize=1024)
 def _expand_placeholders(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[str, ...]:
     out: list[str] = []
     for glob in globs:
@@ -606,23 +628,12 @@ def _expand_placeholders(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[st
     return tuple(out)
 
 
+# a list of globs -> its glob set (the lists of loaded rules, found without hashing them)
+_GLOB_SETS = _Memo(MAX_SCREENS)
+
+
 def _any_glob(word: str, globs: tuple[str, ...]) -> bool:
-    return _glob_set_of(globs).match(word)
-
-
-# id(globs) -> (globs, set): the tuples of loaded rules are found without hashing them
-_GLOB_SETS: dict[int, tuple[tuple[str, ...], "_GlobSet"]] = {}
-
-
-def _glob_set_of(globs: tuple[str, ...]) -> "_GlobSet":
-    cached = _GLOB_SETS.get(id(globs))
-    if cached is not None and cached[0] is globs:
-        return cached[1]
-    found = _glob_set(globs)
-    if len(_GLOB_SETS) >= 4096:
-        _GLOB_SETS.clear()
-    _GLOB_SETS[id(globs)] = (globs, found)
-    return found
+    return _GLOB_SETS.of(globs, _glob_set).match(word)
 
 
 def _literal_runs(glob: str) -> list[str]:

@@ -10,12 +10,14 @@ option only known at run time) is a problem: guardctl then cannot tell which com
 import json
 import shlex
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from functools import cache
 from types import MappingProxyType
 from typing import NamedTuple
 
 from guardctl.bundled import data_text
 from guardctl.firewall.shellword import Word, is_assignment
+from guardctl.model import SimpleCommand
 
 KINDS = frozenset({"command", "joined", "xargs", "find", "eval", "shell"})
 ROLES = frozenset(
@@ -144,20 +146,18 @@ def _code_readers() -> tuple[dict[str, _CodeReader], tuple[tuple[str, _CodeReade
     return {n: r for n, r in readers if (n, r) not in globbed}, globbed
 
 
-def unseen_code(argv: tuple[str, ...], stdin_from: str) -> str | None:
-    """A problem when `argv` runs code it reads from stdin that guardctl cannot see (`cat
+def unseen_code(cmd: SimpleCommand) -> str | None:
+    """A problem when `cmd` runs code it reads from stdin that guardctl cannot see (`cat
     x.py | python3`, `echo CMD | at now`); None when its words hold the code, or the code
     comes from a here-document (whose text the rules read)."""
-    from fnmatch import fnmatchcase
-
-    if stdin_from in ("heredoc", "herestring") or not argv:
+    if cmd.stdin_from in ("heredoc", "herestring") or not cmd.argv:
         return None
-    name = argv[0].rsplit("/", 1)[-1]
+    name = cmd.program
     exact, globbed = _code_readers()
     reader = exact.get(name) or next((r for g, r in globbed if fnmatchcase(name, g)), None)
     if reader is None:
         return None
-    for word in argv[1:]:
+    for word in cmd.argv[1:]:
         if word == "-":
             break
         if word in ("--help", "--version"):
@@ -170,7 +170,7 @@ def unseen_code(argv: tuple[str, ...], stdin_from: str) -> str | None:
             continue
         if not word.startswith("-") and reader.operand_is_code:
             return None
-    source = {"pipe": "a pipe", "file": "a file"}.get(stdin_from, "standard input")
+    source = {"pipe": "a pipe", "file": "a file"}.get(cmd.stdin_from, "standard input")
     return f"'{name}' runs code it reads from {source}, which guardctl cannot see"
 
 
