@@ -99,27 +99,92 @@ def _key(field_name: str) -> str:
 
 _FIELDS = {_key(name): name for name in Config._fields}
 _REQUIRED = [key for key, name in _FIELDS.items() if name not in Config._field_defaults]
+# settings of the whole file, which every context shares
+_SHARED = ("keyring-service", "broker")
+# the key of the list of contexts beside the default one
+CONTEXTS_KEY = "contexts"
 
 
-def _from_mapping(path: Path, data: Any) -> Config:
+class Contexts(NamedTuple):
+    """Every context a configuration file holds a credential for, the default one first.
+
+    The file's top-level settings are the default context (a file from before there were
+    several is one of these); `contexts:` lists the others, each with its own cluster, user
+    and ServiceAccount, sharing the file's keyring service and broker. `--context NAME`
+    chooses one, as with kubectl.
+    """
+
+    default: Config
+    others: tuple[Config, ...] = ()
+
+    @property
+    def all(self) -> tuple[Config, ...]:
+        return (self.default, *self.others)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.context for c in self.all)
+
+    def named(self, name: str | None) -> Config | None:
+        """The context `--context NAME` chooses (None: the default); None when not held."""
+        if name is None:
+            return self.default
+        return next((c for c in self.all if c.context == name), None)
+
+    def with_context(self, config: Config) -> "Contexts":
+        """These contexts with `config` in place of the one of its name, or added."""
+        if config.context == self.default.context:
+            return self._replace(default=config)
+        kept = tuple(config if c.context == config.context else c for c in self.others)
+        return self._replace(others=kept if config in kept else (*kept, config))
+
+
+def _settings(path: Path, data: Any, where: str, shared: dict[str, str] | None) -> Config:
+    """One context's settings; `shared`: the file's own (None: these are the file's)."""
     if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of settings")
+        raise UsageError(f"{path}: {where}expected a mapping of settings")
     for key, value in data.items():
-        if key not in _FIELDS:
-            raise UsageError(f"{path}: unknown key {key!r}")
+        if key not in _FIELDS or (shared is not None and key in _SHARED):
+            raise UsageError(f"{path}: {where}unknown key {key!r}")
         if not isinstance(value, str):
-            raise UsageError(f"{path}: key {key!r} must be a string")
+            raise UsageError(f"{path}: {where}key {key!r} must be a string")
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
-        raise UsageError(f"{path}: missing key {missing[0]!r}")
+        raise UsageError(f"{path}: {where}missing key {missing[0]!r}")
     try:
-        return Config.of(**{_FIELDS[key]: value for key, value in data.items()})
+        settings = {**data, **(shared or {})}
+        return Config.of(**{_FIELDS[key]: value for key, value in settings.items()})
     except UsageError as err:
-        raise UsageError(f"{path}: {err}") from err
+        raise UsageError(f"{path}: {where}{err}") from err
+
+
+def _from_mapping(path: Path, data: Any) -> Contexts:
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of settings")
+    listed = data.get(CONTEXTS_KEY, [])
+    if not isinstance(listed, list):
+        raise UsageError(f"{path}: {CONTEXTS_KEY!r} must be a list of contexts")
+    default = _settings(path, {k: v for k, v in data.items() if k != CONTEXTS_KEY}, "", None)
+    shared = {key: data[key] for key in _SHARED if key in data}
+    others = tuple(
+        _settings(path, item, f"{CONTEXTS_KEY}[{n}]: ", shared)
+        for n, item in enumerate(listed)
+    )
+    names = [c.context for c in (default, *others)]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise UsageError(f"{path}: context {twice!r} is listed twice")
+    return Contexts(default, others)
 
 
 def load_config(path: Path, cache_dir: Path | None = None) -> Config | None:
-    """The configuration at `path`, or None when there is no such file.
+    """The default context's configuration at `path`, or None when there is no such file."""
+    contexts = load_contexts(path, cache_dir)
+    return contexts.default if contexts is not None else None
+
+
+def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
+    """The contexts configured at `path`, or None when there is no such file.
 
     With `cache_dir`, the file's JSON copy there is read while the file is unchanged (see
     `stampcache`); else the YAML is parsed and the copy written.
@@ -139,10 +204,12 @@ def load_config(path: Path, cache_dir: Path | None = None) -> Config | None:
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {err}") from err
     data = _parse_yaml(path, text)
-    config = _from_mapping(path, data)
+    if isinstance(data, dict) and data.keys() <= set(_SHARED):
+        return None  # only where the broker is (an agent's file in broker mode): no context
+    contexts = _from_mapping(path, data)
     if copy is not None:
         copy.write(data)
-    return config
+    return contexts
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
@@ -154,8 +221,9 @@ def _parse_yaml(path: Path, text: str) -> Any:
         raise UsageError(f"{path}: not valid YAML: {err}".splitlines()[0]) from err
 
 
-def save_config(path: Path, config: Config) -> None:
-    """Write `config` atomically: a 0600 temp file in a 0700 folder, then rename over `path`."""
+def save_config(path: Path, config: Config | Contexts) -> None:
+    """Write `config` (one context, or several) atomically: a 0600 temp file in a 0700
+    folder, then rename over `path`."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkdir's mode is masked by umask and ignored for an existing folder; the folder is ours
     os.chmod(path.parent, 0o700)
@@ -163,8 +231,16 @@ def save_config(path: Path, config: Config) -> None:
 
     from guardctl.atomic import write_atomic
 
-    data = {
-        _key(name): value for name, value in config._asdict().items()
-        if value or name != "broker"  # no broker: no line, as before there were brokers
-    }
+    contexts = config if isinstance(config, Contexts) else Contexts(config)
+    data: dict[str, Any] = _settings_of(contexts.default, ())
+    if contexts.others:
+        data[CONTEXTS_KEY] = [_settings_of(c, _SHARED) for c in contexts.others]
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def _settings_of(config: Config, leave_out: tuple[str, ...]) -> dict[str, str]:
+    return {
+        _key(name): value for name, value in config._asdict().items()
+        if _key(name) not in leave_out
+        and (value or name != "broker")  # no broker: no line, as before there were brokers
+    }

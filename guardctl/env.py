@@ -86,9 +86,11 @@ class Environment:
         return [bundled_rules_dir(), *self.extra_rule_paths(), *(Path(p) for p in extra)]
 
     def policy_context(self) -> PolicyContext:
-        """The real paths the self-protection rules guard, for the `@protected` placeholder."""
+        """What the rules' placeholders stand for: the real paths the self-protection rules
+        guard (`@protected`), and the managed contexts (`@context`) and their API servers
+        (`@cluster`)."""
         from guardctl.bundled import bundled_rules_dir
-        from guardctl.firewall.policy import PolicyContext
+        from guardctl.firewall.policy import context_of
         from guardctl.runtime import socket_folder
 
         # the cache holds the parsed rules and config guardctl trusts: as protected as they are
@@ -99,4 +101,36 @@ class Environment:
         spelled = [str(p) for p in paths]
         # an agent types `~/...` as often as the absolute path, and the shell expands it later
         spelled += [f"~/{p.relative_to(self.home)}" for p in paths if p.is_relative_to(self.home)]
-        return PolicyContext(protected_paths=tuple(dict.fromkeys(spelled)))
+        contexts, servers = self._managed()
+        return context_of(
+            protected_paths=tuple(dict.fromkeys(spelled)),
+            cluster_hosts=tuple(dict.fromkeys(h for s in servers for h in _hosts(s))),
+            contexts=contexts,
+        )
+
+    def _managed(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The managed contexts' names and API servers; none when the config cannot be read
+        (then `--context` is denied, and the `check` that asked still gets an answer)."""
+        from guardctl.config import load_contexts
+
+        try:
+            found = load_contexts(self.config_path, self.cache_dir)
+        except UsageError:
+            return (), ()
+        if found is None:
+            return (), ()
+        return found.names, tuple(c.server for c in found.all)
+
+
+def _hosts(server: str) -> tuple[str, ...]:
+    """How a line may name an API server: `host:port`, and the bare host where the port is
+    the scheme's own."""
+    scheme, _, rest = server.partition("://")
+    authority = rest.partition("/")[0].rpartition("@")[2].lower()
+    if not authority:
+        return ()
+    default_port = {"https": "443", "http": "80"}.get(scheme.lower())
+    host, colon, port = authority.rpartition(":")
+    if not colon or "]" in port:  # no port (an IPv6 address's colons are inside brackets)
+        return (authority,)
+    return (authority, host) if port == default_port else (authority,)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from guardctl import runtime
-from guardctl.config import Config, load_config, save_config, ttl_seconds
+from guardctl.config import Config, Contexts, load_config, load_contexts, save_config, ttl_seconds
 from guardctl.errors import UsageError
 
 CONFIG = Config.of(
@@ -183,3 +183,60 @@ def test_an_unwritable_cache_only_costs_speed(tmp_path: Path) -> None:
     blocker = tmp_path / "cache"
     blocker.write_text("a file where the cache folder would be")
     assert load_config(path, blocker) == CONFIG
+
+
+# ------------------------------------------------------------------ several contexts
+
+STAGING = CONFIG._replace(
+    context="staging", cluster="staging-cluster", server="https://10.0.0.9:6443",
+    service_account="agents/reader",
+)
+
+
+def test_several_contexts_round_trip_and_share_the_file_settings(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    held = Contexts(CONFIG._replace(broker="/run/b.sock", keyring_service="team"), (STAGING,))
+    save_config(path, held)
+    loaded = load_contexts(path)
+    assert loaded is not None and loaded.names == ("dev", "staging")
+    # the second context takes the file's keyring service and broker
+    assert loaded.named("staging") == STAGING._replace(broker="/run/b.sock", keyring_service="team")
+    assert loaded.named(None) == loaded.default == load_config(path)
+    assert loaded.named("prod") is None
+    listed = path.read_text().split("contexts:")[1]
+    assert "broker" not in listed and "keyring-service" not in listed
+
+
+def test_with_context_replaces_by_name_or_adds(tmp_path: Path) -> None:
+    held = Contexts(CONFIG)
+    added = held.with_context(STAGING)
+    assert added.names == ("dev", "staging")
+    moved = STAGING._replace(namespace="ops")
+    assert added.with_context(moved).others == (moved,)
+    assert added.with_context(CONFIG._replace(token_ttl="2h")).default.token_ttl == "2h"
+
+
+@pytest.mark.parametrize(
+    ("listed", "message"),
+    [
+        ("contexts: dev\n", "'contexts' must be a list of contexts"),
+        ("contexts: [{context: x}]\n", "contexts[0]: missing key 'cluster'"),
+        ("contexts:\n- " + GOOD.replace("\n", "\n  ").rstrip() + "\n", "'dev' is listed twice"),
+        (
+            "contexts:\n- " + GOOD.replace("context: dev", "context: b").replace("\n", "\n  ")
+            + "keyring-service: other\n",
+            "contexts[0]: unknown key 'keyring-service'",
+        ),
+    ],
+)
+def test_a_bad_context_list_names_the_problem(tmp_path: Path, listed: str, message: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(GOOD + listed)
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_contexts(path)
+
+
+def test_a_file_with_only_the_broker_holds_no_context(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("broker: /run/guardctl/broker.sock\n")
+    assert load_contexts(path) is None

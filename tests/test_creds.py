@@ -393,7 +393,7 @@ def test_refused_credential(env: Environment, tmp_path: Path, server: DevServer)
     message = _one_line_unsafe(err, without="bogus-token-value")
     assert message == (
         "the stored credential for context 'guardctl-dev' was refused (expired or revoked): "
-        f"re-import it with `guardctl creds import --service-account {SA}`"
+        f"re-import it with `guardctl creds import --context guardctl-dev --service-account {SA}`"
     )
 
 

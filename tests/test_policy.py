@@ -164,7 +164,8 @@ def test_the_rule_pre_check_never_skips_a_rule_that_would_match(
 
     rules = load_rules([bundled_rules_dir()]).rules
     context = PolicyContext(
-        protected_paths=("/home/u/.config/guardctl",), cluster_hosts=("10.0.0.1",)
+        protected_paths=("/home/u/.config/guardctl",), cluster_hosts=("10.0.0.1",),
+        contexts=("prod",),
     )
     skipped = 0
     for line, cmd in _corpus_commands(monkeypatch):
@@ -257,3 +258,32 @@ def test_screening_words_never_hides_a_match(words: list[str], globs: list[str])
 
     matched = any(fnmatchcase(w, g) for w in words for g in globs)
     assert _glob_set(tuple(globs)).may_match_any("\0".join(words)) or not matched
+
+
+@pytest.mark.parametrize(
+    ("line", "action"),
+    [
+        ("kubectl --context staging get pods", Action.ALLOW),
+        ("kubectl get pods --context=dev*", Action.ALLOW),
+        ("kubectl get pods --context=dev-x", Action.DENY),  # `dev*` is a name, not a pattern
+        ("kubectl get pods --context staging --context other", Action.DENY),
+        ("kubectl get pods --context=", Action.DENY),
+        ("kubectl --context staging --cluster other get pods", Action.DENY),
+        ("kubectl --context staging --user admin get pods", Action.DENY),
+        ("kubectl --context staging --kubeconfig /tmp/k get pods", Action.DENY),
+    ],
+)
+def test_context_is_allowed_only_for_a_managed_context(line: str, action: Action) -> None:
+    from guardctl.bundled import bundled_rules_dir
+    from guardctl.firewall.policy import context_of
+    from guardctl.firewall.rules import load_rules
+
+    context = context_of(contexts=("staging", "dev*"))
+    assert decide(parse(line), load_rules([bundled_rules_dir()]), context).action is action
+
+
+def test_equal_contexts_are_one_object() -> None:
+    from guardctl.firewall.policy import context_of
+
+    assert context_of(contexts=("a",)) is context_of(contexts=("a",))
+    assert context_of(contexts=("a",)) is not context_of(contexts=("b",))

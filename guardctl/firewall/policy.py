@@ -39,15 +39,29 @@ class PolicyContext(NamedTuple):
     """Facts about this installation that rules refer to by placeholder.
 
     `@protected` in a glob stands for each of `protected_paths` (guardctl's state, config,
-    rules and shim folders), `@cluster` for each of `cluster_hosts` (the managed cluster's
-    API server addresses).
+    rules and shim folders), `@cluster` for each of `cluster_hosts` (the managed clusters'
+    API server addresses), `@context` for each of `contexts` (the kubeconfig contexts
+    guardctl holds credentials for).
     """
 
     protected_paths: tuple[str, ...] = ()
     cluster_hosts: tuple[str, ...] = ()
+    contexts: tuple[str, ...] = ()
 
 
 NO_CONTEXT = PolicyContext()
+# every context made by `context_of`, by value
+_CONTEXTS: dict[PolicyContext, PolicyContext] = {}
+
+
+def context_of(**facts: tuple[str, ...]) -> PolicyContext:
+    """The one PolicyContext with these facts: what the policy derives from a context is kept
+    by the context's identity, so a context equal to one seen before (the next command of a
+    fork server's worker, made from the same environment) finds that work done."""
+    made = PolicyContext(**facts)
+    if len(_CONTEXTS) >= 64:
+        _CONTEXTS.clear()
+    return _CONTEXTS.setdefault(made, made)
 
 
 class Facts(NamedTuple):
@@ -431,27 +445,29 @@ def _check_namespaces(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
     return [f"namespace={ns}" for ns in found] or None
 
 
-def _check_flags(m: Match, f: Facts, _: PolicyContext) -> list[str] | None:
+def _check_flags(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
     words: list[str] = []
     for condition in m.flags:
-        found = _flag_holds(condition, f.call) if f.call else None
+        found = _flag_holds(condition, f.call, ctx) if f.call else None
         if found is None:
             return None
         words.append(found)
     return words
 
 
-def _flag_holds(condition: FlagCondition, call: KubectlCall) -> str | None:
+def _flag_holds(condition: FlagCondition, call: KubectlCall, ctx: PolicyContext) -> str | None:
     values = call.flags.get(condition.name)
     if not values or values[-1] == "false":
         return None
     if condition.global_only and condition.name not in call.global_flags:
         return None
     if condition.values_in:
-        hit = next((v for v in values if _any_glob(v, condition.values_in)), None)
+        is_in = _word_matcher(condition.values_in, ctx)[0].match
+        hit = next((v for v in values if is_in(v)), None)
         return None if hit is None else f"--{condition.name}={hit}"
     if condition.values_not_in:
-        hit = next((v for v in values if not _any_glob(v, condition.values_not_in)), None)
+        is_in = _word_matcher(condition.values_not_in, ctx)[0].match
+        hit = next((v for v in values if not is_in(v)), None)
         return None if hit is None else f"--{condition.name}={hit}"
     return f"--{condition.name}"
 
@@ -622,10 +638,17 @@ def _expand_placeholders(globs: tuple[str, ...], ctx: PolicyContext) -> tuple[st
         if "@protected" in glob:
             out.extend(glob.replace("@protected", p) for p in ctx.protected_paths)
         elif "@cluster" in glob:
-            out.extend(glob.replace("@cluster", h) for h in ctx.cluster_hosts)
+            out.extend(glob.replace("@cluster", _literal(h)) for h in ctx.cluster_hosts)
+        elif "@context" in glob:
+            out.extend(glob.replace("@context", _literal(c)) for c in ctx.contexts)
         else:
             out.append(glob)
     return tuple(out)
+
+
+def _literal(text: str) -> str:
+    """`text` as a glob that matches only itself (a context may be named `dev*`)."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 # a list of globs -> its glob set (the lists of loaded rules, found without hashing them)

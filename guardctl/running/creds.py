@@ -23,7 +23,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from guardctl.config import Config, load_config, save_config
+from guardctl.config import (
+    DEFAULT_KEYRING_SERVICE,
+    Config,
+    Contexts,
+    load_contexts,
+    save_config,
+)
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError, UsageError
 from guardctl.running import tokencache
@@ -62,8 +68,10 @@ _UNSUPPORTED_CLUSTER_KEYS = ("proxy-url", "tls-server-name")
 
 
 def _import_hint(config: Config | None) -> str:
-    account = config.service_account if config else "NS/NAME"
-    return f"`guardctl creds import --service-account {account}`"
+    if config is None:
+        return "`guardctl creds import --service-account NS/NAME`"
+    return (f"`guardctl creds import --context {config.context} "
+            f"--service-account {config.service_account}`")
 
 
 # --------------------------------------------------------------------------- keyring
@@ -263,6 +271,7 @@ def import_credentials(
     """
     path = Path(kubeconfig).expanduser() if kubeconfig else default_kubeconfig(env)
     doc = _load_kubeconfig(path)
+    held = load_contexts(env.config_path)  # a broken file stops the import before any change
     context_name = context or _string(doc.get("current-context"), f"{path}: current-context")
     ctx = _named(doc, "contexts", context_name, path)
     cluster_name = _string(ctx.get("cluster"), f"{path}: context {context_name!r} cluster")
@@ -276,11 +285,13 @@ def import_credentials(
         certificate_authority_data=ca_data, namespace=str(ctx.get("namespace") or ""),
         service_account=service_account, credential=kind, token_ttl=ttl,
         broker=config_broker(str(env.config_path)) or "",  # its `broker:` line stays
+        # the file's keyring service is every context's
+        keyring_service=held.default.keyring_service if held else DEFAULT_KEYRING_SERVICE,
     )
     vault = _vault(config, backend)
     vault.set(credential_entry(config), json.dumps(stanza))
     vault.delete(token_entry(config))
-    save_config(env.config_path, config)
+    save_config(env.config_path, held.with_context(config) if held else Contexts(config))
     fast = kernel_cache(env, config)
     if fast is not None:
         fast.drop()
@@ -303,11 +314,18 @@ def import_advice(config: Config, kubeconfig: str | None, env: Environment) -> l
 # --------------------------------------------------------------------------- minting
 
 
-def require_config(env: Environment) -> Config:
-    """The config, or the one-line UnsafeError telling the user to import a credential."""
-    config = load_config(env.config_path, env.cache_dir)
-    if config is None:
+def require_config(env: Environment, context: str | None = None) -> Config:
+    """The configuration of `context` (None: the default one), or the one-line UnsafeError
+    telling the user to import a credential."""
+    contexts = load_contexts(env.config_path, env.cache_dir)
+    if contexts is None:
         raise UnsafeError(f"no credentials: run {_import_hint(None)}")
+    config = contexts.named(context)
+    if config is None:
+        held = ", ".join(contexts.names)
+        raise UnsafeError(f"guardctl holds no credential for context {context!r} (it has: {held}): "
+                          f"run `guardctl creds import --context {context} "
+                          "--service-account NAMESPACE/NAME`")
     return config
 
 
@@ -499,24 +517,35 @@ def _describe_token(env: Environment, vault: Vault, config: Config, now: float) 
 
 def status(env: Environment, *, backend: KeyringBackend | None = None,
            clock: Clock = time.time) -> list[str]:
-    """Lines for `guardctl creds status`. Never shows a token or credential."""
-    config = load_config(env.config_path)
-    if config is None:
+    """Lines for `guardctl creds status`, each managed context in turn (the default first).
+    Never shows a token or credential."""
+    contexts = load_contexts(env.config_path)
+    if contexts is None:
         return [f"config: none at {env.config_path}: run {_import_hint(None)}"]
-    lines = [
-        f"config: {env.config_path}",
-        f"context: {config.context} (cluster {config.cluster}, user {config.user})",
-        f"server: {config.server}",
-        f"service account: {config.service_account} (tokens last {config.token_ttl})",
-    ]
+    lines = [f"config: {env.config_path}"]
+    for config in contexts.all:
+        default = " [default]" if len(contexts.all) > 1 and config is contexts.default else ""
+        lines += [
+            f"context: {config.context}{default} (cluster {config.cluster}, user {config.user})",
+            f"server: {config.server}",
+            f"service account: {config.service_account} (tokens last {config.token_ttl})",
+        ]
+        lines += _keyring_status(env, config, backend, clock())
+    return lines
+
+
+def _keyring_status(
+    env: Environment, config: Config, backend: KeyringBackend | None, now: float
+) -> list[str]:
     vault = _vault(config, backend)
+    lines: list[str] = []
     try:
         lines.append(f"keyring: {type(vault.backend).__module__}.{type(vault.backend).__name__} "
                      f"(service {config.keyring_service!r})")
         present = vault.get(credential_entry(config)) is not None
         lines.append(f"credential: {config.credential}, "
                      + ("present" if present else f"MISSING: run {_import_hint(config)}"))
-        lines.append(_describe_token(env, vault, config, clock()))
+        lines.append(_describe_token(env, vault, config, now))
     except UnsafeError as err:
         lines.append(f"keyring: {err}")
     return lines

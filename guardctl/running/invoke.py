@@ -8,11 +8,12 @@ import os
 import shlex
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from guardctl.env import Environment
-from guardctl.model import Action, Decision, ParsedLine, RuleHit, SimpleCommand
+from guardctl.model import Action, Decision, KubectlCall, ParsedLine, RuleHit, SimpleCommand
 from guardctl.status import ExitStatus
 
 # `-f -` manifests are read by guardctl first (to inspect them), then handed to kubectl;
@@ -218,27 +219,41 @@ def _act(
         # what kubectl itself says of a file it cannot read, and its exit code
         _say(env, recording, f"error: {problem}")
         return ExitStatus.ERROR
+    context = _chosen_context(call)
     if decision.action is Action.APPROVE and not _preapproved(env, invocation, decision, recording):
-        if not _approved(env, invocation, decision, recording, outcome):
+        if not _approved(env, invocation, decision, recording, outcome, context):
             return ExitStatus.DECLINED
-    return _run_allowed(env, invocation, recording, use_pty)
+    return _run_allowed(env, invocation, recording, use_pty, context)
+
+
+def _chosen_context(call: KubectlCall | None) -> str | None:
+    """The managed context kubectl's `--context` names (None: the default one)."""
+    if call is None or "context" not in call.global_flags:
+        return None
+    return call.flag("context")
 
 
 def _approved(
-    env: Environment, invocation: Invocation, decision: Decision, recording: Any, outcome: _Outcome
+    env: Environment,
+    invocation: Invocation,
+    decision: Decision,
+    recording: Any,
+    outcome: _Outcome,
+    context: str | None,
 ) -> bool:
     """Ask a human (inline, or through `guardctl approvals`); record who answered."""
     from guardctl.approvals import flow
-    from guardctl.config import load_config
+    from guardctl.config import load_contexts
     from guardctl.recording import cast
 
-    config = load_config(env.config_path, env.cache_dir)
+    contexts = load_contexts(env.config_path, env.cache_dir)
+    config = contexts.named(context) if contexts else None
     answer = flow.request_approval(
         env,
         decision,
         invocation.line,
         cluster=config.server if config else "",
-        diff=_diff_for(env, invocation),
+        diff=_diff_for(env, invocation, context),
     )
     who = answer.approver.user if answer.approver else None
     recording.marker(cast.approval_label("approved" if answer.approved else answer.how, who))
@@ -275,16 +290,17 @@ class _Cluster(NamedTuple):
     ca_data: str
     token: str
     namespace: str  # the context's default namespace
+    name: str  # the kubeconfig's name for it: the managed context `--context` chose
     # what the masker hides beside its detectors: the token itself, and whatever has the
     # digest of one of the stored credential's secrets
     literals: tuple[str, ...]
     digests: tuple[str, ...]
 
 
-def _cluster(env: Environment) -> _Cluster:
+def _cluster(env: Environment, context: str | None) -> _Cluster:
     from guardctl.running import creds, kubeconfig, runner
 
-    config = creds.require_config(env)
+    config = creds.require_config(env, context)
     kubectl = runner.find_kubectl(env)
     kubeconfig.sweep_stale(env)
     token = creds.mint_token(env, config)
@@ -294,12 +310,15 @@ def _cluster(env: Environment) -> _Cluster:
         ca_data=config.certificate_authority_data,
         token=token.value,
         namespace=config.namespace,
+        name=context or kubeconfig.NAME,
         literals=(token.value,),
         digests=token.mask_digests,
     )
 
 
-def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | None] | None:
+def _diff_for(
+    env: Environment, invocation: Invocation, context: str | None
+) -> Callable[[], str | None] | None:
     """For apply/create/replace -f: the server-side `kubectl diff` a human sees before approving.
 
     Run with the agent's own short-lived credentials and masked; None for other verbs.
@@ -315,17 +334,16 @@ def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | No
         import subprocess
 
         from guardctl.masking import detectors, mask
-        from guardctl.running import kubeconfig
 
-        cluster = _cluster(env)
+        cluster = _cluster(env, context)
         args = [f"--filename={f}" for f in files]
+        if context is not None:
+            args.append(f"--context={context}")
         if call.namespace:
             args.append(f"--namespace={call.namespace}")
         if call.has_flag("recursive") and call.flag("recursive") != "false":
             args.append("--recursive")
-        with kubeconfig.temp_kubeconfig(
-            env, cluster.server, cluster.ca_data, cluster.token, cluster.namespace
-        ) as path:
+        with _kubeconfig_for(env, cluster) as path:
             words = _local_argv(env, ("diff", *args), path.parent)
             proc = subprocess.run(
                 [cluster.kubectl, *words],
@@ -348,11 +366,21 @@ def _diff_for(env: Environment, invocation: Invocation) -> Callable[[], str | No
     return diff
 
 
-def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_pty: bool) -> int:
-    from guardctl.masking import detectors, mask
-    from guardctl.running import kubeconfig, runner
+def _kubeconfig_for(env: Environment, cluster: _Cluster) -> AbstractContextManager[Path]:
+    from guardctl.running import kubeconfig
 
-    cluster = _cluster(env)
+    return kubeconfig.temp_kubeconfig(
+        env, cluster.server, cluster.ca_data, cluster.token, cluster.namespace, cluster.name
+    )
+
+
+def _run_allowed(
+    env: Environment, invocation: Invocation, recording: Any, use_pty: bool, context: str | None
+) -> int:
+    from guardctl.masking import detectors, mask
+    from guardctl.running import runner
+
+    cluster = _cluster(env, context)
     found = detectors.default_detectors()
     stdout_filter = _Recorded(
         lambda: mask.masker_for(
@@ -368,9 +396,7 @@ def _run_allowed(env: Environment, invocation: Invocation, recording: Any, use_p
     )
     env.stdout.flush()
     env.stderr.flush()
-    with kubeconfig.temp_kubeconfig(
-        env, cluster.server, cluster.ca_data, cluster.token, cluster.namespace
-    ) as path:
+    with _kubeconfig_for(env, cluster) as path:
         code = runner.run(
             [cluster.kubectl, *_local_argv(env, invocation.argv, path.parent)],
             _kubectl_environ(env, path),

@@ -52,19 +52,22 @@ def _private_folder(base: Path) -> Path:
     return folder
 
 
-def render(server: str, ca_data: str, user: Mapping[str, Any], namespace: str) -> dict[str, Any]:
-    """A kubeconfig document with one cluster, one user and one context."""
+def render(
+    server: str, ca_data: str, user: Mapping[str, Any], namespace: str, name: str = NAME
+) -> dict[str, Any]:
+    """A kubeconfig document with one cluster, one user and one context, all called `name`
+    (a managed context's own name when kubectl's `--context` chose it)."""
     cluster: dict[str, str] = {"server": server}
     if ca_data:
         cluster["certificate-authority-data"] = ca_data
-    context = {"cluster": NAME, "user": NAME, **({"namespace": namespace} if namespace else {})}
+    context = {"cluster": name, "user": name, **({"namespace": namespace} if namespace else {})}
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": NAME, "cluster": cluster}],
-        "users": [{"name": NAME, "user": dict(user)}],
-        "contexts": [{"name": NAME, "context": context}],
-        "current-context": NAME,
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": name, "user": dict(user)}],
+        "contexts": [{"name": name, "context": context}],
+        "current-context": name,
     }
 
 
@@ -85,7 +88,8 @@ def _fatal_signals_exit() -> Iterator[None]:
 
 @contextmanager
 def private_kubeconfig(
-    env: Environment, server: str, ca_data: str, user: Mapping[str, Any], namespace: str
+    env: Environment, server: str, ca_data: str, user: Mapping[str, Any], namespace: str,
+    name: str = NAME,
 ) -> Iterator[Path]:
     """A 0600 kubeconfig holding `user` (a kubeconfig user stanza) in a fresh 0700 folder."""
     with _fatal_signals_exit():
@@ -94,7 +98,7 @@ def private_kubeconfig(
             path = folder / FILENAME
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(render(server, ca_data, user, namespace), handle, indent=1)
+                json.dump(render(server, ca_data, user, namespace, name), handle, indent=1)
             yield path
         finally:
             _remove(folder)
@@ -102,14 +106,14 @@ def private_kubeconfig(
 
 @contextmanager
 def temp_kubeconfig(
-    env: Environment, server: str, ca_data: str, token: str, namespace: str
+    env: Environment, server: str, ca_data: str, token: str, namespace: str, name: str = NAME
 ) -> Iterator[Path]:
     """A private kubeconfig that holds only `token`, removed when the block ends.
 
     >>> with temp_kubeconfig(env, url, ca, token.value, "dev") as path:   # doctest: +SKIP
     ...     runner.run([kubectl, "get", "pods"], kubectl_env.environ(home, path, tmp), ...)
     """
-    with private_kubeconfig(env, server, ca_data, {"token": token}, namespace) as path:
+    with private_kubeconfig(env, server, ca_data, {"token": token}, namespace, name) as path:
         yield path
 
 
