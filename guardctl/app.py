@@ -14,8 +14,9 @@ from guardctl.model import Action, Decision
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
-    from guardctl.firewall.manifests import Reader
+    from guardctl.firewall.manifests import Reader, Render
     from guardctl.firewall.ruletests import Failure
+    from guardctl.running.kustomize import Renders
 
 CHECK_STATUS = {
     Action.ALLOW: ExitStatus.OK,
@@ -33,15 +34,27 @@ class Checker(NamedTuple):
     # reads the manifests a line names (None: from this process's disk); a broker's reads
     # them through its client, with the agent's permissions
     read: "Reader | None" = None
+    # renders the kustomizations a line names (`-k DIR`), from the same place
+    render: "Render | None" = None
 
     @classmethod
     def load(cls, env: Environment, extra_rules: tuple[str, ...] = ()) -> "Checker":
         ruleset = load_rules(env.rule_paths(extra_rules), cache_dir=env.cache_dir)
-        read = env.caller.reader(expand=True) if env.caller is not None else None
-        return cls(ruleset=ruleset, context=env.policy_context(), read=read)
+        read, render = inputs_of(env, expand=True)
+        return cls(ruleset=ruleset, context=env.policy_context(), read=read, render=render)
 
     def check(self, line: str) -> Decision:
-        return decide(parse(line), self.ruleset, self.context, self.read)
+        return decide(parse(line), self.ruleset, self.context, self.read, self.render)
+
+
+def inputs_of(env: Environment, expand: bool) -> "tuple[Reader | None, Renders]":
+    """Where the policy reads files and renders kustomizations: through a broker, the
+    client's (`expand`: a `~` there is the agent's home); else this process's disk."""
+    from guardctl.running.kustomize import Renders, local_renders
+
+    if env.caller is not None:
+        return env.caller.reader(expand), Renders(env.caller.renderer(expand))
+    return None, local_renders(env)
 
 
 class CheckRequest(NamedTuple):

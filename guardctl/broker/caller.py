@@ -176,6 +176,11 @@ class Caller:
         """The policy's manifest reader: files come from the client, read as the agent."""
         return inputs.text_reader(self.fetch, expand)
 
+    def renderer(self, expand: bool) -> Callable[[str], str | None]:
+        """The policy's kustomize renderer: the folder comes from the client, read as the
+        agent, and is rendered from a private copy."""
+        return inputs.tree_renderer(self.fetch, expand)
+
     def refusal(self, call: KubectlCall) -> str | None:
         return inputs.refusal(call)
 
@@ -190,8 +195,9 @@ class Caller:
 
     def kubectl_argv(self, call: KubectlCall, argv: tuple[str, ...], root: Path) -> tuple[str, ...]:
         """kubectl's arguments with each local input replaced by its copy under `root`, and
-        the local destination of a `kubectl cp` from a pod by a private folder there."""
-        needs = inputs.needed(call)
+        the local destination of a `kubectl cp` from a pod by a private folder there. (A
+        `-k DIR` stays: kubectl gets the kustomization rendered for the decision instead.)"""
+        needs = [need for need in inputs.needed(call) if need.flag != "kustomize"]
         for need in needs:
             self.fetch(need.path, need.mode)  # the copy already made when it was decided
         words = inputs.materialize(argv, needs, self.fetched(), root)

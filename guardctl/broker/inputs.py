@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 from guardctl.broker.localfiles import InputError, safe_name
 from guardctl.bundled import data_text
+from guardctl.env import Environment
+from guardctl.errors import UnsafeError
 from guardctl.firewall.flagtable import flag_table
 from guardctl.model import KubectlCall
 
@@ -199,6 +201,27 @@ def materialize(
             raise ValueError(f"argument {word!r} does not end with its path {need.path!r}")
         words[need.word] = word[: len(word) - len(need.path)] + str(copy)
     return (*words, *appended)
+
+
+def tree_renderer(fetch: Fetch, expand: bool) -> Callable[[str], str | None]:
+    """A policy Render (see firewall.manifests) of a kustomization the client sends: written
+    to a private folder, rendered there by the broker's kubectl."""
+
+    def render(path: str) -> str | None:
+        import tempfile
+
+        from guardctl.running.kustomize import render_folder
+        from guardctl.running.runner import find_kubectl
+
+        try:
+            entries = fetch(path, "tree", expand)
+            kubectl = find_kubectl(Environment())
+            with tempfile.TemporaryDirectory(prefix="guardctl-kustomize-") as root:
+                return render_folder(kubectl, str(_write(Path(root) / "in", entries, "input")))
+        except (InputError, UnsafeError, OSError, ValueError):
+            return None
+
+    return render
 
 
 def text_reader(fetch: Fetch, expand: bool) -> Callable[[str, bool], list[tuple[str, str]] | None]:

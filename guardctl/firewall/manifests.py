@@ -89,6 +89,9 @@ RISKS: frozenset[str] = frozenset(
 
 # Given a path and whether to recurse into folders: (file name, text) pairs, None if unreadable.
 Reader = Callable[[str, bool], list[tuple[str, str]] | None]
+# Given a kustomization folder (`-k DIR`): the manifests kubectl's kustomize renders from it
+# (no plugins, no helm, no network), None when it cannot be rendered so.
+Render = Callable[[str], str | None]
 
 MAX_TEXT_BYTES = 10 * 1024 * 1024
 # texts up to this size keep their report for the next line that names them
@@ -677,14 +680,19 @@ def inspect_overrides(body: str, kind: str = "Pod") -> ManifestReport:
 def _as_kubectl_reads(read: Reader, cmd: SimpleCommand) -> Reader:
     """`read` for the file kubectl opens: a `~` the shell did not expand (quoted, or after
     `--flag=`) is a folder named `~` to kubectl, which expands nothing itself."""
-    expanded = {cmd.argv[i] for i in cmd.tilde if i < len(cmd.argv)}
-
     def literal(path: str, recursive: bool) -> list[tuple[str, str]] | None:
-        if path.startswith("~") and path not in expanded:
-            path = "./" + path
-        return read(path, recursive)
+        return read(kubectl_path(path, cmd), recursive)
 
     return literal
+
+
+def kubectl_path(path: str, cmd: SimpleCommand) -> str:
+    """The path kubectl opens for a path `cmd` names: a `~` the shell did not expand is a
+    folder named `~`."""
+    if not path.startswith("~"):
+        return path
+    expanded = any(cmd.argv[i] == path for i in cmd.tilde if i < len(cmd.argv))
+    return path if expanded else "./" + path
 
 
 def _read(read: Reader, path: str, recursive: bool, shown: str) -> ManifestReport:
@@ -702,7 +710,9 @@ def _stdin(cmd: SimpleCommand, read: Reader) -> ManifestReport:
     return _unseen(f"-f - from {cmd.stdin_from}: the manifest is not in the line")
 
 
-def _filenames(call: KubectlCall, cmd: SimpleCommand, read: Reader) -> list[ManifestReport]:
+def _filenames(
+    call: KubectlCall, cmd: SimpleCommand, read: Reader, render: Render | None
+) -> list[ManifestReport]:
     recursive = call.flag("recursive") == "true"
     reports: list[ManifestReport] = []
     for value in call.flags.get("filename", ()):
@@ -712,13 +722,25 @@ def _filenames(call: KubectlCall, cmd: SimpleCommand, read: Reader) -> list[Mani
             reports.append(_unseen(f"-f {value}: remote manifests are not fetched"))
         else:
             reports.append(_read(read, value, recursive, f"-f {value}"))
-    reports.extend(
-        _unseen(f"-k {value}: kustomize output is only known when rendered")
-        for value in call.flags.get("kustomize", ())
-    )
+    reports.extend(_kustomization(value, cmd, render) for value in call.flags.get("kustomize", ()))
     if call.flag("edit") == "true":
         reports.append(_unseen("--edit: the manifest is changed in an editor"))
     return reports
+
+
+def _kustomization(value: str, cmd: SimpleCommand, render: Render | None) -> ManifestReport:
+    """`-k DIR`, decided on what kubectl's kustomize renders from it."""
+    if render is None:
+        return _unseen(f"-k {value}: kustomize output is only known when rendered")
+    if "://" in value or value.startswith(("git@", "github.com/", "gitlab.com/")):
+        return _unseen(f"-k {value}: remote kustomizations are not fetched")
+    rendered = render(kubectl_path(value, cmd))
+    if rendered is None:
+        return _unseen(
+            f"-k {value}: cannot be rendered here (kubectl's kustomize failed, or needs "
+            "remote bases, plugins or helm)"
+        )
+    return inspect_text(rendered, f"-k {value} (rendered)")
 
 
 def _patches(call: KubectlCall, read: Reader) -> list[ManifestReport]:
@@ -812,15 +834,19 @@ def _flag_risks(call: KubectlCall) -> list[Risk]:
 
 
 def inspect_call(
-    call: KubectlCall, cmd: SimpleCommand, read: Reader = files.read_manifests
+    call: KubectlCall,
+    cmd: SimpleCommand,
+    read: Reader = files.read_manifests,
+    render: Render | None = None,
 ) -> ManifestReport:
     """Everything the manifests and risky flags of one kubectl call would do.
 
     `cmd` is the shell command the call came from (its stdin feeds `-f -`); `read` reads
-    `-f` files and folders, `--patch-file` and `--custom` (a test passes a dict lookup).
+    `-f` files and folders, `--patch-file` and `--custom` (a test passes a dict lookup);
+    `render` renders `-k` kustomizations (None: they count as unseen).
     """
     read = _as_kubectl_reads(read, cmd)
-    reports = _filenames(call, cmd, read)
+    reports = _filenames(call, cmd, read, render)
     if call.verb == "diff":
         # a server-side dry run compared with the live objects: whatever the files hold and
         # whether they can be read (kubectl says so itself), nothing changes

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase, translate
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
 
-from guardctl.firewall import manifests
+from guardctl.firewall import files, manifests
 from guardctl.firewall.normalize import kubectl_args, normalize
 from guardctl.firewall.rules import FlagCondition, Match, Rule, RuleSet
 from guardctl.firewall.wrappers import unseen_code
@@ -83,9 +83,13 @@ def decide(
     ruleset: RuleSet,
     context: PolicyContext = NO_CONTEXT,
     read: manifests.Reader | None = None,
+    render: manifests.Render | None = None,
 ) -> Decision:
-    """Decide every command of `parsed` and the line as a whole."""
-    decisions = tuple(decide_command(cmd, ruleset.rules, context, read) for cmd in parsed.commands)
+    """Decide every command of `parsed` and the line as a whole (`read` and `render`: see
+    `manifests.inspect_call`)."""
+    decisions = tuple(
+        decide_command(cmd, ruleset.rules, context, read, render) for cmd in parsed.commands
+    )
     action = strictest([d.action for d in decisions])
     if parsed.problems and action is Action.ALLOW:
         action = Action.APPROVE
@@ -97,13 +101,17 @@ def decide(
     )
 
 
-def gather_facts(cmd: SimpleCommand, read: manifests.Reader | None = None) -> Facts:
+def gather_facts(
+    cmd: SimpleCommand,
+    read: manifests.Reader | None = None,
+    render: manifests.Render | None = None,
+) -> Facts:
     """Normalize a kubectl command and inspect its manifests; other programs keep their words."""
     problems = _program_problems(cmd)
     if kubectl_args(cmd) is None:
         return Facts(cmd=cmd, problems=problems)
     call = normalize(cmd)
-    report = manifests.inspect_call(call, cmd, read) if read else manifests.inspect_call(call, cmd)
+    report = manifests.inspect_call(call, cmd, read or files.read_manifests, render)
     if cmd.stdin_dynamic and "-" in call.flags.get("filename", ()):
         problems += ("the manifest on stdin holds expansions only known at run time",)
     resources = set()
@@ -154,8 +162,9 @@ def decide_command(
     rules: Iterable[Rule],
     context: PolicyContext = NO_CONTEXT,
     read: manifests.Reader | None = None,
+    render: manifests.Render | None = None,
 ) -> CommandDecision:
-    facts = gather_facts(cmd, read)
+    facts = gather_facts(cmd, read, render)
     hits = tuple(
         hit
         for rule in _candidates(tuple(rules), facts, context)

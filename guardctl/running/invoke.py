@@ -10,11 +10,14 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.env import Environment
 from guardctl.model import Action, Decision, KubectlCall, ParsedLine, RuleHit, SimpleCommand
 from guardctl.status import ExitStatus
+
+if TYPE_CHECKING:
+    from guardctl.running.kustomize import Renders
 
 # `-f -` manifests are read by guardctl first (to inspect them), then handed to kubectl;
 # past this size they count as unseen
@@ -57,16 +60,21 @@ def _filename_values(argv: Sequence[str]) -> list[str]:
     return list(call.flags.get("filename", ()))
 
 
-def decide_invocation(env: Environment, invocation: Invocation) -> Decision:
+def decide_invocation(
+    env: Environment, invocation: Invocation, renders: "Renders | None" = None
+) -> Decision:
     """The policy's decision; through a broker, its files are the client's and what the
-    broker will not run (`Caller.refusal`) is denied whatever the rules say."""
-    from guardctl.app import Checker
+    broker will not run (`Caller.refusal`) is denied whatever the rules say. `renders`
+    keeps the kustomizations rendered for it, for the run."""
+    from guardctl.app import Checker, inputs_of
     from guardctl.firewall.policy import decide
 
     checker = Checker.load(env)
     parsed = ParsedLine(line=invocation.line, commands=(invocation.command(),))
-    read = env.caller.reader(expand=False) if env.caller is not None else None
-    decision = decide(parsed, checker.ruleset, checker.context, read)
+    read, local = inputs_of(env, expand=False)
+    decision = decide(
+        parsed, checker.ruleset, checker.context, read, renders if renders is not None else local
+    )
     if env.caller is None or decision.action is Action.DENY:
         return decision
     call = decision.commands[0].call
@@ -124,10 +132,12 @@ class _Outcome:
 
 def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     """Decide `kubectl ARGV`, record it, and run it when allowed. Returns the exit status."""
+    from guardctl.app import inputs_of
     from guardctl.recording import audit, cast, recorder
 
     invocation = read_invocation(env, argv)
-    decision = decide_invocation(env, invocation)
+    renders = inputs_of(env, expand=False)[1]
+    decision = decide_invocation(env, invocation, renders)
     unknown = _unknown_command(decision)
     if unknown is not None:
         env.stderr.write(_unknown_message(unknown))
@@ -159,7 +169,9 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
         recording.marker(cast.decision_label(decision))
         outcome = _Outcome()
         try:
-            outcome.code = _act(env, invocation, decision, recording, use_pty, outcome)
+            outcome.code = _act(
+                env, invocation, decision, recording, use_pty, outcome, renders.done
+            )
         finally:
             if env.caller is not None:
                 # kubectl's status goes to the client now; the records below follow it
@@ -209,6 +221,7 @@ def _act(
     recording: Any,
     use_pty: bool,
     outcome: _Outcome,
+    rendered: dict[str, str],
 ) -> int:
     if decision.action is Action.DENY:
         _say(env, recording, f"guardctl: {decision.reason} Nothing was sent to the cluster.")
@@ -223,7 +236,7 @@ def _act(
     if decision.action is Action.APPROVE and not _preapproved(env, invocation, decision, recording):
         if not _approved(env, invocation, decision, recording, outcome, context):
             return ExitStatus.DECLINED
-    return _run_allowed(env, invocation, recording, use_pty, context)
+    return _run_allowed(env, invocation, recording, use_pty, context, rendered)
 
 
 def _chosen_context(call: KubectlCall | None) -> str | None:
@@ -344,7 +357,7 @@ def _diff_for(
         if call.has_flag("recursive") and call.flag("recursive") != "false":
             args.append("--recursive")
         with _kubeconfig_for(env, cluster) as path:
-            words = _local_argv(env, ("diff", *args), path.parent)
+            words = _local_argv(env, ("diff", *args), path.parent, {})
             proc = subprocess.run(
                 [cluster.kubectl, *words],
                 env=_kubectl_environ(env, path),
@@ -375,7 +388,12 @@ def _kubeconfig_for(env: Environment, cluster: _Cluster) -> AbstractContextManag
 
 
 def _run_allowed(
-    env: Environment, invocation: Invocation, recording: Any, use_pty: bool, context: str | None
+    env: Environment,
+    invocation: Invocation,
+    recording: Any,
+    use_pty: bool,
+    context: str | None,
+    rendered: dict[str, str],
 ) -> int:
     from guardctl.masking import detectors, mask
     from guardctl.running import runner
@@ -398,7 +416,7 @@ def _run_allowed(
     env.stderr.flush()
     with _kubeconfig_for(env, cluster) as path:
         code = runner.run(
-            [cluster.kubectl, *_local_argv(env, invocation.argv, path.parent)],
+            [cluster.kubectl, *_local_argv(env, invocation.argv, path.parent, rendered)],
             _kubectl_environ(env, path),
             stdout_filter=stdout_filter,
             stderr_filter=stderr_filter,
@@ -423,15 +441,18 @@ def _prepare(*filters: _Recorded) -> None:
         output_filter.prepare()
 
 
-def _local_argv(env: Environment, argv: tuple[str, ...], folder: Path) -> tuple[str, ...]:
-    """kubectl's arguments as kubectl gets them: through a broker, each local input is the
-    private copy (in `folder`) of what the client sent and the policy read."""
-    if env.caller is None:
-        return argv
+def _local_argv(
+    env: Environment, argv: tuple[str, ...], folder: Path, rendered: dict[str, str]
+) -> tuple[str, ...]:
+    """kubectl's arguments as kubectl gets them: each `-k DIR` the kustomization rendered for
+    the decision (in `folder`), and through a broker, each other local input the private copy
+    (in `folder`) of what the client sent and the policy read."""
     from guardctl.firewall.normalize import normalize
+    from guardctl.running import kustomize
 
     call = normalize(SimpleCommand(argv=("kubectl", *argv)))
-    return env.caller.kubectl_argv(call, argv, folder)
+    words = argv if env.caller is None else env.caller.kubectl_argv(call, argv, folder)
+    return kustomize.rewrite(words, call, rendered, folder) if call.has_flag("kustomize") else words
 
 
 def _kubectl_environ(env: Environment, kubeconfig: Path) -> dict[str, str]:

@@ -1,0 +1,118 @@
+"""Rendering `-k DIR` as `kubectl apply -k` would, so the policy decides on its objects, and
+kubectl is then given exactly what was decided.
+
+kubectl's own kustomize renders it, closed in: no plugins, exec functions or helm (each needs
+a flag it is not given), files only from inside the kustomization's root (kustomize's default
+load restrictor), and no network to speak of: `PATH` is empty (remote bases are cloned with
+git) and every proxy variable names a closed port on loopback (remote resources are fetched
+over HTTP; Go never proxies loopback itself, so a resource on 127.0.0.1 is read as any local
+program could). What cannot be rendered so is unseen, and the policy says what that means.
+
+The kubectl that runs the command gets a private kustomization holding only the rendered
+objects (`rewrite`): what was decided is what is applied, and nothing is fetched or read
+from the agent's folder a second time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from guardctl.env import Environment
+from guardctl.errors import UnsafeError
+from guardctl.model import KubectlCall, SimpleCommand
+
+# a kustomization is rendered within this many seconds, into at most this many bytes
+RENDER_SECONDS = 20
+MAX_RENDERED_BYTES = 10 * 1024 * 1024
+# a port nothing listens on: every proxied request fails at once
+_CLOSED = "http://127.0.0.1:9"
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
+RENDERED_FILE = "rendered.yaml"
+
+
+def render_folder(kubectl: str, folder: str) -> str | None:
+    """The manifests `kubectl kustomize FOLDER` prints, or None when it fails."""
+    with tempfile.TemporaryDirectory(prefix="guardctl-kustomize-") as home:
+        environ = {
+            "PATH": "",
+            "HOME": home,
+            "KUBECONFIG": os.devnull,
+            **{name: _CLOSED for name in _PROXY_VARIABLES},
+            "NO_PROXY": "",
+            "no_proxy": "",
+        }
+        try:
+            proc = subprocess.run(
+                [kubectl, "kustomize", folder],
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=RENDER_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    if proc.returncode != 0 or len(proc.stdout) > MAX_RENDERED_BYTES:
+        return None
+    try:
+        return proc.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class Renders:
+    """A policy Render (see firewall.manifests) that keeps what it rendered, by the path it
+    was asked for, for `rewrite`."""
+
+    def __init__(self, render: Callable[[str], str | None]) -> None:
+        self._render = render
+        self.done: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str | None:
+        text = self._render(path)
+        if text is not None:
+            self.done[path] = text
+        return text
+
+
+def local_renders(env: Environment) -> Renders:
+    """Render kustomizations from this process's disk (same-user mode)."""
+
+    def render(folder: str) -> str | None:
+        from guardctl.running.runner import find_kubectl
+
+        try:
+            kubectl = find_kubectl(env)
+        except UnsafeError:
+            return None
+        return render_folder(kubectl, os.path.expanduser(folder))
+
+    return Renders(render)
+
+
+def rewrite(
+    words: tuple[str, ...], call: KubectlCall, done: dict[str, str], folder: Path
+) -> tuple[str, ...]:
+    """kubectl's arguments with each `-k DIR` pointing at a private kustomization (in
+    `folder`) of what DIR rendered to. UnsafeError when one was not rendered: kubectl
+    would render it itself, unchecked."""
+    from guardctl.firewall.manifests import kubectl_path
+
+    cmd = SimpleCommand(argv=("kubectl", *words))
+    values = list(call.flags.get("kustomize", ()))
+    out = list(words)
+    for number, (_, word) in enumerate(w for w in call.flag_words if w[0] == "kustomize"):
+        value = values[number]
+        text = done.get(kubectl_path(value, cmd))
+        if text is None or not out[word].endswith(value):
+            raise UnsafeError(f"-k {value}: the kustomization was not rendered for the decision")
+        copy = folder / f"kustomization{number}"
+        copy.mkdir(mode=0o700)
+        (copy / RENDERED_FILE).write_text(text, encoding="utf-8")
+        (copy / "kustomization.yaml").write_text(f"resources:\n- {RENDERED_FILE}\n")
+        out[word] = out[word][: len(out[word]) - len(value)] + str(copy)
+    return tuple(out)
