@@ -3,10 +3,11 @@ kubectl is then given exactly what was decided.
 
 kubectl's own kustomize renders it, closed in: no plugins, exec functions or helm (each needs
 a flag it is not given), files only from inside the kustomization's root (kustomize's default
-load restrictor), and no network to speak of: `PATH` is empty (remote bases are cloned with
-git) and every proxy variable names a closed port on loopback (remote resources are fetched
-over HTTP; Go never proxies loopback itself, so a resource on 127.0.0.1 is read as any local
-program could). What cannot be rendered so is unseen, and the policy says what that means.
+load restrictor), and no network: in a network namespace of its own where Linux allows one
+(`unshare --net --map-root-user`), and in any case with an empty `PATH` (remote bases are
+cloned with git) and every proxy variable naming a closed port (remote resources are fetched
+over HTTP; Go never proxies loopback addresses, which only the namespace closes). What cannot
+be rendered so is unseen, and the policy says what that means.
 
 The kubectl that runs the command gets a private kustomization holding only the rendered
 objects (`rewrite`): what was decided is what is applied, and nothing is fetched or read
@@ -15,6 +16,7 @@ from the agent's folder a second time.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import tempfile
@@ -47,7 +49,7 @@ def render_folder(kubectl: str, folder: str) -> str | None:
         }
         try:
             proc = subprocess.run(
-                [kubectl, "kustomize", folder],
+                [*_no_network(), kubectl, "kustomize", folder],
                 env=environ,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -62,6 +64,27 @@ def render_folder(kubectl: str, folder: str) -> str | None:
         return proc.stdout.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+# where unshare(1) is looked for: fixed places, never the caller's PATH
+_UNSHARE = ("/usr/bin/unshare", "/bin/unshare")
+
+
+@functools.cache
+def _no_network() -> tuple[str, ...]:
+    """The words that run a program without a network, where this machine allows it (tried
+    once per process); none where it does not."""
+    for unshare in _UNSHARE:
+        words = (unshare, "--net", "--map-root-user", "--")
+        try:
+            tried = subprocess.run(
+                [*words, "/bin/true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if tried.returncode == 0:
+            return words
+    return ()
 
 
 class Renders:
