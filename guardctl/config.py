@@ -103,6 +103,10 @@ _REQUIRED = [key for key, name in _FIELDS.items() if name not in Config._field_d
 _SHARED = ("keyring-service", "broker")
 # the key of the list of contexts beside the default one
 CONTEXTS_KEY = "contexts"
+# the key of the kubectl plugins the agent may run: NAME -> absolute path of `kubectl-NAME`
+PLUGINS_KEY = "plugins"
+# a plugin name kubectl finds from one word (`kubectl foo-bar` runs `kubectl-foo_bar`)
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class Contexts(NamedTuple):
@@ -116,6 +120,8 @@ class Contexts(NamedTuple):
 
     default: Config
     others: tuple[Config, ...] = ()
+    # (name, path) of each kubectl plugin the agent may run, as `plugins:` lists them
+    plugins: tuple[tuple[str, str], ...] = ()
 
     @property
     def all(self) -> tuple[Config, ...]:
@@ -158,13 +164,32 @@ def _settings(path: Path, data: Any, where: str, shared: dict[str, str] | None) 
         raise UsageError(f"{path}: {where}{err}") from err
 
 
+def _plugins(path: Path, data: Any) -> tuple[tuple[str, str], ...]:
+    """`plugins:`, checked: names kubectl would look up, absolute paths; not kubectl's own
+    commands (kubectl runs its own command, never a plugin of that name)."""
+    from guardctl.firewall.flagtable import ROOT, flag_table
+
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: {PLUGINS_KEY!r} must map plugin names to their paths")
+    for name, where in data.items():
+        if not isinstance(name, str) or not _PLUGIN_NAME.fullmatch(name):
+            raise UsageError(f"{path}: plugin name {name!r} is not one word kubectl would run")
+        if flag_table().child(ROOT, name):
+            raise UsageError(f"{path}: plugin {name!r} is a kubectl command of its own")
+        if not isinstance(where, str) or not os.path.isabs(where):
+            raise UsageError(f"{path}: plugin {name!r} needs the absolute path of its program")
+    return tuple(sorted(data.items()))
+
+
 def _from_mapping(path: Path, data: Any) -> Contexts:
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of settings")
     listed = data.get(CONTEXTS_KEY, [])
     if not isinstance(listed, list):
         raise UsageError(f"{path}: {CONTEXTS_KEY!r} must be a list of contexts")
-    default = _settings(path, {k: v for k, v in data.items() if k != CONTEXTS_KEY}, "", None)
+    plugins = _plugins(path, data.get(PLUGINS_KEY, {}))
+    own = {k: v for k, v in data.items() if k not in (CONTEXTS_KEY, PLUGINS_KEY)}
+    default = _settings(path, own, "", None)
     shared = {key: data[key] for key in _SHARED if key in data}
     others = tuple(
         _settings(path, item, f"{CONTEXTS_KEY}[{n}]: ", shared)
@@ -174,7 +199,7 @@ def _from_mapping(path: Path, data: Any) -> Contexts:
     twice = next((name for name in names if names.count(name) > 1), None)
     if twice is not None:
         raise UsageError(f"{path}: context {twice!r} is listed twice")
-    return Contexts(default, others)
+    return Contexts(default, others, plugins)
 
 
 def load_config(path: Path, cache_dir: Path | None = None) -> Config | None:
@@ -204,7 +229,7 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {err}") from err
     data = _parse_yaml(path, text)
-    if isinstance(data, dict) and data.keys() <= set(_SHARED):
+    if isinstance(data, dict) and data.keys() <= {*_SHARED, PLUGINS_KEY}:
         return None  # only where the broker is (an agent's file in broker mode): no context
     contexts = _from_mapping(path, data)
     if copy is not None:
@@ -235,6 +260,8 @@ def save_config(path: Path, config: Config | Contexts) -> None:
     data: dict[str, Any] = _settings_of(contexts.default, ())
     if contexts.others:
         data[CONTEXTS_KEY] = [_settings_of(c, _SHARED) for c in contexts.others]
+    if contexts.plugins:
+        data[PLUGINS_KEY] = dict(contexts.plugins)
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 

@@ -16,6 +16,7 @@ from guardctl.errors import UsageError
 
 if TYPE_CHECKING:
     from guardctl.broker.caller import Caller
+    from guardctl.config import Contexts
     from guardctl.firewall.policy import PolicyContext
 
 
@@ -101,25 +102,25 @@ class Environment:
         spelled = [str(p) for p in paths]
         # an agent types `~/...` as often as the absolute path, and the shell expands it later
         spelled += [f"~/{p.relative_to(self.home)}" for p in paths if p.is_relative_to(self.home)]
-        contexts, servers = self._managed()
+        found = self._managed()
+        servers = [c.server for c in found.all] if found else []
         return context_of(
             protected_paths=tuple(dict.fromkeys(spelled)),
             cluster_hosts=tuple(dict.fromkeys(h for s in servers for h in _hosts(s))),
-            contexts=contexts,
+            contexts=found.names if found else (),
+            plugins=frozenset(name for name, _ in found.plugins) if found else frozenset(),
         )
 
-    def _managed(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The managed contexts' names and API servers; none when the config cannot be read
-        (then `--context` is denied, and the `check` that asked still gets an answer)."""
+    def _managed(self) -> Contexts | None:
+        """The managed contexts and plugins; none when the config cannot be read (then
+        `--context` is denied, plugins are unknown commands, and the `check` that asked still
+        gets an answer)."""
         from guardctl.config import load_contexts
 
         try:
-            found = load_contexts(self.config_path, self.cache_dir)
+            return load_contexts(self.config_path, self.cache_dir)
         except UsageError:
-            return (), ()
-        if found is None:
-            return (), ()
-        return found.names, tuple(c.server for c in found.all)
+            return None
 
 
 def _hosts(server: str) -> tuple[str, ...]:

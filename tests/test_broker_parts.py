@@ -171,7 +171,7 @@ def test_local_inputs_are_found_in_every_spelling(
         (("edit", "cm", "x"), "needs an editor"),
         (("apply", "--edit", "-f", "x"), "needs an editor"),
         (("create", "--edit", "-f", "x"), "needs an editor"),
-        (("pwn", "now"), "plugins are not run"),
+        (("pwn", "now"), "only the plugins the broker's config lists"),
         (("get", "pods", "--not-a-flag"), "not in guardctl's flag table"),
     ],
 )

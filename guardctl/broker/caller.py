@@ -181,8 +181,8 @@ class Caller:
         agent, and is rendered from a private copy."""
         return inputs.tree_renderer(self.fetch, expand)
 
-    def refusal(self, call: KubectlCall) -> str | None:
-        return inputs.refusal(call)
+    def refusal(self, call: KubectlCall, plugins: frozenset[str] = frozenset()) -> str | None:
+        return inputs.refusal(call, plugins)
 
     def prefetch(self, call: KubectlCall) -> str | None:
         """Fetch every local input of `call`; why one cannot be had, or None."""

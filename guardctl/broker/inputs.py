@@ -136,18 +136,22 @@ def copied_files(target: Path, limit: int) -> list[tuple[str, bytes]]:
     return found
 
 
-def refusal(call: KubectlCall) -> str | None:
-    """Why the broker will not run `call` whatever the rules say; None when it may."""
+def refusal(call: KubectlCall, plugins: frozenset[str] = frozenset()) -> str | None:
+    """Why the broker will not run `call` whatever the rules say; None when it may.
+    `plugins`: the plugins the broker's config lists (their own flags are theirs)."""
     table = _table()
     flags = flag_table()
     if call.verb in table["refused_verbs"]:
         return str(table["refused_verbs"][call.verb])
-    if call.verb and call.verb not in flags.paths:
+    plugin = call.verb in plugins
+    if call.verb and call.verb not in flags.paths and not plugin:
         return f"kubectl {call.verb.split()[0]} is not a kubectl command guardctl knows; " \
-               "plugins are not run through the broker"
+               "only the plugins the broker's config lists are run through the broker"
     for name in call.flags:
         if name in table["refused_flags"]:
             return str(table["refused_flags"][name])
+        if plugin:
+            continue
         own = table["refused_verb_flags"].get(call.verb, {})
         if name in own:
             return str(own[name])

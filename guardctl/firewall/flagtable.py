@@ -59,8 +59,10 @@ class FlagTable(NamedTuple):
         return self.long.get(path, {}).get(name) or self.long[ROOT].get(name)
 
     def is_global(self, path: str, name: str) -> bool:
-        """True when `--name` given to `path` is kubectl's global flag, not one of its own."""
-        return name not in self.long.get(path, {}) and name in self.long[ROOT]
+        """True when `--name` given to `path` is kubectl's global flag, not one of its own
+        (at the root, every flag is: a plugin's words get them too)."""
+        own = path != ROOT and name in self.long.get(path, {})
+        return not own and name in self.long[ROOT]
 
     def shorthand(self, path: str, letter: str) -> FlagSpec | None:
         """The flag `-letter` of `path`, else the global one."""

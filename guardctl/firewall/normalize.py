@@ -171,11 +171,15 @@ class _State:
     __slots__ = (
         "table", "words", "path", "verb", "taken", "flags", "dynamic_flags", "positional",
         "after_dash", "dash", "refs", "names", "namespace_from_args",
-        "all_namespaces_from_args", "problems", "reported", "flag_words",
+        "all_namespaces_from_args", "problems", "reported", "flag_words", "plugins", "plugin",
     )
 
-    def __init__(self, table: FlagTable, words: list[_Word]) -> None:
+    def __init__(
+        self, table: FlagTable, words: list[_Word], plugins: frozenset[str] = frozenset()
+    ) -> None:
         self.table = table
+        self.plugins = plugins  # the plugins the user listed: commands, with flags of their own
+        self.plugin = False  # the first word is one of them
         self.words = words
         self.path = ROOT
         self.verb = ""
@@ -265,6 +269,11 @@ def _resolve_path(state: _State) -> None:
 
 
 def _unknown_command(state: _State, word: _Word) -> None:
+    first = state.path == ROOT and word.position == 0 and not word.dynamic
+    if first and word.text in state.plugins:
+        # kubectl runs `kubectl-NAME` for a first word it does not know, with every word after
+        state.plugin = True
+        return
     if word.dynamic:
         state.problem(_runtime("kubectl command", word.text), word)
     else:
@@ -312,7 +321,8 @@ def _int_value(state: _State, name: str, value: str) -> str:
 
 
 def _unknown_flag(state: _State, flag: str, value: str) -> None:
-    state.problem(f"unknown flag {flag} for '{state.label}'")
+    if not state.plugin:  # a plugin's own flags are its business
+        state.problem(f"unknown flag {flag} for '{state.label}'")
     state.flags.setdefault(flag.lstrip("-"), []).append(value)
 
 
@@ -667,7 +677,7 @@ def _call(cmd: SimpleCommand, state: _State) -> KubectlCall:
     )
 
 
-def _normalize(cmd: SimpleCommand) -> KubectlCall:
+def _normalize(cmd: SimpleCommand, plugins: frozenset[str]) -> KubectlCall:
     start = _args_start(cmd)
     if start is None:
         problem = f"not a kubectl command: {cmd.program!r}"
@@ -678,7 +688,7 @@ def _normalize(cmd: SimpleCommand) -> KubectlCall:
         else _Word(i - start, cmd.argv[i], False)
         for i in range(start, len(cmd.argv))
     ]
-    state = _State(table=flag_table(), words=words)
+    state = _State(table=flag_table(), words=words, plugins=plugins)
     _resolve_path(state)
     _parse_flags(state)
     _check_sub_command(state)
@@ -688,8 +698,10 @@ def _normalize(cmd: SimpleCommand) -> KubectlCall:
     return _call(cmd, state)
 
 
-def normalize(cmd: SimpleCommand) -> KubectlCall:
+def normalize(cmd: SimpleCommand, plugins: frozenset[str] = frozenset()) -> KubectlCall:
     """The kubectl call `cmd` makes, as kubectl reads it; problems for what is unclear.
+    `plugins`: plugin names the user listed, whose calls are commands of their own (their
+    verb is the name; kubectl's global flags are read, any other flag is theirs).
 
     >>> normalize(SimpleCommand(("kubectl", "-n", "prod", "delete", "ns/prod"))).verb
     'delete'
@@ -697,7 +709,7 @@ def normalize(cmd: SimpleCommand) -> KubectlCall:
     Never raises: an internal error becomes a problem, so the line is never allowed.
     """
     try:
-        return _normalize(cmd)
+        return _normalize(cmd, plugins)
     except Exception as exc:  # the policy must see a problem, never a crash
         return KubectlCall(
             argv=cmd.argv, verb="", problems=(f"guardctl could not read this command: {exc!r}",)

@@ -47,6 +47,8 @@ class PolicyContext(NamedTuple):
     protected_paths: tuple[str, ...] = ()
     cluster_hosts: tuple[str, ...] = ()
     contexts: tuple[str, ...] = ()
+    # kubectl plugins the user listed (`plugins:` in the config): decided as commands
+    plugins: frozenset[str] = frozenset()
 
 
 NO_CONTEXT = PolicyContext()
@@ -54,7 +56,7 @@ NO_CONTEXT = PolicyContext()
 _CONTEXTS: dict[PolicyContext, PolicyContext] = {}
 
 
-def context_of(**facts: tuple[str, ...]) -> PolicyContext:
+def context_of(**facts: Any) -> PolicyContext:
     """The one PolicyContext with these facts: what the policy derives from a context is kept
     by the context's identity, so a context equal to one seen before (the next command of a
     fork server's worker, made from the same environment) finds that work done."""
@@ -105,12 +107,13 @@ def gather_facts(
     cmd: SimpleCommand,
     read: manifests.Reader | None = None,
     render: manifests.Render | None = None,
+    plugins: frozenset[str] = frozenset(),
 ) -> Facts:
     """Normalize a kubectl command and inspect its manifests; other programs keep their words."""
     problems = _program_problems(cmd)
     if kubectl_args(cmd) is None:
         return Facts(cmd=cmd, problems=problems)
-    call = normalize(cmd)
+    call = normalize(cmd, plugins)
     report = manifests.inspect_call(call, cmd, read or files.read_manifests, render)
     if cmd.stdin_dynamic and "-" in call.flags.get("filename", ()):
         problems += ("the manifest on stdin holds expansions only known at run time",)
@@ -164,7 +167,7 @@ def decide_command(
     read: manifests.Reader | None = None,
     render: manifests.Render | None = None,
 ) -> CommandDecision:
-    facts = gather_facts(cmd, read, render)
+    facts = gather_facts(cmd, read, render, context.plugins)
     hits = tuple(
         hit
         for rule in _candidates(tuple(rules), facts, context)

@@ -78,7 +78,7 @@ def decide_invocation(
     if env.caller is None or decision.action is Action.DENY:
         return decision
     call = decision.commands[0].call
-    reason = env.caller.refusal(call) if call is not None else None
+    reason = env.caller.refusal(call, checker.context.plugins) if call is not None else None
     if reason is None:
         return decision
     hit = RuleHit(id=BROKER_RULE, action=Action.DENY, reason=reason)
@@ -138,7 +138,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     invocation = read_invocation(env, argv)
     renders = inputs_of(env, expand=False)[1]
     decision = decide_invocation(env, invocation, renders)
-    unknown = _unknown_command(decision)
+    unknown = _unknown_command(decision, env.policy_context().plugins)
     if unknown is not None:
         env.stderr.write(_unknown_message(unknown))
         return ExitStatus.ERROR
@@ -182,7 +182,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     return outcome.code
 
 
-def _unknown_command(decision: Decision) -> str | None:
+def _unknown_command(decision: Decision, plugins: frozenset[str]) -> str | None:
     """The first word when kubectl has no such command: kubectl would only look for a
     plugin, and the kubectl guardctl runs has none on its PATH, so it can only fail. Not a
     question for a human: kubectl's own error, at once."""
@@ -198,6 +198,8 @@ def _unknown_command(decision: Decision) -> str | None:
     verb = command.call.verb
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", verb) or flag_table().child(ROOT, verb):
         return None  # known, a sub-command path, empty, or only known at run time
+    if verb in plugins:
+        return None
     return verb
 
 
@@ -414,10 +416,12 @@ def _run_allowed(
     )
     env.stdout.flush()
     env.stderr.flush()
+    plugin = _plugin(env, invocation)
     with _kubeconfig_for(env, cluster) as path:
+        words = _local_argv(env, invocation.argv, path.parent, rendered)
         code = runner.run(
-            [cluster.kubectl, *_local_argv(env, invocation.argv, path.parent, rendered)],
-            _kubectl_environ(env, path),
+            [plugin, *words[1:]] if plugin else [cluster.kubectl, *words],
+            _kubectl_environ(env, path, plugin=plugin is not None),
             stdout_filter=stdout_filter,
             stderr_filter=stderr_filter,
             stdin=_stdin_for(invocation),
@@ -455,12 +459,34 @@ def _local_argv(
     return kustomize.rewrite(words, call, rendered, folder) if call.has_flag("kustomize") else words
 
 
-def _kubectl_environ(env: Environment, kubeconfig: Path) -> dict[str, str]:
-    """kubectl's whole environment (`kubectl_env`): nothing of the caller's."""
+def _kubectl_environ(env: Environment, kubeconfig: Path, plugin: bool = False) -> dict[str, str]:
+    """kubectl's whole environment (`kubectl_env`): nothing of the caller's. A plugin gets
+    the system's programs too (most are scripts that run kubectl, sh, jq...)."""
     from guardctl.running import kubectl_env
 
     home = kubectl_env.prepare(env.cache_dir)
-    return kubectl_env.environ(home, kubeconfig, kubeconfig.parent)
+    environ = kubectl_env.environ(home, kubeconfig, kubeconfig.parent)
+    if plugin:
+        environ["PATH"] = os.pathsep.join((environ["PATH"], *kubectl_env.SYSTEM_PATH))
+    return environ
+
+
+def _plugin(env: Environment, invocation: Invocation) -> str | None:
+    """The program of the listed plugin the invocation names (its first word), else None;
+    UnsafeError when the config names one that cannot be run."""
+    from guardctl.config import load_contexts
+    from guardctl.errors import UnsafeError
+
+    if not invocation.argv:
+        return None
+    found = load_contexts(env.config_path, env.cache_dir)
+    path = dict(found.plugins).get(invocation.argv[0]) if found else None
+    if path is None:
+        return None
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise UnsafeError(f"plugin {invocation.argv[0]!r}: {path} is not a program guardctl "
+                          f"can run: fix `plugins:` in {env.config_path}")
+    return path
 
 
 def _stdin_for(invocation: Invocation) -> IO[bytes] | None:
