@@ -10,7 +10,7 @@ from guardctl.errors import UsageError
 from guardctl.firewall.parse import parse
 from guardctl.firewall.policy import PolicyContext, decide
 from guardctl.firewall.rules import RuleSet, load_rules
-from guardctl.model import Action, Decision
+from guardctl.model import Action, Decision, ParsedLine
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
@@ -44,7 +44,12 @@ class Checker(NamedTuple):
         return cls(ruleset=ruleset, context=env.policy_context(), read=read, render=render)
 
     def check(self, line: str) -> Decision:
-        return decide(parse(line), self.ruleset, self.context, self.read, self.render)
+        return self.decide(parse(line))
+
+    def decide(self, parsed: ParsedLine) -> Decision:
+        """The decision on a parsed line, its files read and kustomizations rendered where
+        this checker reads them (through a broker: the client's)."""
+        return decide(parsed, self.ruleset, self.context, self.read, self.render)
 
 
 def inputs_of(env: Environment, expand: bool) -> "tuple[Reader | None, Renders]":

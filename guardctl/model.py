@@ -60,9 +60,11 @@ class SimpleCommand(NamedTuple):
     open_tail: bool = False
     # NAME=value prefixes, including those given through `env`
     assignments: tuple[tuple[str, str], ...] = ()
-    # where stdin comes from: "inherit" | "pipe" | "heredoc" | "herestring" | "file"
+    # where stdin comes from: "inherit" | "pipe" | "heredoc" | "herestring" | "file", or
+    # "kustomize" for a kubectl piped from a plain `kustomize build DIR` (the policy's mark)
     stdin_from: str = "inherit"
-    # the heredoc or here-string body when stdin_from is "heredoc"/"herestring"; the path for "file"
+    # the heredoc or here-string body when stdin_from is "heredoc"/"herestring"; the path for
+    # "file"; DIR for "kustomize"
     stdin: str | None = None
     # true when that body holds expansions ($VAR, $(...)) the shell only fills in at run time
     stdin_dynamic: bool = False

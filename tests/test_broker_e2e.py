@@ -444,3 +444,26 @@ def test_the_brokers_log_says_who_ran_what_and_never_the_arguments(broker: Broke
     assert f"{AGENT} (uid {uid}, agent): kubectl get -> exit " in log
     assert f"{AGENT} (uid {uid}, agent): guardctl check -> exit 0" in log
     assert "sekrit" not in log and "app-secrets" not in log
+
+
+def test_the_hook_and_sh_read_manifests_on_the_agents_side(broker: Broker) -> None:
+    # a manifest that exists only on the broker's side (root's, 0600) must not be read for
+    # the agent's line: the decision is that of a file the agent cannot read
+    hidden = broker.state / "privileged.yaml"
+    hidden.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: dev}\n"
+        "spec:\n  containers: [{name: c, image: x, securityContext: {privileged: true}}]\n"
+    )
+    hidden.chmod(0o600)
+    line = f"kubectl apply -f {hidden}"
+    payload = {
+        "session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+        "tool_input": {"command": line},
+    }
+    proc = broker.agent("hook", "claude-code", stdin=json.dumps(payload).encode())
+    answer = json.loads(proc.stdout)["hookSpecificOutput"]
+    assert answer["permissionDecision"] == "deny"
+    assert "unseen-manifest" in answer["permissionDecisionReason"]
+    assert "privileged" not in answer["permissionDecisionReason"]
+    proc = broker.agent("sh", "-c", line)
+    assert proc.returncode == 11 and b"unseen-manifest" in proc.stderr

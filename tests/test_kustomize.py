@@ -200,3 +200,19 @@ def test_a_kustomization_that_was_not_rendered_is_not_run(tmp_path: Path) -> Non
     call = normalize(SimpleCommand(argv=("kubectl", *words)))
     with pytest.raises(UnsafeError, match="-k other"):
         rewrite(words, call, {"app": "kind: ConfigMap\n"}, tmp_path)
+
+
+def test_a_render_piped_into_apply_is_decided_and_applied(
+    agent_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "piped"
+    shutil.copytree(KUSTOMIZATIONS / "plain", folder)
+    text = (folder / "kustomization.yaml").read_text().replace("web-config", "piped-config")
+    (folder / "kustomization.yaml").write_text(text)
+    line = f"kubectl kustomize {folder} | kubectl apply -f -"
+    proc = guardctl(agent_env, "sh", "-c", line, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert b"configmap/piped-config-" in proc.stdout
+    privileged = f"kubectl kustomize {KUSTOMIZATIONS / 'privileged'} | kubectl apply -f -"
+    asked = guardctl(agent_env, "sh", "-c", privileged, cwd=tmp_path)
+    assert asked.returncode == 12 and b"privileged-workload" in asked.stderr

@@ -144,11 +144,9 @@ def _payload(text: str) -> dict[str, Any]:
 def _decide(env: Environment, line: str) -> tuple[ParsedLine, Decision]:
     from guardctl.app import Checker
     from guardctl.firewall.parse import parse
-    from guardctl.firewall.policy import decide
 
-    checker = Checker.load(env)
     parsed = parse(line)
-    return parsed, decide(parsed, checker.ruleset, checker.context)
+    return parsed, Checker.load(env).decide(parsed)
 
 
 def _runs_kubectl(decision: Decision) -> bool:

@@ -36,7 +36,6 @@ from guardctl.approvals import grants
 from guardctl.bundled import data_text
 from guardctl.env import Environment
 from guardctl.firewall.parse import parse
-from guardctl.firewall.policy import decide
 from guardctl.model import Action, Decision, ParsedLine, RuleHit, SimpleCommand
 from guardctl.status import ExitStatus
 
@@ -92,7 +91,7 @@ def _routes() -> _Routes:
 def decide_line(checker: Checker, line: str) -> Decision:
     """The policy's decision for LINE, made stricter where a kubectl could miss the shim."""
     parsed = parse(line)
-    return with_routes(parsed, decide(parsed, checker.ruleset, checker.context))
+    return with_routes(parsed, checker.decide(parsed))
 
 
 def with_routes(parsed: ParsedLine, decision: Decision) -> Decision:

@@ -702,7 +702,9 @@ def _read(read: Reader, path: str, recursive: bool, shown: str) -> ManifestRepor
     return _merge([inspect_text(text, name) for name, text in found])
 
 
-def _stdin(cmd: SimpleCommand, read: Reader) -> ManifestReport:
+def _stdin(cmd: SimpleCommand, read: Reader, render: Render | None) -> ManifestReport:
+    if cmd.stdin_from == "kustomize" and cmd.stdin is not None:
+        return _kustomization(cmd.stdin, cmd, render)
     if cmd.stdin_from in ("heredoc", "herestring") and cmd.stdin is not None:
         return inspect_text(cmd.stdin, f"-f - ({cmd.stdin_from})")
     if cmd.stdin_from == "file" and cmd.stdin is not None:
@@ -717,7 +719,7 @@ def _filenames(
     reports: list[ManifestReport] = []
     for value in call.flags.get("filename", ()):
         if value == "-":
-            reports.append(_stdin(cmd, read))
+            reports.append(_stdin(cmd, read, render))
         elif value.lower().startswith(("http://", "https://")):
             reports.append(_unseen(f"-f {value}: remote manifests are not fetched"))
         else:

@@ -90,7 +90,8 @@ def decide(
     """Decide every command of `parsed` and the line as a whole (`read` and `render`: see
     `manifests.inspect_call`)."""
     decisions = tuple(
-        decide_command(cmd, ruleset.rules, context, read, render) for cmd in parsed.commands
+        decide_command(cmd, ruleset.rules, context, read, render)
+        for cmd in _fed_by_kustomize(parsed.commands)
     )
     action = strictest([d.action for d in decisions])
     if parsed.problems and action is Action.ALLOW:
@@ -101,6 +102,39 @@ def decide(
         commands=decisions,
         problems=parsed.problems,
     )
+
+
+def _fed_by_kustomize(commands: tuple[SimpleCommand, ...]) -> tuple[SimpleCommand, ...]:
+    """The commands, a kubectl whose stdin is piped from `kustomize build DIR` or `kubectl
+    kustomize DIR` marked as reading that render (`stdin_from="kustomize"`, `stdin=DIR`):
+    its `-f -` is decided on what DIR renders to (the kubectl guardctl runs decides again
+    on the bytes it is given)."""
+    out = list(commands)
+    for i in range(1, len(out)):
+        cmd, source = out[i], out[i - 1]
+        if cmd.stdin_from != "pipe" or cmd.via != source.via or kubectl_args(cmd) is None:
+            continue
+        folder = _kustomize_folder(source)
+        if folder is not None:
+            out[i] = cmd._replace(stdin_from="kustomize", stdin=folder)
+    return tuple(out)
+
+
+def _kustomize_folder(cmd: SimpleCommand) -> str | None:
+    """DIR of a plain `kustomize build [DIR]` or `kubectl kustomize [DIR]` (no flags, nothing
+    only known at run time), as the program opens it; else None."""
+    if cmd.dynamic or cmd.open_tail or cmd.assignments:
+        return None
+    words = cmd.argv[1:]
+    if cmd.program == "kustomize" and words[:1] == ("build",):
+        rest = words[1:]
+    elif cmd.program == "kubectl" and words[:1] == ("kustomize",):
+        rest = words[1:]
+    else:
+        return None
+    if len(rest) > 1 or any(w.startswith("-") for w in rest):
+        return None
+    return manifests.kubectl_path(rest[0], cmd) if rest else "."
 
 
 def gather_facts(
