@@ -49,6 +49,7 @@ from guardctl.masking.detectors import (
     default_rules,
     shannon_entropy,
 )
+from guardctl.masking.jsonstream import JsonStream
 
 # kubectl caps all annotations of an object at 256 KiB, so a last-applied line fits
 LINE_CAP = 512 * 1024
@@ -105,6 +106,9 @@ _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_FLAT = bytes.maketrans(_B64_CHARS, b"a" * len(_B64_CHARS))
 _FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
 _KEY_BEFORE = re.compile(r"([A-Za-z0-9_.-]+)[\"']?\s*[:=]\s*[\"']?$")
+# how far before a value its key is looked for (a search from the line's start would cost
+# the square of a long line's length)
+_KEY_WINDOW = 256
 _TABLE_GAP = re.compile(r" {2,}(?=[^ \r\n])")
 # characters a YAML mapping key does not start with (comments, flow collections, list items)
 _NOT_A_KEY_START = frozenset("#{}[],- \t")
@@ -554,7 +558,7 @@ class _Scanner:
         """Random-looking bytes under a secret-looking key (`encryption-key: <base64>`)."""
         if len(raw) < 16:
             return False
-        line_start = text.rfind("\n", 0, start) + 1
+        line_start = max(text.rfind("\n", 0, start) + 1, start - _KEY_WINDOW)
         key = _KEY_BEFORE.search(text, line_start, start)
         if key is None:
             return False
@@ -1088,6 +1092,7 @@ class Masker:
             raise ValueError(f"unknown masking mode {mode!r} (one of {', '.join(MODES)})")
         rules = structure if structure is not None else default_rules().structure
         self._mode = mode
+        self._rules = rules
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self._scanner = _Scanner(detectors, literals, rules, digests)
         self._structure = _Structure(rules, all_secret=mode == "structure")
@@ -1098,6 +1103,7 @@ class Masker:
         self._continuing = False  # the current line was cut: its rest skips the structure rules
         self._swallow = False  # the current line's rest belongs to a masked value: drop it
         self._line_open = False  # "whole" mode: this line's placeholder is already out
+        self._json: JsonStream | None = None  # an overlong JSON line, read as it streams
 
     @property
     def mode(self) -> str:
@@ -1126,6 +1132,24 @@ class Masker:
     def _process(self, text: str, final: bool) -> str:
         if self._mode == "whole":
             return self._whole(text)
+        if len(text) > LINE_CAP:
+            # in pieces, so that a line past LINE_CAP is never read whole
+            last = len(text) - 1
+            return "".join(
+                self._process(text[at : at + LINE_CAP], final and at + LINE_CAP > last)
+                for at in range(0, len(text), LINE_CAP)
+            )
+        before = ""
+        if self._json is not None:
+            newline = text.find("\n")
+            if newline < 0 and not final:
+                return self._json.feed(text)
+            before = self._json.feed(text if newline < 0 else text[:newline]) + self._json.finish()
+            self._json = None
+            text = "" if newline < 0 else text[newline:]
+        return before + self._lines(text, final)
+
+    def _lines(self, text: str, final: bool) -> str:
         if self._swallow:
             newline = text.find("\n")
             if newline < 0 and not final:
@@ -1145,8 +1169,43 @@ class Masker:
             return self._finish(lines)
         out = self._scanner.mask(self._hold_blocks(lines))
         if self._partial_size > LINE_CAP:
-            out += self._cut_line()
+            out += self._to_json_stream() if self._json_line_open() else self._cut_line()
         return out
+
+    def _json_line_open(self) -> bool:
+        """Whether the overlong partial line is a JSON document (from its first character)."""
+        if self._continuing:
+            return False
+        for piece in self._pieces:
+            start = piece.lstrip()
+            if start:
+                return start[0] in "{["
+        return False
+
+    def _to_json_stream(self) -> str:
+        """Read the rest of an overlong JSON line with a JsonStream, not by cutting it."""
+        line = "".join(self._pieces)
+        self._pieces, self._partial_size = [], 0
+        before = self._scanner.mask(self._hold_blocks(self._structure.release()))
+        if self._held:
+            before += self._scanner.mask(self._release_held())
+        rules = self._rules
+        self._json = JsonStream(
+            placeholder=placeholder,
+            data_keys=rules.data_keys,
+            credential_keys=rules.credential_keys,
+            secret_name=lambda name: bool(rules.secret_name.search(name)),
+            secret_kind=lambda kind: self._mode == "structure" or kind in rules.secret_kinds
+            or not isinstance(kind, str),
+            embedded=lambda text: _mask_json_text(
+                text, rules.data_keys, lambda kind: not isinstance(kind, str)
+                or kind in rules.secret_kinds
+            ),
+            scan=self._scanner.mask,
+            cap=BLOCK_CAP,
+            all_secret=self._mode == "structure",
+        )
+        return before + self._json.feed(line)
 
     def _structured(self, complete: str) -> list[str]:
         if not complete:
