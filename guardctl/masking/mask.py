@@ -105,9 +105,10 @@ _B64_LINE = re.compile(r"[ \t]*[A-Za-z0-9+/]{20,}={0,2}\r?")
 _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_FLAT = bytes.maketrans(_B64_CHARS, b"a" * len(_B64_CHARS))
 _FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
-_KEY_BEFORE = re.compile(r"([A-Za-z0-9_.-]+)[\"']?\s*[:=]\s*[\"']?$")
-# how far before a value its key is looked for (a search from the line's start would cost
-# the square of a long line's length)
+# `KEY: ` or `"KEY"=` just before a value, read backwards from the value (a forward search
+# would try every start in the line, at the cost of the square of its length)
+_KEY_BEFORE_REVERSED = re.compile(r"[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_.-]+)")
+# how far before a value its key is looked for
 _KEY_WINDOW = 256
 _TABLE_GAP = re.compile(r" {2,}(?=[^ \r\n])")
 # characters a YAML mapping key does not start with (comments, flow collections, list items)
@@ -559,10 +560,10 @@ class _Scanner:
         if len(raw) < 16:
             return False
         line_start = max(text.rfind("\n", 0, start) + 1, start - _KEY_WINDOW)
-        key = _KEY_BEFORE.search(text, line_start, start)
+        key = _KEY_BEFORE_REVERSED.match(text[line_start:start][::-1])
         if key is None:
             return False
-        name = key.group(1)
+        name = key.group(1)[::-1]
         rules = self._rules
         named = name.lower() in rules.credential_keys or rules.secret_name.search(name)
         return bool(named) and _byte_entropy(raw) >= BINARY_ENTROPY
