@@ -30,8 +30,13 @@ SECRETS_FILE = "secrets.yaml"
 
 _NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DETECTOR_KEYS = frozenset(
-    {"name", "description", "regex", "keywords", "entropy", "min_length", "multiline", "examples"}
+    {
+        "name", "description", "regex", "keywords", "entropy", "min_length", "multiline",
+        "not_values", "not_after", "examples",
+    }
 )
+# how much text before a match `not_after` looks at
+NOT_AFTER_WINDOW = 128
 _EXAMPLE_KEYS = frozenset({"positive", "negative"})
 _STRUCTURE_KEYS = frozenset({"secret_kinds", "data_keys", "credential_keys", "secret_name"})
 _TOP_KEYS = frozenset({"structure", "detectors"})
@@ -59,10 +64,14 @@ class Detector:
         "entropy",
         "min_length",
         "multiline",
+        "not_values",
+        "not_after",
         "positive",
         "negative",
         "_pattern",
         "_group",
+        "_not_values",
+        "_not_after",
     )
 
     def __init__(
@@ -76,6 +85,8 @@ class Detector:
         multiline: bool = False,
         positive: tuple[str, ...] = (),
         negative: tuple[str, ...] = (),
+        not_values: str = "",
+        not_after: str = "",
     ) -> None:
         self.name = name
         self.description = description
@@ -88,8 +99,15 @@ class Detector:
         self.multiline = multiline
         self.positive = positive
         self.negative = negative
+        # a regex the whole secret part matches when it is no secret (a placeholder, ...)
+        self.not_values = not_values
+        # a regex found at the end of the text just before a match when the match is no
+        # secret there (a name such as `checksum/secret:` or `Idempotency-Key:`)
+        self.not_after = not_after
         self._pattern: re.Pattern[str] | None = None
-        self._group: int | str = 0
+        self._group: int | str | tuple[str, ...] = 0
+        self._not_values = re.compile(not_values) if not_values else None
+        self._not_after = re.compile(not_after) if not_after else None
 
     def __repr__(self) -> str:
         return f"Detector(name={self.name!r}, regex={self.regex!r})"
@@ -100,7 +118,9 @@ class Detector:
         pre-filter, and compiling all of them costs more than a whole `kubectl get`."""
         if self._pattern is None:
             self._pattern = re.compile(self.regex)
-            self._group = "secret" if "secret" in self._pattern.groupindex else 0
+            # `secret`, or one of `secret`, `secret2`, ... (one per alternative of the regex)
+            named = sorted(g for g in self._pattern.groupindex if re.fullmatch(r"secret\d*", g))
+            self._group = named[0] if len(named) == 1 else tuple(named) if named else 0
         return self._pattern
 
     def may_match(self, lowered: str) -> bool:
@@ -112,10 +132,21 @@ class Detector:
         matches = self.pattern.finditer(text, start, len(text) if end is None else end)
         group = self._group
         for match in matches:
-            first, last = match.span(group)
+            if isinstance(group, tuple):
+                first, last = next(
+                    (match.span(g) for g in group if match.start(g) >= 0), (-1, -1)
+                )
+            else:
+                first, last = match.span(group)
             if first < 0 or last - first < self.min_length:
                 continue
             if self.entropy and shannon_entropy(text[first:last]) < self.entropy:
+                continue
+            if self._not_values is not None and self._not_values.fullmatch(text, first, last):
+                continue
+            if self._not_after is not None and self._not_after.search(
+                text, max(0, match.start() - NOT_AFTER_WINDOW), match.start()
+            ):
                 continue
             yield first, last
 
@@ -203,6 +234,10 @@ def _detector(raw: Any, index: int, check: _Checker, compile_now: bool) -> Detec
         entropy=check.number(entry.get("entropy", 0.0), f"{where}: key 'entropy'", 8.0),
         min_length=int(check.number(entry.get("min_length", 0), f"{where}: key 'min_length'", 1e6)),
         multiline=check.flag(entry.get("multiline", False), f"{where}: key 'multiline'"),
+        not_values=check.regex(entry["not_values"], f"{where}: key 'not_values'", True)
+        if "not_values" in entry else "",
+        not_after=check.regex(entry["not_after"], f"{where}: key 'not_after'", True)
+        if "not_after" in entry else "",
         positive=check.strings(examples.get("positive", []), f"{where}: key 'examples.positive'"),
         negative=check.strings(examples.get("negative", []), f"{where}: key 'examples.negative'"),
     )

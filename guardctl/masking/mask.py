@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import codecs
 import json
 import re
+import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -107,9 +109,26 @@ _B64_FLAT = bytes.maketrans(_B64_CHARS, b"a" * len(_B64_CHARS))
 _FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
 # `KEY: ` or `"KEY"=` just before a value, read backwards from the value (a forward search
 # would try every start in the line, at the cost of the square of its length)
-_KEY_BEFORE_REVERSED = re.compile(r"[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_.-]+)")
+# (an item of a JSON list counts too: `"keys": ["a", "b"]`, over the items before it)
+_KEY_BEFORE_REVERSED = re.compile(
+    r"[\"']?\s*(?:,\s*[\"'][^\"'\n]{0,512}[\"']\s*)*(?:\[\s*)?[:=]\s*[\"']?([A-Za-z0-9_./-]+)"
+)
 # how far before a value its key is looked for
 _KEY_WINDOW = 256
+# what a scanner keeps of the text before (see _Scanner.mask): a label and blank lines
+_CONTEXT_LINES = 4
+_CONTEXT_SIZE = 1024
+# `- ` starting a YAML list item, and the `KEY:` line above a list's items
+_LIST_ITEM = re.compile(r"[ \t]*- ")
+_LIST_PARENT = re.compile(r"[ \t]*([A-Za-z0-9_.-]+):[ \t]*\r?")
+# list items looked through for their key
+_LIST_LOOKBACK = 64
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_GZIP_MAGIC = b"\x1f\x8b"
+# gzip inside base64 is read up to this size (a Helm release holds a chart and its values)
+MAX_GUNZIPPED = 8 * 1024 * 1024
+# a terminal escape: CSI (colours, cursor) or OSC (titles, links)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 _TABLE_GAP = re.compile(r" {2,}(?=[^ \r\n])")
 # characters a YAML mapping key does not start with (comments, flow collections, list items)
 _NOT_A_KEY_START = frozenset("#{}[],- \t")
@@ -506,6 +525,10 @@ class _Scanner:
         self._literals = _literal_forms(literals)
         self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
+        self._multiline = tuple(d for d in self._everywhere if d.multiline)
+        # the end of the text masked before: a multi-line match (a value on the line after
+        # its label) may begin there and end in the next text
+        self._context = ""
 
     def spans(self, text: str, depth: int = 0) -> list[Span]:
         lowered = _lower(text) if self._ascii_keywords else text.lower()
@@ -529,7 +552,29 @@ class _Scanner:
         return _merge(found, self._rank)
 
     def mask(self, text: str) -> str:
-        return _splice(text, self.spans(text)) if text else text
+        """Mask the next text of a stream (`spans` of it, and the multi-line matches that
+        began in the text before)."""
+        if not text:
+            return text
+        found = _ansi_spans(text, self.spans) if "\x1b" in text else self.spans(text)
+        context = self._context
+        if context and self._multiline:
+            found = _merge(found + self._continued(context, text), self._rank)
+        self._context = _last_lines((context + text)[-_CONTEXT_SIZE:], _CONTEXT_LINES)
+        return _splice(text, found)
+
+    def _continued(self, context: str, text: str) -> list[Span]:
+        """Multi-line matches over `context + text` that end in `text`, as spans of `text`."""
+        joined = context + text
+        lowered = joined.lower()
+        shift = len(context)
+        return [
+            (max(start - shift, 0), end - shift, detector.name)
+            for detector in self._multiline
+            if detector.may_match(lowered)
+            for start, end in detector.find(joined)
+            if end > shift
+        ]
 
     def _base64_spans(self, text: str, known: list[Span], depth: int) -> Iterable[Span]:
         tokens = _b64_tokens(text)
@@ -541,10 +586,18 @@ class _Scanner:
                 yield start, end, name
 
     def _decoded_secret(self, text: str, start: int, end: int, depth: int) -> str | None:
-        """The name of what the base64 blob text[start:end] hides, or None."""
-        raw = _b64decode(text[start:end])
+        """The name of what the base64 (or hex) blob text[start:end] hides, or None."""
+        blob = text[start:end]
+        hexed = _HEX.fullmatch(blob) is not None and len(blob) % 2 == 0
+        raw = bytes.fromhex(blob) if hexed else _b64decode(blob)
         if raw is None:
             return None
+        suffix = "+hex" if hexed else "+base64"
+        if raw[:2] == _GZIP_MAGIC:
+            raw = _gunzip(raw)
+            if raw is None:
+                return None
+            suffix = "+gzip" + suffix
         decoded = raw.decode("utf-8", "replace")
         # mostly text (a cut-off multi-byte character or two is fine) or binary
         if decoded.count("\ufffd") * 20 > len(decoded):
@@ -552,8 +605,8 @@ class _Scanner:
         inner = self.spans(decoded, depth + 1)
         if not inner:
             return None
-        name = inner[0][2].removesuffix("+base64")
-        return f"{name}+base64"
+        name = re.sub(r"(?:\+(?:gzip|base64|hex))+$", "", inner[0][2])
+        return name + suffix
 
     def _binary_is_secret(self, raw: bytes, text: str, start: int) -> bool:
         """Random-looking bytes under a secret-looking key (`encryption-key: <base64>`)."""
@@ -561,12 +614,77 @@ class _Scanner:
             return False
         line_start = max(text.rfind("\n", 0, start) + 1, start - _KEY_WINDOW)
         key = _KEY_BEFORE_REVERSED.match(text[line_start:start][::-1])
-        if key is None:
+        name = key.group(1)[::-1] if key is not None else _list_key(text, start)
+        if name is None:
             return False
-        name = key.group(1)[::-1]
         rules = self._rules
         named = name.lower() in rules.credential_keys or rules.secret_name.search(name)
         return bool(named) and _byte_entropy(raw) >= BINARY_ENTROPY
+
+
+def _last_lines(text: str, count: int) -> str:
+    """The last `count` lines of `text` (the last one perhaps unfinished)."""
+    at = len(text)
+    for _ in range(count + 1):
+        at = text.rfind("\n", 0, at)
+        if at < 0:
+            return text
+    return text[at + 1 :]
+
+
+def _list_key(text: str, start: int) -> str | None:
+    """The key of the YAML list whose item starts at `start` (`KEY:` above `- item` lines)."""
+    line_start = text.rfind("\n", 0, start) + 1
+    if _LIST_ITEM.fullmatch(text, line_start, start) is None:
+        return None
+    indent = start - line_start
+    for _ in range(_LIST_LOOKBACK):
+        if line_start == 0:
+            return None
+        above = text.rfind("\n", 0, line_start - 1) + 1
+        line = text[above : line_start - 1]
+        item = _LIST_ITEM.match(line)
+        if item is not None and item.end() == indent:
+            line_start = above
+            continue
+        parent = _LIST_PARENT.fullmatch(line)
+        return parent.group(1) if parent is not None else None
+    return None
+
+
+def _ansi_spans(text: str, spans: Callable[[str], list[Span]]) -> list[Span]:
+    """`spans` of `text` read without its terminal escapes (colour), as spans of `text`:
+    a secret split by colour codes is still one secret."""
+    kept: list[str] = []
+    starts: list[int] = []  # where each kept piece starts in `text`
+    offsets: list[int] = []  # ... and in the text without escapes
+    pos = plain = 0
+    for escape in _ANSI.finditer(text):
+        if escape.start() > pos:
+            starts.append(pos)
+            offsets.append(plain)
+            kept.append(text[pos : escape.start()])
+            plain += escape.start() - pos
+        pos = escape.end()
+    if pos < len(text):
+        starts.append(pos)
+        offsets.append(plain)
+        kept.append(text[pos:])
+
+    def where(index: int) -> int:
+        piece = bisect.bisect_right(offsets, index) - 1
+        return starts[piece] + index - offsets[piece]
+
+    return [(where(s), where(e - 1) + 1, name) for s, e, name in spans("".join(kept)) if e > s]
+
+
+def _gunzip(raw: bytes) -> bytes | None:
+    """gzip-compressed bytes (a Helm release) decompressed, up to MAX_GUNZIPPED bytes."""
+    try:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return inflater.decompress(raw, MAX_GUNZIPPED)
+    except zlib.error:
+        return None
 
 
 # --------------------------------------------------------------------------- structure
@@ -656,10 +774,13 @@ class _Block(NamedTuple):
 
     level: int
     mask: str | None = None  # the mask name when every content line is secret
+    # a block of a data mapping whose object's kind is still to come: its lines are held,
+    # masked or not as the section decides
+    section: _Section | None = None
 
 
 # keys that `_Structure._keyed_line` reads by name, besides data and credential keys
-_KEYS_READ = frozenset({"kind", "name", "value", "Type", "Name"})
+_KEYS_READ = frozenset({"kind", "name", "key", "value", "Type", "Name"})
 
 
 def _untouched_line(watched: Iterable[str], credential_keys: Iterable[str]) -> str:
@@ -710,9 +831,12 @@ class _Structure:
     of a data section wait until its object's kind is known.
     """
 
-    def __init__(self, rules: StructureRules, all_secret: bool) -> None:
+    def __init__(self, rules: StructureRules, all_secret: bool, sections: bool = True) -> None:
         self._rules = rules
         self._all_secret = all_secret
+        # whether `data:` opens a data mapping (not in `describe` output, where a volume
+        # may be called `data`)
+        self._sections = sections
         self._kinds: list[tuple[int, str]] = []  # (column, kind) of the enclosing objects
         self._section: _Section | None = None
         self._block: _Block | None = None
@@ -795,7 +919,7 @@ class _Structure:
         block = self._block
         if block is not None:
             if lead > block.level:
-                self._emit(self._block_line(line, block))
+                self._block_content(line, block)
                 return
             self._block = None
         if lead == 0 and stripped.startswith("---"):
@@ -840,7 +964,10 @@ class _Structure:
         """A line inside a data mapping: every value there is secret if the object is."""
         entry = _entry(line, lead)
         if entry is not None and _is_block(entry[2]):
-            self._block = _Block(entry[1], mask=SECRET_DATA)
+            if section.secret is None:
+                self._block = _Block(entry[1], section=section)
+            else:
+                self._block = _Block(entry[1], mask=SECRET_DATA if section.secret else None)
             self._emit(line)
         elif section.secret is None:
             section.masked[len(section.held)] = _mask_entry(line, entry)
@@ -854,7 +981,7 @@ class _Structure:
         key, level, value, start, end = entry
         if key == "kind" and value:
             self._kind(level, value.strip("\"',"))
-        elif key in rules.data_keys and value.rstrip(",") in ("", "{"):
+        elif key in rules.data_keys and value.rstrip(",") in ("", "{") and self._sections:
             self._open_section(level)
         elif _is_block(value):
             self._block = self._block_for(key, level)
@@ -864,7 +991,8 @@ class _Structure:
                 return _replace_value(line, start, end, SECRET_DATA)
         elif key.lower() in rules.credential_keys and _scalar(value):
             return _replace_value(line, start, end, CREDENTIAL)
-        elif key == "name" and rules.secret_name.search(value.strip("\"',")):
+        elif key in ("name", "key") and rules.secret_name.search(value.strip("\"',")):
+            # an env entry (`name:`), or a `key:`/`value:` pair (external-secrets' stores)
             self._env_level = level
         elif key == "value" and self._env_level == level:
             self._env_level = None
@@ -927,6 +1055,16 @@ class _Structure:
         if key == "value" and self._env_level == level:
             return _Block(level, mask=SECRET_ENV)
         return _Block(level)
+
+    def _block_content(self, line: str, block: _Block) -> None:
+        section = block.section
+        if section is None or section is not self._section:
+            self._emit(self._block_line(line, block))
+        elif section.secret is None:
+            section.masked[len(section.held)] = _mask_content(line, SECRET_DATA)
+            self._emit(line)
+        else:  # decided while the block went on
+            self._emit(_mask_content(line, SECRET_DATA) if section.secret else line)
 
     def _block_line(self, line: str, block: _Block) -> str:
         if block.mask is not None:
@@ -1087,8 +1225,11 @@ class Masker:
         structure: StructureRules | None = None,
         *,
         digests: Collection[str] = (),
+        sections: bool = True,
     ) -> None:
-        """`digests` (see `literal_digests`) hide values like `literals` do, unknown to it."""
+        """`digests` (see `literal_digests`) hide values like `literals` do, unknown to it.
+        `sections=False`: the output is no YAML or JSON (`describe`), so `data:` is no data
+        mapping."""
         if mode not in MODES:
             raise ValueError(f"unknown masking mode {mode!r} (one of {', '.join(MODES)})")
         rules = structure if structure is not None else default_rules().structure
@@ -1096,7 +1237,7 @@ class Masker:
         self._rules = rules
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self._scanner = _Scanner(detectors, literals, rules, digests)
-        self._structure = _Structure(rules, all_secret=mode == "structure")
+        self._structure = _Structure(rules, all_secret=mode == "structure", sections=sections)
         self._pieces: list[str] = []  # the current partial line
         self._partial_size = 0
         self._held = ""  # complete lines of an unfinished PEM block or base64 run
@@ -1343,4 +1484,10 @@ def masker_for(
     secrets = bool(call.problems) or any(r.resource in _SECRET_RESOURCES for r in call.resources)
     if template and (secrets or call.verb == "config view"):
         return Masker(detectors, literals, "whole", digests=digests)
-    return Masker(detectors, literals, "structure" if secrets else "text", digests=digests)
+    return Masker(
+        detectors,
+        literals,
+        "structure" if secrets else "text",
+        digests=digests,
+        sections=secrets or call.verb != "describe",
+    )
