@@ -115,6 +115,10 @@ _KEY_BEFORE_REVERSED = re.compile(
 )
 # how far before a value its key is looked for
 _KEY_WINDOW = 256
+# a JSON string that holds escaped quotes (JSON inside it): its body
+_ESCAPED_STRING = re.compile(r'"((?:[^"\\\n]|\\.){0,1048576}?\\"(?:[^"\\\n]|\\.){0,1048576}?)"')
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\", "/": "/"}
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 # what a scanner keeps of the text before (see _Scanner.mask): a label and blank lines
 _CONTEXT_LINES = 4
 _CONTEXT_SIZE = 1024
@@ -124,6 +128,8 @@ _LIST_PARENT = re.compile(r"[ \t]*([A-Za-z0-9_.-]+):[ \t]*\r?")
 # list items looked through for their key
 _LIST_LOOKBACK = 64
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# an absolute path (`/var/secrets/google/key.json`), whose letters read as base64 too
+_PATH_LIKE = re.compile(r"/[\w.-]+/[\w.-]+/")
 _GZIP_MAGIC = b"\x1f\x8b"
 # gzip inside base64 is read up to this size (a Helm release holds a chart and its values)
 MAX_GUNZIPPED = 8 * 1024 * 1024
@@ -549,7 +555,19 @@ class _Scanner:
             found.extend((s, e, LITERAL) for s, e in self._digests.spans(text))
         if depth < BASE64_DEPTH:
             found.extend(self._base64_spans(text, _merge(found), depth))
+            if '\\"' in text:
+                found.extend(self._escaped_spans(text, depth))
         return _merge(found, self._rank)
+
+    def _escaped_spans(self, text: str, depth: int) -> Iterator[Span]:
+        """Secrets in JSON written inside a JSON string (`"{\\"password\\": \\"x\\"}"`:
+        Terraform state, last-applied copies): each such string is read unescaped, and
+        what is found there is masked in its escaped form."""
+        for literal in _ESCAPED_STRING.finditer(text):
+            decoded, where = _unescape(literal.group(1))
+            base = literal.start(1)
+            for start, end, name in self.spans(decoded, depth + 1):
+                yield base + where[start], base + where[end], name
 
     def mask(self, text: str) -> str:
         """Mask the next text of a stream (`spans` of it, and the multi-line matches that
@@ -610,7 +628,7 @@ class _Scanner:
 
     def _binary_is_secret(self, raw: bytes, text: str, start: int) -> bool:
         """Random-looking bytes under a secret-looking key (`encryption-key: <base64>`)."""
-        if len(raw) < 16:
+        if len(raw) < 16 or _PATH_LIKE.match(text, start):
             return False
         line_start = max(text.rfind("\n", 0, start) + 1, start - _KEY_WINDOW)
         key = _KEY_BEFORE_REVERSED.match(text[line_start:start][::-1])
@@ -620,6 +638,30 @@ class _Scanner:
         rules = self._rules
         named = name.lower() in rules.credential_keys or rules.secret_name.search(name)
         return bool(named) and _byte_entropy(raw) >= BINARY_ENTROPY
+
+
+def _unescape(body: str) -> tuple[str, list[int]]:
+    """A JSON string's body unescaped, and for each character of it (and its end) where it
+    starts in `body`. An escape it does not know stays as it is."""
+    out: list[str] = []
+    where: list[int] = []
+    pos, size = 0, len(body)
+    while pos < size:
+        char = body[pos]
+        where.append(pos)
+        if char != "\\" or pos + 1 >= size:
+            out.append(char)
+            pos += 1
+            continue
+        code = body[pos + 1]
+        if code == "u" and _HEX4.fullmatch(body, pos + 2, pos + 6):
+            out.append(chr(int(body[pos + 2 : pos + 6], 16)))
+            pos += 6
+        else:
+            out.append(_ESCAPES.get(code, code))
+            pos += 2
+    where.append(size)
+    return "".join(out), where
 
 
 def _last_lines(text: str, count: int) -> str:
