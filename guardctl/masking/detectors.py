@@ -32,7 +32,7 @@ _NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DETECTOR_KEYS = frozenset(
     {
         "name", "description", "regex", "keywords", "entropy", "min_length", "multiline",
-        "not_values", "not_after", "examples",
+        "not_values", "not_after", "after", "examples",
     }
 )
 # how much text before a match `not_after` looks at
@@ -66,12 +66,14 @@ class Detector:
         "multiline",
         "not_values",
         "not_after",
+        "after",
         "positive",
         "negative",
         "_pattern",
         "_group",
         "_not_values",
         "_not_after",
+        "_after",
     )
 
     def __init__(
@@ -87,6 +89,7 @@ class Detector:
         negative: tuple[str, ...] = (),
         not_values: str = "",
         not_after: str = "",
+        after: str = "",
     ) -> None:
         self.name = name
         self.description = description
@@ -104,10 +107,13 @@ class Detector:
         # a regex found at the end of the text just before a match when the match is no
         # secret there (a name such as `checksum/secret:` or `Idempotency-Key:`)
         self.not_after = not_after
+        # a regex that must be found at the end of the text before a match (its label)
+        self.after = after
         self._pattern: re.Pattern[str] | None = None
         self._group: int | str | tuple[str, ...] = 0
         self._not_values = re.compile(not_values) if not_values else None
         self._not_after = re.compile(not_after) if not_after else None
+        self._after = re.compile(after) if after else None
 
     def __repr__(self) -> str:
         return f"Detector(name={self.name!r}, regex={self.regex!r})"
@@ -144,11 +150,16 @@ class Detector:
                 continue
             if self._not_values is not None and self._not_values.fullmatch(text, first, last):
                 continue
-            if self._not_after is not None and self._not_after.search(
-                text, max(0, match.start() - NOT_AFTER_WINDOW), match.start()
-            ):
+            if (self._not_after or self._after) and not self._context_allows(text, match.start()):
                 continue
             yield first, last
+
+    def _context_allows(self, text: str, at: int) -> bool:
+        """`not_after` not found, and `after` found, at the end of the text before `at`."""
+        window = max(0, at - NOT_AFTER_WINDOW)
+        if self._not_after is not None and self._not_after.search(text, window, at):
+            return False
+        return self._after is None or self._after.search(text, window, at) is not None
 
 
 class StructureRules(NamedTuple):
@@ -238,6 +249,7 @@ def _detector(raw: Any, index: int, check: _Checker, compile_now: bool) -> Detec
         if "not_values" in entry else "",
         not_after=check.regex(entry["not_after"], f"{where}: key 'not_after'", True)
         if "not_after" in entry else "",
+        after=check.regex(entry["after"], f"{where}: key 'after'", True) if "after" in entry else "",
         positive=check.strings(examples.get("positive", []), f"{where}: key 'examples.positive'"),
         negative=check.strings(examples.get("negative", []), f"{where}: key 'examples.negative'"),
     )

@@ -119,6 +119,8 @@ _KEY_WINDOW = 256
 _ESCAPED_STRING = re.compile(r'"((?:[^"\\\n]|\\.){0,1048576}?\\"(?:[^"\\\n]|\\.){0,1048576}?)"')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\", "/": "/"}
 _HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+# key names whose secrecy a scanner keeps
+_NAMES_KEPT = 4096
 # what a scanner keeps of the text before (see _Scanner.mask): a label and blank lines
 _CONTEXT_LINES = 4
 _CONTEXT_SIZE = 1024
@@ -532,6 +534,7 @@ class _Scanner:
         self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
         self._multiline = tuple(d for d in self._everywhere if d.multiline)
+        self._named: dict[str, bool] = {}  # see _secret_named
         # the end of the text masked before: a multi-line match (a value on the line after
         # its label) may begin there and end in the next text
         self._context = ""
@@ -633,11 +636,20 @@ class _Scanner:
         line_start = max(text.rfind("\n", 0, start) + 1, start - _KEY_WINDOW)
         key = _KEY_BEFORE_REVERSED.match(text[line_start:start][::-1])
         name = key.group(1)[::-1] if key is not None else _list_key(text, start)
-        if name is None:
+        if name is None or not self._secret_named(name):
             return False
-        rules = self._rules
-        named = name.lower() in rules.credential_keys or rules.secret_name.search(name)
-        return bool(named) and _byte_entropy(raw) >= BINARY_ENTROPY
+        return _byte_entropy(raw) >= BINARY_ENTROPY
+
+    def _secret_named(self, name: str) -> bool:
+        """Whether a key names a secret (kept: an output repeats its few keys many times)."""
+        known = self._named.get(name)
+        if known is None:
+            rules = self._rules
+            known = name.lower() in rules.credential_keys or bool(rules.secret_name.search(name))
+            if len(self._named) >= _NAMES_KEPT:
+                self._named.clear()
+            self._named[name] = known
+        return known
 
 
 def _unescape(body: str) -> tuple[str, list[int]]:
