@@ -245,14 +245,17 @@ def _detector(raw: Any, index: int, check: _Checker, compile_now: bool) -> Detec
         entropy=check.number(entry.get("entropy", 0.0), f"{where}: key 'entropy'", 8.0),
         min_length=int(check.number(entry.get("min_length", 0), f"{where}: key 'min_length'", 1e6)),
         multiline=check.flag(entry.get("multiline", False), f"{where}: key 'multiline'"),
-        not_values=check.regex(entry["not_values"], f"{where}: key 'not_values'", True)
-        if "not_values" in entry else "",
-        not_after=check.regex(entry["not_after"], f"{where}: key 'not_after'", True)
-        if "not_after" in entry else "",
-        after=check.regex(entry["after"], f"{where}: key 'after'", True) if "after" in entry else "",
+        not_values=_optional_regex(entry, "not_values", where, check),
+        not_after=_optional_regex(entry, "not_after", where, check),
+        after=_optional_regex(entry, "after", where, check),
         positive=check.strings(examples.get("positive", []), f"{where}: key 'examples.positive'"),
         negative=check.strings(examples.get("negative", []), f"{where}: key 'examples.negative'"),
     )
+
+
+def _optional_regex(entry: dict[str, Any], key: str, where: str, check: _Checker) -> str:
+    """A context regex of a detector, compiled now (they are few and short); "" if absent."""
+    return check.regex(entry[key], f"{where}: key {key!r}", True) if key in entry else ""
 
 
 def _structure(raw: Any, check: _Checker) -> StructureRules:
