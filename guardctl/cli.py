@@ -223,7 +223,13 @@ def audit_verify() -> int:
     metavar="'KUBECTL ARGS'",
     help="The kubectl command that printed the text, for command-aware masking.",
 )
-def mask(for_command: str | None) -> int:
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Instead of the masked text: which rule masked what, and why each look-alike was "
+    "kept (never a masked value).",
+)
+def mask(for_command: str | None, explain: bool) -> int:
     """Mask secrets in stdin, streaming to stdout."""
     import shlex
 
@@ -234,8 +240,15 @@ def mask(for_command: str | None) -> int:
     words = shlex.split(for_command or "")
     if words[:1] == ["kubectl"]:
         words = words[1:]
-    masker = masking.masker_for(words, detectors.default_detectors())
+    found = detectors.default_detectors()
+    masker = masking.masker_for(words, found)
     source, sink = env.binary(env.stdin), env.binary(env.stdout)
+    if explain:
+        from guardctl.masking import explain as explaining
+
+        text = source.read().decode("utf-8", "surrogateescape")
+        env.stdout.write(explaining.report(explaining.explain(text, masker, found)))
+        return ExitStatus.OK
     while chunk := source.read1(65536) if hasattr(source, "read1") else source.read(65536):
         sink.write(masker.feed(chunk))
         sink.flush()

@@ -135,6 +135,15 @@ class Detector:
 
     def find(self, text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
         """Spans of the secret parts in text[start:end] that pass the length and entropy floors."""
+        for first, last, why in self.explain(text, start, end):
+            if not why:
+                yield first, last
+
+    def explain(
+        self, text: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, int, str]]:
+        """Every match of the regex in text[start:end]: the secret part's span, and why it is
+        no secret ("" when it is one)."""
         matches = self.pattern.finditer(text, start, len(text) if end is None else end)
         group = self._group
         for match in matches:
@@ -144,22 +153,26 @@ class Detector:
                 )
             else:
                 first, last = match.span(group)
-            if first < 0 or last - first < self.min_length:
+            if first < 0:
                 continue
-            if self.entropy and shannon_entropy(text[first:last]) < self.entropy:
-                continue
-            if self._not_values is not None and self._not_values.fullmatch(text, first, last):
-                continue
-            if (self._not_after or self._after) and not self._context_allows(text, match.start()):
-                continue
-            yield first, last
+            yield first, last, self._rejection(text, first, last, match.start())
 
-    def _context_allows(self, text: str, at: int) -> bool:
-        """`not_after` not found, and `after` found, at the end of the text before `at`."""
+    def _rejection(self, text: str, first: int, last: int, at: int) -> str:
+        if last - first < self.min_length:
+            return f"shorter than {self.min_length} characters"
+        if self.entropy:
+            entropy = shannon_entropy(text[first:last])
+            if entropy < self.entropy:
+                return f"entropy {abs(entropy):.1f} bits per character, under {self.entropy:g}"
+        if self._not_values is not None and self._not_values.fullmatch(text, first, last):
+            return "a placeholder or reference (not_values)"
         window = max(0, at - NOT_AFTER_WINDOW)
         if self._not_after is not None and self._not_after.search(text, window, at):
-            return False
-        return self._after is None or self._after.search(text, window, at) is not None
+            return "its name holds no secret (not_after)"
+        if self._after is not None and self._after.search(text, window, at) is None:
+            return "no label before it (after)"
+        return ""
+
 
 
 class StructureRules(NamedTuple):
