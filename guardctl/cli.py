@@ -229,18 +229,28 @@ def audit_verify() -> int:
     help="Instead of the masked text: which rule masked what, and why each look-alike was "
     "kept (never a masked value).",
 )
-def mask(for_command: str | None, explain: bool) -> int:
+@click.option(
+    "--rules-from",
+    "rule_files",
+    multiple=True,
+    metavar="GITLEAKS.TOML",
+    help="Mask with a gitleaks rule file's rules too (each mask names the rule); rules Python "
+    "cannot use are listed on stderr. Repeatable.",
+)
+def mask(for_command: str | None, explain: bool, rule_files: tuple[str, ...]) -> int:
     """Mask secrets in stdin, streaming to stdout."""
     import shlex
 
-    from guardctl.masking import detectors
     from guardctl.masking import mask as masking
+    from guardctl.running.team_rules import detectors_for
 
     env = _env()
     words = shlex.split(for_command or "")
     if words[:1] == ["kubectl"]:
         words = words[1:]
-    found = detectors.default_detectors()
+    found, problems = detectors_for(env, rule_files)
+    for problem in problems:
+        env.stderr.write(f"guardctl: left out: {problem}\n")
     masker = masking.masker_for(words, found)
     source, sink = env.binary(env.stdin), env.binary(env.stdout)
     if explain:

@@ -105,6 +105,8 @@ _SHARED = ("keyring-service", "broker")
 CONTEXTS_KEY = "contexts"
 # the key of the kubectl plugins the agent may run: NAME -> absolute path of `kubectl-NAME`
 PLUGINS_KEY = "plugins"
+# the key of the gitleaks rule files whose rules mask output beside guardctl's own
+DETECTORS_KEY = "detectors"
 # a plugin name kubectl finds from one word (`kubectl foo-bar` runs `kubectl-foo_bar`)
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -122,6 +124,8 @@ class Contexts(NamedTuple):
     others: tuple[Config, ...] = ()
     # (name, path) of each kubectl plugin the agent may run, as `plugins:` lists them
     plugins: tuple[tuple[str, str], ...] = ()
+    # gitleaks rule files (absolute paths) whose rules mask output too, as `detectors:` lists
+    detector_files: tuple[str, ...] = ()
 
     @property
     def all(self) -> tuple[Config, ...]:
@@ -181,6 +185,31 @@ def _plugins(path: Path, data: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(data.items()))
 
 
+def _detector_files(path: Path, data: dict[str, Any]) -> tuple[str, ...]:
+    files = data.get(DETECTORS_KEY, [])
+    if not isinstance(files, list) or not all(
+        isinstance(f, str) and os.path.isabs(f) for f in files
+    ):
+        raise UsageError(f"{path}: {DETECTORS_KEY!r} must list absolute paths of gitleaks "
+                         "rule files")
+    return tuple(files)
+
+
+def load_detector_files(path: Path, cache_dir: Path | None = None) -> tuple[str, ...]:
+    """The gitleaks rule files the config at `path` lists (also in a file with no context)."""
+    contexts = load_contexts(path, cache_dir)
+    if contexts is not None:
+        return contexts.detector_files
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: cannot read: {err}") from err
+    data = _parse_yaml(path, text)
+    return _detector_files(path, data) if isinstance(data, dict) else ()
+
+
 def _from_mapping(path: Path, data: Any) -> Contexts:
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of settings")
@@ -188,7 +217,8 @@ def _from_mapping(path: Path, data: Any) -> Contexts:
     if not isinstance(listed, list):
         raise UsageError(f"{path}: {CONTEXTS_KEY!r} must be a list of contexts")
     plugins = _plugins(path, data.get(PLUGINS_KEY, {}))
-    own = {k: v for k, v in data.items() if k not in (CONTEXTS_KEY, PLUGINS_KEY)}
+    files = _detector_files(path, data)
+    own = {k: v for k, v in data.items() if k not in (CONTEXTS_KEY, PLUGINS_KEY, DETECTORS_KEY)}
     default = _settings(path, own, "", None)
     shared = {key: data[key] for key in _SHARED if key in data}
     others = tuple(
@@ -199,7 +229,7 @@ def _from_mapping(path: Path, data: Any) -> Contexts:
     twice = next((name for name in names if names.count(name) > 1), None)
     if twice is not None:
         raise UsageError(f"{path}: context {twice!r} is listed twice")
-    return Contexts(default, others, plugins)
+    return Contexts(default, others, plugins, files)
 
 
 def load_config(path: Path, cache_dir: Path | None = None) -> Config | None:
@@ -229,7 +259,7 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {err}") from err
     data = _parse_yaml(path, text)
-    if isinstance(data, dict) and data.keys() <= {*_SHARED, PLUGINS_KEY}:
+    if isinstance(data, dict) and data.keys() <= {*_SHARED, PLUGINS_KEY, DETECTORS_KEY}:
         return None  # only where the broker is (an agent's file in broker mode): no context
     contexts = _from_mapping(path, data)
     if copy is not None:
@@ -262,6 +292,8 @@ def save_config(path: Path, config: Config | Contexts) -> None:
         data[CONTEXTS_KEY] = [_settings_of(c, _SHARED) for c in contexts.others]
     if contexts.plugins:
         data[PLUGINS_KEY] = dict(contexts.plugins)
+    if contexts.detector_files:
+        data[DETECTORS_KEY] = list(contexts.detector_files)
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 

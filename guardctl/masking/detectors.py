@@ -74,6 +74,7 @@ class Detector:
         "_not_values",
         "_not_after",
         "_after",
+        "secret_group",
     )
 
     def __init__(
@@ -90,6 +91,7 @@ class Detector:
         not_values: str = "",
         not_after: str = "",
         after: str = "",
+        secret_group: int = 0,
     ) -> None:
         self.name = name
         self.description = description
@@ -109,8 +111,12 @@ class Detector:
         self.not_after = not_after
         # a regex that must be found at the end of the text before a match (its label)
         self.after = after
+        # the group that is the secret: 0, the one named `secret` (or `secret2`, ...) else the
+        # whole match; N, group N; -1, the first group that matched something, else the whole
+        # match (gitleaks' rules, see masking/gitleaks.py)
+        self.secret_group = secret_group
         self._pattern: re.Pattern[str] | None = None
-        self._group: int | str | tuple[str, ...] = 0
+        self._group: int | str | tuple[str | int, ...] = 0
         self._not_values = re.compile(not_values) if not_values else None
         self._not_after = re.compile(not_after) if not_after else None
         self._after = re.compile(after) if after else None
@@ -127,6 +133,10 @@ class Detector:
             # `secret`, or one of `secret`, `secret2`, ... (one per alternative of the regex)
             named = sorted(g for g in self._pattern.groupindex if re.fullmatch(r"secret\d*", g))
             self._group = named[0] if len(named) == 1 else tuple(named) if named else 0
+            if self.secret_group > 0:
+                self._group = self.secret_group
+            elif self.secret_group < 0 and self._pattern.groups:
+                self._group = tuple(range(1, self._pattern.groups + 1))
         return self._pattern
 
     def may_match(self, lowered: str) -> bool:
@@ -148,8 +158,10 @@ class Detector:
         group = self._group
         for match in matches:
             if isinstance(group, tuple):
+                fallback = match.span() if self.secret_group < 0 else (-1, -1)
                 first, last = next(
-                    (match.span(g) for g in group if match.start(g) >= 0), (-1, -1)
+                    (match.span(g) for g in group if match.end(g) > match.start(g) >= 0),
+                    fallback,
                 )
             else:
                 first, last = match.span(group)

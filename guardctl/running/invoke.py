@@ -348,7 +348,7 @@ def _diff_for(
     def diff() -> str | None:
         import subprocess
 
-        from guardctl.masking import detectors, mask
+        from guardctl.masking import mask
 
         cluster = _cluster(env, context)
         args = [f"--filename={f}" for f in files]
@@ -372,7 +372,7 @@ def _diff_for(
         text = proc.stdout if proc.returncode in (0, 1) else proc.stderr
         masked = mask.mask_text(
             text.decode("utf-8", "replace"),
-            detectors.default_detectors(),
+            _detectors(env),
             cluster.literals,
             digests=cluster.digests,
         )
@@ -389,6 +389,22 @@ def _kubeconfig_for(env: Environment, cluster: _Cluster) -> AbstractContextManag
     )
 
 
+def _detectors(env: Environment) -> Any:
+    """The detectors that mask this run (`team_rules`); the team's rules left out are said
+    on stderr, and a rule file that cannot be read stops the run (UnsafeError)."""
+    from guardctl.errors import UnsafeError, UsageError
+    from guardctl.running.team_rules import detectors_for
+
+    try:
+        found, problems = detectors_for(env)
+    except UsageError as err:
+        raise UnsafeError(f"{err}: fix `detectors:` in {env.config_path}") from err
+    if problems:
+        env.stderr.write(f"guardctl: {len(problems)} gitleaks rules cannot mask this output; "
+                         f"`guardctl mask --rules-from FILE </dev/null` lists them\n")
+    return found
+
+
 def _run_allowed(
     env: Environment,
     invocation: Invocation,
@@ -397,11 +413,11 @@ def _run_allowed(
     context: str | None,
     rendered: dict[str, str],
 ) -> int:
-    from guardctl.masking import detectors, mask
+    from guardctl.masking import mask
     from guardctl.running import runner
 
     cluster = _cluster(env, context)
-    found = detectors.default_detectors()
+    found = _detectors(env)
     stdout_filter = _Recorded(
         lambda: mask.masker_for(
             invocation.argv, found, cluster.literals, digests=cluster.digests
