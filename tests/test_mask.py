@@ -496,8 +496,10 @@ def test_random_bytes_are_masked_under_a_secret_looking_key(key: str, masked: bo
         (("get", "secret/db", "-o=go-template={{.data.password}}"), "whole"),
         (
             ("-n", "x", "get", "Secret", "db", "--output", "custom-columns=P:.data.password"),
-            "whole",
+            "columns",
         ),
+        (("get", "secrets", "-o", "custom-columns=P:.data.password", "--no-headers"), "whole"),
+        (("get", "secrets", "-o", "custom-columns=garbage"), "whole"),
         (("get", "secret", "db", "--output=go-template-file=t.tmpl"), "whole"),
         (("get", "secret", "db", "--template={{.data.password}}"), "whole"),
         (("get", "cm,secrets", "-o", "template={{.data}}"), "whole"),
@@ -744,3 +746,48 @@ def test_a_secret_among_ordinary_lines_is_masked(name: str, example: str) -> Non
     for size in (1, 7, 64):
         chunks = [data[i : i + size] for i in range(0, len(data), size)]
         assert stream(chunks) == whole, f"{name}: chunks of {size}"
+
+
+SPEC = (
+    "custom-columns=NAME:.metadata.name,PASSWORD:{.data.password},TYPE:.type,"
+    "NOTE:.metadata.annotations.note"
+)
+
+
+def test_custom_columns_of_secrets_mask_the_cells_that_hold_values() -> None:
+    table = (
+        "NAME       PASSWORD                       TYPE     NOTE\n"
+        "db         aHVudGVyMmh1bnRlcjI=           Opaque   rotate-me-soon\n"
+        "web-cred   <none>                         Opaque   <none>\n"
+    )
+    masker = masker_for(("get", "secrets", "-o", SPEC), DETECTORS)
+    out = masker.mask_text(table)
+    lines = out.splitlines()
+    assert lines[0] == table.splitlines()[0]
+    assert lines[1].startswith("db         «masked:command-output»") and "Opaque" in lines[1]
+    assert "aHVudGVy" not in out and "rotate-me-soon" not in out  # annotations may hold values
+    assert lines[2] == table.splitlines()[2]
+    # each column still starts where its title does
+    assert lines[1].index("Opaque") == lines[0].index("TYPE")
+
+
+def test_a_custom_columns_header_it_cannot_read_masks_everything() -> None:
+    masker = masker_for(("get", "secrets", "-o", SPEC), DETECTORS)
+    out = masker.mask_text("something else\ndb aHVudGVyMg== Opaque\n")
+    assert out == "«masked:command-output»\n«masked:command-output»\n"
+
+
+@given(st.lists(st.text(alphabet="abcdefghXYZ0123456789+/=", min_size=1, max_size=30),
+                min_size=1, max_size=8),
+       st.integers(1, 40))
+@settings(max_examples=150, deadline=None)
+def test_no_value_of_a_custom_columns_table_survives(values: list[str], chunk: int) -> None:
+    table = "NAME       VALUE\n" + "".join(f"{f'n{i}':11}{v}\n" for i, v in enumerate(values))
+    spec = "custom-columns=NAME:.metadata.name,VALUE:.data.v"
+    masker = masker_for(("get", "secrets", "-o", spec), DETECTORS)
+    data = table.encode()
+    out = b"".join(masker.feed(data[i : i + chunk]) for i in range(0, len(data), chunk))
+    out += masker.flush()
+    shown = out.decode().splitlines()
+    assert shown[0] == "NAME       VALUE"
+    assert all(line[11:] == "«masked:command-output»" for line in shown[1:])

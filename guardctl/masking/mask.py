@@ -44,6 +44,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from guardctl.masking.columns import Columns, secret_columns
 from guardctl.masking.detectors import (
     Detector,
     StructureRules,
@@ -67,7 +68,7 @@ BASE64_DEPTH = 2
 BINARY_ENTROPY = 3.5
 
 # see Masker
-MODES = ("text", "structure", "whole")
+MODES = ("text", "structure", "whole", "columns")
 # stretches of keyword lines above which a detector scans the whole text instead
 _MAX_REGIONS = 512
 
@@ -1261,7 +1262,8 @@ class Masker:
 
     `mode` is "text" (structure rules, detectors, literals, base64), "structure" (the same,
     knowing that every object in the stream is a Secret, so nothing waits for `kind:`) or
-    "whole" (every non-empty line becomes a placeholder: template output of secrets).
+    "whole" (every non-empty line becomes a placeholder: template output of secrets) or
+    "columns" (a custom-columns table of Secrets: `columns` says which cells to mask).
 
     Example::
 
@@ -1280,6 +1282,7 @@ class Masker:
         *,
         digests: Collection[str] = (),
         sections: bool = True,
+        columns: list[tuple[str, bool]] | None = None,
     ) -> None:
         """`digests` (see `literal_digests`) hide values like `literals` do, unknown to it.
         `sections=False`: the output is no YAML or JSON (`describe`), so `data:` is no data
@@ -1300,6 +1303,8 @@ class Masker:
         self._swallow = False  # the current line's rest belongs to a masked value: drop it
         self._line_open = False  # "whole" mode: this line's placeholder is already out
         self._json: JsonStream | None = None  # an overlong JSON line, read as it streams
+        # "columns" mode: a custom-columns table of Secrets (see masking/columns.py)
+        self._table = Columns(columns or [], lambda: placeholder(COMMAND_OUTPUT))
 
     @property
     def mode(self) -> str:
@@ -1328,6 +1333,9 @@ class Masker:
     def _process(self, text: str, final: bool) -> str:
         if self._mode == "whole":
             return self._whole(text)
+        if self._mode == "columns":
+            shown = self._table.feed(text) + (self._table.flush() if final else "")
+            return self._scanner.mask(shown)
         if len(text) > LINE_CAP:
             # in pieces, so that a line past LINE_CAP is never read whole
             last = len(text) - 1
@@ -1495,6 +1503,13 @@ class Masker:
         return "".join(out)
 
 
+def _custom_columns(call: Any) -> list[tuple[str, bool]] | None:
+    """The columns of `-o custom-columns=SPEC` with a header (else None: masked whole)."""
+    if call.flag("no-headers") not in (None, "false"):
+        return None
+    return secret_columns((call.flag("output") or "").partition("=")[2])
+
+
 def mask_text(
     text: str,
     detectors: Mapping[str, Detector] | None = None,
@@ -1536,6 +1551,9 @@ def masker_for(
     )[0]
     template = output in _TEMPLATE_OUTPUTS or call.has_flag("template")
     secrets = bool(call.problems) or any(r.resource in _SECRET_RESOURCES for r in call.resources)
+    table = _custom_columns(call) if secrets and output == "custom-columns" else None
+    if table is not None:
+        return Masker(detectors, literals, "columns", digests=digests, columns=table)
     if template and (secrets or call.verb == "config view"):
         return Masker(detectors, literals, "whole", digests=digests)
     return Masker(
