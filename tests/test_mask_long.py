@@ -188,3 +188,41 @@ def test_past_the_cap_undecided_data_is_masked_and_long_strings_are_not_held() -
     assert masked["items"][1]["data"]["big"] == SECRET_DATA
     assert masked["items"][1]["note"] == placeholder("overlong-value")
     assert re.fullmatch(r"\{.*\}", out, re.S)
+
+
+# ------------------------------------------------------------------ garbage and colour
+
+_PIECES = st.sampled_from([
+    "\x1b[31m", "\x1b[0m", "\x1b[1;32m", "\x1b]0;title\x07", "\\\"", '"', "\\", "\\n", "{", "}",
+    "[", "]", ":", "=", "&", " ", "\n", "\r\n", "data:", "kind: Secret", "password", "token",
+    "deadbeef" * 4, "H4sI", "eyJ", "-----BEGIN RSA PRIVATE KEY-----", "é", "\x00", "«", "»",
+])
+
+
+@given(st.lists(_PIECES, max_size=40), st.integers(1, 64),
+       st.sampled_from(["text", "structure", "whole"]))
+@settings(max_examples=300, deadline=None)
+def test_garbage_never_breaks_the_masker(pieces: list[str], chunk: int, mode: str) -> None:
+    data = "".join(pieces).encode("utf-8", "surrogatepass")
+    masker = Masker(default_detectors(), mode=mode)
+    out = b"".join(masker.feed(data[i : i + chunk]) for i in range(0, len(data), chunk))
+    (out + masker.flush()).decode("utf-8", "surrogateescape")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TOKEN = "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+
+
+@given(st.lists(st.tuples(st.integers(0, len(TOKEN)), st.sampled_from(
+    ["\x1b[1m", "\x1b[0m", "\x1b[38;5;208m", "\x1b[22m"])), max_size=5),
+    st.sampled_from(["token=", "Authorization: Bearer ", "", "GITHUB_TOKEN: "]))
+@settings(max_examples=200, deadline=None)
+def test_colour_inside_a_secret_does_not_hide_it(cuts: list[tuple[int, str]], lead: str) -> None:
+    coloured, last = "", 0
+    for at, code in sorted(cuts):
+        coloured += TOKEN[last:at] + code
+        last = at
+    coloured += TOKEN[last:]
+    out = Masker(default_detectors()).mask_text(f"{lead}{coloured}\n")
+    plain = _ANSI.sub("", out)
+    assert not any(TOKEN[i : i + 12] in plain for i in range(len(TOKEN) - 11)), out
