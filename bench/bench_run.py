@@ -1,6 +1,7 @@
-"""Whole-process time of `guardctl get pods` against raw `kubectl get pods`, in one run.
+"""Whole-process time of `guardctl get pods` against raw `kubectl get pods`, in one run,
+and of `guardctl logs` of a large log (--logs-mb, default 10) against raw `kubectl logs`.
 
-    python bench/bench_run.py [--runs 15]
+    python bench/bench_run.py [--runs 15] [--logs-mb 10]
 
 Starts the embedded API server on 127.0.0.1, imports its admin credential into a
 throwaway file keyring (as `guardctl creds import` does for a user), then times the
@@ -42,6 +43,17 @@ def _time(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+LOG_POD = "web-7d4b9c8f6d-x2k9p"
+
+
+def _log_lines(megabytes: int) -> list[str]:
+    """Application log lines, about `megabytes` MB of them (bench_mask's logs input)."""
+    from bench_mask import INPUTS
+
+    text = "".join(INPUTS["logs"][1](megabytes)) if megabytes else ""
+    return text.splitlines()
+
+
 def _forget_token(environ: dict[str, str]) -> None:
     """Drop the token the runs cached in the kernel keyring (it would stay until its timeout)."""
     env = Environment(environ=environ)
@@ -54,6 +66,7 @@ def _forget_token(environ: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--logs-mb", type=int, default=10, help="size of the log (0: none)")
     args = parser.parse_args()
     kubectl = shutil.which("kubectl")
     if kubectl is None:
@@ -67,24 +80,30 @@ def main() -> None:
             import_credentials(guardctl, admin, env)
             raw = [kubectl, "--kubeconfig", str(admin), "get", "pods", "-n", "dev"]
             ours = [*guardctl, "get", "pods", "-n", "dev"]
+            pod = ["logs", LOG_POD, "-n", "dev"]
+            server.api.logs[("dev", LOG_POD)] = {"web": _log_lines(args.logs_mb)}
             alone = {**env, "GUARDCTL_FORKSERVER": "0"}
             fork_server = fork_server_path(python, env)
             _time(ours, env)  # mint and cache the token, start the fork server
             if not forkcontrol.wait_ready(fork_server):
                 raise SystemExit("the fork server did not start; see " + fork_server + ".log")
             _time(ours, env)
-            times: dict[str, list[float]] = {"raw": [], "warm": [], "alone": []}
+            times: dict[str, list[float]] = {
+                "raw": [], "warm": [], "alone": [], "raw logs": [], "logs": []}
             try:
                 for _ in range(args.runs):
                     times["raw"].append(_time(raw, env))
                     times["warm"].append(_time(ours, env))
                     times["alone"].append(_time(ours, alone))
+                    if args.logs_mb:
+                        times["raw logs"].append(_time([*raw[:3], *pod], env))
+                        times["logs"].append(_time([*guardctl, *pod], env))
             finally:
                 forkcontrol.stop(fork_server)
                 _forget_token(env)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = {name: statistics.median(values) for name, values in times.items() if values}
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"kubectl get pods                      median {medians['raw'] * 1000:7.1f} ms")
     for name, label in (("warm", "guardctl get pods"), ("alone", "  in its own process")):
@@ -92,6 +111,11 @@ def main() -> None:
             f"{label:37} median {medians[name] * 1000:7.1f} ms"
             f"  ratio {medians[name] / medians['raw']:.2f}"
         )
+    if "logs" in medians:
+        print(f"kubectl logs ({args.logs_mb} MB)" + " " * 20
+              + f"median {medians['raw logs'] * 1000:7.1f} ms")
+        print(f"{'guardctl logs':37} median {medians['logs'] * 1000:7.1f} ms"
+              f"  ratio {medians['logs'] / medians['raw logs']:.2f} (goal: 1.5)")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,14 @@ _LIST_PARENT = re.compile(r"[ \t]*([A-Za-z0-9_.-]+):[ \t]*\r?")
 # list items looked through for their key
 _LIST_LOOKBACK = 64
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# hex of an even length that is not all printable text (a byte outside tab, LF, CR, space..~)
+_HEX_BINARY = re.compile(
+    r"(?:[0-9a-fA-F]{2})*?(?:0[0-8bcefBCEF]|[189a-fA-F][0-9a-fA-F]|7[fF])(?:[0-9a-fA-F]{2})*"
+)
+# words of a secret's name (see structure.secret_name in rules/secrets.yaml), lower case
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "private")
+# a line that is a YAML list item (after its line break)
+_LIST_ITEM_LINE = re.compile(r"\n[ \t]*- ")
 # an absolute path (`/var/secrets/google/key.json`), whose letters read as base64 too
 _PATH_LIKE = re.compile(r"/[\w.-]+/[\w.-]+/")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -600,9 +608,17 @@ class _Scanner:
 
     def _base64_spans(self, text: str, known: list[Span], depth: int) -> Iterable[Span]:
         tokens = _b64_tokens(text)
+        named: set[int] | None = None  # starts of the lines that may name a secret
         for start, end in _b64_runs(text, tokens) + tokens:
-            if any(s < end and start < e for s, e, _ in known):
+            if known and any(s < end and start < e for s, e, _ in known):
                 continue
+            if _PATH_LIKE.match(text, start, end):
+                continue  # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64
+            if _HEX_BINARY.fullmatch(text, start, end):
+                if named is None:
+                    named = _naming_lines(text)
+                if text.rfind("\n", 0, start) + 1 not in named:
+                    continue  # ids, digests and trace ids: hex of no text, under no secret name
             name = self._decoded_secret(text, start, end, depth)
             if name is not None:
                 yield start, end, name
@@ -675,6 +691,24 @@ def _unescape(body: str) -> tuple[str, list[int]]:
             pos += 2
     where.append(size)
     return "".join(out), where
+
+
+def _naming_lines(text: str) -> set[int]:
+    """Where the lines start that could name a value on them a secret: they hold a word of a
+    secret's name, or are list items (whose key is on a line above). Substring searches:
+    a regex for all of them, case-insensitive, would be tried at every character."""
+    lowered = text.lower()
+    starts: set[int] = set()
+    for word in _SECRET_WORDS:
+        at = lowered.find(word)
+        while at >= 0:
+            starts.add(text.rfind("\n", 0, at) + 1)
+            line_end = text.find("\n", at)
+            at = lowered.find(word, line_end) if line_end >= 0 else -1
+    starts.update(found.start() + 1 for found in _LIST_ITEM_LINE.finditer(text))
+    if _LIST_ITEM.match(text):
+        starts.add(0)
+    return starts
 
 
 def _last_lines(text: str, count: int) -> str:
@@ -844,7 +878,8 @@ def _untouched_line(watched: Iterable[str], credential_keys: Iterable[str]) -> s
 
     That is a `key: value` (YAML, perhaps a list item) or `"key": value` (JSON) whose key
     no rule reads and whose value is no block header, or a line without a colon (not a
-    `---`, `====` or `Data` line), after the line's leading spaces. Each form is narrower
+    `---`, `====` or `Data` line; colons are fine that no blank or line break follows), after
+    the line's leading spaces. Each form is narrower
     than what `_entry` reads, so a line this misses is simply read on its own.
     """
     names = "|".join(re.escape(k) for k in sorted(watched))
@@ -853,7 +888,9 @@ def _untouched_line(watched: Iterable[str], credential_keys: Iterable[str]) -> s
     key = r"[A-Za-z0-9][A-Za-z0-9_./-]*+"
     yaml_line = rf"(?:- )?(?!(?:{special}):){key}:(?:\r?\n|[ ](?![ ]*[|>])[^\n]*\n)"
     json_line = rf'"(?!(?:{special})":){key}":[^\S\n]*+(?![|>])[^\n]*\n'
-    plain_line = r"(?!Data\r*\n)[^\s:=-][^:\n]*+\n"
+    # (a colon is fine where no blank or line break follows it: a time, a URL)
+    plain_line = r'(?!Data\r*\n)[^\s:="-](?:[^:\n]++|:(?![ \t\r\n]))*+\n'
+
     return f"[ ]*+(?:{yaml_line}|{json_line}|{plain_line})"
 
 
