@@ -22,10 +22,14 @@ def secret_columns(spec: str) -> list[tuple[str, bool]] | None:
         title, colon, path = part.partition(":")
         if not colon or not title:
             return None
-        field = path.strip().strip("{}").lstrip(".")
-        safe = any(field == p or field.startswith(p + ".") for p in _SAFE_PATHS)
-        columns.append((title, not safe))
+        columns.append((title, not is_safe_path(path)))
     return columns or None
+
+
+def is_safe_path(path: str) -> bool:
+    """Whether a field path (`.metadata.name`, `{.kind}`) prints only what names an object."""
+    field = path.strip().strip("{}").lstrip(".")
+    return any(field == p or field.startswith((p + ".", p + "[")) for p in _SAFE_PATHS)
 
 
 class Columns:

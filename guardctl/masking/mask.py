@@ -53,6 +53,7 @@ from guardctl.masking.detectors import (
     shannon_entropy,
 )
 from guardctl.masking.jsonstream import JsonStream
+from guardctl.masking.templates import names_only
 
 # kubectl caps all annotations of an object at 256 KiB, so a last-applied line fits
 LINE_CAP = 512 * 1024
@@ -1540,6 +1541,13 @@ class Masker:
         return "".join(out)
 
 
+def _names_only(call: Any, output: str) -> bool:
+    """Whether the call's template (`-o jsonpath=…`, `--template`) prints only names."""
+    spelled = call.flag("output") or ""
+    body = spelled.partition("=")[2] if "=" in spelled else (call.flag("template") or "")
+    return names_only(output or "go-template", body)
+
+
 def _custom_columns(call: Any) -> list[tuple[str, bool]] | None:
     """The columns of `-o custom-columns=SPEC` with a header (else None: masked whole)."""
     if call.flag("no-headers") not in (None, "false"):
@@ -1591,6 +1599,8 @@ def masker_for(
     table = _custom_columns(call) if secrets and output == "custom-columns" else None
     if table is not None:
         return Masker(detectors, literals, "columns", digests=digests, columns=table)
+    if template and secrets and not call.problems and _names_only(call, output):
+        template = False  # it prints what names the Secrets, not what they hold
     if template and (secrets or call.verb == "config view"):
         return Masker(detectors, literals, "whole", digests=digests)
     return Masker(

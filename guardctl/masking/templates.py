@@ -1,0 +1,53 @@
+"""Which template outputs of Secrets print only what names them.
+
+`kubectl get secrets -o jsonpath='{.items[*].metadata.name}'` lists names: masking its output
+whole would hide the very thing asked for. A jsonpath or go-template whose every field is
+one that names an object (its name, namespace, labels, kind, type; `columns.SAFE_PATHS`)
+prints no secret, and its output is read as any text is. Anything else a template names
+(data, annotations, a function such as `index` or `base64decode`, a field this cannot read)
+keeps the output masked whole.
+"""
+
+from __future__ import annotations
+
+import re
+
+from guardctl.masking.columns import is_safe_path
+
+# a field reference: `.a.b[*].c`, `.a['b.c']`
+_FIELD = re.compile(r"\.(?:[\w-]+|\[[^\]]*\])(?:\.[\w-]+|\[[^\]]*\])*")
+# quoted literals (`{"\t"}`, `{{"\n"}}`), removed before fields are read
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'|`[^`]*`')
+# the words a template may hold besides fields and literals
+_JSONPATH_WORDS = frozenset({"range", "end"})
+_GO_WORDS = frozenset({"range", "end", "if", "else", "with", "$", "printf", "println", "print"})
+# a field a jsonpath filter tests: `[?(@.type=="Opaque")]`
+_FILTERED = re.compile(r"@(\.[\w.-]+)")
+# a list's elements, before the element's own field
+_ITEMS = re.compile(r"^\.items(?:\[[^\]]*\])?")
+
+
+def names_only(output: str, template: str) -> bool:
+    """Whether `-o OUTPUT=TEMPLATE` (jsonpath, go-template) prints only fields that name
+    objects, so that its output holds no secret value."""
+    if output in ("jsonpath", "jsonpath-as-json"):
+        parts, words = re.findall(r"\{([^{}]*)\}", template), _JSONPATH_WORDS
+    elif output in ("go-template", "template"):
+        parts, words = re.findall(r"\{\{-?([^{}]*?)-?\}\}", template), _GO_WORDS
+    else:
+        return False
+    if not parts:
+        return False
+    for part in parts:
+        rest = _QUOTED.sub(" ", part)
+        # a filter that tests a secret field prints names, but tells what the field holds
+        if any(not is_safe_path(field) for field in _FILTERED.findall(rest)):
+            return False
+        for field in _FIELD.findall(rest):
+            path = _ITEMS.sub("", field)
+            if path and path != "." and not is_safe_path(path):
+                return False
+        leftover = _FIELD.sub(" ", rest).replace("[*]", " ").split()
+        if any(word not in words for word in leftover):
+            return False
+    return True
