@@ -29,6 +29,7 @@ LAYERS = {
     "accounts": 0,
     "signals": 0,
     "stampcache": 0,
+    "fieldpaths": 0,
     "data": 0,
     "firewall": 1,
     "masking": 1,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from guardctl.fieldpaths import names_only
 from guardctl.masking.detectors import default_detectors
 from guardctl.masking.mask import masker_for
-from guardctl.masking.templates import names_only
 
 
 @pytest.mark.parametrize(

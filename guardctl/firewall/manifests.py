@@ -51,6 +51,7 @@ from itertools import islice
 from typing import Any, NamedTuple
 
 from guardctl.bundled import data_text
+from guardctl.fieldpaths import is_safe_path, names_only
 from guardctl.firewall import files, kubeyaml
 from guardctl.model import KubectlCall, ManifestObject, ManifestReport, Risk, SimpleCommand
 
@@ -84,8 +85,16 @@ RISKS: frozenset[str] = frozenset(
         "service-account",
         "service-account-token",
         "unseen-manifest",
+        "template-values",
     }
 )
+
+# outputs that print fields of a template (read in `_template_values`; a template in a file
+# is not read, so it counts as printing values)
+_TEMPLATE_FORMATS = frozenset({
+    "jsonpath", "jsonpath-as-json", "go-template", "template", "jsonpath-file",
+    "go-template-file", "templatefile", "custom-columns-file",
+})
 
 # Given a path and whether to recurse into folders: (file name, text) pairs, None if unreadable.
 Reader = Callable[[str, bool], list[tuple[str, str]] | None]
@@ -816,8 +825,27 @@ def _create_role(call: KubectlCall) -> list[Risk]:
     return risks
 
 
+def _template_values(call: KubectlCall) -> list[Risk]:
+    """A template output (`-o jsonpath=…`, go-template, custom-columns, `--template`) that
+    prints more than what names objects: field values, bare (see `fieldpaths`)."""
+    output, _, body = (call.flag("output") or "").partition("=")
+    if call.has_flag("template") and output in ("", "go-template", "jsonpath", "template"):
+        output, body = output or "go-template", body or call.flag("template") or ""
+    if output == "custom-columns":
+        safe = bool(body) and all(
+            is_safe_path(column.partition(":")[2]) for column in body.split(",")
+        )
+    elif output in _TEMPLATE_FORMATS:
+        safe = names_only(output, body)
+    else:
+        return []
+    return [] if safe else [Risk("template-values", f"-o {output} prints field values")]
+
+
 def _flag_risks(call: KubectlCall) -> list[Risk]:
     """Risks that flags alone carry, without any manifest."""
+    if call.verb in ("get", "config view"):
+        return _template_values(call)
     verb = call.verb
     if verb in ("create role", "create clusterrole"):
         return _create_role(call)

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-# field paths a column may print and keep: what names an object, never what it holds
-_SAFE_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid",
-               "metadata.creationTimestamp", "metadata.resourceVersion", "metadata.generation",
-               "metadata.labels", "kind", "apiVersion", "type", "immutable")
+from guardctl.fieldpaths import is_safe_path
 
 
 def secret_columns(spec: str) -> list[tuple[str, bool]] | None:
@@ -24,12 +21,6 @@ def secret_columns(spec: str) -> list[tuple[str, bool]] | None:
             return None
         columns.append((title, not is_safe_path(path)))
     return columns or None
-
-
-def is_safe_path(path: str) -> bool:
-    """Whether a field path (`.metadata.name`, `{.kind}`) prints only what names an object."""
-    field = path.strip().strip("{}").lstrip(".")
-    return any(field == p or field.startswith((p + ".", p + "[")) for p in _SAFE_PATHS)
 
 
 class Columns:

@@ -44,6 +44,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from guardctl.fieldpaths import names_only
 from guardctl.masking.columns import Columns, secret_columns
 from guardctl.masking.detectors import (
     Detector,
@@ -53,7 +54,6 @@ from guardctl.masking.detectors import (
     shannon_entropy,
 )
 from guardctl.masking.jsonstream import JsonStream
-from guardctl.masking.templates import names_only
 
 # kubectl caps all annotations of an object at 256 KiB, so a last-applied line fits
 LINE_CAP = 512 * 1024

@@ -1,18 +1,27 @@
-"""Which template outputs of Secrets print only what names them.
+"""Which of kubectl's field paths, templates and columns print only what names an object.
 
-`kubectl get secrets -o jsonpath='{.items[*].metadata.name}'` lists names: masking its output
-whole would hide the very thing asked for. A jsonpath or go-template whose every field is
-one that names an object (its name, namespace, labels, kind, type; `columns.SAFE_PATHS`)
-prints no secret, and its output is read as any text is. Anything else a template names
-(data, annotations, a function such as `index` or `base64decode`, a field this cannot read)
-keeps the output masked whole.
+`kubectl get secrets -o jsonpath='{.items[*].metadata.name}'` lists names: it is neither a
+read of secret values (the policy) nor output to mask whole (the masker). A jsonpath or
+go-template whose every field names an object (its name, namespace, labels, kind, type)
+prints no secret; anything else a template names (data, annotations, a function such as
+`index` or `base64decode`, a filter on a secret field, a field this cannot read) may.
 """
 
 from __future__ import annotations
 
 import re
 
-from guardctl.masking.columns import is_safe_path
+# field paths that name an object, never what it holds
+_SAFE_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid",
+               "metadata.creationTimestamp", "metadata.resourceVersion", "metadata.generation",
+               "metadata.labels", "kind", "apiVersion", "type", "immutable")
+
+
+def is_safe_path(path: str) -> bool:
+    """Whether a field path (`.metadata.name`, `{.kind}`) prints only what names an object."""
+    field = path.strip().strip("{}").lstrip(".")
+    return any(field == p or field.startswith((p + ".", p + "[")) for p in _SAFE_PATHS)
+
 
 # a field reference: `.a.b[*].c`, `.a['b.c']`
 _FIELD = re.compile(r"\.(?:[\w-]+|\[[^\]]*\])(?:\.[\w-]+|\[[^\]]*\])*")
