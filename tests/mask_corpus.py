@@ -25,6 +25,7 @@ class Case(NamedTuple):
     argv: list[str]
     text: str  # the output, markers removed
     secrets: list[str]
+    outside: str  # the output without its secrets
 
 
 class Result(NamedTuple):
@@ -41,8 +42,16 @@ def cases() -> list[Case]:
         head, _, body = path.read_text(encoding="utf-8").partition("\n")
         assert head.startswith("%% "), f"{path}: the first line must be `%% ARGS`"
         found.append(Case(path.stem, head[3:].split(), _MARKED.sub(r"\1", body),
-                          _MARKED.findall(body)))
+                          _MARKED.findall(body), _MARKED.sub("", body)))
     return found
+
+
+def _shown(secret: str, output: str, outside: str) -> bool:
+    """Whether the output shows a secret, whole or a run of it (a short secret that the
+    text shows elsewhere too, such as a name, only where it shows it more often)."""
+    if len(secret) <= WINDOW:
+        return output.count(secret) > outside.count(secret)
+    return any(w in output for w in _windows(secret, outside))
 
 
 def _windows(secret: str, clean: str) -> list[str]:
@@ -56,10 +65,7 @@ def _windows(secret: str, clean: str) -> list[str]:
 
 def measure(case: Case, mask: Callable[[list[str], str], str]) -> Result:
     output = mask(case.argv, case.text)
-    outside = case.text
-    for secret in case.secrets:
-        outside = outside.replace(secret, "")
-    leaked = [s for s in case.secrets if any(w in output for w in _windows(s, outside))]
+    leaked = [s for s in case.secrets if _shown(s, output, case.outside)]
     shown = Counter(output.splitlines())
     kept = keepable = 0
     for line in case.text.splitlines():
