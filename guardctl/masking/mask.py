@@ -869,6 +869,11 @@ class _Block(NamedTuple):
     section: _Section | None = None
 
 
+# a `name:`, `key:` or `value:` line (YAML or JSON), which `_Structure` only reads to see
+# whether it names a secret
+_NAMED_LINE = re.compile(
+    r'(?P<lead>[ ]*+)(?:- )?(?:(?:name|key|value):|"(?:name|key|value)":)[ ]*+(?P<value>[^\n]*)\n'
+)
 # keys that `_Structure._keyed_line` reads by name, besides data and credential keys
 _KEYS_READ = frozenset({"kind", "name", "key", "value", "Type", "Name"})
 
@@ -930,6 +935,7 @@ class _Structure:
         # whether `data:` opens a data mapping (not in `describe` output, where a volume
         # may be called `data`)
         self._sections = sections
+        self._named: dict[str, bool] = {}  # see _names_secret
         self._kinds: list[tuple[int, str]] = []  # (column, kind) of the enclosing objects
         self._section: _Section | None = None
         self._block: _Block | None = None
@@ -989,10 +995,16 @@ class _Structure:
         if runs is None:
             runs = re.compile(f"(?:[ ]{{{lead}}}{self._untouched_line})+")
             self._untouched_runs[lead] = runs
-        found = runs.match(text, pos)
-        if found is None:
+        end = pos
+        while True:
+            found = runs.match(text, end)
+            end = found.end() if found is not None else end
+            named = _NAMED_LINE.match(text, end)
+            if named is None or len(named["lead"]) < lead or self._names_secret(named["value"]):
+                break
+            end = named.end()  # a name, key or value that names nothing secret: no state
+        if end == pos:
             return pos
-        end = found.end()
         needle = self._kind_search(text, pos, end)
         if needle is not None:  # the run stops before the line that may hold a Secret
             end = text.rfind("\n", pos, needle.start()) + 1 or pos
@@ -1000,6 +1012,18 @@ class _Structure:
             self._out.append(text[pos:end])
             self._previous = ""  # what `_line` keeps of them: none of them is `Data`
         return end
+
+    def _names_secret(self, value: str) -> bool:
+        """Whether `name: VALUE` (or `key:`) names something secret, or opens a block (kept:
+        an output repeats its names)."""
+        known = self._named.get(value)
+        if known is None:
+            plain = value.strip("\"',\r")
+            known = _is_block(plain) or bool(self._rules.secret_name.search(plain))
+            if len(self._named) >= _NAMES_KEPT:
+                self._named.clear()
+            self._named[value] = known
+        return known
 
     def _line(self, line: str) -> None:
         body = line.rstrip("\r\n")
