@@ -76,15 +76,20 @@ def _item(rng: random.Random, index: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _secret_list(megabytes: int) -> Iterator[str]:
-    rng = random.Random(1)
-    yield "apiVersion: v1\nitems:\n"
+def _sized(megabytes: int, seed: int, item: Callable[[random.Random, int], str]) -> Iterator[str]:
+    """`item(rng, index)` for index 0, 1, ... until about `megabytes` MB were made."""
+    rng = random.Random(seed)
     size, index = 0, 0
     while size < megabytes * 1_000_000:
-        item = _item(rng, index)
-        size += len(item)
+        text = item(rng, index)
+        size += len(text)
         index += 1
-        yield item
+        yield text
+
+
+def _secret_list(megabytes: int) -> Iterator[str]:
+    yield "apiVersion: v1\nitems:\n"
+    yield from _sized(megabytes, 1, _item)
     yield 'kind: List\nmetadata:\n  resourceVersion: ""\n'
 
 
@@ -141,58 +146,43 @@ def _yaml_lines(node: object, indent: int = 0) -> Iterator[str]:
 
 
 def _pods_yaml(megabytes: int) -> Iterator[str]:
-    rng = random.Random(2)
     yield "apiVersion: v1\nitems:\n"
-    size, index = 0, 0
-    while size < megabytes * 1_000_000:
-        text = "".join(_yaml_lines([_pod(rng, index)]))
-        size += len(text)
-        index += 1
-        yield text
+    yield from _sized(megabytes, 2, lambda rng, i: "".join(_yaml_lines([_pod(rng, i)])))
     yield "kind: List\n"
 
 
 def _pods_json(megabytes: int) -> Iterator[str]:
-    rng = random.Random(3)
     yield '{\n    "apiVersion": "v1",\n    "items": [\n'
-    size, index = 0, 0
-    while size < megabytes * 1_000_000:
-        text = ("" if index == 0 else ",\n") + json.dumps(_pod(rng, index), indent=4)
-        size += len(text)
-        index += 1
-        yield text
+    yield from _sized(
+        megabytes, 3, lambda rng, i: ("" if i == 0 else ",\n") + json.dumps(_pod(rng, i), indent=4)
+    )
     yield '\n    ],\n    "kind": "List"\n}\n'
 
 
+def _log_line(rng: random.Random, index: int) -> str:
+    return (
+        f"2026-12-07T09:{index // 60 % 60:02d}:{index % 60:02d}.{index % 1000:03d}Z INFO "
+        f"request_id={rng.randbytes(16).hex()} method=GET path=/api/v1/orders/{index} "
+        f"status=200 duration_ms={rng.randint(1, 900)} user=u{rng.randint(1, 5000)} "
+        f"trace_id={rng.randbytes(16).hex()}\n"
+    )
+
+
 def _logs(megabytes: int) -> Iterator[str]:
-    rng = random.Random(4)
-    size, index = 0, 0
-    while size < megabytes * 1_000_000:
-        line = (
-            f"2026-12-07T09:{index // 60 % 60:02d}:{index % 60:02d}.{index % 1000:03d}Z INFO "
-            f"request_id={rng.randbytes(16).hex()} method=GET path=/api/v1/orders/{index} "
-            f"status=200 duration_ms={rng.randint(1, 900)} user=u{rng.randint(1, 5000)} "
-            f"trace_id={rng.randbytes(16).hex()}\n"
-        )
-        size += len(line)
-        index += 1
-        yield line
+    return _sized(megabytes, 4, _log_line)
+
+
+def _raw_secret(rng: random.Random, index: int) -> str:
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in _data(rng, index % 4).items()}
+    item = json.dumps({"apiVersion": "v1", "data": data, "kind": "Secret",
+                       "metadata": {"name": f"app-{index}", "namespace": "default"}},
+                      separators=(",", ":"))
+    return ("" if index == 0 else ",") + item
 
 
 def _raw_secret_list(megabytes: int) -> Iterator[str]:
-    rng = random.Random(5)
     yield '{"apiVersion":"v1","items":['
-    size, index = 0, 0
-    while size < megabytes * 1_000_000:
-        data = {k: base64.b64encode(v.encode() if isinstance(v, str) else b"").decode()
-                for k, v in _data(rng, index % 4).items()}
-        item = json.dumps({"apiVersion": "v1", "data": data, "kind": "Secret",
-                           "metadata": {"name": f"app-{index}", "namespace": "default"}},
-                          separators=(",", ":"))
-        text = ("" if index == 0 else ",") + item
-        size += len(text)
-        index += 1
-        yield text
+    yield from _sized(megabytes, 5, _raw_secret)
     yield '],"kind":"SecretList"}\n'
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_setup import agent_environ
 from broker_setup import Broker, running_broker
 
 from guardctl.broker import forkcontrol
@@ -60,21 +61,7 @@ def agent_env(
     temporary folder. `ADMIN_KUBECONFIG` lets a test run raw kubectl beside guardctl."""
     root = tmp_path_factory.mktemp("agent")
     admin = devserver.write_kubeconfig(root / "admin.kubeconfig")
-    runtime = root / "run"
-    runtime.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "GUARDCTL_HOME": str(root / "home"),
-        "GUARDCTL_CONFIG": str(root / "config.yaml"),
-        "XDG_DATA_HOME": str(root / "data"),
-        "XDG_CACHE_HOME": str(root / "cache"),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-        "KUBECONFIG": str(root / "nonexistent"),  # the agent's own kubeconfig is not used
-        "NO_COLOR": "1",
-        "GUARDCTL_APPROVAL_TIMEOUT": "2",  # nobody answers unless a test says so
-        "ADMIN_KUBECONFIG": str(admin),
-    }
+    env = {**agent_environ(root), "ADMIN_KUBECONFIG": str(admin)}
     proc = subprocess.run(
         [
             sys.executable,
@@ -95,7 +82,7 @@ def agent_env(
     )
     assert proc.returncode == 0, proc.stderr
     yield env
-    forkcontrol.stop_all(runtime)
+    forkcontrol.stop_all(Path(env["XDG_RUNTIME_DIR"]))
 
 
 @pytest.fixture(scope="module")

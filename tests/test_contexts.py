@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from agent_setup import agent_environ
 
 from guardctl.broker import forkcontrol
 from guardctl.devserver import DevServer
@@ -57,26 +58,13 @@ def two_contexts(
         "users": [p["user"] for p in parts],
         "contexts": [p["context"] for p in parts],
     }))
-    runtime = root / "run"
-    runtime.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "GUARDCTL_HOME": str(root / "home"),
-        "GUARDCTL_CONFIG": str(root / "config.yaml"),
-        "XDG_DATA_HOME": str(root / "data"),
-        "XDG_CACHE_HOME": str(root / "cache"),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-        "KUBECONFIG": str(root / "nonexistent"),
-        "GUARDCTL_APPROVAL_TIMEOUT": "2",
-        "NO_COLOR": "1",
-    }
+    env = agent_environ(root)
     base = ["creds", "import", "--kubeconfig", str(admin), "--service-account", SA]
     for extra in ([], ["--context", "staging"]):
         proc = guardctl(env, *base, *extra)
         assert proc.returncode == 0, proc.stderr
     yield env
-    forkcontrol.stop_all(runtime)
+    forkcontrol.stop_all(Path(env["XDG_RUNTIME_DIR"]))
 
 
 def guardctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_setup import agent_environ
 
 from guardctl.broker import forkcontrol
 from guardctl.bundled import bundled_rules_dir
@@ -97,27 +98,14 @@ def plugin_env(
     plugin = root / "kubectl-who_am_i"
     plugin.write_text(PLUGIN_SCRIPT)
     plugin.chmod(0o755)
-    runtime = root / "run"
-    runtime.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "GUARDCTL_HOME": str(root / "home"),
-        "GUARDCTL_CONFIG": str(root / "config.yaml"),
-        "XDG_DATA_HOME": str(root / "data"),
-        "XDG_CACHE_HOME": str(root / "cache"),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-        "KUBECONFIG": str(root / "nonexistent"),
-        "GUARDCTL_APPROVAL_TIMEOUT": "2",
-        "NO_COLOR": "1",
-    }
+    env = agent_environ(root)
     proc = guardctl(env, "creds", "import", "--kubeconfig", str(admin),
                     "--service-account", "guardctl/guardctl-agent")
     assert proc.returncode == 0, proc.stderr
     with open(root / "config.yaml", "a") as config:
         config.write(f"plugins:\n  who-am-i: {plugin}\n  gone: {root / 'kubectl-gone'}\n")
     yield env
-    forkcontrol.stop_all(runtime)
+    forkcontrol.stop_all(Path(env["XDG_RUNTIME_DIR"]))
 
 
 def guardctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:

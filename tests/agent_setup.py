@@ -1,0 +1,26 @@
+"""The environment of an agent whose guardctl lives in a folder of its own: state, config,
+cache, keyring (a plaintext file keyring) and runtime folder there, kubectl's own
+kubeconfig out of reach, nobody answering approvals. Shared by the end-to-end fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def agent_environ(root: Path) -> dict[str, str]:
+    """The environment, with a 0700 runtime folder made under `root`."""
+    runtime = root / "run"
+    runtime.mkdir(mode=0o700)
+    return {
+        **os.environ,
+        "GUARDCTL_HOME": str(root / "home"),
+        "GUARDCTL_CONFIG": str(root / "config.yaml"),
+        "XDG_DATA_HOME": str(root / "data"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "KUBECONFIG": str(root / "nonexistent"),  # the agent's own kubeconfig is not used
+        "NO_COLOR": "1",
+        "GUARDCTL_APPROVAL_TIMEOUT": "2",  # nobody answers unless a test says so
+    }
