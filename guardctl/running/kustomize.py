@@ -36,8 +36,15 @@ _PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 RENDERED_FILE = "rendered.yaml"
 
 
+# the names kustomize looks for in a folder
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
 def render_folder(kubectl: str, folder: str) -> str | None:
-    """The manifests `kubectl kustomize FOLDER` prints, or None when it fails."""
+    """The manifests `kubectl kustomize FOLDER` prints, or None when it fails (at once when
+    the folder holds no kustomization: no kubectl is started for it)."""
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in KUSTOMIZATION_FILES):
+        return None
     with tempfile.TemporaryDirectory(prefix="guardctl-kustomize-") as home:
         environ = {
             "PATH": "",
@@ -89,15 +96,21 @@ def _no_network() -> tuple[str, ...]:
 
 class Renders:
     """A policy Render (see firewall.manifests) that keeps what it rendered, by the path it
-    was asked for, for `rewrite`."""
+    was asked for, for `rewrite`; a path asked for again (a batch of lines) is not rendered
+    again."""
 
     def __init__(self, render: Callable[[str], str | None]) -> None:
         self._render = render
         self.done: dict[str, str] = {}
+        self._failed: set[str] = set()
 
     def __call__(self, path: str) -> str | None:
+        if path in self.done or path in self._failed:
+            return self.done.get(path)
         text = self._render(path)
-        if text is not None:
+        if text is None:
+            self._failed.add(path)
+        else:
             self.done[path] = text
         return text
 
