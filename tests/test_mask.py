@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardctl.masking import mask
+from guardctl.masking import encodings, mask
 from guardctl.masking.detectors import Detector, default_detectors
 from guardctl.masking.mask import (
     BLOCK_CAP,
@@ -705,9 +705,10 @@ B64_TEXT = st.lists(st.sampled_from(B64_PIECES), max_size=40).map("".join)
 @settings(max_examples=500, deadline=None)
 @given(B64_TEXT)
 def test_base64_candidates_are_what_the_regexes_find(text: str) -> None:
-    tokens = mask._b64_tokens(text)
+    tokens = encodings.b64_tokens(text)
     assert tokens == [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
-    assert mask._b64_runs(text, tokens) == [found.span() for found in mask._B64_RUN.finditer(text)]
+    runs = [found.span() for found in encodings.B64_RUN.finditer(text)]
+    assert encodings.b64_runs(text, tokens) == runs
 
 
 @settings(max_examples=300, deadline=None)

@@ -21,11 +21,12 @@ text, so the hot paths hand whole chunks to C: a run of lines that no structure 
 passes in one regex match (`_Structure._untouched`); the one-line detectors only run on
 the lines that hold one of their keywords, found by one regex over each keyword's rarest
 character (`_Keywords`); base64 candidates and literal values are found by substring
-searches (`_b64_tokens`, `_literal_spans`). Each shortcut finds exactly what the plain
+searches (`encodings.b64_tokens`, `_literal_spans`). Each shortcut finds exactly what the plain
 way would; tests/test_mask.py compares them.
 
 Memory stays bounded: the masker holds back the current partial line (up to LINE_CAP
-characters, then it cuts, keeping a TAIL), an unfinished multi-line block (a PEM block or a
+characters, then it cuts, keeping a TAIL; a JSON document's line is instead read on as it
+streams, by `jsonstream.JsonStream`), an unfinished multi-line block (a PEM block or a
 wrapped base64 blob, up to BLOCK_CAP, then masks it) and an object's data section until its
 ``kind`` is known (up to BLOCK_CAP, then treats it as a Secret). Whatever cannot be read
 whole is masked: this is a security tool, so doubt fails closed.
@@ -34,12 +35,9 @@ whole is masked: this is a security tool, so doubt fails closed.
 from __future__ import annotations
 
 import base64
-import binascii
-import bisect
 import codecs
 import json
 import re
-import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -52,6 +50,20 @@ from guardctl.masking.detectors import (
     default_detectors,
     default_rules,
     shannon_entropy,
+)
+from guardctl.masking.encodings import (
+    B64_LINE,
+    ESCAPED_STRING,
+    GZIP_MAGIC,
+    HEX,
+    HEX_BINARY,
+    PATH_LIKE,
+    ansi_spans,
+    b64_runs,
+    b64_tokens,
+    b64decode,
+    gunzip,
+    unescape,
 )
 from guardctl.masking.jsonstream import JsonStream
 
@@ -99,16 +111,6 @@ _TEMPLATE_OUTPUTS = frozenset(
 )
 _SECRET_RESOURCES = frozenset({"secret", "secrets"})
 
-# base64 wrapped over lines: full lines, then a last line that may be short but padded
-_B64_RUN = re.compile(
-    r"(?m)^[ \t]*[A-Za-z0-9+/]{20,}\r?\n"
-    r"(?:[ \t]*[A-Za-z0-9+/]{16,}={0,2}\r?$\n?|[ \t]*[A-Za-z0-9+/]{1,15}={1,2}\r?$\n?)+"
-)
-_B64_LINE = re.compile(r"[ \t]*[A-Za-z0-9+/]{20,}={0,2}\r?")
-# a base64 token (see _b64_tokens) in text made bytes, each base64 character an "a"
-_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_FLAT = bytes.maketrans(_B64_CHARS, b"a" * len(_B64_CHARS))
-_FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
 # `KEY: ` or `"KEY"=` just before a value, read backwards from the value (a forward search
 # would try every start in the line, at the cost of the square of its length)
 # (an item of a JSON list counts too: `"keys": ["a", "b"]`, over the items before it)
@@ -117,10 +119,6 @@ _KEY_BEFORE_REVERSED = re.compile(
 )
 # how far before a value its key is looked for
 _KEY_WINDOW = 256
-# a JSON string that holds escaped quotes (JSON inside it): its body
-_ESCAPED_STRING = re.compile(r'"((?:[^"\\\n]|\\.){0,1048576}?\\"(?:[^"\\\n]|\\.){0,1048576}?)"')
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\", "/": "/"}
-_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 # key names whose secrecy a scanner keeps
 _NAMES_KEPT = 4096
 # what a scanner keeps of the text before (see _Scanner.mask): a label and blank lines
@@ -131,22 +129,10 @@ _LIST_ITEM = re.compile(r"[ \t]*- ")
 _LIST_PARENT = re.compile(r"[ \t]*([A-Za-z0-9_.-]+):[ \t]*\r?")
 # list items looked through for their key
 _LIST_LOOKBACK = 64
-_HEX = re.compile(r"[0-9a-fA-F]+")
-# hex of an even length that is not all printable text (a byte outside tab, LF, CR, space..~)
-_HEX_BINARY = re.compile(
-    r"(?:[0-9a-fA-F]{2})*?(?:0[0-8bcefBCEF]|[189a-fA-F][0-9a-fA-F]|7[fF])(?:[0-9a-fA-F]{2})*"
-)
 # words of a secret's name (see structure.secret_name in rules/secrets.yaml), lower case
 _SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "private")
 # a line that is a YAML list item (after its line break)
 _LIST_ITEM_LINE = re.compile(r"\n[ \t]*- ")
-# an absolute path (`/var/secrets/google/key.json`), whose letters read as base64 too
-_PATH_LIKE = re.compile(r"/[\w.-]+/[\w.-]+/")
-_GZIP_MAGIC = b"\x1f\x8b"
-# gzip inside base64 is read up to this size (a Helm release holds a chart and its values)
-MAX_GUNZIPPED = 8 * 1024 * 1024
-# a terminal escape: CSI (colours, cursor) or OSC (titles, links)
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 _TABLE_GAP = re.compile(r" {2,}(?=[^ \r\n])")
 # characters a YAML mapping key does not start with (comments, flow collections, list items)
 _NOT_A_KEY_START = frozenset("#{}[],- \t")
@@ -307,7 +293,7 @@ class _DigestMatcher:
     """Finds whole runs whose digest is one of `digests` ("LENGTH:SHA256", see
     `literal_digests`); only runs of those lengths are hashed.
 
-    Runs are found as in `_b64_tokens`: in a bytes copy where every run character is an "a",
+    Runs are found as in `b64_tokens`: in a bytes copy where every run character is an "a",
     `re` finds the literal start of a long enough run by a substring search.
     """
 
@@ -329,45 +315,10 @@ def _byte_entropy(raw: bytes) -> float:
     return shannon_entropy(raw.decode("latin-1"))
 
 
-def _b64decode(blob: str) -> bytes | None:
-    compact = "".join(blob.split())
-    if len(compact) % 4 == 1:
-        return None
-    try:
-        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
-def _b64_tokens(text: str) -> list[tuple[int, int]]:
-    """The base64 tokens of `text`: what `[A-Za-z0-9+/]{16,}={0,2}` finds, found faster.
-
-    `re` would try that regex at each of the many letters of a text in turn. In the text as
-    bytes with every base64 character an "a" (and a character latin-1 lacks a "?", so that
-    offsets hold), a token is a run of 16 "a" or more: `re` finds that literal start by a
-    substring search. Greedy, so each token is a whole run of base64 characters.
-    """
-    flat = text.encode("latin-1", "replace").translate(_B64_FLAT)
-    return [found.span() for found in _FLAT_TOKEN.finditer(flat)]
 
 
-def _b64_runs(text: str, tokens: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The spans `_B64_RUN.finditer(text)` finds, given the text's base64 tokens.
-
-    A run starts at a line that holds one token of 20 or more characters, so only the
-    lines of long tokens are tried, in order, past the end of the run before.
-    """
-    runs: list[tuple[int, int]] = []
-    tried = -1
-    for start, end in tokens:
-        line_start = text.rfind("\n", 0, start) + 1
-        if end - start < 20 or line_start <= tried or (runs and line_start < runs[-1][1]):
-            continue
-        tried = line_start
-        run = _B64_RUN.match(text, line_start)
-        if run is not None:
-            runs.append(run.span())
-    return runs
 
 
 def _by_line(detector: Detector) -> bool:
@@ -576,8 +527,8 @@ class _Scanner:
         """Secrets in JSON written inside a JSON string (`"{\\"password\\": \\"x\\"}"`:
         Terraform state, last-applied copies): each such string is read unescaped, and
         what is found there is masked in its escaped form."""
-        for literal in _ESCAPED_STRING.finditer(text):
-            decoded, where = _unescape(literal.group(1))
+        for literal in ESCAPED_STRING.finditer(text):
+            decoded, where = unescape(literal.group(1))
             base = literal.start(1)
             for start, end, name in self.spans(decoded, depth + 1):
                 yield base + where[start], base + where[end], name
@@ -587,7 +538,7 @@ class _Scanner:
         began in the text before)."""
         if not text:
             return text
-        found = _ansi_spans(text, self.spans) if "\x1b" in text else self.spans(text)
+        found = ansi_spans(text, self.spans) if "\x1b" in text else self.spans(text)
         context = self._context
         if context and self._multiline:
             found = _merge(found + self._continued(context, text), self._rank)
@@ -608,14 +559,14 @@ class _Scanner:
         ]
 
     def _base64_spans(self, text: str, known: list[Span], depth: int) -> Iterable[Span]:
-        tokens = _b64_tokens(text)
+        tokens = b64_tokens(text)
         named: set[int] | None = None  # starts of the lines that may name a secret
-        for start, end in _b64_runs(text, tokens) + tokens:
+        for start, end in b64_runs(text, tokens) + tokens:
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
-            if _PATH_LIKE.match(text, start, end):
+            if PATH_LIKE.match(text, start, end):
                 continue  # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64
-            if _HEX_BINARY.fullmatch(text, start, end):
+            if HEX_BINARY.fullmatch(text, start, end):
                 if named is None:
                     named = _naming_lines(text)
                 if text.rfind("\n", 0, start) + 1 not in named:
@@ -627,13 +578,13 @@ class _Scanner:
     def _decoded_secret(self, text: str, start: int, end: int, depth: int) -> str | None:
         """The name of what the base64 (or hex) blob text[start:end] hides, or None."""
         blob = text[start:end]
-        hexed = _HEX.fullmatch(blob) is not None and len(blob) % 2 == 0
-        raw = bytes.fromhex(blob) if hexed else _b64decode(blob)
+        hexed = HEX.fullmatch(blob) is not None and len(blob) % 2 == 0
+        raw = bytes.fromhex(blob) if hexed else b64decode(blob)
         if raw is None:
             return None
         suffix = "+hex" if hexed else "+base64"
-        if raw[:2] == _GZIP_MAGIC:
-            raw = _gunzip(raw)
+        if raw[:2] == GZIP_MAGIC:
+            raw = gunzip(raw)
             if raw is None:
                 return None
             suffix = "+gzip" + suffix
@@ -649,7 +600,7 @@ class _Scanner:
 
     def _binary_is_secret(self, raw: bytes, text: str, start: int) -> bool:
         """Random-looking bytes under a secret-looking key (`encryption-key: <base64>`)."""
-        if len(raw) < 16 or _PATH_LIKE.match(text, start):
+        if len(raw) < 16 or PATH_LIKE.match(text, start):
             return False
         line_start = max(text.rfind("\n", 0, start) + 1, start - _KEY_WINDOW)
         key = _KEY_BEFORE_REVERSED.match(text[line_start:start][::-1])
@@ -670,28 +621,6 @@ class _Scanner:
         return known
 
 
-def _unescape(body: str) -> tuple[str, list[int]]:
-    """A JSON string's body unescaped, and for each character of it (and its end) where it
-    starts in `body`. An escape it does not know stays as it is."""
-    out: list[str] = []
-    where: list[int] = []
-    pos, size = 0, len(body)
-    while pos < size:
-        char = body[pos]
-        where.append(pos)
-        if char != "\\" or pos + 1 >= size:
-            out.append(char)
-            pos += 1
-            continue
-        code = body[pos + 1]
-        if code == "u" and _HEX4.fullmatch(body, pos + 2, pos + 6):
-            out.append(chr(int(body[pos + 2 : pos + 6], 16)))
-            pos += 6
-        else:
-            out.append(_ESCAPES.get(code, code))
-            pos += 2
-    where.append(size)
-    return "".join(out), where
 
 
 def _naming_lines(text: str) -> set[int]:
@@ -742,39 +671,8 @@ def _list_key(text: str, start: int) -> str | None:
     return None
 
 
-def _ansi_spans(text: str, spans: Callable[[str], list[Span]]) -> list[Span]:
-    """`spans` of `text` read without its terminal escapes (colour), as spans of `text`:
-    a secret split by colour codes is still one secret."""
-    kept: list[str] = []
-    starts: list[int] = []  # where each kept piece starts in `text`
-    offsets: list[int] = []  # ... and in the text without escapes
-    pos = plain = 0
-    for escape in _ANSI.finditer(text):
-        if escape.start() > pos:
-            starts.append(pos)
-            offsets.append(plain)
-            kept.append(text[pos : escape.start()])
-            plain += escape.start() - pos
-        pos = escape.end()
-    if pos < len(text):
-        starts.append(pos)
-        offsets.append(plain)
-        kept.append(text[pos:])
-
-    def where(index: int) -> int:
-        piece = bisect.bisect_right(offsets, index) - 1
-        return starts[piece] + index - offsets[piece]
-
-    return [(where(s), where(e - 1) + 1, name) for s, e, name in spans("".join(kept)) if e > s]
 
 
-def _gunzip(raw: bytes) -> bytes | None:
-    """gzip-compressed bytes (a Helm release) decompressed, up to MAX_GUNZIPPED bytes."""
-    try:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        return inflater.decompress(raw, MAX_GUNZIPPED)
-    except zlib.error:
-        return None
 
 
 # --------------------------------------------------------------------------- structure
@@ -1309,7 +1207,7 @@ def _base64_run_start(text: str) -> int:
     start = len(text)
     while start > 0:
         line_start = text.rfind("\n", 0, start - 1) + 1
-        if not _B64_LINE.fullmatch(text, line_start, start - 1):
+        if not B64_LINE.fullmatch(text, line_start, start - 1):
             break
         start = line_start
     return start
