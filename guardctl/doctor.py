@@ -185,21 +185,56 @@ def check_keyring(env: Environment) -> list[Finding]:
 
 
 def check_credentials(env: Environment) -> list[Finding]:
-    from guardctl.config import load_config
+    from guardctl.config import load_contexts
     from guardctl.running import creds
 
-    config = load_config(env.config_path)
-    if config is None:
+    contexts = load_contexts(env.config_path)
+    if contexts is None:
         return [_fail("credentials", f"no config at {env.config_path}: run `guardctl creds "
                                      "import --service-account NS/NAME`")]
-    creds.load_credential(config)  # missing or damaged: UnsafeError, reported as fail
+    found = []
+    for config in contexts.all:
+        creds.load_credential(config)  # missing or damaged: UnsafeError, reported as fail
+        found.append(_ok("credentials", f"context {config.context!r} ({config.server}): "
+                                        f"{config.credential} credential in the keyring; "
+                                        f"tokens for {config.service_account}"))
     token = next((ln for ln in creds.status(env) if ln.startswith("agent token:")),
                  "agent token: unknown")
+    return [*found, _ok("credentials", token)]
+
+
+def check_plugins(env: Environment) -> list[Finding]:
+    """Each kubectl plugin the config lists is a program guardctl can run."""
+    import os
+
+    from guardctl.config import load_contexts
+
+    contexts = load_contexts(env.config_path)
+    listed = contexts.plugins if contexts is not None else ()
+    if not listed:
+        return [_ok("plugins", "none listed: kubectl plugins are unknown commands")]
     return [
-        _ok("credentials", f"context {config.context!r} ({config.server}): {config.credential} "
-                           f"credential in the keyring; tokens for {config.service_account}"),
-        _ok("credentials", token),
+        _ok("plugins", f"{name}: {path}")
+        if os.path.isfile(path) and os.access(path, os.X_OK)
+        else _fail("plugins", f"{name}: {path} is not a program guardctl can run: fix "
+                              f"`plugins:` in {env.config_path}")
+        for name, path in listed
     ]
+
+
+def check_detectors(env: Environment) -> list[Finding]:
+    """The team's gitleaks rule files (`detectors:`) can be read, and which rules are left out."""
+    from guardctl.config import load_detector_files
+    from guardctl.running.team_rules import detectors_for
+
+    files = load_detector_files(env.config_path, env.cache_dir)
+    if not files:
+        return [_ok("detectors", "guardctl's own detectors (no gitleaks rule files listed)")]
+    found, problems = detectors_for(env)  # a file it cannot read: UsageError, a fail
+    team = sum(name.startswith("gitleaks-") for name in found)
+    result = [_ok("detectors", f"{team} gitleaks rules from {len(files)} files beside "
+                               f"{len(found) - team} of guardctl's own")]
+    return result + [_warn("detectors", f"left out: {problem}") for problem in problems]
 
 
 # --------------------------------------------------------------------------- rules
@@ -363,6 +398,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("kubectl-flags", check_kubectl_inputs),
     ("keyring", check_keyring),
     ("credentials", check_credentials),
+    ("plugins", check_plugins),
+    ("detectors", check_detectors),
     ("rules", check_rules),
     ("state", check_state),
     ("shim", check_shim),

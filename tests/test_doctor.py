@@ -125,7 +125,7 @@ def test_a_healthy_setup_passes(healthy: Environment) -> None:
     assert all(line.startswith("ok ") for line in body), body
     topics = [line.split()[1].rstrip(":") for line in body]
     assert topics == ["kubectl", "kubectl-flags", "keyring", "credentials", "credentials",
-                      "rules", "state", "audit", "shim"]
+                      "plugins", "detectors", "rules", "state", "audit", "shim"]
     assert "(v1.30.2)" in body[0]
     assert "agent token: none cached" in body[4]
     assert "not-a-real-token" not in "\n".join(lines)
@@ -197,6 +197,23 @@ def _bad_rules(env: Environment, tmp: Path) -> None:
     env.environ = {**env.environ, "GUARDCTL_RULES": str(rules)}
 
 
+def _config_line(line: str) -> Breakage:
+    def add(env: Environment, _tmp: Path) -> None:
+        with open(env.config_path, "a") as config:
+            config.write(line + "\n")
+
+    return add
+
+
+def _gitleaks(text: str) -> Breakage:
+    def add(env: Environment, tmp: Path) -> None:
+        rules = tmp / "gitleaks.toml"
+        rules.write_text(text)
+        _config_line(f"detectors: [{rules}]")(env, tmp)
+
+    return add
+
+
 @pytest.mark.parametrize(
     ("breakage", "level", "topic", "text", "code"),
     [
@@ -217,6 +234,12 @@ def _bad_rules(env: Environment, tmp: Path) -> None:
         (_set(GUARDCTL_CONFIG="/nonexistent/config.yaml"), "fail", "credentials",
          "guardctl creds import", 1),
         (_bad_rules, "fail", "rules", "bad.yaml", 1),
+        (_config_line("plugins: {tree: /nonexistent/kubectl-tree}"), "fail", "plugins",
+         "tree: /nonexistent/kubectl-tree is not a program", 1),
+        (_config_line("detectors: [/nonexistent/gitleaks.toml]"), "fail", "detectors",
+         "cannot read the gitleaks rules /nonexistent/gitleaks.toml", 1),
+        (_gitleaks('[[rules]]\nid = "u"\nregex = \'\'\'(?U)a+\'\'\'\n'), "warn", "detectors",
+         "left out:", 0),
         (_state(lambda p: p.chmod(0o755)), "warn", "state", "chmod 700", 0),
         (_state(lambda p: p.rmdir()), "ok", "state", "created on the first run", 0),
         (_state(_replace_with_file), "fail", "state", "not a folder", 1),
