@@ -14,8 +14,25 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a private (0600) temp file beside `path`, fsync it, rename it over `path`."""
+    """Write `text` to a private (0600) temp file beside `path`, fsync it, rename it over `path`.
+
+    UsageError when `path` exists and is no regular file (a device such as /dev/null, a FIFO,
+    a socket, a folder, or a link to one): renaming over it would replace it for everyone.
+    """
+    import stat
     import tempfile  # imported by the few commands that rewrite a file, not by every run
+
+    from guardctl.errors import UsageError
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write it: {err.strerror or err}") from err
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UsageError(f"{path} exists and is not a regular file: guardctl will not replace "
+                         "it; point it at a file instead")
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     try:

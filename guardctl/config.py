@@ -259,6 +259,8 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {err}") from err
     data = _parse_yaml(path, text)
+    if data is None:
+        return None  # an empty file: nothing configured yet
     if isinstance(data, dict) and data.keys() <= {*_SHARED, PLUGINS_KEY, DETECTORS_KEY}:
         return None  # only where the broker is (an agent's file in broker mode): no context
     contexts = _from_mapping(path, data)
