@@ -353,7 +353,11 @@ def creds() -> None:
 @click.option(
     "--kubeconfig", type=click.Path(dir_okay=False), help="Default: $KUBECONFIG or ~/.kube/config."
 )
-@click.option("--context", help="Default: the kubeconfig's current context.")
+@click.option(
+    "--context",
+    help="Default: the kubeconfig's current context. A context not yet imported is added "
+    "beside those that are (the first is the default); one imported before is replaced.",
+)
 @click.option(
     "--service-account",
     required=True,
