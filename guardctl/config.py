@@ -11,6 +11,7 @@ command would cost more than the rest of reading the file.
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -201,7 +202,7 @@ def load_detector_files(path: Path, cache_dir: Path | None = None) -> tuple[str,
     if contexts is not None:
         return contexts.detector_files
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_config(path)
     except FileNotFoundError:
         return ()
     except (OSError, UnicodeDecodeError) as err:
@@ -253,7 +254,7 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
             except UsageError:
                 pass  # a damaged copy: the file itself decides
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_config(path)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as err:
@@ -269,6 +270,15 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
     return contexts
 
 
+def _read_config(path: Path) -> str:
+    """The config file's text; UsageError for a FIFO, socket or folder (reading a FIFO would
+    wait for a writer forever). FileNotFoundError passes on."""
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+        raise UsageError(f"{path} is not a regular file: point GUARDCTL_CONFIG at a file")
+    return path.read_text(encoding="utf-8")
+
+
 def _parse_yaml(path: Path, text: str) -> Any:
     import yaml
 
@@ -279,11 +289,13 @@ def _parse_yaml(path: Path, text: str) -> Any:
 
 
 def save_config(path: Path, config: Config | Contexts) -> None:
-    """Write `config` (one context, or several) atomically: a 0600 temp file in a 0700
-    folder, then rename over `path`."""
+    """Write `config` (one context, or several) atomically: a 0600 temp file, then rename
+    over `path`. A folder made for it is private (0700); a folder that was there is left as
+    it is (GUARDCTL_CONFIG may name a file in /etc, or in /dev)."""
+    created = not path.parent.exists()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # mkdir's mode is masked by umask and ignored for an existing folder; the folder is ours
-    os.chmod(path.parent, 0o700)
+    if created:
+        os.chmod(path.parent, 0o700)  # mkdir's mode is masked by umask
     import yaml
 
     from guardctl.atomic import write_atomic

@@ -69,7 +69,9 @@ def config_broker(path: str) -> "str | None":
     """`broker: PATH` at the top level of the config file at `path` (read without a YAML
     parser: one plain or quoted scalar on its line)."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        # never blocking: a FIFO named as the config reads as empty, it does not hang the run
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, encoding="utf-8") as handle:
             lines = handle.read(1 << 20).splitlines()
     except (OSError, UnicodeDecodeError):
         return None

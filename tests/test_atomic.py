@@ -4,6 +4,7 @@ guardctl creds import` as root replaced the device for every user)."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -53,19 +54,26 @@ contexts: [{name: dev, context: {cluster: dev, user: admin}}]
 """
 
 
-def test_creds_import_into_dev_null_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
+def test_creds_import_over_a_fifo_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
+    # as GUARDCTL_CONFIG=/dev/null did, with a FIFO of the test's own (a regression must not
+    # touch the machine's /dev): the file and its folder stay as they were
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
-    before = os.stat(os.devnull)
+    folder = tmp_path / "etc"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    target = folder / "config.yaml"
+    os.mkfifo(target)
+    before = os.lstat(target)
     proc = subprocess.run(
         [sys.executable, "-m", "guardctl", "creds", "import", "--kubeconfig", str(kubeconfig),
          "--service-account", "guardctl/agent"],
-        env={**os.environ, "GUARDCTL_CONFIG": os.devnull,
+        env={**os.environ, "GUARDCTL_CONFIG": str(target),
              "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring"},
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2 and "is not a regular file" in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    after = os.stat(os.devnull)
-    assert (before.st_mode, before.st_rdev) == (after.st_mode, after.st_rdev)
+    after = os.lstat(target)
+    assert (before.st_mode, before.st_ino) == (after.st_mode, after.st_ino)
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755  # a folder that was there: untouched
