@@ -11,10 +11,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from guardctl.broker import forkcontrol
 from guardctl.firewall.ruletests import Case, parse_cases_text
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -31,8 +33,12 @@ CASES = _cases()
 
 
 @pytest.fixture(scope="module")
-def results() -> dict[str, dict[str, object]]:
+def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, object]]]:
     requests = "".join(json.dumps({"line": c.line, "id": c.origin}) + "\n" for c in CASES)
+    # a module fixture starts before the per-test isolation: its own runtime folder, so the
+    # fork server the batch starts is this fixture's, and is stopped with it
+    runtime = tmp_path_factory.mktemp("corpus-run")
+    runtime.chmod(0o700)
     proc = subprocess.run(
         [sys.executable, "-m", "guardctl", "check", "--batch"],
         input=requests,
@@ -40,12 +46,14 @@ def results() -> dict[str, dict[str, object]]:
         text=True,
         cwd=CORPUS,
         timeout=300,
-        env={**os.environ, "GUARDCTL_HOME": "/nonexistent/guardctl-home"},
+        env={**os.environ, "GUARDCTL_HOME": "/nonexistent/guardctl-home",
+             "XDG_RUNTIME_DIR": str(runtime)},
     )
+    forkcontrol.stop_all(runtime)
     assert proc.returncode == 0, proc.stderr
     answers = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [a["id"] for a in answers] == [c.origin for c in CASES]
-    return {str(a["id"]): a for a in answers}
+    yield {str(a["id"]): a for a in answers}
 
 
 def test_corpus_is_large_and_balanced() -> None:
