@@ -14,7 +14,7 @@ from guardctl.model import Action, Decision, ParsedLine
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
-    from guardctl.firewall.manifests import Reader, Render
+    from guardctl.firewall.manifests import Reader
     from guardctl.firewall.ruletests import Failure
     from guardctl.running.kustomize import Renders
 
@@ -34,13 +34,18 @@ class Checker(NamedTuple):
     # reads the manifests a line names (None: from this process's disk); a broker's reads
     # them through its client, with the agent's permissions
     read: "Reader | None" = None
-    # renders the kustomizations a line names (`-k DIR`), from the same place
-    render: "Render | None" = None
+    # renders the kustomizations a line names (`-k DIR`), from the same place, and keeps
+    # what it rendered for the run
+    render: "Renders | None" = None
 
     @classmethod
-    def load(cls, env: Environment, extra_rules: tuple[str, ...] = ()) -> "Checker":
+    def load(
+        cls, env: Environment, extra_rules: tuple[str, ...] = (), expand: bool = True
+    ) -> "Checker":
+        """`expand`: a `~` in a path the client sends is the agent's home (a shell line),
+        not a folder named `~` (kubectl's own words)."""
         ruleset = load_rules(env.rule_paths(extra_rules), cache_dir=env.cache_dir)
-        read, render = inputs_of(env, expand=True)
+        read, render = inputs_of(env, expand=expand)
         return cls(ruleset=ruleset, context=env.policy_context(), read=read, render=render)
 
     def check(self, line: str) -> Decision:

@@ -17,7 +17,7 @@ from guardctl.model import Action, Decision, KubectlCall, ParsedLine, RuleHit, S
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
-    from guardctl.running.kustomize import Renders
+    from guardctl.app import Checker
 
 # `-f -` manifests are read by guardctl first (to inspect them), then handed to kubectl;
 # past this size they count as unseen
@@ -61,20 +61,18 @@ def _filename_values(argv: Sequence[str]) -> list[str]:
 
 
 def decide_invocation(
-    env: Environment, invocation: Invocation, renders: "Renders | None" = None
+    env: Environment, invocation: Invocation, checker: "Checker | None" = None
 ) -> Decision:
     """The policy's decision; through a broker, its files are the client's and what the
-    broker will not run (`Caller.refusal`) is denied whatever the rules say. `renders`
-    keeps the kustomizations rendered for it, for the run."""
-    from guardctl.app import Checker, inputs_of
-    from guardctl.firewall.policy import decide
+    broker will not run (`Caller.refusal`) is denied whatever the rules say. `checker`
+    (kubectl's words: `Checker.load(env, expand=False)`) keeps the kustomizations it
+    rendered, for the run."""
+    from guardctl.app import Checker
 
-    checker = Checker.load(env)
+    if checker is None:
+        checker = Checker.load(env, expand=False)
     parsed = ParsedLine(line=invocation.line, commands=(invocation.command(),))
-    read, local = inputs_of(env, expand=False)
-    decision = decide(
-        parsed, checker.ruleset, checker.context, read, renders if renders is not None else local
-    )
+    decision = checker.decide(parsed)
     if env.caller is None or decision.action is Action.DENY:
         return decision
     call = decision.commands[0].call
@@ -132,13 +130,13 @@ class _Outcome:
 
 def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     """Decide `kubectl ARGV`, record it, and run it when allowed. Returns the exit status."""
-    from guardctl.app import inputs_of
+    from guardctl.app import Checker
     from guardctl.recording import audit, cast, recorder
 
     invocation = read_invocation(env, argv)
-    renders = inputs_of(env, expand=False)[1]
-    decision = decide_invocation(env, invocation, renders)
-    unknown = _unknown_command(decision, env.policy_context().plugins)
+    checker = Checker.load(env, expand=False)
+    decision = decide_invocation(env, invocation, checker)
+    unknown = _unknown_command(decision, checker.context.plugins)
     if unknown is not None:
         env.stderr.write(_unknown_message(unknown))
         return ExitStatus.ERROR
@@ -169,9 +167,8 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
         recording.marker(cast.decision_label(decision))
         outcome = _Outcome()
         try:
-            outcome.code = _act(
-                env, invocation, decision, recording, use_pty, outcome, renders.done
-            )
+            rendered = checker.render.done if checker.render is not None else {}
+            outcome.code = _act(env, invocation, decision, recording, use_pty, outcome, rendered)
         finally:
             if env.caller is not None:
                 # kubectl's status goes to the client now; the records below follow it
