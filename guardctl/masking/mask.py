@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import json
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -119,8 +120,6 @@ _KEY_BEFORE_REVERSED = re.compile(
 )
 # how far before a value its key is looked for
 _KEY_WINDOW = 256
-# key names whose secrecy a scanner keeps
-_NAMES_KEPT = 4096
 # what a scanner keeps of the text before (see _Scanner.mask): a label and blank lines
 _CONTEXT_LINES = 4
 _CONTEXT_SIZE = 1024
@@ -495,7 +494,6 @@ class _Scanner:
         self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
         self._multiline = tuple(d for d in self._everywhere if d.multiline)
-        self._named: dict[str, bool] = {}  # see _secret_named
         # the end of the text masked before: a multi-line match (a value on the line after
         # its label) may begin there and end in the next text
         self._context = ""
@@ -610,17 +608,16 @@ class _Scanner:
         return _byte_entropy(raw) >= BINARY_ENTROPY
 
     def _secret_named(self, name: str) -> bool:
-        """Whether a key names a secret (kept: an output repeats its few keys many times)."""
-        known = self._named.get(name)
-        if known is None:
-            rules = self._rules
-            known = name.lower() in rules.credential_keys or bool(rules.secret_name.search(name))
-            if len(self._named) >= _NAMES_KEPT:
-                self._named.clear()
-            self._named[name] = known
-        return known
+        """Whether a key names a secret."""
+        rules = self._rules
+        return name.lower() in rules.credential_keys or _names_secret(rules.secret_name, name)
 
 
+@lru_cache(maxsize=4096)
+def _names_secret(secret_name: re.Pattern[str], name: str) -> bool:
+    """Whether a key or an env entry's name looks secret (`structure.secret_name`); kept, as
+    an output repeats its few names many times."""
+    return secret_name.search(name) is not None
 
 
 def _naming_lines(text: str) -> set[int]:
@@ -833,7 +830,6 @@ class _Structure:
         # whether `data:` opens a data mapping (not in `describe` output, where a volume
         # may be called `data`)
         self._sections = sections
-        self._named: dict[str, bool] = {}  # see _names_secret
         self._kinds: list[tuple[int, str]] = []  # (column, kind) of the enclosing objects
         self._section: _Section | None = None
         self._block: _Block | None = None
@@ -912,16 +908,9 @@ class _Structure:
         return end
 
     def _names_secret(self, value: str) -> bool:
-        """Whether `name: VALUE` (or `key:`) names something secret, or opens a block (kept:
-        an output repeats its names)."""
-        known = self._named.get(value)
-        if known is None:
-            plain = value.strip("\"',\r")
-            known = _is_block(plain) or bool(self._rules.secret_name.search(plain))
-            if len(self._named) >= _NAMES_KEPT:
-                self._named.clear()
-            self._named[value] = known
-        return known
+        """Whether `name: VALUE` (or `key:`) names something secret, or opens a block."""
+        plain = value.strip("\"',\r")
+        return _is_block(plain) or _names_secret(self._rules.secret_name, plain)
 
     def _line(self, line: str) -> None:
         body = line.rstrip("\r\n")
@@ -1006,7 +995,7 @@ class _Structure:
                 return _replace_value(line, start, end, SECRET_DATA)
         elif key.lower() in rules.credential_keys and _scalar(value):
             return _replace_value(line, start, end, CREDENTIAL)
-        elif key in ("name", "key") and rules.secret_name.search(value.strip("\"',")):
+        elif key in ("name", "key") and _names_secret(rules.secret_name, value.strip("\"',")):
             # an env entry (`name:`), or a `key:`/`value:` pair (external-secrets' stores)
             self._env_level = level
         elif key == "value" and self._env_level == level:
@@ -1358,9 +1347,8 @@ class Masker:
             placeholder=placeholder,
             data_keys=rules.data_keys,
             credential_keys=rules.credential_keys,
-            secret_name=lambda name: bool(rules.secret_name.search(name)),
-            secret_kind=lambda kind: self._mode == "structure" or kind in rules.secret_kinds
-            or not isinstance(kind, str),
+            secret_name=functools.partial(_names_secret, rules.secret_name),
+            secret_kind=self._structure._secret_kind,
             embedded=lambda text: _mask_json_text(
                 text, rules.data_keys, lambda kind: not isinstance(kind, str)
                 or kind in rules.secret_kinds
