@@ -23,6 +23,18 @@ def is_safe_path(path: str) -> bool:
     return any(field == p or field.startswith((p + ".", p + "[")) for p in _SAFE_PATHS)
 
 
+def custom_columns(spec: str) -> list[tuple[str, bool]] | None:
+    """(title, prints only what names the object) for each column of a `custom-columns`
+    spec (`NAME:.metadata.name,…`); None when it cannot be read."""
+    columns: list[tuple[str, bool]] = []
+    for part in spec.split(","):
+        title, colon, path = part.partition(":")
+        if not colon or not title:
+            return None
+        columns.append((title, is_safe_path(path)))
+    return columns or None
+
+
 # a field reference: `.a.b[*].c`, `.a['b.c']`
 _FIELD = re.compile(r"\.(?:[\w-]+|\[[^\]]*\])(?:\.[\w-]+|\[[^\]]*\])*")
 # quoted literals (`{"\t"}`, `{{"\n"}}`), removed before fields are read

@@ -51,7 +51,7 @@ from itertools import islice
 from typing import Any, NamedTuple
 
 from guardctl.bundled import data_text
-from guardctl.fieldpaths import is_safe_path, names_only
+from guardctl.fieldpaths import custom_columns, names_only
 from guardctl.firewall import files, kubeyaml
 from guardctl.model import KubectlCall, ManifestObject, ManifestReport, Risk, SimpleCommand
 
@@ -832,9 +832,8 @@ def _template_values(call: KubectlCall) -> list[Risk]:
     if call.has_flag("template") and output in ("", "go-template", "jsonpath", "template"):
         output, body = output or "go-template", body or call.flag("template") or ""
     if output == "custom-columns":
-        safe = bool(body) and all(
-            is_safe_path(column.partition(":")[2]) for column in body.split(",")
-        )
+        columns = custom_columns(body)
+        safe = columns is not None and all(names for _, names in columns)
     elif output in _TEMPLATE_FORMATS:
         safe = names_only(output, body)
     else:

@@ -8,20 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from guardctl.fieldpaths import is_safe_path
-
-
-def secret_columns(spec: str) -> list[tuple[str, bool]] | None:
-    """(title, masked) for each column of a `custom-columns` spec (`NAME:.metadata.name,…`);
-    None when it cannot be read."""
-    columns: list[tuple[str, bool]] = []
-    for part in spec.split(","):
-        title, colon, path = part.partition(":")
-        if not colon or not title:
-            return None
-        columns.append((title, not is_safe_path(path)))
-    return columns or None
-
 
 class Columns:
     """Masks a custom-columns table as it streams (complete lines; the rest held)."""

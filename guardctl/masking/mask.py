@@ -43,8 +43,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from guardctl.fieldpaths import names_only
-from guardctl.masking.columns import Columns, secret_columns
+from guardctl.fieldpaths import custom_columns, names_only
+from guardctl.masking.columns import Columns
 from guardctl.masking.detectors import (
     Detector,
     StructureRules,
@@ -1462,7 +1462,8 @@ def _custom_columns(call: Any) -> list[tuple[str, bool]] | None:
     """The columns of `-o custom-columns=SPEC` with a header (else None: masked whole)."""
     if call.flag("no-headers") not in (None, "false"):
         return None
-    return secret_columns((call.flag("output") or "").partition("=")[2])
+    columns = custom_columns((call.flag("output") or "").partition("=")[2])
+    return [(title, not safe) for title, safe in columns] if columns is not None else None
 
 
 def mask_text(
