@@ -346,6 +346,7 @@ def _diff_for(
         import subprocess
 
         from guardctl.masking import mask
+        from guardctl.running.lifeline import die_with_this_process
 
         cluster = _cluster(env, context)
         args = [f"--filename={f}" for f in files]
@@ -361,6 +362,7 @@ def _diff_for(
                 [cluster.kubectl, *words],
                 env=_kubectl_environ(env, path),
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_this_process(),
                 capture_output=True,
                 timeout=60,
                 check=False,

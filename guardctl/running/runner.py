@@ -6,8 +6,8 @@ a signal N killed it, as a shell would report.
 
 Signals: SIGTERM and SIGHUP sent to guardctl are forwarded to kubectl, and guardctl waits
 for it (SIGKILL after a grace period) so it never dies first and leaves a child or a
-credential file behind. SIGINT needs care, because Ctrl-C reaches the whole foreground
-process group:
+credential file behind. A guardctl killed outright takes kubectl with it (`lifeline`).
+SIGINT needs care, because Ctrl-C reaches the whole foreground process group:
 
 * pipes mode, stdin not a terminal (the agent case): kubectl runs in its own session, so
   only guardctl gets the terminal's SIGINT and forwards exactly one.
@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 from guardctl.atomic import write_all
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
+from guardctl.running.lifeline import die_with_this_process
 from guardctl.signals import Handler, signal_handlers
 from guardctl.status import exit_for_child
 
@@ -218,6 +219,7 @@ def _run_pipes(
             child = subprocess.Popen(
                 list(argv), env=dict(child_env), stdin=stdin_fd, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=own_session,
+                preexec_fn=die_with_this_process(),
             )
         except OSError as err:
             raise UnsafeError(NOT_FOUND) from err
@@ -359,7 +361,8 @@ def _run_pty(
     with signal_handlers(forwarder.handlers()):
         try:
             child = pexpect.spawn(argv[0], list(argv[1:]), env=dict(child_env),
-                                  dimensions=_winsize(out_fd))
+                                  dimensions=_winsize(out_fd),
+                                  preexec_fn=die_with_this_process())
         except pexpect.ExceptionPexpect as err:
             raise UnsafeError(NOT_FOUND) from err
 
