@@ -320,9 +320,20 @@ def hook_claude_code() -> int:
 
 @cli.command()
 def mcp() -> int:
-    """An MCP server on stdio with `kubectl` and `check` tools (same path as the CLI)."""
-    from guardctl.agents.mcp import serve
+    """An MCP server on stdio with `kubectl` and `check` tools (same path as the CLI).
 
+    Needs the `mcp` extra: pip install 'guardctl[mcp]'."""
+    from guardctl.errors import UnsafeError
+
+    try:
+        from guardctl.agents.mcp import serve
+    except ModuleNotFoundError as err:
+        if err.name is None or not err.name.startswith("mcp"):
+            raise
+        raise UnsafeError(
+            "`guardctl mcp` needs the MCP SDK, which is not installed: "
+            "pip install 'guardctl[mcp]' (or pipx inject guardctl mcp)"
+        ) from None
     return serve(_env())
 
 
