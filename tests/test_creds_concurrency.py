@@ -1,0 +1,110 @@
+"""Many guardctl processes at once with a cold token cache: the stored credential survives,
+every command succeeds and one token is minted for all of them (issue 13, item 1).
+
+Real processes (not threads) against the devserver, with the plaintext file keyring of
+keyrings.alt, which rewrites its whole file on every write.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent_setup import agent_environ
+from keyrings.alt.file import PlaintextKeyring
+
+from guardctl.broker import forkcontrol
+from guardctl.config import load_config
+from guardctl.devserver import DevServer
+from guardctl.running.tokencache import KernelCache, description, kernel_keyring
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
+                                reason="kubectl is not installed")
+
+SA = "guardctl/guardctl-agent"
+TOKEN_PATH = "/api/v1/namespaces/guardctl/serviceaccounts/guardctl-agent/token"
+CONCURRENT = 16
+TRIALS = 3
+TIMEOUT = 120
+
+
+def _guardctl(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "guardctl", *args], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def _finish(procs: list[subprocess.Popen[bytes]]) -> list[tuple[int, bytes]]:
+    """Each process's exit code and stderr; every process is ended, even on a timeout."""
+    results = []
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=TIMEOUT)
+            results.append((proc.returncode, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
+
+
+def _file_keyring(env: dict[str, str]) -> PlaintextKeyring:
+    backend = PlaintextKeyring()
+    backend.file_path = str(Path(env["XDG_DATA_HOME"]) / "python_keyring" / "keyring_pass.cfg")
+    return backend
+
+
+@pytest.fixture
+def setup(devserver: DevServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An agent's environment with a freshly imported credential: no token cached anywhere."""
+    admin = devserver.write_kubeconfig(tmp_path / "admin.kubeconfig")
+    (tmp_path / "agent").mkdir()
+    env = agent_environ(tmp_path / "agent")
+    imported = subprocess.run(
+        [sys.executable, "-m", "guardctl", "creds", "import", "--kubeconfig", str(admin),
+         "--service-account", SA, "--ttl", "10m"],
+        env=env, capture_output=True, timeout=TIMEOUT, check=False)
+    assert imported.returncode == 0, imported.stderr
+    try:
+        yield env
+    finally:
+        forkcontrol.stop_all(Path(env["XDG_RUNTIME_DIR"]))
+        _forget_kernel_token(env)
+
+
+def _forget_kernel_token(env: dict[str, str]) -> None:
+    keys = kernel_keyring()
+    config_path = Path(env["GUARDCTL_CONFIG"])
+    config = load_config(config_path)
+    if keys is not None and config is not None:
+        KernelCache(keys, description(config_path, config), config.server,
+                    config.service_account).drop()
+
+
+def _token_requests(server: DevServer) -> int:
+    return sum(1 for method, path, _ in server.requests if (method, path) == ("POST", TOKEN_PATH))
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+@pytest.mark.parametrize("forkserver", ["on", "off"])
+def test_concurrent_cold_runs_keep_the_credential_and_mint_once(
+    devserver: DevServer, setup: dict[str, str], forkserver: str, trial: int
+) -> None:
+    env = {**setup, "GUARDCTL_FORKSERVER": "1" if forkserver == "on" else "0"}
+    vault = _file_keyring(env)
+    stored = vault.get_password("guardctl", "credential:guardctl-dev")
+    assert stored is not None
+    devserver.clear_requests()
+    results = _finish([_guardctl(env, "get", "pods", "-n", "dev") for _ in range(CONCURRENT)])
+    failed = [(code, err.decode(errors="replace")) for code, err in results if code != 0]
+    assert failed == []
+    assert vault.get_password("guardctl", "credential:guardctl-dev") == stored
+    assert _token_requests(devserver) == 1
+    # and a later command still has its credential
+    later = _finish([_guardctl(env, "get", "pods", "-n", "dev")])
+    assert later[0][0] == 0, later[0][1]
