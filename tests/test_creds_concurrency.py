@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_setup import agent_environ
+from agent_setup import agent_environ, drop_kernel_token
 from keyrings.alt.file import PlaintextKeyring
 
 from guardctl.broker import forkcontrol
-from guardctl.config import load_config
 from guardctl.devserver import DevServer
-from guardctl.running.tokencache import KernelCache, description, kernel_keyring
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
                                 reason="kubectl is not installed")
@@ -74,16 +72,7 @@ def setup(devserver: DevServer, tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         forkcontrol.stop_all(Path(env["XDG_RUNTIME_DIR"]))
-        _forget_kernel_token(env)
-
-
-def _forget_kernel_token(env: dict[str, str]) -> None:
-    keys = kernel_keyring()
-    config_path = Path(env["GUARDCTL_CONFIG"])
-    config = load_config(config_path)
-    if keys is not None and config is not None:
-        KernelCache(keys, description(config_path, config), config.server,
-                    config.service_account).drop()
+        drop_kernel_token(env)
 
 
 def _token_requests(server: DevServer) -> int:

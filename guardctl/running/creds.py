@@ -108,9 +108,14 @@ def _keyring_error(err: Exception, file: Path | None, then: str) -> UnsafeError:
         )
     # the exception's text is not shown: a backend could echo what it was given
     if file is not None and isinstance(err, (ValueError, configparser.Error)):
-        return UnsafeError(f"the keyring file {file} is damaged ({type(err).__name__}); guardctl "
-                           f"left it unchanged: move it aside (`mv {file} {file}.damaged`) "
-                           f"and {then}")
+        if isinstance(err, UnicodeDecodeError):
+            what = "it is not UTF-8 text"
+        elif isinstance(err, configparser.Error):
+            what = "it is not in the INI form its backend writes"
+        else:
+            what = "an entry in it cannot be decoded"
+        return UnsafeError(f"the keyring file {file} is damaged ({what}); guardctl left it "
+                           f"unchanged: move it aside (`mv {file} {file}.damaged`) and {then}")
     if file is not None and isinstance(err, OSError):
         return UnsafeError(f"cannot use the keyring file {file} ({err.strerror or 'error'}): "
                            "make it a file of yours that you may read and write (chmod 600), "
@@ -207,10 +212,10 @@ class Vault:
 
         self._use(delete_if_present, write=True)
 
-    def where(self) -> str:
-        """` (file PATH)` for a file-backed keyring, for messages; else nothing."""
+    def where(self, before: str = " (", after: str = ")") -> str:
+        """`file PATH` for a file-backed keyring, between `before` and `after`; else nothing."""
         file = self.file
-        return f" (file {file})" if file is not None else ""
+        return f"{before}file {file}{after}" if file is not None else ""
 
     def tokens(self) -> Vault:
         """Where minted tokens are cached: this keyring, except that a file-backed one gets a
@@ -668,8 +673,8 @@ def _keyring_status(
 ) -> Iterator[str]:
     vault = _vault(config, backend)
     kind = type(vault.backend)
-    yield (f"keyring: {kind.__module__}.{kind.__name__} (service {config.keyring_service!r})"
-           f"{vault.where()}")
+    yield (f"keyring: {kind.__module__}.{kind.__name__} (service {config.keyring_service!r}"
+           f"{vault.where(', ', '')})")
     present = vault.get(credential_entry(config)) is not None
     yield (f"credential: {config.credential}, "
            + ("present" if present else f"MISSING: run {_import_hint(config)}"))
