@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
 SA = "guardctl/guardctl-agent"
 TOKEN_PATH = "/api/v1/namespaces/guardctl/serviceaccounts/guardctl-agent/token"
 CONCURRENT = 16
-TRIALS = 3
+TRIALS = 2
 TIMEOUT = 120
 
 
