@@ -2,11 +2,13 @@
 every command succeeds and one token is minted for all of them (issue 13, item 1).
 
 Real processes (not threads) against the devserver, with the plaintext file keyring of
-keyrings.alt, which rewrites its whole file on every write.
+keyrings.alt, which rewrites its whole file on every write; and processes writing that
+file at once through guardctl's keyring lock, which must lose no entry.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -88,12 +90,42 @@ def test_concurrent_cold_runs_keep_the_credential_and_mint_once(
     vault = _file_keyring(env)
     stored = vault.get_password("guardctl", "credential:guardctl-dev")
     assert stored is not None
+    before = os.stat(vault.file_path)
     devserver.clear_requests()
     results = _finish([_guardctl(env, "get", "pods", "-n", "dev") for _ in range(CONCURRENT)])
     failed = [(code, err.decode(errors="replace")) for code, err in results if code != 0]
     assert failed == []
     assert vault.get_password("guardctl", "credential:guardctl-dev") == stored
+    # the runs never wrote the file that holds the credential
+    after = os.stat(vault.file_path)
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino, before.st_mtime_ns, before.st_size)
     assert _token_requests(devserver) == 1
     # and a later command still has its credential
     later = _finish([_guardctl(env, "get", "pods", "-n", "dev")])
     assert later[0][0] == 0, later[0][1]
+
+
+WRITER = """
+import sys
+from guardctl.running.creds import Vault
+vault = Vault("guardctl-test")
+for n in range(int(sys.argv[2])):
+    vault.set(f"{sys.argv[1]}-{n}", f"value-{sys.argv[1]}-{n}")
+"""
+ENTRIES_EACH = 10
+
+
+def test_concurrent_keyring_writes_keep_every_entry(tmp_path: Path) -> None:
+    """guardctl's writes to a file keyring are serialised: processes writing entries of their
+    own at once lose none of them (the backend alone rewrites the file from what it read)."""
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"),
+           "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring"}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, f"w{i}", str(ENTRIES_EACH)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for i in range(CONCURRENT)]
+    assert [code for code, _ in _finish(writers)] == [0] * CONCURRENT
+    vault = _file_keyring(env)
+    missing = [f"w{i}-{n}" for i in range(CONCURRENT) for n in range(ENTRIES_EACH)
+               if vault.get_password("guardctl-test", f"w{i}-{n}") != f"value-w{i}-{n}"]
+    assert missing == []
