@@ -286,6 +286,20 @@ def test_without_the_kernel_keyring_the_os_keyring_caches(
         tokencache.kernel_keyring.cache_clear()
 
 
+def test_a_runtime_folder_others_may_enter_gets_no_mint_lock(env: Environment, kubeconfig: Path,
+                                                             server: DevServer) -> None:
+    """The mint lock is for one process at a time to mint; where guardctl's runtime folder is
+    not private it is not used, and minting still works."""
+    folder = Path(env.environ["XDG_RUNTIME_DIR"]) / "guardctl"
+    folder.mkdir()
+    folder.chmod(0o755)
+    config = _import(env, kubeconfig)
+    server.clear_requests()
+    assert mint_token(env, config) == mint_token(env, config)
+    assert _token_requests(server) == ["admin"]
+    assert list(folder.iterdir()) == []
+
+
 def _kubectl_get_pods(env: Environment, config: Config, token: str, kubectl: str) -> None:
     with temp_kubeconfig(env, config.server, config.certificate_authority_data, token,
                          config.namespace) as path:

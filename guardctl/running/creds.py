@@ -26,6 +26,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -567,10 +568,7 @@ def mint_token(env: Environment, config: Config, *, backend: KeyringBackend | No
     cached = fast.load() if fast is not None else None
     if cached is not None and cached.fresh(clock()):
         return cached
-    busy = (f"another guardctl has been minting a token for context {config.context!r} for "
-            f"over {MINT_LOCK_WAIT_SECONDS}s: check that {config.server} is reachable")
-    with locks.hold(_mint_lock(env, config), exclusive=True, wait=MINT_LOCK_WAIT_SECONDS,
-                    busy=busy):
+    with _minting(env, config):
         now = clock()
         token = fast.load() if fast is not None else None  # minted while this one waited
         if token is None or not token.fresh(now):
@@ -591,21 +589,28 @@ def _os_keyring_token(env: Environment, config: Config, backend: KeyringBackend 
     return token
 
 
-def _mint_lock(env: Environment, config: Config) -> Path:
-    """The lock file one configuration's minting holds, in guardctl's private runtime folder."""
+def _minting(env: Environment, config: Config) -> AbstractContextManager[None]:
+    """Held while this process looks for, or mints, `config`'s token: a lock file in
+    guardctl's private runtime folder, so that concurrent runs mint one token.
+
+    Nothing where there is no such folder (it cannot be made, or others may enter it, as
+    the fork server also refuses): each run then mints its own token, which is only slower,
+    for the keyring stays locked around every write.
+    """
     from guardctl.runtime import private_folder, socket_folder
 
     folder = socket_folder(env.environ)
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
-    except OSError as err:
-        raise UnsafeError(f"cannot make guardctl's runtime folder {folder} ({err.strerror}): "
-                          "set XDG_RUNTIME_DIR to a folder of yours") from err
+    except OSError:
+        return nullcontext()
     if not private_folder(folder):
-        raise UnsafeError(f"{folder} is not a private folder of this user: remove it, or set "
-                          "XDG_RUNTIME_DIR to a folder of yours")
+        return nullcontext()
     name = tokencache.description(env.config_path, config)[len(tokencache.DESCRIPTION_PREFIX):]
-    return Path(folder) / f"mint-{name}.lock"
+    busy = (f"another guardctl has been minting a token for context {config.context!r} for "
+            f"over {MINT_LOCK_WAIT_SECONDS}s: check that {config.server} is reachable")
+    return locks.hold(Path(folder) / f"mint-{name}.lock", exclusive=True,
+                      wait=MINT_LOCK_WAIT_SECONDS, busy=busy)
 
 
 # --------------------------------------------------------------------------- masking, status
