@@ -195,3 +195,33 @@ def test_a_busy_lock_is_waited_for_then_named(tmp_path: Path) -> None:
         holder.communicate(input="", timeout=TIMEOUT)
     with locks.hold(path, exclusive=True, wait=TIMEOUT, busy="still busy"):
         assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+LOCKED_BACKEND = """
+import keyring.backend
+import keyring.errors
+
+
+class Locked(keyring.backend.KeyringBackend):
+    priority = 1
+
+    def get_password(self, service, username):
+        raise keyring.errors.KeyringLocked("locked")
+
+    def set_password(self, service, username, password):
+        raise keyring.errors.KeyringLocked("locked")
+
+    def delete_password(self, service, username):
+        raise keyring.errors.KeyringLocked("locked")
+"""
+
+
+def test_a_locked_keyring_says_so(agent_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "lockedkeyring.py").write_text(LOCKED_BACKEND)
+    drop_kernel_token(agent_env)
+    env = {**agent_env, "PYTHONPATH": str(tmp_path), "GUARDCTL_FORKSERVER": "0",
+           "PYTHON_KEYRING_BACKEND": "lockedkeyring.Locked"}
+    fix = ("the keyring is locked: unlock it",)
+    _assert_one_line(_guardctl(env, "get", "pods", "-n", "dev"), 13, *fix)
+    _assert_one_line(_guardctl(env, "creds", "status"), 13, *fix)
+    _assert_doctor_names(_guardctl(env, "doctor"), *fix)
