@@ -357,3 +357,26 @@ def test_a_worker_runs_under_the_clients_resource_limits(
     warm, alone = results
     assert alone.returncode == 13, alone.stderr
     assert (warm.returncode, warm.stdout) == (alone.returncode, alone.stdout), warm.stderr
+
+
+@pytest.mark.parametrize("setpriv_args", [
+    ["--bounding-set=-all", "--inh-caps=-all"],  # root without its capabilities
+    ["--no-new-privs"],
+    ["--groups=12345", "--reuid=0", "--regid=0"],  # other supplementary groups
+])
+def test_a_client_with_other_privileges_runs_its_command_itself(
+    warm_env: dict[str, str], setpriv_args: list[str]
+) -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs setpriv and root")
+    proc = subprocess.run(
+        [setpriv, *setpriv_args, sys.executable, "-c", REPORT_MODULES, "check",
+         "kubectl get pods"],
+        env=warm_env, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    status, _, modules = proc.stderr.decode().splitlines()[-1].partition(" ")
+    assert status == "0" and "guardctl.app" in modules, proc.stderr
+    # the same client as the server: served
+    status, modules = imported_by_client(warm_env, "check", "kubectl get pods")
+    assert (status, modules) == ("0", CLIENT_ONLY)

@@ -276,9 +276,29 @@ def _receive(conn: socket.socket) -> tuple[Request | None, list[int]]:
 
 def _same_client(conn: socket.socket) -> int | None:
     """The peer's pid, if it is this user in this server's namespaces (proven as the broker
-    proves it)."""
+    proves it) with this server's privileges."""
     peer = identify(conn)
-    return peer.pid if peer.uid == os.getuid() and peer.same_namespaces else None
+    if peer.uid != os.getuid() or not peer.same_namespaces:
+        return None
+    return peer.pid if _privileges(str(peer.pid)) == _privileges("self") else None
+
+
+# what a process may do beyond its uid, as /proc/PID/status says: ids, groups, capabilities,
+# no_new_privs and seccomp. A client with less (setpriv, a sandbox) is not served by a worker
+# that has more; it runs its command itself.
+_PRIVILEGE_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+                     "NoNewPrivs", "Seccomp")
+
+
+def _privileges(pid: str) -> tuple[list[str], str] | None:
+    """The privilege lines of /proc/PID/status and the process's cgroups (its limits)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+            fields = [line for line in status if line.split(":", 1)[0] in _PRIVILEGE_FIELDS]
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as cgroup:
+            return fields, cgroup.read()
+    except OSError:
+        return None
 
 
 def _adopt_limits(pid: int) -> bool:

@@ -530,6 +530,7 @@ def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
 
     from guardctl.running.kubeconfig import private_kubeconfig
     from guardctl.running.kubectl_env import mint_environ
+    from guardctl.running.lifeline import die_with_this_process
     from guardctl.running.runner import NOT_FOUND, find_kubectl
 
     kubectl = find_kubectl(env)
@@ -542,7 +543,8 @@ def _request_token(env: Environment, config: Config, stanza: Mapping[str, Any],
             # stdin stays closed: it belongs to the agent's own kubectl command
             result = subprocess.run(argv, env=mint_environ(env.environ, path),
                                     stdin=subprocess.DEVNULL, capture_output=True,
-                                    timeout=MINT_TIMEOUT_SECONDS, check=False)
+                                    timeout=MINT_TIMEOUT_SECONDS, check=False,
+                                    preexec_fn=die_with_this_process())
         except OSError as err:
             raise UnsafeError(NOT_FOUND) from err
         except subprocess.TimeoutExpired as err:
