@@ -6,7 +6,9 @@ session appends to that one file, streaming its events while it holds an exclusi
 the cast locked by another one still running (a `kubectl logs -f` in the background, or a
 `guardctl sh -c` whose inner kubectl goes through guardctl again) does not wait for it:
 it records into the first free overflow part, `<session>~2.cast`, `~3`, ... The audit
-record names the file actually used.
+record names the file actually used. There is no limit on parts: a part is busy only while
+a live process holds its lock, so a session has at most one more part than it has
+invocations running at once, and a read is never refused for bookkeeping.
 
 Order of use, so that a failed audit write leaves no orphan bytes in the cast::
 
@@ -34,8 +36,6 @@ CASTS = "casts"
 SUFFIX = ".cast"
 # a replay compresses longer pauses (e.g. hours between two invocations of one session)
 IDLE_LIMIT = 3.0
-# overflow parts tried when the session cast is busy; more concurrent writers fail closed
-MAX_PARTS = 8
 # how far back from the end we read to find the last event line (events can be long)
 TAIL_BLOCK = 64 * 1024
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -124,15 +124,26 @@ def _open_locked(path: Path) -> int | None:
     return fd
 
 
+def part_name(session: str, part: int) -> str:
+    """The file name of a session's cast part: `S.cast`, then `S~2.cast`, `S~3.cast`, ..."""
+    return f"{session}{SUFFIX}" if part == 1 else f"{session}~{part}{SUFFIX}"
+
+
 def _claim(state_dir: Path, session: str) -> tuple[Path, int]:
-    main = session_cast(state_dir, session)
-    private_dir(main.parent)
-    for part in range(1, MAX_PARTS + 1):
-        path = main if part == 1 else main.with_name(f"{session}~{part}{SUFFIX}")
+    """The first part of the session's cast no live process holds, locked.
+
+    Ends: each busy part is held by a process still running, and the first part nobody
+    holds (at worst a new one) is free.
+    """
+    folder = session_cast(state_dir, session).parent
+    private_dir(folder)
+    part = 1
+    while True:
+        path = folder / part_name(session, part)
         fd = _open_locked(path)
         if fd is not None:
             return path, fd
-    raise OSError(f"all {MAX_PARTS} cast files of session {session} are in use")
+        part += 1
 
 
 def _drop_torn_tail(fd: int) -> int:

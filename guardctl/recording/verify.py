@@ -29,6 +29,7 @@ accepted as before, when the chain goes on past them.
 import fcntl
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -328,18 +329,15 @@ class _Chain:
             raise _Bad(index, f"{head.count} is not the one the head {head_file} names "
                               "(replaced, or the log re-chained)")
 
-    def check_casts(self) -> None:
+    def check_casts(self, sizes: Mapping[str, int]) -> None:
         """Bytes after a cast's last recorded extent are fine only when an invocation
         started on it after that one is still open (running, or killed): anything else was
-        added later."""
+        added later. `sizes`: the casts' sizes taken with the log (`_cast_sizes`)."""
         for name, (size, index, _) in self.ends.items():
             if self._completed_end(name) is None:
                 continue  # checked when it started: at or after this extent's end
-            try:
-                actual = (self.cast_root / name).stat().st_size
-            except OSError:
-                continue  # the prefix check has read it; a race with removal is not ours
-            if actual > size:
+            actual = sizes.get(name)
+            if actual is not None and actual > size:
                 raise _Bad(index, f"cast {name} has {actual - size} bytes added after recording")
 
 
@@ -373,15 +371,37 @@ def _read_anchor(path: Path) -> _Anchor:
     return _Anchor(key, key_problem, head, head_problem)
 
 
-def _read_log(path: Path) -> tuple[bytes | None, _Anchor]:
-    """The log (None when missing) and, read under the same shared lock so that no append
-    falls in between, its key and head."""
+def _cast_sizes(cast_root: Path) -> dict[str, int]:
+    """The size of each cast file, by name (nothing when the folder is missing)."""
+    try:
+        with os.scandir(cast_root) as entries:
+            return {
+                e.name: e.stat(follow_symlinks=False).st_size for e in entries
+                if e.is_file(follow_symlinks=False)
+            }
+    except OSError:
+        return {}  # missing or unreadable: reading each cast's extent says which
+
+
+class _Snapshot(NamedTuple):
+    """The log (None when missing), its key and head, and its casts' sizes, read under one
+    shared lock on the log. A cast grows only after its invocation's "started" record, which
+    an append writes under the exclusive lock: so no cast size seen here belongs to an
+    invocation the log read here does not name, even with writers running (sizes taken
+    after the lock is dropped would take a new invocation's bytes for bytes added later)."""
+
+    data: bytes | None
+    anchor: _Anchor
+    sizes: dict[str, int]
+
+
+def _read_log(path: Path, cast_root: Path) -> _Snapshot:
     try:
         with open(path, "rb") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH)
-            return f.read(), _read_anchor(path)
+            return _Snapshot(f.read(), _read_anchor(path), _cast_sizes(cast_root))
     except FileNotFoundError:
-        return None, _read_anchor(path)
+        return _Snapshot(None, _read_anchor(path), {})
 
 
 def verify(path: Path, cast_root: Path) -> VerifyResult:
@@ -391,7 +411,7 @@ def verify(path: Path, cast_root: Path) -> VerifyResult:
     (a writer stopped between appending and rewriting the head) as long as every record
     past the head's position has a valid mac."""
     try:
-        data, anchor = _read_log(path)
+        data, anchor, sizes = _read_log(path, cast_root)
     except OSError as exc:
         return VerifyResult(False, None, f"{path}: cannot read the audit log: {exc.strerror}")
     key, head = anchor.key, anchor.head
@@ -428,7 +448,7 @@ def verify(path: Path, cast_root: Path) -> VerifyResult:
             chain.line(index, raw)
         chain.finish(rest, len(lines))
         chain.check_head(head, head_file, len(lines))
-        chain.check_casts()
+        chain.check_casts(sizes)
     except _Bad as bad:
         return fail(bad, chain)
     return VerifyResult(True, None, f"{path}: {_ok_message(chain, head)}", chain.count,
