@@ -118,7 +118,7 @@ class _Chain:
 
     __slots__ = (
         "cast_root", "key", "key_file", "log_id", "head_count", "at_head", "prev", "count",
-        "legacy", "keyed", "junk", "open_starts", "starts", "ends",
+        "legacy", "keyed", "junk", "torn", "open_starts", "starts", "ends",
     )
 
     def __init__(
@@ -138,6 +138,7 @@ class _Chain:
         # unreadable lines since the last record: a torn write the next record closed off,
         # or lines put there by someone else
         self.junk: list[tuple[int, bytes]] = []
+        self.torn = 0  # torn lines closed off by the record after them, which vouches for them
         self.open_starts: dict[str, tuple[int, dict[str, Any]]] = {}
         # per cast file: the last invocation started on it (offset, index), and the last
         # one completed (size, index, index of its started record)
@@ -213,6 +214,7 @@ class _Chain:
             last = self.junk[-1][1]
             if len(self.junk) > 1 or torn != hashlib.sha256(last).hexdigest():
                 raise _Bad(self.junk[0][0], "is not a readable record (inserted or damaged)")
+            self.torn += 1
         elif torn is not None:
             raise _Bad(index, "closed off a torn line that is no longer there (removed)")
 
@@ -303,7 +305,9 @@ class _Chain:
     def finish(self, rest: bytes, total: int) -> None:
         """The end of the lines: a torn last line, unreadable lines no record closed off."""
         if rest:
-            raise _Bad(total, "is truncated (the last line is incomplete)")
+            raise _Bad(total, "is cut short (a writer stopped mid-write: a crash, or a full "
+                              "disk); the next guardctl command closes it off and vouches for "
+                              "it in its record", what="the last line")
         if self.junk:
             raise _Bad(self.junk[0][0], "is not a readable record")
 
@@ -465,6 +469,9 @@ def _ok_message(chain: _Chain, head: Head | None) -> str:
                  "as they were when keyed records began)")
     if chain.open_starts:
         text += f", {len(chain.open_starts)} incomplete"
+    if chain.torn:
+        text += (f", {chain.torn} torn line{'s' if chain.torn > 1 else ''} closed off (a writer "
+                 "stopped mid-write)")
     if head is not None and head.count < count:
         behind = count - head.count
         text += (f"; the head is {behind} record{'s' if behind > 1 else ''} behind (a writer "
