@@ -18,7 +18,8 @@ What it accepts: incomplete invocations (a "started" record without a completion
 that lags behind the log (a writer killed after appending but before rewriting the head),
 as long as every record past the head's position has a valid mac; a torn line closed off by
 the record after it, which vouches for it (`torn`) — an unreadable line no record vouches
-for was put there by someone else.
+for was put there by someone else. The OK line counts the torn lines closed off; a torn last
+line nothing has closed off yet is reported (the next append closes it off).
 
 **Old logs.** Records written before keyed records (format 1, no `mac`) still verify as a
 hash chain, and `verify` says they are not authenticated; once keyed records begin, and past
