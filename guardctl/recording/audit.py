@@ -2,7 +2,8 @@
 per line.
 
 Each invocation writes two records, ahead of and after the command (`AuditLog.start`,
-`AuditLog.finish`):
+`AuditLog.finish`), and `guardctl sessions prune` one per cast it removes (`AuditLog.pruned`:
+"pruned", with the cast's name, size and sha256 and the retention rule's reason):
 
 - "started" (before the command runs): time, session, user, cwd, line, argv, decision,
   rule ids, reason, approver, and the cast file with the offset its events start at;
@@ -93,6 +94,8 @@ LEGACY_FORMAT = 1  # records written before keyed records: hash chain only
 LOCK_TIMEOUT = 10.0
 LOCK_POLL = 0.01
 STARTED, COMPLETED = "started", "completed"
+# a cast removed by `guardctl sessions prune`: the records naming it stay, verify skips it
+PRUNED = "pruned"
 _T = TypeVar("_T")
 
 
@@ -284,6 +287,20 @@ class AuditLog:
             "cast": cast.to_json() if cast else None,
         }
         return self._append(record, "the command ran but its completion is not recorded")
+
+    def pruned(self, extent: recorder.CastExtent, reason: str, user: str | None = None) -> str:
+        """Append a "pruned" record: the cast `extent.file`, whole as described, is about to
+        be removed by the retention policy (`reason`). Returns its hash."""
+        record: dict[str, object] = {
+            "v": FORMAT,
+            "status": PRUNED,
+            "time": iso_time(self._clock()),
+            "session": recorder.session_of(extent.file),
+            "user": user if user is not None else user_name(os.getuid()),
+            "reason": reason,
+            "cast": extent.to_json(),
+        }
+        return self._append(record, "the cast was not removed")
 
     def _append(self, record: dict[str, object], consequence: str) -> str:
         try:

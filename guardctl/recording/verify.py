@@ -14,7 +14,9 @@ completed invocation's extent by its sha256, no bytes after the last one, and ea
 invocation must start its cast where the one before on it ended, unless that one never
 completed.
 
-What it accepts: incomplete invocations (a "started" record without a completion); a head
+What it accepts: incomplete invocations (a "started" record without a completion); casts
+removed by `guardctl sessions prune`, which recorded each one ("pruned") before removing it,
+and which the OK line counts; a head
 that lags behind the log (a writer killed after appending but before rewriting the head),
 as long as every record past the head's position has a valid mac; a torn line closed off by
 the record after it, which vouches for it (`torn`) — an unreadable line no record vouches
@@ -37,7 +39,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from guardctl.recording import recorder
-from guardctl.recording.audit import COMPLETED, GENESIS, LEGACY_FORMAT, STARTED, record_seq
+from guardctl.recording.audit import (
+    COMPLETED,
+    GENESIS,
+    LEGACY_FORMAT,
+    PRUNED,
+    STARTED,
+    record_seq,
+)
 from guardctl.recording.auditkey import (
     ACCESS_FIX,
     Damaged,
@@ -119,13 +128,18 @@ class _Chain:
 
     __slots__ = (
         "cast_root", "key", "key_file", "log_id", "head_count", "at_head", "prev", "count",
-        "legacy", "keyed", "junk", "torn", "open_starts", "starts", "ends",
+        "legacy", "keyed", "junk", "torn", "open_starts", "starts", "ends", "pruned_at",
+        "pruned",
     )
 
     def __init__(
-        self, cast_root: Path, key: bytes | None, key_file: Path, head: Head | None
+        self, cast_root: Path, key: bytes | None, key_file: Path, head: Head | None,
+        pruned_at: Mapping[str, int] | None = None,
     ) -> None:
         self.cast_root = cast_root
+        # cast file -> the line of the last "pruned" record naming it (`pruned_lines`)
+        self.pruned_at = dict(pruned_at or {})
+        self.pruned = 0
         self.key = key
         self.key_file = key_file
         # the identity every keyed record must carry: the head's, else the first record's
@@ -246,6 +260,13 @@ class _Chain:
             if started is None:
                 raise _Bad(index, "completes no open started record")
             self._completed_cast(index, record, *started)
+        elif status == PRUNED:
+            ref = record.get("cast")
+            name = self._cast_file(index, ref if isinstance(ref, dict) else {})
+            # what the cast held is gone: a cast of that name from now on is a new one
+            self.starts.pop(name, None)
+            self.ends.pop(name, None)
+            self.pruned += 1
         else:
             raise _Bad(index, f"has an unknown status {status!r}")
 
@@ -268,6 +289,8 @@ class _Chain:
         size = ref.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _Bad(index, "has an invalid cast size")
+        if self.pruned_at.get(name, -1) > index:
+            return  # removed by retention later on (a keyed "pruned" record says so)
         try:
             digest = recorder.sha256_prefix(self.cast_root / name, size)
         except OSError as exc:
@@ -447,7 +470,7 @@ def verify(path: Path, cast_root: Path) -> VerifyResult:
         return fail(_Bad(None, "was not written by this log's key (its mac does not match: "
                                "replaced or forged)", what=f"the head {head_file}"))
     lines, rest = _lines(data)
-    chain = _Chain(cast_root, key, key_file, head)
+    chain = _Chain(cast_root, key, key_file, head, pruned_lines(lines))
     try:
         for index, raw in enumerate(lines):
             chain.line(index, raw)
@@ -460,6 +483,21 @@ def verify(path: Path, cast_root: Path) -> VerifyResult:
                         chain.keyed)
 
 
+def pruned_lines(lines: list[bytes]) -> dict[str, int]:
+    """Cast file -> the line of the last "pruned" record naming it. Read ahead of the
+    chain, so that an extent recorded before its cast was pruned is not read; the records
+    themselves are checked in their turn like any other."""
+    found: dict[str, int] = {}
+    for index, raw in enumerate(lines):
+        if b'"status":"pruned"' not in raw:
+            continue
+        record = parse(raw)
+        ref = record.get("cast") if record is not None else None
+        if record is not None and record.get("status") == PRUNED and isinstance(ref, dict):
+            found[str(ref.get("file"))] = index
+    return found
+
+
 def _ok_message(chain: _Chain, head: Head | None) -> str:
     count, legacy = chain.count, chain.legacy
     text = f"OK, {count} records"
@@ -470,6 +508,9 @@ def _ok_message(chain: _Chain, head: Head | None) -> str:
                  "as they were when keyed records began)")
     if chain.open_starts:
         text += f", {len(chain.open_starts)} incomplete"
+    if chain.pruned:
+        text += (f", {chain.pruned} cast{'s' if chain.pruned > 1 else ''} pruned by retention "
+                 "(their records kept)")
     if chain.torn:
         text += (f", {chain.torn} torn line{'s' if chain.torn > 1 else ''} closed off (a writer "
                  "stopped mid-write)")

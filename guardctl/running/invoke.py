@@ -132,6 +132,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     """Decide `kubectl ARGV`, record it, and run it when allowed. Returns the exit status."""
     from guardctl.app import Checker
     from guardctl.recording import audit, cast, recorder
+    from guardctl.recording.retention import load_settings
 
     invocation = read_invocation(env, argv)
     checker = Checker.load(env, expand=False)
@@ -153,6 +154,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
         command=invocation.line,
         meta=cast.decision_meta(session, decision),
         onlcr=not use_pty,
+        cap=load_settings(env.config_path, env.cache_dir).cast_max_size,
     ) as recording:
         log = audit.AuditLog(audit.log_path(env.state_dir))
         handle = log.start(
