@@ -326,3 +326,16 @@ def test_saving_the_config_keeps_the_recording_settings(tmp_path: Path) -> None:
     save_config(config, loaded._replace(namespace="dev"))  # as `creds import` does
     assert retention.load_settings(config).retention.max_age == 30 * DAY
     assert retention.load_settings(config).cast_max_size == 8 * MiB
+
+
+def test_prune_removes_nothing_while_the_log_does_not_verify(isolated_home: Path) -> None:
+    """An edited cast must not vanish through retention (it would launder the edit)."""
+    from guardctl.errors import UnsafeError
+
+    _history(isolated_home)
+    path = isolated_home / "casts" / "older.cast"
+    path.write_bytes(path.read_bytes().replace(b"older output", b"edited output"))
+    _age(isolated_home, "older.cast", 60)
+    with pytest.raises(UnsafeError, match="older.cast no longer matches .*nothing was pruned"):
+        prune.prune(isolated_home, retention.Policy(max_age=30 * DAY))
+    assert path.exists()

@@ -2,10 +2,12 @@
 
 Casts go oldest first (by the time they were last written): each one last written longer
 ago than `max-age`, then, while all casts together are larger than `max-size`, the oldest of
-the rest. A cast some invocation is writing (its lock is held) is never removed, nor any
-cast of the session named by `keep_session` (the caller's own). The audit log is never
-pruned: before a cast is removed, a "pruned" record (guardctl.recording.audit) says which
-one, its size and sha256 and why, so `audit verify` tells a pruned cast from a deleted one.
+the rest. A cast some invocation is writing (its lock is held) is never removed, nor any cast
+of the session named by `keep_session` (the caller's own), and nothing is removed while the
+audit log does not verify (an edited cast must not vanish through retention). The audit log
+is never pruned: before a cast is removed, a "pruned" record (guardctl.recording.audit) says
+which one, its size and sha256 and why, so `audit verify` tells a pruned cast from a
+deleted one.
 """
 
 import os
@@ -15,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from guardctl.errors import UnsafeError
 from guardctl.recording import audit, recorder
 from guardctl.recording.retention import Policy, format_size
+from guardctl.recording.verify import verify
 
 
 class CastFile(NamedTuple):
@@ -84,8 +88,14 @@ def prune(
     keep_session: str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Outcome:
-    """Remove (or, `dry_run`, list) the casts the policy no longer keeps."""
+    """Remove (or, `dry_run`, list) the casts the policy no longer keeps. Raises
+    UnsafeError, removing nothing, when the audit log does not verify: a cast changed after
+    recording must not vanish through retention."""
     folder = recorder.cast_dir(state_dir)
+    checked = verify(audit.log_path(state_dir), folder)
+    if not checked.ok:
+        raise UnsafeError(f"{checked.message}: nothing was pruned, since that would remove "
+                          "evidence; see `guardctl audit verify`")
     casts = cast_files(folder)
     total = sum(c.size for c in casts)
     now = clock()
