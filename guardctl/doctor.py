@@ -308,7 +308,8 @@ def _size_finding(env: Environment, state: Path) -> Finding:
     total = prune.folder_size(state)
     casts = prune.cast_files(recorder.cast_dir(state))
     in_casts = sum(c.size for c in casts)
-    said = f"{state} holds {format_size(total)} ({format_size(in_casts)} in {len(casts)} casts)"
+    count = f"{len(casts)} cast{'' if len(casts) == 1 else 's'}"
+    said = f"{state} holds {format_size(total)} ({format_size(in_casts)} in {count})"
     try:
         policy = load_settings(env.config_path, env.cache_dir).retention
     except GuardError as err:
