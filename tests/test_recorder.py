@@ -111,7 +111,7 @@ def test_a_file_that_is_not_a_cast_fails_closed(isolated_home: Path, content: by
     path = recorder.session_cast(isolated_home, "s1")
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
-    with pytest.raises(UnsafeError, match="not a valid asciicast"):
+    with pytest.raises(UnsafeError, match="not a valid asciicast.*keep a copy.*move it away"):
         recorder.open_recording(isolated_home, "s1")
     assert path.read_bytes() == content
     # the lock was released with the error

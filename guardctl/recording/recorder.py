@@ -247,7 +247,9 @@ def _existing(fd: int, size: int, path: Path) -> tuple[dict[str, object], float]
         return head, cast.decode_event(last).time
     except (cast.CastError, UnicodeDecodeError) as exc:
         raise UnsafeError(
-            f"the cast {path} is not a valid asciicast v2 file ({exc}): the command was not run"
+            f"the cast {path} is not a valid asciicast v2 file ({exc}): the command was not "
+            "run; keep a copy for `guardctl audit verify`, then move it away (or use another "
+            "GUARDCTL_SESSION)"
         ) from None
 
 
