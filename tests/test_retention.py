@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from audit_helpers import invoke, ticking_log, verify_home
+from test_cast import FakeClock
 
 from guardctl.config import load_contexts
 from guardctl.devserver import DevServer
@@ -108,10 +109,15 @@ def test_a_capped_cast_keeps_head_and_tail_and_says_what_it_left_out(
 ) -> None:
     cap = retention.MIN_CAST_MAX_SIZE
     chunks = [b"FIRST LINE\n", *_big_output(8 * MiB), b"LAST LINE\n"]
-    with recorder.open_recording(isolated_home, "s1", cap=cap, onlcr=True) as rec:
+    clock = FakeClock(0.0)
+    with recorder.open_recording(
+        isolated_home, "s1", cap=cap, onlcr=True, monotonic=clock
+    ) as rec:
         rec.marker("decision: allow")
         for chunk in chunks:
+            clock.now += 0.01
             rec.output(chunk)
+        clock.now += 5.0
         extent = rec.finish()
     whole = b"".join(chunks)
     assert extent.output is not None
@@ -128,6 +134,9 @@ def test_a_capped_cast_keeps_head_and_tail_and_says_what_it_left_out(
     kept = shown.replace(f"\r\n[{note}]\r\n", "").replace("\r\n", "\n").encode()
     assert len(kept) + extent.output.left_out == len(whole)  # left out: exactly what is missing
     assert [e.time for e in events] == sorted(e.time for e in events)
+    # the tail keeps the times it was printed at, not the time the cast was finished
+    tail_times = [e.time for e in events[-20:]]
+    assert tail_times[0] < tail_times[-1]
 
 
 def test_an_output_under_the_cap_is_recorded_whole(isolated_home: Path) -> None:

@@ -238,8 +238,8 @@ class Writer:
         raw = data.encode("utf-8") if isinstance(data, str) else data
         self._emit_output(self._decoder(stream).decode(raw), at)
 
-    def marker(self, label: str) -> None:
-        self._event(MARKER, label)
+    def marker(self, label: str, at: float | None = None) -> None:
+        self._event(MARKER, label, at)
 
     def resize(self, cols: int, rows: int) -> None:
         self._event(RESIZE, f"{cols}x{rows}")

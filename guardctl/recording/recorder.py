@@ -334,10 +334,12 @@ class Recording:
     def _write_tail(self, tail: _Tail) -> None:
         """The note saying what was left out, then the tail."""
         if tail.left_out:
+            # at the time of the first output kept after the gap, so the tail keeps its timing
+            at = tail.chunks[0][0] if tail.chunks else None
             note = f"guardctl: {tail.left_out} bytes of output left out (cast-max-size)"
-            self._writer.marker(note)
+            self._writer.marker(note, at)
             newline = "\n" if self._onlcr else "\r\n"  # the writer adds "\r" with onlcr
-            self._writer.output(f"{newline}[{note}]{newline}", NOTE_STREAM)
+            self._writer.output(f"{newline}[{note}]{newline}", NOTE_STREAM, at)
         for at, stream, data, _ in tail.chunks:
             self._writer.output(data, stream, at)
 
