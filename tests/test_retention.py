@@ -348,3 +348,20 @@ def test_prune_removes_nothing_while_the_log_does_not_verify(isolated_home: Path
     with pytest.raises(UnsafeError, match="older.cast no longer matches .*nothing was pruned"):
         prune.prune(isolated_home, retention.Policy(max_age=30 * DAY))
     assert path.exists()
+
+
+def test_a_cast_pruned_before_its_invocation_completed_is_not_tampering(
+    isolated_home: Path,
+) -> None:
+    """Prune may take a cast between an invocation's end on it (the lock released) and its
+    completed record."""
+    log = ticking_log(isolated_home)
+    with recorder.open_recording(isolated_home, "s1") as rec:
+        handle = log.start(session="s1", argv=["kubectl", "get", "pods"], cast=rec.start_ref())
+        rec.output(b"out\n")
+        extent = rec.finish()
+    _age(isolated_home, "s1.cast", 60)
+    prune.prune(isolated_home, retention.Policy(max_age=30 * DAY))
+    log.finish(handle, 0, cast=extent)
+    result = verify_home(isolated_home)
+    assert result.ok and "1 cast pruned" in result.message, result.message

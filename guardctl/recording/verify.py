@@ -289,8 +289,10 @@ class _Chain:
         size = ref.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _Bad(index, "has an invalid cast size")
-        if self.pruned_at.get(name, -1) > index:
-            return  # removed by retention later on (a keyed "pruned" record says so)
+        if self.pruned_at.get(name, -1) > start_index:
+            # removed by retention since this invocation started (a keyed "pruned" record
+            # says so; prune may take the cast between its end and this record)
+            return
         try:
             digest = recorder.sha256_prefix(self.cast_root / name, size)
         except OSError as exc:
