@@ -32,7 +32,39 @@ _rules_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_EPILOG = """\b
+Environment:
+  GUARDCTL_HOME              state: audit.jsonl, casts/, approvals/
+                             (default $XDG_STATE_HOME/guardctl)
+  GUARDCTL_CONFIG            config file ($XDG_CONFIG_HOME/guardctl/config.yaml)
+  GUARDCTL_RULES             extra rule files or folders, ':'-separated
+  GUARDCTL_KUBECTL           the real kubectl (default: first non-shim on PATH)
+  GUARDCTL_BROKER            the broker's socket: run every command through it
+  GUARDCTL_SESSION           recording session id (invocations share one cast)
+  GUARDCTL_APPROVAL_TIMEOUT  seconds to wait for a human (default 300)
+  GUARDCTL_FORKSERVER        0: no warm fork server
+  GUARDCTL_PREAPPROVED       a one-time grant (set by `guardctl sh`)
+  PYTHON_KEYRING_BACKEND     the keyring holding the cluster credential
+
+\b
+Exit codes:
+  0   allowed (`check`); a run passes kubectl's own code through
+  1   an internal error guardctl did not expect (rerun with --traceback)
+  2   usage error
+  10  `check`: a human must approve
+  11  denied by policy (nothing reached the cluster)
+  12  approval declined or timed out (nothing reached the cluster)
+  13  guardctl could not run the command safely
+  130 interrupted (Ctrl-C); 128+N: ended by signal N
+
+\b
+Files: $XDG_CONFIG_HOME/guardctl/config.yaml, $XDG_STATE_HOME/guardctl/,
+$XDG_CACHE_HOME/guardctl/. Documentation: guardctl's README.md; `guardctl doctor`
+checks the set-up and says what to fix.
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 @click.version_option(__version__, prog_name="guardctl")
 @click.option("--traceback", is_flag=True, hidden=True, help="Show a traceback on internal errors.")
 def cli(traceback: bool) -> None:
@@ -45,7 +77,9 @@ def cli(traceback: bool) -> None:
 
 @cli.command()
 @click.argument("line", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see DESIGN.md).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: the decision, its reason, and each command with"
+                   " the rules it matched.")
 @click.option(
     "--batch", is_flag=True, help='Read JSON Lines ({"line": …}) on stdin, answer one per line.'
 )
@@ -348,9 +382,20 @@ def hook_claude_code() -> int:
 
 @cli.command()
 def mcp() -> int:
-    """An MCP server on stdio with `kubectl` and `check` tools (same path as the CLI)."""
-    from guardctl.agents.mcp import serve
+    """An MCP server on stdio with `kubectl` and `check` tools (same path as the CLI).
 
+    Needs the `mcp` extra: pip install 'guardctl[mcp]'."""
+    from guardctl.errors import UnsafeError
+
+    try:
+        from guardctl.agents.mcp import serve
+    except ModuleNotFoundError as err:
+        if err.name is None or not err.name.startswith("mcp"):
+            raise
+        raise UnsafeError(
+            "`guardctl mcp` needs the MCP SDK, which is not installed: "
+            "pip install 'guardctl[mcp]' (or pipx inject guardctl mcp)"
+        ) from None
     return serve(_env())
 
 

@@ -36,3 +36,17 @@ class DeadlineExceeded(BaseException):
     A BaseException, like KeyboardInterrupt: the code being bounded may well catch
     Exception, and must not swallow its own deadline.
     """
+
+
+def exit_status_for(exc: BaseException) -> int:
+    """The exit status a process ends with when `exc` ends it (the CLI's error boundary, and
+    the audit record of a run that `exc` ended)."""
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else ExitStatus.ERROR
+    if isinstance(exc, GuardError):
+        return exc.exit_status
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitStatus.INTERRUPTED
+    if isinstance(exc, BrokenPipeError):
+        return ExitStatus.OK
+    return ExitStatus.ERROR

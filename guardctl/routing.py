@@ -73,21 +73,17 @@ def guarded(call: Callable[[], T], traceback: bool = False) -> T | int:
 def _failed(exc: BaseException, traceback: bool) -> int:
     """The message and exit status for what `call` raised (imported only when needed: the
     fork client's path has nothing else to import them for)."""
-    from guardctl.errors import GuardError
-    from guardctl.status import ExitStatus
+    from guardctl.errors import GuardError, exit_status_for
 
     if isinstance(exc, GuardError):
         _error(f"guardctl: {exc}")
-        return exc.exit_status
-    if isinstance(exc, KeyboardInterrupt):
+    elif isinstance(exc, KeyboardInterrupt):
         _error("guardctl: interrupted")
-        return ExitStatus.INTERRUPTED
-    if isinstance(exc, BrokenPipeError):
-        return ExitStatus.OK
-    if traceback:
-        raise exc
-    _error(f"guardctl: internal error: {type(exc).__name__}: {exc} (rerun with --traceback)")
-    return ExitStatus.ERROR
+    elif not isinstance(exc, BrokenPipeError):
+        if traceback:
+            raise exc
+        _error(f"guardctl: internal error: {type(exc).__name__}: {exc} (rerun with --traceback)")
+    return exit_status_for(exc)
 
 
 def flush_standard_streams() -> None:

@@ -318,3 +318,26 @@ def test_check_path_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
     )
     assert first.stdout.splitlines()[-1] == "['yaml']", first.stderr
     assert second.stdout.splitlines()[-1] == "[]", second.stderr
+
+
+def test_top_help_lists_every_variable_exit_code_and_file_location() -> None:
+    import re
+
+    from guardctl.status import ExitStatus
+
+    text = subprocess.run([sys.executable, "-m", "guardctl", "--help"], capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+    package = Path(__file__).resolve().parent.parent / "guardctl"
+    used = {name for path in package.rglob("*.py")
+            for name in re.findall(r'"(GUARDCTL_[A-Z_]+)"', path.read_text())}
+    assert used and not [name for name in sorted(used) if name not in text]
+    codes = {int(code) for code in ExitStatus}
+    listed = {int(m) for m in re.findall(r"^\s+(\d+)\s+[a-z(`]", text, re.M)}
+    assert codes <= listed
+    assert "config.yaml" in text and "XDG_STATE_HOME" in text
+
+
+def test_check_help_names_no_file_that_is_not_installed() -> None:
+    text = subprocess.run([sys.executable, "-m", "guardctl", "check", "--help"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "DESIGN.md" not in text

@@ -26,6 +26,7 @@ from guardctl.env import Environment
 from guardctl.errors import UnsafeError, UsageError
 from guardctl.running import tokencache
 from guardctl.running.creds import (
+    Vault,
     credential_entry,
     import_advice,
     import_credentials,
@@ -235,8 +236,12 @@ def test_mint_once_then_reuse(env: Environment, kubeconfig: Path, server: DevSer
     for path in [env.config_path, *env.state_dir.rglob("*")]:
         if path.is_file():
             assert first.value not in path.read_text()
-    # the token is cached in the keyring, and it authenticates as the ServiceAccount
-    assert first.value in (keyring.get_password("guardctl", token_entry(config)) or "")
+    # the token is cached in the keyring, in a file of its own beside the credential's (so a
+    # run never rewrites that), and it authenticates as the ServiceAccount
+    tokens = Vault("guardctl").tokens()
+    assert tokens.file is not None and tokens.file.name == "keyring_pass.guardctl-tokens.cfg"
+    assert first.value in (tokens.get(token_entry(config)) or "")
+    assert keyring.get_password("guardctl", token_entry(config)) is None
     _kubectl_get_pods(env, config, first.value, kubectl)
     assert server.requests[-1][2] == SA_USER
 
@@ -275,10 +280,24 @@ def test_without_the_kernel_keyring_the_os_keyring_caches(
         first = mint_token(env, config)
         assert mint_token(env, config) == first
         assert _token_requests(server) == ["admin"]
-        assert "cached in the OS keyring" in status(env)[-1]
+        assert "cached in the OS keyring" in list(status(env))[-1]
     finally:
         monkeypatch.undo()
         tokencache.kernel_keyring.cache_clear()
+
+
+def test_a_runtime_folder_others_may_enter_gets_no_mint_lock(env: Environment, kubeconfig: Path,
+                                                             server: DevServer) -> None:
+    """The mint lock is for one process at a time to mint; where guardctl's runtime folder is
+    not private it is not used, and minting still works."""
+    folder = Path(env.environ["XDG_RUNTIME_DIR"]) / "guardctl"
+    folder.mkdir()
+    folder.chmod(0o755)
+    config = _import(env, kubeconfig)
+    server.clear_requests()
+    assert mint_token(env, config) == mint_token(env, config)
+    assert _token_requests(server) == ["admin"]
+    assert list(folder.iterdir()) == []
 
 
 def _kubectl_get_pods(env: Environment, config: Config, token: str, kubectl: str) -> None:
@@ -506,9 +525,9 @@ def test_kubectl_missing(env: Environment, kubeconfig: Path) -> None:
 
 def test_status_never_shows_secrets(env: Environment, kubeconfig: Path,
                                     server: DevServer) -> None:
-    assert status(env)[0].startswith("config: none at ")
+    assert next(status(env)).startswith("config: none at ")
     config = _import(env, kubeconfig)
-    before = status(env)
+    before = list(status(env))
     assert f"server: {server.url}" in before
     assert f"service account: {SA} (tokens last 10m)" in before
     assert "credential: token, present" in before
@@ -518,4 +537,5 @@ def test_status_never_shows_secrets(env: Environment, kubeconfig: Path,
     assert "m left), cached in the kernel keyring" in after and "agent token: expires " in after
     assert token.value not in after and server.admin_token not in after
     keyring.set_keyring(LockedKeyring())  # type: ignore[no-untyped-call]
-    assert status(env)[-1].startswith("keyring: the keyring is locked")
+    with pytest.raises(UnsafeError, match="^the keyring is locked"):
+        list(status(env))

@@ -341,3 +341,19 @@ def test_a_server_whose_socket_is_removed_stops(agent_env: dict[str, str], tmp_p
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_worker_runs_under_the_clients_resource_limits(
+    warm_env: dict[str, str], alone_env: dict[str, str]
+) -> None:
+    # files of at most 1 KiB: the cast of a YAML listing cannot be written, so guardctl
+    # refuses to show what it cannot record, in a worker as in a plain run
+    script = 'ulimit -f 1 && exec "$0" -m guardctl get pods -n dev -o yaml'
+    results = [
+        subprocess.run(["bash", "-c", script, sys.executable], env=env, capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=60)
+        for env in (warm_env, alone_env)
+    ]
+    warm, alone = results
+    assert alone.returncode == 13, alone.stderr
+    assert (warm.returncode, warm.stdout) == (alone.returncode, alone.stdout), warm.stderr

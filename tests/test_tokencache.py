@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_setup import drop_kernel_token
 
-from guardctl.config import load_config
 from guardctl.running import tokencache
 from guardctl.running.tokencache import KernelCache, KernelKeyring, Token, description
 
@@ -169,14 +169,6 @@ def _guardctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[by
                           capture_output=True, timeout=60, check=False)
 
 
-def _drop_token(env: dict[str, str]) -> None:
-    config_path = Path(env["GUARDCTL_CONFIG"])
-    config = load_config(config_path)
-    assert config is not None
-    KernelCache(_keys(), description(config_path, config), config.server,
-                config.service_account).drop()
-
-
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_a_cached_token_needs_no_os_keyring(agent_env: dict[str, str], tmp_path: Path) -> None:
     """The second run finds the token in the kernel keyring: it succeeds with an OS keyring
@@ -197,4 +189,4 @@ def test_a_cached_token_needs_no_os_keyring(agent_env: dict[str, str], tmp_path:
         assert third.returncode == 13
         assert third.stderr.decode().startswith("guardctl: no usable keyring")
     finally:
-        _drop_token(agent_env)
+        drop_kernel_token(agent_env)

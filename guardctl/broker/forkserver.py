@@ -240,7 +240,9 @@ def _worker(conn: socket.socket) -> None:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         request, fds = _receive(conn)
-        if request is None or not _same_client(conn) or not forkclient.served(request.args):
+        client = _same_client(conn)
+        if (request is None or client is None or not forkclient.served(request.args)
+                or not _adopt_limits(client)):
             _send(conn, b"local\n")
             os._exit(0)
         _adopt(request, fds)
@@ -272,10 +274,27 @@ def _receive(conn: socket.socket) -> tuple[Request | None, list[int]]:
         return None, fds
 
 
-def _same_client(conn: socket.socket) -> bool:
-    """The peer is this user, in this server's namespaces (proven as the broker proves it)."""
+def _same_client(conn: socket.socket) -> int | None:
+    """The peer's pid, if it is this user in this server's namespaces (proven as the broker
+    proves it)."""
     peer = identify(conn)
-    return peer.uid == os.getuid() and peer.same_namespaces
+    return peer.pid if peer.uid == os.getuid() and peer.same_namespaces else None
+
+
+def _adopt_limits(pid: int) -> bool:
+    """Take the client's resource limits (`ulimit`: file size, memory, open files, CPU…), as
+    its own child would have them; False if they cannot be read or held (run it there)."""
+    import resource
+
+    for name in dir(resource):
+        if not name.startswith("RLIMIT_"):
+            continue
+        which = getattr(resource, name)
+        try:
+            resource.setrlimit(which, resource.prlimit(pid, which))
+        except (OSError, ValueError):
+            return False
+    return True
 
 
 def _adopt(request: Request, fds: list[int]) -> None:

@@ -6,9 +6,14 @@ in the config file, which holds no secret. Before each kubectl run `mint_token` 
 API server for a short-lived ServiceAccount token (TokenRequest), by running the real
 kubectl with a private kubeconfig that holds the stored credential for a moment; so
 client certificates and exec plugins work without guardctl speaking TLS client auth.
-The minted token is cached in the keyring too, never in a file, and in front of that in the
-kernel keyring (`tokencache`): a run that finds a reusable token there does not import
-`keyring` at all, nor read the long-lived credential.
+The minted token is cached in the keyring too, and in front of that in the kernel keyring
+(`tokencache`): a run that finds a reusable token there does not import `keyring` at all,
+nor read the long-lived credential. Concurrent runs mint one token: one process mints
+while the others wait on its lock file, then reuse its token. A run never writes the
+long-lived credential; with a file-backed keyring (keyrings.alt, which rewrites its whole
+file on each write) tokens go to a file of their own beside the credential's, and every
+access holds a lock beside the file, so neither can be lost to a concurrent write. A
+damaged or unreadable keyring file is reported in one line naming it, and left as it is.
 
 No function here prints, logs or puts a credential or token into an error message.
 """
@@ -18,8 +23,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,7 +39,7 @@ from guardctl.config import (
 )
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError, UsageError
-from guardctl.running import tokencache
+from guardctl.running import locks, tokencache
 from guardctl.running.tokencache import Token
 from guardctl.runtime import config_broker
 
@@ -42,6 +49,15 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 _T = TypeVar("_T")
 MINT_TIMEOUT_SECONDS = 60
+# a process minting a token holds the mint lock for one kubectl call at most; the keyring
+# file's lock is held for one read or write
+MINT_LOCK_WAIT_SECONDS = MINT_TIMEOUT_SECONDS + 30
+KEYRING_LOCK_WAIT_SECONDS = 30
+# a file-backed keyring's tokens are kept in `keyring_pass<TAG>.cfg` beside `keyring_pass.cfg`
+TOKEN_FILE_TAG = ".guardctl-tokens"
+# how to recover from a damaged keyring file, when the context is not known
+REIMPORT = "import the credential again with `guardctl creds import`"
+TOKENS_ONLY = "run again: it holds only cached tokens, and guardctl mints a new one"
 # credential and CA files are small; a bigger one is the wrong file
 MAX_FILE_BYTES = 1024 * 1024
 # an error line from kubectl shown to the user is cut here
@@ -79,7 +95,10 @@ def _import_hint(config: Config | None) -> str:
 # costs more than a kubectl call.
 
 
-def _keyring_error(err: Exception) -> UnsafeError:
+def _keyring_error(err: Exception, file: Path | None, then: str) -> UnsafeError:
+    """One line for a keyring failure; for a file-backed keyring, naming its file."""
+    import configparser
+
     import keyring.errors
 
     if isinstance(err, keyring.errors.KeyringLocked):
@@ -89,28 +108,66 @@ def _keyring_error(err: Exception) -> UnsafeError:
             "no usable keyring: install a keyring backend or set PYTHON_KEYRING_BACKEND"
         )
     # the exception's text is not shown: a backend could echo what it was given
+    if file is not None and isinstance(err, (ValueError, configparser.Error)):
+        if isinstance(err, UnicodeDecodeError):
+            what = "it is not UTF-8 text"
+        elif isinstance(err, configparser.Error):
+            what = "it is not in the INI form its backend writes"
+        else:
+            what = "an entry in it cannot be decoded"
+        return UnsafeError(f"the keyring file {file} is damaged ({what}); guardctl left it "
+                           f"unchanged: move it aside (`mv {file} {file}.damaged`) and {then}")
+    if file is not None and isinstance(err, OSError):
+        return UnsafeError(f"cannot use the keyring file {file} ({err.strerror or 'error'}): "
+                           "make it a file of yours that you may read and write (chmod 600), "
+                           f"or move it aside and {then}")
     return UnsafeError(f"the keyring failed ({type(err).__name__}): see `guardctl creds status`")
 
 
-def _keyring_call(call: Callable[[], _T]) -> _T:
+def _keyring_call(call: Callable[[], _T], file: Path | None = None,
+                  then: str = REIMPORT) -> _T:
     """`call()`, with keyring errors turned into one-line UnsafeErrors."""
+    import configparser
+
     import keyring.errors
 
     try:
         return call()
-    except (keyring.errors.KeyringError, OSError) as err:
-        raise _keyring_error(err) from err
+    except (keyring.errors.KeyringError, OSError, ValueError, configparser.Error) as err:
+        raise _keyring_error(err, file, then) from err
+
+
+def _check_file(file: Path, then: str) -> None:
+    """Refuse a keyring file that is there but not a readable regular file: its backend would
+    take it for an empty keyring (and a write would then replace it)."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    if not regular:
+        raise UnsafeError(f"the keyring file {file} is not a regular file: move it aside and "
+                          f"{then}")
 
 
 class Vault:
     """guardctl's entries in the keyring, with keyring errors turned into one-line UnsafeErrors.
 
-    `backend` None means keyring's own choice (honouring PYTHON_KEYRING_BACKEND).
+    `backend` None means keyring's own choice (honouring PYTHON_KEYRING_BACKEND). A
+    file-backed keyring (keyrings.alt) keeps every entry in one file and rewrites it whole on
+    each write, with no lock of its own: guardctl holds a lock file beside it, shared to read
+    and exclusive to write, so concurrent guardctl processes neither lose each other's
+    entries nor read a half-written file. `then` says how to recover from a damaged file.
     """
 
-    def __init__(self, service: str, backend: KeyringBackend | None = None) -> None:
+    def __init__(self, service: str, backend: KeyringBackend | None = None, *,
+                 then: str = REIMPORT) -> None:
         self.service = service
         self._backend = backend
+        self._then = then
 
     @property
     def backend(self) -> KeyringBackend:
@@ -120,15 +177,57 @@ class Vault:
             self._backend = _keyring_call(keyring.get_keyring)
         return self._backend
 
+    @property
+    def file(self) -> Path | None:
+        """The one file a file-backed keyring keeps every entry in; None for other backends."""
+        path = getattr(self.backend, "file_path", None)
+        return Path(path) if isinstance(path, str) and path else None
+
+    def _use(self, call: Callable[[], _T], *, write: bool) -> _T:
+        file = self.file
+        if file is None:
+            return _keyring_call(call)
+        if write:
+            _keyring_call(lambda: os.makedirs(file.parent, mode=0o700, exist_ok=True), file,
+                          self._then)
+        elif not file.parent.is_dir():
+            return _keyring_call(call)  # no keyring file yet, nobody writing one
+        busy = (f"the keyring file {file} stayed locked by another process for "
+                f"{KEYRING_LOCK_WAIT_SECONDS}s: retry, or end the process that holds "
+                f"{file}.lock (`fuser {file}.lock`)")
+        with locks.hold(Path(f"{file}.lock"), exclusive=write, wait=KEYRING_LOCK_WAIT_SECONDS,
+                        busy=busy):
+            _keyring_call(lambda: _check_file(file, self._then), file, self._then)
+            return _keyring_call(call, file, self._then)
+
     def get(self, name: str) -> str | None:
-        return _keyring_call(lambda: self.backend.get_password(self.service, name))
+        return self._use(lambda: self.backend.get_password(self.service, name), write=False)
 
     def set(self, name: str, value: str) -> None:
-        _keyring_call(lambda: self.backend.set_password(self.service, name, value))
+        self._use(lambda: self.backend.set_password(self.service, name, value), write=True)
 
     def delete(self, name: str) -> None:
-        if self.get(name) is not None:
-            _keyring_call(lambda: self.backend.delete_password(self.service, name))
+        def delete_if_present() -> None:
+            if self.backend.get_password(self.service, name) is not None:
+                self.backend.delete_password(self.service, name)
+
+        self._use(delete_if_present, write=True)
+
+    def where(self, before: str = " (", after: str = ")") -> str:
+        """`file PATH` for a file-backed keyring, between `before` and `after`; else nothing."""
+        file = self.file
+        return f"{before}file {file}{after}" if file is not None else ""
+
+    def tokens(self) -> Vault:
+        """Where minted tokens are cached: this keyring, except that a file-backed one gets a
+        file of its own beside this one, so that caching a token never rewrites the file
+        holding the long-lived credential (a run never writes that file)."""
+        file = self.file
+        if file is None:
+            return self
+        backend: Any = type(self.backend)()
+        backend.file_path = str(file.with_name(f"{file.stem}{TOKEN_FILE_TAG}{file.suffix}"))
+        return Vault(self.service, backend, then=TOKENS_ONLY)
 
 
 def credential_entry(config: Config) -> str:
@@ -140,7 +239,8 @@ def token_entry(config: Config) -> str:
 
 
 def _vault(config: Config, backend: KeyringBackend | None) -> Vault:
-    return Vault(config.keyring_service, backend)
+    return Vault(config.keyring_service, backend,
+                 then=f"import the credential again with {_import_hint(config)}")
 
 
 # --------------------------------------------------------------------------- reading a kubeconfig
@@ -290,7 +390,10 @@ def import_credentials(
     )
     vault = _vault(config, backend)
     vault.set(credential_entry(config), json.dumps(stanza))
-    vault.delete(token_entry(config))
+    tokens = vault.tokens()
+    tokens.delete(token_entry(config))
+    if tokens is not vault:  # a token an earlier guardctl cached beside the credential
+        vault.delete(token_entry(config))
     save_config(env.config_path, held.with_context(config) if held else Contexts(config))
     fast = kernel_cache(env, config)
     if fast is not None:
@@ -331,18 +434,19 @@ def require_config(env: Environment, context: str | None = None) -> Config:
 
 def load_credential(config: Config, backend: KeyringBackend | None = None) -> dict[str, Any]:
     """The stored kubeconfig user stanza; UnsafeError when missing or damaged."""
-    raw = _vault(config, backend).get(credential_entry(config))
+    vault = _vault(config, backend)
+    raw = vault.get(credential_entry(config))
     if raw is None:
-        raise UnsafeError(f"no credential for context {config.context!r} in the keyring: "
-                          f"run {_import_hint(config)}")
+        raise UnsafeError(f"no credential for context {config.context!r} in the keyring"
+                          f"{vault.where()}: run {_import_hint(config)}")
     try:
         stanza = json.loads(raw)
     except ValueError:
         stanza = None
     keys = STANZA_KEYS[config.credential]
     if not isinstance(stanza, dict) or sorted(stanza) != sorted(keys):
-        raise UnsafeError(f"the stored credential for context {config.context!r} is damaged: "
-                          f"run {_import_hint(config)}")
+        raise UnsafeError(f"the stored credential for context {config.context!r} is damaged"
+                          f"{vault.where()}: run {_import_hint(config)}")
     return stanza
 
 
@@ -456,21 +560,57 @@ def mint_token(env: Environment, config: Config, *, backend: KeyringBackend | No
     """A token for the agent's ServiceAccount: the cached one while fresh, else a new one.
 
     Looked for in the kernel keyring first (no `keyring` import, no long-lived credential
-    read), then in the OS keyring; a new token goes into both.
+    read), then in the OS keyring; a new token goes into both. One process at a time mints
+    for a configuration: the others wait for it, then reuse its token. Nothing here writes
+    the long-lived credential, nor (with a file-backed keyring) the file holding it.
     """
-    now = clock()
     fast = kernel_cache(env, config)
     cached = fast.load() if fast is not None else None
-    if cached is not None and cached.fresh(now):
+    if cached is not None and cached.fresh(clock()):
         return cached
-    vault = _vault(config, backend)
-    token = _cached_token(vault, config)
+    with _minting(env, config):
+        now = clock()
+        token = fast.load() if fast is not None else None  # minted while this one waited
+        if token is None or not token.fresh(now):
+            token = _os_keyring_token(env, config, backend, now)
+        if fast is not None:
+            fast.save(token, now)
+    return token
+
+
+def _os_keyring_token(env: Environment, config: Config, backend: KeyringBackend | None,
+                      now: float) -> Token:
+    """The token cached in the OS keyring while fresh, else a new one, cached there."""
+    tokens = _vault(config, backend).tokens()
+    token = _cached_token(tokens, config)
     if token is None or not token.fresh(now):
         token = _request_token(env, config, load_credential(config, backend), now)
-        _store_token(vault, config, token)
-    if fast is not None:
-        fast.save(token, now)
+        _store_token(tokens, config, token)
     return token
+
+
+def _minting(env: Environment, config: Config) -> AbstractContextManager[None]:
+    """Held while this process looks for, or mints, `config`'s token: a lock file in
+    guardctl's private runtime folder, so that concurrent runs mint one token.
+
+    Nothing where there is no such folder (it cannot be made, or others may enter it, as
+    the fork server also refuses): each run then mints its own token, which is only slower,
+    for the keyring stays locked around every write.
+    """
+    from guardctl.runtime import private_folder, socket_folder
+
+    folder = socket_folder(env.environ)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return nullcontext()
+    if not private_folder(folder):
+        return nullcontext()
+    name = tokencache.description(env.config_path, config)[len(tokencache.DESCRIPTION_PREFIX):]
+    busy = (f"another guardctl has been minting a token for context {config.context!r} for "
+            f"over {MINT_LOCK_WAIT_SECONDS}s: check that {config.server} is reachable")
+    return locks.hold(Path(folder) / f"mint-{name}.lock", exclusive=True,
+                      wait=MINT_LOCK_WAIT_SECONDS, busy=busy)
 
 
 # --------------------------------------------------------------------------- masking, status
@@ -505,7 +645,7 @@ def _describe_token(env: Environment, vault: Vault, config: Config, now: float) 
     fast = kernel_cache(env, config)
     cached, where = (fast.load() if fast is not None else None), "the kernel keyring"
     if cached is None:
-        cached, where = _cached_token(vault, config), "the OS keyring"
+        cached, where = _cached_token(vault.tokens(), config), "the OS keyring"
     if cached is None:
         return "agent token: none cached (one is minted on the next run)"
     when = datetime.fromtimestamp(cached.expires_at).astimezone().isoformat(timespec="seconds")
@@ -516,36 +656,31 @@ def _describe_token(env: Environment, vault: Vault, config: Config, now: float) 
 
 
 def status(env: Environment, *, backend: KeyringBackend | None = None,
-           clock: Clock = time.time) -> list[str]:
+           clock: Clock = time.time) -> Iterator[str]:
     """Lines for `guardctl creds status`, each managed context in turn (the default first).
-    Never shows a token or credential."""
+    Never shows a token or credential. A keyring that cannot be read raises UnsafeError
+    after the lines before it."""
     contexts = load_contexts(env.config_path)
     if contexts is None:
-        return [f"config: none at {env.config_path}: run {_import_hint(None)}"]
-    lines = [f"config: {env.config_path}"]
+        yield f"config: none at {env.config_path}: run {_import_hint(None)}"
+        return
+    yield f"config: {env.config_path}"
     for config in contexts.all:
         default = " [default]" if len(contexts.all) > 1 and config is contexts.default else ""
-        lines += [
-            f"context: {config.context}{default} (cluster {config.cluster}, user {config.user})",
-            f"server: {config.server}",
-            f"service account: {config.service_account} (tokens last {config.token_ttl})",
-        ]
-        lines += _keyring_status(env, config, backend, clock())
-    return lines
+        yield f"context: {config.context}{default} (cluster {config.cluster}, user {config.user})"
+        yield f"server: {config.server}"
+        yield f"service account: {config.service_account} (tokens last {config.token_ttl})"
+        yield from _keyring_status(env, config, backend, clock())
 
 
 def _keyring_status(
     env: Environment, config: Config, backend: KeyringBackend | None, now: float
-) -> list[str]:
+) -> Iterator[str]:
     vault = _vault(config, backend)
-    lines: list[str] = []
-    try:
-        lines.append(f"keyring: {type(vault.backend).__module__}.{type(vault.backend).__name__} "
-                     f"(service {config.keyring_service!r})")
-        present = vault.get(credential_entry(config)) is not None
-        lines.append(f"credential: {config.credential}, "
-                     + ("present" if present else f"MISSING: run {_import_hint(config)}"))
-        lines.append(_describe_token(env, vault, config, now))
-    except UnsafeError as err:
-        lines.append(f"keyring: {err}")
-    return lines
+    kind = type(vault.backend)
+    yield (f"keyring: {kind.__module__}.{kind.__name__} (service {config.keyring_service!r}"
+           f"{vault.where(', ', '')})")
+    present = vault.get(credential_entry(config)) is not None
+    yield (f"credential: {config.credential}, "
+           + ("present" if present else f"MISSING: run {_import_hint(config)}"))
+    yield _describe_token(env, vault, config, now)

@@ -100,6 +100,7 @@ class _Recorded:
         self._masker: Any = None
         self._recording = recording
         self._stream = stream
+        self.failure: Exception | None = None  # the cast stopped taking output
 
     def prepare(self) -> Any:
         if self._masker is None:
@@ -113,8 +114,18 @@ class _Recorded:
         return self._shown(self.prepare().flush())
 
     def _shown(self, masked: bytes) -> bytes:
-        if masked:
-            self._recording.output(masked, self._stream)
+        """What may be shown: only what the cast holds. When the cast fails, nothing more is
+        shown and kubectl is stopped (runner.StopOutput): an unrecorded run must not go on."""
+        from guardctl.errors import UnsafeError
+        from guardctl.running.runner import StopOutput
+
+        if masked and self.failure is None:
+            try:
+                self._recording.output(masked, self._stream)
+            except UnsafeError as err:
+                self.failure = err
+        if self.failure is not None:
+            raise StopOutput(str(self.failure))
         return bytes(masked)
 
 
@@ -131,6 +142,7 @@ class _Outcome:
 def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     """Decide `kubectl ARGV`, record it, and run it when allowed. Returns the exit status."""
     from guardctl.app import Checker
+    from guardctl.errors import UnsafeError
     from guardctl.recording import audit, cast, recorder
     from guardctl.recording.retention import load_settings
 
@@ -146,39 +158,92 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     )
     width, height = _terminal_size(env)
     use_pty = env.stdin.isatty() and env.stdout.isatty()
-    with recorder.open_recording(
-        env.state_dir,
-        session,
-        width=width,
-        height=height,
-        command=invocation.line,
-        meta=cast.decision_meta(session, decision),
-        onlcr=not use_pty,
-        cap=load_settings(env.config_path, env.cache_dir).cast_max_size,
-    ) as recording:
-        log = audit.AuditLog(audit.log_path(env.state_dir))
-        handle = log.start(
-            session=session,
-            argv=("kubectl", *invocation.argv),
-            line=invocation.line,
-            decision=decision,
-            cast=recording.start_ref(),
-            user=env.caller.user if env.caller is not None else None,
-            cwd=env.caller.cwd if env.caller is not None else None,
+    cap = load_settings(env.config_path, env.cache_dir).cast_max_size
+    try:
+        recording = recorder.open_recording(
+            env.state_dir,
+            session,
+            width=width,
+            height=height,
+            command=invocation.line,
+            meta=cast.decision_meta(session, decision),
+            onlcr=not use_pty,
+            cap=cap,
         )
-        recording.marker(cast.decision_label(decision))
-        outcome = _Outcome()
+    except UnsafeError as err:
+        return _unrecorded(env, decision, err)
+    with recording:
+        log = audit.AuditLog(audit.log_path(env.state_dir))
         try:
-            rendered = checker.render.done if checker.render is not None else {}
-            outcome.code = _act(env, invocation, decision, recording, use_pty, outcome, rendered)
-        finally:
-            if env.caller is not None:
-                # kubectl's status goes to the client now; the records below follow it
-                env.caller.report(outcome.code)
-            log.finish(
-                handle, int(outcome.code), approver=outcome.approver, cast=recording.finish()
+            handle = log.start(
+                session=session,
+                argv=("kubectl", *invocation.argv),
+                line=invocation.line,
+                decision=decision,
+                cast=recording.start_ref(),
+                user=env.caller.user if env.caller is not None else None,
+                cwd=env.caller.cwd if env.caller is not None else None,
             )
+        except UnsafeError as err:
+            return _unrecorded(env, decision, err)
+        return _recorded_run(env, invocation, checker, decision, recording, log, handle, use_pty)
+
+
+def _unrecorded(env: Environment, decision: Decision, problem: Exception) -> int:
+    """No record could be started: nothing runs (UnsafeError, exit 13), but a denied command
+    still gets the policy's answer, with a line on why it is not recorded."""
+    if decision.action is not Action.DENY:
+        raise problem
+    env.stderr.write(f"guardctl: {decision.reason} Nothing was sent to the cluster.\n")
+    _warn(env, problem)
+    return ExitStatus.DENIED
+
+
+def _recorded_run(
+    env: Environment, invocation: Invocation, checker: "Checker", decision: Decision,
+    recording: Any, log: Any, handle: Any, use_pty: bool,
+) -> int:
+    """Act on the decision once its "started" record is written; the "completed" record
+    follows whatever happens, with the status the process ends with."""
+    from guardctl.errors import exit_status_for
+    from guardctl.recording import cast
+
+    outcome = _Outcome()
+    try:
+        recording.marker(cast.decision_label(decision))
+        rendered = checker.render.done if checker.render is not None else {}
+        outcome.code = _act(env, invocation, decision, recording, use_pty, outcome, rendered)
+    except BaseException as exc:
+        outcome.code = exit_status_for(exc)
+        raise
+    finally:
+        if env.caller is not None:
+            # kubectl's status goes to the client now; the records below follow it
+            env.caller.report(outcome.code)
+        _complete(env, recording, log, handle, outcome)
     return outcome.code
+
+
+def _complete(env: Environment, recording: Any, log: Any, handle: Any, outcome: _Outcome) -> None:
+    """Close the cast and write the "completed" record. When either cannot be written, the
+    command's status stands (it ran, or it did not: its exit says which) and stderr says
+    what is missing from the record."""
+    from guardctl.errors import UnsafeError
+
+    try:
+        extent = recording.finish()
+    except UnsafeError as err:
+        extent = None
+        _warn(env, err)
+    try:
+        log.finish(handle, int(outcome.code), approver=outcome.approver, cast=extent)
+    except UnsafeError as err:
+        _warn(env, err)
+
+
+def _warn(env: Environment, problem: object) -> None:
+    env.stderr.write(f"guardctl: {problem}\n")
+    env.stderr.flush()
 
 
 def _unknown_command(decision: Decision, plugins: frozenset[str]) -> str | None:
@@ -271,7 +336,7 @@ def _approved(
     )
     who = answer.approver.user if answer.approver else None
     recording.marker(cast.approval_label("approved" if answer.approved else answer.how, who))
-    _say(env, recording, flow.outcome_message(answer))
+    _say(env, recording, flow.outcome_message(answer), before_run=True)
     if answer.approved:
         outcome.approver = answer.approver
     return answer.approved
@@ -290,10 +355,20 @@ def _preapproved(
     return True
 
 
-def _say(env: Environment, recording: Any, message: str) -> None:
+def _say(env: Environment, recording: Any, message: str, *, before_run: bool = False) -> None:
+    """Show and record guardctl's own message. A cast that cannot take it stops a command
+    that is yet to run (`before_run`: UnsafeError); after a run, or when nothing will run,
+    the status stands and stderr says what the record lacks."""
+    from guardctl.errors import UnsafeError
+
     env.stderr.write(message + "\n")
     env.stderr.flush()
-    recording.output(message + "\n", "stderr")
+    try:
+        recording.output(message + "\n", "stderr")
+    except UnsafeError as err:
+        if before_run:
+            raise
+        _warn(env, err)
 
 
 class _Cluster(NamedTuple):
@@ -348,6 +423,7 @@ def _diff_for(
         import subprocess
 
         from guardctl.masking import mask
+        from guardctl.running.lifeline import die_with_this_process
 
         cluster = _cluster(env, context)
         args = [f"--filename={f}" for f in files]
@@ -363,6 +439,7 @@ def _diff_for(
                 [cluster.kubectl, *words],
                 env=_kubectl_environ(env, path),
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_this_process(),
                 capture_output=True,
                 timeout=60,
                 check=False,
@@ -445,6 +522,11 @@ def _run_allowed(
             stderr=env.binary(env.stderr),
             started=lambda: _prepare(stdout_filter, stderr_filter),
         )
+        for stopped in (stdout_filter.failure, stderr_filter.failure):
+            if stopped is not None:
+                _warn(env, f"{stopped}; what kubectl printed after that was not shown"
+                           f" (kubectl exited {code})")
+                break
         # through a broker, what `kubectl cp` brought from a pod goes to the agent's side
         problem = env.caller.deliver() if env.caller is not None and code == 0 else None
         if problem is None and env.caller is not None:

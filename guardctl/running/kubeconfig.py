@@ -6,6 +6,13 @@ folder goes away when the `with` block ends, however it ends; a process killed o
 (SIGKILL, power loss) leaves one behind, and `sweep_stale` removes it on the next run
 because its pid is no longer alive.
 
+The token itself is never on disk where Linux allows: the file in the folder is a link to
+a memory-only file (memfd) that this process holds open, `/proc/<pid>/fd/<n>`. kubectl
+opens its kubeconfig many times per command, and each open of that link starts the file
+afresh; when the process ends, however it ends, the memory goes with it and the link
+points nowhere. Where there is no memfd or no /proc (a sandbox without one), the folder
+holds a regular 0600 file, as before.
+
 The file is written as JSON, which kubectl reads as the YAML subset it is (no YAML emitter
 on the run path).
 """
@@ -21,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from guardctl.atomic import write_all
 from guardctl.env import Environment
 from guardctl.signals import Handler, exit_on_signal, signal_handlers
 
@@ -92,16 +100,46 @@ def private_kubeconfig(
     name: str = NAME,
 ) -> Iterator[Path]:
     """A 0600 kubeconfig holding `user` (a kubeconfig user stanza) in a fresh 0700 folder."""
+    text = json.dumps(render(server, ca_data, user, namespace, name), indent=1).encode()
     with _fatal_signals_exit():
         folder = _private_folder(_base_dirs(env)[0])
+        memory = -1
         try:
             path = folder / FILENAME
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(render(server, ca_data, user, namespace, name), handle, indent=1)
+            memory = _memory_file(text)
+            if memory >= 0:
+                os.symlink(_fd_path(memory), path)
+            else:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(text)
             yield path
         finally:
+            if memory >= 0:
+                os.close(memory)
             _remove(folder)
+
+
+def _fd_path(fd: int) -> str:
+    """The name under which other processes of this user open this process's `fd` afresh."""
+    return f"/proc/{os.getpid()}/fd/{fd}"
+
+
+def _memory_file(text: bytes) -> int:
+    """A 0600 memory-only file holding `text` (closed on exec), or -1 where there is no memfd
+    or its /proc name cannot be opened."""
+    try:
+        fd = os.memfd_create(NAME, os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return -1
+    try:
+        os.fchmod(fd, 0o600)
+        write_all(fd, text)
+        os.close(os.open(_fd_path(fd), os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
 
 
 @contextmanager

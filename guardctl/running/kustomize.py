@@ -26,6 +26,7 @@ from pathlib import Path
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
 from guardctl.model import KubectlCall, SimpleCommand
+from guardctl.running.lifeline import die_with_this_process
 
 # a kustomization is rendered within this many seconds, into at most this many bytes
 RENDER_SECONDS = 20
@@ -59,6 +60,7 @@ def render_folder(kubectl: str, folder: str) -> str | None:
                 [*_no_network(), kubectl, "kustomize", folder],
                 env=environ,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_this_process(),
                 capture_output=True,
                 timeout=RENDER_SECONDS,
                 check=False,

@@ -6,8 +6,8 @@ a signal N killed it, as a shell would report.
 
 Signals: SIGTERM and SIGHUP sent to guardctl are forwarded to kubectl, and guardctl waits
 for it (SIGKILL after a grace period) so it never dies first and leaves a child or a
-credential file behind. SIGINT needs care, because Ctrl-C reaches the whole foreground
-process group:
+credential file behind. A guardctl killed outright takes kubectl with it (`lifeline`).
+SIGINT needs care, because Ctrl-C reaches the whole foreground process group:
 
 * pipes mode, stdin not a terminal (the agent case): kubectl runs in its own session, so
   only guardctl gets the terminal's SIGINT and forwards exactly one.
@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 from guardctl.atomic import write_all
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
+from guardctl.running.lifeline import die_with_this_process
 from guardctl.signals import Handler, signal_handlers
 from guardctl.status import exit_for_child
 
@@ -56,11 +57,16 @@ FALLBACK_WINSIZE = (24, 80)
 
 
 class Filter(Protocol):
-    """A stateful stream transform: `feed` returns what may be shown now, `flush` the rest."""
+    """A stateful stream transform: `feed` returns what may be shown now, `flush` the rest.
+    Either may raise StopOutput: nothing more is shown, and kubectl is stopped."""
 
     def feed(self, data: bytes) -> bytes: ...
 
     def flush(self) -> bytes: ...
+
+
+class StopOutput(Exception):
+    """Raised by a filter that can pass nothing more on (its record cannot be written)."""
 
 
 # --------------------------------------------------------------------------- finding kubectl
@@ -138,6 +144,13 @@ class _Forwarder:
             send(signum)
         self._pending.clear()
 
+    def stop(self, sinks: Sequence[_Sink], send: Callable[[int], None]) -> None:
+        """SIGTERM to the child once a sink's filter stopped its output (SIGKILL follows
+        after the grace period, as for a forwarded signal)."""
+        if self.first_at is None and any(sink.stopped for sink in sinks):
+            self.first_at = time.monotonic()
+            send(signal.SIGTERM)
+
     def overdue(self) -> bool:
         """True once the child had KILL_GRACE_SECONDS to react to a signal."""
         return self.first_at is not None and time.monotonic() - self.first_at > KILL_GRACE_SECONDS
@@ -147,12 +160,14 @@ class _Forwarder:
 
 
 class _Sink:
-    """One output stream behind its filter; a reader that went away stops the writes."""
+    """One output stream behind its filter; a reader that went away, or a filter that stops
+    (StopOutput), ends the writes."""
 
     def __init__(self, stream_filter: Filter, out: BinaryIO) -> None:
         self.filter = stream_filter
         self.out = out
         self.broken = False
+        self.stopped = False
 
     def _write(self, data: bytes) -> None:
         if not data or self.broken:
@@ -164,10 +179,19 @@ class _Sink:
             self.broken = True
 
     def feed(self, data: bytes) -> None:
-        self._write(self.filter.feed(data))
+        self._write(self._filtered(self.filter.feed, data))
 
     def finish(self) -> None:
-        self._write(self.filter.flush())
+        self._write(self._filtered(self.filter.flush))
+
+    def _filtered(self, step: Callable[..., bytes], *data: bytes) -> bytes:
+        if self.stopped:
+            return b""
+        try:
+            return step(*data)
+        except StopOutput:
+            self.stopped = self.broken = True
+            return b""
 
 
 # --------------------------------------------------------------------------- running
@@ -218,6 +242,7 @@ def _run_pipes(
             child = subprocess.Popen(
                 list(argv), env=dict(child_env), stdin=stdin_fd, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=own_session,
+                preexec_fn=die_with_this_process(),
             )
         except OSError as err:
             raise UnsafeError(NOT_FOUND) from err
@@ -298,6 +323,7 @@ def _pump_pipes(
                     if sink.broken:
                         # kubectl's next write gets SIGPIPE, as in `kubectl ... | head`
                         pipes[fd].close()
+                forwarder.stop(sinks, send)
                 if forwarder.overdue():
                     send(signal.SIGKILL)
                 exited.update(ready)
@@ -359,7 +385,8 @@ def _run_pty(
     with signal_handlers(forwarder.handlers()):
         try:
             child = pexpect.spawn(argv[0], list(argv[1:]), env=dict(child_env),
-                                  dimensions=_winsize(out_fd))
+                                  dimensions=_winsize(out_fd),
+                                  preexec_fn=die_with_this_process())
         except pexpect.ExceptionPexpect as err:
             raise UnsafeError(NOT_FOUND) from err
 
@@ -418,6 +445,7 @@ def _pump_pty(
                         write_all(child.child_fd, data)
                     else:  # our stdin ended: keep showing output, stop reading input
                         selector.unregister(key.fd)
+            forwarder.stop((sink,), send)
             if forwarder.overdue():
                 send(signal.SIGKILL)
             if exited_at is None and not child.isalive():

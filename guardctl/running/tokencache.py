@@ -1,7 +1,8 @@
 """Minted agent tokens, and a fast cache for them in the Linux kernel's user keyring.
 
 Every guardctl run needs the agent's short-lived ServiceAccount token. The OS keyring holds
-it (beside the long-lived credential it was minted with), but reaching the OS keyring means
+it (beside the long-lived credential it was minted with; in a file of its own for a
+file-backed keyring, see `creds.Vault.tokens`), but reaching the OS keyring means
 importing the `keyring` package, which alone costs more than a kubectl call. So a token is
 also kept in the kernel's user keyring (keyutils: `add_key`, `keyctl_search`, `keyctl_read`,
 `keyctl_set_timeout`, through ctypes on `libkeyutils.so.1`), with a kernel timeout that ends
