@@ -206,7 +206,7 @@ def replay(target: str, speed: float, idle_limit: float | None) -> int:
     return play(target, _env(), speed, idle_limit)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option(
     "--since", type=click.DateTime(), help="Only invocations started at or after this time (UTC)."
 )
@@ -215,21 +215,49 @@ def replay(target: str, speed: float, idle_limit: float | None) -> int:
 )
 @click.option("--session", help="Only this session id.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one object per invocation.")
+@click.pass_context
 def sessions(
-    since: datetime | None, decision: str | None, session: str | None, as_json: bool
+    ctx: click.Context,
+    since: datetime | None, decision: str | None, session: str | None, as_json: bool,
 ) -> int:
-    """List recorded invocations from the audit log."""
+    """List recorded invocations from the audit log (`sessions prune`: remove old casts)."""
     from datetime import timezone
 
     from guardctl.recording import audit
     from guardctl.recording import sessions as listing
 
+    if ctx.invoked_subcommand is not None:
+        return ExitStatus.OK
     env = _env()
     when = since.replace(tzinfo=timezone.utc) if since and since.tzinfo is None else since
     rows = listing.sessions(audit.log_path(env.state_dir), when, decision, session)
     text = listing.sessions_json(rows) if as_json else listing.format_sessions(rows)
     if text:
         click.echo(text)
+    return ExitStatus.OK
+
+
+@sessions.command(name="prune")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--max-age", metavar="AGE", help="Instead of retention.max-age (e.g. 30d, 12h).")
+@click.option("--max-size", metavar="SIZE", help="Instead of retention.max-size (e.g. 2GiB).")
+def sessions_prune(dry_run: bool, max_age: str | None, max_size: str | None) -> int:
+    """Remove casts the retention policy no longer keeps, oldest first; never one being
+    written, never the audit log (it records each cast removed)."""
+    from guardctl.recording import prune, retention
+
+    env = _env()
+    policy = retention.load_settings(env.config_path).retention.given(max_age, max_size)
+    if policy.empty:
+        raise click.UsageError(
+            f"no retention policy: set retention (max-age, max-size) in {env.config_path}, "
+            "or give --max-age or --max-size"
+        )
+    outcome = prune.prune(
+        env.state_dir, policy, dry_run=dry_run, keep_session=env.environ.get("GUARDCTL_SESSION")
+    )
+    for line in prune.summary(outcome):
+        click.echo(line)
     return ExitStatus.OK
 
 

@@ -226,3 +226,18 @@ def pexpect_eof() -> object:
     import pexpect
 
     return pexpect.EOF
+
+
+def test_playing_a_session_names_its_overflow_parts(isolated_home: Path) -> None:
+    """Invocations that ran at once went to parts (issue 13): replay by id says where."""
+    with recorder.open_recording(isolated_home, "s1") as busy:
+        with recorder.open_recording(isolated_home, "s1") as other:
+            other.output(b"concurrent\r\n")
+            other.finish()
+        busy.output(b"main\r\n")
+        busy.finish()
+    env, out = _env(isolated_home)
+    assert replay.play("s1", env, clock=lambda: 0.0, sleep=lambda s: None) == 0
+    assert out.getvalue() == "main\r\n"
+    assert isinstance(env.stderr, io.StringIO)
+    assert "s1~2.cast: replay those by path" in env.stderr.getvalue()

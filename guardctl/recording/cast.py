@@ -232,13 +232,14 @@ class Writer:
     def last_time(self) -> float:
         return self._last
 
-    def output(self, data: bytes | str, stream: str = "stdout") -> None:
-        """Record output; bytes may end inside a UTF-8 character."""
+    def output(self, data: bytes | str, stream: str = "stdout", at: float | None = None) -> None:
+        """Record output; bytes may end inside a UTF-8 character. `at`: the clock's reading
+        when it was printed, for output written later (default: now)."""
         raw = data.encode("utf-8") if isinstance(data, str) else data
-        self._emit_output(self._decoder(stream).decode(raw))
+        self._emit_output(self._decoder(stream).decode(raw), at)
 
-    def marker(self, label: str) -> None:
-        self._event(MARKER, label)
+    def marker(self, label: str, at: float | None = None) -> None:
+        self._event(MARKER, label, at)
 
     def resize(self, cols: int, rows: int) -> None:
         self._event(RESIZE, f"{cols}x{rows}")
@@ -264,12 +265,13 @@ class Writer:
             self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
         return self._decoders[stream]
 
-    def _emit_output(self, text: str) -> None:
+    def _emit_output(self, text: str, at: float | None = None) -> None:
         if text:
-            self._event(OUTPUT, text.replace("\n", "\r\n") if self._onlcr else text)
+            self._event(OUTPUT, text.replace("\n", "\r\n") if self._onlcr else text, at)
 
-    def _event(self, code: str, data: str) -> None:
-        self._last = max(self._last, self._start + self._clock() - self._origin)
+    def _event(self, code: str, data: str, at: float | None = None) -> None:
+        now = self._clock() if at is None else at
+        self._last = max(self._last, self._start + now - self._origin)
         line = encode_event(self._last, code, data)
         if self._header is not None:
             line, self._header = self._header + line, None

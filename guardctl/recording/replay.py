@@ -143,7 +143,22 @@ def resolve(target: str, env: Environment) -> Path:
         session = None
     if session is not None and session.is_file():
         return session
-    raise UsageError(f"no cast file or recorded session named {target!r}")
+    raise UsageError(
+        f"no cast file or recorded session named {target!r} (a cast removed by `guardctl "
+        "sessions prune` is gone; `guardctl sessions --session ID` still lists its invocations)"
+    )
+
+
+def overflow_parts(path: Path) -> list[Path]:
+    """The other parts of the session whose main cast is `path` (invocations that ran while
+    another held the main cast), in order."""
+    session = path.name.removesuffix(recorder.SUFFIX)
+    found = []
+    for candidate in path.parent.glob(f"{session}~*{recorder.SUFFIX}"):
+        number = candidate.name[len(session) + 1 : -len(recorder.SUFFIX)]
+        if number.isdigit():
+            found.append((int(number), candidate))
+    return [p for _, p in sorted(found)]
 
 
 def tty_keys(fd: int) -> Keys:
@@ -197,6 +212,11 @@ def play(
     if speed <= 0:
         raise UsageError(f"--speed must be positive, not {speed}")
     path = resolve(target, env)
+    parts = overflow_parts(path) if path.name != Path(target).name else []
+    if parts:
+        names = ", ".join(p.name for p in parts)
+        env.stderr.write(f"guardctl: invocations of {target} that ran at the same time as "
+                         f"others are in {names}: replay those by path\n")
     try:
         with open(path, encoding="utf-8", newline="\n") as f:
             head = cast.read_header(f.readline())

@@ -144,6 +144,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     from guardctl.app import Checker
     from guardctl.errors import UnsafeError
     from guardctl.recording import audit, cast, recorder
+    from guardctl.recording.retention import load_settings
 
     invocation = read_invocation(env, argv)
     checker = Checker.load(env, expand=False)
@@ -157,6 +158,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     )
     width, height = _terminal_size(env)
     use_pty = env.stdin.isatty() and env.stdout.isatty()
+    cap = load_settings(env.config_path, env.cache_dir).cast_max_size
     try:
         recording = recorder.open_recording(
             env.state_dir,
@@ -166,6 +168,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
             command=invocation.line,
             meta=cast.decision_meta(session, decision),
             onlcr=not use_pty,
+            cap=cap,
         )
     except UnsafeError as err:
         return _unrecorded(env, decision, err)
