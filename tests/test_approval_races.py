@@ -1,0 +1,179 @@
+"""Approvals under concurrency and signals, with separate processes: two approvers answering
+one request at the same moment (the first answer is final, the other is refused and told
+so), and a waiting guardctl ended by a signal (its audit record says the status it exits
+with, and its request is withdrawn).
+
+The waiters are the approval driver (the real queue path, quick to start) and the real
+`guardctl` against the devserver; the approvers are processes that answer the way the
+console's keys do (tests/data/approval_answerer.py), released together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from guardctl.approvals.queue import Queue, Request
+from guardctl.devserver import DevServer
+
+DATA = Path(__file__).resolve().parent / "data"
+DRIVER = str(DATA / "approval_driver.py")
+ANSWERER = str(DATA / "approval_answerer.py")
+REPO = str(Path(__file__).resolve().parent.parent)
+EXEC_DEV = "kubectl exec -it web -n dev -- sh"
+READ_SECRET = ["get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"]
+WAIT = 30  # seconds any single process may take
+TRIALS = 12
+
+
+def _environ(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    return {**(base or os.environ), "PYTHONPATH": REPO, **extra}
+
+
+def _background(argv: list[str], environ: dict[str, str]) -> subprocess.Popen[str]:
+    """A process as an agent's shell tool starts one: pipes, no controlling terminal."""
+    return subprocess.Popen(argv, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _one_request(home: Path) -> Request:
+    """Wait (bounded) for the one queued request."""
+    queue = Queue(home)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        found = [queue.load(p.stem) for p in queue.requests.glob("*.json")]
+        live = [r for r in found if r is not None]
+        if live:
+            assert len(live) == 1
+            return live[0]
+        time.sleep(0.05)
+    raise AssertionError("no request was queued")
+
+
+def _answer_together(request: Request, environ: dict[str, str]) -> dict[str, str]:
+    """Two approver processes, one declining and one approving, released at once;
+    {verdict: what it printed}."""
+    approvers = {
+        verdict: subprocess.Popen(
+            [sys.executable, ANSWERER, request.id, verdict, user], env=environ,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for verdict, user in (("decline", "dana"), ("approve", "abe"))
+    }
+    try:
+        for proc in approvers.values():
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for proc in approvers.values():  # both are waiting on stdin: release them together
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        said = {verdict: proc.communicate(timeout=WAIT)[0].strip()
+                for verdict, proc in approvers.items()}
+    finally:
+        for proc in approvers.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return said
+
+
+def _winner(said: dict[str, str]) -> str:
+    """The one approver whose answer counted; the other must have been refused, and told
+    whose answer stood."""
+    answered = [v for v, text in said.items() if text.startswith("answered: ")]
+    assert len(answered) == 1, said
+    (loser,) = set(said) - set(answered)
+    assert said[loser].startswith("refused: ") and "already" in said[loser], said
+    who = "abe" if answered[0] == "approve" else "dana"
+    assert who in said[loser], said
+    return answered[0]
+
+
+def test_two_approvers_at_once_only_the_first_answer_counts(isolated_home: Path) -> None:
+    winners = []
+    for _ in range(TRIALS):
+        waiter = _background([sys.executable, DRIVER, EXEC_DEV], _environ())
+        try:
+            request = _one_request(isolated_home)
+            winner = _winner(_answer_together(request, _environ()))
+            out, err = waiter.communicate(timeout=WAIT)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+        winners.append(winner)
+        if winner == "approve":
+            assert waiter.returncode == 0 and "approved=True how=queue approver=abe" in out
+        else:
+            assert waiter.returncode == 12, (out, err)
+            assert "approved=False how=queue approver=dana reason=declined by dana" in out
+        queue = Queue(isolated_home)
+        assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
+
+
+def _completed(home: Path) -> dict[str, object]:
+    """The last "completed" record of the audit log."""
+    lines = (home / "audit.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in records if r.get("status") == "completed"][-1]
+
+
+@pytest.mark.parametrize("forkserver", ["1", "0"])
+def test_a_declined_command_never_runs_whoever_answers_second(
+    agent_env: dict[str, str], devserver: DevServer, forkserver: str
+) -> None:
+    environ = _environ(agent_env, GUARDCTL_APPROVAL_TIMEOUT="60", GUARDCTL_FORKSERVER=forkserver)
+    home = Path(environ["GUARDCTL_HOME"])
+    for _ in range(3):
+        devserver.clear_requests()
+        waiter = _background([sys.executable, "-m", "guardctl", *READ_SECRET], environ)
+        try:
+            request = _one_request(home)
+            winner = _winner(_answer_together(request, environ))
+            out, err = waiter.communicate(timeout=WAIT)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+        read = [r for r in devserver.requests if "secrets" in r[1]]
+        record = _completed(home)
+        if winner == "approve":
+            assert waiter.returncode == 0, err
+            assert "approved by abe" in err and read
+            assert record["exit_code"] == 0 and record["approver"]["user"] == "abe"  # type: ignore[index]
+        else:
+            assert waiter.returncode == 12, err
+            assert "declined by dana" in err and not read and out == ""
+            assert record["exit_code"] == 12 and record["approver"] is None
+
+
+@pytest.mark.parametrize("forkserver", ["1", "0"])
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_wait_ended_by_a_signal_is_recorded_with_its_exit_status(
+    isolated_home: Path, forkserver: str, signum: int, status: int
+) -> None:
+    waiter = _background([sys.executable, "-m", "guardctl", *EXEC_DEV.split()[1:]],
+                         _environ(GUARDCTL_FORKSERVER=forkserver))
+    try:
+        _one_request(isolated_home)
+        waiter.send_signal(signum)
+        _, err = waiter.communicate(timeout=WAIT)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert waiter.returncode == status, err
+    assert "Traceback" not in err
+    record = _completed(isolated_home)
+    assert record["exit_code"] == status
+    queue = Queue(isolated_home)
+    assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
+    assert re.search(r"waiting up to \d+ s", err)
