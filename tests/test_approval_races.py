@@ -17,10 +17,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pexpect
 import pytest
+from broker_setup import Broker, running_broker
 
 from guardctl.approvals.queue import Queue, Request
 from guardctl.devserver import DevServer
@@ -177,3 +179,59 @@ def test_a_wait_ended_by_a_signal_is_recorded_with_its_exit_status(
     queue = Queue(isolated_home)
     assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
     assert re.search(r"waiting up to \d+ s", err)
+
+
+@pytest.fixture(scope="module")
+def patient_broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory,
+                   ) -> Iterator[Broker]:
+    """A broker whose requests wait long enough for two approvers' consoles to start."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
+        pytest.skip("needs root, runuser and kubectl to run a broker for another account")
+    admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
+    with running_broker(admin, extra_environ={"GUARDCTL_APPROVAL_TIMEOUT": "60"}) as running:
+        yield running
+
+
+def test_two_approvers_through_the_broker_only_the_first_answer_counts(
+    patient_broker: Broker, devserver: DevServer
+) -> None:
+    broker = patient_broker
+    devserver.clear_requests()
+    agent = broker.agent_popen(*READ_SECRET)
+    declining = broker.approver_terminal("approvals")
+    approving = broker.approver_terminal("approvals")
+    try:
+        for console in (declining, approving):
+            console.expect("read-secret-values")
+            console.expect("q quit")
+        declining.send("d")
+        declining.expect("reason for declining")
+        declining.send("no")
+        declining.expect("no")
+        declining.send("\r")  # both answers leave at the same moment
+        approving.send("a")
+        out, err = agent.communicate(timeout=WAIT)
+        refusal = rb"(already (approved|declined) by root|no longer waiting)"
+        if agent.returncode == 0:
+            approving.expect("approved once: kubectl get secret")
+            declining.expect(refusal)
+        else:
+            declining.expect("declined: no")
+            approving.expect(refusal)
+        for console in (declining, approving):
+            console.send("q")
+            console.expect(pexpect.EOF)
+    finally:
+        for console in (declining, approving):
+            console.close(force=True)
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    read = [r for r in devserver.requests if "secrets" in r[1]]
+    if agent.returncode == 0:
+        assert b"approved by root" in err and b"AWS_ACCESS_KEY_ID:" in out and read
+    else:
+        assert agent.returncode == 12, err
+        assert b"declined by root: no." in err and out == b"" and not read
