@@ -61,6 +61,12 @@ def _one_request(home: Path) -> Request:
     raise AssertionError("no request was queued")
 
 
+def _only_child(pid: int) -> int:
+    """The one child process of `pid` (runuser's: the command it runs as another user)."""
+    (child,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(child)
+
+
 def _answer_together(request: Request, environ: dict[str, str]) -> dict[str, str]:
     """Two approver processes, one declining and one approving, released at once;
     {verdict: what it printed}."""
@@ -235,3 +241,24 @@ def test_two_approvers_through_the_broker_only_the_first_answer_counts(
     else:
         assert agent.returncode == 12, err
         assert b"declined by root: no." in err and out == b"" and not read
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_wait_through_the_broker_ended_by_a_signal_is_recorded_with_its_exit_status(
+    patient_broker: Broker, signum: int, status: int
+) -> None:
+    home = Path(patient_broker.environ["GUARDCTL_HOME"])
+    agent = patient_broker.agent_popen(*READ_SECRET)
+    try:
+        _one_request(home)
+        # to the agent's guardctl itself (runuser would end its session its own way)
+        os.kill(_only_child(agent.pid), signum)
+        _, err = agent.communicate(timeout=WAIT)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == status, err
+    assert _completed(home)["exit_code"] == status
+    queue = Queue(home)
+    assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
