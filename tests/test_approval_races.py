@@ -3,13 +3,15 @@ one request at the same moment (the first answer is final, the other is refused 
 so), and a waiting guardctl ended by a signal (its audit record says the status it exits
 with, and its request is withdrawn).
 
-The waiters are the approval driver (the real queue path, quick to start) and the real
-`guardctl` against the devserver; the approvers are processes that answer the way the
-console's keys do (tests/data/approval_answerer.py), released together.
+The waiters are the approval driver (the real queue path, quick to start), the real
+`guardctl` against the devserver, and an agent's guardctl through a broker. The approvers
+are processes that answer the way the console's keys do (tests/data/approval_answerer.py),
+released together, and two `guardctl approvals` consoles in pseudo-terminals.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,7 +26,7 @@ import pexpect
 import pytest
 from broker_setup import Broker, running_broker
 
-from guardctl.approvals.queue import Queue, Request
+from guardctl.approvals.queue import GONE, Queue, Request
 from guardctl.devserver import DevServer
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -35,6 +37,8 @@ EXEC_DEV = "kubectl exec -it web -n dev -- sh"
 READ_SECRET = ["get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"]
 WAIT = 30  # seconds any single process may take
 TRIALS = 12
+# what a console shows an approver whose answer came second
+REFUSED = rb"(already (approved|declined) by \S+: the first answer stands|no longer waiting)"
 
 
 def _environ(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
@@ -45,6 +49,18 @@ def _background(argv: list[str], environ: dict[str, str]) -> subprocess.Popen[st
     """A process as an agent's shell tool starts one: pipes, no controlling terminal."""
     return subprocess.Popen(argv, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+@contextlib.contextmanager
+def _ending(*procs: subprocess.Popen[str] | subprocess.Popen[bytes]) -> Iterator[None]:
+    """Whatever happens in the block, the processes are gone after it."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _one_request(home: Path) -> Request:
@@ -61,10 +77,19 @@ def _one_request(home: Path) -> Request:
     raise AssertionError("no request was queued")
 
 
-def _only_child(pid: int) -> int:
-    """The one child process of `pid` (runuser's: the command it runs as another user)."""
-    (child,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return int(child)
+def _left_nothing(home: Path) -> None:
+    queue = Queue(home)
+    assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
+
+
+def _completed(home: Path) -> dict[str, object]:
+    """The last "completed" record of the audit log."""
+    lines = (home / "audit.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in records if r.get("status") == "completed"][-1]
+
+
+# --------------------------------------------------------------------------- two approvers
 
 
 def _answer_together(request: Request, environ: dict[str, str]) -> dict[str, str]:
@@ -76,62 +101,44 @@ def _answer_together(request: Request, environ: dict[str, str]) -> dict[str, str
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for verdict, user in (("decline", "dana"), ("approve", "abe"))
     }
-    try:
+    with _ending(*approvers.values()):
         for proc in approvers.values():
             assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         for proc in approvers.values():  # both are waiting on stdin: release them together
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        said = {verdict: proc.communicate(timeout=WAIT)[0].strip()
+        return {verdict: proc.communicate(timeout=WAIT)[0].strip()
                 for verdict, proc in approvers.items()}
-    finally:
-        for proc in approvers.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return said
 
 
 def _winner(said: dict[str, str]) -> str:
     """The one approver whose answer counted; the other must have been refused, and told
-    whose answer stood."""
+    whose answer stood (or, when it came after the waiter had taken the first answer and
+    gone, that the request is no longer waiting)."""
     answered = [v for v, text in said.items() if text.startswith("answered: ")]
     assert len(answered) == 1, said
     (loser,) = set(said) - set(answered)
-    assert said[loser].startswith("refused: ") and "already" in said[loser], said
-    who = "abe" if answered[0] == "approve" else "dana"
-    assert who in said[loser], said
+    verdict, who = ("approved", "abe") if answered[0] == "approve" else ("declined", "dana")
+    assert said[loser] in (
+        f"refused: already {verdict} by {who}: the first answer stands, yours was not used",
+        f"refused: {GONE}",
+    ), said
     return answered[0]
 
 
 def test_two_approvers_at_once_only_the_first_answer_counts(isolated_home: Path) -> None:
-    winners = []
     for _ in range(TRIALS):
         waiter = _background([sys.executable, DRIVER, EXEC_DEV], _environ())
-        try:
-            request = _one_request(isolated_home)
-            winner = _winner(_answer_together(request, _environ()))
+        with _ending(waiter):
+            winner = _winner(_answer_together(_one_request(isolated_home), _environ()))
             out, err = waiter.communicate(timeout=WAIT)
-        finally:
-            if waiter.poll() is None:
-                waiter.kill()
-                waiter.wait()
-        winners.append(winner)
         if winner == "approve":
             assert waiter.returncode == 0 and "approved=True how=queue approver=abe" in out
         else:
             assert waiter.returncode == 12, (out, err)
             assert "approved=False how=queue approver=dana reason=declined by dana" in out
-        queue = Queue(isolated_home)
-        assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
-
-
-def _completed(home: Path) -> dict[str, object]:
-    """The last "completed" record of the audit log."""
-    lines = (home / "audit.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    return [r for r in records if r.get("status") == "completed"][-1]
+        _left_nothing(isolated_home)
 
 
 @pytest.mark.parametrize("forkserver", ["1", "0"])
@@ -143,14 +150,9 @@ def test_a_declined_command_never_runs_whoever_answers_second(
     for _ in range(3):
         devserver.clear_requests()
         waiter = _background([sys.executable, "-m", "guardctl", *READ_SECRET], environ)
-        try:
-            request = _one_request(home)
-            winner = _winner(_answer_together(request, environ))
+        with _ending(waiter):
+            winner = _winner(_answer_together(_one_request(home), environ))
             out, err = waiter.communicate(timeout=WAIT)
-        finally:
-            if waiter.poll() is None:
-                waiter.kill()
-                waiter.wait()
         read = [r for r in devserver.requests if "secrets" in r[1]]
         record = _completed(home)
         if winner == "approve":
@@ -161,30 +163,48 @@ def test_a_declined_command_never_runs_whoever_answers_second(
             assert waiter.returncode == 12, err
             assert "declined by dana" in err and not read and out == ""
             assert record["exit_code"] == 12 and record["approver"] is None
+        _left_nothing(home)
 
 
-@pytest.mark.parametrize("forkserver", ["1", "0"])
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_wait_ended_by_a_signal_is_recorded_with_its_exit_status(
-    isolated_home: Path, forkserver: str, signum: int, status: int
-) -> None:
-    waiter = _background([sys.executable, "-m", "guardctl", *EXEC_DEV.split()[1:]],
-                         _environ(GUARDCTL_FORKSERVER=forkserver))
-    try:
-        _one_request(isolated_home)
-        waiter.send_signal(signum)
-        _, err = waiter.communicate(timeout=WAIT)
-    finally:
-        if waiter.poll() is None:
-            waiter.kill()
-            waiter.wait()
-    assert waiter.returncode == status, err
-    assert "Traceback" not in err
-    record = _completed(isolated_home)
-    assert record["exit_code"] == status
-    queue = Queue(isolated_home)
-    assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
-    assert re.search(r"waiting up to \d+ s", err)
+def _consoles_answer_together(declining: pexpect.spawn, approving: pexpect.spawn) -> str:
+    """`d` with a reason in one console and `a` in the other, sent at the same moment; the
+    verdict that counted. The other console must say its answer was refused."""
+    for console in (declining, approving):
+        console.expect("approval needed")  # the request's panel, then the keys under it
+        console.expect("q quit")
+    declining.send("d")
+    declining.expect("reason for declining")
+    declining.send("no")
+    declining.expect("no")
+    declining.send("\r")
+    approving.send("a")
+    approved = approving.expect([rb"approved once: kubectl", REFUSED]) == 0
+    declined = declining.expect([rb"declined: no: kubectl", REFUSED]) == 0
+    assert approved != declined
+    for console in (declining, approving):
+        console.send("q")
+        console.expect(pexpect.EOF)
+    return "approve" if approved else "decline"
+
+
+def test_two_consoles_answering_at_once_the_second_is_told(isolated_home: Path) -> None:
+    waiter = _background([sys.executable, DRIVER, EXEC_DEV], _environ())
+    consoles = [pexpect.spawn(sys.executable, ["-m", "guardctl", "approvals"], env=_environ(),
+                              dimensions=(60, 160), timeout=WAIT) for _ in range(2)]
+    with _ending(waiter):
+        try:
+            _one_request(isolated_home)
+            winner = _consoles_answer_together(*consoles)
+            out, _ = waiter.communicate(timeout=WAIT)
+        finally:
+            for console in consoles:
+                console.close(force=True)
+    if winner == "approve":
+        assert waiter.returncode == 0 and "approved=True how=queue" in out
+    else:
+        assert waiter.returncode == 12 and "approved=False how=queue" in out
+        assert "reason=no\n" in out
+    _left_nothing(isolated_home)
 
 
 @pytest.fixture(scope="module")
@@ -206,41 +226,48 @@ def test_two_approvers_through_the_broker_only_the_first_answer_counts(
     broker = patient_broker
     devserver.clear_requests()
     agent = broker.agent_popen(*READ_SECRET)
-    declining = broker.approver_terminal("approvals")
-    approving = broker.approver_terminal("approvals")
-    try:
-        for console in (declining, approving):
-            console.expect("read-secret-values")
-            console.expect("q quit")
-        declining.send("d")
-        declining.expect("reason for declining")
-        declining.send("no")
-        declining.expect("no")
-        declining.send("\r")  # both answers leave at the same moment
-        approving.send("a")
-        out, err = agent.communicate(timeout=WAIT)
-        refusal = rb"(already (approved|declined) by root|no longer waiting)"
-        if agent.returncode == 0:
-            approving.expect("approved once: kubectl get secret")
-            declining.expect(refusal)
-        else:
-            declining.expect("declined: no")
-            approving.expect(refusal)
-        for console in (declining, approving):
-            console.send("q")
-            console.expect(pexpect.EOF)
-    finally:
-        for console in (declining, approving):
-            console.close(force=True)
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
+    consoles = [broker.approver_terminal("approvals") for _ in range(2)]
+    with _ending(agent):
+        try:
+            winner = _consoles_answer_together(*consoles)
+            out, err = agent.communicate(timeout=WAIT)
+        finally:
+            for console in consoles:
+                console.close(force=True)
     read = [r for r in devserver.requests if "secrets" in r[1]]
-    if agent.returncode == 0:
+    if winner == "approve":
+        assert agent.returncode == 0, err
         assert b"approved by root" in err and b"AWS_ACCESS_KEY_ID:" in out and read
     else:
         assert agent.returncode == 12, err
         assert b"declined by root: no." in err and out == b"" and not read
+    _left_nothing(Path(broker.environ["GUARDCTL_HOME"]))
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize("forkserver", ["1", "0"])
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_wait_ended_by_a_signal_is_recorded_with_its_exit_status(
+    isolated_home: Path, forkserver: str, signum: int, status: int
+) -> None:
+    waiter = _background([sys.executable, "-m", "guardctl", *EXEC_DEV.split()[1:]],
+                         _environ(GUARDCTL_FORKSERVER=forkserver))
+    with _ending(waiter):
+        _one_request(isolated_home)
+        waiter.send_signal(signum)
+        _, err = waiter.communicate(timeout=WAIT)
+    assert waiter.returncode == status, err
+    assert "Traceback" not in err and re.search(r"waiting up to \d+ s", err)
+    assert _completed(isolated_home)["exit_code"] == status
+    _left_nothing(isolated_home)
+
+
+def _only_child(pid: int) -> int:
+    """The one child process of `pid` (runuser's: the command it runs as another user)."""
+    (child,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(child)
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -249,16 +276,11 @@ def test_a_wait_through_the_broker_ended_by_a_signal_is_recorded_with_its_exit_s
 ) -> None:
     home = Path(patient_broker.environ["GUARDCTL_HOME"])
     agent = patient_broker.agent_popen(*READ_SECRET)
-    try:
+    with _ending(agent):
         _one_request(home)
         # to the agent's guardctl itself (runuser would end its session its own way)
         os.kill(_only_child(agent.pid), signum)
         _, err = agent.communicate(timeout=WAIT)
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
     assert agent.returncode == status, err
     assert _completed(home)["exit_code"] == status
-    queue = Queue(home)
-    assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
+    _left_nothing(home)

@@ -259,11 +259,6 @@ def test_console_needs_a_terminal() -> None:
     assert done.returncode == 2 and "needs a terminal" in done.stderr
 
 
-def _spawn_console() -> pexpect.spawn:
-    return pexpect.spawn(sys.executable, CONSOLE, env=_environ(), encoding="utf-8",
-                         dimensions=(60, 160), timeout=WAIT)
-
-
 def test_a_key_never_answers_a_request_that_took_the_place_of_the_one_shown(
     isolated_home: Path, console: pexpect.spawn
 ) -> None:
@@ -291,33 +286,3 @@ def test_a_key_never_answers_a_request_that_took_the_place_of_the_one_shown(
     assert status == 0 and "approved=True how=queue" in out
     _quit(console)
 
-
-def test_two_consoles_answering_at_once_the_second_is_told(isolated_home: Path) -> None:
-    waiter = _queued_driver(EXEC_DEV)
-    _requests(isolated_home, 1)
-    declining, approving = _spawn_console(), _spawn_console()
-    try:
-        for child in (declining, approving):
-            child.expect("1 pending")
-            child.expect("q quit")
-        declining.send("d")
-        declining.expect("reason for declining")
-        declining.send("no")
-        declining.expect("no")
-        declining.send("\r")  # both answers leave at the same moment
-        approving.send("a")
-        status, out, _ = _finish(waiter)
-        refusal = r"(already (approved|declined) by \S+|no longer waiting)"
-        if status == 0:
-            approving.expect("approved once: kubectl exec")
-            declining.expect(refusal)
-            assert "approved=True how=queue" in out
-        else:
-            declining.expect("declined: no")
-            approving.expect(refusal)
-            assert "approved=False how=queue" in out and "reason=no\n" in out
-        for child in (declining, approving):
-            _quit(child)
-    finally:
-        declining.close(force=True)
-        approving.close(force=True)
