@@ -38,11 +38,8 @@ def _ask(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _files(home: Path) -> list[str]:
-    folder = home / "approvals"
-    if not folder.exists():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.suffix == ".json")
+def _files(queue: Queue) -> list[str]:
+    return sorted(p.name for p in queue.requests.iterdir()) if queue.requests.exists() else []
 
 
 @pytest.mark.parametrize("mode", ["alone", "warm"])
@@ -56,6 +53,7 @@ def test_a_killed_waiter_leaves_no_request(agent_env: dict[str, str], tmp_path: 
     second = None
     try:
         (request,) = _wait_queued(queue, 1)
+        assert f"{request.id}.json" in _files(queue)  # type: ignore[attr-defined]
         # the process that waits: guardctl itself, or the worker that runs it
         os.kill(request.pid, signal.SIGKILL)  # type: ignore[attr-defined]
         first.wait(TIMEOUT)
@@ -63,7 +61,7 @@ def test_a_killed_waiter_leaves_no_request(agent_env: dict[str, str], tmp_path: 
         second = _ask(env)
         (other,) = _wait_queued(queue, 1)
         assert other.id != request.id  # type: ignore[attr-defined]
-        assert request.id not in " ".join(_files(home))  # type: ignore[attr-defined]
+        assert f"{request.id}.json" not in _files(queue)  # type: ignore[attr-defined]
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:

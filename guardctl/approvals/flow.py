@@ -90,6 +90,8 @@ def _wait_in_queue(
         " they answer by running `guardctl approvals` in their own terminal.\n"
     )
     env.stderr.flush()
+    # requests whose waiter was killed outright (SIGKILL) go before this one comes
+    queue.sweep(clock())
     with _signals_exit():
         try:
             queue.put(request)
