@@ -37,6 +37,8 @@ CASTS = "casts"
 SUFFIX = ".cast"
 # a replay compresses longer pauses (e.g. hours between two invocations of one session)
 IDLE_LIMIT = 3.0
+# a cast removed (by `sessions prune`) as it is opened is opened again at most this often
+MAX_REOPENS = 8
 # how far back from the end we read to find the last event line (events can be long)
 TAIL_BLOCK = 64 * 1024
 # room kept in a capped invocation's budget for the note of what was left out
