@@ -39,6 +39,9 @@ SUFFIX = ".cast"
 IDLE_LIMIT = 3.0
 # a cast removed (by `sessions prune`) as it is opened is opened again at most this often
 MAX_REOPENS = 8
+# parts of one session's cast: far more than processes that can run at once (a part is
+# busy only while a live process holds it), a bound on the search all the same
+MAX_PARTS = 100_000
 # how far back from the end we read to find the last event line (events can be long)
 TAIL_BLOCK = 64 * 1024
 # room kept in a capped invocation's budget for the note of what was left out
@@ -136,7 +139,7 @@ def private_dir(folder: Path) -> None:
 
 def _open_locked(path: Path) -> int | None:
     """An fd of `path` holding an exclusive lock, or None when another process holds it."""
-    while True:
+    for _ in range(MAX_REOPENS):
         # O_NOFOLLOW: a symlink planted at the cast's name must not redirect our writes
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
@@ -145,7 +148,8 @@ def _open_locked(path: Path) -> int | None:
                 raise OSError(f"{path} is not a regular file")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if _still_named(fd, path):
-                break
+                os.fchmod(fd, 0o600)
+                return fd
         except BlockingIOError:
             os.close(fd)
             return None
@@ -153,10 +157,9 @@ def _open_locked(path: Path) -> int | None:
             os.close(fd)
             raise
         # `sessions prune` removed the file between our open and our lock: what we would
-        # write there would be lost, so open the name again (at most once per prune)
+        # write there would be lost, so open the name again (once per prune)
         os.close(fd)
-    os.fchmod(fd, 0o600)
-    return fd
+    raise OSError(f"{path} was removed {MAX_REOPENS} times as it was opened")
 
 
 def _still_named(fd: int, path: Path) -> bool:
@@ -202,13 +205,12 @@ def _claim(state_dir: Path, session: str) -> tuple[Path, int]:
     """
     folder = session_cast(state_dir, session).parent
     private_dir(folder)
-    part = 1
-    while True:
+    for part in range(1, MAX_PARTS + 1):
         path = folder / part_name(session, part)
         fd = _open_locked(path)
         if fd is not None:
             return path, fd
-        part += 1
+    raise OSError(f"all {MAX_PARTS} cast files of session {session} are in use")
 
 
 def _drop_torn_tail(fd: int) -> int:
