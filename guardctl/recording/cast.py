@@ -104,6 +104,13 @@ def command_label(argv: Sequence[str]) -> str:
     return "$ " + " ".join(argv)
 
 
+def onlcr(text: str) -> str:
+    """`text` as a terminal's output processing (onlcr, on in cooked mode) shows it: each
+    "\\n" is written as "\\r\\n". A bare "\\n" in a cast is a staircase in asciinema
+    and asciinema-player: the next line starts where the last one ended."""
+    return text.replace("\n", "\r\n")
+
+
 def encode_header(head: Mapping[str, object]) -> str:
     """One header line, newline included."""
     if "env" in head:
@@ -267,7 +274,7 @@ class Writer:
 
     def _emit_output(self, text: str, at: float | None = None) -> None:
         if text:
-            self._event(OUTPUT, text.replace("\n", "\r\n") if self._onlcr else text, at)
+            self._event(OUTPUT, onlcr(text) if self._onlcr else text, at)
 
     def _event(self, code: str, data: str, at: float | None = None) -> None:
         now = self._clock() if at is None else at

@@ -41,7 +41,8 @@ IDLE_LIMIT = 3.0
 TAIL_BLOCK = 64 * 1024
 # room kept in a capped invocation's budget for the note of what was left out
 NOTE_ROOM = 512
-# the stream of that note, apart from kubectl's (each stream has its own UTF-8 decoder)
+# the stream of guardctl's own text (that note, messages to the agent), apart from kubectl's
+# (each stream has its own UTF-8 decoder)
 NOTE_STREAM = "guardctl"
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -338,10 +339,19 @@ class Recording:
             at = tail.chunks[0][0] if tail.chunks else None
             note = f"guardctl: {tail.left_out} bytes of output left out (cast-max-size)"
             self._writer.marker(note, at)
-            newline = "\n" if self._onlcr else "\r\n"  # the writer adds "\r" with onlcr
-            self._writer.output(f"{newline}[{note}]{newline}", NOTE_STREAM, at)
+            self._writer.output(self._cooked(f"\n[{note}]\n"), NOTE_STREAM, at)
         for at, stream, data, _ in tail.chunks:
             self._writer.output(data, stream, at)
+
+    def say(self, text: str) -> None:
+        """Record guardctl's own text (a message to the agent), as the terminal shows it:
+        guardctl writes it while the terminal is in cooked mode, so each "\\n" is shown as
+        "\\r\\n" also when kubectl ran in a pty (whose output needs no such change)."""
+        self.output(self._cooked(text), NOTE_STREAM)
+
+    def _cooked(self, text: str) -> str:
+        # the writer itself turns "\n" into "\r\n" with onlcr
+        return text if self._onlcr else cast.onlcr(text)
 
     def marker(self, label: str) -> None:
         self._guard(lambda: self._writer.marker(label))

@@ -364,7 +364,7 @@ def _say(env: Environment, recording: Any, message: str, *, before_run: bool = F
     env.stderr.write(message + "\n")
     env.stderr.flush()
     try:
-        recording.output(message + "\n", "stderr")
+        recording.say(message + "\n")
     except UnsafeError as err:
         if before_run:
             raise
