@@ -23,6 +23,7 @@ from guardctl.recording import recorder
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 SESSION = "term-1"
+SECRET = ["get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"]  # waits for a human
 
 RUNS = [
     ["get", "pods", "-n", "dev"],  # allowed: kubectl's table
@@ -88,3 +89,48 @@ def test_a_piped_run_casts_what_a_terminal_would_show(agent_env: dict[str, str])
         written += done.stdout
     played = asciinema_cat(_cast(environ, session)).encode("utf-8")
     assert played == written.replace(b"\n", b"\r\n")
+
+
+def test_a_replay_shows_each_command_and_who_approved(agent_env: dict[str, str]) -> None:
+    """Issue 14: the cast marks each command and the approver; `guardctl replay` shows the
+    commands as prompt lines before their output."""
+    import time
+
+    from guardctl.approvals.queue import Queue, answer
+    from guardctl.recording.audit import Approver
+
+    session = f"{SESSION}-replay"
+    environ = {**_environ(agent_env, session), "GUARDCTL_APPROVAL_TIMEOUT": "30"}
+    for args in RUNS[:2]:
+        subprocess.run([sys.executable, "-m", "guardctl", *args], env=environ,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "guardctl", *SECRET],
+        env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,  # no controlling terminal: the request is queued
+    )
+    try:
+        queue = Queue(Path(environ["GUARDCTL_HOME"]))
+        deadline = time.monotonic() + 20
+        while not (pending := queue.pending(time.time())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(pending) == 1
+        answer(Path(environ["GUARDCTL_HOME"]), pending[0].id, approved=True,
+               approver=Approver(user="alice", tty="/dev/pts/9", at=time.time()))
+        assert agent.wait(timeout=60) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        agent.communicate(timeout=60)
+    played = subprocess.run(
+        [sys.executable, "-m", "guardctl", "replay", session, "--speed", "100"], env=environ,
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False,
+    )
+    assert played.returncode == 0, played.stderr
+    text = played.stdout.decode()
+    get = text.index("$ kubectl get pods -n dev\r\n")
+    delete = text.index("$ kubectl delete ns prod\r\n")
+    assert get < text.index("web-7d4b9c8f6d-x2k9p") < delete < text.index("Nothing was sent")
+    assert "$ kubectl get secret app-secrets -n dev -o yaml\r\n" in text
+    markers = [line for line in _cast(environ, session).read_text().splitlines() if '"m"' in line]
+    assert any("approval: approved by alice with guardctl approvals" in m for m in markers)

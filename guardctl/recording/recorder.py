@@ -282,6 +282,8 @@ class _Tail:
 class Recording:
     """One invocation's events, appended to a locked session cast. Use `open_recording`.
 
+    The first event it writes is the marker of its `command`, when given.
+
     With a `cap`, once this invocation's events take half of it the output goes to a tail
     kept in memory instead; `finish` writes a note of what was left out, then the tail, so
     the cast keeps the head and the tail (about `cap` bytes in all) and `finish`'s extent
@@ -298,6 +300,7 @@ class Recording:
         cap: int | None = None,
         onlcr: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        command: str | None = None,
     ):
         self.path = path
         self.offset = offset  # the cast's size before this invocation
@@ -311,6 +314,8 @@ class Recording:
         self._seen = hashlib.sha256()
         self._seen_size = 0
         self._tail: _Tail | None = None
+        # the invocation's first event: a replay shows it as the prompt line
+        self._opening = cast.command_label(command) if command is not None else None
 
     def start_ref(self) -> dict[str, object]:
         """The cast part of the audit "started" record."""
@@ -399,6 +404,9 @@ class Recording:
 
     def _guard(self, write: Callable[[], None]) -> None:
         try:
+            if self._opening is not None:
+                self._writer.marker(self._opening)
+                self._opening = None
             write()
         except OSError as exc:
             raise _unsafe(self.path, exc, started=True) from None
@@ -420,7 +428,9 @@ def open_recording(
     """Lock the session's cast (or a free overflow part) for appending one invocation.
 
     A new cast gets a header (written with the first event); an existing one is continued,
-    its times resumed after its last event. `cap`: about how many bytes this invocation may
+    its times resumed after its last event. `command` (the invocation's line) is the
+    header's command in a new cast, and the label of the invocation's first event, a marker
+    `$ COMMAND` (`cast.command_label`). `cap`: about how many bytes this invocation may
     add (see `Recording`; None: no cap). Raises UnsafeError when the cast cannot be written
     or is not a cast, UsageError for an invalid session id.
     """
@@ -470,5 +480,5 @@ def _recording(
     return Recording(
         path, fd, size,
         lambda out: cast.Writer(out, monotonic, start=start, header=head, onlcr=onlcr),
-        cap=cap, onlcr=onlcr, monotonic=monotonic,
+        cap=cap, onlcr=onlcr, monotonic=monotonic, command=command,
     )

@@ -15,10 +15,10 @@ import os
 import select
 import termios
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from guardctl.env import Environment
 from guardctl.errors import UsageError
@@ -51,11 +51,66 @@ def schedule(
         yield played, event
 
 
+class Extent(NamedTuple):
+    """How many events a replay holds and how long it plays (seconds, idle limit and speed
+    applied): the "of N" of the position shown while paused."""
+
+    events: int
+    duration: float
+
+
+UNKNOWN = Extent(0, 0.0)
+
+
+def extent(frames: Iterable[Frame]) -> Extent:
+    count, last = 0, 0.0
+    for at, _ in frames:
+        count, last = count + 1, at
+    return Extent(count, last)
+
+
+def with_prompts(head: Mapping[str, object], events: Iterable[cast.Event]) -> Iterator[cast.Event]:
+    """The events, with the header's command as a command marker first when the cast does
+    not begin with one (casts recorded before each invocation began with its command)."""
+    command = head.get("command")
+    first = True
+    for event in events:
+        if first and isinstance(command, str) and cast.command_of(event.data) is None:
+            yield cast.Event(event.time, cast.MARKER, cast.command_label(command))
+        first = False
+        yield event
+
+
+def prompt_line(command: str, color: bool) -> str:
+    """The prompt line a replay shows for a command marker (ends with "\\r\\n")."""
+    command = cast.onlcr(command)  # a line with a quoted newline stays readable
+    if color:
+        return f"\x1b[1;32m$\x1b[0m \x1b[1m{command}\x1b[0m\r\n"
+    return f"$ {command}\r\n"
+
+
+def clock_text(seconds: float) -> str:
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+def status_text(position: int, at: float, total: Extent, marker: str | None) -> str:
+    """The line shown while paused: `paused 3/12 0:01.5/0:09.0 | $ kubectl get pods | ...`."""
+    parts = [f"paused {position}/{total.events} {clock_text(at)}/{clock_text(total.duration)}"]
+    if marker is not None:
+        parts.append(marker)
+    parts.append("space play . step ] next marker q quit")
+    return " | ".join(parts)
+
+
 class Player:
-    """Plays frames: writes output events at their time; markers are where `]` stops.
+    """Plays frames: writes output events at their time, and a prompt line at each command
+    marker; markers are where `]` stops.
 
     `keys(timeout)` returns one key pressed within `timeout` seconds, or None; without it
     the player just sleeps. `play` returns OK at the end or on `q`, INTERRUPTED on Ctrl-C.
+    While paused (space, a step, a stop at a marker) `status` gets the position line
+    (`status_text`), and None when playback goes on.
     """
 
     def __init__(
@@ -64,15 +119,29 @@ class Player:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         keys: Keys | None = None,
+        *,
+        status: Callable[[str | None], None] | None = None,
+        total: Extent = UNKNOWN,
+        color: bool = False,
     ) -> None:
         self._write = write
         self._clock = clock
         self._sleep = sleep
         self._keys = keys
+        self._status = status
+        self._total = total
+        self._color = color
         self._origin = 0.0  # the clock reading at playback time 0
         self._paused = False
         self._paused_at = 0.0  # the playback time where the pause holds
         self._seeking = False  # after `]`: show events at once until the next marker
+        self._position = 0  # events shown
+        self._marker: str | None = None  # the last marker shown
+        self._line_open = False  # the last text shown did not end a line
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def play(self, frames: Iterable[Frame]) -> ExitStatus:
         self._origin = self._clock()
@@ -84,12 +153,31 @@ class Player:
         return ExitStatus.OK
 
     def _show(self, at: float, event: cast.Event) -> None:
-        if event.code == cast.OUTPUT:
-            self._write(event.data)
+        command = cast.command_of(event.data) if event.code == cast.MARKER else None
+        if command is not None:
+            self._text(("\r\n" if self._line_open else "") + prompt_line(command, self._color))
+        elif event.code == cast.OUTPUT:
+            self._text(event.data)
+        self._position += 1
+        if event.code == cast.MARKER:
+            self._marker = event.data
         if self._paused:  # a step
             self._paused_at = at
+            self._tell()
         elif self._seeking and event.code == cast.MARKER:
             self._seeking, self._paused, self._paused_at = False, True, at
+            self._tell()
+
+    def _text(self, text: str) -> None:
+        if text:
+            self._write(text)
+            self._line_open = not text.endswith("\n")
+
+    def _tell(self) -> None:
+        """Show where a paused replay is, or (running) take that line away."""
+        if self._status is not None:
+            shown = status_text(self._position, self._paused_at, self._total, self._marker)
+            self._status(shown if self._paused else None)
 
     def _wait(self, at: float) -> ExitStatus | None:
         """Return None when the event at playback time `at` is due, or the status to end
@@ -125,10 +213,15 @@ class Player:
             return ExitStatus.INTERRUPTED
         if key == PAUSE and self._paused:
             self._paused, self._origin = False, self._clock() - self._paused_at
+            self._tell()
         elif key == PAUSE:
             self._paused, self._paused_at = True, self._clock() - self._origin
+            self._tell()
         elif key == NEXT_MARKER:
-            self._seeking, self._paused = True, False
+            if self._paused:
+                self._paused = False
+                self._tell()
+            self._seeking = True
         return None
 
 
@@ -221,8 +314,11 @@ def play(
         with open(path, encoding="utf-8", newline="\n") as f:
             head = cast.read_header(f.readline())
             limit = idle_limit if idle_limit is not None else _header_limit(head)
-            frames = schedule(cast.read_events(f), speed, limit)
-            return int(_run(frames, env, clock, sleep))
+            total = extent(schedule(with_prompts(head, cast.read_events(f)), speed, limit))
+            f.seek(0)
+            f.readline()
+            frames = schedule(with_prompts(head, cast.read_events(f)), speed, limit)
+            return int(_run(frames, total, env, clock, sleep))
     except (cast.CastError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not a playable asciicast v2 file: {exc}") from None
 
@@ -232,8 +328,25 @@ def _header_limit(head: dict[str, object]) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
+def status_line(write: Callable[[str], None], fd: int) -> Callable[[str | None], None]:
+    """Draws a paused replay's status on the terminal's last row, reversed, and restores
+    the cursor; None clears that row (what the replay had drawn there is lost)."""
+
+    def show(text: str | None) -> None:
+        try:
+            size = os.get_terminal_size(fd)
+            columns, rows = size.columns, size.lines
+        except OSError:
+            columns, rows = 80, 24
+        body = f"\x1b[7m{text[: max(1, columns - 1)]}\x1b[0m" if text else ""
+        write(f"\x1b7\x1b[{rows};1H\x1b[2K{body}\x1b8")
+
+    return show
+
+
 def _run(
     frames: Iterable[Frame],
+    total: Extent,
     env: Environment,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
@@ -242,8 +355,17 @@ def _run(
         env.stdout.write(text)
         env.stdout.flush()
 
+    out_fd = _tty_fd(env.stdout)
+    color = out_fd is not None and "NO_COLOR" not in env.environ
     fd = _tty_fd(env.stdin)
     if fd is None:
-        return Player(write, clock, sleep).play(frames)
+        return Player(write, clock, sleep, color=color).play(frames)
+    status = status_line(write, out_fd) if out_fd is not None else None
     with keyboard_mode(fd):
-        return Player(write, clock, sleep, tty_keys(fd)).play(frames)
+        player = Player(write, clock, sleep, tty_keys(fd), status=status, total=total,
+                        color=color)
+        try:
+            return player.play(frames)
+        finally:
+            if status is not None and player.paused:
+                status(None)  # quit while paused: the status line goes

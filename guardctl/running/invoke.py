@@ -334,8 +334,12 @@ def _approved(
         cluster=config.server if config else "",
         diff=_diff_for(env, invocation, context),
     )
-    who = answer.approver.user if answer.approver else None
-    recording.marker(cast.approval_label("approved" if answer.approved else answer.how, who))
+    who = answer.approver
+    verdict = "approved" if answer.approved else "declined" if who else "not given"
+    recording.marker(cast.approval_label(
+        verdict, who.user if who else None, how=answer.how, tty=who.tty if who else None,
+        reason=answer.reason,
+    ))
     _say(env, recording, flow.outcome_message(answer), before_run=True)
     if answer.approved:
         outcome.approver = answer.approver
