@@ -197,9 +197,12 @@ def devserver(port: int, kubeconfig_out: str | None, verbose: bool) -> int:
     help="Cap pauses between events at this many seconds.",
 )
 def replay(target: str, speed: float, idle_limit: float | None) -> int:
-    """Play a recorded cast (a path, or a session id) with its timing.
+    """Play a recorded cast with its timing: a path, a cast's name, or a session (its id,
+    the id's first characters, or a Claude Code session id).
 
-    Keys: space pause/resume, `.` step while paused, `]` next marker, `q` quit.
+    Each command shows as a `$` prompt line. Keys: space pause/resume (paused: position,
+    time and current marker on the last row), `.` step while paused, `]` next marker,
+    `q` quit.
     """
     from guardctl.recording.replay import play
 
@@ -213,7 +216,10 @@ def replay(target: str, speed: float, idle_limit: float | None) -> int:
 @click.option(
     "--decision", type=click.Choice(["allow", "approve", "deny"]), help="Only this decision."
 )
-@click.option("--session", help="Only this session id.")
+@click.option(
+    "--session",
+    help="Only this session: its id, the id's first characters, or a Claude Code session id.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one object per invocation.")
 @click.pass_context
 def sessions(

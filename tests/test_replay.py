@@ -240,7 +240,7 @@ def test_playing_a_session_names_its_overflow_parts(isolated_home: Path) -> None
     assert replay.play("s1", env, clock=lambda: 0.0, sleep=lambda s: None) == 0
     assert out.getvalue() == "main\r\n"
     assert isinstance(env.stderr, io.StringIO)
-    assert "s1~2.cast: replay those by path" in env.stderr.getvalue()
+    assert "s1~2.cast: replay those by name" in env.stderr.getvalue()
 
 
 # --------------------------------------------------------------------------- issue 14

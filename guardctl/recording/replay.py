@@ -226,20 +226,28 @@ class Player:
 
 
 def resolve(target: str, env: Environment) -> Path:
-    """A cast path, or a session id's cast in the state folder."""
+    """A cast path; a cast's name in the state folder (`S.cast`, an overflow part `S~2`); or
+    the main cast of the session a person's id names (`sessions.match_session`: the id, its
+    start, a Claude Code session id)."""
+    from guardctl.recording.sessions import match_session
+
     path = Path(target).expanduser()
     if path.is_file():
         return path
-    try:
-        session = recorder.session_cast(env.state_dir, target)
-    except UsageError:
-        session = None
-    if session is not None and session.is_file():
-        return session
-    raise UsageError(
+    folder = recorder.cast_dir(env.state_dir)
+    names = sorted(p.name for p in folder.glob(f"*{recorder.SUFFIX}")) if folder.is_dir() else []
+    named = target if target.endswith(recorder.SUFFIX) else target + recorder.SUFFIX
+    if named in names:
+        return folder / named
+    missing = (
         f"no cast file or recorded session named {target!r} (a cast removed by `guardctl "
         "sessions prune` is gone; `guardctl sessions --session ID` still lists its invocations)"
     )
+    session = match_session(target, {recorder.session_of(n) for n in names}, missing)
+    found = recorder.session_cast(env.state_dir, session)
+    if not found.is_file():
+        raise UsageError(missing)
+    return found
 
 
 def overflow_parts(path: Path) -> list[Path]:
@@ -309,7 +317,7 @@ def play(
     if parts:
         names = ", ".join(p.name for p in parts)
         env.stderr.write(f"guardctl: invocations of {target} that ran at the same time as "
-                         f"others are in {names}: replay those by path\n")
+                         f"others are in {names}: replay those by name\n")
     try:
         with open(path, encoding="utf-8", newline="\n") as f:
             head = cast.read_header(f.readline())
