@@ -331,6 +331,43 @@ def play(
         raise UsageError(f"{path} is not a playable asciicast v2 file: {exc}") from None
 
 
+def write_page(
+    target: str,
+    env: Environment,
+    out: Path,
+    player: str | None = None,
+    speed: float = 1.0,
+    idle_limit: float | None = None,
+) -> int:
+    """`guardctl replay --html FILE`: write a page that plays the cast with the asciinema
+    player (guardctl.recording.page); the file is private (0600), as the casts are."""
+    from guardctl.atomic import write_atomic
+    from guardctl.recording import page
+
+    if speed <= 0:
+        raise UsageError(f"--speed must be positive, not {speed}")
+    source = page.player_source(player)
+    path = resolve(target, env)
+    try:
+        text = path.read_text(encoding="utf-8")
+        lines = cast.split_lines(text)
+        head = cast.read_header(lines[0] if lines else "")
+        limit = idle_limit if idle_limit is not None else _header_limit(head)
+        found = page.commands(schedule(cast.read_events(lines[1:]), 1.0, limit))
+    except (cast.CastError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not a playable asciicast v2 file: {exc}") from None
+    options: dict[str, object] = {"speed": speed} if speed != 1.0 else {}
+    if idle_limit is not None:
+        options["idleTimeLimit"] = idle_limit
+    try:
+        write_atomic(out, page.page(text, head, found, source, options))
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    env.stderr.write(f"guardctl: wrote {out}: {path.name}, {len(found)} commands, player "
+                     f"{source.base}\n")
+    return int(ExitStatus.OK)
+
+
 def _header_limit(head: dict[str, object]) -> float | None:
     value = head.get("idle_time_limit")
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
