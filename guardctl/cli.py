@@ -200,8 +200,9 @@ def devserver(port: int, kubeconfig_out: str | None, verbose: bool) -> int:
 @click.option(
     "--html",
     "html_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Instead of playing: write a web page that plays the cast with the asciinema player.",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Instead of playing: write a web page that plays the cast with the asciinema player "
+    "(`-`: to stdout, the only choice through a broker).",
 )
 @click.option(
     "--player",

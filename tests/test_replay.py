@@ -228,14 +228,19 @@ def pexpect_eof() -> object:
     return pexpect.EOF
 
 
-def test_playing_a_session_names_its_overflow_parts(isolated_home: Path) -> None:
-    """Invocations that ran at once went to parts (issue 13): replay by id says where."""
-    with recorder.open_recording(isolated_home, "s1") as busy:
-        with recorder.open_recording(isolated_home, "s1") as other:
+def _two_parts(home: Path) -> None:
+    """Session s1: "main" in its cast, "concurrent" in the part s1~2, recorded meanwhile."""
+    with recorder.open_recording(home, "s1") as busy:
+        with recorder.open_recording(home, "s1") as other:
             other.output(b"concurrent\r\n")
             other.finish()
         busy.output(b"main\r\n")
         busy.finish()
+
+
+def test_playing_a_session_names_its_overflow_parts(isolated_home: Path) -> None:
+    """Invocations that ran at once went to parts (issue 13): replay by id says where."""
+    _two_parts(isolated_home)
     env, out = _env(isolated_home)
     assert replay.play("s1", env, clock=lambda: 0.0, sleep=lambda s: None) == 0
     assert out.getvalue() == "main\r\n"
@@ -325,3 +330,11 @@ def test_pty_pause_shows_the_status_line_and_clears_it(isolated_home: Path) -> N
         child.close()
         assert child.exitstatus == 0
         assert "\x1b[2K\x1b8" in child.before  # the status line was taken away
+
+
+@pytest.mark.parametrize("name", ["s1~2", "s1~2.cast"])
+def test_replay_plays_an_overflow_part_by_name(isolated_home: Path, name: str) -> None:
+    _two_parts(isolated_home)
+    env, out = _env(isolated_home)
+    assert replay.play(name, env, clock=lambda: 0.0, sleep=lambda s: None) == 0
+    assert out.getvalue() == "concurrent\r\n"

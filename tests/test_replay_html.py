@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from broker_setup import Broker
 
 from guardctl.recording import cast, page, recorder, replay
 
@@ -182,3 +183,18 @@ def test_page_errors_are_one_line_and_exit_2(
                     "replay", "s1", *filled)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_through_the_broker_the_page_goes_to_stdout_only(broker: Broker) -> None:
+    """The broker writes no file, under its account, where a caller says."""
+    with recorder.open_recording(broker.state / "home", "s1", command="kubectl get pods") as rec:
+        rec.output(b"through the broker\r\n")
+        rec.finish()
+    via = {"GUARDCTL_BROKER": str(broker.socket)}
+    target = broker.work / "page.html"
+    refused = broker.broker_guardctl("replay", "s1", "--html", str(target), extra=via)
+    assert refused.returncode == 2 and b"the page goes to stdout" in refused.stderr
+    assert not target.exists()
+    made = broker.broker_guardctl("replay", "s1", "--html", "-", extra=via)
+    assert made.returncode == 0, made.stderr
+    assert b"<!doctype html>" in made.stdout and b"through the broker" in made.stdout

@@ -15,7 +15,7 @@ from guardctl.agents.hook import SESSION_PREFIX
 from guardctl.env import Environment
 from guardctl.errors import UsageError
 from guardctl.main import main
-from guardctl.recording import audit, recorder, replay, sessions
+from guardctl.recording import audit, replay, sessions
 from guardctl.status import ExitStatus
 
 CLAUDE = "5f0c9a2e-7b1d-4c3e-9f8a-1d2e3f4a5b6c"
@@ -107,19 +107,6 @@ def test_replay_plays_the_session_a_person_names(recorded: Path, given: str, sho
     env, out = _env(recorded)
     assert replay.play(given, env, clock=lambda: 0.0, sleep=lambda s: None) == 0
     assert shown in out.getvalue()
-
-
-def test_replay_plays_an_overflow_part_by_name(isolated_home: Path) -> None:
-    with recorder.open_recording(isolated_home, "s1") as busy:
-        with recorder.open_recording(isolated_home, "s1") as other:
-            other.output(b"concurrent\r\n")
-            other.finish()
-        busy.output(b"main\r\n")
-        busy.finish()
-    for name in ("s1~2", "s1~2.cast"):
-        env, out = _env(isolated_home)
-        assert replay.play(name, env, clock=lambda: 0.0, sleep=lambda s: None) == 0
-        assert out.getvalue() == "concurrent\r\n"
 
 
 def test_replay_of_an_ambiguous_id_is_a_usage_error(recorded: Path) -> None:

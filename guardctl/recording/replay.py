@@ -340,12 +340,18 @@ def write_page(
     idle_limit: float | None = None,
 ) -> int:
     """`guardctl replay --html FILE`: write a page that plays the cast with the asciinema
-    player (guardctl.recording.page); the file is private (0600), as the casts are."""
+    player (guardctl.recording.page); the file is private (0600), as the casts are. FILE
+    `-` is stdout: through a broker it is the only choice, since the broker does not write
+    files, under its own account, where a caller says."""
     from guardctl.atomic import write_atomic
     from guardctl.recording import page
 
     if speed <= 0:
         raise UsageError(f"--speed must be positive, not {speed}")
+    to_stdout = str(out) == "-"
+    if env.caller is not None and not to_stdout:
+        raise UsageError("through the broker, the page goes to stdout: "
+                         f"`guardctl replay {target} --html - > {out}`")
     source = page.player_source(player)
     path = resolve(target, env)
     try:
@@ -359,8 +365,13 @@ def write_page(
     options: dict[str, object] = {"speed": speed} if speed != 1.0 else {}
     if idle_limit is not None:
         options["idleTimeLimit"] = idle_limit
+    made = page.page(text, head, found, source, options)
+    if to_stdout:
+        env.stdout.write(made)
+        env.stdout.flush()
+        return int(ExitStatus.OK)
     try:
-        write_atomic(out, page.page(text, head, found, source, options))
+        write_atomic(out, made)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
     env.stderr.write(f"guardctl: wrote {out}: {path.name}, {len(found)} commands, player "
