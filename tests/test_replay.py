@@ -338,3 +338,11 @@ def test_replay_plays_an_overflow_part_by_name(isolated_home: Path, name: str) -
     env, out = _env(isolated_home)
     assert replay.play(name, env, clock=lambda: 0.0, sleep=lambda s: None) == 0
     assert out.getvalue() == "concurrent\r\n"
+
+
+def test_the_status_line_drops_the_keys_before_the_marker() -> None:
+    total = replay.Extent(8, 60.0)
+    marker = "approval: approved by alice with guardctl approvals (approved once)"
+    short = replay.status_text(7, 2.7, total, marker, width=79)
+    assert short == f"paused 7/8 0:02.7/1:00.0 | {marker}"
+    assert replay.status_text(7, 2.7, total, marker) == f"{short} | {replay.KEYS_HINT}"

@@ -94,13 +94,19 @@ def clock_text(seconds: float) -> str:
     return f"{int(minutes)}:{rest:04.1f}"
 
 
-def status_text(position: int, at: float, total: Extent, marker: str | None) -> str:
-    """The line shown while paused: `paused 3/12 0:01.5/0:09.0 | $ kubectl get pods | ...`."""
-    parts = [f"paused {position}/{total.events} {clock_text(at)}/{clock_text(total.duration)}"]
+KEYS_HINT = "space play . step ] next marker q quit"
+
+
+def status_text(
+    position: int, at: float, total: Extent, marker: str | None, width: int = 200
+) -> str:
+    """The line shown while paused, `paused 3/12 0:01.5/0:09.0 | $ kubectl get pods`, and
+    the keys when they fit in `width` columns too (the marker matters more)."""
+    text = f"paused {position}/{total.events} {clock_text(at)}/{clock_text(total.duration)}"
     if marker is not None:
-        parts.append(marker)
-    parts.append("space play . step ] next marker q quit")
-    return " | ".join(parts)
+        text += f" | {marker}"
+    with_keys = f"{text} | {KEYS_HINT}"
+    return with_keys if len(with_keys) <= width else text
 
 
 class Player:
@@ -110,7 +116,7 @@ class Player:
     `keys(timeout)` returns one key pressed within `timeout` seconds, or None; without it
     the player just sleeps. `play` returns OK at the end or on `q`, INTERRUPTED on Ctrl-C.
     While paused (space, a step, a stop at a marker) `status` gets the position line
-    (`status_text`), and None when playback goes on.
+    (`status_text`, `width()` columns wide at most), and None when playback goes on.
     """
 
     def __init__(
@@ -123,6 +129,7 @@ class Player:
         status: Callable[[str | None], None] | None = None,
         total: Extent = UNKNOWN,
         color: bool = False,
+        width: Callable[[], int] = lambda: 200,
     ) -> None:
         self._write = write
         self._clock = clock
@@ -131,6 +138,7 @@ class Player:
         self._status = status
         self._total = total
         self._color = color
+        self._width = width  # of the status line, asked each time (the terminal may resize)
         self._origin = 0.0  # the clock reading at playback time 0
         self._paused = False
         self._paused_at = 0.0  # the playback time where the pause holds
@@ -176,7 +184,9 @@ class Player:
     def _tell(self) -> None:
         """Show where a paused replay is, or (running) take that line away."""
         if self._status is not None:
-            shown = status_text(self._position, self._paused_at, self._total, self._marker)
+            shown = status_text(
+                self._position, self._paused_at, self._total, self._marker, self._width()
+            )
             self._status(shown if self._paused else None)
 
     def _wait(self, at: float) -> ExitStatus | None:
@@ -384,18 +394,21 @@ def _header_limit(head: dict[str, object]) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
+def terminal_size(fd: int) -> os.terminal_size:
+    try:
+        return os.get_terminal_size(fd)
+    except OSError:
+        return os.terminal_size((80, 24))
+
+
 def status_line(write: Callable[[str], None], fd: int) -> Callable[[str | None], None]:
     """Draws a paused replay's status on the terminal's last row, reversed, and restores
     the cursor; None clears that row (what the replay had drawn there is lost)."""
 
     def show(text: str | None) -> None:
-        try:
-            size = os.get_terminal_size(fd)
-            columns, rows = size.columns, size.lines
-        except OSError:
-            columns, rows = 80, 24
-        body = f"\x1b[7m{text[: max(1, columns - 1)]}\x1b[0m" if text else ""
-        write(f"\x1b7\x1b[{rows};1H\x1b[2K{body}\x1b8")
+        size = terminal_size(fd)
+        body = f"\x1b[7m{text[: max(1, size.columns - 1)]}\x1b[0m" if text else ""
+        write(f"\x1b7\x1b[{size.lines};1H\x1b[2K{body}\x1b8")
 
     return show
 
@@ -416,12 +429,17 @@ def _run(
     fd = _tty_fd(env.stdin)
     if fd is None:
         return Player(write, clock, sleep, color=color).play(frames)
-    status = status_line(write, out_fd) if out_fd is not None else None
     with keyboard_mode(fd):
-        player = Player(write, clock, sleep, tty_keys(fd), status=status, total=total,
-                        color=color)
+        if out_fd is None:  # keys, but no terminal to show where a pause is
+            return Player(write, clock, sleep, tty_keys(fd)).play(frames)
+        shown_on: int = out_fd
+        status = status_line(write, shown_on)
+        player = Player(
+            write, clock, sleep, tty_keys(fd), status=status, total=total, color=color,
+            width=lambda: terminal_size(shown_on).columns - 1,
+        )
         try:
             return player.play(frames)
         finally:
-            if status is not None and player.paused:
+            if player.paused:
                 status(None)  # quit while paused: the status line goes
