@@ -198,3 +198,10 @@ def test_through_the_broker_the_page_goes_to_stdout_only(broker: Broker) -> None
     made = broker.broker_guardctl("replay", "s1", "--html", "-", extra=via)
     assert made.returncode == 0, made.stderr
     assert b"<!doctype html>" in made.stdout and b"through the broker" in made.stdout
+
+
+def test_a_local_player_folder_is_linked_by_its_file_url(player_package: Path) -> None:
+    source = page.player_source(str(player_package))
+    assert source == page.PlayerSource(player_package.resolve().as_uri())
+    assert source.integrity(page.SCRIPT) == ""  # the user's own copy: not pinned
+    assert page.player_source("https://example.org/p") == page.PlayerSource("https://example.org/p")
