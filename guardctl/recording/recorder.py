@@ -46,7 +46,8 @@ MAX_PARTS = 100_000
 TAIL_BLOCK = 64 * 1024
 # room kept in a capped invocation's budget for the note of what was left out
 NOTE_ROOM = 512
-# the stream of that note, apart from kubectl's (each stream has its own UTF-8 decoder)
+# the stream of guardctl's own text (that note, messages to the agent), apart from kubectl's
+# (each stream has its own UTF-8 decoder)
 NOTE_STREAM = "guardctl"
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -285,6 +286,8 @@ class _Tail:
 class Recording:
     """One invocation's events, appended to a locked session cast. Use `open_recording`.
 
+    The first event it writes is the marker of its `command`, when given.
+
     With a `cap`, once this invocation's events take half of it the output goes to a tail
     kept in memory instead; `finish` writes a note of what was left out, then the tail, so
     the cast keeps the head and the tail (about `cap` bytes in all) and `finish`'s extent
@@ -301,6 +304,7 @@ class Recording:
         cap: int | None = None,
         onlcr: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        command: str | None = None,
     ):
         self.path = path
         self.offset = offset  # the cast's size before this invocation
@@ -314,6 +318,8 @@ class Recording:
         self._seen = hashlib.sha256()
         self._seen_size = 0
         self._tail: _Tail | None = None
+        # the invocation's first event: a replay shows it as the prompt line
+        self._opening = cast.command_label(command) if command is not None else None
 
     def start_ref(self) -> dict[str, object]:
         """The cast part of the audit "started" record."""
@@ -342,10 +348,19 @@ class Recording:
             at = tail.chunks[0][0] if tail.chunks else None
             note = f"guardctl: {tail.left_out} bytes of output left out (cast-max-size)"
             self._writer.marker(note, at)
-            newline = "\n" if self._onlcr else "\r\n"  # the writer adds "\r" with onlcr
-            self._writer.output(f"{newline}[{note}]{newline}", NOTE_STREAM, at)
+            self._writer.output(self._cooked(f"\n[{note}]\n"), NOTE_STREAM, at)
         for at, stream, data, _ in tail.chunks:
             self._writer.output(data, stream, at)
+
+    def say(self, text: str) -> None:
+        """Record guardctl's own text (a message to the agent), as the terminal shows it:
+        guardctl writes it while the terminal is in cooked mode, so each "\\n" is shown as
+        "\\r\\n" also when kubectl ran in a pty (whose output needs no such change)."""
+        self.output(self._cooked(text), NOTE_STREAM)
+
+    def _cooked(self, text: str) -> str:
+        # the writer itself turns "\n" into "\r\n" with onlcr
+        return text if self._onlcr else cast.onlcr(text)
 
     def marker(self, label: str) -> None:
         self._guard(lambda: self._writer.marker(label))
@@ -393,6 +408,9 @@ class Recording:
 
     def _guard(self, write: Callable[[], None]) -> None:
         try:
+            if self._opening is not None:
+                self._writer.marker(self._opening)
+                self._opening = None
             write()
         except OSError as exc:
             raise _unsafe(self.path, exc, started=True) from None
@@ -414,7 +432,9 @@ def open_recording(
     """Lock the session's cast (or a free overflow part) for appending one invocation.
 
     A new cast gets a header (written with the first event); an existing one is continued,
-    its times resumed after its last event. `cap`: about how many bytes this invocation may
+    its times resumed after its last event. `command` (the invocation's line) is the
+    header's command in a new cast, and the label of the invocation's first event, a marker
+    `$ COMMAND` (`cast.command_label`). `cap`: about how many bytes this invocation may
     add (see `Recording`; None: no cap). Raises UnsafeError when the cast cannot be written
     or is not a cast, UsageError for an invalid session id.
     """
@@ -464,5 +484,5 @@ def _recording(
     return Recording(
         path, fd, size,
         lambda out: cast.Writer(out, monotonic, start=start, header=head, onlcr=onlcr),
-        cap=cap, onlcr=onlcr, monotonic=monotonic,
+        cap=cap, onlcr=onlcr, monotonic=monotonic, command=command,
     )
