@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.errors import DeadlineExceeded
+from guardctl.firewall.bashsyntax import syntax_error
 from guardctl.firewall.shellword import (
     Prepared,
     Word,
@@ -158,6 +159,11 @@ class _State:
             # bash drops NUL bytes, so `kube\0ctl` would run kubectl
             self.problems.append("the line contains a NUL character")
             return
+        refused = syntax_error(line)
+        if refused is not None:
+            # bash runs the commands before a syntax error: they are still read and decided,
+            # but the line is never allowed
+            self.problems.append(f"bash would refuse the line: {refused}")
         commands = _fast_commands(line) if self.allow_fast else None
         if commands is not None:
             for command in commands:

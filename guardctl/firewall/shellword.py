@@ -9,6 +9,8 @@ module does those parts itself, on the raw source text of each word. Pure: stdli
 import re
 from typing import NamedTuple
 
+from guardctl.firewall.bashsyntax import funsub_end
+
 # `$` followed by one of these starts an expansion (parameter, special parameter, `${`, `$(`)
 _EXPANSION_START = re.compile(r"[A-Za-z_0-9{(@*#?$!-]")
 _ANSI_SIMPLE = {
@@ -19,6 +21,8 @@ _ANSI_SIMPLE = {
 _ANSI_HEX = {"x": 2, "u": 4, "U": 8}
 _OCTAL = "01234567"
 _HEX = "0123456789abcdefABCDEF"
+# bash 5.3's command substitution run in the shell itself: `${ cmd; }`, `${| cmd; }`
+_FUNSUB = re.compile(r"\$\{[ \t\n|]")
 # characters that end an unquoted word
 _METACHARS = " \t\n;&|()<>"
 # after these words the next word is again at command position (so `time` is a keyword there)
@@ -185,7 +189,8 @@ def is_assignment(text: str) -> bool:
 
 
 def find_substitutions(text: str, heredoc: bool = False) -> list[str] | None:
-    """The inner text of every `$(...)` and backtick substitution in `text`, outermost only.
+    """The inner text of every `$(...)`, `${ ...; }` and backtick substitution in `text`,
+    outermost only.
 
     Used where bashlex does not look: `${x:-$(cmd)}`, `$(( $(cmd) + 1 ))` and unquoted
     here-document bodies (`heredoc=True`: quotes are plain characters there). None when a
@@ -212,6 +217,14 @@ def find_substitutions(text: str, heredoc: bool = False) -> list[str] | None:
                 return None
             found.append(text[i + 2 : end])
             i = end + 1
+        elif _FUNSUB.match(text, i):
+            # bash 5.3 runs `${ cmd; }` and `${| cmd; }` in the shell itself
+            start = i + 3 if text.startswith("|", i + 2) else i + 2
+            end = funsub_end(text, start)
+            if end < 0:
+                return None
+            found.append(text[start : end - 1])
+            i = end
         else:
             i += 1
     return found
