@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_check_fuzz import mutations
 
 from guardctl.broker import forkcontrol
 from guardctl.firewall.bashsyntax import syntax_error
@@ -183,22 +184,10 @@ SPICE = [
 ]  # fmt: skip
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> str:
-    line = draw(st.sampled_from(SEEDS))
-    for _ in range(draw(st.integers(1, 4))):
-        at = draw(st.integers(0, len(line)))
-        if draw(st.booleans()):
-            line = line[:at] + draw(st.sampled_from(SPICE)) + line[at:]
-        else:
-            line = line[:at] + line[at + draw(st.integers(1, 3)) :]
-    return line
-
-
 soup = st.lists(
     st.sampled_from([*SPICE, "kubectl", "get", "pods", "echo", "a", " ", " "]), max_size=12
 ).map("".join)
-lines = mutated() | soup | st.text(max_size=40)
+lines = mutations(SEEDS, st.sampled_from(SPICE)) | soup | st.text(max_size=40)
 
 
 class BatchChecker:

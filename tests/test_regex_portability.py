@@ -103,3 +103,15 @@ def _uses_new_syntax(pattern: str | bytes) -> bool:
 def test_no_regex_uses_possessive_quantifiers_or_atomic_groups() -> None:
     found = sorted({(where, text) for where, text in _all_strings() if _uses_new_syntax(text)})
     assert found == [], "\n".join(f"{where}: {text!r}" for where, text in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [("a'", "a"), ("2'a", "2"), ('a"b', "a"), ("x'y'z'", "x'y'z"), ("a'b'\"c", "a'b'")],
+)
+def test_the_fast_path_word_stops_before_an_unclosed_quote(text: str, word: str) -> None:
+    # 3.11.2's engine took the quote into the word with the old possessive regex
+    from guardctl.firewall.parse import _FAST_TOKEN
+
+    found = _FAST_TOKEN.match(text)
+    assert found is not None and found["word"] == word

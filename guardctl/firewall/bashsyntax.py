@@ -75,6 +75,37 @@ def funsub_end(line: str, start: int) -> int:
         return -1
 
 
+def closing_quote(line: str, i: int, quote: str) -> int:
+    """Index of the first `quote` from `i` that no backslash escapes, or -1."""
+    while i < len(line):
+        if line[i] == "\\":
+            i += 2
+        elif line[i] == quote:
+            return i
+        else:
+            i += 1
+    return -1
+
+
+def heredoc_delimiter(raw: str) -> str:
+    """The line that ends a here-document whose `<<` word is `raw`: its quotes removed."""
+    return re.sub(r"""\\(.)|['"]|\$(?=['"])""", r"\1", raw)
+
+
+def skip_heredoc_bodies(line: str, i: int, pending: list[tuple[str, bool]]) -> int:
+    """Past the bodies of the here-documents `pending` (delimiter, whether `<<-` strips
+    leading tabs), which start at `i`; the end of the line when one is not closed."""
+    for delimiter, strip_tabs in pending:
+        while i < len(line):
+            end = line.find("\n", i)
+            end = len(line) if end < 0 else end
+            text = line[i:end].lstrip("\t") if strip_tabs else line[i:end]
+            i = end + 1
+            if text == delimiter:
+                break
+    return min(i, len(line))
+
+
 def _near(token: _Token) -> str:
     if token.kind == "eof":
         return "unexpected end of the line"
@@ -213,15 +244,10 @@ class _Lexer:
         return i + 1
 
     def _ansi(self, i: int) -> int:
-        line = self.line
-        while i < len(line):
-            if line[i] == "\\":
-                i += 2
-            elif line[i] == "'":
-                return i + 1
-            else:
-                i += 1
-        raise _Refused("a $'...' string is not closed")
+        end = closing_quote(self.line, i, "'")
+        if end < 0:
+            raise _Refused("a $'...' string is not closed")
+        return end + 1
 
     def _double(self, i: int) -> int:
         line = self.line
@@ -238,15 +264,10 @@ class _Lexer:
         raise _Refused("a double quote is not closed")
 
     def _backtick(self, i: int) -> int:
-        line = self.line
-        while i < len(line):
-            if line[i] == "\\":
-                i += 2
-            elif line[i] == "`":
-                return i + 1
-            else:
-                i += 1
-        raise _Refused("a backtick is not closed")
+        end = closing_quote(self.line, i, "`")
+        if end < 0:
+            raise _Refused("a backtick is not closed")
+        return end + 1
 
     def _braces(self, i: int) -> int:
         """`${...}` from just after `${`: the index after its `}`."""
@@ -342,17 +363,9 @@ class _Lexer:
         return inner.lexer.pos
 
     def _skip_bodies(self, i: int) -> int:
-        line = self.line
-        for delimiter, strip_tabs in self.heredocs:
-            while i < len(line):
-                end = line.find("\n", i)
-                end = len(line) if end < 0 else end
-                text = line[i:end].lstrip("\t") if strip_tabs else line[i:end]
-                i = end + 1
-                if text == delimiter:
-                    break
+        i = skip_heredoc_bodies(self.line, i, self.heredocs)
         self.heredocs = []
-        return min(i, len(line))
+        return i
 
 
 def _is_procsub(line: str, i: int) -> bool:
@@ -489,8 +502,7 @@ class _Parser:
         if target.kind != "word":
             raise _Refused(_near(target))
         if op in ("<<", "<<-"):
-            delimiter = re.sub(r"""\\(.)|['"]|\$(?=['"])""", r"\1", target.text)
-            self.lexer.heredocs.append((delimiter, op == "<<-"))
+            self.lexer.heredocs.append((heredoc_delimiter(target.text), op == "<<-"))
 
     def _paren(self) -> None:
         """`( list )`, or the arithmetic command `(( ... ))`."""
