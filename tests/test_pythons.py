@@ -139,7 +139,7 @@ class _Runs:
         steps = [
             [*uv, "venv", "-q", "--python", str(python), str(venv)],
             [*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-             "-e", str(REPO), "pytest", "hypothesis", "pytest-timeout"],
+             "-e", f"{REPO}[mcp]", "pytest", "hypothesis", "pytest-timeout"],
         ]
         with self.install_lock:
             for step in steps:
