@@ -101,6 +101,8 @@ class Request(NamedTuple):
     diff: str | None  # None: not a verb with a diff
     # who asked, when a broker's agent did: `alice (uid 1001, agent)`; "" for this user
     requester: str = ""
+    # a `-f -` manifest as guardctl read it from stdin, masked; None when there is none
+    manifest: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self._asdict().items() if k != "scopes"}
@@ -295,6 +297,13 @@ def _text(data: dict[str, Any], key: str) -> str:
     return value
 
 
+def _optional_text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key} is not a string")
+    return value
+
+
 def _number(data: dict[str, Any], key: str) -> float:
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -321,9 +330,8 @@ def _pairs(data: dict[str, Any], key: str) -> tuple[tuple[str, str], ...]:
 def request_from_json(data: dict[str, Any]) -> Request:
     """A stored request; ValueError when any field is missing or has the wrong type."""
     try:
-        diff = data["diff"]
-        if diff is not None and not isinstance(diff, str):
-            raise ValueError("diff is not a string")
+        if "diff" not in data:
+            raise KeyError("diff")
         return Request(
             id=_text(data, "id"),
             nonce=_text(data, "nonce"),
@@ -341,8 +349,9 @@ def request_from_json(data: dict[str, Any]) -> Request:
             namespaces=_strings(data, "namespaces"),
             risks=_strings(data, "risks"),
             problems=_strings(data, "problems"),
-            diff=diff,
+            diff=_optional_text(data, "diff"),
             requester=str(data.get("requester") or ""),
+            manifest=_optional_text(data, "manifest"),
         )
     except KeyError as exc:
         raise ValueError(f"request lacks {exc}") from None
