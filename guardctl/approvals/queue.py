@@ -40,7 +40,7 @@ from guardctl.atomic import write_atomic
 from guardctl.config import load_config
 from guardctl.env import Environment
 from guardctl.errors import UsageError
-from guardctl.model import Action, Decision
+from guardctl.model import Action, CommandDecision, Decision
 from guardctl.recording.audit import Approver, iso_time
 
 APPROVALS = "approvals"
@@ -142,10 +142,12 @@ def seconds_text(value: float) -> str:
 
 
 def window_scopes(decision: Decision, default_namespace: str) -> tuple[Scope, ...]:
-    """The (rule, namespace) pairs that together make `decision` need approval.
+    """The (rule, namespace) pairs that together make `decision` need approval: each rule
+    of a command in each namespace the command touches (`command_namespaces`).
 
     Empty when some part needs approval for a reason no rule names (a line guardctl could
-    not fully understand): no window may cover that, a human must look every time.
+    not fully understand, a manifest it could not see): no window may cover that, a human
+    must look every time.
     """
     if decision.problems:
         return ()
@@ -156,23 +158,33 @@ def window_scopes(decision: Decision, default_namespace: str) -> tuple[Scope, ..
         rules = [h.id for h in command.hits if h.action is Action.APPROVE]
         if not rules or command.problems:
             return ()
-        namespace = _namespace(command.call, default_namespace)
-        scopes.extend(Scope(rule, namespace) for rule in rules)
+        namespaces = command_namespaces(command, default_namespace)
+        scopes.extend(Scope(rule, namespace) for rule in rules for namespace in namespaces)
     return tuple(dict.fromkeys(scopes))
 
 
-def _namespace(call: Any, default_namespace: str) -> str:
+def command_namespaces(command: CommandDecision, default_namespace: str) -> tuple[str, ...]:
+    """Every namespace `command` touches: "*" for all of them; else each namespace its
+    manifests name (files, stdin, heredocs, rendered kustomizations), and the one from its
+    flags (or `default_namespace`, "" for the context's) when it has no manifest or one of
+    its objects names none. An object without a namespace goes where kubectl sends it: the
+    flag's namespace, else the context's."""
+    call = command.call
     if call is None:
-        return default_namespace
+        return (default_namespace,)
     if call.all_namespaces:
-        return "*"
-    return str(call.namespace or default_namespace)
+        return ("*",)
+    given = str(call.namespace or default_namespace)
+    objects = command.report.objects if command.report is not None else ()
+    named = [o.namespace for o in objects if o.namespace]
+    unnamed = not objects or any(not o.namespace for o in objects)
+    return tuple(dict.fromkeys([*named, *([given] if unnamed else [])]))
 
 
 def command_key(decision: Decision, cluster: str, default_namespace: str) -> str:
-    """sha256 naming one exact command: argv, its rule ids and namespace, and the cluster."""
+    """sha256 naming one exact command: argv, its rule ids and namespaces, and the cluster."""
     parts = [
-        [list(c.argv), [h.id for h in c.hits], _namespace(c.call, default_namespace)]
+        [list(c.argv), [h.id for h in c.hits], list(command_namespaces(c, default_namespace))]
         for c in decision.commands
     ]
     text = json.dumps([cluster, parts], sort_keys=True, ensure_ascii=False)
@@ -266,7 +278,8 @@ def build_request(
         scopes=window_scopes(decision, default_namespace),
         context=context,
         cluster=cluster,
-        namespaces=tuple(dict.fromkeys(_namespace(c.call, default_namespace) for c in calls)),
+        namespaces=tuple(dict.fromkeys(
+            n for c in calls for n in command_namespaces(c, default_namespace))),
         risks=tuple(f"{r.name}: {r.detail}" if r.detail else r.name for r in risks),
         problems=(*decision.problems, *(p for c in calls for p in c.problems)),
         diff=diff,
