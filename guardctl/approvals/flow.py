@@ -44,13 +44,15 @@ def request_approval(
     *,
     cluster: str = "",
     diff: Callable[[], str | None] | None = None,
+    manifest: str | None = None,
     clock: Clock = time.time,
     sleep: Sleep = time.sleep,
 ) -> Outcome:
     """Ask a human about an `approve` decision; see the module docstring for the order.
 
     `cluster` is the server URL from guardctl's config ("" without one). `diff` returns the
-    masked server-side diff for apply/patch/replace/set, or None. KeyboardInterrupt
+    masked server-side diff for apply/patch/replace/set, or raises `DiffUnavailable` saying
+    why there is none. `manifest` is a masked `-f -` manifest to show. KeyboardInterrupt
     propagates (the caller returns 130); SIGTERM/SIGHUP become SystemExit(128+n). The
     queued request is removed on every one of those paths.
     """
@@ -72,6 +74,7 @@ def request_approval(
         now=clock(),
         timeout=timeout,
         requester=env.caller.describe() if env.caller is not None else "",
+        manifest=manifest,
     )
     from guardctl.approvals import prompt
 

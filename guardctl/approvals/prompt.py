@@ -97,6 +97,9 @@ def request_panel(request: Request, now: float, title: str = "approval needed") 
     for label, value in rows:
         grid.add_row(label, value)
     parts: list[Table | Text] = [grid]
+    if request.manifest is not None:
+        parts += [Text("\nmanifest (from stdin, masked):", style="bold"),
+                  Text(shown(request.manifest))]
     if request.diff is not None:
         parts += [Text("\nkubectl diff (server side):", style="bold"), Text(shown(request.diff))]
     return Panel(Group(*parts), title=title, title_align="left")

@@ -40,7 +40,7 @@ from guardctl.atomic import write_atomic
 from guardctl.config import load_config
 from guardctl.env import Environment
 from guardctl.errors import UsageError
-from guardctl.model import Action, CommandDecision, Decision
+from guardctl.model import Action, CommandDecision, Decision, KubectlCall
 from guardctl.recording.audit import Approver, iso_time
 
 APPROVALS = "approvals"
@@ -191,19 +191,49 @@ def command_key(decision: Decision, cluster: str, default_namespace: str) -> str
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class DiffUnavailable(Exception):
+    """Why no diff can be shown; a diff callable raises it, and the human reads the reason."""
+
+
+def wants_diff(call: KubectlCall) -> bool:
+    """A verb whose change a human should see as a diff before approving it: apply, patch,
+    replace, set, and create from manifests (-f/-k)."""
+    verb = call.verb.split(" ")[0]
+    return verb in DIFF_VERBS or (
+        verb == "create" and (call.has_flag("filename") or call.has_flag("kustomize"))
+    )
+
+
 def diff_text(decision: Decision, diff: Callable[[], str | None] | None) -> str | None:
-    verbs = {c.call.verb.split(" ")[0] for c in decision.commands if c.call is not None}
-    if not verbs & DIFF_VERBS:
+    """What the request shows under "kubectl diff": the (cut) diff, or "diff unavailable:"
+    and why; None for commands a diff cannot show a change of."""
+    calls = [c.call for c in decision.commands if c.call is not None]
+    if not any(wants_diff(call) for call in calls):
         return None
+    if diff is None:
+        verbs = sorted({c.verb.split(" ")[0] for c in calls if wants_diff(c)})
+        return (f"{DIFF_UNAVAILABLE}: kubectl diff compares manifests given with -f or -k,"
+                f" and this {'/'.join(verbs)} has none")
     try:
-        text = diff() if diff is not None else None
-    except Exception:  # noqa: BLE001 - any failure of the diff shows as "unavailable"
-        text = None
+        text = diff()
+    except DiffUnavailable as exc:
+        return f"{DIFF_UNAVAILABLE}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any failure of the diff shows as "unavailable"
+        return f"{DIFF_UNAVAILABLE}: the diff failed: {_first_line(str(exc)) or type(exc).__name__}"
     if text is None:
-        return DIFF_UNAVAILABLE
-    if len(text) > MAX_DIFF_CHARS:
-        return text[:MAX_DIFF_CHARS] + f"\n… diff cut at {MAX_DIFF_CHARS} characters"
-    return text or "(no changes)"
+        return f"{DIFF_UNAVAILABLE}: kubectl diff gave nothing to show"
+    return cut(text, "diff") or "(no changes)"
+
+
+def cut(text: str, what: str) -> str:
+    """`text`, cut at MAX_DIFF_CHARS with a line saying so."""
+    if len(text) <= MAX_DIFF_CHARS:
+        return text
+    return text[:MAX_DIFF_CHARS] + f"\n… {what} cut at {MAX_DIFF_CHARS} characters"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0][:300]
 
 
 def _process_start(pid: int) -> str | None:
@@ -258,6 +288,7 @@ def build_request(
     now: float,
     timeout: float,
     requester: str = "",
+    manifest: str | None = None,
 ) -> Request:
     """The request a human is shown for `decision`, with a fresh id and nonce."""
     from guardctl.firewall.explain import reading
@@ -284,6 +315,7 @@ def build_request(
         problems=(*decision.problems, *(p for c in calls for p in c.problems)),
         diff=diff,
         requester=requester,
+        manifest=cut(manifest, "manifest") if manifest is not None else None,
     )
 
 
