@@ -13,15 +13,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from broker_setup import Broker, running_broker
+from broker_setup import Broker
 
 from guardctl.app import Checker
 from guardctl.approvals.queue import Queue, Request, build_request
-from guardctl.devserver import DevServer
 from guardctl.env import Environment
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -183,18 +181,6 @@ def test_a_prefix_must_name_one_request(isolated_home: Path) -> None:
 
 
 # --------------------------------------------------------------------------- broker
-
-
-@pytest.fixture(scope="module")
-def patient_broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory,
-                   ) -> Iterator[Broker]:
-    import shutil
-
-    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
-        pytest.skip("needs root, runuser and kubectl to run a broker for another account")
-    admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
-    with running_broker(admin, extra_environ={"GUARDCTL_APPROVAL_TIMEOUT": "60"}) as running:
-        yield running
 
 
 def test_through_the_broker_only_the_approver_answers(patient_broker: Broker) -> None:
