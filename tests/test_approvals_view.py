@@ -126,6 +126,15 @@ def test_typing_a_reason_at_80x24(isolated_home: Path, tmux: Tmux) -> None:
     request = _queue(isolated_home, "web-a")
     _start(tmux, 80, 24)
     tmux.wait_for("q quit")
+    # Esc cancels: the keys come back, nothing is answered
+    tmux.run("send-keys", "-t", "view", "d")
+    tmux.wait_for("reason for declining")
+    tmux.run("send-keys", "-t", "view", "-l", "oops")
+    tmux.wait_for("oops_")
+    tmux.run("send-keys", "-t", "view", "Escape")
+    screen = tmux.wait_for("q quit")
+    assert "reason for declining" not in screen and "oops" not in screen
+    assert Queue(isolated_home).take_answer(request) is None
     tmux.run("send-keys", "-t", "view", "d")
     tmux.wait_for("reason for declining")
     tmux.run("send-keys", "-t", "view", "-l", "use kubectl logs instead")

@@ -224,6 +224,7 @@ class _Screen:
             self.pending = self._scan(self.clock())
             if self.pending:
                 self._handle(key, self.pending)
+                drawn = None  # a prompt typed at the bottom may have been cancelled: redraw
         return ExitStatus.OK
 
     def _scan(self, now: float) -> list[Request]:
