@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,34 @@ def test_no_diff_says_why(agent_env: dict[str, str], tmp_path: Path) -> None:
     item = _asked(_environ(agent_env), ["apply", "-k", str(tmp_path)], None)
     assert item["diff"] == "diff unavailable: kubectl diff is not run on kustomizations (-k)"
     assert item["manifest"] is None
+
+
+def test_through_the_broker_the_approver_sees_the_agents_manifest(patient_broker: Any) -> None:
+    broker = patient_broker
+    through = {"GUARDCTL_BROKER": str(broker.socket)}
+    agent = subprocess.Popen(
+        broker.command("gctest-agent", [str(broker.shared / "bin" / "guardctl"), "apply", "-f",
+                                        "-"]),
+        cwd=broker.work, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True)
+    try:
+        assert agent.stdin is not None
+        agent.stdin.write(MANIFEST.encode())
+        agent.stdin.close()
+        deadline = time.monotonic() + WAIT
+        listed = b""
+        while not listed and time.monotonic() < deadline:
+            listed = broker.broker_guardctl("approvals", "list", "--json", extra=through).stdout
+            time.sleep(0.1)
+        item = json.loads(listed.splitlines()[0])
+        done = broker.broker_guardctl("approvals", "deny", item["id"], "--reason", "seen",
+                                      extra=through)
+        assert done.returncode == 0, done.stderr
+        agent.wait(timeout=WAIT)
+    finally:
+        agent.kill()
+        agent.wait()
+    assert agent.returncode == 12
+    assert "privileged: true" in item["manifest"] and TOKEN not in item["manifest"]
+    assert "+kind: Deployment" in item["diff"] and TOKEN not in item["diff"]
+    assert item["requester"].startswith("gctest-agent (uid ")
