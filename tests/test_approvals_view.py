@@ -26,12 +26,13 @@ REPO = str(Path(__file__).resolve().parent.parent)
 WAIT = 20
 LONG_DIFF = "\n".join(f"+  line-{n:03}: value" for n in range(300))
 MANIFEST = "\n".join(f"# manifest line {n:03}" for n in range(50))
+TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 
-def _queue(home: Path, pod: str, *, diff: str | None = LONG_DIFF) -> Request:
-    line = f"kubectl exec -it {pod} -n dev -- sh"
+def _queue(home: Path, pod: str, *, diff: str | None = LONG_DIFF, run: str = "sh") -> Request:
+    line = f"kubectl exec -it {pod} -n dev -- {run}"
     request = build_request(Checker.load(Environment()).check(line), line, cluster="",
                             context="ctx", default_namespace="", diff=diff, now=time.time(),
                             timeout=300, manifest=MANIFEST)
@@ -161,7 +162,7 @@ def test_a_new_request_rings_and_notifies(isolated_home: Path, tmp_path: Path) -
     try:
         console.expect("q quit")
         assert b"\x07" not in console.before
-        new = _queue(isolated_home, "web-new", diff=None)
+        _queue(isolated_home, "web-new", diff=None, run=f"env GITHUB_TOKEN={TOKEN} sh")
         console.expect(rb"\x1b\]0;guardctl approvals: 2 pending\x1b\\")
         console.expect(b"\x07")  # the bell
         deadline = time.monotonic() + WAIT
@@ -173,5 +174,6 @@ def test_a_new_request_rings_and_notifies(isolated_home: Path, tmp_path: Path) -
         console.close(force=True)
     text = said.read_text()
     assert text.count("\n") == 1  # one notification: the new request only
-    assert "guardctl: 1 approval request(s)" in text and new.line in text
-    assert "exec-into-container" in text and "web-old" not in text
+    assert "guardctl: 1 approval request(s)" in text and "exec-into-container" in text
+    assert "kubectl exec -it web-new -n dev -- env GITHUB_TOKEN=«masked:" in text
+    assert TOKEN not in text and "web-old" not in text

@@ -141,9 +141,13 @@ class _Notifier:
         self.running: list[tuple[subprocess.Popen[bytes], float]] = []
 
     def notify(self, title: str, body: str, now: float) -> None:
+        """Show `body` masked and cut: a notification daemon may keep what it was shown."""
+        from guardctl.masking import detectors, mask
+
         self._reap(now)
         if self.program is None:
             return
+        body = shown(mask.mask_text(body, detectors.default_detectors()))[:200]
         with contextlib.suppress(OSError):
             proc = subprocess.Popen(
                 [self.program, "--app-name=guardctl", title, body], env=self.environ,
@@ -257,7 +261,7 @@ class _Screen:
         _write(self.console.file, "\a")
         rules = ", ".join(dict.fromkeys(rule for r in new for rule, _ in r.rules))
         self.notifier.notify(f"guardctl: {len(new)} approval request(s)",
-                             f"{rules or 'not understood'}: {shown(new[0].line)[:200]}", now)
+                             f"{rules or 'not understood'}: {new[0].line}", now)
 
     def _lost(self, request_id: str) -> None:
         """The selected request is no longer waiting: say so, and make the next answering
