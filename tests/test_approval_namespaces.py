@@ -164,3 +164,44 @@ def test_a_window_on_prod_never_approves_another_namespace(
     for namespace in ("prod", "dev", "default"):
         for name in "cdefgk":
             assert not _exists(agent_env, namespace, f"priv-{name}")
+
+
+def test_without_n_the_chosen_contexts_namespace_is_bound(
+    devserver: DevServer, tmp_path: Path
+) -> None:
+    """`--context NAME` without `-n`: the request shows (and a window would bind) that
+    context's namespace, not the default context's."""
+    import yaml
+    from agent_setup import agent_environ
+
+    if subprocess.run(["kubectl", "version", "--client"], capture_output=True).returncode:
+        pytest.skip("kubectl is not installed")
+    doc = devserver.kubeconfig(namespace="prod")
+    cluster, user = doc["clusters"][0]["cluster"], doc["users"][0]["user"]
+    admin = tmp_path / "admin.kubeconfig"
+    admin.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "first",
+        "clusters": [{"name": "c", "cluster": cluster}], "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": "c", "user": "u", "namespace": ns}}
+                     for name, ns in (("first", "prod"), ("second", "dev"))],
+    }))
+    environ = {**agent_environ(tmp_path), "PYTHONPATH": REPO, "GUARDCTL_APPROVAL_TIMEOUT": "60"}
+    base = ["creds", "import", "--kubeconfig", str(admin), "--service-account",
+            "guardctl/guardctl-agent"]
+    for extra in ([], ["--context", "second"]):
+        done = _run(environ, *base, *extra)
+        assert done.returncode == 0, done.stderr
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "guardctl", "get", "secret", "app-secrets", "-o", "yaml",
+         "--context", "second"], env=environ, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        item = _waiting(environ)
+        done = _run(environ, "approvals", "deny", str(item["id"]), "--reason", "seen")
+        assert done.returncode == 0, done.stderr
+        waiter.wait(timeout=WAIT)
+    finally:
+        waiter.kill()
+        waiter.wait()
+    assert item["context"] == "second" and item["namespaces"] == ["dev"]
+    assert item["window_scopes"] == [{"rule": "read-secret-values", "namespace": "dev"}]

@@ -331,6 +331,8 @@ def _approved(
         cluster=config.server if config else "",
         diff=_diff_for(env, invocation, context),
         manifest=stdin_manifest(env, invocation),
+        # what a command without -n touches is the chosen context's namespace
+        defaults=(config.context, config.namespace) if config else None,
     )
     who = answer.approver.user if answer.approver else None
     recording.marker(cast.approval_label("approved" if answer.approved else answer.how, who))
