@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pexpect
@@ -68,6 +68,18 @@ class Tmux:
         raise AssertionError(f"{text!r} never shown; the screen:\n{self.screen()}")
 
 
+    def wait_for_change(self, part: Callable[[str], str]) -> str:
+        """The screen once `part` of it differs from what it is now (bounded)."""
+        before = part(self.screen())
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if part(screen) != before:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{before!r} never changed")
+
+
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
     server = Tmux(tmp_path)
@@ -118,8 +130,16 @@ def test_the_view_fits_the_screen_and_leaves_no_scrollback(
     assert queue.take_answer(others[0]) is not None
     assert [queue.take_answer(r) for r in (first, *others[1:])] == [None, None, None]
     tmux.wait_for("3 pending")
-    assert tmux.value("history_size") == "0"
     assert tmux.value("pane_title") == "guardctl approvals: 3 pending"
+    # the periodic redraws (the time left, every 5 s): two of them, each in place
+    for _ in range(2):
+        tmux.wait_for_change(_waits)
+    assert tmux.value("history_size") == "0"
+
+
+def _waits(screen: str) -> str:
+    """The time left as the screen shows it."""
+    return next(line for line in screen.splitlines() if "waits" in line and "s more" in line)
 
 
 @needs_tmux
