@@ -196,6 +196,8 @@ def test_through_the_broker_only_the_approver_answers(patient_broker: Broker) ->
             listed = done.stdout
             time.sleep(0.1)
         request_id = json.loads(listed.splitlines()[0])["id"]
+        table = broker.broker_guardctl("approvals", "list", extra=through).stdout.decode()
+        assert "[dev]  gctest-agent (uid " in table and "agent): kubectl get secret" in table
         for args in (["approvals", "list"], ["approvals", "approve", request_id]):
             refused = broker.agent(*args)
             assert refused.returncode == 11 and b"is for the approver" in refused.stderr

@@ -65,7 +65,8 @@ def request_json(request: Request, now: float) -> dict[str, Any]:
 
 
 def format_requests(requests: list[Request], now: float) -> str:
-    """One line per waiting request: short id, time left, rules, namespaces, command."""
+    """One line per waiting request: short id, time left, rules, namespaces, who asked (a
+    broker's agent) and the command."""
     from guardctl.approvals.prompt import shown
 
     if not requests:
@@ -75,8 +76,9 @@ def format_requests(requests: list[Request], now: float) -> str:
         rules = ",".join(r for r, _ in request.rules) or "not-understood"
         namespaces = ",".join(n or "(context default)" for n in request.namespaces) or "-"
         waits = f"{max(0, int(request.expires - now))}s"
+        asker = f"{shown(request.requester)}: " if request.requester else ""
         lines.append(f"{request.id[:SHORT_ID]}  {waits:>5}  {rules}  [{namespaces}]  "
-                     f"{shown(request.line)}")
+                     f"{asker}{shown(request.line)}")
     return "\n".join(lines)
 
 
