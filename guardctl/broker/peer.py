@@ -49,6 +49,10 @@ class Peer(NamedTuple):
     def user(self) -> str:
         return user_name(self.uid)
 
+    def describe(self, role: str) -> str:
+        """`alice (uid 1001, agent)`: for the human and the audit log."""
+        return f"{self.user} (uid {self.uid}, {role})"
+
 
 def _groups(conn: socket.socket) -> tuple[int, ...]:
     size = 256 * 4
