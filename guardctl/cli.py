@@ -43,7 +43,10 @@ Environment:
   GUARDCTL_CONFIG            config file ($XDG_CONFIG_HOME/guardctl/config.yaml)
   GUARDCTL_RULES             extra rule files or folders, ':'-separated
   GUARDCTL_KUBECTL           the real kubectl (default: first non-shim on PATH)
-  GUARDCTL_BROKER            the broker's socket: run every command through it
+  GUARDCTL_BROKER            the broker's socket, or https://HOST:PORT: run every
+                             command through it
+  GUARDCTL_BROKER_CA         https broker: the CA file that signed its certificate
+  GUARDCTL_BROKER_TOKEN_FILE https broker: a file holding this agent's token
   GUARDCTL_SESSION           recording session id (invocations share one cast)
   GUARDCTL_APPROVAL_TIMEOUT  seconds to wait for a human (default 300)
   GUARDCTL_FORKSERVER        0: no warm fork server

@@ -11,6 +11,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -99,7 +100,9 @@ def tcp(devserver: DevServer, pki: Pki, tmp_path_factory: pytest.TempPathFactory
         pytest.skip("needs root, runuser and kubectl to run a broker for another account")
     admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
     listen = ("--listen", "127.0.0.1:0", "--tls-cert", str(pki.cert), "--tls-key", str(pki.key))
-    with running_broker(admin, extra_args=listen) as broker:
+    # approvals wait long enough for a test to look at, or signal, a waiting client
+    with running_broker(admin, extra_args=listen,
+                        extra_environ={"GUARDCTL_APPROVAL_TIMEOUT": "60"}) as broker:
         log = broker.state / "broker.log"
         found = re.search(r"https://127\.0\.0\.1:\d+", log.read_text())
         assert found is not None, log.read_text()
@@ -157,6 +160,7 @@ def test_every_audit_record_of_a_tcp_agent_names_it(
     started = [r for r in _records(tcp) if r.get("argv") == ["kubectl", "get", "ns", "-o", "name"]
                and r.get("agent") == "ci-1"]
     assert started and started[-1]["status"] == "started"
+    assert started[-1]["user"] == "token:ci-1"
     completed = [r for r in _records(tcp) if r.get("started") == started[-1]["hash"]]
     assert [r["agent"] for r in completed] == ["ci-1"] and completed[0]["exit_code"] == 0
     assert tcp.broker.broker_guardctl("audit", "verify").returncode == 0
@@ -390,6 +394,46 @@ def test_serve_needs_a_socket_or_a_listener_with_its_certificate(
     args: list[str], says: str
 ) -> None:
     proc = subprocess.run([sys.executable, "-m", "guardctl", "broker", "serve", *args],
-                          capture_output=True, timeout=60, env={**os.environ, "GUARDCTL_BROKER": ""})
+                          capture_output=True, timeout=60,
+                          env={**os.environ, "GUARDCTL_BROKER": ""})
     assert proc.returncode == 2, proc.stderr
     assert says in proc.stderr.decode().strip().splitlines()[-1], proc.stderr
+
+
+def test_much_input_and_output_cross_whole(
+    tcp: Tcp, ci_token: tuple[str, Path], agent_ca: Path
+) -> None:
+    _, token_file = ci_token
+    text = b"".join(b"line %d of plain text, nothing secret here\n" % i for i in range(80000))
+    proc = tcp.agent("mask", token_file=token_file, ca=agent_ca, stdin=text)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == text
+
+
+def test_a_signal_to_the_client_ends_the_command_in_the_broker(
+    tcp: Tcp, ci_token: tuple[str, Path], agent_ca: Path
+) -> None:
+    _, token_file = ci_token
+    waiting = subprocess.Popen(
+        tcp.broker.command(AGENT, [str(tcp.broker.shared / "bin" / "guardctl"), "get", "secret",
+                                   "app-secrets", "-n", "dev", "-o", "yaml"],
+                           {**tcp.environ(token_file, agent_ca), "GUARDCTL_SESSION": "tcp-signal"}),
+        cwd=tcp.broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        assert waiting.stderr is not None
+        line = waiting.stderr.readline()  # the broker says it waits for a human
+        assert b"waiting" in line, line
+        # to the agent's guardctl itself (runuser would end its session its own way)
+        (child,) = Path(f"/proc/{waiting.pid}/task/{waiting.pid}/children").read_text().split()
+        os.kill(int(child), signal.SIGTERM)
+        _, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.communicate(timeout=60)
+    assert waiting.returncode == 143, err
+    ended = [r for r in _records(tcp) if r.get("session") == "tcp-signal"
+             and r.get("status") == "completed"]
+    assert [r["exit_code"] for r in ended] == [143] and ended[0]["agent"] == "ci-1"

@@ -76,6 +76,9 @@ class Identity(Protocol):
     @property
     def user(self) -> str: ...
 
+    @property
+    def name(self) -> str: ...
+
     def describe(self, role: str) -> str: ...
 
 
@@ -120,7 +123,7 @@ class Caller:
     def agent(self) -> str | None:
         """The agent's name for the audit log (its account, or its token's name); None for
         an approver."""
-        return self.user if self.role == AGENT else None
+        return self.peer.name if self.role == AGENT else None
 
     def describe(self) -> str:
         """`alice (uid 1001, agent)`: for the human and the audit log."""

@@ -101,7 +101,7 @@ def run(args: "list[str]", path: str) -> int:
 
 def _run(args: "list[str]", path: str) -> int:
     remote = "://" in path
-    sock: "_socket.socket"
+    sock: _socket.socket
     if remote:
         opened = _connect_tls(path)  # a socket.socket is a _socket.socket
         if isinstance(opened, str):

@@ -44,14 +44,15 @@ TTY_REFUSAL = (
 
 
 class RemoteAgent(NamedTuple):
-    """An agent that connected over TCP, named by its token."""
+    """An agent that connected over TCP, named by its token. Its `user` (the audit record's
+    "user") says so, so that no token name reads as a local account (`root`)."""
 
     name: str
     address: str  # host:port it connected from, for the broker's log
 
     @property
     def user(self) -> str:
-        return self.name
+        return f"token:{self.name}"
 
     def describe(self, role: str) -> str:
         return f"{self.name} (token, from {self.address}, {role})"
@@ -127,13 +128,23 @@ class Refusal(Exception):
         self.code = code
 
 
-def _frame(tls: ssl.SSLSocket, tag: bytes, limit: int) -> bytes:
+def _frame(tls: ssl.SSLSocket, tag: bytes, limit: int, keep: bool = True) -> bytes:
+    """The body of the next frame, which must be `tag`; read and dropped unless `keep`."""
     head = receive_exactly(tls, wire.HEADER)
     if head is None or head[:1] != tag:
         raise Refusal("did not speak the broker's protocol", "guardctl: the broker could not "
                       "read the request (a different guardctl version?)", 2)
     size = int.from_bytes(head[1:], "big")
-    body = receive_exactly(tls, size) if size <= limit else None
+    if size > limit:
+        raise Refusal("sent an unreadable request", None, 2)
+    if not keep:
+        while size > 0:
+            chunk = tls.recv(min(size, 65536))
+            if not chunk:
+                break
+            size -= len(chunk)
+        return b""
+    body = receive_exactly(tls, size)
     if body is None:
         raise Refusal("sent an unreadable request", None, 2)
     return body
@@ -151,8 +162,14 @@ def open_request(conn: socket.socket, context: ssl.SSLContext, store: Path,
         raise Refusal(f"refused {address}: no TLS handshake ({err})", None, 2) from None
     try:
         token = _frame(tls, wire.AUTH, 4096).decode("utf-8", "replace")
+        try:
+            name = tokens.verify(store, token)
+        except tokens.Refused:
+            # nothing of an unknown caller is kept; the request is read only so that the
+            # refusal reaches the client before the connection closes
+            _frame(tls, wire.REQUEST, wire.MAX_REQUEST, keep=False)
+            raise
         body = _frame(tls, wire.REQUEST, wire.MAX_REQUEST)
-        name = tokens.verify(store, token)
     except tokens.Refused as why:
         _say(tls, f"guardctl: the broker refused this agent: {why}; nothing was run. Put a "
                   "valid token from `guardctl broker token create` in the file "
