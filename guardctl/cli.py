@@ -509,10 +509,10 @@ def broker_serve(
 
     from guardctl.broker import server
 
+    if socket_path is None and listen is None:
+        raise click.UsageError("give --socket PATH, --listen HOST:PORT, or both")
     access = server.make_access(agent_user, agent_group, approver_user)
     tcp = _tcp_settings(listen, tls_cert, tls_key) if listen or tls_cert or tls_key else None
-    if socket_path is None and tcp is None:
-        raise click.UsageError("give --socket PATH, --listen HOST:PORT, or both")
     path = Path(socket_path).absolute() if socket_path is not None else None
     return server.serve(path, access, sys.stderr, run, tcp)
 
