@@ -437,3 +437,29 @@ def test_a_signal_to_the_client_ends_the_command_in_the_broker(
     ended = [r for r in _records(tcp) if r.get("session") == "tcp-signal"
              and r.get("status") == "completed"]
     assert [r["exit_code"] for r in ended] == [143] and ended[0]["agent"] == "ci-1"
+
+
+def test_a_client_that_dribbles_its_handshake_is_dropped(tcp: Tcp) -> None:
+    """A byte now and then keeps a per-read timeout alive; the broker's deadline is for the
+    handshake, the token and the request together."""
+    host, port = tcp.url.removeprefix("https://").rsplit(":", 1)
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 64
+    with socket.create_connection((host, int(port)), timeout=60) as conn:
+        conn.settimeout(1)
+        closed = False
+        for byte in hello:  # one byte a second, for at most 64 s
+            try:
+                conn.sendall(bytes((byte,)))
+                closed = conn.recv(1) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+    assert closed
+    for _ in range(100):
+        if "no request within" in tcp.log_text():
+            break
+        time.sleep(0.1)
+    assert "no TLS handshake (no request within 10 s)" in tcp.log_text()

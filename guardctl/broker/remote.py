@@ -20,8 +20,11 @@ that takes no input leaves the agent's stdin alone. An interactive terminal (`ex
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,6 +34,9 @@ from guardctl.broker.tlsrelay import Relay
 from guardctl.errors import UsageError
 from guardctl.model import KubectlCall
 
+# how long a TCP client has for the TLS handshake, its token and its request, all together:
+# until then it holds a worker without having shown any credential
+HELLO_SECONDS = 10.0
 # how long the worker waits for the rest of its output before it sends the exit status
 DRAIN_SECONDS = 30.0
 # how long a finished worker waits for the relay to send the last frames
@@ -150,10 +156,32 @@ def _frame(tls: ssl.SSLSocket, tag: bytes, limit: int, keep: bool = True) -> byt
     return body
 
 
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise TimeoutError in the block after `seconds` in all (a socket timeout bounds each
+    read only: a client sending a byte now and then would hold the worker forever)."""
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise TimeoutError(f"no request within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def open_request(conn: socket.socket, context: ssl.SSLContext, store: Path,
-                 seconds: float) -> Opened:
-    """TLS handshake, token, request, each within `seconds`; Refusal says why not (and the
-    client was told, when it got as far as a TLS session)."""
+                 seconds: float = HELLO_SECONDS) -> Opened:
+    """TLS handshake, token and request within `seconds` in all; Refusal says why not (and
+    the client was told, when it got as far as a TLS session)."""
+    with _deadline(seconds):
+        return _open(conn, context, store, seconds)
+
+
+def _open(conn: socket.socket, context: ssl.SSLContext, store: Path, seconds: float) -> Opened:
     address = _address(conn)
     conn.settimeout(seconds)
     try:

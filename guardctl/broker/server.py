@@ -597,8 +597,7 @@ def _remote_request(conn: socket.socket, serving: Serving, connection: _Connecti
 
     assert serving.tcp is not None  # a TCP connection comes only from its listener
     try:
-        opened = remote.open_request(conn, serving.tcp.context, serving.tcp.tokens,
-                                     REQUEST_SECONDS)
+        opened = remote.open_request(conn, serving.tcp.context, serving.tcp.tokens)
     except remote.Refusal as refusal:
         _journal(2, str(refusal))
         os._exit(refusal.code)
