@@ -17,7 +17,7 @@ from guardctl.env import Environment
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
-    from guardctl.broker.server import Tcp
+    from guardctl.broker.remote import Tcp
 
 
 def _env() -> Environment:
@@ -497,10 +497,15 @@ def broker() -> None:
 @click.option(
     "--tls-key", type=click.Path(dir_okay=False), help="For --listen: its private key (PEM)."
 )
+@click.option(
+    "--agent-service-account", multiple=True, metavar="NS/NAME",
+    help="For --listen: a ServiceAccount whose own tokens (audience guardctl-broker) make it "
+    "an agent, checked by a TokenReview (repeatable).",
+)
 def broker_serve(
     socket_path: str | None, agent_user: tuple[str, ...], agent_group: tuple[str, ...],
     approver_user: tuple[str, ...], listen: str | None, tls_cert: str | None,
-    tls_key: str | None,
+    tls_key: str | None, agent_service_account: tuple[str, ...],
 ) -> int:
     """Serve agents on SOCKET and/or HOST:PORT in the foreground, as this account (Ctrl-C or
     SIGTERM stops)."""
@@ -512,20 +517,26 @@ def broker_serve(
     if socket_path is None and listen is None:
         raise click.UsageError("give --socket PATH, --listen HOST:PORT, or both")
     access = server.make_access(agent_user, agent_group, approver_user)
-    tcp = _tcp_settings(listen, tls_cert, tls_key) if listen or tls_cert or tls_key else None
+    tcp = (_tcp_settings(listen, tls_cert, tls_key, agent_service_account)
+           if listen or tls_cert or tls_key or agent_service_account else None)
     path = Path(socket_path).absolute() if socket_path is not None else None
     return server.serve(path, access, sys.stderr, run, tcp)
 
 
-def _tcp_settings(listen: str | None, cert: str | None, key: str | None) -> Tcp:
-    """`server.Tcp` for --listen with its certificate and key (all three or none)."""
-    from guardctl.broker import remote, server, tokens
+def _tcp_settings(listen: str | None, cert: str | None, key: str | None,
+                  service_accounts: tuple[str, ...]) -> Tcp:
+    """`remote.Tcp` for --listen with its certificate and key (all three or none)."""
+    from guardctl.broker import remote, tokenreview, tokens
+    from guardctl.config import split_service_account
 
     if not (listen and cert and key):
-        raise click.UsageError("--listen needs --tls-cert and --tls-key (and they need --listen)")
+        raise click.UsageError("--listen needs --tls-cert and --tls-key (and they, and "
+                               "--agent-service-account, need --listen)")
     host, port = remote.parse_listen(listen)
     context = remote.server_context(cert, key)
-    return server.Tcp(host, port, context, tokens.store_path(_env().state_dir))
+    accounts = frozenset(tokenreview.username(*split_service_account(text))
+                         for text in service_accounts)
+    return remote.Tcp(host, port, context, tokens.store_path(_env().state_dir), accounts)
 
 
 @broker.group(name="token")

@@ -99,7 +99,8 @@ def tcp(devserver: DevServer, pki: Pki, tmp_path_factory: pytest.TempPathFactory
     if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
         pytest.skip("needs root, runuser and kubectl to run a broker for another account")
     admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
-    listen = ("--listen", "127.0.0.1:0", "--tls-cert", str(pki.cert), "--tls-key", str(pki.key))
+    listen = ("--listen", "127.0.0.1:0", "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
+              "--agent-service-account", "dev/default")
     # approvals wait long enough for a test to look at, or signal, a waiting client
     with running_broker(admin, extra_args=listen,
                         extra_environ={"GUARDCTL_APPROVAL_TIMEOUT": "60"}) as broker:
@@ -233,7 +234,8 @@ def _refused(tcp: Tcp, devserver: DevServer, token_file: Path | None, ca: Path,
     assert proc.returncode == 13, proc.stderr
     assert proc.stdout == b""
     assert len(proc.stderr.splitlines()) == 1 and says.encode() in proc.stderr, proc.stderr
-    assert devserver.requests == []
+    # nothing reached the cluster for the agent (a TokenReview asks who it is)
+    assert [r for r in devserver.requests if not r[1].endswith("/tokenreviews")] == []
     for _ in range(100):  # the worker writes its line as it ends, after the client left
         new = tcp.log_text()[len(before):]
         if logged in new:
@@ -407,6 +409,7 @@ def test_much_input_and_output_cross_whole(
     text = b"".join(b"line %d of plain text, nothing secret here\n" % i for i in range(80000))
     proc = tcp.agent("mask", token_file=token_file, ca=agent_ca, stdin=text)
     assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout) == len(text), (len(proc.stdout), proc.stdout[-200:], proc.stderr)
     assert proc.stdout == text
 
 
@@ -463,3 +466,48 @@ def test_a_client_that_dribbles_its_handshake_is_dropped(tcp: Tcp) -> None:
             break
         time.sleep(0.1)
     assert "no TLS handshake (no request within 10 s)" in tcp.log_text()
+
+
+# ------------------------------------------------------------------ ServiceAccount tokens
+
+
+def _service_account_token(tcp: Tcp, namespace: str, *audience: str) -> str:
+    """A token the cluster issued for `namespace`/default (for `audience`, if given)."""
+    words = ["create", "token", "default", "-n", namespace]
+    words += [f"--audience={a}" for a in audience]
+    proc = tcp.broker.admin_kubectl(*words)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.decode().strip()
+
+
+def test_an_agents_service_account_token_is_checked_by_a_token_review(
+    tcp: Tcp, agent_ca: Path, devserver: DevServer
+) -> None:
+    path = tcp.give("sa.token", _service_account_token(tcp, "dev", "guardctl-broker"))
+    proc = tcp.agent("get", "pods", "-n", "dev", "--request-timeout=31s", token_file=path,
+                     ca=agent_ca)
+    assert proc.returncode == 0, proc.stderr
+    assert b"web-7d4b9c8f6d-x2k9p" in proc.stdout
+    mine = [r for r in _records(tcp) if "--request-timeout=31s" in (r.get("argv") or [])]
+    assert mine and mine[-1]["agent"] == "system:serviceaccount:dev:default"
+    assert mine[-1]["user"] == "system:serviceaccount:dev:default"
+    # kubectl still runs as the broker's own agent account, never as the caller's token
+    assert {user for _, _, user in devserver.requests} >= {
+        "system:serviceaccount:guardctl:guardctl-agent"}
+
+
+def test_a_service_account_token_for_the_api_server_is_refused(
+    tcp: Tcp, agent_ca: Path, devserver: DevServer
+) -> None:
+    path = tcp.give("api.token", _service_account_token(tcp, "dev"))
+    _refused(tcp, devserver, path, agent_ca, "the cluster does not accept this Kubernetes token",
+             "the cluster does not accept this Kubernetes token")
+
+
+def test_a_service_account_the_broker_does_not_serve_is_refused(
+    tcp: Tcp, agent_ca: Path, devserver: DevServer
+) -> None:
+    path = tcp.give("prod.token", _service_account_token(tcp, "prod", "guardctl-broker"))
+    _refused(tcp, devserver, path, agent_ca,
+             "system:serviceaccount:prod:default is not an account this broker serves",
+             "system:serviceaccount:prod:default is not an account this broker serves")

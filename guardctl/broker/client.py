@@ -177,7 +177,8 @@ def _connect_tls(url: str) -> "socket.socket | str":
         raw.close()
         return f"no TLS session with the broker at {url} ({err}); nothing was run"
     local, far = socket.socketpair()
-    Relay(tls, far, sinks={wire.STDOUT: 1, wire.STDERR: 2}, wanted=0, owns_fds=False).start()
+    Relay(tls, far, sinks={wire.STDOUT: 1, wire.STDERR: 2}, wanted=0, owns_fds=False,
+          in_order=True).start()
     return local
 
 

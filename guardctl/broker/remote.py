@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from guardctl.broker import tokens, wire
+from guardctl.broker import tokenreview, tokens, wire
 from guardctl.broker.peer import receive_exactly
 from guardctl.broker.tlsrelay import Relay
 from guardctl.errors import UsageError
@@ -49,16 +49,28 @@ TTY_REFUSAL = (
 )
 
 
+class Tcp(NamedTuple):
+    """`--listen HOST:PORT` with its TLS context, where the agents' tokens are kept, and the
+    ServiceAccounts (`system:serviceaccount:NS:NAME`) whose own tokens are accepted."""
+
+    host: str
+    port: int
+    context: ssl.SSLContext
+    tokens: Path
+    service_accounts: frozenset[str] = frozenset()
+
+
 class RemoteAgent(NamedTuple):
-    """An agent that connected over TCP, named by its token. Its `user` (the audit record's
-    "user") says so, so that no token name reads as a local account (`root`)."""
+    """An agent that connected over TCP, named by its token (or its ServiceAccount). Its
+    `user` (the audit record's "user") says so, so that no token name reads as a local
+    account (`root`): `token:NAME`, or the ServiceAccount's `system:serviceaccount:NS:NAME`."""
 
     name: str
     address: str  # host:port it connected from, for the broker's log
 
     @property
     def user(self) -> str:
-        return f"token:{self.name}"
+        return self.name if ":" in self.name else f"token:{self.name}"
 
     def describe(self, role: str) -> str:
         return f"{self.name} (token, from {self.address}, {role})"
@@ -173,25 +185,34 @@ def _deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def open_request(conn: socket.socket, context: ssl.SSLContext, store: Path,
+def open_request(conn: socket.socket, tcp: Tcp, environ: dict[str, str],
                  seconds: float = HELLO_SECONDS) -> Opened:
     """TLS handshake, token and request within `seconds` in all; Refusal says why not (and
-    the client was told, when it got as far as a TLS session)."""
+    the client was told, when it got as far as a TLS session). `environ`: the broker's own
+    variables (a TokenReview runs kubectl with its credential)."""
     with _deadline(seconds):
-        return _open(conn, context, store, seconds)
+        return _open(conn, tcp, environ, seconds)
 
 
-def _open(conn: socket.socket, context: ssl.SSLContext, store: Path, seconds: float) -> Opened:
+def identify(token: str, tcp: Tcp, environ: dict[str, str]) -> str:
+    """The agent a token names: a Kubernetes token of an `--agent-service-account` by a
+    TokenReview, any other by the broker's own tokens; tokens.Refused when none."""
+    if tcp.service_accounts and tokenreview.looks_like_jwt(token):
+        return tokenreview.review(environ, token, tcp.service_accounts)
+    return tokens.verify(tcp.tokens, token)
+
+
+def _open(conn: socket.socket, tcp: Tcp, environ: dict[str, str], seconds: float) -> Opened:
     address = _address(conn)
     conn.settimeout(seconds)
     try:
-        tls = context.wrap_socket(conn, server_side=True)
+        tls = tcp.context.wrap_socket(conn, server_side=True)
     except (OSError, ssl.SSLError) as err:
         raise Refusal(f"refused {address}: no TLS handshake ({err})", None, 2) from None
     try:
         token = _frame(tls, wire.AUTH, 4096).decode("utf-8", "replace")
         try:
-            name = tokens.verify(store, token)
+            name = identify(token, tcp, environ)
         except tokens.Refused:
             # nothing of an unknown caller is kept; the request is read only so that the
             # refusal reaches the client before the connection closes

@@ -50,10 +50,8 @@ from guardctl.routing import flush_standard_streams
 from guardctl.signals import exit_on_signal
 
 if TYPE_CHECKING:
-    import ssl
-
     from guardctl.broker.caller import Identity
-    from guardctl.broker.remote import Link
+    from guardctl.broker.remote import Link, Tcp
     from guardctl.broker.worker import Commands
 
 # how often the accept loop wakes up to notice that its socket was removed
@@ -79,15 +77,6 @@ _RW = 0o6
 
 
 # --------------------------------------------------------------------------- settings
-
-
-class Tcp(NamedTuple):
-    """`--listen HOST:PORT` with its TLS context, and where the agents' tokens are kept."""
-
-    host: str
-    port: int
-    context: ssl.SSLContext
-    tokens: Path
 
 
 class Serving(NamedTuple):
@@ -597,7 +586,7 @@ def _remote_request(conn: socket.socket, serving: Serving, connection: _Connecti
 
     assert serving.tcp is not None  # a TCP connection comes only from its listener
     try:
-        opened = remote.open_request(conn, serving.tcp.context, serving.tcp.tokens)
+        opened = remote.open_request(conn, serving.tcp, serving.environ)
     except remote.Refusal as refusal:
         _journal(2, str(refusal))
         os._exit(refusal.code)

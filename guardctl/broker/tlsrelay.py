@@ -10,6 +10,8 @@ frames (STDOUT/STDERR on the broker's side, STDIN on the client's) and the bodie
 named in `sinks` are written to their descriptor (an empty body closes it, when the relay
 owns its descriptors: the broker's pipes, not the client's own streams). A WANT frame is
 taken by the relay itself: from then on it reads `wanted` (the client's stdin) as STDIN.
+With `in_order` (the client), a frame for the local side waits until what came before it for
+the sinks was written: the exit status never overtakes the last of the output.
 
 Both directions are bounded: a side is not read while what it sent waits to be written.
 
@@ -58,7 +60,7 @@ class Relay:
     def __init__(
         self, tls: ssl.SSLSocket, local: socket.socket, *,
         sources: "dict[int, bytes] | None" = None, sinks: "dict[bytes, int] | None" = None,
-        wanted: "int | None" = None, owns_fds: bool = True,
+        wanted: "int | None" = None, owns_fds: bool = True, in_order: bool = False,
     ) -> None:
         self.tls = tls
         self.local = local
@@ -66,6 +68,8 @@ class Relay:
         self.sinks = dict(sinks or {})  # tag -> fd its bodies are written to
         self.wanted = wanted
         self.owns_fds = owns_fds
+        self.in_order = in_order
+        self.held = bytearray()  # in order: frames for the local side behind sink data
         self.to_tls = bytearray()
         self.to_local = bytearray()
         self.to_sink: dict[int, bytearray] = {fd: bytearray() for fd in self.sinks.values()}
@@ -110,12 +114,16 @@ class Relay:
         if not self.local_open and not self.to_tls:
             self._close_tls()
             return False
-        if not self.tls_open and not self.to_local and not any(self.to_sink.values()):
+        sinks_pending = any(self.to_sink.values())
+        if self.held and not sinks_pending:
+            self.to_local += self.held
+            self.held.clear()
+        if not self.tls_open and not self.to_local and not self.held and not sinks_pending:
             return False  # the other side ended, and everything it sent was passed on
         readers: list[socket.socket | int] = []
         writers: list[socket.socket | int] = []
         sinks_full = any(len(b) > BACKLOG for b in self.to_sink.values())
-        if self.tls_open and len(self.to_local) < BACKLOG and not sinks_full:
+        if self.tls_open and len(self.to_local) + len(self.held) < BACKLOG and not sinks_full:
             readers.append(self.tls)
         if len(self.to_tls) < BACKLOG:
             if self.local_open:
@@ -174,6 +182,8 @@ class Relay:
         elif tag == wire.WANT and self.wanted is not None:
             self.sources[self.wanted] = wire.STDIN
             self.wanted = None
+        elif self.in_order and any(self.to_sink.values()):
+            self.held += wire.frame(tag, body)
         else:
             self.to_local += wire.frame(tag, body)
 
