@@ -70,10 +70,9 @@ def test_the_broker_may_mint_for_the_agent_and_do_nothing_else() -> None:
     assert role["rules"] == [{"apiGroups": [""], "resources": ["serviceaccounts/token"],
                               "resourceNames": ["guardctl-agent"], "verbs": ["create"]}]
     bindings = [d for d in _documents() if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
-    for binding in bindings:
-        subject = binding["subjects"][0]
-        if subject["name"] == "guardctl-broker":
-            assert binding["roleRef"]["name"] == "guardctl-broker-mint"
+    held = {b["roleRef"]["name"] for b in bindings if b["subjects"][0]["name"] == "guardctl-broker"}
+    # minting for the agent, and TokenReviews for agents that show their ServiceAccount token
+    assert held == {"guardctl-broker-mint", "system:auth-delegator"}
 
 
 def test_the_deployment_starts_the_broker_as_the_command_line_reads_it(tmp_path: Path) -> None:
@@ -87,7 +86,8 @@ def test_the_deployment_starts_the_broker_as_the_command_line_reads_it(tmp_path:
     (bin_dir / "guardctl").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n')
     (bin_dir / "guardctl").chmod(0o755)
     environ = {**environ, "PATH": f"{bin_dir}:/usr/bin:/bin",
-               "GUARDCTL_CONFIG": str(tmp_path / "config.yaml")}
+               "GUARDCTL_CONFIG": str(tmp_path / "config.yaml"),
+               "GUARDCTL_AGENT_SERVICE_ACCOUNTS": "ci/runner ci/nightly"}
     proc = subprocess.run(["sh", str(ENTRYPOINT)], env=environ, capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 0, proc.stderr
@@ -97,6 +97,7 @@ def test_the_deployment_starts_the_broker_as_the_command_line_reads_it(tmp_path:
     assert words[:2] == ["broker", "serve"]
     params = broker_serve.make_context("serve", words[2:]).params
     assert params["listen"] == "0.0.0.0:8443" and params["socket_path"] is None
+    assert params["agent_service_account"] == ("ci/runner", "ci/nightly")
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert params["tls_cert"] == f"{mounts['tls']}/tls.crt"
     assert params["tls_key"] == f"{mounts['tls']}/tls.key"

@@ -13,6 +13,9 @@
 #   GUARDCTL_TLS_CERT, GUARDCTL_TLS_KEY
 #                         the certificate and key for GUARDCTL_LISTEN (default
 #                         /etc/guardctl/tls/tls.crt and tls.key: a mounted TLS secret)
+#   GUARDCTL_AGENT_SERVICE_ACCOUNTS
+#                         NS/NAME ServiceAccounts, space-separated, whose own tokens
+#                         (audience guardctl-broker) make them agents over TCP
 #   GUARDCTL_IMPORT_KUBECONFIG, GUARDCTL_SERVICE_ACCOUNT
 #                         on first start: import this kubeconfig's credential for that
 #                         ServiceAccount (mount the kubeconfig as a secret, read once)
@@ -33,6 +36,9 @@ if [ -n "${GUARDCTL_LISTEN:-}" ]; then
     set -- "$@" --listen "$GUARDCTL_LISTEN" \
         --tls-cert "${GUARDCTL_TLS_CERT:-/etc/guardctl/tls/tls.crt}" \
         --tls-key "${GUARDCTL_TLS_KEY:-/etc/guardctl/tls/tls.key}"
+    for account in ${GUARDCTL_AGENT_SERVICE_ACCOUNTS:-}; do
+        set -- "$@" --agent-service-account "$account"
+    done
 fi
 config=${GUARDCTL_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/guardctl/config.yaml}
 if [ -n "${GUARDCTL_IMPORT_KUBECONFIG:-}" ] && [ ! -f "$config" ]; then
