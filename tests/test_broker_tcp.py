@@ -86,12 +86,37 @@ class Tcp(NamedTuple):
                 "GUARDCTL_BROKER_CA": str(ca) if ca is not None else "",
                 "GUARDCTL_BROKER_TOKEN_FILE": str(token_file) if token_file else ""}
 
-    def agent(self, *args: str, token_file: Path | None, ca: Path | None,
-              stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-        return self.broker.agent(*args, extra=self.environ(token_file, ca), stdin=stdin)
+    def agent(
+        self, *args: str, token_file: Path | None, ca: Path | None, stdin: bytes | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[bytes]:
+        return self.broker.agent(*args, extra=self.environ(token_file, ca), stdin=stdin,
+                                 timeout=timeout)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def logged(self, text: str, after: int = 0) -> str:
+        """The broker's log past `after` characters, once it holds `text` (a worker writes
+        its line as it ends, after its client left), or as it is after ten seconds."""
+        for _ in range(100):
+            new = self.log_text()[after:]
+            if text in new:
+                break
+            time.sleep(0.1)
+        return new
+
+    def waiting_read(self, token_file: Path, ca: Path,
+                     extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """The agent's read of a Secret in the background: it waits for an approval that
+        nobody gives, its client alive meanwhile."""
+        return subprocess.Popen(
+            self.broker.command(AGENT, [str(self.broker.shared / "bin" / "guardctl"), "get",
+                                        "secret", "app-secrets", "-n", "dev", "-o", "yaml"],
+                                {**self.environ(token_file, ca), **(extra or {})}),
+            cwd=self.broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -229,18 +254,14 @@ def test_a_tcp_agent_is_never_an_approver(
 def _refused(tcp: Tcp, devserver: DevServer, token_file: Path | None, ca: Path,
              says: str, logged: str) -> None:
     devserver.clear_requests()
-    before = tcp.log_text()
+    before = len(tcp.log_text())
     proc = tcp.agent("get", "pods", "-n", "dev", token_file=token_file, ca=ca)
     assert proc.returncode == 13, proc.stderr
     assert proc.stdout == b""
     assert len(proc.stderr.splitlines()) == 1 and says.encode() in proc.stderr, proc.stderr
     # nothing reached the cluster for the agent (a TokenReview asks who it is)
     assert [r for r in devserver.requests if not r[1].endswith("/tokenreviews")] == []
-    for _ in range(100):  # the worker writes its line as it ends, after the client left
-        new = tcp.log_text()[len(before):]
-        if logged in new:
-            break
-        time.sleep(0.1)
+    new = tcp.logged(logged, before)
     assert re.search(rf"refused 127\.0\.0\.1:\d+ over TCP: {logged}", new), new
 
 
@@ -316,11 +337,7 @@ def test_plain_tcp_without_tls_is_refused(
             pass
     assert wire.frame(wire.EXIT, b"0") not in data and b"web-7d4b9c8f6d" not in data
     assert devserver.requests == []
-    for _ in range(100):
-        if "no TLS handshake" in tcp.log_text():
-            break
-        time.sleep(0.1)
-    assert "no TLS handshake" in tcp.log_text()
+    assert "no TLS handshake" in tcp.logged("no TLS handshake")
     proc = tcp.broker.agent("get", "pods", extra={"GUARDCTL_BROKER": f"http://{host}:{port}"})
     assert proc.returncode == 13 and b"https://HOST:PORT" in proc.stderr
 
@@ -329,14 +346,7 @@ def test_the_token_is_in_no_argv_environment_log_or_record(
     tcp: Tcp, ci_token: tuple[str, Path], agent_ca: Path
 ) -> None:
     token, token_file = ci_token
-    # a command that waits for an approval nobody gives: its client is alive meanwhile
-    waiting = subprocess.Popen(
-        tcp.broker.command(AGENT, [str(tcp.broker.shared / "bin" / "guardctl"), "get", "secret",
-                                   "app-secrets", "-n", "dev", "-o", "yaml"],
-                           tcp.environ(token_file, agent_ca)),
-        cwd=tcp.broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True,
-    )
+    waiting = tcp.waiting_read(token_file, agent_ca)
     try:
         seen = b""
         for _ in range(200):
@@ -406,8 +416,9 @@ def test_much_input_and_output_cross_whole(
     tcp: Tcp, ci_token: tuple[str, Path], agent_ca: Path
 ) -> None:
     _, token_file = ci_token
-    text = b"".join(b"line %d of plain text, nothing secret here\n" % i for i in range(80000))
-    proc = tcp.agent("mask", token_file=token_file, ca=agent_ca, stdin=text)
+    # more than the relay holds back for one side (1 MiB) and than any pipe holds
+    text = b"".join(b"line %d of plain text, nothing secret here\n" % i for i in range(40000))
+    proc = tcp.agent("mask", token_file=token_file, ca=agent_ca, stdin=text, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout) == len(text), (len(proc.stdout), proc.stdout[-200:], proc.stderr)
     assert proc.stdout == text
@@ -417,13 +428,7 @@ def test_a_signal_to_the_client_ends_the_command_in_the_broker(
     tcp: Tcp, ci_token: tuple[str, Path], agent_ca: Path
 ) -> None:
     _, token_file = ci_token
-    waiting = subprocess.Popen(
-        tcp.broker.command(AGENT, [str(tcp.broker.shared / "bin" / "guardctl"), "get", "secret",
-                                   "app-secrets", "-n", "dev", "-o", "yaml"],
-                           {**tcp.environ(token_file, agent_ca), "GUARDCTL_SESSION": "tcp-signal"}),
-        cwd=tcp.broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True,
-    )
+    waiting = tcp.waiting_read(token_file, agent_ca, {"GUARDCTL_SESSION": "tcp-signal"})
     try:
         assert waiting.stderr is not None
         line = waiting.stderr.readline()  # the broker says it waits for a human
@@ -461,11 +466,7 @@ def test_a_client_that_dribbles_its_handshake_is_dropped(tcp: Tcp) -> None:
             if closed:
                 break
     assert closed
-    for _ in range(100):
-        if "no request within" in tcp.log_text():
-            break
-        time.sleep(0.1)
-    assert "no TLS handshake (no request within 10 s)" in tcp.log_text()
+    assert "no TLS handshake (no request within 10 s)" in tcp.logged("no request within")
 
 
 # ------------------------------------------------------------------ ServiceAccount tokens
