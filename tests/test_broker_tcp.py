@@ -512,3 +512,18 @@ def test_a_service_account_the_broker_does_not_serve_is_refused(
     _refused(tcp, devserver, path, agent_ca,
              "system:serviceaccount:prod:default is not an account this broker serves",
              "system:serviceaccount:prod:default is not an account this broker serves")
+
+
+def test_sh_runs_bash_as_the_agent_and_kubectl_through_the_broker_over_tcp(
+    tcp: Tcp, ci_token: tuple[str, Path], agent_ca: Path
+) -> None:
+    _, token_file = ci_token
+    proc = tcp.agent("sh", "-c", "kubectl get ns -o name | grep -c namespace/; id -un",
+                     token_file=token_file, ca=agent_ca)
+    assert proc.returncode == 0, proc.stderr
+    count, user = proc.stdout.decode().split()
+    assert int(count) >= 3 and user == AGENT
+    proc = tcp.agent("check", "--batch", token_file=token_file, ca=agent_ca,
+                     stdin=b'{"line": "kubectl delete ns prod", "id": 7}\n')
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["decision"] == "deny"
