@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -203,13 +204,37 @@ def devserver(port: int, kubeconfig_out: str | None, verbose: bool) -> int:
     type=click.FloatRange(min=0, min_open=True),
     help="Cap pauses between events at this many seconds.",
 )
-def replay(target: str, speed: float, idle_limit: float | None) -> int:
-    """Play a recorded cast (a path, or a session id) with its timing.
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Instead of playing: write a web page that plays the cast with the asciinema player "
+    "(`-`: to stdout, the only choice through a broker).",
+)
+@click.option(
+    "--player",
+    metavar="PATH_OR_URL",
+    help="With --html: the asciinema-player npm package's folder, or a URL of one (default: "
+    "a pinned version on the jsDelivr CDN).",
+)
+def replay(
+    target: str, speed: float, idle_limit: float | None, html_file: Path | None,
+    player: str | None,
+) -> int:
+    """Play a recorded cast with its timing: a path, a cast's name, or a session (its id,
+    the id's first characters, or a Claude Code session id).
 
-    Keys: space pause/resume, `.` step while paused, `]` next marker, `q` quit.
+    Each command shows as a `$` prompt line. Keys: space pause/resume (paused: position,
+    time and current marker on the last row), `.` step while paused, `]` next marker,
+    `q` quit. `--html FILE` writes a page for sharing instead (the cast in it, the
+    player linked, never copied; `#t=SECONDS` in its address starts it there).
     """
-    from guardctl.recording.replay import play
+    from guardctl.recording.replay import play, write_page
 
+    if html_file is not None:
+        return write_page(target, _env(), html_file, player, speed, idle_limit)
+    if player is not None:
+        raise click.UsageError("--player goes with --html")
     return play(target, _env(), speed, idle_limit)
 
 
@@ -220,7 +245,10 @@ def replay(target: str, speed: float, idle_limit: float | None) -> int:
 @click.option(
     "--decision", type=click.Choice(["allow", "approve", "deny"]), help="Only this decision."
 )
-@click.option("--session", help="Only this session id.")
+@click.option(
+    "--session",
+    help="Only this session: its id, the id's first characters, or a Claude Code session id.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one object per invocation.")
 @click.pass_context
 def sessions(
@@ -510,7 +538,6 @@ def broker_serve(
     """Serve agents on SOCKET and/or HOST:PORT in the foreground, as this account (Ctrl-C or
     SIGTERM stops)."""
     import sys
-    from pathlib import Path
 
     from guardctl.broker import server
 

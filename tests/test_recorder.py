@@ -155,3 +155,15 @@ def test_extent_hashes_the_prefix(isolated_home: Path) -> None:
     assert json.loads(json.dumps(extent.to_json()))["size"] == rec.path.stat().st_size
     assert recorder.sha256_prefix(rec.path, extent.size) == extent.sha256
     assert recorder.sha256_prefix(rec.path, extent.size + 1) is None
+
+
+@pytest.mark.parametrize("onlcr", [False, True], ids=["pty", "pipes"])
+def test_guardctls_own_lines_are_cast_as_a_terminal_shows_them(
+    isolated_home: Path, onlcr: bool
+) -> None:
+    """kubectl's pty output already has "\\r\\n"; guardctl's own message never does."""
+    with recorder.open_recording(isolated_home, "s1", onlcr=onlcr) as rec:
+        rec.output(b"table\r\n" if not onlcr else b"table\n")
+        rec.say("guardctl: denied.\nNothing was sent.\n")
+        rec.finish()
+    assert asciinema_cat(rec.path) == "table\r\nguardctl: denied.\r\nNothing was sent.\r\n"

@@ -37,11 +37,17 @@ CASTS = "casts"
 SUFFIX = ".cast"
 # a replay compresses longer pauses (e.g. hours between two invocations of one session)
 IDLE_LIMIT = 3.0
+# a cast removed (by `sessions prune`) as it is opened is opened again at most this often
+MAX_REOPENS = 8
+# parts of one session's cast: far more than processes that can run at once (a part is
+# busy only while a live process holds it), a bound on the search all the same
+MAX_PARTS = 100_000
 # how far back from the end we read to find the last event line (events can be long)
 TAIL_BLOCK = 64 * 1024
 # room kept in a capped invocation's budget for the note of what was left out
 NOTE_ROOM = 512
-# the stream of that note, apart from kubectl's (each stream has its own UTF-8 decoder)
+# the stream of guardctl's own text (that note, messages to the agent), apart from kubectl's
+# (each stream has its own UTF-8 decoder)
 NOTE_STREAM = "guardctl"
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -134,7 +140,7 @@ def private_dir(folder: Path) -> None:
 
 def _open_locked(path: Path) -> int | None:
     """An fd of `path` holding an exclusive lock, or None when another process holds it."""
-    while True:
+    for _ in range(MAX_REOPENS):
         # O_NOFOLLOW: a symlink planted at the cast's name must not redirect our writes
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
@@ -143,7 +149,8 @@ def _open_locked(path: Path) -> int | None:
                 raise OSError(f"{path} is not a regular file")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if _still_named(fd, path):
-                break
+                os.fchmod(fd, 0o600)
+                return fd
         except BlockingIOError:
             os.close(fd)
             return None
@@ -151,10 +158,9 @@ def _open_locked(path: Path) -> int | None:
             os.close(fd)
             raise
         # `sessions prune` removed the file between our open and our lock: what we would
-        # write there would be lost, so open the name again (at most once per prune)
+        # write there would be lost, so open the name again (once per prune)
         os.close(fd)
-    os.fchmod(fd, 0o600)
-    return fd
+    raise OSError(f"{path} was removed {MAX_REOPENS} times as it was opened")
 
 
 def _still_named(fd: int, path: Path) -> bool:
@@ -200,13 +206,12 @@ def _claim(state_dir: Path, session: str) -> tuple[Path, int]:
     """
     folder = session_cast(state_dir, session).parent
     private_dir(folder)
-    part = 1
-    while True:
+    for part in range(1, MAX_PARTS + 1):
         path = folder / part_name(session, part)
         fd = _open_locked(path)
         if fd is not None:
             return path, fd
-        part += 1
+    raise OSError(f"all {MAX_PARTS} cast files of session {session} are in use")
 
 
 def _drop_torn_tail(fd: int) -> int:
@@ -281,6 +286,8 @@ class _Tail:
 class Recording:
     """One invocation's events, appended to a locked session cast. Use `open_recording`.
 
+    The first event it writes is the marker of its `command`, when given.
+
     With a `cap`, once this invocation's events take half of it the output goes to a tail
     kept in memory instead; `finish` writes a note of what was left out, then the tail, so
     the cast keeps the head and the tail (about `cap` bytes in all) and `finish`'s extent
@@ -297,6 +304,7 @@ class Recording:
         cap: int | None = None,
         onlcr: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        command: str | None = None,
     ):
         self.path = path
         self.offset = offset  # the cast's size before this invocation
@@ -310,6 +318,8 @@ class Recording:
         self._seen = hashlib.sha256()
         self._seen_size = 0
         self._tail: _Tail | None = None
+        # the invocation's first event: a replay shows it as the prompt line
+        self._opening = cast.command_label(command) if command is not None else None
 
     def start_ref(self) -> dict[str, object]:
         """The cast part of the audit "started" record."""
@@ -338,10 +348,19 @@ class Recording:
             at = tail.chunks[0][0] if tail.chunks else None
             note = f"guardctl: {tail.left_out} bytes of output left out (cast-max-size)"
             self._writer.marker(note, at)
-            newline = "\n" if self._onlcr else "\r\n"  # the writer adds "\r" with onlcr
-            self._writer.output(f"{newline}[{note}]{newline}", NOTE_STREAM, at)
+            self._writer.output(self._cooked(f"\n[{note}]\n"), NOTE_STREAM, at)
         for at, stream, data, _ in tail.chunks:
             self._writer.output(data, stream, at)
+
+    def say(self, text: str) -> None:
+        """Record guardctl's own text (a message to the agent), as the terminal shows it:
+        guardctl writes it while the terminal is in cooked mode, so each "\\n" is shown as
+        "\\r\\n" also when kubectl ran in a pty (whose output needs no such change)."""
+        self.output(self._cooked(text), NOTE_STREAM)
+
+    def _cooked(self, text: str) -> str:
+        # the writer itself turns "\n" into "\r\n" with onlcr
+        return text if self._onlcr else cast.onlcr(text)
 
     def marker(self, label: str) -> None:
         self._guard(lambda: self._writer.marker(label))
@@ -389,6 +408,9 @@ class Recording:
 
     def _guard(self, write: Callable[[], None]) -> None:
         try:
+            if self._opening is not None:
+                self._writer.marker(self._opening)
+                self._opening = None
             write()
         except OSError as exc:
             raise _unsafe(self.path, exc, started=True) from None
@@ -410,7 +432,9 @@ def open_recording(
     """Lock the session's cast (or a free overflow part) for appending one invocation.
 
     A new cast gets a header (written with the first event); an existing one is continued,
-    its times resumed after its last event. `cap`: about how many bytes this invocation may
+    its times resumed after its last event. `command` (the invocation's line) is the
+    header's command in a new cast, and the label of the invocation's first event, a marker
+    `$ COMMAND` (`cast.command_label`). `cap`: about how many bytes this invocation may
     add (see `Recording`; None: no cap). Raises UnsafeError when the cast cannot be written
     or is not a cast, UsageError for an invalid session id.
     """
@@ -460,5 +484,5 @@ def _recording(
     return Recording(
         path, fd, size,
         lambda out: cast.Writer(out, monotonic, start=start, header=head, onlcr=onlcr),
-        cap=cap, onlcr=onlcr, monotonic=monotonic,
+        cap=cap, onlcr=onlcr, monotonic=monotonic, command=command,
     )

@@ -336,8 +336,12 @@ def _approved(
         cluster=config.server if config else "",
         diff=_diff_for(env, invocation, context),
     )
-    who = answer.approver.user if answer.approver else None
-    recording.marker(cast.approval_label("approved" if answer.approved else answer.how, who))
+    who = answer.approver
+    verdict = "approved" if answer.approved else "declined" if who else "not given"
+    recording.marker(cast.approval_label(
+        verdict, who.user if who else None, how=answer.how, tty=who.tty if who else None,
+        reason=answer.reason,
+    ))
     _say(env, recording, flow.outcome_message(answer), before_run=True)
     if answer.approved:
         outcome.approver = answer.approver
@@ -366,7 +370,7 @@ def _say(env: Environment, recording: Any, message: str, *, before_run: bool = F
     env.stderr.write(message + "\n")
     env.stderr.flush()
     try:
-        recording.output(message + "\n", "stderr")
+        recording.say(message + "\n")
     except UnsafeError as err:
         if before_run:
             raise
