@@ -527,3 +527,19 @@ def test_sh_runs_bash_as_the_agent_and_kubectl_through_the_broker_over_tcp(
                      stdin=b'{"line": "kubectl delete ns prod", "id": 7}\n')
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["decision"] == "deny"
+
+
+def test_the_last_workers_are_kept_for_the_unix_socket() -> None:
+    from guardctl.broker import server
+
+    unix, tcp_listener = socket.socket(socket.AF_UNIX), socket.socket()
+    try:
+        both = [unix, tcp_listener]
+        assert server._open_to(both, 0, True) == both
+        assert server._open_to(both, server.MAX_WORKERS - server.SOCKET_RESERVE - 1, True) == both
+        assert server._open_to(both, server.MAX_WORKERS - server.SOCKET_RESERVE, True) == [unix]
+        # a broker on TCP alone has nobody to keep workers for
+        assert server._open_to([tcp_listener], server.MAX_WORKERS - 1, False) == [tcp_listener]
+    finally:
+        unix.close()
+        tcp_listener.close()

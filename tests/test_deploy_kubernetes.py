@@ -49,7 +49,8 @@ def test_the_manifests_are_accepted_by_the_api_server(kubectl: list[str]) -> Non
     for kind_name in ("deployment.apps/guardctl-broker", "service/guardctl-broker",
                       "serviceaccount/guardctl-broker", "role.rbac.authorization.k8s.io/"
                       "guardctl-broker-mint", "secret/guardctl-broker-credential",
-                      "secret/guardctl-broker-tls", "persistentvolumeclaim/guardctl-broker-state"):
+                      "secret/guardctl-broker-tls", "persistentvolumeclaim/guardctl-broker-state",
+                      "networkpolicy.networking.k8s.io/guardctl-broker"):
         assert f"{kind_name} " in proc.stdout and "(server dry run)" in proc.stdout, kind_name
     # a dry run changes nothing
     gone = subprocess.run([*kubectl, "get", "deployment", "guardctl-broker", "-n", "guardctl"],

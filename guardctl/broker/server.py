@@ -60,6 +60,8 @@ CHECK_SECONDS = 5.0
 SPARES = 2
 # workers alive at once (idle or serving); more clients wait in the socket's backlog
 MAX_WORKERS = 64
+# of those, the last ones take only the Unix socket (see `_open_to`)
+SOCKET_RESERVE = 8
 # the signals that stop the server (its `_stop` handler)
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 # how often the server looks for ended workers where it has no pidfd to watch
@@ -296,7 +298,9 @@ def serve(
             f"guardctl broker: ready on {' and '.join(where)}; {access.describe()}\n"
         )
         log.flush()
-        pool = _Pool(lambda taken: _spare(listeners, taken, serving))
+        pool = _Pool(lambda taken: _spare(
+            listeners, _open_to(listeners, len(pool.busy), path is not None), taken, serving
+        ))
         try:
             while True:
                 pool.fill()
@@ -411,14 +415,17 @@ class _Pool:
         self.spares.clear()
 
 
-def _spare(listeners: list[socket.socket], taken: int, serving: Serving) -> None:
-    """A spare worker: warm up, take one connection, tell the server, serve it; never returns."""
+def _spare(
+    listeners: list[socket.socket], accept_on: list[socket.socket], taken: int, serving: Serving
+) -> None:
+    """A spare worker: warm up, take one connection (from `accept_on`), tell the server,
+    serve it; never returns."""
     try:
         os.setsid()  # its own session: a Ctrl-C at the broker's terminal stops the server only
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)  # idle: ends quietly
         warm_up(serving.environ)
-        conn = _accept(listeners)
+        conn = _accept(accept_on)
         accepted_at = time.clock_gettime(time.CLOCK_BOOTTIME)
         os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
         os.close(taken)
@@ -427,6 +434,16 @@ def _spare(listeners: list[socket.socket], taken: int, serving: Serving) -> None
     except BaseException:  # noqa: BLE001 - a spare must end here, never in the server's loop
         os._exit(1)
     _worker(conn, serving, accepted_at)
+
+
+def _open_to(listeners: list[socket.socket], busy: int, has_socket: bool) -> list[socket.socket]:
+    """The listeners a new spare takes connections from (the Unix socket's first): all of
+    them, but only the socket once few workers are left, so that TCP clients, which hold a
+    worker for a while before they have shown any token, cannot take every worker from the
+    local agents and approvers."""
+    if has_socket and len(listeners) > 1 and busy >= MAX_WORKERS - SOCKET_RESERVE:
+        return listeners[:1]
+    return listeners
 
 
 def _accept(listeners: list[socket.socket]) -> socket.socket:
