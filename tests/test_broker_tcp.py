@@ -37,6 +37,7 @@ class Pki(NamedTuple):
     other_ca: Path  # a CA that did not
     cert: Path
     key: Path
+    elsewhere: Path  # signed by `ca` for another host name (elsewhere.example), with its key
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -55,11 +56,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
              "server.csr", "-subj", "/CN=localhost", cwd=folder)
     (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.cnf",
-             cwd=folder)
+    (folder / "elsewhere.cnf").write_text("subjectAltName=DNS:elsewhere.example\n")
+    for name in ("server", "elsewhere"):
+        if name != "server":
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+                     f"{name}.csr", "-subj", f"/CN={name}", cwd=folder)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile",
+                 "san.cnf" if name == "server" else "elsewhere.cnf", cwd=folder)
+    (folder / "elsewhere.pem").write_bytes(
+        (folder / "elsewhere.pem").read_bytes() + (folder / "elsewhere.key").read_bytes())
     return Pki(folder / "ca.pem", folder / "other.pem", folder / "server.pem",
-               folder / "server.key")
+               folder / "server.key", folder / "elsewhere.pem")
 
 
 class Tcp(NamedTuple):
@@ -543,3 +551,31 @@ def test_the_last_workers_are_kept_for_the_unix_socket() -> None:
     finally:
         unix.close()
         tcp_listener.close()
+
+
+def test_a_certificate_for_another_host_is_refused(
+    tcp: Tcp, ci_token: tuple[str, Path], agent_ca: Path, pki: Pki
+) -> None:
+    """Signed by the trusted CA, but for elsewhere.example: the client checks the name, and
+    the impostor never gets the token."""
+    token, token_file = ci_token
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    impostor = subprocess.Popen(
+        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(pki.elsewhere),
+         "-quiet"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):  # until it listens
+            with socket.socket() as knock:
+                if knock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        proc = tcp.broker.agent("get", "pods", extra={
+            **tcp.environ(token_file, agent_ca), "GUARDCTL_BROKER": f"https://127.0.0.1:{port}"})
+    finally:
+        impostor.kill()
+        heard, _ = impostor.communicate(timeout=30)
+    assert token.encode() not in heard
+    assert proc.returncode == 13 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert b"could not be verified" in proc.stderr and b"mismatch" in proc.stderr
