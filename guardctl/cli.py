@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from guardctl import __version__
 from guardctl.env import Environment
 from guardctl.status import ExitStatus
+
+if TYPE_CHECKING:
+    from guardctl.broker.remote import Tcp
 
 
 def _env() -> Environment:
@@ -40,7 +44,10 @@ Environment:
   GUARDCTL_CONFIG            config file ($XDG_CONFIG_HOME/guardctl/config.yaml)
   GUARDCTL_RULES             extra rule files or folders, ':'-separated
   GUARDCTL_KUBECTL           the real kubectl (default: first non-shim on PATH)
-  GUARDCTL_BROKER            the broker's socket: run every command through it
+  GUARDCTL_BROKER            the broker's socket, or https://HOST:PORT: run every
+                             command through it
+  GUARDCTL_BROKER_CA         https broker: the CA file that signed its certificate
+  GUARDCTL_BROKER_TOKEN_FILE https broker: a file holding this agent's token
   GUARDCTL_SESSION           recording session id (invocations share one cast)
   GUARDCTL_APPROVAL_TIMEOUT  seconds to wait for a human (default 300)
   GUARDCTL_FORKSERVER        0: no warm fork server
@@ -540,7 +547,7 @@ def broker() -> None:
 
 @broker.command(name="serve")
 @click.option(
-    "--socket", "socket_path", required=True, type=click.Path(dir_okay=False),
+    "--socket", "socket_path", type=click.Path(dir_okay=False),
     help="The Unix socket to listen on (its folder must be the broker account's).",
 )
 @click.option("--agent-user", multiple=True, metavar="USER", help="An agent account (repeatable).")
@@ -551,18 +558,95 @@ def broker() -> None:
     "--approver-user", multiple=True, metavar="USER",
     help="Another account that may approve, besides the broker's own (repeatable).",
 )
+@click.option(
+    "--listen", metavar="HOST:PORT",
+    help="Also (or only) serve agents over TCP with TLS, each by its token (`broker token`).",
+)
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False), help="For --listen: certificate chain (PEM)."
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False), help="For --listen: its private key (PEM)."
+)
+@click.option(
+    "--agent-service-account", multiple=True, metavar="NS/NAME",
+    help="For --listen: a ServiceAccount whose own tokens (audience guardctl-broker) make it "
+    "an agent, checked by a TokenReview (repeatable).",
+)
 def broker_serve(
-    socket_path: str, agent_user: tuple[str, ...], agent_group: tuple[str, ...],
-    approver_user: tuple[str, ...],
+    socket_path: str | None, agent_user: tuple[str, ...], agent_group: tuple[str, ...],
+    approver_user: tuple[str, ...], listen: str | None, tls_cert: str | None,
+    tls_key: str | None, agent_service_account: tuple[str, ...],
 ) -> int:
-    """Serve agents on SOCKET in the foreground, as this account (Ctrl-C or SIGTERM stops)."""
+    """Serve agents on SOCKET and/or HOST:PORT in the foreground, as this account (Ctrl-C or
+    SIGTERM stops)."""
     import sys
-    from pathlib import Path
 
     from guardctl.broker import server
 
+    if socket_path is None and listen is None:
+        raise click.UsageError("give --socket PATH, --listen HOST:PORT, or both")
     access = server.make_access(agent_user, agent_group, approver_user)
-    return server.serve(Path(socket_path).absolute(), access, sys.stderr, run)
+    tcp = (_tcp_settings(listen, tls_cert, tls_key, agent_service_account)
+           if listen or tls_cert or tls_key or agent_service_account else None)
+    path = Path(socket_path).absolute() if socket_path is not None else None
+    return server.serve(path, access, sys.stderr, run, tcp)
+
+
+def _tcp_settings(listen: str | None, cert: str | None, key: str | None,
+                  service_accounts: tuple[str, ...]) -> Tcp:
+    """`remote.Tcp` for --listen with its certificate and key (all three or none)."""
+    from guardctl.broker import remote, tokenreview, tokens
+    from guardctl.config import split_service_account
+
+    if not (listen and cert and key):
+        raise click.UsageError("--listen needs --tls-cert and --tls-key (and they, and "
+                               "--agent-service-account, need --listen)")
+    host, port = remote.parse_listen(listen)
+    context = remote.server_context(cert, key)
+    accounts = frozenset(tokenreview.username(*split_service_account(text))
+                         for text in service_accounts)
+    return remote.Tcp(host, port, context, tokens.store_path(_env().state_dir), accounts)
+
+
+@broker.group(name="token")
+def broker_token() -> None:
+    """The tokens that name the agents a broker serves over TCP (shown once, stored hashed)."""
+
+
+@broker_token.command(name="create")
+@click.option("--agent", "agent", required=True, metavar="NAME", help="The agent's name.")
+@click.option("--ttl", default="24h", show_default=True, help="Lifetime: 24h, 7d, 90m, ...")
+def broker_token_create(agent: str, ttl: str) -> int:
+    """Make a token for agent NAME (replacing its old one) and print it, once."""
+    from guardctl.broker import tokens
+
+    seconds = tokens.duration_seconds(ttl)
+    click.echo(tokens.create(tokens.store_path(_env().state_dir), agent, seconds))
+    return ExitStatus.OK
+
+
+@broker_token.command(name="list")
+def broker_token_list() -> int:
+    """The agents that have a token, and when each expires (never a token)."""
+    from guardctl.broker import tokens
+
+    for entry in tokens.load(tokens.store_path(_env().state_dir)):
+        click.echo(tokens.describe(entry))
+    return ExitStatus.OK
+
+
+@broker_token.command(name="revoke")
+@click.argument("agent", metavar="NAME")
+def broker_token_revoke(agent: str) -> int:
+    """Forget agent NAME's token: its next connection is refused."""
+    from guardctl.broker import tokens
+
+    if not tokens.revoke(tokens.store_path(_env().state_dir), agent):
+        click.echo(f"guardctl: no agent named {agent!r} has a token", err=True)
+        return ExitStatus.USAGE
+    click.echo(f"revoked the token of {agent}")
+    return ExitStatus.OK
 
 
 @broker.command(name="status")

@@ -18,11 +18,11 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from guardctl.broker import inputs, wire
 from guardctl.broker.localfiles import MAX_BYTES, MAX_COPY_BYTES, MAX_FILES, InputError
-from guardctl.broker.peer import APPROVER, Peer
+from guardctl.broker.peer import AGENT, APPROVER
 from guardctl.model import KubectlCall
 from guardctl.routing import flush_standard_streams
 
@@ -69,17 +69,37 @@ class _Receiving:
         return _Input([], self.error) if self.error is not None else _Input(self.entries, None)
 
 
+class Identity(Protocol):
+    """Who called: a local peer (`peer.Peer`, the kernel's word) or an agent that connected
+    over TCP with a token (`remote.RemoteAgent`)."""
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def describe(self, role: str) -> str: ...
+
+
 class Caller:
-    """Who called, and the open connection to them (see the module docstring)."""
+    """Who called, and the open connection to them (see the module docstring).
+
+    `before_exit` runs before the exit status is sent: over TCP (`over_tcp`) it sends what
+    is left of the command's output first (`remote.Link.drain`)."""
 
     def __init__(
-        self, conn: socket.socket, peer: Peer, role: str, cwd: str, launcher: tuple[str, ...]
+        self, conn: socket.socket, peer: Identity, role: str, cwd: str,
+        launcher: tuple[str, ...], before_exit: Callable[[], None] | None = None,
+        over_tcp: bool = False,
     ) -> None:
         self.peer = peer
         self.role = role
         self.cwd = cwd
         self.launcher = launcher
         self._conn = conn
+        self._before_exit = before_exit
+        self.over_tcp = over_tcp
         self._send_lock = threading.Lock()
         self._receiving: _Receiving | None = None  # the input being fetched, if any
         self._bash: queue.Queue[int | None] = queue.Queue()
@@ -96,16 +116,18 @@ class Caller:
         return self.peer.user
 
     @property
-    def uid(self) -> int:
-        return self.peer.uid
-
-    @property
     def is_approver(self) -> bool:
         return self.role == APPROVER
 
+    @property
+    def agent(self) -> str | None:
+        """The agent's name for the audit log (its account, or its token's name); None for
+        an approver."""
+        return self.peer.name if self.role == AGENT else None
+
     def describe(self) -> str:
         """`alice (uid 1001, agent)`: for the human and the audit log."""
-        return f"{self.user} (uid {self.uid}, {self.role})"
+        return self.peer.describe(self.role)
 
     # ---- frames
 
@@ -182,6 +204,12 @@ class Caller:
         return inputs.tree_renderer(self.fetch, expand)
 
     def refusal(self, call: KubectlCall, plugins: frozenset[str] = frozenset()) -> str | None:
+        if self.over_tcp:
+            from guardctl.broker.remote import tty_refusal
+
+            reason = tty_refusal(call)
+            if reason is not None:
+                return reason
         return inputs.refusal(call, plugins)
 
     def prefetch(self, call: KubectlCall) -> str | None:
@@ -248,5 +276,7 @@ class Caller:
         self._reported = True
         self.finished.set()
         flush_standard_streams()
+        if self._before_exit is not None:
+            self._before_exit()
         with contextlib.suppress(OSError):
             self.send(wire.EXIT, b"%d" % code)

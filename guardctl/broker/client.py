@@ -9,6 +9,12 @@ for local inputs (`localfiles`), passes on the signals it gets, and exits with t
 the broker sends. A broker that is configured but cannot be reached means exit 13 with one
 line saying so: there is no falling back to running here.
 
+`GUARDCTL_BROKER=https://HOST:PORT` reaches a broker over TCP (`broker.remote`): TLS 1.2 or
+later, the broker's certificate verified against `GUARDCTL_BROKER_CA` (a PEM file; the
+system's CAs when unset) and its host name; the token read from the file
+`GUARDCTL_BROKER_TOKEN_FILE` names (never from a variable, which every child would inherit).
+The standard streams travel as frames (`tlsrelay`).
+
 Only these run in this process: `--help`/`--version`, `broker serve` (the broker itself),
 `devserver`, `demo`, `shim`, `mcp` (an adapter whose tools are clients again) and `doctor`
 (which reports on this side and asks the broker how it sees us). `sh -c` is both: the broker
@@ -25,6 +31,10 @@ import sys
 
 from guardctl.broker import wire
 from guardctl.runtime import SignalRelay, launcher
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import socket
 
 # the client's variables a request carries; the broker takes these and no others (they choose
 # nothing of the policy, credentials or records: the session a command is recorded in, and
@@ -90,12 +100,20 @@ def run(args: "list[str]", path: str) -> int:
 
 
 def _run(args: "list[str]", path: str) -> int:
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as err:
-        sock.close()
-        return _error(_unreachable(path, err))
+    remote = "://" in path
+    sock: _socket.socket
+    if remote:
+        opened = _connect_tls(path)  # a socket.socket is a _socket.socket
+        if isinstance(opened, str):
+            return _error(opened)
+        sock = opened
+    else:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+        except OSError as err:
+            sock.close()
+            return _error(_unreachable(path, err))
     try:
         cwd = os.fsencode(os.getcwd())
     except OSError:
@@ -110,10 +128,72 @@ def _run(args: "list[str]", path: str) -> int:
     request = wire.encode_request(cwd, [os.fsencode(a) for a in args], environ, starts)
     with _Connection(sock) as link:
         try:
-            sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, STANDARD_FDS)])
+            if remote:  # the token went first; the streams travel as frames
+                sock.sendall(request)
+            else:
+                sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, STANDARD_FDS)])
         except OSError as err:
             return _error(f"the broker at {path} refused the request ({err.strerror or err})")
         return _serve(link, path)
+
+
+def _connect_tls(url: str) -> "socket.socket | str":
+    """The local end of a relay to the broker at `url` (`https://HOST:PORT`), its token sent;
+    or the one line saying why there is none."""
+    import socket
+    import ssl
+
+    from guardctl.broker.tlsrelay import Relay
+
+    scheme, _, rest = url.partition("://")
+    host, _, port = rest.rstrip("/").rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if scheme != "https" or not host or not port.isdigit() or "/" in rest.rstrip("/"):
+        return (f"GUARDCTL_BROKER={url} is neither a socket path nor https://HOST:PORT (a broker "
+                "is reached over TCP with TLS only); nothing was run")
+    token = _token()
+    if not isinstance(token, bytes):
+        return token
+    ca = os.environ.get("GUARDCTL_BROKER_CA")
+    try:
+        context = ssl.create_default_context(cafile=ca or None)
+    except (OSError, ssl.SSLError) as err:
+        return f"cannot read GUARDCTL_BROKER_CA={ca}: {getattr(err, 'strerror', None) or err}"
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        raw = socket.create_connection((host, int(port)), timeout=30)
+    except OSError as err:
+        return (f"the broker at {url} cannot be reached ({err.strerror or err}); nothing was run. "
+                "Ask whoever runs it")
+    try:
+        tls = context.wrap_socket(raw, server_hostname=host)
+        tls.settimeout(None)
+        tls.sendall(wire.frame(wire.AUTH, token))
+    except ssl.SSLCertVerificationError as err:
+        raw.close()
+        return (f"the broker at {url} could not be verified ({err.verify_message}); nothing was "
+                "run. Set GUARDCTL_BROKER_CA to the CA file that signed its certificate")
+    except (OSError, ssl.SSLError) as err:
+        raw.close()
+        return f"no TLS session with the broker at {url} ({err}); nothing was run"
+    local, far = socket.socketpair()
+    Relay(tls, far, sinks={wire.STDOUT: 1, wire.STDERR: 2}, wanted=0, owns_fds=False,
+          in_order=True).start()
+    return local
+
+
+def _token() -> "bytes | str":
+    """The token in the file GUARDCTL_BROKER_TOKEN_FILE names (empty when unset: the broker
+    refuses, and logs it); or the one line saying why it cannot be read."""
+    path = os.environ.get("GUARDCTL_BROKER_TOKEN_FILE")
+    if not path:
+        return b""
+    try:
+        with open(path, "rb") as token_file:
+            return token_file.read(4096).strip()
+    except OSError as err:
+        return (f"cannot read the token file GUARDCTL_BROKER_TOKEN_FILE={path} "
+                f"({err.strerror or err}); nothing was run")
 
 
 def _serve(link: _Connection, path: str) -> int:

@@ -49,6 +49,15 @@ class Peer(NamedTuple):
     def user(self) -> str:
         return user_name(self.uid)
 
+    @property
+    def name(self) -> str:
+        """The name an agent goes by in the audit log: its account."""
+        return self.user
+
+    def describe(self, role: str) -> str:
+        """`alice (uid 1001, agent)`: for the human and the audit log."""
+        return f"{self.user} (uid {self.uid}, {role})"
+
 
 def _groups(conn: socket.socket) -> tuple[int, ...]:
     size = 256 * 4

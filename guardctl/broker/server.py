@@ -31,12 +31,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from guardctl.accounts import user_name
 from guardctl.broker import wire
 from guardctl.broker.client import AGENT_VARIABLES
 from guardctl.broker.peer import (
+    AGENT,
     Access,
     Peer,
     identify,
@@ -49,6 +50,8 @@ from guardctl.routing import flush_standard_streams
 from guardctl.signals import exit_on_signal
 
 if TYPE_CHECKING:
+    from guardctl.broker.caller import Identity
+    from guardctl.broker.remote import Link, Tcp
     from guardctl.broker.worker import Commands
 
 # how often the accept loop wakes up to notice that its socket was removed
@@ -57,6 +60,8 @@ CHECK_SECONDS = 5.0
 SPARES = 2
 # workers alive at once (idle or serving); more clients wait in the socket's backlog
 MAX_WORKERS = 64
+# of those, the last ones take only the Unix socket (see `_open_to`)
+SOCKET_RESERVE = 8
 # the signals that stop the server (its `_stop` handler)
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 # how often the server looks for ended workers where it has no pidfd to watch
@@ -74,6 +79,16 @@ _RW = 0o6
 
 
 # --------------------------------------------------------------------------- settings
+
+
+class Serving(NamedTuple):
+    """What every worker needs: who may use the broker, the broker's own variables, how to
+    run guardctl's commands, and the TCP settings (None: the Unix socket only)."""
+
+    access: Access
+    environ: dict[str, str]
+    commands: Commands
+    tcp: Tcp | None
 
 
 def _resolve(names: Sequence[str], lookup: Callable[[str], int], what: str) -> frozenset[int]:
@@ -247,31 +262,50 @@ def _stop(_signum: int, _frame: object) -> None:
     raise _Stop
 
 
-def serve(path: Path, access: Access, log: IO[str], commands: Commands) -> int:
+def serve(
+    path: Path | None, access: Access, log: IO[str], commands: Commands, tcp: Tcp | None = None
+) -> int:
     """Serve until SIGTERM or SIGINT (or the socket is removed); returns an exit status.
 
+    `path`: the Unix socket (None: TCP only); `tcp`: `--listen` (None: the socket only).
     `commands` runs one of guardctl's own commands in a worker (`cli.run`).
     """
-    broker_environ = dict(os.environ)
-    with listening(path, access) as (listener, how):
+    serving = Serving(access, dict(os.environ), commands, tcp)
+    with contextlib.ExitStack() as stack:
+        listeners, where = [], []
+        if path is not None:
+            listener, how = stack.enter_context(listening(path, access))
+            listeners.append(listener)
+            where.append(f"{path} ({how})")
+        if tcp is not None:
+            from guardctl.broker import remote
+
+            listener = stack.enter_context(remote.listen(tcp.host, tcp.port, BACKLOG))
+            listeners.append(listener)
+            where.append(f"{remote.url(listener)} (TLS; agents by token)")
+        for listener in listeners:  # every spare waits on all of them (`_accept`)
+            listener.setblocking(False)
         # kubectl runs in the workers' working folder: the root, where no relative path
         # could name the broker's own files
         os.chdir("/")
         prewarm()
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        inode = os.stat(path).st_ino
-        for warning in _reach_warnings(path, access):
+        inode = os.stat(path).st_ino if path is not None else 0
+        for warning in _reach_warnings(path, access) if path is not None else []:
             log.write(f"guardctl broker: warning: {warning}\n")
         log.write(
-            f"guardctl broker: ready on {path} ({how}); {access.describe()}\n"
+            f"guardctl broker: ready on {' and '.join(where)}; {access.describe()}\n"
         )
         log.flush()
-        pool = _Pool(lambda taken: _spare(listener, taken, access, broker_environ, commands))
+        pool = _Pool(lambda taken: _spare(
+            listeners, _open_to(listeners, len(pool.busy), path is not None), taken, serving
+        ))
         try:
             while True:
                 pool.fill()
-                if not pool.wait(CHECK_SECONDS) and not _still_ours(path, inode):
+                if (not pool.wait(CHECK_SECONDS) and path is not None
+                        and not _still_ours(path, inode)):
                     log.write(f"guardctl broker: {path} was removed; stopping\n")
                     return 1
         except _Stop:
@@ -382,23 +416,47 @@ class _Pool:
 
 
 def _spare(
-    listener: socket.socket, taken: int, access: Access, broker_environ: dict[str, str],
-    commands: Commands,
+    listeners: list[socket.socket], accept_on: list[socket.socket], taken: int, serving: Serving
 ) -> None:
-    """A spare worker: warm up, take one connection, tell the server, serve it; never returns."""
+    """A spare worker: warm up, take one connection (from `accept_on`), tell the server,
+    serve it; never returns."""
     try:
         os.setsid()  # its own session: a Ctrl-C at the broker's terminal stops the server only
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)  # idle: ends quietly
-        warm_up(broker_environ)
-        conn, _ = listener.accept()
+        warm_up(serving.environ)
+        conn = _accept(accept_on)
         accepted_at = time.clock_gettime(time.CLOCK_BOOTTIME)
         os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
         os.close(taken)
-        listener.close()
+        for listener in listeners:
+            listener.close()
     except BaseException:  # noqa: BLE001 - a spare must end here, never in the server's loop
         os._exit(1)
-    _worker(conn, access, accepted_at, broker_environ, commands)
+    _worker(conn, serving, accepted_at)
+
+
+def _open_to(listeners: list[socket.socket], busy: int, has_socket: bool) -> list[socket.socket]:
+    """The listeners a new spare takes connections from (the Unix socket's first): all of
+    them, but only the socket once few workers are left, so that TCP clients, which hold a
+    worker for a while before they have shown any token, cannot take every worker from the
+    local agents and approvers."""
+    if has_socket and len(listeners) > 1 and busy >= MAX_WORKERS - SOCKET_RESERVE:
+        return listeners[:1]
+    return listeners
+
+
+def _accept(listeners: list[socket.socket]) -> socket.socket:
+    """The next connection on any of the (non-blocking) listeners; spares race for it."""
+    while True:
+        ready, _, _ = select.select(listeners, [], [])
+        for listener in ready:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                continue  # another spare took it
+            conn.setblocking(True)
+            return conn
 
 
 def warm_up(environ: dict[str, str]) -> None:
@@ -477,32 +535,33 @@ def _send(conn: socket.socket, tag: bytes, body: bytes) -> None:
         conn.sendall(wire.frame(tag, body))
 
 
-def _worker(
-    conn: socket.socket, access: Access, accepted_at: float, broker_environ: dict[str, str],
-    commands: Commands,
-) -> None:
+class _Connection:
+    """Where a worker's frames go (the client's socket, or over TCP the relay's end) and,
+    over TCP, the relay that must send the last of them before the worker exits."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.frames = conn
+        self.link: Link | None = None
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+
+
+def _worker(conn: socket.socket, serving: Serving, accepted_at: float) -> None:
     """Serve one request and exit; never returns into the accept loop."""
     code = 13
     reported = False
+    connection = _Connection(conn)
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # kubectl's exit must be waited for
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, exit_on_signal)  # `finally` blocks run: records, temp files
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        peer = identify(conn, accepted_at)
-        role = access.role(peer)
-        conn.settimeout(REQUEST_SECONDS)  # a client that connects and says nothing
-        try:
-            body, fds = _receive(conn)
-        except OSError:
-            body, fds = None, []
-        conn.settimeout(None)
-        if body is None or role is None:
-            for fd in fds:
-                os.close(fd)
-            _refuse(conn, peer, role, body is None)
-            os._exit(2 if body is None else 13)
-        code = _serve_request(conn, peer, role, body, fds, broker_environ, commands)
+        if conn.family == socket.AF_UNIX:
+            code = _local_request(conn, serving, accepted_at)
+        else:
+            code = _remote_request(conn, serving, connection)
         reported = True  # _serve_request sent the exit status in every case
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -511,18 +570,53 @@ def _worker(
     try:
         flush_standard_streams()
         if not reported:
-            _send(conn, wire.EXIT, b"%d" % code)
+            _send(connection.frames, wire.EXIT, b"%d" % code)
     finally:
-        os._exit(code)
+        try:
+            connection.close()
+        finally:
+            os._exit(code)
+
+
+def _local_request(conn: socket.socket, serving: Serving, accepted_at: float) -> int:
+    """A client on the Unix socket: the kernel says who it is; its streams come as fds."""
+    peer = identify(conn, accepted_at)
+    role = serving.access.role(peer)
+    conn.settimeout(REQUEST_SECONDS)  # a client that connects and says nothing
+    try:
+        body, fds = _receive(conn)
+    except OSError:
+        body, fds = None, []
+    conn.settimeout(None)
+    if body is None or role is None:
+        for fd in fds:
+            os.close(fd)
+        _refuse(conn, peer, role, body is None)
+        os._exit(2 if body is None else 13)
+    return _serve_request(conn, peer, role, body, fds, serving)
+
+
+def _remote_request(conn: socket.socket, serving: Serving, connection: _Connection) -> int:
+    """A client over TCP: TLS and a token say who it is (always an agent); its streams
+    travel as frames through the relay (`remote`)."""
+    from guardctl.broker import remote
+
+    assert serving.tcp is not None  # a TCP connection comes only from its listener
+    try:
+        opened = remote.open_request(conn, serving.tcp, serving.environ)
+    except remote.Refusal as refusal:
+        _journal(2, str(refusal))
+        os._exit(refusal.code)
+    link = remote.Link(opened.tls)
+    connection.frames, connection.link = link.local, link
+    return _serve_request(link.local, opened.agent, AGENT, opened.body, link.fds, serving, link)
 
 
 def _refuse(conn: socket.socket, peer: Peer, role: str | None, unreadable: bool) -> None:
     if role is None:
         _journal(2, f"refused {peer.user} (uid {peer.uid}): not an agent or approver")
     if unreadable:
-        message = "guardctl: the broker could not read the request (a different guardctl version?)"
-        _send(conn, wire.SAY, message.encode())
-        _send(conn, wire.EXIT, b"2")
+        _unreadable(conn)
         return
     message = (
         f"guardctl: this broker does not serve {peer.user} (uid {peer.uid}): whoever runs it can "
@@ -532,15 +626,22 @@ def _refuse(conn: socket.socket, peer: Peer, role: str | None, unreadable: bool)
     _send(conn, wire.EXIT, b"13")
 
 
+def _unreadable(conn: socket.socket) -> None:
+    message = "guardctl: the broker could not read the request (a different guardctl version?)"
+    _send(conn, wire.SAY, message.encode())
+    _send(conn, wire.EXIT, b"2")
+
+
 def _serve_request(
     conn: socket.socket,
-    peer: Peer,
+    peer: Identity,
     role: str,
     body: bytes,
     fds: list[int],
-    broker_environ: dict[str, str],
-    commands: Commands,
+    serving: Serving,
+    link: Link | None = None,
 ) -> int:
+    """Run the request whose standard streams are `fds` (over TCP, `link`'s pipes)."""
     from guardctl.broker.caller import Caller
     from guardctl.broker.worker import run_request
 
@@ -549,20 +650,27 @@ def _serve_request(
     except wire.ProtocolError:
         for fd in fds:
             os.close(fd)
-        _refuse(conn, peer, role, True)
+        _unreadable(conn)
         return 2
     journal = os.dup(2)  # the broker's own stderr, before the client's takes its place
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
     caller = Caller(
-        conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher)
+        conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher),
+        before_exit=link.drain if link is not None else None, over_tcp=link is not None,
     )
     words = [os.fsdecode(a) for a in args]
+    if link is not None:
+        from guardctl.broker.remote import reads_stdin
+
+        if reads_stdin(words):
+            caller.send(wire.WANT)
     started = time.monotonic()
     code = 1
     try:
-        code = run_request(caller, words, command_environ(broker_environ, environ), commands)
+        environ_now = command_environ(serving.environ, environ)
+        code = run_request(caller, words, environ_now, serving.commands)
     except SystemExit as exc:  # a signal ended the command (see exit_on_signal)
         code = exc.code if isinstance(exc.code, int) else 1
     finally:

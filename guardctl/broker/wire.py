@@ -1,4 +1,4 @@
-"""The broker's wire format: tagged frames on a Unix stream socket.
+"""The broker's wire format: tagged frames on a Unix stream socket, or on TLS over TCP.
 
 A frame is one ASCII tag byte, a 4-byte big-endian length and that many bytes. The client
 opens with a request frame (`REQUEST`) sent together with its standard streams (SCM_RIGHTS,
@@ -20,6 +20,15 @@ Then, while the command runs:
     broker -> client  SAY     a line for the client to print on its stderr (a refusal)
     broker -> client  EXIT    the exit status, in decimal; the last frame
 
+Over TCP (`broker.remote`) no descriptor can be passed: the client opens with an AUTH frame
+(its token, possibly empty) before the request, and the standard streams travel as frames:
+
+    client -> broker  AUTH    the bearer token; the first frame
+    broker -> client  WANT    the command reads stdin: send it (only then does the client read it)
+    client -> broker  STDIN   a chunk of the client's stdin; empty at its end
+    broker -> client  STDOUT  a chunk of the command's (masked) stdout
+    broker -> client  STDERR  a chunk of its stderr
+
 Read by the client on every command, so with interpreter built-ins alone.
 """
 
@@ -31,6 +40,7 @@ PROTOCOL = b"guardctl-broker-1"
 REQUEST, NEED, FILE, DONE, SIGNAL, GRANT, BASH, PUT, SAY, EXIT = (
     b"Q", b"N", b"F", b"D", b"S", b"G", b"B", b"P", b"M", b"X"
 )
+AUTH, WANT, STDIN, STDOUT, STDERR = b"A", b"I", b"0", b"1", b"2"
 HEADER = 5
 # a request is argv, a few variables and launcher words; inputs come in FILE frames
 MAX_REQUEST = 4 * 1024 * 1024

@@ -7,7 +7,7 @@ import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from guardctl.devserver.auth import service_account_user
+from guardctl.devserver.auth import API_AUDIENCE, service_account_user
 from guardctl.devserver.errors import ApiError, bad_request, invalid, path_not_found
 from guardctl.devserver.messages import Request, Response, json_response, object_body, parse_body
 from guardctl.devserver.patch import PATCHERS
@@ -78,7 +78,11 @@ def _token(api: Api, request: Request, target: Target) -> Response:
     if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS:
         raise invalid("TokenRequest", "authentication.k8s.io", name, "spec.expirationSeconds",
                       "Invalid value: may not specify a duration less than 10 minutes")
-    token, expires = api.tokens.issue(service_account_user(namespace, name), seconds)
+    audiences = spec.get("audiences") or [API_AUDIENCE]
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise bad_request("spec.audiences must be a list of strings")
+    token, expires = api.tokens.issue(service_account_user(namespace, name), seconds,
+                                      tuple(audiences))
     response = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                 "metadata": {"name": name, "namespace": namespace,
                              "creationTimestamp": timestamp(api.clock())},
@@ -158,11 +162,23 @@ def _whoami(_api: Api, user: str, _spec: Any) -> dict[str, Any]:
 
 
 def _token_review(api: Api, _user: str, spec: Any) -> dict[str, Any]:
-    token = spec.get("token", "") if isinstance(spec, dict) else ""
-    reviewed = api.tokens.user_for(f"Bearer {token}")
+    """Who a token is, for the audiences asked (`spec.audiences`; the API server's when
+    none are), as the API server's TokenReview answers."""
+    spec = spec if isinstance(spec, dict) else {}
+    token = spec.get("token", "")
+    asked = spec.get("audiences") or []
+    if not isinstance(token, str) or not isinstance(asked, list):
+        return {"authenticated": False, "error": "spec.token and spec.audiences are malformed"}
+    reviewed = api.tokens.review(token, tuple(a for a in asked if isinstance(a, str)))
     if reviewed is None:
-        return {"authenticated": False}
-    return {"authenticated": True, "user": {"username": reviewed}}
+        return {"authenticated": False, "error": "invalid bearer token"}
+    user, audiences = reviewed
+    namespace = user.removeprefix("system:serviceaccount:").partition(":")[0]
+    groups = ["system:authenticated"]
+    if user.startswith("system:serviceaccount:"):
+        groups += ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
+    return {"authenticated": True, "user": {"username": user, "groups": groups},
+            "audiences": list(audiences)}
 
 
 REVIEWS: dict[str, Callable[[Api, str, Any], dict[str, Any]]] = {

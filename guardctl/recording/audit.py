@@ -10,6 +10,9 @@ Each invocation writes two records, ahead of and after the command (`AuditLog.st
 - "completed": the started record's hash, exit code, duration, approver, and the cast's
   extent (`size` bytes and their sha256) when the invocation finished.
 
+A broker adds `agent` to both when it ran the command for an agent: the agent's account, or
+the name of the token it connected with over TCP.
+
 Argv and the shell line are masked before they are stored (`mask_argv`, `mask_line`): both
 go through the output masker's detectors, and values of secret flags (--token, --password,
 ..., see data/secret_flags.json) are replaced by a placeholder; a line that spells such a
@@ -245,8 +248,10 @@ class AuditLog:
         cast: Mapping[str, object] | None = None,
         user: str | None = None,
         cwd: str | None = None,
+        agent: str | None = None,
     ) -> Handle:
-        """Append the "started" record; raises UnsafeError when it cannot be written."""
+        """Append the "started" record; raises UnsafeError when it cannot be written.
+        `agent`: the agent a broker ran the command for (its account, or its token's name)."""
         record: dict[str, object] = {
             "v": FORMAT,
             "status": STARTED,
@@ -262,6 +267,8 @@ class AuditLog:
             "approver": approver.to_json() if approver else None,
             "cast": dict(cast) if cast else None,
         }
+        if agent is not None:
+            record["agent"] = agent
         started = self._monotonic()
         written = self._append(record, "the command was not run")
         return Handle(hash=written, session=session, started=started)
@@ -273,6 +280,7 @@ class AuditLog:
         *,
         approver: Approver | None = None,
         cast: recorder.CastExtent | None = None,
+        agent: str | None = None,
     ) -> str:
         """Append the "completed" record for `handle`; returns its hash."""
         record: dict[str, object] = {
@@ -286,6 +294,8 @@ class AuditLog:
             "approver": approver.to_json() if approver else None,
             "cast": cast.to_json() if cast else None,
         }
+        if agent is not None:
+            record["agent"] = agent
         return self._append(record, "the command ran but its completion is not recorded")
 
     def pruned(self, extent: recorder.CastExtent, reason: str, user: str | None = None) -> str:

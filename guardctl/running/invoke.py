@@ -183,6 +183,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
                 cast=recording.start_ref(),
                 user=env.caller.user if env.caller is not None else None,
                 cwd=env.caller.cwd if env.caller is not None else None,
+                agent=env.caller.agent if env.caller is not None else None,
             )
         except UnsafeError as err:
             return _unrecorded(env, decision, err)
@@ -236,7 +237,8 @@ def _complete(env: Environment, recording: Any, log: Any, handle: Any, outcome: 
         extent = None
         _warn(env, err)
     try:
-        log.finish(handle, int(outcome.code), approver=outcome.approver, cast=extent)
+        log.finish(handle, int(outcome.code), approver=outcome.approver, cast=extent,
+                   agent=env.caller.agent if env.caller is not None else None)
     except UnsafeError as err:
         _warn(env, err)
 
