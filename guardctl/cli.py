@@ -423,6 +423,86 @@ def creds_import(
     return ExitStatus.OK
 
 
+def _confirmed(plan: list[str], question: str, yes: bool) -> bool:
+    """Show `plan`, then ask `question` on the terminal unless `yes`. With no terminal to
+    ask on and no `--yes`, refuse (UsageError, exit 2) rather than guess."""
+    from guardctl.errors import UsageError
+
+    env = _env()
+    for line in plan:
+        click.echo(line)
+    if yes:
+        return True
+    if not env.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: no terminal to confirm on; rerun with --yes")
+    if click.confirm(question, default=False):
+        return True
+    click.echo("nothing was changed", err=True)
+    return False
+
+
+_yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@creds.command(name="list")
+@_json_option
+def creds_list(as_json: bool) -> int:
+    """Every managed context: default marker, namespace, server, ServiceAccount, keyring
+    backend and token expiry (never a secret). --json: one array of objects."""
+    import json
+
+    from guardctl.running import creds as credentials
+
+    rows = credentials.context_rows(_env())
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    elif rows:
+        click.echo(credentials.format_rows(rows))
+    else:
+        click.echo("no managed contexts: run `guardctl creds import --service-account NS/NAME`",
+                   err=True)
+    return ExitStatus.OK
+
+
+@creds.command(name="remove")
+@click.argument("context")
+@_yes_option
+def creds_remove(context: str, yes: bool) -> int:
+    """Remove CONTEXT: its config entry, its credential and cached tokens in the keyring.
+
+    Removing the default context makes the next one the default (the plan says which)."""
+    from guardctl.running import creds as credentials
+
+    env = _env()
+    _, plan = credentials.removal_plan(env, context)
+    if not _confirmed(["guardctl will remove", *plan], f"Remove context {context!r}?", yes):
+        return ExitStatus.ERROR
+    default = credentials.remove_context(env, context)
+    click.echo(f"removed context {context!r}"
+               + (f"; the default context is {default.context!r}" if default else
+                  "; no context is left"))
+    return ExitStatus.OK
+
+
+@cli.command(name="ns")
+@click.argument("name", required=False)
+@click.option("--context", help="The managed context (default: the default one).")
+def ns_command(name: str | None, context: str | None) -> int:
+    """Print the default namespace, or with NAME switch to it (recorded in the audit log).
+
+    Commands without -n then run in it; kubectl's -n still wins."""
+    from guardctl.running import namespace
+
+    env = _env()
+    if name is None:
+        click.echo(namespace.current(env, context))
+        return ExitStatus.OK
+    changed = namespace.switch(env, context, name)
+    click.echo(f'default namespace of context "{changed.context}" is now "{name}"')
+    return ExitStatus.OK
+
+
 @creds.command(name="status")
 def creds_status() -> int:
     """Context, ServiceAccount, keyring backend and token expiry (never the token)."""

@@ -641,16 +641,26 @@ def stanza_secrets(kind: str, stanza: Mapping[str, Any]) -> list[str]:
     return [str(e["value"]) for e in env_entries if isinstance(e, dict) and e.get("value")]
 
 
-def _describe_token(env: Environment, vault: Vault, config: Config, now: float) -> str:
+def _token_found(env: Environment, vault: Vault, config: Config) -> tuple[Token | None, str]:
+    """The cached agent token of `config` and where it was found (kernel keyring first)."""
+    fast = kernel_cache(env, config)
+    cached = fast.load() if fast is not None else None
+    if cached is not None:
+        return cached, "the kernel keyring"
+    return _cached_token(vault.tokens(), config), "the OS keyring"
+
+
+def _iso(seconds: float) -> str:
     from datetime import datetime
 
-    fast = kernel_cache(env, config)
-    cached, where = (fast.load() if fast is not None else None), "the kernel keyring"
-    if cached is None:
-        cached, where = _cached_token(vault.tokens(), config), "the OS keyring"
+    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def _describe_token(env: Environment, vault: Vault, config: Config, now: float) -> str:
+    cached, where = _token_found(env, vault, config)
     if cached is None:
         return "agent token: none cached (one is minted on the next run)"
-    when = datetime.fromtimestamp(cached.expires_at).astimezone().isoformat(timespec="seconds")
+    when = _iso(cached.expires_at)
     left = cached.expires_at - now
     state = "expired" if left <= 0 else f"{int(left // 60)}m left"
     refresh = "" if cached.fresh(now) else ", renewed on the next run"
@@ -686,3 +696,119 @@ def _keyring_status(
     yield (f"credential: {config.credential}, "
            + ("present" if present else f"MISSING: run {_import_hint(config)}"))
     yield _describe_token(env, vault, config, now)
+
+
+def backend_name(vault: Vault) -> str:
+    kind = type(vault.backend)
+    return f"{kind.__module__}.{kind.__name__}"
+
+
+def context_rows(env: Environment, *, backend: KeyringBackend | None = None,
+                 clock: Clock = time.time) -> list[dict[str, Any]]:
+    """One row per managed context for `guardctl creds list`, the default first: where it
+    points, its ServiceAccount, its keyring and its cached token's expiry. Never a secret.
+    A keyring that cannot be read raises UnsafeError."""
+    contexts = load_contexts(env.config_path)
+    if contexts is None:
+        return []
+    now = clock()
+    rows = []
+    for config in contexts.all:
+        vault = _vault(config, backend)
+        token, where = _token_found(env, vault, config)
+        rows.append({
+            "context": config.context,
+            "default": config is contexts.default,
+            "namespace": config.namespace,
+            "server": config.server,
+            "cluster": config.cluster,
+            "user": config.user,
+            "service_account": config.service_account,
+            "credential": config.credential,
+            "credential_present": vault.get(credential_entry(config)) is not None,
+            "token_ttl": config.token_ttl,
+            "keyring": backend_name(vault),
+            "keyring_service": config.keyring_service,
+            "keyring_file": str(vault.file) if vault.file is not None else None,
+            "token_expires": _iso(token.expires_at) if token is not None else None,
+            "token_fresh": token.fresh(now) if token is not None else False,
+            "token_cached_in": where if token is not None else None,
+        })
+    return rows
+
+
+_LIST_COLUMNS = ("CURRENT", "NAME", "NAMESPACE", "SERVER", "SERVICE ACCOUNT", "KEYRING",
+                 "TOKEN EXPIRES")
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """`creds list` as a table, the default context marked `*` (as `kubectl config
+    get-contexts` marks the current one)."""
+    def cells(row: dict[str, Any]) -> tuple[str, ...]:
+        credential = "" if row["credential_present"] else " (credential MISSING)"
+        return ("*" if row["default"] else "", row["context"], row["namespace"] or "default",
+                row["server"], row["service_account"], row["keyring"].rpartition(".")[2]
+                + credential, row["token_expires"] or "none cached")
+
+    table = [_LIST_COLUMNS, *(cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_LIST_COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in table)
+
+
+def removal_plan(env: Environment, name: str, *,
+                 backend: KeyringBackend | None = None) -> tuple[Config, list[str]]:
+    """The context `name` and the lines saying what removing it removes, and which context
+    becomes the default; UsageError when guardctl holds no such context."""
+    contexts = load_contexts(env.config_path)
+    config = contexts.named(name) if contexts is not None else None
+    if contexts is None or config is None:
+        held = ", ".join(contexts.names) if contexts is not None else "none"
+        raise UsageError(f"guardctl holds no context {name!r} (it has: {held}): see "
+                         "`guardctl creds list`")
+    vault = _vault(config, backend)
+    lines = [
+        f"context {name!r} ({config.server}, ServiceAccount {config.service_account}):",
+        f"  its entry in {env.config_path}",
+        f"  its credential and cached tokens in the keyring {backend_name(vault)} (service "
+        f"{config.keyring_service!r}{vault.where(', ', '')}), and in the kernel keyring",
+    ]
+    rest = contexts.without(name)
+    if config is contexts.default:
+        lines.append(f"  {rest.default.context!r} becomes the default context" if rest
+                     else "  no context is left: guardctl will have no credentials")
+    return config, lines
+
+
+def remove_context(env: Environment, name: str, *,
+                   backend: KeyringBackend | None = None) -> Config | None:
+    """Remove context `name`: its keyring entries and cached tokens first, then its config
+    entry (so a failure leaves it listed, never an entry without its secrets gone).
+    Returns the default context now (None: none is left)."""
+    from guardctl.config import save_settings_only
+
+    contexts = load_contexts(env.config_path)
+    config = contexts.named(name) if contexts is not None else None
+    if contexts is None or config is None:
+        raise UsageError(f"guardctl holds no context {name!r}: see `guardctl creds list`")
+    forget_secrets(env, config, backend)
+    rest = contexts.without(name)
+    if rest is None:
+        save_settings_only(env.config_path, contexts)
+        return None
+    save_config(env.config_path, rest)
+    return rest.default
+
+
+def forget_secrets(env: Environment, config: Config,
+                   backend: KeyringBackend | None = None) -> None:
+    """Delete `config`'s credential and cached tokens from the OS and kernel keyrings."""
+    vault = _vault(config, backend)
+    tokens = vault.tokens()
+    tokens.delete(token_entry(config))
+    if tokens is not vault:
+        vault.delete(token_entry(config))
+    vault.delete(credential_entry(config))
+    fast = kernel_cache(env, config)
+    if fast is not None:
+        fast.drop()

@@ -1,0 +1,217 @@
+"""Everyday set-up commands, run as a person would (separate guardctl processes, the real
+kubectl against the devserver): `creds list/remove`, `ns`, `--json` listings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+import yaml
+from agent_setup import agent_environ
+
+from guardctl.broker import forkcontrol
+from guardctl.devserver import DevServer
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+SA = "guardctl/guardctl-agent"
+TIMEOUT = 60
+
+
+def guardctl(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "guardctl", *args], env=env, input=stdin,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def _two_contexts_kubeconfig(server: DevServer, path: Path) -> Path:
+    """`server`'s kubeconfig as two contexts, `alpha` (current) and `beta`."""
+    doc = server.kubeconfig()
+    cluster, user = doc["clusters"][0]["cluster"], doc["users"][0]["user"]
+    names = ("alpha", "beta")
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "alpha",
+        "clusters": [{"name": n, "cluster": cluster} for n in names],
+        "users": [{"name": n, "user": user} for n in names],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in names],
+    }))
+    return path
+
+
+@pytest.fixture
+def two(devserver: DevServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment with contexts `alpha` (the default) and `beta` imported."""
+    env = agent_environ(tmp_path)
+    admin = _two_contexts_kubeconfig(devserver, tmp_path / "admin.kubeconfig")
+    for extra in ([], ["--context", "beta"]):
+        proc = guardctl(env, "creds", "import", "--kubeconfig", str(admin),
+                        "--service-account", SA, "--ttl", "10m", *extra)
+        assert proc.returncode == 0, proc.stderr
+    yield env
+    forkcontrol.stop_all(Path(env["XDG_RUNTIME_DIR"]))
+
+
+def _keyring_text(env: dict[str, str]) -> str:
+    files = sorted(Path(env["XDG_DATA_HOME"]).rglob("*.cfg"))
+    return "".join(f.read_text() for f in files)
+
+
+# --------------------------------------------------------------------------- creds list
+
+
+def test_creds_list_shows_every_context_and_no_secret(two: dict[str, str],
+                                                      devserver: DevServer) -> None:
+    text = guardctl(two, "creds", "list")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].split()[:3] == ["CURRENT", "NAME", "NAMESPACE"]
+    assert lines[1].split()[:2] == ["*", "alpha"] and lines[2].split()[0] == "beta"
+    assert devserver.url in lines[1] and SA in lines[2] and "PlaintextKeyring" in lines[1]
+    listed = guardctl(two, "creds", "list", "--json")
+    rows = json.loads(listed.stdout)
+    assert [(r["context"], r["default"]) for r in rows] == [("alpha", True), ("beta", False)]
+    assert all(r["credential_present"] and r["service_account"] == SA for r in rows)
+    assert rows[0]["keyring"] == "keyrings.alt.file.PlaintextKeyring"
+    token = devserver.kubeconfig()["users"][0]["user"]["token"]
+    assert token not in text.stdout + listed.stdout
+
+
+def test_creds_list_without_config(tmp_path: Path) -> None:
+    env = agent_environ(tmp_path)
+    proc = guardctl(env, "creds", "list", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == []
+    assert "creds import" in guardctl(env, "creds", "list").stderr
+
+
+@needs_kubectl
+def test_creds_list_shows_the_token_expiry_once_minted(two: dict[str, str]) -> None:
+    assert guardctl(two, "get", "ns").returncode == 0
+    rows = json.loads(guardctl(two, "creds", "list", "--json").stdout)
+    assert rows[0]["token_expires"] and rows[1]["token_expires"] is None
+
+
+# --------------------------------------------------------------------------- creds remove
+
+
+def test_remove_asks_first_and_no_terminal_means_refusal(two: dict[str, str]) -> None:
+    proc = guardctl(two, "creds", "remove", "beta")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("rerun with --yes")
+    assert "beta" in guardctl(two, "creds", "list").stdout
+
+
+def test_remove_a_context_with_yes(two: dict[str, str]) -> None:
+    assert "credential_3abeta" in _keyring_text(two)
+    proc = guardctl(two, "creds", "remove", "beta", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "its credential and cached tokens" in proc.stdout
+    rows = json.loads(guardctl(two, "creds", "list", "--json").stdout)
+    assert [r["context"] for r in rows] == ["alpha"]
+    assert "credential_3abeta" not in _keyring_text(two)
+    assert "credential_3aalpha" in _keyring_text(two)
+
+
+def test_remove_the_default_says_which_becomes_default(two: dict[str, str]) -> None:
+    proc = guardctl(two, "creds", "remove", "alpha", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "'beta' becomes the default context" in proc.stdout
+    rows = json.loads(guardctl(two, "creds", "list", "--json").stdout)
+    assert [(r["context"], r["default"]) for r in rows] == [("beta", True)]
+    proc = guardctl(two, "creds", "remove", "beta", "--yes")
+    assert "no context is left" in proc.stdout
+    assert json.loads(guardctl(two, "creds", "list", "--json").stdout) == []
+    assert "credential_3a" not in _keyring_text(two)
+
+
+def test_remove_an_unknown_context(two: dict[str, str]) -> None:
+    proc = guardctl(two, "creds", "remove", "gamma", "--yes")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "it has: alpha, beta" in proc.stderr
+
+
+def test_remove_at_a_terminal(two: dict[str, str]) -> None:
+    for answer, kept in (("n", True), ("y", False)):
+        child = pexpect.spawn(sys.executable, ["-m", "guardctl", "creds", "remove", "beta"],
+                              env=two, encoding="utf-8", timeout=TIMEOUT)
+        try:
+            child.expect_exact("Remove context 'beta'? [y/N]")
+            child.sendline(answer)
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+        assert child.exitstatus == (1 if kept else 0)
+        assert ("beta" in guardctl(two, "creds", "list").stdout) is kept
+
+
+# --------------------------------------------------------------------------- ns
+
+
+def _audit(env: dict[str, str]) -> list[dict[str, Any]]:
+    text = (Path(env["GUARDCTL_HOME"]) / "audit.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@needs_kubectl
+def test_ns_switches_the_namespace_runs_use(two: dict[str, str]) -> None:
+    assert guardctl(two, "ns").stdout == "default\n"
+    before = guardctl(two, "get", "pods", "-o", "name")
+    assert "web-7d4b9c8f6d-x2k9p" not in before.stdout, before.stderr
+    switched = guardctl(two, "ns", "dev")
+    assert switched.returncode == 0, switched.stderr
+    assert guardctl(two, "ns").stdout == "dev\n"
+    assert guardctl(two, "ns", "--context", "beta").stdout == "default\n"
+    after = guardctl(two, "get", "pods", "-o", "name")
+    assert "web-7d4b9c8f6d-x2k9p" in after.stdout, after.stderr
+    # kubectl's -n still wins
+    assert "web-7d4b9c8f6d-x2k9p" not in guardctl(two, "get", "pods", "-n", "default",
+                                                   "-o", "name").stdout
+    records = [r for r in _audit(two) if r.get("argv") == ["guardctl", "ns", "dev"]]
+    assert [r["status"] for r in records] == ["started"]
+    assert guardctl(two, "audit", "verify").returncode == 0
+
+
+def test_ns_of_another_context_and_bad_names(two: dict[str, str]) -> None:
+    assert guardctl(two, "ns", "--context", "beta", "kube-system").returncode == 0
+    assert guardctl(two, "ns", "--context", "beta").stdout == "kube-system\n"
+    assert guardctl(two, "ns").stdout == "default\n"
+    bad = guardctl(two, "ns", "Prod_1")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    missing = guardctl(two, "ns", "--context", "gamma", "dev")
+    assert missing.returncode == 13 and "gamma" in missing.stderr
+
+
+def test_ns_is_recorded_as_an_invocation(two: dict[str, str]) -> None:
+    assert guardctl(two, "ns", "dev").returncode == 0
+    rows = [json.loads(line) for line in
+            guardctl(two, "sessions", "--json").stdout.splitlines()]
+    assert [(r["argv"], r["status"], r["exit_code"]) for r in rows] == [
+        (["guardctl", "ns", "dev"], "completed", 0)
+    ]
+
+
+def test_ns_not_recorded_means_not_switched(two: dict[str, str]) -> None:
+    state = Path(two["GUARDCTL_HOME"])
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "audit.jsonl").mkdir()  # a folder where the log should be: it cannot be written
+    proc = guardctl(two, "ns", "dev")
+    assert proc.returncode == 13 and proc.stderr.count("\n") == 1, proc.stderr
+    assert guardctl(two, "ns").stdout == "default\n"
+
+
+@needs_kubectl
+def test_policy_decides_on_the_switched_namespace(two: dict[str, str]) -> None:
+    """A rule for kube-* namespaces sees a command without -n once ns is kube-system."""
+    line = "kubectl delete pod nothing-here"
+    assert json.loads(guardctl(two, "check", "--json", line).stdout)["decision"] == "allow"
+    assert guardctl(two, "ns", "kube-system").returncode == 0
+    decided = json.loads(guardctl(two, "check", "--json", line).stdout)
+    assert decided["decision"] == "approve"
+    assert decided["commands"][0]["rules"][0]["id"] == "write-system-namespace"
+    other = json.loads(guardctl(two, "check", "--json", line + " --context beta").stdout)
+    assert other["decision"] == "allow"
