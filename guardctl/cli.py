@@ -103,12 +103,18 @@ def rules() -> None:
 
 @rules.command(name="list")
 @_rules_option
-def rules_list(extra_rules: tuple[str, ...]) -> int:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: the rule files, and each rule's id, action, reason and "
+                   "origin.")
+def rules_list(extra_rules: tuple[str, ...], as_json: bool) -> int:
     """List every rule in force: id, action and reason."""
     from guardctl import app
-    from guardctl.firewall.explain import list_rules
+    from guardctl.firewall.explain import list_rules, rules_json
 
     checker = app.Checker.load(_env(), extra_rules)
+    if as_json:
+        click.echo(rules_json(checker.ruleset))
+        return ExitStatus.OK
     click.echo(list_rules(checker.ruleset))
     click.echo(app.rule_files_summary(checker.ruleset), err=True)
     return ExitStatus.OK
@@ -372,11 +378,13 @@ def mcp() -> int:
 
 
 @cli.command()
-def doctor() -> int:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: each finding's level, topic and message, and the counts.")
+def doctor(as_json: bool) -> int:
     """Check kubectl, keyring, credentials, rules, state folder and shim; say what to fix."""
     from guardctl import doctor as diagnosis
 
-    return diagnosis.run(_env())
+    return diagnosis.run(_env(), as_json=as_json)
 
 
 @cli.command()
@@ -442,11 +450,10 @@ def _confirmed(plan: list[str], question: str, yes: bool) -> bool:
 
 
 _yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
 @creds.command(name="list")
-@_json_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, an object per context.")
 def creds_list(as_json: bool) -> int:
     """Every managed context: default marker, namespace, server, ServiceAccount, keyring
     backend and token expiry (never a secret). --json: one array of objects."""

@@ -425,16 +425,23 @@ def findings(env: Environment, checks: tuple[tuple[str, Check], ...] = CHECKS) -
     return found
 
 
-def run(env: Environment) -> int:
-    """Print one line per finding; exit 0 when none failed, 1 otherwise."""
+def run(env: Environment, *, as_json: bool = False) -> int:
+    """Print one line per finding (`as_json`: one JSON object); exit 0 when none failed,
+    1 otherwise."""
     from guardctl.runtime import broker_path
 
     brokered = broker_path(env.environ) is not None
     results = findings(env, BROKER_CLIENT_CHECKS if brokered else CHECKS)
-    for finding in results:
-        env.stdout.write(finding.line() + "\n")
     failed = sum(f.level is Level.FAIL for f in results)
     warned = sum(f.level is Level.WARN for f in results)
-    env.stdout.write(f"{failed} failed, {warned} warnings\n")
+    if as_json:
+        found = [{"level": f.level.value, "topic": f.topic, "message": f.message}
+                 for f in results]
+        env.stdout.write(json.dumps({"findings": found, "failed": failed, "warnings": warned},
+                                    indent=1) + "\n")
+    else:
+        for finding in results:
+            env.stdout.write(finding.line() + "\n")
+        env.stdout.write(f"{failed} failed, {warned} warnings\n")
     env.stdout.flush()
     return ExitStatus.ERROR if failed else ExitStatus.OK

@@ -215,3 +215,35 @@ def test_policy_decides_on_the_switched_namespace(two: dict[str, str]) -> None:
     assert decided["commands"][0]["rules"][0]["id"] == "write-system-namespace"
     other = json.loads(guardctl(two, "check", "--json", line + " --context beta").stdout)
     assert other["decision"] == "allow"
+
+
+# --------------------------------------------------------------------------- --json listings
+
+
+def test_rules_list_json(tmp_path: Path) -> None:
+    env = agent_environ(tmp_path)
+    text = guardctl(env, "rules", "list").stdout.splitlines()
+    listed = json.loads(guardctl(env, "rules", "list", "--json").stdout)
+    assert [r["id"] for r in listed["rules"]] == [line.split()[0] for line in text]
+    rule = next(r for r in listed["rules"] if r["id"] == "delete-namespace")
+    assert rule["action"] == "deny" and rule["reason"] and "default.yaml:" in rule["origin"]
+    assert any(f.endswith("default.yaml") for f in listed["files"])
+
+
+def test_doctor_json_matches_its_lines(two: dict[str, str]) -> None:
+    text = guardctl(two, "doctor")
+    found = guardctl(two, "doctor", "--json")
+    assert found.returncode == text.returncode
+    report = json.loads(found.stdout)
+    lines = text.stdout.splitlines()
+    assert len(report["findings"]) == len(lines) - 1
+    assert lines[-1] == f"{report['failed']} failed, {report['warnings']} warnings"
+    keyring = next(f for f in report["findings"] if f["topic"] == "keyring")
+    assert keyring["level"] == "warn" and "unencrypted" in keyring["message"]
+
+
+def test_sessions_json_is_json_lines(two: dict[str, str]) -> None:
+    guardctl(two, "check", "kubectl get pods")  # a check is not recorded
+    guardctl(two, "delete", "ns", "prod")  # a denied run is
+    rows = [json.loads(line) for line in guardctl(two, "sessions", "--json").stdout.splitlines()]
+    assert [(r["decision"], r["exit_code"]) for r in rows] == [("deny", 11)]
