@@ -397,6 +397,31 @@ def demo(no_replay: bool, fast: bool) -> int:
     return tour.run(_env(), replay=not no_replay, fast=fast)
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> int:
+    """Print the completion script for SHELL, e.g. `source <(guardctl completion bash)`.
+
+    kubectl's words complete through guardctl's own credentials, never your kubeconfig."""
+    from guardctl.bundled import completion_script
+
+    click.echo(completion_script(shell), nl=False)
+    return ExitStatus.OK
+
+
+@cli.command(name="complete-kubectl", hidden=True, context_settings={
+    "ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+def complete_kubectl(words: tuple[str, ...]) -> int:
+    """For the completion scripts: candidates for the last of WORDS (kubectl's words), in
+    `kubectl __complete`'s format."""
+    from guardctl.agents.complete import complete
+
+    env = _env()
+    env.stdout.write(complete(env, list(words[:-1]), words[-1] if words else ""))
+    return ExitStatus.OK
+
+
 @cli.group()
 def creds() -> None:
     """The cluster credential in the OS keyring, and the agent's short-lived tokens."""
