@@ -247,3 +247,60 @@ def test_sessions_json_is_json_lines(two: dict[str, str]) -> None:
     guardctl(two, "delete", "ns", "prod")  # a denied run is
     rows = [json.loads(line) for line in guardctl(two, "sessions", "--json").stdout.splitlines()]
     assert [(r["decision"], r["exit_code"]) for r in rows] == [("deny", 11)]
+
+
+# --------------------------------------------------------------------------- one-line errors
+
+
+def _one_line_13(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 13, (proc.returncode, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and "internal error" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize("backend", ["keyrings.alt.file.PlaintextKeyrin", "nosuch.Keyring"])
+def test_a_misspelt_keyring_backend(two: dict[str, str], backend: str) -> None:
+    env = {**two, "PYTHON_KEYRING_BACKEND": backend, "GUARDCTL_FORKSERVER": "0"}
+    for args in (("creds", "list"), ("creds", "status"), ("creds", "remove", "beta", "--yes")):
+        message = _one_line_13(guardctl(env, *args))
+        assert f"PYTHON_KEYRING_BACKEND={backend} names no keyring backend" in message
+
+
+@pytest.mark.parametrize("bus", [None, "unix:path=/nonexistent/bus"])
+def test_a_desktop_keyring_without_dbus(two: dict[str, str], bus: str | None) -> None:
+    env = {**two, "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
+           "GUARDCTL_FORKSERVER": "0"}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    if bus is not None:
+        env["DBUS_SESSION_BUS_ADDRESS"] = bus
+    for args in (("creds", "list"), ("get", "pods")):
+        assert "desktop session (D-Bus)" in _one_line_13(guardctl(env, *args))
+
+
+def test_devserver_on_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = _one_line_13(guardctl(agent_environ(tmp_path), "devserver", "--port",
+                                        str(port)))
+    assert f"127.0.0.1:{port} is in use" in message and "--port" in message
+
+
+def _without_openssl(tmp_path: Path) -> dict[str, str]:
+    """PATH with python and kubectl, and no openssl."""
+    env = agent_environ(tmp_path)
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for program in filter(None, (shutil.which("kubectl"),)):
+        (folder / "kubectl").symlink_to(program)
+    env["PATH"] = str(folder)
+    return env
+
+
+def test_devserver_and_demo_without_openssl(tmp_path: Path) -> None:
+    env = _without_openssl(tmp_path)
+    for args in (("devserver",), ("demo", "--fast", "--no-replay")):
+        assert "`openssl`" in _one_line_13(guardctl(env, *args))

@@ -121,7 +121,36 @@ def _keyring_error(err: Exception, file: Path | None, then: str) -> UnsafeError:
         return UnsafeError(f"cannot use the keyring file {file} ({err.strerror or 'error'}): "
                            "make it a file of yours that you may read and write (chmod 600), "
                            f"or move it aside and {then}")
-    return UnsafeError(f"the keyring failed ({type(err).__name__}): see `guardctl creds status`")
+    return UnsafeError(f"the keyring could not be used ({type(err).__name__}): {KEYRING_FIX}")
+
+
+# how to get a keyring that opens: the common causes are a desktop keyring with no desktop
+# session (SecretService needs D-Bus) and a backend name that does not load
+KEYRING_FIX = ("if it needs a desktop session (D-Bus), run guardctl in one; or choose another "
+               "backend with PYTHON_KEYRING_BACKEND (`keyring --list-backends` lists them)")
+# an init error's text is cut here (it names the backend's problem, never a secret: nothing
+# was handed to the backend yet)
+MAX_REASON_CHARS = 160
+
+
+def _open_backend() -> KeyringBackend:
+    """keyring's backend, honouring PYTHON_KEYRING_BACKEND; a backend that cannot be loaded
+    or started (a misspelt name, SecretService without D-Bus) is a one-line UnsafeError."""
+    import keyring
+
+    chosen = os.environ.get("PYTHON_KEYRING_BACKEND", "")
+    try:
+        return _keyring_call(keyring.get_keyring)
+    except UnsafeError:
+        raise
+    except (ImportError, AttributeError) as err:
+        raise UnsafeError(f"PYTHON_KEYRING_BACKEND={chosen} names no keyring backend that can "
+                          f"be loaded ({type(err).__name__}): fix it or unset it "
+                          "(`keyring --list-backends` lists them)") from err
+    except Exception as err:  # noqa: BLE001 - keyring ran the backend's own start-up code
+        reason = str(err).splitlines()[0][:MAX_REASON_CHARS] if str(err) else type(err).__name__
+        name = chosen or "keyring's choice"
+        raise UnsafeError(f"cannot open the keyring {name} ({reason}): {KEYRING_FIX}") from err
 
 
 def _keyring_call(call: Callable[[], _T], file: Path | None = None,
@@ -172,9 +201,7 @@ class Vault:
     @property
     def backend(self) -> KeyringBackend:
         if self._backend is None:
-            import keyring
-
-            self._backend = _keyring_call(keyring.get_keyring)
+            self._backend = _open_backend()
         return self._backend
 
     @property
