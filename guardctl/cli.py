@@ -443,13 +443,21 @@ def creds() -> None:
     help="The agent's ServiceAccount; tokens are minted for it.",
 )
 @click.option("--ttl", default="1h", show_default=True, help="Life of each minted token (>= 10m).")
+@click.option("--allow-plaintext", is_flag=True,
+              help="Accept a keyring that keeps the credential unencrypted in a file "
+                   "(keyrings.alt's PlaintextKeyring) without being asked.")
 def creds_import(
-    kubeconfig: str | None, context: str | None, service_account: str, ttl: str
+    kubeconfig: str | None, context: str | None, service_account: str, ttl: str,
+    allow_plaintext: bool,
 ) -> int:
     """Move a context's credential into the keyring and record the cluster and ServiceAccount."""
     from guardctl.running import creds as credentials
 
     env = _env()
+    if not (allow_plaintext or credentials.plaintext_chosen(env)) and not _plaintext_accepted(
+        credentials.plaintext_keyring()
+    ):
+        return ExitStatus.ERROR
     config = credentials.import_credentials(env, kubeconfig, context, service_account, ttl)
     for line in credentials.import_advice(config, kubeconfig, env):
         click.echo(line)
@@ -533,6 +541,25 @@ def ns_command(name: str | None, context: str | None) -> int:
     changed = namespace.switch(env, context, name)
     click.echo(f'default namespace of context "{changed.context}" is now "{name}"')
     return ExitStatus.OK
+
+
+def _plaintext_accepted(plaintext: str | None) -> bool:
+    """True unless the keyring keeps secrets unencrypted and the person, asked on the
+    terminal, says no; with no terminal to ask on, UnsafeError (exit 13) with the fix."""
+    from guardctl.errors import UnsafeError
+
+    if plaintext is None:
+        return True
+    what = (f"the only keyring here is {plaintext}, which keeps the credential unencrypted: "
+            "whoever can read that file has it")
+    if not _env().stdin.isatty():
+        raise UnsafeError(f"{what}; rerun with --allow-plaintext to accept that, or install a "
+                          "system keyring (e.g. gnome-keyring) and import again")
+    click.echo(f"guardctl: {what}.", err=True)
+    if click.confirm("Store the credential there anyway?", default=False):
+        return True
+    click.echo("nothing was imported", err=True)
+    return False
 
 
 @creds.command(name="status")

@@ -26,8 +26,6 @@ VERSION_TIMEOUT_SECONDS = 10
 MIN_KUBECTL_MINOR = 24
 # unknown kubectl commands and flags named in one doctor line
 SHOWN_UNKNOWN = 5
-# keyring backends that keep secrets unencrypted on disk
-PLAINTEXT_BACKENDS = ("PlaintextKeyring",)
 PROBE_ENTRY = "doctor-probe"
 
 
@@ -171,16 +169,17 @@ def _service(env: Environment) -> str:
 
 
 def check_keyring(env: Environment) -> list[Finding]:
-    from guardctl.running.creds import Vault
+    from guardctl.running.creds import PLAINTEXT_BACKENDS, Vault
 
     vault = Vault(_service(env))
     backend = type(vault.backend)
     name = f"{backend.__module__}.{backend.__name__}"
     vault.get(PROBE_ENTRY)  # a read: a locked or broken keyring raises here
     if backend.__name__ in PLAINTEXT_BACKENDS:
-        return [_warn("keyring", f"{name} keeps credentials unencrypted on disk: fine for a "
-                                 "demo, not for a real cluster (unset PYTHON_KEYRING_BACKEND "
-                                 "or install a system keyring)")]
+        return [_warn("keyring", f"{name} keeps credentials unencrypted on disk"
+                                 f"{vault.where(' (', ')')}: fine for a demo, not for a real "
+                                 "cluster (unset PYTHON_KEYRING_BACKEND or install a system "
+                                 "keyring)")]
     return [_ok("keyring", f"{name} is usable")]
 
 

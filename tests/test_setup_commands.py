@@ -304,3 +304,55 @@ def test_devserver_and_demo_without_openssl(tmp_path: Path) -> None:
     env = _without_openssl(tmp_path)
     for args in (("devserver",), ("demo", "--fast", "--no-replay")):
         assert "`openssl`" in _one_line_13(guardctl(env, *args))
+
+
+# --------------------------------------------------------------------------- plaintext keyring
+
+
+def _headless(tmp_path: Path, devserver: DevServer) -> tuple[dict[str, str], list[str]]:
+    """A host whose only keyring is keyrings.alt's plaintext file: no D-Bus, no backend
+    chosen; and the `creds import` arguments for the devserver."""
+    env = agent_environ(tmp_path)
+    for name in ("PYTHON_KEYRING_BACKEND", "DBUS_SESSION_BUS_ADDRESS"):
+        env.pop(name, None)
+    env.update(HOME=str(tmp_path / "home-dir"), XDG_CONFIG_HOME=str(tmp_path / "xdg-config"))
+    admin = devserver.write_kubeconfig(tmp_path / "admin.kubeconfig")
+    return env, ["creds", "import", "--kubeconfig", str(admin), "--service-account", SA]
+
+
+def test_import_to_a_plaintext_keyring_needs_consent(tmp_path: Path,
+                                                     devserver: DevServer) -> None:
+    env, args = _headless(tmp_path, devserver)
+    refused = _one_line_13(guardctl(env, *args))
+    assert "unencrypted" in refused and "--allow-plaintext" in refused
+    assert "python_keyring" in refused  # names the file
+    assert not Path(env["GUARDCTL_CONFIG"]).exists()
+    assert guardctl(env, *args, "--allow-plaintext").returncode == 0
+    assert json.loads(guardctl(env, "creds", "list", "--json").stdout)[0]["keyring"] == (
+        "keyrings.alt.file.PlaintextKeyring")
+    doctor = guardctl(env, "doctor")
+    assert any(line.startswith("warn  keyring:") and "unencrypted" in line
+               for line in doctor.stdout.splitlines())
+
+
+def test_import_to_a_plaintext_keyring_at_a_terminal(tmp_path: Path,
+                                                     devserver: DevServer) -> None:
+    env, args = _headless(tmp_path, devserver)
+    for answer, imported in (("n", False), ("y", True)):
+        child = pexpect.spawn(sys.executable, ["-m", "guardctl", *args], env=env,
+                              encoding="utf-8", timeout=TIMEOUT)
+        try:
+            child.expect_exact("unencrypted")
+            child.expect_exact("Store the credential there anyway? [y/N]")
+            child.sendline(answer)
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+        assert child.exitstatus == (0 if imported else 1)
+        assert Path(env["GUARDCTL_CONFIG"]).exists() is imported
+
+
+def test_a_chosen_plaintext_backend_is_consent(tmp_path: Path, devserver: DevServer) -> None:
+    env, args = _headless(tmp_path, devserver)
+    env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+    assert guardctl(env, *args).returncode == 0

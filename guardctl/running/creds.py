@@ -725,6 +725,26 @@ def _keyring_status(
     yield _describe_token(env, vault, config, now)
 
 
+# keyring backends that keep secrets unencrypted on disk (keyrings.alt's file keyring)
+PLAINTEXT_BACKENDS = ("PlaintextKeyring",)
+
+
+def plaintext_keyring(backend: KeyringBackend | None = None) -> str | None:
+    """Where the keyring keeps secrets unencrypted (`NAME, file PATH`), or None when it
+    does not (UnsafeError when it cannot be opened)."""
+    vault = Vault(DEFAULT_KEYRING_SERVICE, backend)
+    if type(vault.backend).__name__ not in PLAINTEXT_BACKENDS:
+        return None
+    return backend_name(vault) + vault.where(", ", "")
+
+
+def plaintext_chosen(env: Environment) -> bool:
+    """PYTHON_KEYRING_BACKEND names a plaintext backend: the person chose it (a demo, a
+    test, a service account's file keyring), which counts as consent to it."""
+    chosen = env.environ.get("PYTHON_KEYRING_BACKEND", "")
+    return chosen.rpartition(".")[2] in PLAINTEXT_BACKENDS
+
+
 def backend_name(vault: Vault) -> str:
     kind = type(vault.backend)
     return f"{kind.__module__}.{kind.__name__}"
