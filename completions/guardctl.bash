@@ -9,7 +9,7 @@
 #
 # Use:  source /path/to/guardctl.bash   (in ~/.bashrc)
 
-_guardctl_commands=(approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim)  # generated: scripts/gen_completions.py
+_guardctl_commands=(approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim uninstall)  # generated: scripts/gen_completions.py
 
 # COMPREPLY replaces bash's current word, which COMP_WORDBREAKS (`=`, `:`) may have cut
 # shorter than ours: drop that part of our word from candidates that repeat it.

@@ -9,7 +9,7 @@
 #
 # Use: copy to ~/.config/fish/completions/guardctl.fish
 
-set -g __guardctl_commands approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim  # generated: scripts/gen_completions.py
+set -g __guardctl_commands approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim uninstall  # generated: scripts/gen_completions.py
 
 function __guardctl_own --argument-names cur
     set -l words (commandline -opc)

@@ -10,7 +10,7 @@
 #
 # Use: put this file in a folder on $fpath as `_guardctl`, or `source` it after compinit.
 
-_guardctl_commands=(approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim)  # generated: scripts/gen_completions.py
+_guardctl_commands=(approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim uninstall)  # generated: scripts/gen_completions.py
 
 _guardctl_own() {
     local -a response plain described

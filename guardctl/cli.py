@@ -572,6 +572,32 @@ def creds_status() -> int:
     return ExitStatus.OK
 
 
+@cli.command()
+@_yes_option
+@click.option("--keep-state", is_flag=True,
+              help="Keep the state folder: audit log, casts, approvals.")
+def uninstall(yes: bool, keep_state: bool) -> int:
+    """Remove what guardctl wrote for this account: shims, keyring entries and cached tokens,
+    config, cache, runtime folder and state. Lists it all and asks first."""
+    from guardctl import uninstall as removal
+
+    plan = removal.plan(_env(), keep_state)
+    lines = ["guardctl will remove", *(f"  {item.what}" for item in plan.items)]
+    if not plan.items:
+        lines = ["guardctl has nothing of its own to remove here"]
+    lines += list(plan.kept)
+    if not _confirmed(lines, "Remove all of the above?", yes or not plan.items):
+        return ExitStatus.ERROR
+    failures = removal.run(plan)
+    for failure in failures:
+        click.echo(f"guardctl: {failure}", err=True)
+    if failures:
+        return ExitStatus.UNSAFE
+    if plan.items:
+        click.echo("removed")
+    return ExitStatus.OK
+
+
 @cli.group()
 def broker() -> None:
     """The broker: a daemon under another account that alone holds credentials, rules,

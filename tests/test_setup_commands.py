@@ -356,3 +356,88 @@ def test_a_chosen_plaintext_backend_is_consent(tmp_path: Path, devserver: DevSer
     env, args = _headless(tmp_path, devserver)
     env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
     assert guardctl(env, *args).returncode == 0
+
+
+# --------------------------------------------------------------------------- uninstall
+
+
+@pytest.fixture
+def installed(tmp_path: Path, devserver: DevServer) -> Iterator[dict[str, str]]:
+    """guardctl set up in a temporary HOME with the default folders: a context imported, a
+    shim installed, a command run (state, cache, fork server), a Claude Code hook."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = agent_environ(tmp_path)  # makes tmp_path/run, 0700
+    runtime = Path(env["XDG_RUNTIME_DIR"])
+    env = {k: v for k, v in env.items() if not k.startswith(("GUARDCTL_", "XDG_"))}
+    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(runtime))
+    admin = devserver.write_kubeconfig(tmp_path / "admin.kubeconfig")
+    assert guardctl(env, "creds", "import", "--kubeconfig", str(admin),
+                    "--service-account", SA).returncode == 0
+    assert guardctl(env, "shim", "install", str(home / "shim")).returncode == 0
+    guardctl(env, "delete", "ns", "prod")  # denied, recorded
+    (home / ".claude").mkdir()
+    (home / ".claude" / "settings.json").write_text(
+        '{"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", '
+        '"command": "guardctl hook claude-code"}]}]}}')
+    yield env
+    forkcontrol.stop_all(runtime)
+
+
+def _guardctl_files(env: dict[str, str]) -> dict[str, bool]:
+    home = Path(env["HOME"])
+    keyring = home / ".local/share/python_keyring/keyring_pass.cfg"
+    return {
+        "shim": (home / "shim" / "kubectl").exists(),
+        "config": (home / ".config/guardctl/config.yaml").exists(),
+        "cache": (home / ".cache/guardctl").exists(),
+        "state": (home / ".local/state/guardctl/audit.jsonl").exists(),
+        "runtime": (Path(env["XDG_RUNTIME_DIR"]) / "guardctl").exists(),
+        "credential": keyring.exists() and "credential_3a" in keyring.read_text(),
+    }
+
+
+def test_uninstall_lists_first_and_needs_a_yes(installed: dict[str, str]) -> None:
+    before = _guardctl_files(installed)
+    assert all(before.values()), before
+    refused = guardctl(installed, "uninstall")
+    assert refused.returncode == 2 and refused.stderr.strip().endswith("rerun with --yes")
+    for word in ("shim", "config.yaml", "credential", ".cache/guardctl", "state folder",
+                 "settings.json", "pipx uninstall"):
+        assert word in refused.stdout, word
+    assert _guardctl_files(installed) == before
+
+
+def test_uninstall_removes_what_guardctl_wrote(installed: dict[str, str]) -> None:
+    hook = Path(installed["HOME"]) / ".claude" / "settings.json"
+    hook_text = hook.read_text()
+    proc = guardctl(installed, "uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(_guardctl_files(installed).values()), _guardctl_files(installed)
+    assert hook.read_text() == hook_text  # never edited: the person wrote it
+    assert "remove that hook from it yourself" in proc.stdout
+    again = guardctl(installed, "uninstall")
+    assert again.returncode == 0 and "nothing of its own to remove" in again.stdout
+
+
+def test_uninstall_keep_state(installed: dict[str, str]) -> None:
+    proc = guardctl(installed, "uninstall", "--yes", "--keep-state")
+    assert proc.returncode == 0, proc.stderr
+    left = _guardctl_files(installed)
+    assert left.pop("state") and not any(left.values()), left
+    assert "kept (--keep-state)" in proc.stdout
+    assert guardctl(installed, "audit", "verify").returncode == 0
+
+
+def test_uninstall_at_a_terminal(installed: dict[str, str]) -> None:
+    for answer, removed in (("n", False), ("y", True)):
+        child = pexpect.spawn(sys.executable, ["-m", "guardctl", "uninstall"], env=installed,
+                              encoding="utf-8", timeout=TIMEOUT)
+        try:
+            child.expect_exact("Remove all of the above? [y/N]")
+            child.sendline(answer)
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+        assert child.exitstatus == (0 if removed else 1)
+        assert _guardctl_files(installed)["config"] is not removed

@@ -10,10 +10,10 @@ the broker sends. A broker that is configured but cannot be reached means exit 1
 line saying so: there is no falling back to running here.
 
 Only these run in this process: `--help`/`--version`, `broker serve` (the broker itself),
-`devserver`, `demo`, `shim`, `completion`, `mcp` (an adapter whose tools are clients again)
-and `doctor` (which reports on this side and asks the broker how it sees us). `sh -c` is
-both: the broker decides the line and holds the grant, and bash runs here, as the agent, its
-kubectl calls coming back through the broker.
+`devserver`, `demo`, `shim`, `completion`, `uninstall` (this account's own files), `mcp` (an
+adapter whose tools are clients again) and `doctor` (which reports on this side and asks the
+broker how it sees us). `sh -c` is both: the broker decides the line and holds the grant, and
+bash runs here, as the agent, its kubectl calls coming back through the broker.
 
 Imports only interpreter built-ins, like the fork client: it is on every command's path.
 """
@@ -30,7 +30,8 @@ from guardctl.runtime import SignalRelay, launcher
 # nothing of the policy, credentials or records: the session a command is recorded in, and
 # the one-time grant of a line a human approved)
 AGENT_VARIABLES = ("GUARDCTL_SESSION", "GUARDCTL_PREAPPROVED")
-LOCAL_COMMANDS = frozenset({"devserver", "demo", "shim", "mcp", "doctor", "completion"})
+LOCAL_COMMANDS = frozenset({"devserver", "demo", "shim", "mcp", "doctor", "completion",
+                            "uninstall"})
 LOCAL_OPTIONS = frozenset({"-h", "--help", "--version"})
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGWINCH)
 STANDARD_FDS = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
