@@ -60,7 +60,8 @@ Exit codes:
 \b
 Files: $XDG_CONFIG_HOME/guardctl/config.yaml, $XDG_STATE_HOME/guardctl/,
 $XDG_CACHE_HOME/guardctl/. Documentation: guardctl's README.md; `guardctl doctor`
-checks the set-up and says what to fix.
+checks the set-up and says what to fix; `guardctl completion bash|zsh|fish` prints
+shell completions; `guardctl uninstall` lists and removes what guardctl wrote.
 """
 
 
