@@ -157,6 +157,15 @@ INTERACTIVE = [
 ]
 
 
+def _abandon_line(child: pexpect.spawn) -> None:
+    """Clear the typed line and get a fresh prompt. Keys, not Ctrl-C: the shell may still be
+    in its completion function when the words show, and a SIGINT then may stop that (and the
+    guardctl it runs) without a new prompt; keys wait their turn."""
+    child.sendcontrol("u")
+    child.sendline("")
+    child.expect_exact("READY> ")
+
+
 @needs_kubectl
 @pytest.mark.parametrize(("shell", "args", "setup"), INTERACTIVE)
 def test_interactive_shell_completes(shell_env: dict[str, str], tmp_path: Path, shell: str,
@@ -174,12 +183,10 @@ def test_interactive_shell_completes(shell_env: dict[str, str], tmp_path: Path, 
             child.send(line + "\t")
             for word in offered:
                 child.expect_exact(word)
-            child.sendcontrol("c")
-            child.expect_exact("READY> ")
+            _abandon_line(child)
         child.send("guardctl che\t")
         child.expect_exact("guardctl check ")  # one candidate: completed in place
-        child.sendcontrol("c")
-        child.expect_exact("READY> ")
+        _abandon_line(child)
     finally:
         child.sendline("exit")
         child.close(force=True)
