@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from installed import fork_server_path, import_credentials, installed_guardctl, state_environ
+from installed import bench_world, fork_server_path
 
 from guardctl.broker import forkcontrol
-from guardctl.devserver import DevServer
 from guardctl.running.kubectl_env import GOGC
 
 PLAIN = "kubectl get pods -n dev -o wide"
@@ -70,51 +67,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise SystemExit("kubectl is not installed")
-    root = Path(tempfile.mkdtemp(prefix="guardctl-bench-broker-"))
-    (root / "sock").mkdir(mode=0o755)
-    (root / "run").mkdir(mode=0o700)
     times: dict[str, list[float]] = {}
-    try:
-        with DevServer() as server:
-            admin = server.write_kubeconfig(root / "admin.kubeconfig")
-            env = state_environ(root, os.environ)
-            env.pop("GUARDCTL_BROKER", None)
-            guardctl, python = installed_guardctl(root)
-            import_credentials(guardctl, admin, env)
-            socket = root / "sock" / "broker.sock"
-            broker = _start_broker(guardctl, env, socket)
-            through = {**env, "GUARDCTL_BROKER": str(socket)}
-            fork_server = fork_server_path(python, env)
-            commands = {
-                "kubectl get pods": ([kubectl, "--kubeconfig", str(admin), "get", "pods", "-n",
-                                      "dev"], env, (0,)),
-                "same kubectl, GOGC=200": ([kubectl, "--kubeconfig", str(admin), "get", "pods",
-                                            "-n", "dev"], {**env, "GOGC": GOGC}, (0,)),
-                "get pods, broker": ([*guardctl, "get", "pods", "-n", "dev"], through, (0,)),
-                "get pods, fork server": ([*guardctl, "get", "pods", "-n", "dev"], env, (0,)),
-                "kubectl version --client": ([kubectl, "version", "--client"], env, (0,)),
-                "check, broker": ([*guardctl, "check", PLAIN], through, (0,)),
-                "check heredoc, broker": ([*guardctl, "check", HEREDOC], through, (0, 10)),
-                "check, fork server": ([*guardctl, "check", PLAIN], env, (0,)),
-            }
-            try:
-                for argv, environ, ok in commands.values():  # warm: token, caches, servers
-                    _time(argv, environ, ok)
-                if not forkcontrol.wait_ready(fork_server):
-                    raise SystemExit("the fork server did not start")
-                times = {name: [] for name in commands}
-                for _ in range(args.runs):
-                    for name, (argv, environ, ok) in commands.items():
-                        times[name].append(_time(argv, environ, ok))
-            finally:
-                broker.send_signal(signal.SIGTERM)
-                broker.wait(timeout=10)
-                forkcontrol.stop(fork_server)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with bench_world("guardctl-bench-broker-") as world:
+        kubectl, admin, env, guardctl = world.kubectl, world.admin, world.env, world.guardctl
+        (world.root / "sock").mkdir(mode=0o755)
+        socket = world.root / "sock" / "broker.sock"
+        broker = _start_broker(guardctl, env, socket)
+        through = {**env, "GUARDCTL_BROKER": str(socket)}
+        fork_server = fork_server_path(world.python, env)
+        commands = {
+            "kubectl get pods": ([kubectl, "--kubeconfig", str(admin), "get", "pods", "-n",
+                                  "dev"], env, (0,)),
+            "same kubectl, GOGC=200": ([kubectl, "--kubeconfig", str(admin), "get", "pods",
+                                        "-n", "dev"], {**env, "GOGC": GOGC}, (0,)),
+            "get pods, broker": ([*guardctl, "get", "pods", "-n", "dev"], through, (0,)),
+            "get pods, fork server": ([*guardctl, "get", "pods", "-n", "dev"], env, (0,)),
+            "kubectl version --client": ([kubectl, "version", "--client"], env, (0,)),
+            "check, broker": ([*guardctl, "check", PLAIN], through, (0,)),
+            "check heredoc, broker": ([*guardctl, "check", HEREDOC], through, (0, 10)),
+            "check, fork server": ([*guardctl, "check", PLAIN], env, (0,)),
+        }
+        try:
+            for argv, environ, ok in commands.values():  # warm: token, caches, servers
+                _time(argv, environ, ok)
+            if not forkcontrol.wait_ready(fork_server):
+                raise SystemExit("the fork server did not start")
+            times = {name: [] for name in commands}
+            for _ in range(args.runs):
+                for name, (argv, environ, ok) in commands.items():
+                    times[name].append(_time(argv, environ, ok))
+        finally:
+            broker.send_signal(signal.SIGTERM)
+            broker.wait(timeout=10)
+            forkcontrol.stop(fork_server)
     medians = {name: statistics.median(values) * 1000 for name, values in times.items()}
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, {args.runs} rounds")
     base = "kubectl get pods"

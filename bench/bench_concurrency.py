@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
-from bench_run import _forget_token
-from installed import fork_server_path, import_credentials, installed_guardctl, state_environ
+from installed import bench_world, forget_token, fork_server_path
 
 from guardctl.broker import forkcontrol
-from guardctl.devserver import DevServer
 
 CONFIGMAP = "bench-concurrency"
 GOAL = 1.2
@@ -84,37 +79,27 @@ def main() -> None:
     parser.add_argument("--levels", default="8,32,64")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise SystemExit("kubectl is not installed")
-    root = Path(tempfile.mkdtemp(prefix="guardctl-bench-concurrency-"))
     times: dict[tuple[int, str], list[float]] = {}
-    try:
-        with DevServer() as server:
-            admin = server.write_kubeconfig(root / "admin.kubeconfig")
-            env = state_environ(root, os.environ)
-            guardctl, python = installed_guardctl(root)
-            import_credentials(guardctl, admin, env)
-            raw = [kubectl, "--kubeconfig", str(admin)]
-            subprocess.run([*raw, "create", "configmap", CONFIGMAP, "-n", "dev"], check=True,
-                           capture_output=True)
-            fork_server = fork_server_path(python, env)
-            subprocess.run([*guardctl, "get", "pods", "-n", "dev"], env=env, check=True,
-                           capture_output=True)  # mint the token, start the fork server
-            forkcontrol.wait_ready(fork_server)
-            try:
-                for n in levels:
-                    session = {**env, "GUARDCTL_SESSION": f"bench-{n}"}
-                    for _ in range(args.rounds):
-                        times.setdefault((n, "raw"), []).extend(_round(raw, n, env, False))
-                        times.setdefault((n, "guardctl"), []).extend(
-                            _round(guardctl, n, session, True))
-                        _verify(guardctl, env)
-            finally:
-                forkcontrol.stop(fork_server)
-                _forget_token(env)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with bench_world("guardctl-bench-concurrency-") as world:
+        env, guardctl = world.env, world.guardctl
+        raw = [world.kubectl, "--kubeconfig", str(world.admin)]
+        subprocess.run([*raw, "create", "configmap", CONFIGMAP, "-n", "dev"], check=True,
+                       capture_output=True)
+        fork_server = fork_server_path(world.python, env)
+        subprocess.run([*guardctl, "get", "pods", "-n", "dev"], env=env, check=True,
+                       capture_output=True)  # mint the token, start the fork server
+        forkcontrol.wait_ready(fork_server)
+        try:
+            for n in levels:
+                session = {**env, "GUARDCTL_SESSION": f"bench-{n}"}
+                for _ in range(args.rounds):
+                    times.setdefault((n, "raw"), []).extend(_round(raw, n, env, False))
+                    times.setdefault((n, "guardctl"), []).extend(
+                        _round(guardctl, n, session, True))
+                    _verify(guardctl, env)
+        finally:
+            forkcontrol.stop(fork_server)
+            forget_token(env)
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
           f"{args.rounds} rounds per level, audit verified after each guardctl round")
     for n in levels:

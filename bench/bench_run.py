@@ -16,20 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
-from installed import fork_server_path, import_credentials, installed_guardctl, state_environ
+from installed import bench_world, forget_token, fork_server_path
 
 from guardctl.broker import forkcontrol
-from guardctl.config import load_config
-from guardctl.devserver import DevServer
-from guardctl.env import Environment
-from guardctl.running.creds import kernel_cache
 
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
@@ -54,55 +47,36 @@ def _log_lines(megabytes: int) -> list[str]:
     return text.splitlines()
 
 
-def _forget_token(environ: dict[str, str]) -> None:
-    """Drop the token the runs cached in the kernel keyring (it would stay until its timeout)."""
-    env = Environment(environ=environ)
-    config = load_config(env.config_path)
-    cache = kernel_cache(env, config) if config is not None else None
-    if cache is not None:
-        cache.drop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--logs-mb", type=int, default=10, help="size of the log (0: none)")
     args = parser.parse_args()
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise SystemExit("kubectl is not installed")
-    root = Path(tempfile.mkdtemp(prefix="guardctl-bench-run-"))
-    try:
-        with DevServer() as server:
-            admin = server.write_kubeconfig(root / "admin.kubeconfig")
-            env = state_environ(root, os.environ)
-            guardctl, python = installed_guardctl(root)
-            import_credentials(guardctl, admin, env)
-            raw = [kubectl, "--kubeconfig", str(admin), "get", "pods", "-n", "dev"]
-            ours = [*guardctl, "get", "pods", "-n", "dev"]
-            pod = ["logs", LOG_POD, "-n", "dev"]
-            server.api.logs[("dev", LOG_POD)] = {"web": _log_lines(args.logs_mb)}
-            alone = {**env, "GUARDCTL_FORKSERVER": "0"}
-            fork_server = fork_server_path(python, env)
-            _time(ours, env)  # mint and cache the token, start the fork server
-            if not forkcontrol.wait_ready(fork_server):
-                raise SystemExit("the fork server did not start; see " + fork_server + ".log")
-            _time(ours, env)
-            times: dict[str, list[float]] = {
-                "raw": [], "warm": [], "alone": [], "raw logs": [], "logs": []}
-            try:
-                for _ in range(args.runs):
-                    times["raw"].append(_time(raw, env))
-                    times["warm"].append(_time(ours, env))
-                    times["alone"].append(_time(ours, alone))
-                    if args.logs_mb:
-                        times["raw logs"].append(_time([*raw[:3], *pod], env))
-                        times["logs"].append(_time([*guardctl, *pod], env))
-            finally:
-                forkcontrol.stop(fork_server)
-                _forget_token(env)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    times: dict[str, list[float]] = {
+        "raw": [], "warm": [], "alone": [], "raw logs": [], "logs": []}
+    with bench_world("guardctl-bench-run-") as world:
+        env, guardctl = world.env, world.guardctl
+        raw = [world.kubectl, "--kubeconfig", str(world.admin), "get", "pods", "-n", "dev"]
+        ours = [*guardctl, "get", "pods", "-n", "dev"]
+        pod = ["logs", LOG_POD, "-n", "dev"]
+        world.server.api.logs[("dev", LOG_POD)] = {"web": _log_lines(args.logs_mb)}
+        alone = {**env, "GUARDCTL_FORKSERVER": "0"}
+        fork_server = fork_server_path(world.python, env)
+        _time(ours, env)  # mint and cache the token, start the fork server
+        if not forkcontrol.wait_ready(fork_server):
+            raise SystemExit("the fork server did not start; see " + fork_server + ".log")
+        _time(ours, env)
+        try:
+            for _ in range(args.runs):
+                times["raw"].append(_time(raw, env))
+                times["warm"].append(_time(ours, env))
+                times["alone"].append(_time(ours, alone))
+                if args.logs_mb:
+                    times["raw logs"].append(_time([*raw[:3], *pod], env))
+                    times["logs"].append(_time([*guardctl, *pod], env))
+        finally:
+            forkcontrol.stop(fork_server)
+            forget_token(env)
     medians = {name: statistics.median(values) for name, values in times.items() if values}
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"kubectl get pods                      median {medians['raw'] * 1000:7.1f} ms")

@@ -14,12 +14,18 @@ the one pip writes for the `guardctl = guardctl.main:main` entry point.
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
+
+from guardctl.devserver import DevServer
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 _SCRIPT = """#!{python}
@@ -96,3 +102,49 @@ def import_credentials(guardctl: list[str], kubeconfig: Path, env: Mapping[str, 
          "--service-account", "guardctl/guardctl-agent"],
         env=env, check=True, capture_output=True,
     )
+
+
+class World(NamedTuple):
+    """A benchmark's throwaway world (see `bench_world`)."""
+
+    root: Path
+    server: DevServer
+    kubectl: str
+    admin: Path  # the devserver's admin kubeconfig, for raw kubectl
+    env: dict[str, str]  # guardctl's environment: every path under root
+    guardctl: list[str]  # the console script, as a user's install runs it
+    python: list[str]  # its interpreter
+
+
+@contextmanager
+def bench_world(prefix: str) -> Iterator[World]:
+    """The devserver on 127.0.0.1, guardctl installed in a clean venv and its admin credential
+    imported, all under a new folder named `prefix…`; removed when the block ends."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise SystemExit("kubectl is not installed")
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        (root / "run").mkdir(mode=0o700)
+        with DevServer() as server:
+            admin = server.write_kubeconfig(root / "admin.kubeconfig")
+            env = state_environ(root, os.environ)
+            env.pop("GUARDCTL_BROKER", None)
+            guardctl, python = installed_guardctl(root)
+            import_credentials(guardctl, admin, env)
+            yield World(root, server, kubectl, admin, env, guardctl, python)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def forget_token(environ: dict[str, str]) -> None:
+    """Drop the token the runs cached in the kernel keyring (it would stay until its timeout)."""
+    from guardctl.config import load_config
+    from guardctl.env import Environment
+    from guardctl.running.creds import kernel_cache
+
+    env = Environment(environ=environ)
+    config = load_config(env.config_path)
+    cache = kernel_cache(env, config) if config is not None else None
+    if cache is not None:
+        cache.drop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -203,40 +204,95 @@ def devserver(port: int, kubeconfig_out: str | None, verbose: bool) -> int:
     type=click.FloatRange(min=0, min_open=True),
     help="Cap pauses between events at this many seconds.",
 )
-def replay(target: str, speed: float, idle_limit: float | None) -> int:
-    """Play a recorded cast (a path, or a session id) with its timing.
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Instead of playing: write a web page that plays the cast with the asciinema player "
+    "(`-`: to stdout, the only choice through a broker).",
+)
+@click.option(
+    "--player",
+    metavar="PATH_OR_URL",
+    help="With --html: the asciinema-player npm package's folder, or a URL of one (default: "
+    "a pinned version on the jsDelivr CDN).",
+)
+def replay(
+    target: str, speed: float, idle_limit: float | None, html_file: Path | None,
+    player: str | None,
+) -> int:
+    """Play a recorded cast with its timing: a path, a cast's name, or a session (its id,
+    the id's first characters, or a Claude Code session id).
 
-    Keys: space pause/resume, `.` step while paused, `]` next marker, `q` quit.
+    Each command shows as a `$` prompt line. Keys: space pause/resume (paused: position,
+    time and current marker on the last row), `.` step while paused, `]` next marker,
+    `q` quit. `--html FILE` writes a page for sharing instead (the cast in it, the
+    player linked, never copied; `#t=SECONDS` in its address starts it there).
     """
-    from guardctl.recording.replay import play
+    from guardctl.recording.replay import play, write_page
 
+    if html_file is not None:
+        return write_page(target, _env(), html_file, player, speed, idle_limit)
+    if player is not None:
+        raise click.UsageError("--player goes with --html")
     return play(target, _env(), speed, idle_limit)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option(
     "--since", type=click.DateTime(), help="Only invocations started at or after this time (UTC)."
 )
 @click.option(
     "--decision", type=click.Choice(["allow", "approve", "deny"]), help="Only this decision."
 )
-@click.option("--session", help="Only this session id.")
+@click.option(
+    "--session",
+    help="Only this session: its id, the id's first characters, or a Claude Code session id.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one object per invocation.")
+@click.pass_context
 def sessions(
-    since: datetime | None, decision: str | None, session: str | None, as_json: bool
+    ctx: click.Context,
+    since: datetime | None, decision: str | None, session: str | None, as_json: bool,
 ) -> int:
-    """List recorded invocations from the audit log."""
+    """List recorded invocations from the audit log (`sessions prune`: remove old casts)."""
     from datetime import timezone
 
     from guardctl.recording import audit
     from guardctl.recording import sessions as listing
 
+    if ctx.invoked_subcommand is not None:
+        return ExitStatus.OK
     env = _env()
     when = since.replace(tzinfo=timezone.utc) if since and since.tzinfo is None else since
     rows = listing.sessions(audit.log_path(env.state_dir), when, decision, session)
     text = listing.sessions_json(rows) if as_json else listing.format_sessions(rows)
     if text:
         click.echo(text)
+    return ExitStatus.OK
+
+
+@sessions.command(name="prune")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--max-age", metavar="AGE", help="Instead of retention.max-age (e.g. 30d, 12h).")
+@click.option("--max-size", metavar="SIZE", help="Instead of retention.max-size (e.g. 2GiB).")
+def sessions_prune(dry_run: bool, max_age: str | None, max_size: str | None) -> int:
+    """Remove casts the retention policy no longer keeps, oldest first; never one being
+    written, never the audit log (it records each cast removed)."""
+    from guardctl.recording import prune, retention
+
+    env = _env()
+    policy = retention.load_settings(env.config_path).retention.given(max_age, max_size)
+    if policy.empty:
+        raise click.UsageError(
+            f"no retention policy: set retention (max-age, max-size) in {env.config_path}, "
+            "or give --max-age or --max-size"
+        )
+    outcome = prune.prune(
+        env.state_dir, policy, dry_run=dry_run, keep_session=env.environ.get("GUARDCTL_SESSION")
+    )
+    for line in prune.summary(outcome):
+        click.echo(line)
     return ExitStatus.OK
 
 

@@ -108,6 +108,8 @@ CONTEXTS_KEY = "contexts"
 PLUGINS_KEY = "plugins"
 # the key of the gitleaks rule files whose rules mask output beside guardctl's own
 DETECTORS_KEY = "detectors"
+# the recording settings (guardctl.recording.retention reads and checks them)
+RECORDING_KEYS = ("retention", "cast-max-size")
 # a plugin name kubectl finds from one word (`kubectl foo-bar` runs `kubectl-foo_bar`)
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -219,6 +221,27 @@ def load_detector_files(path: Path, cache_dir: Path | None = None) -> tuple[str,
     return _detector_files(path, data) if isinstance(data, dict) else ()
 
 
+def load_recording(path: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+    """The recording settings (RECORDING_KEYS) the config at `path` holds, unchecked; empty
+    when there is no file. Runs read the JSON copy in `cache_dir` while the file is
+    unchanged (see `stampcache`)."""
+    copy = stampcache.entry(cache_dir, "recording", [path]) if cache_dir is not None else None
+    cached = copy.read() if copy is not None else None
+    if isinstance(cached, dict):
+        return cached
+    try:
+        text = _read_config(path)
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: cannot read: {err}") from err
+    data = _parse_yaml(path, text)
+    found = {k: data[k] for k in RECORDING_KEYS if k in data} if isinstance(data, dict) else {}
+    if copy is not None:
+        copy.write(found)
+    return found
+
+
 def _from_mapping(path: Path, data: Any) -> Contexts:
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of settings")
@@ -227,7 +250,8 @@ def _from_mapping(path: Path, data: Any) -> Contexts:
         raise UsageError(f"{path}: {CONTEXTS_KEY!r} must be a list of contexts")
     plugins = _plugins(path, data.get(PLUGINS_KEY, {}))
     files = _detector_files(path, data)
-    own = {k: v for k, v in data.items() if k not in (CONTEXTS_KEY, PLUGINS_KEY, DETECTORS_KEY)}
+    lists = (CONTEXTS_KEY, PLUGINS_KEY, DETECTORS_KEY, *RECORDING_KEYS)
+    own = {k: v for k, v in data.items() if k not in lists}
     default = _settings(path, own, "", None)
     shared = {key: data[key] for key in _SHARED if key in data}
     others = tuple(
@@ -270,7 +294,9 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
     data = _parse_yaml(path, text)
     if data is None:
         return None  # an empty file: nothing configured yet
-    if isinstance(data, dict) and data.keys() <= {*_SHARED, PLUGINS_KEY, DETECTORS_KEY}:
+    if isinstance(data, dict) and data.keys() <= {
+        *_SHARED, PLUGINS_KEY, DETECTORS_KEY, *RECORDING_KEYS
+    }:
         return None  # only where the broker is (an agent's file in broker mode): no context
     contexts = _from_mapping(path, data)
     if copy is not None:
@@ -316,6 +342,7 @@ def save_config(path: Path, config: Config | Contexts) -> None:
         data[PLUGINS_KEY] = dict(contexts.plugins)
     if contexts.detector_files:
         data[DETECTORS_KEY] = list(contexts.detector_files)
+    data.update(load_recording(path))  # kept as they are: this module does not read them
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 

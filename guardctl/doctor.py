@@ -271,7 +271,7 @@ def check_state(env: Environment) -> list[Finding]:
                                "GUARDCTL_HOME to a writable folder")]
     if not state.is_dir():
         return [_fail("state", f"{state} is not a folder: move it away or set GUARDCTL_HOME")]
-    findings = [_mode_finding(state)]
+    findings = [_mode_finding(state), _size_finding(env, state)]
     if not os.access(state, os.W_OK | os.X_OK):
         findings.append(_fail("state", f"{state} is not writable: fix its owner or permissions"))
     result = verify.verify(audit.log_path(state), recorder.cast_dir(state))
@@ -297,6 +297,30 @@ def _key_findings(key: Path) -> list[Finding]:
                                f"who reads it can forge records; run `chmod 600 {key}` and make "
                                "it this account's")]
     return []
+
+
+def _size_finding(env: Environment, state: Path) -> Finding:
+    """How much the state folder holds, and whether the retention policy would prune."""
+    from guardctl.recording import prune, recorder
+    from guardctl.recording.retention import format_size, load_settings
+
+    total = prune.folder_size(state)
+    casts = prune.cast_files(recorder.cast_dir(state))
+    in_casts = sum(c.size for c in casts)
+    count = f"{len(casts)} cast{'' if len(casts) == 1 else 's'}"
+    said = f"{state} holds {format_size(total)} ({format_size(in_casts)} in {count})"
+    try:
+        policy = load_settings(env.config_path, env.cache_dir).retention
+    except GuardError as err:
+        return _warn("state", f"{said}; the retention settings cannot be read: {err}")
+    if policy.empty:
+        return _ok("state", f"{said}; no retention policy: set `retention: {{max-age: 30d, "
+                            "max-size: 2GiB}` in the config file and run `guardctl sessions "
+                            "prune` regularly")
+    if policy.max_size is not None and in_casts > policy.max_size:
+        return _warn("state", f"{said}, more than retention.max-size: run `guardctl sessions "
+                              "prune`")
+    return _ok("state", said)
 
 
 def _mode_finding(state: Path) -> Finding:

@@ -44,6 +44,7 @@ from guardctl.recording.audit import Approver
 EXEC_DEV = "kubectl exec -it web -n dev -- sh"
 T0 = 1_700_000_000.0
 ALICE = Approver(user="alice", tty="/dev/pts/7", at=T0)
+BOB = Approver(user="bob", tty="/dev/pts/8", at=T0 + 1)
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +234,17 @@ def test_answer_reaches_its_request(checker: Checker, tmp_path: Path, kwargs: di
     assert queue.pending(T0) == []  # answered: no longer shown as waiting
     outcome = queue.take_answer(request)
     assert outcome == Outcome(approved, ALICE, reason, "queue")
-    assert queue.take_answer(request) is None  # single use: consumed
+    # the first answer is final: another is refused, and the first one still stands
+    verdict = "approved" if approved else "declined"
+    with pytest.raises(AnswerError, match=f"already {verdict} by alice: the first answer stands"):
+        answer(tmp_path, request.id, approved=not approved, approver=BOB)
+    assert queue.take_answer(request) == outcome
+    # single use: withdrawn with its request; a late answer finds nothing
+    assert queue.withdraw(request) == outcome
+    assert queue.take_answer(request) is None
+    with pytest.raises(AnswerError, match="no longer waiting"):
+        answer(tmp_path, request.id, approved=True, approver=BOB)
+    assert list(queue.requests.iterdir()) == [] and list(queue.answers.iterdir()) == []
 
 
 @pytest.mark.parametrize(

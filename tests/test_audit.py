@@ -166,7 +166,7 @@ def _remove_cast(home: Path) -> None:
         (_reformat, 4, "not in canonical form"),
         (_delete_line, 5, "record 7 stands where record 6 belongs: record 6 is missing"),
         (_swap_lines, 2, "record 5 stands where record 3 belongs: records 3-4 are missing"),
-        (_truncate_mid_line, 7, "truncated"),
+        (_truncate_mid_line, 7, "cut short"),
         (_garbage_last_line, 7, "not a readable record"),
         (_swap_cast, 1, "cast s1.cast no longer matches"),
         (_append_to_cast, 7, "cast s2.cast has 27 bytes added after recording"),
@@ -187,7 +187,7 @@ def test_tampering_is_detected(
 def test_appends_continue_the_chain_past_a_torn_line(history: Path) -> None:
     with open(audit.log_path(history), "ab") as f:
         f.write(b'{"v":1,"status":"sta')  # a writer killed mid-write
-    assert "truncated" in verify_home(history).message
+    assert "cut short" in verify_home(history).message
     invoke(history, ticking_log(history), "s1", b"after\n")
     result = verify_home(history)
     assert (result.ok, result.records) == (True, 10), result.message

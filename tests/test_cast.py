@@ -39,7 +39,7 @@ def write_golden(out: io.StringIO) -> None:
         meta=cast.decision_meta("s-1", _deny()),
     )
     steps: list[tuple[float, Callable[[cast.Writer], None]]] = [
-        (0.0, lambda w: w.marker(cast.command_label(["kubectl", "delete", "ns", "prod"]))),
+        (0.0, lambda w: w.marker(cast.command_label("kubectl delete ns prod"))),
         (0.1, lambda w: w.marker(cast.decision_label(_deny()))),
         (0.25, lambda w: w.output(b"caf\xc3")),  # "é" split after its first byte
         (0.5, lambda w: w.output(b"\xa9 \xf0\x9f")),  # a 4-byte emoji split in three writes
@@ -217,3 +217,30 @@ def test_asciinema_cat_prints_the_golden_output() -> None:
     lines = cast.split_lines(path.read_text(encoding="utf-8"))
     expected = "".join(e.data for e in cast.read_events(lines[1:]) if e.code == cast.OUTPUT)
     assert asciinema_cat(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "label"),
+    [
+        (("approved", "alice"), {}, "approval: approved by alice"),
+        (("approved", "alice"), {"how": "queue", "reason": "approved once"},
+         "approval: approved by alice with guardctl approvals (approved once)"),
+        (("declined", "bob"), {"how": "inline", "tty": "/dev/pts/3", "reason": "not now"},
+         "approval: declined by bob at /dev/pts/3 (not now)"),
+        (("declined", "bob"), {"how": "inline"},
+         "approval: declined by bob at guardctl's terminal"),
+        (("approved", "carol"), {"how": "window", "reason": "window until 2026-12-07T14:00Z"},
+         "approval: approved by carol (window until 2026-12-07T14:00Z)"),
+        (("not given",), {"how": "timeout", "reason": "timed out after 2s"},
+         "approval: not given (timed out after 2s)"),
+    ],
+)
+def test_approval_label_says_who_where_and_what(
+    args: tuple[str, ...], kwargs: dict[str, str], label: str
+) -> None:
+    assert cast.approval_label(*args, **kwargs) == label  # type: ignore[arg-type]
+
+
+def test_command_labels_read_back() -> None:
+    assert cast.command_of(cast.command_label("kubectl get pods")) == "kubectl get pods"
+    assert cast.command_of("decision: allow") is None

@@ -257,3 +257,32 @@ def test_console_needs_a_terminal() -> None:
     done = subprocess.run([sys.executable, *CONSOLE], env=_environ(), capture_output=True,
                           text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and "needs a terminal" in done.stderr
+
+
+def test_a_key_never_answers_a_request_that_took_the_place_of_the_one_shown(
+    isolated_home: Path, console: pexpect.spawn
+) -> None:
+    first = _queued_driver("kubectl exec -it a -n dev -- sh")
+    (shown_first,) = _requests(isolated_home, 1)
+    second = _queued_driver("kubectl exec -it b -n dev -- sh")
+    _requests(isolated_home, 2)
+    console.expect("2 pending")
+    console.expect("q quit")
+    # the selected (oldest) request is answered in another window; the view moves on to b
+    answer(isolated_home, shown_first.id, approved=False, reason="not a",
+           approver=Approver("other", None, time.time()))
+    assert _finish(first)[0] == 12
+    console.expect("1 pending")
+    console.expect(r"kubectl exec -it a -n dev -- sh: no longer waiting")
+    console.expect("q quit")
+    console.send("a")  # meant for a, which the person was looking at
+    console.expect("nothing was answered")
+    assert second.poll() is None
+    assert Queue(isolated_home).pending(time.time()) != []  # b is still waiting, unanswered
+    console.expect("q quit")
+    console.send("a")  # now b was shown: the key answers it
+    console.expect("approved once: kubectl exec -it b")
+    status, out, _ = _finish(second)
+    assert status == 0 and "approved=True how=queue" in out
+    _quit(console)
+

@@ -125,7 +125,7 @@ def test_a_healthy_setup_passes(healthy: Environment) -> None:
     assert all(line.startswith("ok ") for line in body), body
     topics = [line.split()[1].rstrip(":") for line in body]
     assert topics == ["kubectl", "kubectl-flags", "keyring", "credentials", "credentials",
-                      "plugins", "detectors", "rules", "state", "audit", "shim"]
+                      "plugins", "detectors", "rules", "state", "state", "audit", "shim"]
     assert "(v1.30.2)" in body[0]
     assert "agent token: none cached" in body[4]
     assert "not-a-real-token" not in "\n".join(lines)

@@ -76,11 +76,13 @@ def test_a_busy_cast_overflows_into_a_part(isolated_home: Path) -> None:
     assert _record(isolated_home, "s1", 2.0, [b"y"]).name == "s1.cast"  # free again
 
 
-def test_all_parts_busy_fails_closed(isolated_home: Path) -> None:
-    held = [recorder.open_recording(isolated_home, "s1") for _ in range(recorder.MAX_PARTS)]
+def test_busy_parts_never_refuse_a_recording(isolated_home: Path) -> None:
+    """Issue 13: with every part busy a new part is made, never "all cast files in use"."""
+    held = [recorder.open_recording(isolated_home, "s1") for _ in range(12)]
     try:
-        with pytest.raises(UnsafeError, match="the command was not run"):
-            recorder.open_recording(isolated_home, "s1")
+        assert [r.path.name for r in held] == ["s1.cast"] + [f"s1~{n}.cast" for n in range(2, 13)]
+        held[4].close()  # the lowest free part is taken again
+        assert _record(isolated_home, "s1", 1.0, [b"x"]).name == "s1~5.cast"
     finally:
         for rec in held:
             rec.close()
@@ -109,7 +111,7 @@ def test_a_file_that_is_not_a_cast_fails_closed(isolated_home: Path, content: by
     path = recorder.session_cast(isolated_home, "s1")
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
-    with pytest.raises(UnsafeError, match="not a valid asciicast"):
+    with pytest.raises(UnsafeError, match="not a valid asciicast.*keep a copy.*move it away"):
         recorder.open_recording(isolated_home, "s1")
     assert path.read_bytes() == content
     # the lock was released with the error
@@ -153,3 +155,15 @@ def test_extent_hashes_the_prefix(isolated_home: Path) -> None:
     assert json.loads(json.dumps(extent.to_json()))["size"] == rec.path.stat().st_size
     assert recorder.sha256_prefix(rec.path, extent.size) == extent.sha256
     assert recorder.sha256_prefix(rec.path, extent.size + 1) is None
+
+
+@pytest.mark.parametrize("onlcr", [False, True], ids=["pty", "pipes"])
+def test_guardctls_own_lines_are_cast_as_a_terminal_shows_them(
+    isolated_home: Path, onlcr: bool
+) -> None:
+    """kubectl's pty output already has "\\r\\n"; guardctl's own message never does."""
+    with recorder.open_recording(isolated_home, "s1", onlcr=onlcr) as rec:
+        rec.output(b"table\r\n" if not onlcr else b"table\n")
+        rec.say("guardctl: denied.\nNothing was sent.\n")
+        rec.finish()
+    assert asciinema_cat(rec.path) == "table\r\nguardctl: denied.\r\nNothing was sent.\r\n"

@@ -226,3 +226,123 @@ def pexpect_eof() -> object:
     import pexpect
 
     return pexpect.EOF
+
+
+def _two_parts(home: Path) -> None:
+    """Session s1: "main" in its cast, "concurrent" in the part s1~2, recorded meanwhile."""
+    with recorder.open_recording(home, "s1") as busy:
+        with recorder.open_recording(home, "s1") as other:
+            other.output(b"concurrent\r\n")
+            other.finish()
+        busy.output(b"main\r\n")
+        busy.finish()
+
+
+def test_playing_a_session_names_its_overflow_parts(isolated_home: Path) -> None:
+    """Invocations that ran at once went to parts (issue 13): replay by id says where."""
+    _two_parts(isolated_home)
+    env, out = _env(isolated_home)
+    assert replay.play("s1", env, clock=lambda: 0.0, sleep=lambda s: None) == 0
+    assert out.getvalue() == "main\r\n"
+    assert isinstance(env.stderr, io.StringIO)
+    assert "s1~2.cast: replay those by name" in env.stderr.getvalue()
+
+
+# --------------------------------------------------------------------------- issue 14
+
+
+SESSION_EVENTS = [
+    E(0.0, "m", "$ kubectl get pods"), E(0.1, "m", "decision: allow"),
+    E(0.5, "o", "NAME  READY\r\nweb   1/1"),  # no line end: the next prompt starts a line
+    E(2.0, "m", "$ kubectl delete ns prod"), E(2.1, "m", "decision: deny by delete-namespace"),
+    E(2.2, "o", "guardctl: denied\r\n"),
+]
+
+
+def test_each_command_is_shown_as_a_prompt_line() -> None:
+    fake = FakeTime()
+    replay.Player(fake.write, fake.clock, fake.sleep).play(replay.schedule(SESSION_EVENTS))
+    assert "".join(text for _, text in fake.shown) == (
+        "$ kubectl get pods\r\nNAME  READY\r\nweb   1/1"
+        "\r\n$ kubectl delete ns prod\r\nguardctl: denied\r\n"
+    )
+    assert fake.shown[0][0] == 0.0 and fake.shown[2][0] == 2.0  # each at its marker's time
+
+
+def test_prompt_lines_in_color() -> None:
+    assert replay.prompt_line("kubectl get pods", True) == (
+        "\x1b[1;32m$\x1b[0m \x1b[1mkubectl get pods\x1b[0m\r\n"
+    )
+
+
+def test_paused_and_stepping_show_position_time_and_marker() -> None:
+    fake = FakeTime({0.3: " ", 1.0: ".", 2.0: ".", 3.0: "]", 5.0: " "})
+    told: list[tuple[float, str | None]] = []
+    frames = list(replay.schedule(SESSION_EVENTS))
+    player = replay.Player(
+        fake.write, fake.clock, fake.sleep, fake.key,
+        status=lambda text: told.append((round(fake.now - 100.0, 6), text)),
+        total=replay.extent(frames),
+    )
+    assert player.play(frames) == ExitStatus.OK
+    keys = "space play . step ] next marker q quit"
+    assert told == [
+        (0.3, f"paused 2/6 0:00.3/0:02.2 | decision: allow | {keys}"),
+        (1.0, f"paused 3/6 0:00.5/0:02.2 | decision: allow | {keys}"),  # the output stepped
+        (2.0, f"paused 4/6 0:02.0/0:02.2 | $ kubectl delete ns prod | {keys}"),
+        (3.0, None),  # `]` plays on to the next marker, where it pauses again
+        (3.0, f"paused 5/6 0:02.1/0:02.2 | decision: deny by delete-namespace | {keys}"),
+        (5.0, None),
+    ]
+
+
+def test_a_cast_without_command_markers_gets_its_headers_command() -> None:
+    events = [E(0.1, "m", "decision: allow"), E(0.2, "o", "x")]
+    shown = list(replay.with_prompts({"command": "kubectl version"}, events))
+    assert shown == [E(0.1, "m", "$ kubectl version"), *events]
+    assert list(replay.with_prompts({"command": "kubectl version"}, SESSION_EVENTS)) == (
+        SESSION_EVENTS
+    )
+    assert list(replay.with_prompts({}, events)) == events
+
+
+def _session_cast(home: Path) -> Path:
+    path = home / "session.cast"
+    lines = [cast.encode_header(cast.header(80, 24, 0))]
+    lines += [cast.encode_event(e.time, e.code, e.data) for e in SESSION_EVENTS]
+    lines += [cast.encode_event(30.0, "o", "the end\r\n")]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def test_pty_pause_shows_the_status_line_and_clears_it(isolated_home: Path) -> None:
+    path = _session_cast(isolated_home)
+    with _spawn([str(path), "1"], isolated_home) as child:
+        child.expect("guardctl: denied")
+        child.send(" ")
+        child.expect_exact("paused 6/7")
+        child.expect_exact("decision: deny by delete-namespace")
+        child.send(".")
+        child.expect_exact("the end")
+        child.expect_exact("paused 7/7")
+        child.send("q")
+        child.expect(pexpect_eof())
+        child.close()
+        assert child.exitstatus == 0
+        assert "\x1b[2K\x1b8" in child.before  # the status line was taken away
+
+
+@pytest.mark.parametrize("name", ["s1~2", "s1~2.cast"])
+def test_replay_plays_an_overflow_part_by_name(isolated_home: Path, name: str) -> None:
+    _two_parts(isolated_home)
+    env, out = _env(isolated_home)
+    assert replay.play(name, env, clock=lambda: 0.0, sleep=lambda s: None) == 0
+    assert out.getvalue() == "concurrent\r\n"
+
+
+def test_the_status_line_drops_the_keys_before_the_marker() -> None:
+    total = replay.Extent(8, 60.0)
+    marker = "approval: approved by alice with guardctl approvals (approved once)"
+    short = replay.status_text(7, 2.7, total, marker, width=79)
+    assert short == f"paused 7/8 0:02.7/1:00.0 | {marker}"
+    assert replay.status_text(7, 2.7, total, marker) == f"{short} | {replay.KEYS_HINT}"

@@ -4,6 +4,12 @@ Runs in the human's own terminal (stdin and stdout must be a terminal). Keys: `a
 once, `w` approve the request's rule(s) in its namespace for N minutes, `d` decline and
 type a reason (Enter sends, Esc cancels), arrows or `j`/`k` select, `q` quits. Requests
 whose waiting guardctl has died are removed on sight and can never be approved.
+
+A key answers only the request the person was shown: when the selected request goes away
+(answered in another window, timed out, withdrawn) the view selects the next one and says
+so, and the next answering key only shows what is selected now; a key that comes when the
+selection no longer is the one last drawn answers nothing either. The answer itself names
+the request by id, and the first answer to a request is final (queue.answer).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ MAX_LINE = 500
 LINE_TIMEOUT = 600.0
 UP = frozenset({b"k", b"\x1b[A", b"\x1bOA"})
 DOWN = frozenset({b"j", b"\x1b[B", b"\x1bOB"})
+ANSWER_KEYS = frozenset({b"a", b"w", b"d"})
 ENTER = frozenset({"\r", "\n"})
 BACKSPACE = frozenset({"\x7f", "\x08"})
 KEYS_HELP = (
@@ -72,7 +79,7 @@ def run_console(env: Environment, *, clock: Callable[[], float] = time.time) -> 
 
 class _Screen:
     __slots__ = ("queue", "state_dir", "keys", "console", "clock", "tty", "user", "selected",
-                 "message")
+                 "message", "drawn", "moved", "answered")
 
     def __init__(self, queue: Queue, state_dir: Path, keys: Keys, console: Console,
                  clock: Callable[[], float], tty: str | None, user: str) -> None:
@@ -85,6 +92,10 @@ class _Screen:
         self.user = user
         self.selected: str | None = None  # the selected request's id
         self.message = ""
+        self.drawn: Request | None = None  # the selected request as last drawn
+        # why the next answering key only shows the selection: the one shown went away
+        self.moved: str | None = None
+        self.answered: str | None = None  # the request the person answered last
 
     def run(self) -> int:
         start = self.clock()
@@ -102,7 +113,11 @@ class _Screen:
             key = self.keys.next(REFRESH)
             if key in (b"q", b"Q"):
                 return ExitStatus.OK
-            if key is not None and pending:
+            if key is None:
+                continue
+            # what waits when the key came, not what waited before the wait for it
+            pending = self._scan(self.clock())
+            if pending:
                 self._handle(key, pending)
         return ExitStatus.OK
 
@@ -115,8 +130,18 @@ class _Screen:
             )
         pending = self.queue.pending(now)
         if self.selected not in [r.id for r in pending]:
+            if self.selected not in (None, self.answered):
+                self._lost(str(self.selected))
             self.selected = pending[0].id if pending else None
         return pending
+
+    def _lost(self, request_id: str) -> None:
+        """The selected request is no longer waiting: say so, and make the next answering
+        key show the new selection rather than answer it."""
+        line = self.drawn.line if self.drawn and self.drawn.id == request_id else "the request"
+        self.moved = (f"{shown(line)}: no longer waiting (answered elsewhere, timed out or"
+                      " withdrawn)")
+        self.message = f"{self.moved}; the selection moved"
 
     def _current(self, pending: list[Request]) -> Request:
         return next((r for r in pending if r.id == self.selected), pending[0])
@@ -126,8 +151,16 @@ class _Screen:
         if key in UP or key in DOWN:
             step = -1 if key in UP else 1
             self.selected = pending[max(0, min(len(pending) - 1, index + step))].id
+            self.moved = None
             return
         request = pending[index]
+        if key in ANSWER_KEYS and (self.moved or self.drawn is None
+                                   or self.drawn.id != request.id):
+            why = self.moved or "the selection changed as you pressed the key"
+            self.moved = None
+            self.message = (f"nothing was answered: {why}; look at the request selected now,"
+                            " then press the key again")
+            return
         if key == b"a":
             self._answer(request, approved=True)
         elif key == b"w":
@@ -150,6 +183,9 @@ class _Screen:
         except AnswerError as exc:
             done = str(exc)
         self.message = f"{done}: {shown(request.line)}"
+        # its going away is no surprise; keys typed ahead must not answer the next request
+        self.answered = request.id
+        self.keys.discard()
 
     def _ask_minutes(self, request: Request) -> int | None:
         if not request.scopes:
@@ -206,8 +242,9 @@ class _Screen:
                 Text(f"{mark} {rules}  [{namespaces}]  {shown(request.line)}", no_wrap=True,
                      overflow="ellipsis")
             )
-        if pending:
-            self.console.print(request_panel(self._current(pending), now))
+        self.drawn = self._current(pending) if pending else None
+        if self.drawn is not None:
+            self.console.print(request_panel(self.drawn, now))
         else:
             self.console.print("no requests are waiting")
         self.console.print(KEYS_HELP)

@@ -90,15 +90,27 @@ def _wait_in_queue(
         " they answer by running `guardctl approvals` in their own terminal.\n"
     )
     env.stderr.flush()
+    # requests whose waiter was killed outright (SIGKILL) go before this one comes
+    queue.sweep(clock())
     with _signals_exit():
         try:
             queue.put(request)
-            return _poll(queue, request, timeout, clock, sleep)
+            outcome = _poll(queue, request, timeout, clock, sleep)
         finally:
-            queue.discard(request.id)
+            # the lock makes this the end: whatever was answered before counts (even at the
+            # timeout), and an answer after it is refused to its approver
+            final = queue.withdraw(request)
+    if final is not None:
+        return final
+    if outcome is not None:
+        return outcome
+    return Outcome(False, None, f"timed out after {seconds_text(timeout)}", "timeout")
 
 
-def _poll(queue: Queue, request: Request, timeout: float, clock: Clock, sleep: Sleep) -> Outcome:
+def _poll(
+    queue: Queue, request: Request, timeout: float, clock: Clock, sleep: Sleep
+) -> Outcome | None:
+    """The answer, or the request's removal by someone else; None when time runs out."""
     deadline = clock() + timeout
     # bounded in count as well as time: a sleep cut short by signals cannot spin forever
     for _ in range(math.ceil(timeout / POLL) + 2):
@@ -111,7 +123,7 @@ def _poll(queue: Queue, request: Request, timeout: float, clock: Clock, sleep: S
         if left <= 0:
             break
         sleep(min(POLL, left))
-    return Outcome(False, None, f"timed out after {seconds_text(timeout)}", "timeout")
+    return None
 
 
 @contextlib.contextmanager

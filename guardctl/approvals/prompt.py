@@ -140,6 +140,13 @@ class Keys:
         key, self._buffer = self._buffer[:size], self._buffer[size:]
         return key
 
+    def discard(self) -> None:
+        """Drop keys typed so far, kept here and in the terminal: they were meant for what
+        was on screen before."""
+        self._buffer = b""
+        with contextlib.suppress(termios.error):
+            termios.tcflush(self.fd, termios.TCIFLUSH)
+
     def _fill(self, timeout: float) -> bool:
         ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
         if not ready:

@@ -8,21 +8,31 @@ its waiter (`flow.request_approval`) polls `approvals/answers/<id>.json` until
 
 An answer counts only when it carries the request's random nonce and its command key
 (argv, rule ids, namespace, cluster); it is consumed with the request. Neither the nonce
-nor any path is shown to the agent. The agent runs as the same user, so this stops a
+nor any path is shown to the agent.
+
+The first answer is final. Each request file is also its lock (`flock`): an approver checks
+that the request is still queued and not answered, and writes its answer, holding it; the
+waiter (on an answer, a timeout or a signal) and `sweep()` remove the request holding it.
+So of two approvers answering at the same moment, in two windows or two processes, one
+writes and the other is refused and told who answered first; an answer that comes after
+the waiter gave up finds no request. An answer is never replaced, and stays beside its
+request until the waiter takes both away. The agent runs as the same user, so this stops a
 confused agent, not a malicious one: default rules deny writes into the state folder and
 running `guardctl approvals` (DESIGN.md threat model).
 
-Every file is written to a temp name, fsynced and renamed into place. A waiter removes its
+Every file is written to a temp name, fsynced and renamed into place. A waiter withdraws its
 request on every exit path (answer, timeout, Ctrl-C, SIGTERM, SIGHUP); one killed outright
 leaves a request whose pid is dead, which `sweep()` removes and `answer()` refuses.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -46,6 +56,8 @@ DIFF_UNAVAILABLE = "diff unavailable"
 MAX_DIFF_CHARS = 20_000
 # after its expiry a request is dead even if a process with its pid still runs
 EXPIRY_GRACE = 5.0
+GONE = ("that request is no longer waiting (answered elsewhere, timed out or withdrawn);"
+        " your answer was not used")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -376,21 +388,52 @@ class Queue:
         self._ensure()
         _write_atomic(self.requests / self._name(request.id), request.to_json())
 
-    def discard(self, request_id: str) -> None:
-        for folder in (self.answers, self.requests):
-            (folder / self._name(request_id)).unlink(missing_ok=True)
+    def withdraw(self, request: Request) -> Outcome | None:
+        """Take `request` out of the queue; returns the answer it got before that, if any.
+        An answer that comes later finds no request and is refused."""
+        with self._hold(request.id) as queued:
+            outcome = self.take_answer(request) if queued else None
+            self._remove(request.id)
+        return outcome
 
     def has_request(self, request_id: str) -> bool:
         return (self.requests / self._name(request_id)).exists()
 
     def take_answer(self, request: Request) -> Outcome | None:
-        """The answer to `request`, consumed; None while there is none yet."""
+        """The answer to `request` (final: it is never replaced); None while there is none."""
         path = self.answers / self._name(request.id)
-        if not path.exists():
-            return None
         data = _read_json(path)
-        path.unlink(missing_ok=True)
+        if data is None and not path.exists():
+            return None
         return _outcome(data, request)
+
+    @contextlib.contextmanager
+    def _hold(self, request_id: str) -> Iterator[bool]:
+        """Hold the request's lock for the block; yields whether it is still queued.
+
+        The lock is an exclusive `flock` on the request file itself, released when the
+        file is closed, by the kernel too when its holder dies; a request removed while
+        someone waited for its lock has no links left, and counts as gone.
+        """
+        path = self.requests / self._name(request_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd < 0:
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield os.fstat(fd).st_nlink > 0
+        finally:
+            os.close(fd)
+
+    def _remove(self, request_id: str) -> None:
+        """Remove a request and its answer, holding its lock: the request first, so that an
+        answer file without its request is always one on its way out."""
+        for folder in (self.requests, self.answers):
+            (folder / self._name(request_id)).unlink(missing_ok=True)
 
     # ---- the console's side
 
@@ -413,10 +456,11 @@ class Queue:
         and expired windows. Returns how many requests were removed."""
         removed = 0
         for path in self._files(self.requests):
-            request = self.load(path.stem)
-            if request is None or not waiter_alive(request, now):
-                self.discard(path.stem)
-                removed += 1
+            with self._hold(path.stem) as queued:
+                request = self.load(path.stem) if queued else None
+                if queued and (request is None or not waiter_alive(request, now)):
+                    self._remove(path.stem)
+                    removed += 1
         for path in self._files(self.answers):
             if not (self.requests / path.name).exists():
                 path.unlink(missing_ok=True)
@@ -431,9 +475,21 @@ class Queue:
             names = sorted(folder.iterdir())
         except FileNotFoundError:
             return []
-        return [p for p in names if p.suffix == ".json"]
+        # only names of our own ids: anything else in the folder is not a request
+        return [p for p in names if p.suffix == ".json" and p.stem.isalnum() and p.stem.isascii()]
+
+    def answered(self, request_id: str) -> str | None:
+        """Who answered the request and how ("approved by alice"); None before an answer."""
+        path = self.answers / self._name(request_id)
+        data = _read_json(path)
+        if data is None:
+            return "answered" if path.exists() else None
+        approver = _approver_from(data.get("approver"))
+        verdict = "approved" if data.get("approved") is True else "declined"
+        return f"{verdict} by {approver.user}" if approver else verdict
 
     def write_answer(self, request: Request, body: dict[str, Any]) -> None:
+        """Write the answer; only under the request's lock, after `answered()` said None."""
         self._ensure()
         _write_atomic(
             self.answers / self._name(request.id),
@@ -511,25 +567,31 @@ def answer(
 
     `window_minutes` also opens a window for each of the request's (rule, namespace)
     pairs on its cluster. Raises AnswerError when the request is gone, its waiter is
-    dead, or it cannot be windowed.
+    dead, it was answered already (the first answer is final), or it cannot be windowed.
+    The check and the write are one step under the request's lock (see the module
+    docstring), whichever processes answer at once.
     """
     queue = Queue(state_dir)
-    request = queue.load(request_id)
-    if request is None or not waiter_alive(request, approver.at):
-        raise AnswerError("that request is no longer waiting; nothing was approved")
-    if not approved:
-        text = reason.strip() or f"declined by {approver.user}"
+    with queue._hold(request_id) as queued:
+        request = queue.load(request_id) if queued else None
+        if request is None or not waiter_alive(request, approver.at):
+            raise AnswerError(GONE)
+        earlier = queue.answered(request_id)
+        if earlier is not None:
+            raise AnswerError(f"already {earlier}: the first answer stands, yours was not used")
+        if not approved:
+            text = reason.strip() or f"declined by {approver.user}"
+            queue.write_answer(
+                request, {"approved": False, "reason": text, "approver": _approver_json(approver)}
+            )
+            return f"declined: {text}"
+        text = "approved once"
+        if window_minutes is not None:
+            text = _open_windows(queue, request, window_minutes, approver)
         queue.write_answer(
-            request, {"approved": False, "reason": text, "approver": _approver_json(approver)}
+            request, {"approved": True, "reason": text, "approver": _approver_json(approver)}
         )
-        return f"declined: {text}"
-    text = "approved once"
-    if window_minutes is not None:
-        text = _open_windows(queue, request, window_minutes, approver)
-    queue.write_answer(
-        request, {"approved": True, "reason": text, "approver": _approver_json(approver)}
-    )
-    return text
+        return text
 
 
 def _open_windows(queue: Queue, request: Request, minutes: int, approver: Approver) -> str:

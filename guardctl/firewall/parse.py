@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.errors import DeadlineExceeded
+from guardctl.firewall.bashsyntax import syntax_error
 from guardctl.firewall.shellword import (
     Prepared,
     Word,
@@ -59,19 +60,22 @@ _FAST_PATH_UNSAFE = re.compile(r"[$\\`(){}*?\[\]#!\n\r]")
 _FAST_DOUBLE_UNSAFE = re.compile(r"[$\\`!]")
 # a variable's value (`$NS`, `${NS}`), in or out of double quotes: a word only known at run
 # time, which the fast path reads as bashlex's reading does; any other `$` goes to bashlex
-_FAST_VARIABLE = re.compile(r"\$(?:[A-Za-z_]\w*+(?![\w{])|\{[A-Za-z_]\w*+\})")
+_FAST_VARIABLE = re.compile(r"\$(?:[A-Za-z_]\w*(?![\w{])|\{[A-Za-z_]\w*\})")
 # a line as single-quoted strings, double-quoted strings (1) and the text between them (2)
-# (possessive quantifiers: a bad line fails in linear time)
-_FAST_PARTS = re.compile(r"""'[^']*+'|"([^"]*+)"|([^'"]++)""")
+_FAST_PARTS = re.compile(r"""'[^']*'|"([^"]*)"|([^'"]+)""")
 # a separator; a descriptor copy (`2>&1`); a file redirect (`2>>`, `&>`, `<`) whose file is
-# the next word; or a word: plain characters and quoted strings
+# the next word; or a word: plain characters and quoted strings.
+# No possessive quantifier or atomic group in these regexes (nor anywhere in guardctl): Python
+# 3.10 has none, and 3.11.2's engine lets `(?:...|'[^']*+')++` take an unclosed quote. Each
+# repeat here is followed by a character it cannot take, or ends the match, so a bad line
+# fails after backtracking over one run at most: linear time all the same.
 _FAST_TOKEN = re.compile(
-    r"""[ \t]*+(?:(?P<sep>\|\||&&|[|;])"""
-    r"""|(?P<dup>[0-9]*+[<>]&[0-9]++)(?![^ \t|;&])"""
-    r"""|(?P<fd>[0-9]*+)(?P<op>>>|>\||&>>|&>|>|<)"""
-    r"""|(?P<word>(?:[^ \t'"|;&<>]++|'[^']*+'|"[^"]*+")++))"""
+    r"""[ \t]*(?:(?P<sep>\|\||&&|[|;])"""
+    r"""|(?P<dup>[0-9]*[<>]&[0-9]+)(?![^ \t|;&])"""
+    r"""|(?P<fd>[0-9]*)(?P<op>>>|>\||&>>|&>|>|<)"""
+    r"""|(?P<word>(?:[^ \t'"|;&<>]+|'[^']*'|"[^"]*")+))"""
 )
-_FAST_QUOTED = re.compile(r"'([^']*+)'|\"([^\"]*+)\"")
+_FAST_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 # words that are syntax at command position, never program names
 _RESERVED = frozenset(
     "if then elif else fi for while until do done case esac in function select time coproc "
@@ -155,6 +159,11 @@ class _State:
             # bash drops NUL bytes, so `kube\0ctl` would run kubectl
             self.problems.append("the line contains a NUL character")
             return
+        refused = syntax_error(line)
+        if refused is not None:
+            # bash runs the commands before a syntax error: they are still read and decided,
+            # but the line is never allowed
+            self.problems.append(f"bash would refuse the line: {refused}")
         commands = _fast_commands(line) if self.allow_fast else None
         if commands is not None:
             for command in commands:

@@ -9,6 +9,13 @@ module does those parts itself, on the raw source text of each word. Pure: stdli
 import re
 from typing import NamedTuple
 
+from guardctl.firewall.bashsyntax import (
+    closing_quote,
+    funsub_end,
+    heredoc_delimiter,
+    skip_heredoc_bodies,
+)
+
 # `$` followed by one of these starts an expansion (parameter, special parameter, `${`, `$(`)
 _EXPANSION_START = re.compile(r"[A-Za-z_0-9{(@*#?$!-]")
 _ANSI_SIMPLE = {
@@ -19,6 +26,8 @@ _ANSI_SIMPLE = {
 _ANSI_HEX = {"x": 2, "u": 4, "U": 8}
 _OCTAL = "01234567"
 _HEX = "0123456789abcdefABCDEF"
+# bash 5.3's command substitution run in the shell itself: `${ cmd; }`, `${| cmd; }`
+_FUNSUB = re.compile(r"\$\{[ \t\n|]")
 # characters that end an unquoted word
 _METACHARS = " \t\n;&|()<>"
 # after these words the next word is again at command position (so `time` is a keyword there)
@@ -185,7 +194,8 @@ def is_assignment(text: str) -> bool:
 
 
 def find_substitutions(text: str, heredoc: bool = False) -> list[str] | None:
-    """The inner text of every `$(...)` and backtick substitution in `text`, outermost only.
+    """The inner text of every `$(...)`, `${ ...; }` and backtick substitution in `text`,
+    outermost only.
 
     Used where bashlex does not look: `${x:-$(cmd)}`, `$(( $(cmd) + 1 ))` and unquoted
     here-document bodies (`heredoc=True`: quotes are plain characters there). None when a
@@ -212,20 +222,21 @@ def find_substitutions(text: str, heredoc: bool = False) -> list[str] | None:
                 return None
             found.append(text[i + 2 : end])
             i = end + 1
+        elif _FUNSUB.match(text, i):
+            # bash 5.3 runs `${ cmd; }` and `${| cmd; }` in the shell itself
+            start = i + 3 if text.startswith("|", i + 2) else i + 2
+            end = funsub_end(text, start)
+            if end < 0:
+                return None
+            found.append(text[start : end - 1])
+            i = end
         else:
             i += 1
     return found
 
 
 def _closing_backtick(text: str, i: int) -> int:
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == "`":
-            return i
-        i += 1
-    return -1
+    return closing_quote(text, i, "`")
 
 
 def closing_paren(text: str, i: int) -> int:
@@ -254,14 +265,7 @@ def closing_paren(text: str, i: int) -> int:
 
 
 def _closing_double(text: str, i: int) -> int:
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == '"':
-            return i
-        i += 1
-    return -1
+    return closing_quote(text, i, '"')
 
 
 # --------------------------------------------------------------------------- preparing
@@ -512,15 +516,8 @@ class _Scanner:
         return i
 
     def _skip_ansi(self, i: int) -> int:
-        line = self.line
-        while i < len(line):
-            if line[i] == "\\":
-                i += 2
-            elif line[i] == "'":
-                return i + 1
-            else:
-                i += 1
-        return len(line)
+        end = closing_quote(self.line, i, "'")
+        return len(self.line) if end < 0 else end + 1
 
     def _skip_double(self, i: int) -> int:
         line = self.line
@@ -566,7 +563,7 @@ class _Scanner:
             j = self._word_char(j)
         j = min(j, len(line))
         raw = line[start:j]
-        delimiter = re.sub(r"""\\(.)|['"]|\$(?=['"])""", r"\1", raw)
+        delimiter = heredoc_delimiter(raw)
         if delimiter != raw:
             self.quoted.add(i)
             self.out[start:j] = delimiter.ljust(j - start)
@@ -575,14 +572,6 @@ class _Scanner:
 
     def _skip_bodies(self, i: int) -> int:
         """Skip the bodies of pending here-documents, which start at `i`."""
-        line = self.line
-        for delimiter, strip_tabs in self.pending:
-            while i < len(line):
-                end = line.find("\n", i)
-                end = len(line) if end < 0 else end
-                text = line[i:end].lstrip("\t") if strip_tabs else line[i:end]
-                i = end + 1
-                if text == delimiter:
-                    break
+        i = skip_heredoc_bodies(self.line, i, self.pending)
         self.pending = []
         return i

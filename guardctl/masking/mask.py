@@ -766,8 +766,11 @@ class _Block(NamedTuple):
 
 # a `name:`, `key:` or `value:` line (YAML or JSON), which `_Structure` only reads to see
 # whether it names a secret
+# (the value starts after every blank: it is empty or starts with a character a blank is not,
+# so that a line without its line break fails after one pass, not one per blank)
 _NAMED_LINE = re.compile(
-    r'(?P<lead>[ ]*+)(?:- )?(?:(?:name|key|value):|"(?:name|key|value)":)[ ]*+(?P<value>[^\n]*)\n'
+    r'(?P<lead>[ ]*)(?:- )?(?:(?:name|key|value):|"(?:name|key|value)":)[ ]*'
+    r"(?P<value>(?:[^ \n][^\n]*)?)\n"
 )
 # keys that `_Structure._keyed_line` reads by name, besides data and credential keys
 _KEYS_READ = frozenset({"kind", "name", "key", "value", "Type", "Name"})
@@ -786,13 +789,14 @@ def _untouched_line(watched: Iterable[str], credential_keys: Iterable[str]) -> s
     names = "|".join(re.escape(k) for k in sorted(watched))
     lowered = "|".join(re.escape(k) for k in sorted(credential_keys))
     special = f"{names}|(?i:{lowered})" if lowered else names
-    key = r"[A-Za-z0-9][A-Za-z0-9_./-]*+"
+    key = r"[A-Za-z0-9][A-Za-z0-9_./-]*"
     yaml_line = rf"(?:- )?(?!(?:{special}):){key}:(?:\r?\n|[ ](?![ ]*[|>])[^\n]*\n)"
-    json_line = rf'"(?!(?:{special})":){key}":[^\S\n]*+(?![|>])[^\n]*\n'
+    json_line = rf'"(?!(?:{special})":){key}":(?![^\S\n]*[|>])[^\n]*\n'
     # (a colon is fine where no blank or line break follows it: a time, a URL)
-    plain_line = r'(?!Data\r*\n)[^\s:="-](?:[^:\n]++|:(?![ \t\r\n]))*+\n'
-
-    return f"[ ]*+(?:{yaml_line}|{json_line}|{plain_line})"
+    plain_line = r'(?!Data\r*\n)[^\s:="-][^:\n]*(?::(?![ \t\r\n])[^:\n]*)*\n'
+    # No possessive quantifier (Python 3.10 has none): each repeat is followed by a character
+    # it cannot take, so a line that is none of these fails after one pass over it.
+    return f"[ ]*(?:{yaml_line}|{json_line}|{plain_line})"
 
 
 class _StructurePatterns(NamedTuple):

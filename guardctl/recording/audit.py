@@ -2,7 +2,8 @@
 per line.
 
 Each invocation writes two records, ahead of and after the command (`AuditLog.start`,
-`AuditLog.finish`):
+`AuditLog.finish`), and `guardctl sessions prune` one per cast it removes (`AuditLog.pruned`:
+"pruned", with the cast's name, size and sha256 and the retention rule's reason):
 
 - "started" (before the command runs): time, session, user, cwd, line, argv, decision,
   rule ids, reason, approver, and the cast file with the offset its events start at;
@@ -27,7 +28,9 @@ head leaves it behind — which is fine as long as every record past the head's 
 a valid mac; the next append brings it up to date. A writer killed
 mid-write leaves a torn last line: the next append closes it off with a newline (it is never
 rewritten) and vouches for it in its own record (`torn`, the sha256 of its bytes); an
-unreadable line no record vouches for was put there by someone else.
+unreadable line no record vouches for was put there by someone else. A last line that is a
+whole record without its newline (a write one byte short: a full disk) is ended and
+followed like any record.
 
 An append reads the last record, the key and the head, never the whole log (only when it
 creates the key or starts a head it counts the records, once). It refuses, with
@@ -91,6 +94,8 @@ LEGACY_FORMAT = 1  # records written before keyed records: hash chain only
 LOCK_TIMEOUT = 10.0
 LOCK_POLL = 0.01
 STARTED, COMPLETED = "started", "completed"
+# a cast removed by `guardctl sessions prune`: the records naming it stay, verify skips it
+PRUNED = "pruned"
 _T = TypeVar("_T")
 
 
@@ -283,6 +288,20 @@ class AuditLog:
         }
         return self._append(record, "the command ran but its completion is not recorded")
 
+    def pruned(self, extent: recorder.CastExtent, reason: str, user: str | None = None) -> str:
+        """Append a "pruned" record: the cast `extent.file`, whole as described, is about to
+        be removed by the retention policy (`reason`). Returns its hash."""
+        record: dict[str, object] = {
+            "v": FORMAT,
+            "status": PRUNED,
+            "time": iso_time(self._clock()),
+            "session": recorder.session_of(extent.file),
+            "user": user if user is not None else user_name(os.getuid()),
+            "reason": reason,
+            "cast": extent.to_json(),
+        }
+        return self._append(record, "the cast was not removed")
+
     def _append(self, record: dict[str, object], consequence: str) -> str:
         try:
             recorder.private_dir(self.path.parent)
@@ -324,14 +343,17 @@ class AuditLog:
         size = os.fstat(fd).st_size
         torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
         end = recorder.line_start(fd, size) if torn else size
+        cut = os.pread(fd, size - end, end) if torn else b""
+        if torn and _is_record(cut):
+            end = size  # a whole record that lost only its newline (a full disk): it counts
         tail = _last_record(fd, end)
         key, head = self._anchor(fd, end, tail)
         seq, prev = _continue_from(head, tail)
         record.update(log=head.log, seq=seq + 1, prev=prev)
-        if torn:
+        if end < size:
             # a torn last line (a writer killed mid-write) is closed off, never extended, and
             # this record vouches for it, so that verify can tell it from a line put there
-            record["torn"] = hashlib.sha256(os.pread(fd, size - end, end)).hexdigest()
+            record["torn"] = hashlib.sha256(cut).hexdigest()
         digest = record_hash(record)
         record["hash"] = digest
         record["mac"] = record_mac(key, head.log, digest)
@@ -450,13 +472,18 @@ def _continue_from(head: Head, tail: Mapping[str, Any] | None) -> tuple[int, str
     return head.count, head.last
 
 
+def _is_record(raw: bytes) -> bool:
+    record = parse(raw)
+    return record is not None and isinstance(record.get("hash"), str)
+
+
 def _last_record(fd: int, end: int) -> dict[str, Any] | None:
     """The last readable record before offset `end` (None if none)."""
     while end > 0:
         start = recorder.line_start(fd, end - 1)
-        record = parse(os.pread(fd, end - start, start).rstrip(b"\n"))
-        if record is not None and isinstance(record.get("hash"), str):
-            return record
+        raw = os.pread(fd, end - start, start).rstrip(b"\n")
+        if _is_record(raw):
+            return parse(raw)
         end = start
     return None
 

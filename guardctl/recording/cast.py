@@ -22,7 +22,7 @@ invocation's clock starts so that times never go backwards.
 
 import codecs
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any, NamedTuple
 
@@ -94,14 +94,46 @@ def decision_label(decision: Decision) -> str:
     return f"decision: {decision.action.value}{suffix}"
 
 
-def approval_label(outcome: str, approver: str | None = None) -> str:
-    """The marker label at an approval: `approval: approved by alice`, `approval: timed out`."""
-    return f"approval: {outcome}" + (f" by {approver}" if approver else "")
+# how an approval was given (the approvals' `Outcome.how`), as a replay says it
+_HOW = {"queue": "with guardctl approvals", "inline": "at guardctl's terminal"}
+COMMAND_PREFIX = "$ "
 
 
-def command_label(argv: Sequence[str]) -> str:
+def approval_label(
+    outcome: str,
+    approver: str | None = None,
+    *,
+    how: str = "",
+    tty: str | None = None,
+    reason: str = "",
+) -> str:
+    """The marker label at an approval: who answered, where, and what they said.
+
+    `approval: approved by alice with guardctl approvals (approved once)`,
+    `approval: declined by bob at /dev/pts/3 (declined at the terminal)`,
+    `approval: not given (timed out after 5m)`.
+    """
+    where = f"at {tty}" if how == "inline" and tty else _HOW.get(how, "")
+    words = [f"approval: {outcome}", f"by {approver}" if approver else "", where]
+    label = " ".join(w for w in words if w)
+    return f"{label} ({reason})" if reason else label
+
+
+def command_label(line: str) -> str:
     """The marker label when an invocation starts: `$ kubectl get pods`."""
-    return "$ " + " ".join(argv)
+    return COMMAND_PREFIX + line
+
+
+def command_of(label: str) -> str | None:
+    """The command line of a `command_label` marker; None for any other marker."""
+    return label[len(COMMAND_PREFIX):] if label.startswith(COMMAND_PREFIX) else None
+
+
+def onlcr(text: str) -> str:
+    """`text` as a terminal's output processing (onlcr, on in cooked mode) shows it: each
+    "\\n" is written as "\\r\\n". A bare "\\n" in a cast is a staircase in asciinema
+    and asciinema-player: the next line starts where the last one ended."""
+    return text.replace("\n", "\r\n")
 
 
 def encode_header(head: Mapping[str, object]) -> str:
@@ -232,13 +264,14 @@ class Writer:
     def last_time(self) -> float:
         return self._last
 
-    def output(self, data: bytes | str, stream: str = "stdout") -> None:
-        """Record output; bytes may end inside a UTF-8 character."""
+    def output(self, data: bytes | str, stream: str = "stdout", at: float | None = None) -> None:
+        """Record output; bytes may end inside a UTF-8 character. `at`: the clock's reading
+        when it was printed, for output written later (default: now)."""
         raw = data.encode("utf-8") if isinstance(data, str) else data
-        self._emit_output(self._decoder(stream).decode(raw))
+        self._emit_output(self._decoder(stream).decode(raw), at)
 
-    def marker(self, label: str) -> None:
-        self._event(MARKER, label)
+    def marker(self, label: str, at: float | None = None) -> None:
+        self._event(MARKER, label, at)
 
     def resize(self, cols: int, rows: int) -> None:
         self._event(RESIZE, f"{cols}x{rows}")
@@ -264,12 +297,13 @@ class Writer:
             self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
         return self._decoders[stream]
 
-    def _emit_output(self, text: str) -> None:
+    def _emit_output(self, text: str, at: float | None = None) -> None:
         if text:
-            self._event(OUTPUT, text.replace("\n", "\r\n") if self._onlcr else text)
+            self._event(OUTPUT, onlcr(text) if self._onlcr else text, at)
 
-    def _event(self, code: str, data: str) -> None:
-        self._last = max(self._last, self._start + self._clock() - self._origin)
+    def _event(self, code: str, data: str, at: float | None = None) -> None:
+        now = self._clock() if at is None else at
+        self._last = max(self._last, self._start + now - self._origin)
         line = encode_event(self._last, code, data)
         if self._header is not None:
             line, self._header = self._header + line, None

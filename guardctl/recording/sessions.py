@@ -1,6 +1,7 @@
 """Listing recorded invocations (`guardctl sessions`): one row per invocation, its "started"
 record joined with its completion, oldest first (`sessions`), shown as an aligned table
-(`format_sessions`) or JSON Lines (`sessions_json`).
+(`format_sessions`) or JSON Lines (`sessions_json`); and finding the session a person means
+(`match_session`) by the id they have at hand.
 
 An invocation whose "started" record has no completion (still running, or killed before
 finishing) is listed as incomplete. Rows are built from the log's readable records
@@ -9,10 +10,11 @@ verify` does.
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guardctl.errors import UsageError
 from guardctl.recording.audit import COMPLETED, STARTED
 from guardctl.recording.verify import records
 
@@ -58,6 +60,7 @@ def sessions(
     """One row per invocation (started record joined with its completion), oldest first.
 
     `status` is "completed" or "incomplete" (still running, or killed before finishing).
+    `session` is matched as `match_session` does (UsageError when it names no session).
     """
     rows: dict[str, dict[str, Any]] = {}
     for number, record in records(path):
@@ -65,6 +68,8 @@ def sessions(
             rows[str(record.get("hash"))] = _row(number, record)
         elif record.get("status") == COMPLETED and str(record.get("started")) in rows:
             _complete(rows[str(record["started"])], record)
+    if session is not None:
+        session = match_session(session, (str(r["session"]) for r in rows.values()))
     return [
         row for row in rows.values()
         if (decision is None or row["decision"] == decision)
@@ -96,3 +101,31 @@ def format_sessions(rows: Sequence[Mapping[str, Any]]) -> str:
 def sessions_json(rows: Sequence[Mapping[str, Any]]) -> str:
     """JSON Lines, one object per invocation."""
     return "\n".join(json.dumps(dict(r), ensure_ascii=False, sort_keys=True) for r in rows)
+
+
+# the guardctl session of a Claude Code session is `claude-<its id>` (agents.hook)
+CLAUDE_PREFIX = "claude-"
+# how many candidates an ambiguous id lists
+SHOWN_CANDIDATES = 5
+
+
+def match_session(given: str, known: Iterable[str], missing: str | None = None) -> str:
+    """The one recorded session `given` names, among `known`: the id itself, a Claude Code
+    session id (recorded as `claude-ID`), or the start of either that only one session has.
+    UsageError when none (with `missing` as its message, if given) or several match."""
+    ids = set(known)
+    for exact in (given, CLAUDE_PREFIX + given):
+        if exact in ids:
+            return exact
+    found = sorted(
+        i for i in ids if given and (i.startswith(given) or i.startswith(CLAUDE_PREFIX + given))
+    )
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(missing or (
+            f"no recorded session {given!r}: give a session id, its first characters, or a "
+            "Claude Code session id (`guardctl sessions` lists them)"
+        ))
+    shown = ", ".join(found[:SHOWN_CANDIDATES]) + (", ..." if len(found) > SHOWN_CANDIDATES else "")
+    raise UsageError(f"{given!r} is the start of {len(found)} sessions ({shown}): give more of it")

@@ -14,11 +14,14 @@ completed invocation's extent by its sha256, no bytes after the last one, and ea
 invocation must start its cast where the one before on it ended, unless that one never
 completed.
 
-What it accepts: incomplete invocations (a "started" record without a completion); a head
+What it accepts: incomplete invocations (a "started" record without a completion); casts
+removed by `guardctl sessions prune`, which recorded each one ("pruned") before removing it,
+and which the OK line counts; a head
 that lags behind the log (a writer killed after appending but before rewriting the head),
 as long as every record past the head's position has a valid mac; a torn line closed off by
 the record after it, which vouches for it (`torn`) — an unreadable line no record vouches
-for was put there by someone else.
+for was put there by someone else. The OK line counts the torn lines closed off; a torn last
+line nothing has closed off yet is reported (the next append closes it off).
 
 **Old logs.** Records written before keyed records (format 1, no `mac`) still verify as a
 hash chain, and `verify` says they are not authenticated; once keyed records begin, and past
@@ -29,13 +32,21 @@ accepted as before, when the chain goes on past them.
 import fcntl
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from guardctl.recording import recorder
-from guardctl.recording.audit import COMPLETED, GENESIS, LEGACY_FORMAT, STARTED, record_seq
+from guardctl.recording.audit import (
+    COMPLETED,
+    GENESIS,
+    LEGACY_FORMAT,
+    PRUNED,
+    STARTED,
+    record_seq,
+)
 from guardctl.recording.auditkey import (
     ACCESS_FIX,
     Damaged,
@@ -117,13 +128,18 @@ class _Chain:
 
     __slots__ = (
         "cast_root", "key", "key_file", "log_id", "head_count", "at_head", "prev", "count",
-        "legacy", "keyed", "junk", "open_starts", "starts", "ends",
+        "legacy", "keyed", "junk", "torn", "open_starts", "starts", "ends", "pruned_at",
+        "pruned",
     )
 
     def __init__(
-        self, cast_root: Path, key: bytes | None, key_file: Path, head: Head | None
+        self, cast_root: Path, key: bytes | None, key_file: Path, head: Head | None,
+        pruned_at: Mapping[str, int] | None = None,
     ) -> None:
         self.cast_root = cast_root
+        # cast file -> the line of the last "pruned" record naming it (`pruned_lines`)
+        self.pruned_at = dict(pruned_at or {})
+        self.pruned = 0
         self.key = key
         self.key_file = key_file
         # the identity every keyed record must carry: the head's, else the first record's
@@ -137,6 +153,7 @@ class _Chain:
         # unreadable lines since the last record: a torn write the next record closed off,
         # or lines put there by someone else
         self.junk: list[tuple[int, bytes]] = []
+        self.torn = 0  # torn lines closed off by the record after them, which vouches for them
         self.open_starts: dict[str, tuple[int, dict[str, Any]]] = {}
         # per cast file: the last invocation started on it (offset, index), and the last
         # one completed (size, index, index of its started record)
@@ -212,6 +229,7 @@ class _Chain:
             last = self.junk[-1][1]
             if len(self.junk) > 1 or torn != hashlib.sha256(last).hexdigest():
                 raise _Bad(self.junk[0][0], "is not a readable record (inserted or damaged)")
+            self.torn += 1
         elif torn is not None:
             raise _Bad(index, "closed off a torn line that is no longer there (removed)")
 
@@ -242,6 +260,13 @@ class _Chain:
             if started is None:
                 raise _Bad(index, "completes no open started record")
             self._completed_cast(index, record, *started)
+        elif status == PRUNED:
+            ref = record.get("cast")
+            name = self._cast_file(index, ref if isinstance(ref, dict) else {})
+            # what the cast held is gone: a cast of that name from now on is a new one
+            self.starts.pop(name, None)
+            self.ends.pop(name, None)
+            self.pruned += 1
         else:
             raise _Bad(index, f"has an unknown status {status!r}")
 
@@ -264,6 +289,10 @@ class _Chain:
         size = ref.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _Bad(index, "has an invalid cast size")
+        if self.pruned_at.get(name, -1) > start_index:
+            # removed by retention since this invocation started (a keyed "pruned" record
+            # says so; prune may take the cast between its end and this record)
+            return
         try:
             digest = recorder.sha256_prefix(self.cast_root / name, size)
         except OSError as exc:
@@ -302,7 +331,9 @@ class _Chain:
     def finish(self, rest: bytes, total: int) -> None:
         """The end of the lines: a torn last line, unreadable lines no record closed off."""
         if rest:
-            raise _Bad(total, "is truncated (the last line is incomplete)")
+            raise _Bad(total, "is cut short (a writer stopped mid-write: a crash, or a full "
+                              "disk); the next guardctl command closes it off and vouches for "
+                              "it in its record", what="the last line")
         if self.junk:
             raise _Bad(self.junk[0][0], "is not a readable record")
 
@@ -328,18 +359,15 @@ class _Chain:
             raise _Bad(index, f"{head.count} is not the one the head {head_file} names "
                               "(replaced, or the log re-chained)")
 
-    def check_casts(self) -> None:
+    def check_casts(self, sizes: Mapping[str, int]) -> None:
         """Bytes after a cast's last recorded extent are fine only when an invocation
         started on it after that one is still open (running, or killed): anything else was
-        added later."""
+        added later. `sizes`: the casts' sizes taken with the log (`_cast_sizes`)."""
         for name, (size, index, _) in self.ends.items():
             if self._completed_end(name) is None:
                 continue  # checked when it started: at or after this extent's end
-            try:
-                actual = (self.cast_root / name).stat().st_size
-            except OSError:
-                continue  # the prefix check has read it; a race with removal is not ours
-            if actual > size:
+            actual = sizes.get(name)
+            if actual is not None and actual > size:
                 raise _Bad(index, f"cast {name} has {actual - size} bytes added after recording")
 
 
@@ -373,15 +401,37 @@ def _read_anchor(path: Path) -> _Anchor:
     return _Anchor(key, key_problem, head, head_problem)
 
 
-def _read_log(path: Path) -> tuple[bytes | None, _Anchor]:
-    """The log (None when missing) and, read under the same shared lock so that no append
-    falls in between, its key and head."""
+def _cast_sizes(cast_root: Path) -> dict[str, int]:
+    """The size of each cast file, by name (nothing when the folder is missing)."""
+    try:
+        with os.scandir(cast_root) as entries:
+            return {
+                e.name: e.stat(follow_symlinks=False).st_size for e in entries
+                if e.is_file(follow_symlinks=False)
+            }
+    except OSError:
+        return {}  # missing or unreadable: reading each cast's extent says which
+
+
+class _Snapshot(NamedTuple):
+    """The log (None when missing), its key and head, and its casts' sizes, read under one
+    shared lock on the log. A cast grows only after its invocation's "started" record, which
+    an append writes under the exclusive lock: so no cast size seen here belongs to an
+    invocation the log read here does not name, even with writers running (sizes taken
+    after the lock is dropped would take a new invocation's bytes for bytes added later)."""
+
+    data: bytes | None
+    anchor: _Anchor
+    sizes: dict[str, int]
+
+
+def _read_log(path: Path, cast_root: Path) -> _Snapshot:
     try:
         with open(path, "rb") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH)
-            return f.read(), _read_anchor(path)
+            return _Snapshot(f.read(), _read_anchor(path), _cast_sizes(cast_root))
     except FileNotFoundError:
-        return None, _read_anchor(path)
+        return _Snapshot(None, _read_anchor(path), {})
 
 
 def verify(path: Path, cast_root: Path) -> VerifyResult:
@@ -391,7 +441,7 @@ def verify(path: Path, cast_root: Path) -> VerifyResult:
     (a writer stopped between appending and rewriting the head) as long as every record
     past the head's position has a valid mac."""
     try:
-        data, anchor = _read_log(path)
+        data, anchor, sizes = _read_log(path, cast_root)
     except OSError as exc:
         return VerifyResult(False, None, f"{path}: cannot read the audit log: {exc.strerror}")
     key, head = anchor.key, anchor.head
@@ -422,17 +472,32 @@ def verify(path: Path, cast_root: Path) -> VerifyResult:
         return fail(_Bad(None, "was not written by this log's key (its mac does not match: "
                                "replaced or forged)", what=f"the head {head_file}"))
     lines, rest = _lines(data)
-    chain = _Chain(cast_root, key, key_file, head)
+    chain = _Chain(cast_root, key, key_file, head, pruned_lines(lines))
     try:
         for index, raw in enumerate(lines):
             chain.line(index, raw)
         chain.finish(rest, len(lines))
         chain.check_head(head, head_file, len(lines))
-        chain.check_casts()
+        chain.check_casts(sizes)
     except _Bad as bad:
         return fail(bad, chain)
     return VerifyResult(True, None, f"{path}: {_ok_message(chain, head)}", chain.count,
                         chain.keyed)
+
+
+def pruned_lines(lines: list[bytes]) -> dict[str, int]:
+    """Cast file -> the line of the last "pruned" record naming it. Read ahead of the
+    chain, so that an extent recorded before its cast was pruned is not read; the records
+    themselves are checked in their turn like any other."""
+    found: dict[str, int] = {}
+    for index, raw in enumerate(lines):
+        if b'"status":"pruned"' not in raw:
+            continue
+        record = parse(raw)
+        ref = record.get("cast") if record is not None else None
+        if record is not None and record.get("status") == PRUNED and isinstance(ref, dict):
+            found[str(ref.get("file"))] = index
+    return found
 
 
 def _ok_message(chain: _Chain, head: Head | None) -> str:
@@ -445,6 +510,12 @@ def _ok_message(chain: _Chain, head: Head | None) -> str:
                  "as they were when keyed records began)")
     if chain.open_starts:
         text += f", {len(chain.open_starts)} incomplete"
+    if chain.pruned:
+        text += (f", {chain.pruned} cast{'s' if chain.pruned > 1 else ''} pruned by retention "
+                 "(their records kept)")
+    if chain.torn:
+        text += (f", {chain.torn} torn line{'s' if chain.torn > 1 else ''} closed off (a writer "
+                 "stopped mid-write)")
     if head is not None and head.count < count:
         behind = count - head.count
         text += (f"; the head is {behind} record{'s' if behind > 1 else ''} behind (a writer "

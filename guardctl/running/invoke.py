@@ -144,6 +144,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     from guardctl.app import Checker
     from guardctl.errors import UnsafeError
     from guardctl.recording import audit, cast, recorder
+    from guardctl.recording.retention import load_settings
 
     invocation = read_invocation(env, argv)
     checker = Checker.load(env, expand=False)
@@ -157,6 +158,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     )
     width, height = _terminal_size(env)
     use_pty = env.stdin.isatty() and env.stdout.isatty()
+    cap = load_settings(env.config_path, env.cache_dir).cast_max_size
     try:
         recording = recorder.open_recording(
             env.state_dir,
@@ -166,6 +168,7 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
             command=invocation.line,
             meta=cast.decision_meta(session, decision),
             onlcr=not use_pty,
+            cap=cap,
         )
     except UnsafeError as err:
         return _unrecorded(env, decision, err)
@@ -331,8 +334,12 @@ def _approved(
         cluster=config.server if config else "",
         diff=_diff_for(env, invocation, context),
     )
-    who = answer.approver.user if answer.approver else None
-    recording.marker(cast.approval_label("approved" if answer.approved else answer.how, who))
+    who = answer.approver
+    verdict = "approved" if answer.approved else "declined" if who else "not given"
+    recording.marker(cast.approval_label(
+        verdict, who.user if who else None, how=answer.how, tty=who.tty if who else None,
+        reason=answer.reason,
+    ))
     _say(env, recording, flow.outcome_message(answer), before_run=True)
     if answer.approved:
         outcome.approver = answer.approver
@@ -361,7 +368,7 @@ def _say(env: Environment, recording: Any, message: str, *, before_run: bool = F
     env.stderr.write(message + "\n")
     env.stderr.flush()
     try:
-        recording.output(message + "\n", "stderr")
+        recording.say(message + "\n")
     except UnsafeError as err:
         if before_run:
             raise
