@@ -348,12 +348,14 @@ def save_config(path: Path, config: Config | Contexts) -> None:
 
 def save_settings_only(path: Path, old: Contexts) -> None:
     """Rewrite the file at `path` without any context, keeping the settings that are not a
-    context's (`broker`, `plugins`, `detectors`); remove it when none is left."""
+    context's (`broker`, `plugins`, `detectors`, the recording's); remove it when none is
+    left."""
     data: dict[str, Any] = {"broker": old.default.broker} if old.default.broker else {}
     if old.plugins:
         data[PLUGINS_KEY] = dict(old.plugins)
     if old.detector_files:
         data[DETECTORS_KEY] = list(old.detector_files)
+    data.update(load_recording(path))
     if not data:
         path.unlink(missing_ok=True)
         return

@@ -441,3 +441,12 @@ def test_uninstall_at_a_terminal(installed: dict[str, str]) -> None:
             child.close(force=True)
         assert child.exitstatus == (0 if removed else 1)
         assert _guardctl_files(installed)["config"] is not removed
+
+
+def test_removing_every_context_keeps_the_other_settings(two: dict[str, str]) -> None:
+    config = Path(two["GUARDCTL_CONFIG"])
+    config.write_text(config.read_text() + "cast-max-size: 1MiB\nplugins:\n  tree: /bin/true\n")
+    for name in ("alpha", "beta"):
+        assert guardctl(two, "creds", "remove", name, "--yes").returncode == 0
+    assert yaml.safe_load(config.read_text()) == {"plugins": {"tree": "/bin/true"},
+                                                  "cast-max-size": "1MiB"}
