@@ -57,6 +57,22 @@ def two(devserver: DevServer, tmp_path: Path) -> Iterator[dict[str, str]]:
     forkcontrol.stop_all(Path(env["XDG_RUNTIME_DIR"]))
 
 
+def answered(env: dict[str, str], args: list[str], prompts: list[str], answer: str) -> int:
+    """The exit status of guardctl ARGS run at a terminal (a real pty), where it shows each
+    of `prompts` in turn and the person types `answer` at the last."""
+    child = pexpect.spawn(sys.executable, ["-m", "guardctl", *args], env=env,
+                          encoding="utf-8", timeout=TIMEOUT)
+    try:
+        for prompt in prompts:
+            child.expect_exact(prompt)
+        child.sendline(answer)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus is not None
+    return child.exitstatus
+
+
 def _keyring_text(env: dict[str, str]) -> str:
     files = sorted(Path(env["XDG_DATA_HOME"]).rglob("*.cfg"))
     return "".join(f.read_text() for f in files)
@@ -137,15 +153,9 @@ def test_remove_an_unknown_context(two: dict[str, str]) -> None:
 
 def test_remove_at_a_terminal(two: dict[str, str]) -> None:
     for answer, kept in (("n", True), ("y", False)):
-        child = pexpect.spawn(sys.executable, ["-m", "guardctl", "creds", "remove", "beta"],
-                              env=two, encoding="utf-8", timeout=TIMEOUT)
-        try:
-            child.expect_exact("Remove context 'beta'? [y/N]")
-            child.sendline(answer)
-            child.expect(pexpect.EOF)
-        finally:
-            child.close(force=True)
-        assert child.exitstatus == (1 if kept else 0)
+        status = answered(two, ["creds", "remove", "beta"], ["Remove context 'beta'? [y/N]"],
+                          answer)
+        assert status == (1 if kept else 0)
         assert ("beta" in guardctl(two, "creds", "list").stdout) is kept
 
 
@@ -339,16 +349,9 @@ def test_import_to_a_plaintext_keyring_at_a_terminal(tmp_path: Path,
                                                      devserver: DevServer) -> None:
     env, args = _headless(tmp_path, devserver)
     for answer, imported in (("n", False), ("y", True)):
-        child = pexpect.spawn(sys.executable, ["-m", "guardctl", *args], env=env,
-                              encoding="utf-8", timeout=TIMEOUT)
-        try:
-            child.expect_exact("unencrypted")
-            child.expect_exact("Store the credential there anyway? [y/N]")
-            child.sendline(answer)
-            child.expect(pexpect.EOF)
-        finally:
-            child.close(force=True)
-        assert child.exitstatus == (0 if imported else 1)
+        status = answered(env, args, ["unencrypted", "Store the credential there anyway? [y/N]"],
+                          answer)
+        assert status == (0 if imported else 1)
         assert Path(env["GUARDCTL_CONFIG"]).exists() is imported
 
 
@@ -431,15 +434,8 @@ def test_uninstall_keep_state(installed: dict[str, str]) -> None:
 
 def test_uninstall_at_a_terminal(installed: dict[str, str]) -> None:
     for answer, removed in (("n", False), ("y", True)):
-        child = pexpect.spawn(sys.executable, ["-m", "guardctl", "uninstall"], env=installed,
-                              encoding="utf-8", timeout=TIMEOUT)
-        try:
-            child.expect_exact("Remove all of the above? [y/N]")
-            child.sendline(answer)
-            child.expect(pexpect.EOF)
-        finally:
-            child.close(force=True)
-        assert child.exitstatus == (0 if removed else 1)
+        status = answered(installed, ["uninstall"], ["Remove all of the above? [y/N]"], answer)
+        assert status == (0 if removed else 1)
         assert _guardctl_files(installed)["config"] is not removed
 
 
