@@ -364,12 +364,55 @@ def mask(for_command: str | None, explain: bool, rule_files: tuple[str, ...]) ->
     return ExitStatus.OK
 
 
-@cli.command()
-def approvals() -> int:
-    """The human's side: a live view of pending requests (a approve, w window, d deny, q quit)."""
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def approvals(ctx: click.Context) -> int:
+    """The human's side: a live view of pending requests (a approve, w window, d deny, q quit).
+
+    Scripts and other UIs use the commands below; the first answer to a request is final.
+    """
+    if ctx.invoked_subcommand is not None:
+        return ExitStatus.OK
     from guardctl.approvals.console import run_console
 
     return run_console(_env())
+
+
+@approvals.command(name="list")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON Lines: one object per waiting request (id, line, rules, namespaces, "
+                   "diff, manifest, window_scopes, expires, …).")
+def approvals_list(as_json: bool) -> int:
+    """List the requests waiting for a human, oldest first."""
+    from guardctl.approvals.scripted import list_requests
+
+    return list_requests(_env(), as_json)
+
+
+@approvals.command(name="approve")
+@click.argument("request_id", metavar="ID")
+@click.option("--window", metavar="DURATION",
+              help="Also approve the request's rules in its namespaces on its cluster for this "
+                   "long (10m, 2h; at most 8h).")
+def approvals_approve(request_id: str, window: str | None) -> int:
+    """Approve request ID (its id from `list`, or a unique prefix of at least 4 characters).
+
+    Exit 0 approved; 2 malformed ID or DURATION; 13 not answered (no such request waits, it
+    was answered already, or it cannot be covered by a window).
+    """
+    from guardctl.approvals.scripted import answer_request
+
+    return answer_request(_env(), request_id, approved=True, window=window)
+
+
+@approvals.command(name="deny")
+@click.argument("request_id", metavar="ID")
+@click.option("--reason", required=True, help="Why: the agent is told.")
+def approvals_deny(request_id: str, reason: str) -> int:
+    """Decline request ID with a reason. Exit codes as for `approve`."""
+    from guardctl.approvals.scripted import answer_request
+
+    return answer_request(_env(), request_id, approved=False, reason=reason)
 
 
 @cli.command(name="sh")

@@ -95,3 +95,16 @@ def broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory) -> It
     admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
     with running_broker(admin) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def patient_broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory,
+                   ) -> Iterator[Broker]:
+    """A broker whose requests wait 60 s: long enough for approvers' consoles and scripts."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
+        pytest.skip("needs root, runuser and kubectl to run a broker for another account")
+    admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
+    with running_broker(admin, extra_environ={"GUARDCTL_APPROVAL_TIMEOUT": "60"}) as running:
+        yield running

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from broker_setup import Broker, running_broker
+from broker_setup import Broker
 
 from guardctl.approvals.queue import GONE, Queue, Request
 from guardctl.devserver import DevServer
@@ -205,19 +205,6 @@ def test_two_consoles_answering_at_once_the_second_is_told(isolated_home: Path) 
         assert waiter.returncode == 12 and "approved=False how=queue" in out
         assert "reason=no\n" in out
     _left_nothing(isolated_home)
-
-
-@pytest.fixture(scope="module")
-def patient_broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory,
-                   ) -> Iterator[Broker]:
-    """A broker whose requests wait long enough for two approvers' consoles to start."""
-    import shutil
-
-    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
-        pytest.skip("needs root, runuser and kubectl to run a broker for another account")
-    admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
-    with running_broker(admin, extra_environ={"GUARDCTL_APPROVAL_TIMEOUT": "60"}) as running:
-        yield running
 
 
 def test_two_approvers_through_the_broker_only_the_first_answer_counts(

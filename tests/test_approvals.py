@@ -156,16 +156,31 @@ def _raises() -> str:
     raise OSError("kubectl diff failed")
 
 
+def _unavailable() -> str:
+    from guardctl.approvals.queue import DiffUnavailable
+
+    raise DiffUnavailable("-f https://x/y.yaml: remote manifests are not fetched")
+
+
 @pytest.mark.parametrize(
     ("line", "diff", "shown_diff"),
     [
         ("kubectl apply -f m.yaml", lambda: "-a\n+b", "-a\n+b"),
-        ("kubectl patch deploy web -p '{}'", lambda: None, DIFF_UNAVAILABLE),
-        ("kubectl replace -f m.yaml", _raises, DIFF_UNAVAILABLE),
-        ("kubectl set image deploy/web app=nginx", None, DIFF_UNAVAILABLE),
+        ("kubectl create -f m.yaml", lambda: "-a\n+b", "-a\n+b"),
+        # every "unavailable" says why
+        ("kubectl patch deploy web -p '{}'", lambda: None,
+         f"{DIFF_UNAVAILABLE}: kubectl diff gave nothing to show"),
+        ("kubectl replace -f m.yaml", _raises,
+         f"{DIFF_UNAVAILABLE}: the diff failed: kubectl diff failed"),
+        ("kubectl apply -f m.yaml", _unavailable,
+         f"{DIFF_UNAVAILABLE}: -f https://x/y.yaml: remote manifests are not fetched"),
+        ("kubectl set image deploy/web app=nginx", None,
+         f"{DIFF_UNAVAILABLE}: kubectl diff compares manifests given with -f or -k, and this"
+         " set has none"),
         ("kubectl set image deploy/web app=nginx", lambda: "", "(no changes)"),
         # no diff for verbs that change nothing a diff can show
         ("kubectl exec web -- sh", lambda: "never", None),
+        ("kubectl create secret generic x --from-literal=a=b", lambda: "never", None),
     ],
 )
 def test_diff_text(checker: Checker, line: str, diff: Callable[[], str | None] | None,

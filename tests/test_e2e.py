@@ -272,7 +272,11 @@ def test_stdin_manifest_is_inspected_then_applied(
     proc = guardctl(agent_env, "apply", "-f", "-", stdin=risky)
     assert proc.returncode == 12
     assert b"privileged-workload" in proc.stderr
-    assert devserver.requests == []
+    # only the server-side diff shown to the human (reads and a dry run) reached the cluster
+    assert {m for m, _, _ in devserver.requests} <= {"GET", "POST", "PATCH"}
+    admin = subprocess.run(["kubectl", "--kubeconfig", agent_env["ADMIN_KUBECONFIG"], "get",
+                            "pod", "root", "-n", "dev"], capture_output=True, timeout=60)
+    assert admin.returncode != 0 and b"NotFound" in admin.stderr
 
 
 def test_every_invocation_is_recorded_and_the_chain_verifies(agent_env: dict[str, str]) -> None:

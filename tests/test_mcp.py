@@ -244,3 +244,85 @@ def test_both_tools_go_through_a_broker(broker: Any, tmp_path: Path) -> None:
     assert read.structured_content["exit_code"] == 0
     assert read.structured_content["stdout"].startswith("pod/web-")
     assert not (tmp_path / "home").exists()  # nothing was recorded on the client's side
+
+
+def _approve_the_one_request(env: dict[str, str]) -> str:
+    """`guardctl approvals approve` of the one waiting request, as a person's script would
+    (through the broker when `env` names one)."""
+    import json
+
+    def guardctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "guardctl", *args], env=env, text=True,
+                              capture_output=True, timeout=CALL_SECONDS)
+
+    (listed,) = guardctl("approvals", "list", "--json").stdout.splitlines()
+    done = guardctl("approvals", "approve", json.loads(listed)["id"])
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _progress_while_waiting(
+    server_env: dict[str, str], approver_env: dict[str, str]
+) -> tuple[Any, str, list[tuple[float, float | None, str | None]]]:
+    """A `kubectl` call that waits for a human, made with a progress callback; the human
+    answers only once two notifications said the call waits for them. (result, what the
+    approver was told, the notifications)."""
+    progress: list[tuple[float, float | None, str | None]] = []
+    args = ["get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"]
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    def waiting() -> int:
+        return sum("waiting up to 60 s for a human" in (m or "") for _, _, m in progress)
+
+    async def talk() -> tuple[Any, str]:
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "guardctl.agents.mcp"], env=server_env,
+            cwd=str(REPO),
+        )
+        found: dict[str, Any] = {}
+        with anyio.fail_after(CALL_SECONDS * 3):
+            async with Client(params, read_timeout_seconds=CALL_SECONDS) as client:
+
+                async def call() -> None:
+                    found["result"] = await client.call_tool(
+                        "kubectl", {"args": args}, progress_callback=on_progress)
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(call)
+                    for _ in range(CALL_SECONDS * 10):
+                        if waiting() >= 2:
+                            break
+                        await anyio.sleep(0.1)
+                    answered = await anyio.to_thread.run_sync(
+                        lambda: _approve_the_one_request(approver_env))
+        return found["result"], answered
+
+    result, answered = anyio.run(talk)
+    assert waiting() >= 2, progress
+    assert "approved once: kubectl get secret app-secrets" in answered
+    assert [p for p, _, _ in progress] == sorted(p for p, _, _ in progress)  # it only grows
+    assert any("read-secret-values" in (m or "") for _, _, m in progress)
+    return result, answered, progress
+
+
+@needs_kubectl
+def test_a_call_waiting_for_a_human_sends_progress(agent_env: dict[str, str]) -> None:
+    env = {**agent_env, "GUARDCTL_APPROVAL_TIMEOUT": "60"}
+    result, _, progress = _progress_while_waiting(env, env)
+    assert all(total == run_timeout(env) for _, total, _ in progress)
+    out = result.structured_content
+    assert out["exit_code"] == 0 and "approved by" in out["stderr"], out
+
+
+@needs_kubectl
+def test_a_call_waiting_through_a_broker_sends_progress(
+    patient_broker: Any, tmp_path: Path
+) -> None:
+    through = {"GUARDCTL_BROKER": str(patient_broker.socket)}
+    server_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **through}
+    result, _, _ = _progress_while_waiting(server_env, {**patient_broker.environ, **through})
+    out = result.structured_content
+    assert out["exit_code"] == 0 and "approved by root" in out["stderr"], out
+    assert "AWS_ACCESS_KEY_ID:" in out["stdout"]

@@ -7,26 +7,42 @@ credentials and masking are exactly the CLI's, and returns its stdout, stderr an
 code. A deny is an ordinary result (exit code 11, the rule and reason on stderr), not a
 protocol error: the agent is meant to read it and change course.
 
+A `kubectl` call may wait minutes for a human (`guardctl approvals`). So that a client with
+a short request timeout does not give up, the tool sends MCP progress notifications while
+the call runs — at once when the child says it waits for a human, then every
+PROGRESS_SECONDS — saying what it waits for (clients that asked for progress get them;
+others, nothing).
+
     python -m guardctl.agents.mcp      # or `guardctl mcp`
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from guardctl import __version__
 from guardctl.env import Environment
 from guardctl.errors import GuardError
-from guardctl.running.child import run_guardctl
+from guardctl.running.child import RunResult, run_guardctl
 from guardctl.status import ExitStatus
 
 # a run may first wait for a human (GUARDCTL_APPROVAL_TIMEOUT), then for kubectl itself
 RUN_SECONDS_AFTER_APPROVAL = 300.0
+# how often a running `kubectl` call tells the client it is still at work
+PROGRESS_SECONDS = 5.0
+# how often it looks whether the child has started waiting for a human
+LOOK_SECONDS = 0.5
+# what guardctl says on stderr when a request waits for a human (approvals.flow)
+WAITING = b"guardctl: waiting up to "
 
 KUBECTL_DESCRIPTION = (
     "Run kubectl through guardctl's policy gate. Pass kubectl's arguments as a list, without "
@@ -85,10 +101,61 @@ def build_server(env: Environment) -> MCPServer[Any]:
             raise ToolError(f"guardctl: {exc}") from exc
 
     @server.tool(name="kubectl", description=KUBECTL_DESCRIPTION)
-    def kubectl(args: list[str], stdin: str | None = None) -> dict[str, Any]:
-        return run_guardctl(environ, ["kubectl", *args], stdin, run_timeout(environ)).to_json()
+    async def kubectl(args: list[str], ctx: Context, stdin: str | None = None) -> dict[str, Any]:
+        result = await _run_reporting(environ, ["kubectl", *args], stdin, ctx)
+        return result.to_json()
 
     return server
+
+
+class _Said:
+    """The line the child's guardctl wrote when it began to wait for a human, if it did."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._text = b""
+        self.waiting: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        with self._lock:
+            if self.waiting is not None:
+                return
+            self._text = (self._text + chunk)[-4096:]
+            start = self._text.find(WAITING)
+            end = self._text.find(b"\n", start)
+            if start >= 0 and end >= 0:
+                line = self._text[start:end].decode("utf-8", "replace")
+                self.waiting = line.removeprefix("guardctl: ")
+
+
+async def _run_reporting(
+    environ: Mapping[str, str], args: list[str], stdin: str | None, ctx: Context
+) -> RunResult:
+    """`run_guardctl` in a worker thread, with progress notifications while it runs."""
+    timeout = run_timeout(environ)
+    said = _Said()
+    started = time.monotonic()
+
+    async def report() -> None:
+        last, told_waiting = started, False
+        # bounded: the run itself ends within `timeout` (then this is cancelled)
+        for _ in range(math.ceil(timeout / LOOK_SECONDS) + 10):
+            await anyio.sleep(LOOK_SECONDS)
+            now = time.monotonic()
+            begun = said.waiting is not None and not told_waiting
+            if begun or now - last >= PROGRESS_SECONDS:
+                last, told_waiting = now, said.waiting is not None
+                message = (f"{said.waiting}; waited {now - started:.0f} s"
+                           if said.waiting else f"kubectl running for {now - started:.0f} s")
+                await ctx.report_progress(round(now - started, 1), timeout, message)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(report)
+        result = await anyio.to_thread.run_sync(
+            lambda: run_guardctl(environ, args, stdin, timeout, on_stderr=said.feed)
+        )
+        group.cancel_scope.cancel()
+    return result
 
 
 def _check_through_broker(environ: Mapping[str, str], line: str) -> dict[str, Any]:

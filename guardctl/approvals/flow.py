@@ -44,19 +44,24 @@ def request_approval(
     *,
     cluster: str = "",
     diff: Callable[[], str | None] | None = None,
+    manifest: str | None = None,
+    defaults: tuple[str, str] | None = None,
     clock: Clock = time.time,
     sleep: Sleep = time.sleep,
 ) -> Outcome:
     """Ask a human about an `approve` decision; see the module docstring for the order.
 
     `cluster` is the server URL from guardctl's config ("" without one). `diff` returns the
-    masked server-side diff for apply/patch/replace/set, or None. KeyboardInterrupt
+    masked server-side diff for apply/patch/replace/set, or raises `DiffUnavailable` saying
+    why there is none. `manifest` is a masked `-f -` manifest to show. `defaults` is the
+    (context, default namespace) the command runs in (default: guardctl's config's first
+    context). KeyboardInterrupt
     propagates (the caller returns 130); SIGTERM/SIGHUP become SystemExit(128+n). The
     queued request is removed on every one of those paths.
     """
     timeout = approval_timeout(env.environ)
     queue = Queue(env.state_dir)
-    context, default_namespace = config_defaults(env)
+    context, default_namespace = defaults if defaults is not None else config_defaults(env)
     scopes = window_scopes(decision, default_namespace)
     window = queue.covering_window(scopes, cluster, clock()) if scopes else None
     if window is not None:
@@ -72,6 +77,7 @@ def request_approval(
         now=clock(),
         timeout=timeout,
         requester=env.caller.describe() if env.caller is not None else "",
+        manifest=manifest,
     )
     from guardctl.approvals import prompt
 

@@ -74,8 +74,10 @@ def _lines(items: tuple[str, ...] | list[str], empty: str) -> Text:
     return Text("\n".join(shown(i) for i in items) if items else empty)
 
 
-def request_panel(request: Request, now: float, title: str = "approval needed") -> Panel:
-    """Everything a human needs to decide on `request`; all text is plain (no markup)."""
+def request_grid(request: Request, now: float) -> Table:
+    """Who asked, the command, how it was read, its rules, context, cluster, namespaces,
+    risks and time left: the part of a request a human must always see. Plain text (no
+    markup)."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -96,9 +98,27 @@ def request_panel(request: Request, now: float, title: str = "approval needed") 
     rows.append(("waits", Text(f"{max(0, int(request.expires - now))} s more")))
     for label, value in rows:
         grid.add_row(label, value)
-    parts: list[Table | Text] = [grid]
+    return grid
+
+
+def request_details(request: Request) -> Text | None:
+    """The long part of a request, which a view may scroll: the `-f -` manifest and the
+    diff (or why there is none); None when it has neither."""
+    parts: list[Text] = []
+    if request.manifest is not None:
+        parts += [Text("manifest (from stdin, masked):", style="bold"),
+                  Text(shown(request.manifest))]
     if request.diff is not None:
-        parts += [Text("\nkubectl diff (server side):", style="bold"), Text(shown(request.diff))]
+        parts += [Text("kubectl diff (server side):", style="bold"), Text(shown(request.diff))]
+    return Text("\n").join(parts) if parts else None
+
+
+def request_panel(request: Request, now: float, title: str = "approval needed") -> Panel:
+    """Everything a human needs to decide on `request`; all text is plain (no markup)."""
+    details = request_details(request)
+    parts: list[Table | Text] = [request_grid(request, now)]
+    if details is not None:
+        parts += [Text(""), details]
     return Panel(Group(*parts), title=title, title_align="left")
 
 
@@ -139,6 +159,11 @@ class Keys:
         size = _key_size(self._buffer)
         key, self._buffer = self._buffer[:size], self._buffer[size:]
         return key
+
+    def waiting(self) -> bool:
+        """Whether a key is already there (typed ahead, pasted): a view may draw once after
+        the last of them instead of after each."""
+        return bool(self._buffer) or bool(select.select([self.fd], [], [], 0)[0])
 
     def discard(self) -> None:
         """Drop keys typed so far, kept here and in the terminal: they were meant for what

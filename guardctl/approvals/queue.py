@@ -40,7 +40,7 @@ from guardctl.atomic import write_atomic
 from guardctl.config import load_config
 from guardctl.env import Environment
 from guardctl.errors import UsageError
-from guardctl.model import Action, Decision
+from guardctl.model import Action, CommandDecision, Decision, KubectlCall
 from guardctl.recording.audit import Approver, iso_time
 
 APPROVALS = "approvals"
@@ -101,6 +101,8 @@ class Request(NamedTuple):
     diff: str | None  # None: not a verb with a diff
     # who asked, when a broker's agent did: `alice (uid 1001, agent)`; "" for this user
     requester: str = ""
+    # a `-f -` manifest as guardctl read it from stdin, masked; None when there is none
+    manifest: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self._asdict().items() if k != "scopes"}
@@ -140,10 +142,12 @@ def seconds_text(value: float) -> str:
 
 
 def window_scopes(decision: Decision, default_namespace: str) -> tuple[Scope, ...]:
-    """The (rule, namespace) pairs that together make `decision` need approval.
+    """The (rule, namespace) pairs that together make `decision` need approval: each rule
+    of a command in each namespace the command touches (`command_namespaces`).
 
     Empty when some part needs approval for a reason no rule names (a line guardctl could
-    not fully understand): no window may cover that, a human must look every time.
+    not fully understand, a manifest it could not see): no window may cover that, a human
+    must look every time.
     """
     if decision.problems:
         return ()
@@ -154,42 +158,82 @@ def window_scopes(decision: Decision, default_namespace: str) -> tuple[Scope, ..
         rules = [h.id for h in command.hits if h.action is Action.APPROVE]
         if not rules or command.problems:
             return ()
-        namespace = _namespace(command.call, default_namespace)
-        scopes.extend(Scope(rule, namespace) for rule in rules)
+        namespaces = command_namespaces(command, default_namespace)
+        scopes.extend(Scope(rule, namespace) for rule in rules for namespace in namespaces)
     return tuple(dict.fromkeys(scopes))
 
 
-def _namespace(call: Any, default_namespace: str) -> str:
+def command_namespaces(command: CommandDecision, default_namespace: str) -> tuple[str, ...]:
+    """Every namespace `command` touches: "*" for all of them; else each namespace its
+    manifests name (files, stdin, heredocs, rendered kustomizations), and the one from its
+    flags (or `default_namespace`, "" for the context's) when it has no manifest or one of
+    its objects names none. An object without a namespace goes where kubectl sends it: the
+    flag's namespace, else the context's."""
+    call = command.call
     if call is None:
-        return default_namespace
+        return (default_namespace,)
     if call.all_namespaces:
-        return "*"
-    return str(call.namespace or default_namespace)
+        return ("*",)
+    given = str(call.namespace or default_namespace)
+    objects = command.report.objects if command.report is not None else ()
+    named = [o.namespace for o in objects if o.namespace]
+    unnamed = not objects or any(not o.namespace for o in objects)
+    return tuple(dict.fromkeys([*named, *([given] if unnamed else [])]))
 
 
 def command_key(decision: Decision, cluster: str, default_namespace: str) -> str:
-    """sha256 naming one exact command: argv, its rule ids and namespace, and the cluster."""
+    """sha256 naming one exact command: argv, its rule ids and namespaces, and the cluster."""
     parts = [
-        [list(c.argv), [h.id for h in c.hits], _namespace(c.call, default_namespace)]
+        [list(c.argv), [h.id for h in c.hits], list(command_namespaces(c, default_namespace))]
         for c in decision.commands
     ]
     text = json.dumps([cluster, parts], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class DiffUnavailable(Exception):
+    """Why no diff can be shown; a diff callable raises it, and the human reads the reason."""
+
+
+def wants_diff(call: KubectlCall) -> bool:
+    """A verb whose change a human should see as a diff before approving it: apply, patch,
+    replace, set, and create from manifests (-f/-k)."""
+    verb = call.verb.split(" ")[0]
+    return verb in DIFF_VERBS or (
+        verb == "create" and (call.has_flag("filename") or call.has_flag("kustomize"))
+    )
+
+
 def diff_text(decision: Decision, diff: Callable[[], str | None] | None) -> str | None:
-    verbs = {c.call.verb.split(" ")[0] for c in decision.commands if c.call is not None}
-    if not verbs & DIFF_VERBS:
+    """What the request shows under "kubectl diff": the (cut) diff, or "diff unavailable:"
+    and why; None for commands a diff cannot show a change of."""
+    calls = [c.call for c in decision.commands if c.call is not None]
+    if not any(wants_diff(call) for call in calls):
         return None
+    if diff is None:
+        verbs = sorted({c.verb.split(" ")[0] for c in calls if wants_diff(c)})
+        return (f"{DIFF_UNAVAILABLE}: kubectl diff compares manifests given with -f or -k,"
+                f" and this {'/'.join(verbs)} has none")
     try:
-        text = diff() if diff is not None else None
-    except Exception:  # noqa: BLE001 - any failure of the diff shows as "unavailable"
-        text = None
+        text = diff()
+    except DiffUnavailable as exc:
+        return f"{DIFF_UNAVAILABLE}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any failure of the diff shows as "unavailable"
+        return f"{DIFF_UNAVAILABLE}: the diff failed: {_first_line(str(exc)) or type(exc).__name__}"
     if text is None:
-        return DIFF_UNAVAILABLE
-    if len(text) > MAX_DIFF_CHARS:
-        return text[:MAX_DIFF_CHARS] + f"\n… diff cut at {MAX_DIFF_CHARS} characters"
-    return text or "(no changes)"
+        return f"{DIFF_UNAVAILABLE}: kubectl diff gave nothing to show"
+    return cut(text, "diff") or "(no changes)"
+
+
+def cut(text: str, what: str) -> str:
+    """`text`, cut at MAX_DIFF_CHARS with a line saying so."""
+    if len(text) <= MAX_DIFF_CHARS:
+        return text
+    return text[:MAX_DIFF_CHARS] + f"\n… {what} cut at {MAX_DIFF_CHARS} characters"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0][:300]
 
 
 def _process_start(pid: int) -> str | None:
@@ -244,6 +288,7 @@ def build_request(
     now: float,
     timeout: float,
     requester: str = "",
+    manifest: str | None = None,
 ) -> Request:
     """The request a human is shown for `decision`, with a fresh id and nonce."""
     from guardctl.firewall.explain import reading
@@ -264,11 +309,13 @@ def build_request(
         scopes=window_scopes(decision, default_namespace),
         context=context,
         cluster=cluster,
-        namespaces=tuple(dict.fromkeys(_namespace(c.call, default_namespace) for c in calls)),
+        namespaces=tuple(dict.fromkeys(
+            n for c in calls for n in command_namespaces(c, default_namespace))),
         risks=tuple(f"{r.name}: {r.detail}" if r.detail else r.name for r in risks),
         problems=(*decision.problems, *(p for c in calls for p in c.problems)),
         diff=diff,
         requester=requester,
+        manifest=cut(manifest, "manifest") if manifest is not None else None,
     )
 
 
@@ -291,6 +338,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def _text(data: dict[str, Any], key: str) -> str:
     value = data[key]
     if not isinstance(value, str):
+        raise ValueError(f"{key} is not a string")
+    return value
+
+
+def _optional_text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
         raise ValueError(f"{key} is not a string")
     return value
 
@@ -321,9 +375,8 @@ def _pairs(data: dict[str, Any], key: str) -> tuple[tuple[str, str], ...]:
 def request_from_json(data: dict[str, Any]) -> Request:
     """A stored request; ValueError when any field is missing or has the wrong type."""
     try:
-        diff = data["diff"]
-        if diff is not None and not isinstance(diff, str):
-            raise ValueError("diff is not a string")
+        if "diff" not in data:
+            raise KeyError("diff")
         return Request(
             id=_text(data, "id"),
             nonce=_text(data, "nonce"),
@@ -341,8 +394,9 @@ def request_from_json(data: dict[str, Any]) -> Request:
             namespaces=_strings(data, "namespaces"),
             risks=_strings(data, "risks"),
             problems=_strings(data, "problems"),
-            diff=diff,
+            diff=_optional_text(data, "diff"),
             requester=str(data.get("requester") or ""),
+            manifest=_optional_text(data, "manifest"),
         )
     except KeyError as exc:
         raise ValueError(f"request lacks {exc}") from None

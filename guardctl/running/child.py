@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, NamedTuple
 
 from guardctl.status import exit_for_child
@@ -37,9 +37,12 @@ class _Capped:
     Reading on past the limit keeps the child from blocking on a full pipe.
     """
 
-    def __init__(self, pipe: IO[bytes], limit: int) -> None:
+    def __init__(
+        self, pipe: IO[bytes], limit: int, seen: Callable[[bytes], None] | None = None
+    ) -> None:
         self._pipe = pipe
         self._limit = limit
+        self._seen = seen
         self._data = bytearray()
         self.truncated = False
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -47,7 +50,10 @@ class _Capped:
 
     def _read(self) -> None:
         with self._pipe:
-            while chunk := self._pipe.read(CHUNK):
+            # os.read: a buffered read would wait for CHUNK bytes, and `seen` must see them now
+            while chunk := os.read(self._pipe.fileno(), CHUNK):
+                if self._seen is not None:
+                    self._seen(chunk)
                 room = self._limit - len(self._data)
                 self._data += chunk[: max(room, 0)]
                 self.truncated = self.truncated or len(chunk) > room
@@ -73,12 +79,14 @@ def run_guardctl(
     timeout: float,
     *,
     limit: int = MAX_OUTPUT_BYTES,
+    on_stderr: Callable[[bytes], None] | None = None,
 ) -> RunResult:
     """`python -m guardctl ARGS`, stdin fed from `stdin` (else empty), bounded in time.
 
     The child gets a session of its own: with no controlling terminal, an approval cannot
     prompt on a terminal someone else is drawing on (an agent's host, the demo's narration)
     and is queued for `guardctl approvals`; and a timeout stops the child with its kubectl.
+    `on_stderr` sees each piece of the child's stderr as it comes (from another thread).
     """
     child = subprocess.Popen(
         [sys.executable, "-m", "guardctl", *args],
@@ -89,7 +97,7 @@ def run_guardctl(
         start_new_session=True,
     )
     assert child.stdout is not None and child.stderr is not None
-    out, err = _Capped(child.stdout, limit), _Capped(child.stderr, limit)
+    out, err = _Capped(child.stdout, limit), _Capped(child.stderr, limit, on_stderr)
     if child.stdin is not None:
         data = (stdin or "").encode("utf-8")
         threading.Thread(target=_feed, args=(child.stdin, data), daemon=True).start()

@@ -333,6 +333,9 @@ def _approved(
         invocation.line,
         cluster=config.server if config else "",
         diff=_diff_for(env, invocation, context),
+        manifest=stdin_manifest(env, invocation),
+        # what a command without -n touches is the chosen context's namespace
+        defaults=(config.context, config.namespace) if config else None,
     )
     who = answer.approver
     verdict = "approved" if answer.approved else "declined" if who else "not given"
@@ -414,13 +417,17 @@ def _diff_for(
 ) -> Callable[[], str | None] | None:
     """For apply/create/replace -f: the server-side `kubectl diff` a human sees before approving.
 
-    Run with the agent's own short-lived credentials and masked; None for other verbs.
+    Run with the agent's own short-lived credentials and masked; a `-f -` manifest is the one
+    guardctl read from stdin. It raises `DiffUnavailable` saying why there can be no diff
+    (a remote or unread manifest, a kustomization, kubectl diff failing). None for other
+    verbs and for commands without manifests.
     """
+    from guardctl.approvals.queue import DiffUnavailable
     from guardctl.firewall.normalize import normalize
 
     call = normalize(invocation.command())
     files = call.flags.get("filename", ())
-    if call.verb not in ("apply", "create", "replace") or not files or "-" in files:
+    if call.verb not in ("apply", "create", "replace") or not (files or call.has_flag("kustomize")):
         return None
 
     def diff() -> str | None:
@@ -429,6 +436,9 @@ def _diff_for(
         from guardctl.masking import mask
         from guardctl.running.lifeline import die_with_this_process
 
+        reason = _no_diff(call, invocation)
+        if reason is not None:
+            raise DiffUnavailable(reason)
         cluster = _cluster(env, context)
         args = [f"--filename={f}" for f in files]
         if context is not None:
@@ -437,28 +447,52 @@ def _diff_for(
             args.append(f"--namespace={call.namespace}")
         if call.has_flag("recursive") and call.flag("recursive") != "false":
             args.append("--recursive")
+        stdin = invocation.stdin_text.encode("utf-8") if invocation.stdin_text else b""
         with _kubeconfig_for(env, cluster) as path:
             words = _local_argv(env, ("diff", *args), path.parent, {})
             proc = subprocess.run(
                 [cluster.kubectl, *words],
                 env=_kubectl_environ(env, path),
-                stdin=subprocess.DEVNULL,
+                input=stdin,
                 preexec_fn=die_with_this_process(),
                 capture_output=True,
                 timeout=60,
                 check=False,
             )
+
+        def masked(data: bytes) -> str:
+            return mask.mask_text(data.decode("utf-8", "replace"), _detectors(env),
+                                  cluster.literals, digests=cluster.digests)
+
         # kubectl diff exits 1 when there are differences, >1 on errors
-        text = proc.stdout if proc.returncode in (0, 1) else proc.stderr
-        masked = mask.mask_text(
-            text.decode("utf-8", "replace"),
-            _detectors(env),
-            cluster.literals,
-            digests=cluster.digests,
-        )
-        return masked or "(no changes)"
+        if proc.returncode not in (0, 1):
+            said = masked(proc.stderr).strip().replace("\n", " ")[:500]
+            raise DiffUnavailable(f"kubectl diff failed (exit {proc.returncode}): {said}")
+        return masked(proc.stdout) or "(no changes)"
 
     return diff
+
+
+def _no_diff(call: KubectlCall, invocation: Invocation) -> str | None:
+    """Why `kubectl diff` cannot be run for `call`, or None when it can."""
+    for value in call.flags.get("filename", ()):
+        if value.lower().startswith(("http://", "https://")):
+            return f"-f {value}: remote manifests are not fetched"
+        if value == "-" and invocation.stdin_text is None:
+            return ("the manifest on stdin was not read (a terminal, or more than "
+                    f"{MAX_STDIN_MANIFEST // (1024 * 1024)} MiB)")
+    if call.has_flag("kustomize"):
+        return "kubectl diff is not run on kustomizations (-k)"
+    return None
+
+
+def stdin_manifest(env: Environment, invocation: Invocation) -> str | None:
+    """The `-f -` manifest guardctl read from stdin, masked, to show a human; else None."""
+    from guardctl.masking import mask
+
+    if invocation.stdin_text is None:
+        return None
+    return mask.mask_text(invocation.stdin_text, _detectors(env))
 
 
 def _kubeconfig_for(env: Environment, cluster: _Cluster) -> AbstractContextManager[Path]:
