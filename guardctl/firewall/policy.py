@@ -568,6 +568,19 @@ def _check_args(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
     return _words_matching(f.cmd.argv[1:], m.args, ctx, "arg")
 
 
+def _check_subcommands(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
+    return _words_matching(_subcommand(f.cmd.argv), m.subcommands, ctx, "subcommand")
+
+
+def _subcommand(argv: Iterable[str]) -> list[str]:
+    """The program's own command: its first argument, or the one after `--traceback`, when
+    it is no option (`guardctl --context x creds` is kubectl's, not guardctl's `creds`)."""
+    words = list(argv)[1:3]
+    if words[:1] == ["--traceback"]:
+        words = words[1:]
+    return [w for w in words[:1] if not w.startswith("-")]
+
+
 def _check_env(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
     return _words_matching([name for name, _ in f.cmd.assignments], m.env, ctx, "env")
 
@@ -813,6 +826,7 @@ _CHECKS: dict[str, Check] = {
     "objects": _check_objects,
     "dry_run": _check_dry_run,
     "programs": _check_programs,
+    "subcommands": _check_subcommands,
     "args": _check_args,
     "env": _check_env,
     "writes": _check_writes,
