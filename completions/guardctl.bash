@@ -1,34 +1,15 @@
 # bash completion for guardctl.
 #
 # guardctl's own commands complete through guardctl (click's completion protocol); any
-# other first word is a kubectl invocation, so the words complete as kubectl completes
-# them (`kubectl __complete WORDS…`), e.g. `guardctl get po<TAB>` offers pods, podtemplates.
+# other first word is a kubectl invocation, whose words complete through guardctl's own
+# credentials, never your kubeconfig (`guardctl complete-kubectl -- WORDS…`, in the format of
+# `kubectl __complete`): `guardctl get po<TAB>` offers pods, podtemplates, and `guardctl get
+# pods web<TAB>` the pods a `get pods -o name` run through guardctl lists (when the policy
+# allows that without a human).
 #
 # Use:  source /path/to/guardctl.bash   (in ~/.bashrc)
 
-_guardctl_commands=(approvals audit broker check creds demo devserver doctor hook mask mcp replay rules sessions sh shim)  # generated: scripts/gen_completions.py
-
-# The real kubectl, found as guardctl finds it: $GUARDCTL_KUBECTL, else the first kubectl on
-# PATH that is not a guardctl shim. Asking a shim would put every TAB through the policy.
-_guardctl_real_kubectl() {
-    if [[ -n ${GUARDCTL_KUBECTL-} ]]; then
-        printf '%s\n' "$GUARDCTL_KUBECTL"
-        return 0
-    fi
-    local dir candidate real
-    local -a dirs
-    IFS=: read -r -a dirs <<< "$PATH"
-    for dir in "${dirs[@]}"; do
-        candidate=$dir/kubectl
-        [[ $dir == /* && -f $candidate && -x $candidate ]] || continue
-        real=$(readlink -f -- "$candidate") || continue
-        [[ ${real##*/} == guardctl* ]] && continue
-        head -c 4096 -- "$real" 2>/dev/null | LC_ALL=C grep -aqi guardctl && continue
-        printf '%s\n' "$candidate"
-        return 0
-    done
-    return 1
-}
+_guardctl_commands=(approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim uninstall)  # generated: scripts/gen_completions.py
 
 # COMPREPLY replaces bash's current word, which COMP_WORDBREAKS (`=`, `:`) may have cut
 # shorter than ours: drop that part of our word from candidates that repeat it.
@@ -52,12 +33,11 @@ _guardctl_own() {
     done <<< "$response"
 }
 
-# cobra's directive bits (`:N` on the last line of `kubectl __complete`)
+# cobra's directive bits (`:N` on the last line of the answer)
 _guardctl_kubectl_words() {
-    local kubectl out directive line
+    local out directive line
     local -a candidates=()
-    kubectl=$(_guardctl_real_kubectl) || return 0
-    out=$("$kubectl" __complete "$@" "$cur" 2>/dev/null) || return 0
+    out=$(guardctl complete-kubectl -- "$@" "$cur" 2>/dev/null) || return 0
     directive=${out##*$'\n'}
     directive=${directive#:}
     [[ $directive =~ ^[0-9]+$ ]] || return 0

@@ -1,32 +1,15 @@
 # fish completion for guardctl.
 #
 # guardctl's own commands complete through guardctl (click's completion protocol); any
-# other first word is a kubectl invocation, so the words complete as kubectl completes
-# them (`kubectl __complete WORDS…`), e.g. `guardctl get po<TAB>` offers pods, podtemplates.
+# other first word is a kubectl invocation, whose words complete through guardctl's own
+# credentials, never your kubeconfig (`guardctl complete-kubectl -- WORDS…`, in the format of
+# `kubectl __complete`): `guardctl get po<TAB>` offers pods, podtemplates, and `guardctl get
+# pods web<TAB>` the pods a `get pods -o name` run through guardctl lists (when the policy
+# allows that without a human).
 #
 # Use: copy to ~/.config/fish/completions/guardctl.fish
 
-set -g __guardctl_commands approvals audit broker check creds demo devserver doctor hook mask mcp replay rules sessions sh shim  # generated: scripts/gen_completions.py
-
-# The real kubectl, found as guardctl finds it: $GUARDCTL_KUBECTL, else the first kubectl on
-# PATH that is not a guardctl shim. Asking a shim would put every TAB through the policy.
-function __guardctl_real_kubectl
-    if test -n "$GUARDCTL_KUBECTL"
-        echo $GUARDCTL_KUBECTL
-        return 0
-    end
-    for dir in $PATH
-        set -l candidate $dir/kubectl
-        string match -q -- '/*' $dir; or continue
-        test -f $candidate -a -x $candidate; or continue
-        set -l real (realpath -- $candidate 2>/dev/null); or continue
-        string match -q -- 'guardctl*' (basename -- $real); and continue
-        head -c 4096 -- $real 2>/dev/null | env LC_ALL=C grep -aqi guardctl; and continue
-        echo $candidate
-        return 0
-    end
-    return 1
-end
+set -g __guardctl_commands approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim uninstall  # generated: scripts/gen_completions.py
 
 function __guardctl_own --argument-names cur
     set -l words (commandline -opc)
@@ -45,11 +28,10 @@ function __guardctl_own --argument-names cur
     end
 end
 
-# cobra's directive bits (`:N` on the last line of `kubectl __complete`)
+# cobra's directive bits (`:N` on the last line of the answer)
 function __guardctl_kubectl_words --argument-names cur
     set -l args $argv[2..-1]
-    set -l kubectl (__guardctl_real_kubectl); or return 0
-    set -l out ($kubectl __complete $args $cur 2>/dev/null); or return 0
+    set -l out (guardctl complete-kubectl -- $args $cur 2>/dev/null); or return 0
     set -l directive (string replace -r '^:' '' -- $out[-1])
     string match -qr '^[0-9]+$' -- $directive; or return 0
     test (math "bitand($directive, 1)") -eq 0; or return 0  # error

@@ -2,32 +2,15 @@
 # zsh completion for guardctl.
 #
 # guardctl's own commands complete through guardctl (click's completion protocol); any
-# other first word is a kubectl invocation, so the words complete as kubectl completes
-# them (`kubectl __complete WORDS…`), e.g. `guardctl get po<TAB>` offers pods, podtemplates.
+# other first word is a kubectl invocation, whose words complete through guardctl's own
+# credentials, never your kubeconfig (`guardctl complete-kubectl -- WORDS…`, in the format of
+# `kubectl __complete`): `guardctl get po<TAB>` offers pods, podtemplates, and `guardctl get
+# pods web<TAB>` the pods a `get pods -o name` run through guardctl lists (when the policy
+# allows that without a human).
 #
 # Use: put this file in a folder on $fpath as `_guardctl`, or `source` it after compinit.
 
-_guardctl_commands=(approvals audit broker check creds demo devserver doctor hook mask mcp replay rules sessions sh shim)  # generated: scripts/gen_completions.py
-
-# The real kubectl, found as guardctl finds it: $GUARDCTL_KUBECTL, else the first kubectl on
-# PATH that is not a guardctl shim. Asking a shim would put every TAB through the policy.
-_guardctl_real_kubectl() {
-    if [[ -n ${GUARDCTL_KUBECTL-} ]]; then
-        print -r -- "$GUARDCTL_KUBECTL"
-        return 0
-    fi
-    local dir candidate real
-    for dir in $path; do
-        candidate=$dir/kubectl
-        [[ $dir == /* && -f $candidate && -x $candidate ]] || continue
-        real=${candidate:A}
-        [[ ${real:t} == guardctl* ]] && continue
-        head -c 4096 -- "$real" 2>/dev/null | LC_ALL=C grep -aqi guardctl && continue
-        print -r -- "$candidate"
-        return 0
-    done
-    return 1
-}
+_guardctl_commands=(approvals audit broker check complete-kubectl completion creds demo devserver doctor hook mask mcp ns replay rules sessions sh shim uninstall)  # generated: scripts/gen_completions.py
 
 _guardctl_own() {
     local -a response plain described
@@ -46,12 +29,11 @@ _guardctl_own() {
     return 0
 }
 
-# cobra's directive bits (`:N` on the last line of `kubectl __complete`)
+# cobra's directive bits (`:N` on the last line of the answer)
 _guardctl_kubectl_words() {
-    local kubectl directive line cur=${(Q)PREFIX}
+    local directive line cur=${(Q)PREFIX}
     local -a out described suffix
-    kubectl=$(_guardctl_real_kubectl) || return 1
-    out=("${(@f)$("$kubectl" __complete "$@" "$cur" 2>/dev/null)}")
+    out=("${(@f)$(guardctl complete-kubectl -- "$@" "$cur" 2>/dev/null)}")
     directive=${out[-1]#:}
     [[ $directive == <-> ]] || return 1
     (( directive & 1 )) && return 1  # error

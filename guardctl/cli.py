@@ -68,7 +68,8 @@ Exit codes:
 \b
 Files: $XDG_CONFIG_HOME/guardctl/config.yaml, $XDG_STATE_HOME/guardctl/,
 $XDG_CACHE_HOME/guardctl/. Documentation: guardctl's README.md; `guardctl doctor`
-checks the set-up and says what to fix.
+checks the set-up and says what to fix; `guardctl completion bash|zsh|fish` prints
+shell completions; `guardctl uninstall` lists and removes what guardctl wrote.
 """
 
 
@@ -111,12 +112,18 @@ def rules() -> None:
 
 @rules.command(name="list")
 @_rules_option
-def rules_list(extra_rules: tuple[str, ...]) -> int:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: the rule files, and each rule's id, action, reason and "
+                   "origin.")
+def rules_list(extra_rules: tuple[str, ...], as_json: bool) -> int:
     """List every rule in force: id, action and reason."""
     from guardctl import app
-    from guardctl.firewall.explain import list_rules
+    from guardctl.firewall.explain import list_rules, rules_json
 
     checker = app.Checker.load(_env(), extra_rules)
+    if as_json:
+        click.echo(rules_json(checker.ruleset))
+        return ExitStatus.OK
     click.echo(list_rules(checker.ruleset))
     click.echo(app.rule_files_summary(checker.ruleset), err=True)
     return ExitStatus.OK
@@ -478,11 +485,13 @@ def mcp() -> int:
 
 
 @cli.command()
-def doctor() -> int:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: each finding's level, topic and message, and the counts.")
+def doctor(as_json: bool) -> int:
     """Check kubectl, keyring, credentials, rules, state folder and shim; say what to fix."""
     from guardctl import doctor as diagnosis
 
-    return diagnosis.run(_env())
+    return diagnosis.run(_env(), as_json=as_json)
 
 
 @cli.command()
@@ -493,6 +502,31 @@ def demo(no_replay: bool, fast: bool) -> int:
     from guardctl import demo as tour
 
     return tour.run(_env(), replay=not no_replay, fast=fast)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> int:
+    """Print the completion script for SHELL, e.g. `source <(guardctl completion bash)`.
+
+    kubectl's words complete through guardctl's own credentials, never your kubeconfig."""
+    from guardctl.bundled import completion_script
+
+    click.echo(completion_script(shell), nl=False)
+    return ExitStatus.OK
+
+
+@cli.command(name="complete-kubectl", hidden=True, context_settings={
+    "ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+def complete_kubectl(words: tuple[str, ...]) -> int:
+    """For the completion scripts: candidates for the last of WORDS (kubectl's words), in
+    `kubectl __complete`'s format."""
+    from guardctl.agents.complete import complete
+
+    env = _env()
+    env.stdout.write(complete(env, list(words[:-1]), words[-1] if words else ""))
+    return ExitStatus.OK
 
 
 @cli.group()
@@ -516,17 +550,123 @@ def creds() -> None:
     help="The agent's ServiceAccount; tokens are minted for it.",
 )
 @click.option("--ttl", default="1h", show_default=True, help="Life of each minted token (>= 10m).")
+@click.option("--allow-plaintext", is_flag=True,
+              help="Accept a keyring that keeps the credential unencrypted in a file "
+                   "(keyrings.alt's PlaintextKeyring) without being asked.")
 def creds_import(
-    kubeconfig: str | None, context: str | None, service_account: str, ttl: str
+    kubeconfig: str | None, context: str | None, service_account: str, ttl: str,
+    allow_plaintext: bool,
 ) -> int:
     """Move a context's credential into the keyring and record the cluster and ServiceAccount."""
     from guardctl.running import creds as credentials
 
     env = _env()
+    if not (allow_plaintext or credentials.plaintext_chosen(env)) and not _plaintext_accepted(
+        credentials.plaintext_keyring()
+    ):
+        return ExitStatus.ERROR
     config = credentials.import_credentials(env, kubeconfig, context, service_account, ttl)
     for line in credentials.import_advice(config, kubeconfig, env):
         click.echo(line)
     return ExitStatus.OK
+
+
+def _confirmed(plan: list[str], question: str, yes: bool) -> bool:
+    """Show `plan`, then ask `question` on the terminal unless `yes`. With no terminal to
+    ask on and no `--yes`, refuse (UsageError, exit 2) rather than guess."""
+    from guardctl.errors import UsageError
+
+    env = _env()
+    for line in plan:
+        click.echo(line)
+    if yes:
+        return True
+    if not env.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: no terminal to confirm on; rerun with --yes")
+    if click.confirm(question, default=False):
+        return True
+    click.echo("nothing was changed", err=True)
+    return False
+
+
+_yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+
+
+@creds.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, an object per context.")
+def creds_list(as_json: bool) -> int:
+    """Every managed context: default marker, namespace, server, ServiceAccount, keyring
+    backend and token expiry (never a secret). --json: one array of objects."""
+    import json
+
+    from guardctl.running import creds as credentials
+
+    rows = credentials.context_rows(_env())
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    elif rows:
+        click.echo(credentials.format_rows(rows))
+    else:
+        click.echo("no managed contexts: run `guardctl creds import --service-account NS/NAME`",
+                   err=True)
+    return ExitStatus.OK
+
+
+@creds.command(name="remove")
+@click.argument("context")
+@_yes_option
+def creds_remove(context: str, yes: bool) -> int:
+    """Remove CONTEXT: its config entry, its credential and cached tokens in the keyring.
+
+    Removing the default context makes the next one the default (the plan says which)."""
+    from guardctl.running import creds as credentials
+
+    env = _env()
+    _, plan = credentials.removal_plan(env, context)
+    if not _confirmed(["guardctl will remove", *plan], f"Remove context {context!r}?", yes):
+        return ExitStatus.ERROR
+    default = credentials.remove_context(env, context)
+    click.echo(f"removed context {context!r}"
+               + (f"; the default context is {default.context!r}" if default else
+                  "; no context is left"))
+    return ExitStatus.OK
+
+
+@cli.command(name="ns")
+@click.argument("name", required=False)
+@click.option("--context", help="The managed context (default: the default one).")
+def ns_command(name: str | None, context: str | None) -> int:
+    """Print the default namespace, or with NAME switch to it (recorded in the audit log).
+
+    Commands without -n then run in it; kubectl's -n still wins."""
+    from guardctl.running import namespace
+
+    env = _env()
+    if name is None:
+        click.echo(namespace.current(env, context))
+        return ExitStatus.OK
+    changed = namespace.switch(env, context, name)
+    click.echo(f'default namespace of context "{changed.context}" is now "{name}"')
+    return ExitStatus.OK
+
+
+def _plaintext_accepted(plaintext: str | None) -> bool:
+    """True unless the keyring keeps secrets unencrypted and the person, asked on the
+    terminal, says no; with no terminal to ask on, UnsafeError (exit 13) with the fix."""
+    from guardctl.errors import UnsafeError
+
+    if plaintext is None:
+        return True
+    what = (f"the only keyring here is {plaintext}, which keeps the credential unencrypted: "
+            "whoever can read that file has it")
+    if not _env().stdin.isatty():
+        raise UnsafeError(f"{what}; rerun with --allow-plaintext to accept that, or install a "
+                          "system keyring (e.g. gnome-keyring) and import again")
+    click.echo(f"guardctl: {what}.", err=True)
+    if click.confirm("Store the credential there anyway?", default=False):
+        return True
+    click.echo("nothing was imported", err=True)
+    return False
 
 
 @creds.command(name="status")
@@ -536,6 +676,32 @@ def creds_status() -> int:
 
     for line in credentials.status(_env()):
         click.echo(line)
+    return ExitStatus.OK
+
+
+@cli.command()
+@_yes_option
+@click.option("--keep-state", is_flag=True,
+              help="Keep the state folder: audit log, casts, approvals.")
+def uninstall(yes: bool, keep_state: bool) -> int:
+    """Remove what guardctl wrote for this account: shims, keyring entries and cached tokens,
+    config, cache, runtime folder and state. Lists it all and asks first."""
+    from guardctl import uninstall as removal
+
+    plan = removal.plan(_env(), keep_state)
+    lines = ["guardctl will remove", *(f"  {item.what}" for item in plan.items)]
+    if not plan.items:
+        lines = ["guardctl has nothing of its own to remove here"]
+    lines += list(plan.kept)
+    if not _confirmed(lines, "Remove all of the above?", yes or not plan.items):
+        return ExitStatus.ERROR
+    failures = removal.run(plan)
+    for failure in failures:
+        click.echo(f"guardctl: {failure}", err=True)
+    if failures:
+        return ExitStatus.UNSAFE
+    if plan.items:
+        click.echo("removed")
     return ExitStatus.OK
 
 

@@ -151,6 +151,14 @@ class Contexts(NamedTuple):
         kept = tuple(config if c.context == config.context else c for c in self.others)
         return self._replace(others=kept if config in kept else (*kept, config))
 
+    def without(self, name: str) -> "Contexts | None":
+        """These contexts without the one called `name`: when that was the default, the
+        next one becomes it. None when no context is left."""
+        kept = tuple(c for c in self.all if c.context != name)
+        if not kept:
+            return None
+        return self._replace(default=kept[0], others=kept[1:])
+
 
 def _settings(path: Path, data: Any, where: str, shared: dict[str, str] | None) -> Config:
     """One context's settings; `shared`: the file's own (None: these are the file's)."""
@@ -335,6 +343,26 @@ def save_config(path: Path, config: Config | Contexts) -> None:
     if contexts.detector_files:
         data[DETECTORS_KEY] = list(contexts.detector_files)
     data.update(load_recording(path))  # kept as they are: this module does not read them
+    write_atomic(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def save_settings_only(path: Path, old: Contexts) -> None:
+    """Rewrite the file at `path` without any context, keeping the settings that are not a
+    context's (`broker`, `plugins`, `detectors`, the recording's); remove it when none is
+    left."""
+    data: dict[str, Any] = {"broker": old.default.broker} if old.default.broker else {}
+    if old.plugins:
+        data[PLUGINS_KEY] = dict(old.plugins)
+    if old.detector_files:
+        data[DETECTORS_KEY] = list(old.detector_files)
+    data.update(load_recording(path))
+    if not data:
+        path.unlink(missing_ok=True)
+        return
+    import yaml
+
+    from guardctl.atomic import write_atomic
+
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 

@@ -26,8 +26,6 @@ VERSION_TIMEOUT_SECONDS = 10
 MIN_KUBECTL_MINOR = 24
 # unknown kubectl commands and flags named in one doctor line
 SHOWN_UNKNOWN = 5
-# keyring backends that keep secrets unencrypted on disk
-PLAINTEXT_BACKENDS = ("PlaintextKeyring",)
 PROBE_ENTRY = "doctor-probe"
 
 
@@ -171,16 +169,17 @@ def _service(env: Environment) -> str:
 
 
 def check_keyring(env: Environment) -> list[Finding]:
-    from guardctl.running.creds import Vault
+    from guardctl.running.creds import PLAINTEXT_BACKENDS, Vault
 
     vault = Vault(_service(env))
     backend = type(vault.backend)
     name = f"{backend.__module__}.{backend.__name__}"
     vault.get(PROBE_ENTRY)  # a read: a locked or broken keyring raises here
     if backend.__name__ in PLAINTEXT_BACKENDS:
-        return [_warn("keyring", f"{name} keeps credentials unencrypted on disk: fine for a "
-                                 "demo, not for a real cluster (unset PYTHON_KEYRING_BACKEND "
-                                 "or install a system keyring)")]
+        return [_warn("keyring", f"{name} keeps credentials unencrypted on disk"
+                                 f"{vault.where(' (', ')')}: fine for a demo, not for a real "
+                                 "cluster (unset PYTHON_KEYRING_BACKEND or install a system "
+                                 "keyring)")]
     return [_ok("keyring", f"{name} is usable")]
 
 
@@ -449,16 +448,23 @@ def findings(env: Environment, checks: tuple[tuple[str, Check], ...] = CHECKS) -
     return found
 
 
-def run(env: Environment) -> int:
-    """Print one line per finding; exit 0 when none failed, 1 otherwise."""
+def run(env: Environment, *, as_json: bool = False) -> int:
+    """Print one line per finding (`as_json`: one JSON object); exit 0 when none failed,
+    1 otherwise."""
     from guardctl.runtime import broker_path
 
     brokered = broker_path(env.environ) is not None
     results = findings(env, BROKER_CLIENT_CHECKS if brokered else CHECKS)
-    for finding in results:
-        env.stdout.write(finding.line() + "\n")
     failed = sum(f.level is Level.FAIL for f in results)
     warned = sum(f.level is Level.WARN for f in results)
-    env.stdout.write(f"{failed} failed, {warned} warnings\n")
+    if as_json:
+        found = [{"level": f.level.value, "topic": f.topic, "message": f.message}
+                 for f in results]
+        env.stdout.write(json.dumps({"findings": found, "failed": failed, "warnings": warned},
+                                    indent=1) + "\n")
+    else:
+        for finding in results:
+            env.stdout.write(finding.line() + "\n")
+        env.stdout.write(f"{failed} failed, {warned} warnings\n")
     env.stdout.flush()
     return ExitStatus.ERROR if failed else ExitStatus.OK

@@ -109,6 +109,7 @@ class Environment:
             cluster_hosts=tuple(dict.fromkeys(h for s in servers for h in _hosts(s))),
             contexts=found.names if found else (),
             plugins=frozenset(name for name, _ in found.plugins) if found else frozenset(),
+            default_namespaces=_default_namespaces(found),
         )
 
     def _managed(self) -> Contexts | None:
@@ -121,6 +122,14 @@ class Environment:
             return load_contexts(self.config_path, self.cache_dir)
         except UsageError:
             return None
+
+
+def _default_namespaces(found: Contexts | None) -> tuple[tuple[str, str], ...]:
+    """(context, namespace) of each managed context that names one; "" for the default."""
+    if found is None:
+        return ()
+    pairs = [("", found.default.namespace)] + [(c.context, c.namespace) for c in found.all]
+    return tuple((name, namespace) for name, namespace in pairs if namespace)
 
 
 def _hosts(server: str) -> tuple[str, ...]:

@@ -1,9 +1,12 @@
-"""Shell completions: the generated command list is current, and real shells complete
-guardctl's own words and kubectl's words (asked of the real kubectl, never of a shim)."""
+"""Shell completions: the generated command list is current, `guardctl completion SHELL`
+prints the scripts, and real shells complete guardctl's own words and kubectl's words
+(verbs and flags from the real kubectl, never a shim; names through guardctl's own
+credentials, never the person's kubeconfig)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -101,18 +104,34 @@ def shell_env(server: DevServer, tmp_path: Path) -> dict[str, str]:
     shim.chmod(0o755)
     home = tmp_path / "home"
     home.mkdir()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
     path = os.pathsep.join([str(bin_dir), str(shim_dir), str(Path(KUBECTL).parent), "/usr/bin",
                             "/bin"])
-    return {
+    env = {
         "PATH": path,
-        "HOME": str(home),  # a fresh kubectl discovery cache: types come from the server
-        "KUBECONFIG": str(server.write_kubeconfig(tmp_path / "kubeconfig")),
+        "HOME": str(home),
+        # the person's kubeconfig is not there: names come through guardctl's credentials
+        "KUBECONFIG": str(tmp_path / "nonexistent"),
         "TERM": "dumb",
         "LANG": "C.UTF-8",
         "NO_COLOR": "1",
         "GUARDCTL_HOME": str(tmp_path / "state"),
         "GUARDCTL_CONFIG": str(tmp_path / "config.yaml"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
     }
+    _import(env, server.write_kubeconfig(tmp_path / "admin.kubeconfig"))
+    return env
+
+
+def _import(env: dict[str, str], kubeconfig: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "guardctl", "creds", "import", "--kubeconfig",
+                           str(kubeconfig), "--service-account", "guardctl/guardctl-agent"],
+                          env=env, capture_output=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
 
 
 # (typed line, words that must be offered)
@@ -138,6 +157,15 @@ INTERACTIVE = [
 ]
 
 
+def _abandon_line(child: pexpect.spawn) -> None:
+    """Clear the typed line and get a fresh prompt. Keys, not Ctrl-C: the shell may still be
+    in its completion function when the words show, and a SIGINT then may stop that (and the
+    guardctl it runs) without a new prompt; keys wait their turn."""
+    child.sendcontrol("u")
+    child.sendline("")
+    child.expect_exact("READY> ")
+
+
 @needs_kubectl
 @pytest.mark.parametrize(("shell", "args", "setup"), INTERACTIVE)
 def test_interactive_shell_completes(shell_env: dict[str, str], tmp_path: Path, shell: str,
@@ -155,12 +183,10 @@ def test_interactive_shell_completes(shell_env: dict[str, str], tmp_path: Path, 
             child.send(line + "\t")
             for word in offered:
                 child.expect_exact(word)
-            child.sendcontrol("c")
-            child.expect_exact("READY> ")
+            _abandon_line(child)
         child.send("guardctl che\t")
         child.expect_exact("guardctl check ")  # one candidate: completed in place
-        child.sendcontrol("c")
-        child.expect_exact("READY> ")
+        _abandon_line(child)
     finally:
         child.sendline("exit")
         child.close(force=True)
@@ -182,3 +208,52 @@ def test_fish_completes(shell_env: dict[str, str], tmp_path: Path, line: str,
     prefix = line.rsplit(" ", 1)[-1].partition("=")[0] + "=" if "=" in line else ""
     assert {prefix + w for w in offered} <= words, result.stdout
     assert not (tmp_path / "shim-was-called").exists()
+
+
+# --------------------------------------------------------------------------- the helper
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_the_script(shell: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "guardctl", "completion", shell],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0
+    assert proc.stdout == (COMPLETIONS / f"guardctl.{shell}").read_text()
+
+
+def _complete(env: dict[str, str], *words: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "guardctl", "complete-kubectl", "--", *words],
+                          env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith(":4\n"), proc.stdout
+    return proc.stdout.splitlines()[:-1]
+
+
+@needs_kubectl
+def test_names_come_through_guardctls_credentials_only(
+    server: DevServer, shell_env: dict[str, str], tmp_path: Path
+) -> None:
+    person = {**shell_env, "KUBECONFIG": str(server.write_kubeconfig(tmp_path / "person")),
+              "GUARDCTL_CONFIG": str(tmp_path / "none.yaml")}
+    # guardctl holds no credential: the person's working kubeconfig is not asked
+    assert _complete(person, "get", "pods", "-n", "dev", "") == []
+    assert _complete(person, "get", "po") != []  # types need no cluster
+    assert "web-7d4b9c8f6d-x2k9p" in _complete(shell_env, "get", "pods", "-n", "dev", "")
+    assert "dev" in _complete(shell_env, "get", "pods", "--namespace=")
+    assert "web-7d4b9c8f6d-x2k9p" in _complete(shell_env, "logs", "-n", "dev", "w")
+    # each listing was decided and recorded like any command
+    rows = subprocess.run([sys.executable, "-m", "guardctl", "sessions", "--json"],
+                          env=shell_env, capture_output=True, text=True, timeout=TIMEOUT)
+    lines = [json.loads(line)["line"] for line in rows.stdout.splitlines()]
+    assert "kubectl get pods -o name --namespace dev" in lines
+
+
+@needs_kubectl
+def test_a_listing_the_policy_flags_offers_nothing(shell_env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    rules = tmp_path / "strict.yaml"
+    rules.write_text("rules:\n  - id: ask-pods\n    action: approve\n    reason: test\n"
+                     "    match: \"get pods\"\n")
+    env = {**shell_env, "GUARDCTL_RULES": str(rules), "GUARDCTL_APPROVAL_TIMEOUT": "600"}
+    assert _complete(env, "get", "pods", "-n", "dev", "") == []  # at once, no approval asked
+    assert "dev" in _complete(env, "get", "pods", "-n", "")

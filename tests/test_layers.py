@@ -51,6 +51,7 @@ LAYERS = {
     "__main__": 4,
     "broker": 4,
     "demo": 4,
+    "uninstall": 4,
 }
 CORE_LAYER = 1
 FORBIDDEN_IN_CORE = {"click", "rich", "pexpect", "keyring", "subprocess", "pty", "termios", "tty"}

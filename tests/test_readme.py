@@ -1,8 +1,8 @@
 """README's first two commands, as written, on a machine with no virtual environment active.
 
 The first installs guardctl and runs the demo (this also proves the wheel carries its
-rules, data and devserver files). The second is the test suite itself: CI runs it through
-`.ci/run`, which must take exactly that line from README.
+rules, data, devserver files and completion scripts). The second is the test suite itself:
+CI runs it through `.ci/run`, which must take exactly that line from README.
 """
 
 from __future__ import annotations
@@ -85,3 +85,9 @@ def test_first_command_on_a_machine_without_a_venv(tmp_path: Path) -> None:
         assert step in proc.stdout.lower(), step
     # the demo kept to its own throwaway home: nothing of the user's was written
     assert not (tmp_path / "home" / ".config" / "guardctl").exists()
+    # the wheel carries the completion scripts (the copied checkout is gone)
+    shutil.rmtree(source / "completions")
+    for shell in ("bash", "zsh", "fish"):
+        printed = subprocess.run([str(source / ".venv" / "bin" / "guardctl"), "completion", shell],
+                                 env=env, capture_output=True, text=True, timeout=60)
+        assert printed.stdout == (REPO / "completions" / f"guardctl.{shell}").read_text()

@@ -32,6 +32,8 @@ PINNED = (
 )
 # `env` from the system folders: the caller's PATH must not choose it
 SYSTEM_ENV = ("/usr/bin/env", "/bin/env")
+# the folders `install` wrote a shim to, one a line, in the state folder (for `uninstall`)
+SHIMS_RECORD = "shims.txt"
 
 
 def pinned(environ: Mapping[str, str]) -> list[str]:
@@ -87,8 +89,32 @@ def install(env: Environment, folder: str | Path) -> Path:
         path = write_shim(directory, launcher(), pin=env.environ)
     except OSError as exc:
         raise UsageError(f"cannot write {existing}: {exc.strerror or exc}") from None
+    _remember(env, directory)
     env.stdout.write(advice(env, directory) + "\n")
     return path
+
+
+def recorded_folders(env: Environment) -> list[Path]:
+    """The folders `install` wrote a shim to (some may be gone since)."""
+    try:
+        text = (env.state_dir / SHIMS_RECORD).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [Path(line) for line in text.splitlines() if line.startswith("/")]
+
+
+def _remember(env: Environment, folder: Path) -> None:
+    """Record `folder` for `guardctl uninstall`; a record that cannot be written is said,
+    not fatal (uninstall also finds shims on PATH)."""
+    if folder in recorded_folders(env):
+        return
+    try:
+        env.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with (env.state_dir / SHIMS_RECORD).open("a", encoding="utf-8") as handle:
+            handle.write(f"{folder}\n")
+    except OSError as exc:
+        env.stderr.write(f"guardctl: could not record {folder} for `guardctl uninstall` "
+                         f"({exc.strerror or exc})\n")
 
 
 def _replaceable(path: Path) -> bool:

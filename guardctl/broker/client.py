@@ -16,10 +16,10 @@ system's CAs when unset) and its host name; the token read from the file
 The standard streams travel as frames (`tlsrelay`).
 
 Only these run in this process: `--help`/`--version`, `broker serve` (the broker itself),
-`devserver`, `demo`, `shim`, `mcp` (an adapter whose tools are clients again) and `doctor`
-(which reports on this side and asks the broker how it sees us). `sh -c` is both: the broker
-decides the line and holds the grant, and bash runs here, as the agent, its kubectl calls
-coming back through the broker.
+`devserver`, `demo`, `shim`, `completion`, `uninstall` (this account's own files), `mcp` (an
+adapter whose tools are clients again) and `doctor` (which reports on this side and asks the
+broker how it sees us). `sh -c` is both: the broker decides the line and holds the grant, and
+bash runs here, as the agent, its kubectl calls coming back through the broker.
 
 Imports only interpreter built-ins, like the fork client: it is on every command's path.
 """
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 # nothing of the policy, credentials or records: the session a command is recorded in, and
 # the one-time grant of a line a human approved)
 AGENT_VARIABLES = ("GUARDCTL_SESSION", "GUARDCTL_PREAPPROVED")
-LOCAL_COMMANDS = frozenset({"devserver", "demo", "shim", "mcp", "doctor"})
+LOCAL_COMMANDS = frozenset({"devserver", "demo", "shim", "mcp", "doctor", "completion",
+                            "uninstall"})
 LOCAL_OPTIONS = frozenset({"-h", "--help", "--version"})
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGWINCH)
 STANDARD_FDS = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))

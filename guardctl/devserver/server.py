@@ -30,6 +30,7 @@ from guardctl.devserver.messages import Request, Response, json_response
 from guardctl.devserver.seed import seed as seed_store
 from guardctl.devserver.store import Store
 from guardctl.devserver.tls import ServerTls, self_signed
+from guardctl.errors import UnsafeError
 
 HOST = "127.0.0.1"
 CONTEXT = "guardctl-dev"
@@ -137,7 +138,10 @@ class DevServer:
         if self._http is not None:
             raise RuntimeError("DevServer already started")
         self._tls = self_signed()
-        self._http = _HttpServer(self._port, self, self._tls)  # listening on return
+        try:
+            self._http = _HttpServer(self._port, self, self._tls)  # listening on return
+        except OSError as err:
+            raise _listen_error(self._port, err) from err
         self.api.address = f"{HOST}:{self._http.server_address[1]}"
         self._thread = threading.Thread(target=self._http.serve_forever,
                                         kwargs={"poll_interval": 0.1},
@@ -236,6 +240,15 @@ class DevServer:
             os.fchmod(handle.fileno(), 0o600)  # O_CREAT's mode does not apply to old files
             yaml.safe_dump(self.kubeconfig(token, namespace), handle, sort_keys=False)
         return target
+
+
+def _listen_error(port: int, err: OSError) -> UnsafeError:
+    import errno
+
+    if err.errno == errno.EADDRINUSE:
+        return UnsafeError(f"{HOST}:{port} is in use: choose another --port, or 0 for any "
+                           "free one")
+    return UnsafeError(f"cannot listen on {HOST}:{port}: {err.strerror or err}")
 
 
 def serve(port: int, kubeconfig_out: str | None,

@@ -13,11 +13,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from guardctl.errors import UnsafeError
+
 OPENSSL_TIMEOUT_SECONDS = 30
 
 
-class TlsError(RuntimeError):
-    """The certificate could not be made (no `openssl`, or it failed)."""
+class TlsError(UnsafeError):
+    """The certificate could not be made (no `openssl`, or it failed): one line, exit 13."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ def self_signed() -> ServerTls:
     """
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise TlsError("the guardctl devserver needs the `openssl` command to make a certificate")
+        raise TlsError("the devserver needs the `openssl` command to make its TLS certificate, "
+                       "and none is on PATH: install it (`apt install openssl`)")
     with tempfile.TemporaryDirectory(prefix="guardctl-devserver-tls-") as tmp:
         key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
         argv = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -44,7 +47,9 @@ def self_signed() -> ServerTls:
         result = subprocess.run(argv, capture_output=True, timeout=OPENSSL_TIMEOUT_SECONDS,
                                 check=False)
         if result.returncode != 0:
-            raise TlsError(f"openssl failed: {result.stderr.decode(errors='replace').strip()}")
+            said = result.stderr.decode(errors="replace").strip().splitlines()
+            raise TlsError(f"openssl could not make the devserver's TLS certificate: "
+                           f"{said[-1] if said else f'exit {result.returncode}'}")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         return ServerTls(context, cert.read_bytes())

@@ -61,3 +61,12 @@ def reading(call: KubectlCall) -> str:
 def list_rules(ruleset: RuleSet) -> str:
     width = max((len(r.id) for r in ruleset.rules), default=2)
     return "\n".join(f"{r.id:<{width}}  {r.action.value:<7}  {r.reason}" for r in ruleset.rules)
+
+
+def rules_json(ruleset: RuleSet) -> str:
+    """`rules list --json`: the rule files and one object per rule in force."""
+    import json
+
+    rules = [{"id": r.id, "action": r.action.value, "reason": r.reason, "origin": r.origin,
+              "description": r.description} for r in ruleset.rules]
+    return json.dumps({"files": list(ruleset.files), "rules": rules}, indent=1)

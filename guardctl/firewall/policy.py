@@ -49,6 +49,9 @@ class PolicyContext(NamedTuple):
     contexts: tuple[str, ...] = ()
     # kubectl plugins the user listed (`plugins:` in the config): decided as commands
     plugins: frozenset[str] = frozenset()
+    # (context, namespace): the namespace a command without `-n` runs in, by the managed
+    # context it chooses ("": the default one), as `guardctl ns` set it
+    default_namespaces: tuple[tuple[str, str], ...] = ()
 
 
 NO_CONTEXT = PolicyContext()
@@ -172,6 +175,20 @@ def gather_facts(
     )
 
 
+def _in_default_namespace(facts: Facts, context: PolicyContext) -> Facts:
+    """A kubectl command without `-n` runs in its context's default namespace: the rules
+    decide on that one, as on a `-n` (`guardctl ns kube-system` must not make writes there
+    look like writes to no namespace in particular)."""
+    call = facts.call
+    if call is None or "" not in facts.namespaces or not context.default_namespaces:
+        return facts
+    chosen = call.flag("context") if "context" in call.global_flags else ""
+    namespace = dict(context.default_namespaces).get(chosen or "")
+    if not namespace:
+        return facts
+    return facts._replace(namespaces=(facts.namespaces - {""}) | {namespace})
+
+
 def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
     if not cmd.argv:  # assignments, or redirects alone (`> FILE`)
         return () if cmd.assignments or cmd.writes or cmd.stdin_from == "file" else (
@@ -201,7 +218,7 @@ def decide_command(
     read: manifests.Reader | None = None,
     render: manifests.Render | None = None,
 ) -> CommandDecision:
-    facts = gather_facts(cmd, read, render, context.plugins)
+    facts = _in_default_namespace(gather_facts(cmd, read, render, context.plugins), context)
     hits = tuple(
         hit
         for rule in _candidates(tuple(rules), facts, context)
@@ -551,6 +568,19 @@ def _check_args(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
     return _words_matching(f.cmd.argv[1:], m.args, ctx, "arg")
 
 
+def _check_subcommands(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
+    return _words_matching(_subcommand(f.cmd.argv), m.subcommands, ctx, "subcommand")
+
+
+def _subcommand(argv: Iterable[str]) -> list[str]:
+    """The program's own command: its first argument, or the one after `--traceback`, when
+    it is no option (`guardctl --context x creds` is kubectl's, not guardctl's `creds`)."""
+    words = list(argv)[1:3]
+    if words[:1] == ["--traceback"]:
+        words = words[1:]
+    return [w for w in words[:1] if not w.startswith("-")]
+
+
 def _check_env(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
     return _words_matching([name for name, _ in f.cmd.assignments], m.env, ctx, "env")
 
@@ -796,6 +826,7 @@ _CHECKS: dict[str, Check] = {
     "objects": _check_objects,
     "dry_run": _check_dry_run,
     "programs": _check_programs,
+    "subcommands": _check_subcommands,
     "args": _check_args,
     "env": _check_env,
     "writes": _check_writes,

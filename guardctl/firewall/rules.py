@@ -24,7 +24,9 @@ RULE_KEYS = frozenset({"id", "action", "reason", "match", "unless", "disabled", 
 KUBECTL_KEYS = frozenset(
     {"verbs", "resources", "namespaces", "flags", "risks", "dry_run", "objects"}
 )
-ANY_COMMAND_KEYS = frozenset({"programs", "args", "env", "writes", "mentions", "understood"})
+ANY_COMMAND_KEYS = frozenset(
+    {"programs", "subcommands", "args", "env", "writes", "mentions", "understood"}
+)
 MATCH_KEYS = KUBECTL_KEYS | ANY_COMMAND_KEYS
 FLAG_CONDITION_KEYS = frozenset({"name", "in", "not_in", "global"})
 
@@ -51,6 +53,9 @@ class Match(NamedTuple):
     objects: tuple[str, ...] = ()  # kinds of manifest objects, e.g. "ClusterRole"
     dry_run: bool | None = None
     programs: tuple[str, ...] = ()  # globs on the program's base name
+    # globs on the program's own command: its first argument (after `--traceback`) when that
+    # is no option, as `guardctl creds …` (where `args` would also match `guardctl get creds`)
+    subcommands: tuple[str, ...] = ()
     args: tuple[str, ...] = ()  # globs on any argument word
     env: tuple[str, ...] = ()  # globs on assignment names (NAME=value prefixes)
     writes: tuple[str, ...] = ()  # globs on redirect targets

@@ -121,7 +121,36 @@ def _keyring_error(err: Exception, file: Path | None, then: str) -> UnsafeError:
         return UnsafeError(f"cannot use the keyring file {file} ({err.strerror or 'error'}): "
                            "make it a file of yours that you may read and write (chmod 600), "
                            f"or move it aside and {then}")
-    return UnsafeError(f"the keyring failed ({type(err).__name__}): see `guardctl creds status`")
+    return UnsafeError(f"the keyring could not be used ({type(err).__name__}): {KEYRING_FIX}")
+
+
+# how to get a keyring that opens: the common causes are a desktop keyring with no desktop
+# session (SecretService needs D-Bus) and a backend name that does not load
+KEYRING_FIX = ("if it needs a desktop session (D-Bus), run guardctl in one; or choose another "
+               "backend with PYTHON_KEYRING_BACKEND (`keyring --list-backends` lists them)")
+# an init error's text is cut here (it names the backend's problem, never a secret: nothing
+# was handed to the backend yet)
+MAX_REASON_CHARS = 160
+
+
+def _open_backend() -> KeyringBackend:
+    """keyring's backend, honouring PYTHON_KEYRING_BACKEND; a backend that cannot be loaded
+    or started (a misspelt name, SecretService without D-Bus) is a one-line UnsafeError."""
+    import keyring
+
+    chosen = os.environ.get("PYTHON_KEYRING_BACKEND", "")
+    try:
+        return _keyring_call(keyring.get_keyring)
+    except UnsafeError:
+        raise
+    except (ImportError, AttributeError) as err:
+        raise UnsafeError(f"PYTHON_KEYRING_BACKEND={chosen} names no keyring backend that can "
+                          f"be loaded ({type(err).__name__}): fix it or unset it "
+                          "(`keyring --list-backends` lists them)") from err
+    except Exception as err:  # noqa: BLE001 - keyring ran the backend's own start-up code
+        reason = str(err).splitlines()[0][:MAX_REASON_CHARS] if str(err) else type(err).__name__
+        name = chosen or "keyring's choice"
+        raise UnsafeError(f"cannot open the keyring {name} ({reason}): {KEYRING_FIX}") from err
 
 
 def _keyring_call(call: Callable[[], _T], file: Path | None = None,
@@ -172,9 +201,7 @@ class Vault:
     @property
     def backend(self) -> KeyringBackend:
         if self._backend is None:
-            import keyring
-
-            self._backend = _keyring_call(keyring.get_keyring)
+            self._backend = _open_backend()
         return self._backend
 
     @property
@@ -641,16 +668,26 @@ def stanza_secrets(kind: str, stanza: Mapping[str, Any]) -> list[str]:
     return [str(e["value"]) for e in env_entries if isinstance(e, dict) and e.get("value")]
 
 
-def _describe_token(env: Environment, vault: Vault, config: Config, now: float) -> str:
+def _token_found(env: Environment, vault: Vault, config: Config) -> tuple[Token | None, str]:
+    """The cached agent token of `config` and where it was found (kernel keyring first)."""
+    fast = kernel_cache(env, config)
+    cached = fast.load() if fast is not None else None
+    if cached is not None:
+        return cached, "the kernel keyring"
+    return _cached_token(vault.tokens(), config), "the OS keyring"
+
+
+def _iso(seconds: float) -> str:
     from datetime import datetime
 
-    fast = kernel_cache(env, config)
-    cached, where = (fast.load() if fast is not None else None), "the kernel keyring"
-    if cached is None:
-        cached, where = _cached_token(vault.tokens(), config), "the OS keyring"
+    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def _describe_token(env: Environment, vault: Vault, config: Config, now: float) -> str:
+    cached, where = _token_found(env, vault, config)
     if cached is None:
         return "agent token: none cached (one is minted on the next run)"
-    when = datetime.fromtimestamp(cached.expires_at).astimezone().isoformat(timespec="seconds")
+    when = _iso(cached.expires_at)
     left = cached.expires_at - now
     state = "expired" if left <= 0 else f"{int(left // 60)}m left"
     refresh = "" if cached.fresh(now) else ", renewed on the next run"
@@ -686,3 +723,139 @@ def _keyring_status(
     yield (f"credential: {config.credential}, "
            + ("present" if present else f"MISSING: run {_import_hint(config)}"))
     yield _describe_token(env, vault, config, now)
+
+
+# keyring backends that keep secrets unencrypted on disk (keyrings.alt's file keyring)
+PLAINTEXT_BACKENDS = ("PlaintextKeyring",)
+
+
+def plaintext_keyring(backend: KeyringBackend | None = None) -> str | None:
+    """Where the keyring keeps secrets unencrypted (`NAME, file PATH`), or None when it
+    does not (UnsafeError when it cannot be opened)."""
+    vault = Vault(DEFAULT_KEYRING_SERVICE, backend)
+    if type(vault.backend).__name__ not in PLAINTEXT_BACKENDS:
+        return None
+    return backend_name(vault) + vault.where(", ", "")
+
+
+def plaintext_chosen(env: Environment) -> bool:
+    """PYTHON_KEYRING_BACKEND names a plaintext backend: the person chose it (a demo, a
+    test, a service account's file keyring), which counts as consent to it."""
+    chosen = env.environ.get("PYTHON_KEYRING_BACKEND", "")
+    return chosen.rpartition(".")[2] in PLAINTEXT_BACKENDS
+
+
+def backend_name(vault: Vault) -> str:
+    kind = type(vault.backend)
+    return f"{kind.__module__}.{kind.__name__}"
+
+
+def context_rows(env: Environment, *, backend: KeyringBackend | None = None,
+                 clock: Clock = time.time) -> list[dict[str, Any]]:
+    """One row per managed context for `guardctl creds list`, the default first: where it
+    points, its ServiceAccount, its keyring and its cached token's expiry. Never a secret.
+    A keyring that cannot be read raises UnsafeError."""
+    contexts = load_contexts(env.config_path)
+    if contexts is None:
+        return []
+    now = clock()
+    rows = []
+    for config in contexts.all:
+        vault = _vault(config, backend)
+        token, where = _token_found(env, vault, config)
+        rows.append({
+            "context": config.context,
+            "default": config is contexts.default,
+            "namespace": config.namespace,
+            "server": config.server,
+            "cluster": config.cluster,
+            "user": config.user,
+            "service_account": config.service_account,
+            "credential": config.credential,
+            "credential_present": vault.get(credential_entry(config)) is not None,
+            "token_ttl": config.token_ttl,
+            "keyring": backend_name(vault),
+            "keyring_service": config.keyring_service,
+            "keyring_file": str(vault.file) if vault.file is not None else None,
+            "token_expires": _iso(token.expires_at) if token is not None else None,
+            "token_fresh": token.fresh(now) if token is not None else False,
+            "token_cached_in": where if token is not None else None,
+        })
+    return rows
+
+
+_LIST_COLUMNS = ("CURRENT", "NAME", "NAMESPACE", "SERVER", "SERVICE ACCOUNT", "KEYRING",
+                 "TOKEN EXPIRES")
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """`creds list` as a table, the default context marked `*` (as `kubectl config
+    get-contexts` marks the current one)."""
+    def cells(row: dict[str, Any]) -> tuple[str, ...]:
+        credential = "" if row["credential_present"] else " (credential MISSING)"
+        return ("*" if row["default"] else "", row["context"], row["namespace"] or "default",
+                row["server"], row["service_account"], row["keyring"].rpartition(".")[2]
+                + credential, row["token_expires"] or "none cached")
+
+    table = [_LIST_COLUMNS, *(cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_LIST_COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in table)
+
+
+def removal_plan(env: Environment, name: str, *,
+                 backend: KeyringBackend | None = None) -> tuple[Config, list[str]]:
+    """The context `name` and the lines saying what removing it removes, and which context
+    becomes the default; UsageError when guardctl holds no such context."""
+    contexts = load_contexts(env.config_path)
+    config = contexts.named(name) if contexts is not None else None
+    if contexts is None or config is None:
+        held = ", ".join(contexts.names) if contexts is not None else "none"
+        raise UsageError(f"guardctl holds no context {name!r} (it has: {held}): see "
+                         "`guardctl creds list`")
+    vault = _vault(config, backend)
+    lines = [
+        f"context {name!r} ({config.server}, ServiceAccount {config.service_account}):",
+        f"  its entry in {env.config_path}",
+        f"  its credential and cached tokens in the keyring {backend_name(vault)} (service "
+        f"{config.keyring_service!r}{vault.where(', ', '')}), and in the kernel keyring",
+    ]
+    rest = contexts.without(name)
+    if config is contexts.default:
+        lines.append(f"  {rest.default.context!r} becomes the default context" if rest
+                     else "  no context is left: guardctl will have no credentials")
+    return config, lines
+
+
+def remove_context(env: Environment, name: str, *,
+                   backend: KeyringBackend | None = None) -> Config | None:
+    """Remove context `name`: its keyring entries and cached tokens first, then its config
+    entry (so a failure leaves it listed, never an entry without its secrets gone).
+    Returns the default context now (None: none is left)."""
+    from guardctl.config import save_settings_only
+
+    contexts = load_contexts(env.config_path)
+    config = contexts.named(name) if contexts is not None else None
+    if contexts is None or config is None:
+        raise UsageError(f"guardctl holds no context {name!r}: see `guardctl creds list`")
+    forget_secrets(env, config, backend)
+    rest = contexts.without(name)
+    if rest is None:
+        save_settings_only(env.config_path, contexts)
+        return None
+    save_config(env.config_path, rest)
+    return rest.default
+
+
+def forget_secrets(env: Environment, config: Config,
+                   backend: KeyringBackend | None = None) -> None:
+    """Delete `config`'s credential and cached tokens from the OS and kernel keyrings."""
+    vault = _vault(config, backend)
+    tokens = vault.tokens()
+    tokens.delete(token_entry(config))
+    if tokens is not vault:
+        vault.delete(token_entry(config))
+    vault.delete(credential_entry(config))
+    fast = kernel_cache(env, config)
+    if fast is not None:
+        fast.drop()
