@@ -277,6 +277,8 @@ def check_state(env: Environment) -> list[Finding]:
     result = verify.verify(audit.log_path(state), recorder.cast_dir(state))
     if result.ok:
         findings.append(_ok("audit", result.message))
+    elif result.torn_tail:
+        findings.append(_warn("audit", result.message))
     else:
         findings.append(_fail("audit", f"{result.message}: the record was changed or damaged; "
                                        "keep a copy, then move audit.jsonl, audit.head and the "

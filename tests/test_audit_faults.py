@@ -41,6 +41,11 @@ def test_a_torn_last_line_is_reported_and_does_not_stop_the_next_command(
     lines = reported.stderr.splitlines()
     assert len(lines) == 1 and str(log) in lines[0], reported.stderr
     assert "cut short" in lines[0] and "next guardctl command" in lines[0]
+    # doctor warns, and does not tell the person to start a new log over a torn line
+    doctor = _guardctl(agent_env, "doctor")
+    audit_lines = [x for x in doctor.stdout.splitlines() if "cut short" in x]
+    assert audit_lines and "warn" in audit_lines[0].lower(), doctor.stdout
+    assert "start a new log" not in doctor.stdout
 
     ran = _guardctl(agent_env, "get", "ns")
     assert ran.returncode == 0, ran.stderr
@@ -61,7 +66,8 @@ def test_a_record_that_lost_only_its_newline_is_kept_in_the_chain(isolated_home:
     invoke(isolated_home, log, "s1", b"one\n")
     path = audit.log_path(isolated_home)
     path.write_bytes(path.read_bytes()[:-1])
-    assert "cut short" in verify_home(isolated_home).message
+    torn = verify_home(isolated_home)
+    assert "cut short" in torn.message and torn.torn_tail and not torn.ok
     invoke(isolated_home, log, "s1", b"two\n")
     result = verify_home(isolated_home)
     assert (result.ok, result.records) == (True, 4), result.message

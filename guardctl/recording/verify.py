@@ -98,6 +98,12 @@ class VerifyResult(NamedTuple):
     message: str
     records: int = 0  # records found valid before the first bad one (all, when ok)
     keyed: int = 0  # of those, records authenticated by the key (the rest predate keyed ones)
+    # the only fault is a last line cut short, which the next command closes off
+    torn_tail: bool = False
+
+
+# what a last line cut short is called in verify's message (and how its result is told)
+TORN_TAIL = "the last line"
 
 
 class _Bad(Exception):
@@ -333,7 +339,7 @@ class _Chain:
         if rest:
             raise _Bad(total, "is cut short (a writer stopped mid-write: a crash, or a full "
                               "disk); the next guardctl command closes it off and vouches for "
-                              "it in its record", what="the last line")
+                              "it in its record", what=TORN_TAIL)
         if self.junk:
             raise _Bad(self.junk[0][0], "is not a readable record")
 
@@ -449,7 +455,8 @@ def verify(path: Path, cast_root: Path) -> VerifyResult:
 
     def fail(bad: _Bad, chain: _Chain | None = None) -> VerifyResult:
         count, keyed = (chain.count, chain.keyed) if chain else (0, 0)
-        return VerifyResult(False, bad.index, bad.message(path), count, keyed)
+        return VerifyResult(False, bad.index, bad.message(path), count, keyed,
+                            torn_tail=bad.what == TORN_TAIL)
 
     if anchor.key_problem is not None:
         return fail(_Bad(None, f"{anchor.key_problem}; no keyed record can be verified "
