@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from agent_setup import drop_kernel_token
 
+from guardctl import locks
 from guardctl.errors import UnsafeError
-from guardctl.running import locks
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
                                 reason="kubectl is not installed")

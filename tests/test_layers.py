@@ -26,6 +26,7 @@ LAYERS = {
     "bundled": 0,
     "runtime": 0,
     "atomic": 0,
+    "locks": 0,
     "accounts": 0,
     "signals": 0,
     "stampcache": 0,

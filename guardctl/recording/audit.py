@@ -68,6 +68,7 @@ from guardctl.accounts import user_name
 from guardctl.atomic import write_all
 from guardctl.bundled import data_text
 from guardctl.errors import UnsafeError
+from guardctl.locks import acquire
 from guardctl.masking.mask import mask_text, placeholder
 from guardctl.model import Decision
 from guardctl.recording import recorder
@@ -337,17 +338,9 @@ class AuditLog:
     def _lock(self, fd: int) -> None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{self.path} is not a regular file")
-        deadline = self._monotonic() + self._lock_timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if self._monotonic() >= deadline:
-                    raise OSError(
-                        f"another process held its lock for {self._lock_timeout}s"
-                    ) from None
-                time.sleep(LOCK_POLL)
+        if not acquire(fd, fcntl.LOCK_EX, self._lock_timeout, first_poll=LOCK_POLL,
+                       max_poll=LOCK_POLL, clock=self._monotonic):
+            raise OSError(f"another process held its lock for {self._lock_timeout}s")
 
     def _write_record(self, fd: int, record: dict[str, object]) -> str:
         size = os.fstat(fd).st_size

@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from guardctl import locks
 from guardctl.config import (
     DEFAULT_KEYRING_SERVICE,
     Config,
@@ -39,7 +40,7 @@ from guardctl.config import (
 )
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError, UsageError
-from guardctl.running import locks, tokencache
+from guardctl.running import tokencache
 from guardctl.running.tokencache import Token
 from guardctl.runtime import config_broker
 
