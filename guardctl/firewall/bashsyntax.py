@@ -219,7 +219,7 @@ class _Lexer:
                 raise _Refused("a single quote is not closed")
             return end + 1
         if line.startswith("$'", i):
-            return self._ansi(i + 2)
+            return self._closed(i + 2, "'", "a $'...' string")
         if c == '"':
             return self._double(i + 1)
         return self._dollar_or_backtick(i)
@@ -227,7 +227,7 @@ class _Lexer:
     def _dollar_or_backtick(self, i: int) -> int:
         line = self.line
         if line[i] == "`":
-            return self._backtick(i + 1)
+            return self._closed(i + 1, "`", "a backtick")
         if line.startswith("$$", i):  # the shell's process id: the next `$` starts nothing
             return i + 2
         if line.startswith("$((", i):
@@ -243,10 +243,11 @@ class _Lexer:
             return self._braces(i + 2)
         return i + 1
 
-    def _ansi(self, i: int) -> int:
-        end = closing_quote(self.line, i, "'")
+    def _closed(self, i: int, quote: str, what: str) -> int:
+        """The index after the `quote` that closes `what` (a backslash escapes), from `i`."""
+        end = closing_quote(self.line, i, quote)
         if end < 0:
-            raise _Refused("a $'...' string is not closed")
+            raise _Refused(f"{what} is not closed")
         return end + 1
 
     def _double(self, i: int) -> int:
@@ -263,11 +264,6 @@ class _Lexer:
                 i += 1
         raise _Refused("a double quote is not closed")
 
-    def _backtick(self, i: int) -> int:
-        end = closing_quote(self.line, i, "`")
-        if end < 0:
-            raise _Refused("a backtick is not closed")
-        return end + 1
 
     def _braces(self, i: int) -> int:
         """`${...}` from just after `${`: the index after its `}`."""
