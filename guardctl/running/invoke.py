@@ -195,7 +195,7 @@ def _unrecorded(env: Environment, decision: Decision, problem: Exception) -> int
     still gets the policy's answer, with a line on why it is not recorded."""
     if decision.action is not Action.DENY:
         raise problem
-    env.stderr.write(f"guardctl: {decision.reason} Nothing was sent to the cluster.\n")
+    env.stderr.write(_denied(decision) + "\n")
     _warn(env, problem)
     return ExitStatus.DENIED
 
@@ -292,7 +292,7 @@ def _act(
     rendered: dict[str, str],
 ) -> int:
     if decision.action is Action.DENY:
-        _say(env, recording, f"guardctl: {decision.reason} Nothing was sent to the cluster.")
+        _say(env, recording, _denied(decision))
         return ExitStatus.DENIED
     call = decision.commands[0].call
     problem = env.caller.prefetch(call) if env.caller is not None and call else None
@@ -305,6 +305,10 @@ def _act(
         if not _approved(env, invocation, decision, recording, outcome, context):
             return ExitStatus.DECLINED
     return _run_allowed(env, invocation, recording, use_pty, context, rendered)
+
+
+def _denied(decision: Decision) -> str:
+    return f"guardctl: {decision.reason} Nothing was sent to the cluster."
 
 
 def _chosen_context(call: KubectlCall | None) -> str | None:
