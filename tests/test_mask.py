@@ -696,19 +696,95 @@ def test_the_keyword_prefilter_finds_what_a_full_scan_finds(data: st.DataObject)
 
 
 # base64 runs and tokens around the lengths that count (16, 20), wrapped and indented, with
-# padding, blanks and characters latin-1 has or lacks
+# padding, blanks and characters latin-1 has or lacks; hex of text and of bytes, odd and even
 B64_PIECES = ["QUJD", "QUJDQUJDQUJDQUJD", "QUJDQUJDQUJDQUJDQUJD", "a", "9", "+/", "=", "=="]
 B64_PIECES += [" ", "\t", "\n", "\n", "\n    ", "\r", "«", "漢"]
+B64_PIECES += ["4142", "0a", "7F", "00", "deadbeef", "6869207468657265", "e3b0c44298fc1c14"]
 B64_TEXT = st.lists(st.sampled_from(B64_PIECES), max_size=40).map("".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(B64_TEXT)
 def test_base64_candidates_are_what_the_regexes_find(text: str) -> None:
-    tokens = encodings.b64_tokens(text)
-    assert tokens == [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+    runs, tokens, hex_binary = encodings.b64_candidates(text)
+    every = [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+    assert hex_binary == [span for span in every if encodings.HEX_BINARY.fullmatch(text, *span)]
+    assert tokens == [span for span in every if span not in hex_binary]
+    assert runs == [found.span() for found in encodings.B64_RUN.finditer(text)]
+
+
+def plain_b64_candidates(text: str) -> encodings.Base64Candidates:
+    """What encodings.b64_candidates finds, the plain way: the regexes it stands for."""
+    every = [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+    binary = [span for span in every if encodings.HEX_BINARY.fullmatch(text, *span)]
     runs = [found.span() for found in encodings.B64_RUN.finditer(text)]
-    assert encodings.b64_runs(text, tokens) == runs
+    return encodings.Base64Candidates(runs, [s for s in every if s not in binary], binary)
+
+
+def without_keywords(name: str) -> dict[str, Detector]:
+    """The bundled detectors with detector `name` run on every text, not on keyword lines."""
+    registry = dict(DETECTORS)
+    old = registry[name]
+    registry[name] = Detector(
+        name, old.description, old.regex, (), old.entropy, old.min_length, old.multiline,
+        not_values=old.not_values, not_after=old.not_after, after=old.after,
+    )
+    return registry
+
+
+# the names generic-secret-assignment takes (and near misses), each letter in any case or as a
+# letter that (?i) takes for it (ſ for s, ı and İ for i, the Kelvin sign for k), in
+# assignments, with ids, words, masks and non-ASCII text around them
+GENERIC_WORDS = ["password", "pwd", "api_key", "apikey", "secretkey", "token", "credentials"]
+GENERIC_WORDS += ["passwd", "privatekey", "accesskey", "monkey", "checksum/secret", "x"]
+FOLDS = {"s": ["ſ"], "i": ["ı", "İ"], "k": ["\u212a"]}
+GENERIC_FORMS = ["{}={}", "{}: {}", '"{}": "{}"', "{} = {}", "{}:\t'{}'", "export MY_{}={}"]
+GENERIC_VALUES = ["G#iFXC0NZ!cFlwvTWxaLYUoQ", "q8MxVj5l3V26Xk", "e3b0c44298fc1c149afbf4c8996fb924"]
+GENERIC_VALUES += ["«masked:x»", "naïve-value-1", "ab"]
+
+
+@st.composite
+def generic_lines(draw: st.DrawFn) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 6))):
+        word = draw(st.sampled_from(GENERIC_WORDS))
+        spelled = "".join(draw(st.sampled_from([c, c.upper(), *FOLDS.get(c, [])])) for c in word)
+        form = draw(st.sampled_from(GENERIC_FORMS))
+        line = form.format(spelled, draw(st.sampled_from(GENERIC_VALUES)))
+        lines.append(draw(st.sampled_from(["", "  ", "level=info ", "- "])) + line)
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(generic_lines())
+def test_generic_assignment_on_keyword_lines_finds_what_a_full_scan_finds(text: str) -> None:
+    plain = without_keywords("generic-secret-assignment")
+    assert mask_text(text) == mask_text(text, plain)
+
+
+def test_the_corpus_and_the_bench_inputs_are_masked_as_the_plain_way_masks_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mask_corpus import cases
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "bench"))
+    from bench_mask import INPUTS
+
+    inputs = [(case.argv, case.text) for case in cases()]
+    inputs += [(argv, "".join(make(1))[:300_000]) for argv, make in INPUTS.values()]
+
+    def masked(registry: dict[str, Detector]) -> list[str]:
+        outputs = []
+        for argv, text in inputs:
+            masker = masker_for(argv, registry)
+            data = text.encode()
+            chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+            outputs.append(stream(chunks, masker).decode())
+        return outputs
+
+    fast = masked(dict(DETECTORS))
+    monkeypatch.setattr(mask, "b64_candidates", plain_b64_candidates)
+    assert masked(without_keywords("generic-secret-assignment")) == fast
 
 
 @settings(max_examples=300, deadline=None)

@@ -21,8 +21,8 @@ text, so the hot paths hand whole chunks to C: a run of lines that no structure 
 passes in one regex match (`_Structure._untouched`); the one-line detectors only run on
 the lines that hold one of their keywords, found by one regex over each keyword's rarest
 character (`_Keywords`); base64 candidates and literal values are found by substring
-searches (`encodings.b64_tokens`, `_literal_spans`). Each shortcut finds exactly what the plain
-way would; tests/test_mask.py compares them.
+searches (`encodings.b64_candidates`, `_literal_spans`). Each shortcut finds exactly what the
+plain way would; tests/test_mask.py compares them.
 
 Memory stays bounded: the masker holds back the current partial line (up to LINE_CAP
 characters, then it cuts, keeping a TAIL; a JSON document's line is instead read on as it
@@ -35,6 +35,7 @@ whole is masked: this is a security tool, so doubt fails closed.
 from __future__ import annotations
 
 import base64
+import bisect
 import codecs
 import functools
 import json
@@ -57,11 +58,9 @@ from guardctl.masking.encodings import (
     ESCAPED_STRING,
     GZIP_MAGIC,
     HEX,
-    HEX_BINARY,
     PATH_LIKE,
     ansi_spans,
-    b64_runs,
-    b64_tokens,
+    b64_candidates,
     b64decode,
     gunzip,
     unescape,
@@ -292,7 +291,7 @@ class _DigestMatcher:
     """Finds whole runs whose digest is one of `digests` ("LENGTH:SHA256", see
     `literal_digests`); only runs of those lengths are hashed.
 
-    Runs are found as in `b64_tokens`: in a bytes copy where every run character is an "a",
+    Runs are found as in `b64_candidates`: in a bytes copy where every run character is an "a",
     `re` finds the literal start of a long enough run by a substring search.
     """
 
@@ -445,6 +444,16 @@ def _keywords_for(detectors: tuple[Detector, ...]) -> _Keywords:
     return _Keywords(tuple(d for d in detectors if _by_line(d)))
 
 
+# characters that a (?i) regex takes for an ASCII letter and lower() leaves as they are
+_UNLOWERED_FOLDS = re.compile("[\u017f\u0131]")  # ſ (s) and ı (i)
+
+
+def _unlowered_folds(text: str) -> bool:
+    """Whether `text` may spell a keyword in a way its lower-cased copy does not show: then
+    a (?i) detector could match on a line without its keyword."""
+    return not text.isascii() and _UNLOWERED_FOLDS.search(text) is not None
+
+
 def _lower(text: str) -> str:
     """`text.lower()` as far as ASCII keywords can tell, and faster.
 
@@ -505,7 +514,7 @@ class _Scanner:
             if detector.may_match(lowered):
                 found.extend((s, e, detector.name) for s, e in detector.find(text))
         # lower() keeps offsets unless a character changes length (İ); then search it all
-        if len(lowered) == len(text):
+        if len(lowered) == len(text) and not _unlowered_folds(text):
             for detector, regions in self._keywords.regions(text, lowered):
                 for first, last in regions:
                     found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
@@ -516,7 +525,7 @@ class _Scanner:
         if self._digests is not None:
             found.extend((s, e, LITERAL) for s, e in self._digests.spans(text))
         if depth < BASE64_DEPTH:
-            found.extend(self._base64_spans(text, _merge(found), depth))
+            found.extend(self._base64_spans(text, lowered, _merge(found), depth))
             if '\\"' in text:
                 found.extend(self._escaped_spans(text, depth))
         return _merge(found, self._rank)
@@ -556,19 +565,17 @@ class _Scanner:
             if end > shift
         ]
 
-    def _base64_spans(self, text: str, known: list[Span], depth: int) -> Iterable[Span]:
-        tokens = b64_tokens(text)
-        named: set[int] | None = None  # starts of the lines that may name a secret
-        for start, end in b64_runs(text, tokens) + tokens:
+    def _base64_spans(
+        self, text: str, lowered: str, known: list[Span], depth: int
+    ) -> Iterable[Span]:
+        runs, tokens, hex_binary = b64_candidates(text)
+        # ids, digests and trace ids (hex of no text: HEX_BINARY) count under a secret name
+        named = _on_naming_lines(text, lowered, hex_binary)
+        for start, end in runs + (sorted(tokens + named) if named else tokens):
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
             if PATH_LIKE.match(text, start, end):
                 continue  # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64
-            if HEX_BINARY.fullmatch(text, start, end):
-                if named is None:
-                    named = _naming_lines(text)
-                if text.rfind("\n", 0, start) + 1 not in named:
-                    continue  # ids, digests and trace ids: hex of no text, under no secret name
             name = self._decoded_secret(text, start, end, depth)
             if name is not None:
                 yield start, end, name
@@ -620,11 +627,34 @@ def _names_secret(secret_name: re.Pattern[str], name: str) -> bool:
     return secret_name.search(name) is not None
 
 
-def _naming_lines(text: str) -> set[int]:
+def _on_naming_lines(
+    text: str, lowered: str, spans: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The sorted one-line spans that lie on a line that may name a secret (_naming_lines).
+
+    Whichever is fewer is walked: the spans (their line's start looked up), or the naming
+    lines (the spans on them found by bisection); a log has many ids and few such lines.
+    """
+    if not spans:
+        return []
+    named = _naming_lines(text, lowered)
+    if len(spans) <= len(named):
+        return [span for span in spans if text.rfind("\n", 0, span[0]) + 1 in named]
+    starts = [start for start, _ in spans]
+    found: list[tuple[int, int]] = []
+    for line_start in sorted(named):
+        line_end = text.find("\n", line_start) + 1 or len(text)
+        first = bisect.bisect_left(starts, line_start)
+        found += spans[first : bisect.bisect_left(starts, line_end)]
+    return found
+
+
+def _naming_lines(text: str, lowered: str) -> set[int]:
     """Where the lines start that could name a value on them a secret: they hold a word of a
     secret's name, or are list items (whose key is on a line above). Substring searches:
-    a regex for all of them, case-insensitive, would be tried at every character."""
-    lowered = text.lower()
+    a regex for all of them, case-insensitive, would be tried at every character.
+
+    `lowered` is the text lower-cased, as `_Scanner.spans` has it."""
     starts: set[int] = set()
     for word in _SECRET_WORDS:
         at = lowered.find(word)
