@@ -680,6 +680,8 @@ def test_the_keyword_prefilter_finds_what_a_full_scan_finds(data: st.DataObject)
     pieces = [k for words in keywords for k in words] + ["a", "Q", "-", " ", "\n", "\n"]
     text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=40)))
     text = data.draw(st.sampled_from([text, text.upper(), text.title()]))
+    # a multi-line detector runs on the whole text once one of its keywords is there
+    multiline = data.draw(st.lists(st.booleans(), min_size=len(keywords), max_size=len(keywords)))
 
     def registry(prefilter: bool) -> dict[str, Detector]:
         return {
@@ -688,6 +690,7 @@ def test_the_keyword_prefilter_finds_what_a_full_scan_finds(data: st.DataObject)
                 description="test",
                 regex="(?i)" + "|".join(re.escape(k) for k in words),
                 keywords=tuple(words) if prefilter else (),
+                multiline=multiline[index],
             )
             for index, words in enumerate(keywords)
         }

@@ -319,6 +319,11 @@ def _byte_entropy(raw: bytes) -> float:
 
 
 
+def _indexed(detector: Detector) -> bool:
+    """Whether `detector` runs only where one of its keywords is (an empty one is anywhere)."""
+    return bool(detector.keywords) and all(detector.keywords)
+
+
 def _by_line(detector: Detector) -> bool:
     """Whether `detector` need only run on the lines that hold one of its keywords."""
     keywords = detector.keywords
@@ -364,7 +369,8 @@ def _line_at(text: str, at: int) -> tuple[int, int]:
 
 
 class _Keywords:
-    """Where the one-line detectors run: the lines that hold one of their keywords.
+    """Where the detectors with keywords run: a one-line detector on the lines that hold one
+    of its keywords, a multi-line one on the whole text if it holds one.
 
     A substring search per keyword reads the text a hundred times. Instead one regex looks
     for the keywords by their rarest character (their anchor) and checks the characters
@@ -375,6 +381,8 @@ class _Keywords:
 
     def __init__(self, detectors: tuple[Detector, ...]) -> None:
         self.detectors = detectors
+        # the multi-line ones (see _by_line)
+        self.whole = frozenset(d for d in detectors if not _by_line(d))
         users: dict[str, list[int]] = {}
         for index, detector in enumerate(detectors):
             for keyword in detector.keywords:
@@ -416,7 +424,9 @@ class _Keywords:
                     for index in indexes:
                         lines.setdefault(index, set()).add(line)
         for index, held in sorted(lines.items()):
-            yield self.detectors[index], _stretches(sorted(held), len(text))
+            detector = self.detectors[index]
+            whole = detector in self.whole
+            yield detector, [(0, len(text))] if whole else _stretches(sorted(held), len(text))
 
     def _anchors(self, lowered: str) -> Iterator[int]:
         """Each offset of `lowered` where an anchored keyword's anchor is."""
@@ -440,8 +450,8 @@ def _around(word: str, at: int) -> str:
 
 @lru_cache(maxsize=8)
 def _keywords_for(detectors: tuple[Detector, ...]) -> _Keywords:
-    """The keyword index of the one-line detectors among `detectors`, shared by maskers."""
-    return _Keywords(tuple(d for d in detectors if _by_line(d)))
+    """The keyword index of the detectors with keywords among `detectors`, shared by maskers."""
+    return _Keywords(tuple(d for d in detectors if _indexed(d)))
 
 
 # characters that a (?i) regex takes for an ASCII letter and lower() leaves as they are
@@ -469,6 +479,7 @@ def _lower(text: str) -> str:
 
 class _DetectorTables(NamedTuple):
     everywhere: tuple[Detector, ...]  # detectors without keywords: tried on every text
+    multiline: tuple[Detector, ...]  # detectors whose match may span lines
     keywords: _Keywords
     ascii_keywords: bool
     # on equal spans the file's order decides: vendor formats before generic rules
@@ -480,7 +491,8 @@ def _detector_tables(detectors: tuple[Detector, ...]) -> _DetectorTables:
     """What a scanner derives from its detectors, once per detector set: every masker of a
     run (and every word of an audit record) shares the bundled one."""
     return _DetectorTables(
-        everywhere=tuple(d for d in detectors if not _by_line(d)),
+        everywhere=tuple(d for d in detectors if not _indexed(d)),
+        multiline=tuple(d for d in detectors if d.multiline),
         keywords=_keywords_for(detectors),
         ascii_keywords=all(k.isascii() for d in detectors for k in d.keywords),
         rank={d.name: index for index, d in enumerate(detectors)},
@@ -498,11 +510,10 @@ class _Scanner:
         digests: Collection[str] = (),
     ) -> None:
         tables = _detector_tables(tuple(detectors.values()))
-        self._everywhere, self._keywords, self._ascii_keywords, self._rank = tables
+        self._everywhere, self._multiline, self._keywords, self._ascii_keywords, self._rank = tables
         self._literals = _literal_forms(literals)
         self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
-        self._multiline = tuple(d for d in self._everywhere if d.multiline)
         # the end of the text masked before: a multi-line match (a value on the line after
         # its label) may begin there and end in the next text
         self._context = ""
@@ -511,8 +522,7 @@ class _Scanner:
         lowered = _lower(text) if self._ascii_keywords else text.lower()
         found: list[Span] = []
         for detector in self._everywhere:
-            if detector.may_match(lowered):
-                found.extend((s, e, detector.name) for s, e in detector.find(text))
+            found.extend((s, e, detector.name) for s, e in detector.find(text))
         # lower() keeps offsets unless a character changes length (İ); then search it all
         if len(lowered) == len(text) and not _unlowered_folds(text):
             for detector, regions in self._keywords.regions(text, lowered):
@@ -520,7 +530,8 @@ class _Scanner:
                     found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
         else:
             for detector in self._keywords.detectors:
-                found.extend((s, e, detector.name) for s, e in detector.find(text))
+                if detector not in self._keywords.whole or detector.may_match(lowered):
+                    found.extend((s, e, detector.name) for s, e in detector.find(text))
         found.extend((s, e, LITERAL) for s, e in _literal_spans(text, self._literals))
         if self._digests is not None:
             found.extend((s, e, LITERAL) for s, e in self._digests.spans(text))
