@@ -698,6 +698,52 @@ def test_the_keyword_prefilter_finds_what_a_full_scan_finds(data: st.DataObject)
     assert mask_text(text, registry(True)) == mask_text(text, registry(False))
 
 
+def keyword_lines(keywords: Any, text: str, hyperscan: bool) -> list[tuple[str, list]]:
+    """Where `keywords` (a mask._Keywords) has its detectors run, found by Hyperscan or not."""
+    scan = keywords._scan
+    if not hyperscan:
+        keywords._scan = None
+    try:
+        return [(d.name, r) for d, r in keywords.regions(text, mask._lower(text))]
+    finally:
+        keywords._scan = scan
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_hyperscan_finds_the_keyword_lines_the_plain_search_finds(data: st.DataObject) -> None:
+    pytest.importorskip("hyperscan")
+    word = st.text("aetsn:-_kqxyz.", min_size=1, max_size=4)
+    keywords = data.draw(st.lists(st.lists(word, min_size=1, max_size=3), min_size=1, max_size=4))
+    pieces = [k for words in keywords for k in words] + ["a", "Q", "-", " ", "\n", "\n", "é"]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=40)))
+    text = data.draw(st.sampled_from([text, text.upper(), text.title()]))
+    detectors = tuple(
+        Detector(f"d{i}", "test", "x", tuple(words), multiline=data.draw(st.booleans()))
+        for i, words in enumerate(keywords)
+    )
+    index = mask._Keywords(detectors)
+    assert index._scan is not None
+    assert keyword_lines(index, text, True) == keyword_lines(index, text, False)
+
+
+def test_hyperscan_finds_the_keyword_lines_in_the_corpus_and_bench_inputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("hyperscan")
+    from mask_corpus import cases
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "bench"))
+    from bench_mask import INPUTS
+
+    texts = [case.text for case in cases()]
+    texts += ["".join(make(1))[:65536] for _, make in INPUTS.values()]
+    index = mask._keywords_for(tuple(DETECTORS.values()))
+    assert index._scan is not None
+    for text in texts:
+        assert keyword_lines(index, text, True) == keyword_lines(index, text, False)
+
+
 # base64 runs and tokens around the lengths that count (16, 20), wrapped and indented, with
 # padding, blanks and characters latin-1 has or lacks; hex of text and of bytes, odd and even
 B64_PIECES = ["QUJD", "QUJDQUJDQUJDQUJD", "QUJDQUJDQUJDQUJDQUJD", "a", "9", "+/", "=", "=="]

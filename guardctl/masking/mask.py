@@ -66,6 +66,7 @@ from guardctl.masking.encodings import (
     unescape,
 )
 from guardctl.masking.jsonstream import JsonStream
+from guardctl.masking.literals import literal_scan
 
 # kubectl caps all annotations of an object at 256 KiB, so a last-applied line fits
 LINE_CAP = 512 * 1024
@@ -401,6 +402,9 @@ class _Keywords:
             for words in self._anchored.values()
         )
         self._pattern: re.Pattern[str] | None = None  # compiled on first use
+        # all keywords at once, when Hyperscan is installed (see masking/literals.py)
+        self._words = list(users.items())
+        self._scan = literal_scan([word for word, _ in self._words])
 
     def regions(self, text: str, lowered: str) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
         """Each detector with a keyword in `text` and the stretches of `text` it runs on.
@@ -409,24 +413,39 @@ class _Keywords:
         in one hold in the other.
         """
         lines: dict[int, set[tuple[int, int]]] = {}
+        for line, indexes in self._hits(text, lowered):
+            for index in indexes:
+                lines.setdefault(index, set()).add(line)
+        for index, held in sorted(lines.items()):
+            detector = self.detectors[index]
+            whole = detector in self.whole
+            yield detector, [(0, len(text))] if whole else _stretches(sorted(held), len(text))
+
+    def _hits(self, text: str, lowered: str) -> Iterator[tuple[tuple[int, int], list[int]]]:
+        """The line of a keyword and the detectors that use it, for each line that holds one
+        (perhaps more than once)."""
+        if self._scan is not None and text.isascii():
+            words = self._words
+            line = (0, -1)
+            for number, end in self._scan.ends(text):
+                keyword, indexes = words[number]
+                at = end - len(keyword)
+                if not line[0] <= at <= line[1]:
+                    line = _line_at(text, at)
+                yield line, indexes
+            return
         for word, indexes in self._searched:
             at = lowered.find(word)
             while at >= 0:
                 line = _line_at(text, at)
-                for index in indexes:
-                    lines.setdefault(index, set()).add(line)
+                yield line, indexes
                 at = lowered.find(word, line[1])
         for at in self._anchors(lowered):
             line = _line_at(text, at)
             # every keyword with the anchor found may be there
             for word, offset, indexes in self._anchored[lowered[at]]:
                 if at >= offset and lowered.startswith(word, at - offset):
-                    for index in indexes:
-                        lines.setdefault(index, set()).add(line)
-        for index, held in sorted(lines.items()):
-            detector = self.detectors[index]
-            whole = detector in self.whole
-            yield detector, [(0, len(text))] if whole else _stretches(sorted(held), len(text))
+                    yield line, indexes
 
     def _anchors(self, lowered: str) -> Iterator[int]:
         """Each offset of `lowered` where an anchored keyword's anchor is."""
