@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardctl.masking import encodings, mask
+from guardctl.masking import encodings, literals, mask
 from guardctl.masking.detectors import Detector, default_detectors
 from guardctl.masking.mask import (
     BLOCK_CAP,
@@ -727,6 +727,35 @@ def test_hyperscan_finds_the_keyword_lines_the_plain_search_finds(data: st.DataO
     assert keyword_lines(index, text, True) == keyword_lines(index, text, False)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_hyperscan_finds_the_detectors_that_may_match(data: st.DataObject) -> None:
+    pytest.importorskip("hyperscan")
+    word = st.text("aetsn:-_kqxyz.", min_size=1, max_size=4)
+    keywords = data.draw(st.lists(st.lists(word, max_size=3), min_size=1, max_size=4))
+    pieces = [k for words in keywords for k in words] + ["a", "Q", "-", " ", "\n", "é"]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=30)))
+    text = data.draw(st.sampled_from([text, text.upper(), text.title()]))
+    detectors = tuple(Detector(f"d{i}", "t", "x", tuple(k)) for i, k in enumerate(keywords))
+    present = mask._Present(detectors)
+    assert present._scan is not None or not any(keywords)
+    assert present.among(text) == [d for d in detectors if d.may_match(text.lower())]
+
+
+NAMING_PIECES = [*mask._SECRET_WORDS, "PASS", "Token", "- ", "  - ", "x", ": ", " ", "\n", "é"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(NAMING_PIECES), max_size=30).map("".join))
+def test_hyperscan_finds_the_naming_lines_the_plain_search_finds(text: str) -> None:
+    pytest.importorskip("hyperscan")
+    assert mask._secret_words_scan() is not None
+    fast = mask._naming_lines(text, mask._lower(text))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mask, "_secret_words_scan", lambda: None)
+        assert mask._naming_lines(text, mask._lower(text)) == fast
+
+
 def test_hyperscan_finds_the_keyword_lines_in_the_corpus_and_bench_inputs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -833,7 +862,15 @@ def test_the_corpus_and_the_bench_inputs_are_masked_as_the_plain_way_masks_them(
 
     fast = masked(dict(DETECTORS))
     monkeypatch.setattr(mask, "b64_candidates", plain_b64_candidates)
-    assert masked(without_keywords("generic-secret-assignment")) == fast
+    monkeypatch.setattr(literals, "_hyperscan", lambda: None)  # keywords found by `re`
+    caches = (mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        assert masked(without_keywords("generic-secret-assignment")) == fast
+    finally:
+        for cache in caches:
+            cache.cache_clear()
 
 
 @settings(max_examples=300, deadline=None)

@@ -66,7 +66,7 @@ from guardctl.masking.encodings import (
     unescape,
 )
 from guardctl.masking.jsonstream import JsonStream
-from guardctl.masking.literals import literal_scan
+from guardctl.masking.literals import LiteralScan, literal_scan
 
 # kubectl caps all annotations of an object at 256 KiB, so a last-applied line fits
 LINE_CAP = 512 * 1024
@@ -518,6 +518,35 @@ def _detector_tables(detectors: tuple[Detector, ...]) -> _DetectorTables:
     )
 
 
+class _Present:
+    """Which of some detectors may match a text (`Detector.may_match`): all their keywords
+    are looked for in one pass when Hyperscan is installed and the text is ASCII."""
+
+    def __init__(self, detectors: tuple[Detector, ...]) -> None:
+        self.detectors = detectors
+        users: dict[str, list[int]] = {}
+        for index, detector in enumerate(detectors):
+            for keyword in detector.keywords:
+                users.setdefault(keyword, []).append(index)
+        self._users = list(users.values())
+        self._scan = literal_scan(list(users))
+        self._always = {i for i, d in enumerate(detectors) if not d.keywords}
+
+    def among(self, text: str) -> list[Detector]:
+        if self._scan is None or not text.isascii():
+            lowered = text.lower()
+            return [d for d in self.detectors if d.may_match(lowered)]
+        found = set(self._always)
+        for word, _ in self._scan.ends(text):
+            found.update(self._users[word])
+        return [d for index, d in enumerate(self.detectors) if index in found]
+
+
+@lru_cache(maxsize=8)
+def _present(detectors: tuple[Detector, ...]) -> _Present:
+    return _Present(detectors)
+
+
 class _Scanner:
     """Finds detector matches, literal values and base64 blobs that hide either."""
 
@@ -585,12 +614,10 @@ class _Scanner:
     def _continued(self, context: str, text: str) -> list[Span]:
         """Multi-line matches over `context + text` that end in `text`, as spans of `text`."""
         joined = context + text
-        lowered = joined.lower()
         shift = len(context)
         return [
             (max(start - shift, 0), end - shift, detector.name)
-            for detector in self._multiline
-            if detector.may_match(lowered)
+            for detector in _present(self._multiline).among(joined)
             for start, end in detector.find(joined)
             if end > shift
         ]
@@ -686,16 +713,31 @@ def _naming_lines(text: str, lowered: str) -> set[int]:
 
     `lowered` is the text lower-cased, as `_Scanner.spans` has it."""
     starts: set[int] = set()
+    scan = _secret_words_scan()
+    if scan is not None and text.isascii():
+        starts.update(text.rfind("\n", 0, end) + 1 for _, end in scan.ends(text))
+    else:
+        _add_naming_lines(text, lowered, starts)
+    starts.update(found.start() + 1 for found in _LIST_ITEM_LINE.finditer(text))
+    if _LIST_ITEM.match(text):
+        starts.add(0)
+    return starts
+
+
+@functools.cache
+def _secret_words_scan() -> LiteralScan | None:
+    """The words of a secret's name found at once, when Hyperscan is installed."""
+    return literal_scan(_SECRET_WORDS)
+
+
+def _add_naming_lines(text: str, lowered: str, starts: set[int]) -> None:
+    """The starts of the lines that hold a word of a secret's name, the plain way."""
     for word in _SECRET_WORDS:
         at = lowered.find(word)
         while at >= 0:
             starts.add(text.rfind("\n", 0, at) + 1)
             line_end = text.find("\n", at)
             at = lowered.find(word, line_end) if line_end >= 0 else -1
-    starts.update(found.start() + 1 for found in _LIST_ITEM_LINE.finditer(text))
-    if _LIST_ITEM.match(text):
-        starts.add(0)
-    return starts
 
 
 def _last_lines(text: str, count: int) -> str:
