@@ -1,6 +1,6 @@
 """Many keywords found in one pass by Hyperscan, when it is installed (the `fast` extra).
 
-Optional: without it, or for a text that is not ASCII, `mask._Keywords` finds keywords with
+Optional: without it, or for a text `scannable` turns away, `mask._Keywords` finds keywords with
 `re` and substring searches, the reference this must agree with (tests/test_mask.py compares
 the two). Hyperscan reads a text once for all keywords at gigabytes per second; `re` stops at
 each character some keyword could start with.
@@ -8,9 +8,13 @@ each character some keyword could start with.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
+
+# the only characters that lower() turns into ASCII letters (İ into two characters)
+_LOWERS_TO_ASCII = re.compile("[\u0130\u212a]")
 
 
 def _hyperscan() -> Any:
@@ -22,8 +26,17 @@ def _hyperscan() -> Any:
     return hyperscan
 
 
+def scannable(text: str) -> bool:
+    """Whether `LiteralScan.ends` finds in `text` the words a search of `text.lower()` finds.
+
+    It reads the text as latin-1 bytes, a character beyond as "?" (so that offsets hold, and
+    no word holds a "?"), and matches ASCII letters in any case: the same unless the text
+    holds a character that lower() makes an ASCII letter."""
+    return text.isascii() or _LOWERS_TO_ASCII.search(text) is None
+
+
 class LiteralScan:
-    """Finds every occurrence of some words (lower-case ASCII) in ASCII text, in any case."""
+    """Finds every occurrence of some words (lower-case ASCII, no "?") in a text, in any case."""
 
     def __init__(self, hyperscan: Any, database: Any) -> None:
         self._hyperscan = hyperscan
@@ -31,8 +44,8 @@ class LiteralScan:
         self._local = threading.local()  # scratch space: one per thread that scans
 
     def ends(self, text: str) -> list[tuple[int, int]]:
-        """(index of the word, offset just past it) for each occurrence in `text`, which
-        must be ASCII (offsets in its bytes are offsets in it); overlapping ones too."""
+        """(index of the word, offset just past it) for each occurrence in `text` (see
+        `scannable`), overlapping ones too."""
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = self._hyperscan.Scratch(self._database)
@@ -42,14 +55,15 @@ class LiteralScan:
         def hit(word: int, _start: int, end: int, _flags: int, _context: object) -> None:
             add((word, end))
 
-        self._database.scan(text.encode("ascii"), match_event_handler=hit, scratch=scratch)
+        data = text.encode("latin-1", "replace")
+        self._database.scan(data, match_event_handler=hit, scratch=scratch)
         return found
 
 
 def literal_scan(words: Sequence[str]) -> LiteralScan | None:
     """A scanner for `words`, or None when Hyperscan is missing or cannot take them."""
     hyperscan = _hyperscan()
-    if hyperscan is None or not words or not all(w and w.isascii() for w in words):
+    if hyperscan is None or not words or not all(w and w.isascii() and "?" not in w for w in words):
         return None
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     try:

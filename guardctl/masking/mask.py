@@ -66,7 +66,7 @@ from guardctl.masking.encodings import (
     unescape,
 )
 from guardctl.masking.jsonstream import JsonStream
-from guardctl.masking.literals import LiteralScan, literal_scan
+from guardctl.masking.literals import LiteralScan, literal_scan, scannable
 
 # kubectl caps all annotations of an object at 256 KiB, so a last-applied line fits
 LINE_CAP = 512 * 1024
@@ -424,7 +424,7 @@ class _Keywords:
     def _hits(self, text: str, lowered: str) -> Iterator[tuple[tuple[int, int], list[int]]]:
         """The line of a keyword and the detectors that use it, for each line that holds one
         (perhaps more than once)."""
-        if self._scan is not None and text.isascii():
+        if self._scan is not None and scannable(text):
             words = self._words
             line = (0, -1)
             for number, end in self._scan.ends(text):
@@ -533,7 +533,7 @@ class _Present:
         self._always = {i for i, d in enumerate(detectors) if not d.keywords}
 
     def among(self, text: str) -> list[Detector]:
-        if self._scan is None or not text.isascii():
+        if self._scan is None or not scannable(text):
             lowered = text.lower()
             return [d for d in self.detectors if d.may_match(lowered)]
         found = set(self._always)
@@ -714,7 +714,7 @@ def _naming_lines(text: str, lowered: str) -> set[int]:
     `lowered` is the text lower-cased, as `_Scanner.spans` has it."""
     starts: set[int] = set()
     scan = _secret_words_scan()
-    if scan is not None and text.isascii():
+    if scan is not None and scannable(text):
         starts.update(text.rfind("\n", 0, end) + 1 for _, end in scan.ends(text))
     else:
         _add_naming_lines(text, lowered, starts)
