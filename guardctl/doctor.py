@@ -333,6 +333,25 @@ def _mode_finding(state: Path) -> Finding:
     return _ok("state", f"{state} (mode {mode:04o})")
 
 
+def check_shipping(env: Environment) -> list[Finding]:
+    """Each sink `ship:` names: how far it is behind the audit log, and why."""
+    from guardctl.shipping import shipper
+
+    findings = []
+    for name in shipper.checked_names(env.config_path, env.cache_dir):
+        lag = shipper.lag(env.state_dir, name)
+        error = f"; last error ({lag.failure.at}): {lag.failure.error}" if lag.failure else ""
+        if lag.pending == 0:
+            findings.append(_ok("ship", f"{name}: every record shipped"))
+            continue
+        records = f"{lag.pending} record{'' if lag.pending == 1 else 's'}"
+        findings.append(_warn(
+            "ship", f"{name}: {records} not shipped, the oldest from {lag.oldest}{error}; "
+                    "run `guardctl audit ship` (a broker retries by itself)"
+        ))
+    return findings
+
+
 # --------------------------------------------------------------------------- shim
 
 
@@ -427,6 +446,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("detectors", check_detectors),
     ("rules", check_rules),
     ("state", check_state),
+    ("ship", check_shipping),
     ("shim", check_shim),
 )
 # an agent's side of a broker: the broker checks its own kubectl, keyring, rules and state
