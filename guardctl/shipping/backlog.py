@@ -46,9 +46,10 @@ class Cursor:
             return None
         fields = (data["offset"], data["seq"], data["count"], data["log"], data["last"])
         kinds = (int, int, int, str, str)
-        if not all(isinstance(v, k) and not isinstance(v, bool) for v, k in zip(fields, kinds)):
+        if not all(isinstance(v, k) and not isinstance(v, bool)
+                   for v, k in zip(fields, kinds, strict=True)):
             return None
-        return cls(*fields)  # type: ignore[arg-type]
+        return cls(*fields)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True) + "\n"

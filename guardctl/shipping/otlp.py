@@ -131,7 +131,7 @@ class OtlpSink:
         collected: list[Any] = []
         self._collected = collected
 
-        class Collect(LogRecordExporter):  # type: ignore[misc]
+        class Collect(LogRecordExporter):
             """Takes the SDK's finished records, to send them as one request."""
 
             def export(self, batch: Sequence[Any]) -> Any:
@@ -177,6 +177,6 @@ class OtlpSink:
             raise ShipError(f"cannot send to {self._endpoint}: {reason}")
 
     def close(self) -> None:
-        self._exporter.shutdown()
+        self._exporter.shutdown()  # type: ignore[no-untyped-call]
         self._provider.shutdown()
         logging.getLogger(_LOGGERS).removeHandler(self._failures)
