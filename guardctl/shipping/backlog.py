@@ -13,9 +13,11 @@ at most `max_records` records and about `max_bytes` of them, however far behind 
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -131,6 +133,19 @@ def read_batch(
             if len(entries) >= max_records or size >= max_bytes:
                 break
     return entries, cursor
+
+
+def nanoseconds(text: object) -> int | None:
+    """`2026-01-01T12:00:00.123Z` (audit.iso_time) as ns since the epoch; None if not one."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return None
+    whole, _, fraction = text[:-1].partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+        nanos = int((fraction or "0").ljust(9, "0")[:9])
+    except ValueError:
+        return None
+    return seconds * 1_000_000_000 + nanos
 
 
 def pending(path: Path, cursor: Cursor) -> tuple[int, str | None]:

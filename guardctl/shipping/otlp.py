@@ -20,15 +20,14 @@ a receiver can drop records it got twice by `guardctl.log` and `guardctl.seq`.
 
 from __future__ import annotations
 
-import calendar
 import json
 import logging
 import socket
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guardctl import __version__
+from guardctl.shipping.backlog import nanoseconds
 from guardctl.shipping.base import Entry, ShipContext, ShipError
 
 KEYS = ("endpoint", "headers", "certificate-file", "timeout")
@@ -56,19 +55,6 @@ def make(settings: Mapping[str, Any]) -> OtlpSink:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ShipError("timeout must be a number of seconds, e.g. timeout: 10")
     return OtlpSink(endpoint, dict(headers), certificate, float(timeout))
-
-
-def nanoseconds(text: object) -> int | None:
-    """`2026-01-01T12:00:00.123Z` (audit.iso_time) as ns since the epoch; None if not one."""
-    if not isinstance(text, str) or not text.endswith("Z"):
-        return None
-    whole, _, fraction = text[:-1].partition(".")
-    try:
-        seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
-        nanos = int((fraction or "0").ljust(9, "0")[:9])
-    except ValueError:
-        return None
-    return seconds * 1_000_000_000 + nanos
 
 
 def attributes(record: Mapping[str, Any], prefix: str = "guardctl.") -> dict[str, Any]:
