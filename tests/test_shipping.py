@@ -319,3 +319,24 @@ def test_a_broker_with_a_bad_ship_setting_does_not_start(
             pass
     message = str(failed.value)
     assert "ship.syslog" in message and "address" in message and "Traceback" not in message
+
+
+# --------------------------------------------------------------------------- the backlog
+
+
+def test_a_batch_takes_whole_records_only_and_passes_over_torn_lines(tmp_path: Path) -> None:
+    from guardctl.shipping.backlog import Cursor, read_batch, still_there
+
+    log = tmp_path / "audit.jsonl"
+    first = b'{"hash":"a","seq":1,"log":"L"}'
+    second = b'{"hash":"b","seq":2,"log":"L"}'
+    log.write_bytes(first + b'\n{"cut sho\n' + second + b'\n{"hash":"c","se')
+    entries, cursor = read_batch(log, Cursor(), 10, 1 << 20)
+    assert [(e.seq, e.line) for e in entries] == [(1, first), (2, second)]
+    assert cursor.offset == log.read_bytes().rindex(b"\n") + 1 and cursor.log == "L"
+    assert read_batch(log, cursor, 10, 1 << 20) == ([], cursor)  # the last line is not whole
+    assert still_there(log, cursor)
+    one, after_one = read_batch(log, Cursor(), 1, 1 << 20)
+    assert [e.seq for e in one] == [1] and after_one.offset == len(first) + 1
+    log.write_bytes(second + b"\n" + first + b"\n")  # another log, longer than the cursor
+    assert not still_there(log, after_one)

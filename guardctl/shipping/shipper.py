@@ -222,7 +222,8 @@ def describe(outcome: Outcome) -> str:
     fresh = " (a new audit log: shipped from its first record)" if outcome.new_log else ""
     records = f"{outcome.shipped} record{'' if outcome.shipped == 1 else 's'}"
     if outcome.error is not None:
-        return (f"{outcome.sink}: {outcome.pending} records not shipped ({records} were): "
+        before = f" ({records} shipped before that)" if outcome.shipped else ""
+        return (f"{outcome.sink}: {outcome.pending} records not shipped{before}: "
                 f"{outcome.error}; they stay in the audit log for the next try")
     if outcome.shipped == 0:
         return f"{outcome.sink}: nothing to ship{fresh}"
