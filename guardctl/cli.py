@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import click
 
@@ -420,6 +420,72 @@ def approvals_deny(request_id: str, reason: str) -> int:
     from guardctl.approvals.scripted import answer_request
 
     return answer_request(_env(), request_id, approved=False, reason=reason)
+
+
+@approvals.command(name="sign")
+@click.option("--request", "payload", required=True, type=click.File("rb"), metavar="FILE",
+              help="The webhook's JSON payload (its `data`, or the whole body); - for stdin.")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False),
+              help="Your Ed25519 private key (PEM or OpenSSH, unencrypted).")
+@click.option("--approve/--deny", "approved", default=None, required=True,
+              help="The answer.")
+@click.option("--reason", default="", help="Why (needed with --deny): the agent is told.")
+@click.option("--window", metavar="DURATION",
+              help="With --approve: also approve the request's rules in its namespaces for "
+                   "this long (10m, 2h; at most 8h).")
+@click.option("--post", metavar="URL",
+              help="Send the answer to the broker's answers listener (http[s]://HOST:PORT).")
+@click.option("--ca", type=click.Path(dir_okay=False),
+              help="For --post: the CA that signed the listener's certificate.")
+def approvals_sign(payload: IO[bytes], key_file: str, approved: bool, reason: str,
+                   window: str | None, post: str | None, ca: str | None) -> int:
+    """Make a signed answer to a request the approval webhook posted, and print it (JSON).
+
+    The answer counts only when your public key is registered with the broker (`approvals
+    keys add`) and the request still waits as it was shown. Exit 0 signed (and with --post,
+    taken); 2 bad input; 13 expired, changed on its way, or refused by the broker.
+    """
+    from guardctl.approvals.signed import read_payload, sign_command
+
+    data = read_payload(payload, payload.name)
+    return sign_command(_env(), data, Path(key_file), approved=approved, reason=reason,
+                        window=window, post=post, ca=ca)
+
+
+@approvals.group(name="keys")
+def approvals_keys() -> None:
+    """The approver keys whose signed answers count (an answer from off the machine)."""
+
+
+@approvals_keys.command(name="add")
+@click.argument("name")
+@click.argument("public_key", metavar="PUBLIC_KEY_FILE", type=click.Path(dir_okay=False))
+def approvals_keys_add(name: str, public_key: str) -> int:
+    """Register an Ed25519 public key (PEM or OpenSSH) as approver NAME (`key:NAME`)."""
+    from guardctl.approvals.signed import add_key
+
+    click.echo(add_key(_env().state_dir, name, Path(public_key)))
+    return ExitStatus.OK
+
+
+@approvals_keys.command(name="list")
+def approvals_keys_list() -> int:
+    """The registered approver keys: name and public key."""
+    from guardctl.approvals.signed import list_keys
+
+    for line in list_keys(_env().state_dir):
+        click.echo(line)
+    return ExitStatus.OK
+
+
+@approvals_keys.command(name="remove")
+@click.argument("name")
+def approvals_keys_remove(name: str) -> int:
+    """Forget approver key NAME: its answers no longer count."""
+    from guardctl.approvals.signed import remove_key
+
+    click.echo(remove_key(_env().state_dir, name))
+    return ExitStatus.OK
 
 
 @cli.command(name="sh")

@@ -659,6 +659,7 @@ def _serve_request(
     caller = Caller(
         conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher),
         before_exit=link.drain if link is not None else None, over_tcp=link is not None,
+        journal=lambda line: _journal(journal, line),
     )
     words = [os.fsdecode(a) for a in args]
     if link is not None:
