@@ -18,6 +18,8 @@ from guardctl.env import Environment
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
+    import ssl
+
     from guardctl.broker.remote import Tcp
 
 
@@ -805,40 +807,62 @@ def broker() -> None:
     help="For --listen: a ServiceAccount whose own tokens (audience guardctl-broker) make it "
     "an agent, checked by a TokenReview (repeatable).",
 )
+@click.option(
+    "--answers-listen", metavar="HOST:PORT",
+    help="Take signed answers to approval requests (POST /v1/approvals/ID) here; HTTPS with "
+    "--tls-cert/--tls-key, else HTTP.",
+)
 def broker_serve(
     socket_path: str | None, agent_user: tuple[str, ...], agent_group: tuple[str, ...],
     approver_user: tuple[str, ...], listen: str | None, tls_cert: str | None,
-    tls_key: str | None, agent_service_account: tuple[str, ...],
+    tls_key: str | None, agent_service_account: tuple[str, ...], answers_listen: str | None,
 ) -> int:
     """Serve agents on SOCKET and/or HOST:PORT in the foreground, as this account (Ctrl-C or
     SIGTERM stops)."""
     import sys
 
-    from guardctl.broker import server
+    from guardctl.broker import answers as answers_module
+    from guardctl.broker import remote, server
 
     if socket_path is None and listen is None:
         raise click.UsageError("give --socket PATH, --listen HOST:PORT, or both")
+    if bool(tls_cert) != bool(tls_key) or (tls_cert and not (listen or answers_listen)):
+        raise click.UsageError("--tls-cert and --tls-key go together, with --listen or "
+                               "--answers-listen")
     access = server.make_access(agent_user, agent_group, approver_user)
-    tcp = (_tcp_settings(listen, tls_cert, tls_key, agent_service_account)
-           if listen or tls_cert or tls_key or agent_service_account else None)
+    if (listen or agent_service_account) and not (listen and tls_cert):
+        raise click.UsageError("--listen needs --tls-cert and --tls-key (and "
+                               "--agent-service-account needs --listen)")
+    where = remote.parse_listen(listen) if listen else None
+    answers_where = _answers_address(answers_listen) if answers_listen else None
+    tls = remote.server_context(tls_cert, tls_key) if tls_cert and tls_key else None
+    tcp = _tcp_settings(where, tls, agent_service_account) if where and tls else None
+    answers = (answers_module.Settings(*answers_where, tls, _env().state_dir)
+               if answers_where else None)
     path = Path(socket_path).absolute() if socket_path is not None else None
-    return server.serve(path, access, sys.stderr, run, tcp)
+    return server.serve(path, access, sys.stderr, run, tcp, answers)
 
 
-def _tcp_settings(listen: str | None, cert: str | None, key: str | None,
+def _tcp_settings(where: tuple[str, int], tls: ssl.SSLContext,
                   service_accounts: tuple[str, ...]) -> Tcp:
-    """`remote.Tcp` for --listen with its certificate and key (all three or none)."""
+    """`remote.Tcp` for --listen with its TLS context and the ServiceAccounts it serves."""
     from guardctl.broker import remote, tokenreview, tokens
     from guardctl.config import split_service_account
 
-    if not (listen and cert and key):
-        raise click.UsageError("--listen needs --tls-cert and --tls-key (and they, and "
-                               "--agent-service-account, need --listen)")
-    host, port = remote.parse_listen(listen)
-    context = remote.server_context(cert, key)
     accounts = frozenset(tokenreview.username(*split_service_account(text))
                          for text in service_accounts)
-    return remote.Tcp(host, port, context, tokens.store_path(_env().state_dir), accounts)
+    return remote.Tcp(*where, tls, tokens.store_path(_env().state_dir), accounts)
+
+
+def _answers_address(listen: str) -> tuple[str, int]:
+    from guardctl.broker import remote
+    from guardctl.errors import UsageError
+
+    try:
+        return remote.parse_listen(listen)
+    except UsageError:
+        raise click.UsageError(f"--answers-listen {listen!r} is not HOST:PORT "
+                               "(e.g. 127.0.0.1:8444)") from None
 
 
 @broker.group(name="token")

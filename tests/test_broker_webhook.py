@@ -105,7 +105,7 @@ def _post(setup: Setup, request_id: str, body: bytes, method: str = "POST") -> t
 def _completed(broker: Broker) -> list[dict[str, object]]:
     log = Path(broker.environ["GUARDCTL_HOME"]) / "audit.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return [r for r in records if r.get("event") == "completed"]
+    return [r for r in records if r.get("status") == "completed"]
 
 
 def test_a_signed_approval_from_off_the_machine_runs_the_command_and_forgeries_do_not(
@@ -154,8 +154,8 @@ def test_a_signed_approval_from_off_the_machine_runs_the_command_and_forgeries_d
     assert b"approved by key:alice" in err and b"AWS_ACCESS_KEY_ID:" in out
     late = _post(setup, request_id, good.stdout)
     assert late[0] in (404, 409, 410), late
-    record = [r for r in _completed(setup.broker) if r.get("argv", [None])[1:2] == ["get"]][-1]
-    assert record["approver"]["user"] == "key:alice"  # type: ignore[index]
+    record = [r for r in _completed(setup.broker) if r.get("approver")][-1]
+    assert record["approver"]["user"] == "key:alice" and record["exit_code"] == 0  # type: ignore[index]
     log = _log(setup.broker).decode()
     assert log.count(f"answer to {request_id[:12]}") >= 5
     assert "refused: unsigned" in log and "approved by key:alice" in log
