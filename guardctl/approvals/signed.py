@@ -66,6 +66,15 @@ KEY_HELP = ("make one with `openssl genpkey -algorithm ed25519 -out approver.key
             "`openssl pkey -in approver.key -pubout -out approver.pub`, or `ssh-keygen -t ed25519`")
 
 
+def require_cryptography() -> None:
+    """UnsafeError naming the extra to install when `cryptography` (Ed25519) is missing."""
+    try:
+        import cryptography  # noqa: F401
+    except ModuleNotFoundError:
+        raise UnsafeError("signed answers need the webhook extra: "
+                          "pip install 'guardctl[webhook]'") from None
+
+
 class Reply(NamedTuple):
     """What the answers listener says: an HTTP status and one line."""
 
@@ -160,6 +169,7 @@ def public_key_text(data: bytes, source: str) -> str:
 
 def add_key(state_dir: Path, name: str, public_file: Path) -> str:
     """Register `public_file`'s key as approver `name`; returns what was done."""
+    require_cryptography()
     if not KEY_NAME.fullmatch(name):
         raise UsageError(f"key name {name!r}: use lower-case letters, digits, '.', '_' and '-' "
                          "(at most 63, starting and ending with a letter or digit)")
@@ -190,7 +200,8 @@ def remove_key(state_dir: Path, name: str) -> str:
 
 
 def list_keys(state_dir: Path) -> list[str]:
-    return [f"{name}\ted25519 {key}" for name, key in sorted(load_keys(keys_path(state_dir)).items())]
+    keys = load_keys(keys_path(state_dir))
+    return [f"{name}\ted25519 {key}" for name, key in sorted(keys.items())]
 
 
 # --------------------------------------------------------------------------- signing
@@ -224,6 +235,7 @@ def make_answer(
     read; a payload whose own `digest` differs was changed on its way (UnsafeError)."""
     from cryptography.hazmat.primitives import serialization
 
+    require_cryptography()
     digest = shown_digest(data)
     if data.get("digest") != digest:
         raise UnsafeError("the payload's digest does not match what it shows: it was changed "
@@ -365,9 +377,12 @@ def receive(state_dir: Path, request_id: str, body: bytes, now: float) -> Reply:
     """Take a signed answer to request `request_id` (see the module docstring); never
     raises: every refusal is a 4xx Reply with one line."""
     try:
+        require_cryptography()
         return _receive(state_dir, request_id, body, now)
     except Refused as refusal:
         return Reply(refusal.status, str(refusal))
+    except UnsafeError as err:
+        return Reply(500, str(err))
 
 
 def _receive(state_dir: Path, request_id: str, body: bytes, now: float) -> Reply:

@@ -322,9 +322,11 @@ def serve(
 
 def _answer_signed(stack: contextlib.ExitStack, answers: AnswerSettings, log: IO[str]) -> None:
     """Open the answers listener (`answers`) in a process of its own, for the stack's life."""
+    from guardctl.approvals.signed import require_cryptography
     from guardctl.broker import answers as answering
     from guardctl.broker import remote
 
+    require_cryptography()
     listener = remote.listen(answers.host, answers.port, BACKLOG)
     address = answering.url(answers, listener)
     stack.enter_context(answering.serving(answers, listener, lambda line: _journal(2, line)))
