@@ -359,3 +359,61 @@ def test_the_command_line_imports_no_webhook_or_crypto_code() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env=_environ())
     assert proc.stdout == "[]\n", proc.stderr
+
+
+def test_rewriting_the_config_keeps_the_webhook(tmp_path: Path) -> None:
+    from guardctl.config import load_approvals, load_contexts, save_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "context: dev\ncluster: dev\nuser: admin\nserver: https://127.0.0.1:6443\n"
+        "certificate-authority-data: ''\nnamespace: dev\nservice-account: guardctl/agent\n"
+        "credential: token\n" + webhook_config("https://hooks.example.com/x", tmp_path / "s"))
+    contexts = load_contexts(path)
+    assert contexts is not None and contexts.default.context == "dev"
+    save_config(path, contexts)
+    assert load_approvals(path) == {"webhook": {"url": "https://hooks.example.com/x",
+                                                "secret_file": str(tmp_path / "s"),
+                                                "format": "standard"}}
+
+
+def test_the_answers_listener_speaks_tls_with_the_brokers_certificate(tmp_path: Path) -> None:
+    import re
+    import signal
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    "tls.key", "-out", "tls.pem", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    log = tmp_path / "broker.log"
+    with open(log, "wb") as sink:
+        broker = subprocess.Popen(
+            [sys.executable, "-m", "guardctl", "broker", "serve", "--socket",
+             str(tmp_path / "b.sock"), "--answers-listen", "127.0.0.1:0", "--tls-cert",
+             str(tmp_path / "tls.pem"), "--tls-key", str(tmp_path / "tls.key")],
+            env=_environ(GUARDCTL_FORKSERVER="0"), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=sink)
+    try:
+        deadline = time.monotonic() + WAIT
+        while b"ready on" not in log.read_bytes():
+            assert broker.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        found = re.search(r"answers on https://127\.0\.0\.1:(\d+)", log.read_text())
+        assert found, log.read_text()
+        address = f"127.0.0.1:{found[1]}/v1/approvals/0123456789abcdef"
+        request = urllib.request.Request(f"https://{address}", data=b'{"type": "x"}',
+                                         method="POST")
+        context = ssl.create_default_context(cafile=str(tmp_path / "tls.pem"))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=WAIT, context=context)
+        assert refused.value.code == 401
+        with pytest.raises(OSError):  # plain HTTP gets no answer from it (reset, or URLError)
+            urllib.request.urlopen(f"http://{address}", data=b"{}", timeout=WAIT)
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=WAIT)
+    assert "answer to 0123456789ab from 127.0.0.1:" in log.read_text()
+    assert "refused: unsigned" in log.read_text()
