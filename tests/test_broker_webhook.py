@@ -106,8 +106,13 @@ def _post(setup: Setup, request_id: str, body: bytes, method: str = "POST") -> t
 @contextmanager
 def _agent_reading_a_secret(setup: Setup) -> Iterator[subprocess.Popen[bytes]]:
     """The agent's command that needs a human, in the background; ended with the block."""
-    with _agent_reading_a_secret(setup) as agent:
+    agent = setup.broker.agent_popen(*READ_SECRET)
+    try:
         yield agent
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        agent.wait()
 
 
 def _completed(broker: Broker) -> list[dict[str, object]]:
