@@ -311,6 +311,16 @@ def test_sign_checks_the_payload_and_says_what_it_signs(
     done = guardctl("approvals", "sign", "--request", str(payload), "--key",
                     str(keys["alice"][0]), "--deny")
     assert done.returncode == 2 and "--reason" in done.stderr
+    done = guardctl("approvals", "sign", "--request", str(payload), "--key",
+                    str(keys["alice"][0]), "--deny", "--reason", "no", "--window", "1h")
+    assert done.returncode == 2 and "--window goes with --approve" in done.stderr
+
+
+def test_sign_runs_in_the_signers_own_process_even_with_a_broker_set() -> None:
+    from guardctl.broker.client import runs_here
+
+    assert runs_here(["approvals", "sign", "--request", "p.json"])
+    assert not runs_here(["approvals", "keys", "add", "alice", "a.pub"])
 
 
 def test_keys_are_listed_and_removed_and_bad_ones_refused(

@@ -282,6 +282,8 @@ def sign_command(
     with `post`, send it to the broker's answers listener."""
     if not approved and not reason.strip():
         raise UsageError("--deny needs --reason TEXT: the agent is told why")
+    if not approved and window is not None:
+        raise UsageError("--window goes with --approve")
     minutes = window_minutes(window) if window is not None else None
     expires = _expires(data)
     if expires < time.time():

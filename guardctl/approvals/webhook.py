@@ -109,6 +109,8 @@ def _deliver(env: Environment, chosen: Settings, request: Request, now: float) -
         _failed(env, f"got HTTP {err.code} from {host}")
     except (urllib.error.URLError, OSError, ValueError) as err:
         _failed(env, f"could not reach {host}: {getattr(err, 'reason', err)}")
+    except Exception as err:  # noqa: BLE001 - a thread's traceback would break the agent's stderr
+        _failed(env, f"failed with {host}: {type(err).__name__}: {err}")
 
 
 def _failed(env: Environment, what: str) -> None:
