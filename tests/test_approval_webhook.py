@@ -339,27 +339,6 @@ def test_keys_are_listed_and_removed_and_bad_ones_refused(
     assert guardctl("approvals", "keys", "remove", "alice").returncode == 2
 
 
-def test_signed_answers_without_their_extra_say_what_to_install(tmp_path: Path) -> None:
-    blocker = tmp_path / "block"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _NoCrypto:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'cryptography' or name.startswith('cryptography.'):\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, _NoCrypto())\n"
-    )
-    (tmp_path / "a.pub").write_text("whatever\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "guardctl", "approvals", "keys", "add", "alice",
-         str(tmp_path / "a.pub")], capture_output=True, text=True, timeout=60,
-        stdin=subprocess.DEVNULL, env={**_environ(), "PYTHONPATH": f"{blocker}:{REPO}"},
-    )
-    assert proc.returncode == 13 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "pip install 'guardctl[webhook]'" in proc.stderr
-
-
 def test_the_command_line_imports_no_webhook_or_crypto_code() -> None:
     code = ("import sys, guardctl.cli, guardctl.running.invoke, guardctl.app,"
             " guardctl.approvals.flow, guardctl.broker.server;"
