@@ -164,6 +164,17 @@ def _records(tcp: Tcp) -> list[dict[str, object]]:
     return [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
 
 
+def _completed(tcp: Tcp, started: dict[str, object]) -> list[dict[str, object]]:
+    """The completion of a started record, once written: the worker writes it after the
+    client has its exit status (at most ten seconds are waited for it)."""
+    for _ in range(100):
+        found = [r for r in _records(tcp) if r.get("started") == started["hash"]]
+        if found:
+            break
+        time.sleep(0.1)
+    return found
+
+
 # ------------------------------------------------------------------ a valid token
 
 
@@ -200,9 +211,12 @@ def test_every_audit_record_of_a_tcp_agent_names_it(
                and r.get("agent") == "ci-1"]
     assert started and started[-1]["status"] == "started"
     assert started[-1]["user"] == "token:ci-1"
-    completed = [r for r in _records(tcp) if r.get("started") == started[-1]["hash"]]
+    completed = _completed(tcp, started[-1])
     assert [r["agent"] for r in completed] == ["ci-1"] and completed[0]["exit_code"] == 0
     assert tcp.broker.broker_guardctl("audit", "verify").returncode == 0
+    listed = tcp.broker.broker_guardctl("sessions", "--json").stdout.splitlines()
+    rows = [row for row in map(json.loads, listed) if row["argv"] == started[-1]["argv"]]
+    assert (rows[-1]["agent"], rows[-1]["user"]) == ("ci-1", "token:ci-1")
 
 
 def test_an_agent_on_the_unix_socket_is_named_too(tcp: Tcp) -> None:
@@ -343,8 +357,10 @@ def test_revoking_a_token_ends_what_its_agent_is_running(
         b"from `guardctl broker token create`"), err
     assert re.search(rf"ended {name} \(token, from 127\.0\.0\.1:\d+, agent\)'s request: "
                      "unknown or revoked token", tcp.logged("unknown or revoked", before))
-    ended = [r for r in _records(tcp) if r.get("session") == session]
-    assert [(r["status"], r["agent"]) for r in ended] == [("started", name), ("completed", name)]
+    (started,) = [r for r in _records(tcp)
+                  if r.get("session") == session and r.get("status") == "started"]
+    assert (started["status"], started["agent"]) == ("started", name)
+    assert [r["agent"] for r in _completed(tcp, started)] == [name]
     assert tcp.broker.broker_guardctl("audit", "verify").returncode == 0
 
 
@@ -491,8 +507,9 @@ def test_a_signal_to_the_client_ends_the_command_in_the_broker(
             waiting.kill()
             waiting.communicate(timeout=60)
     assert waiting.returncode == 143, err
-    ended = [r for r in _records(tcp) if r.get("session") == "tcp-signal"
-             and r.get("status") == "completed"]
+    (started,) = [r for r in _records(tcp) if r.get("session") == "tcp-signal"
+                  and r.get("status") == "started"]
+    ended = _completed(tcp, started)
     assert [r["exit_code"] for r in ended] == [143] and ended[0]["agent"] == "ci-1"
 
 
