@@ -58,6 +58,8 @@ MODES = ("guardctl", "raw")
 COMMAND_SECONDS = 120.0
 ROUND_SECONDS = 600.0
 START_SECONDS = 60.0
+# for the last records to be written after the last command exited
+SETTLE_SECONDS = 30.0
 
 
 # --------------------------------------------------------------------------- one agent
@@ -214,10 +216,25 @@ def _check_exits(results: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
             for name, mode, r in results if r["said"] or r["exit"] < 0]
 
 
+def _listed(world: World, expected: int) -> list[dict[str, Any]]:
+    """`sessions --json` once `expected` invocations are completed (a worker writes the
+    completion after its client has the exit status), or as it is after SETTLE_SECONDS."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        proc = subprocess.run([*world.guardctl, "sessions", "--json"], env=world.env,
+                              capture_output=True, text=True, check=True)
+        rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        done = sum(row["status"] == "completed" for row in rows)
+        if done >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
+
+
 def _check_records(world: World, ran: Mapping[str, int]) -> tuple[list[str], str]:
     """What is wrong with the audit log after the agents ran `ran` recorded commands each,
     and what was found."""
     problems = []
+    rows = _listed(world, sum(ran.values()))
     proc = subprocess.run([*world.guardctl, "audit", "verify"], env=world.env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -228,9 +245,6 @@ def _check_records(world: World, ran: Mapping[str, int]) -> tuple[list[str], str
     if unnamed:
         problems.append(f"{len(unnamed)} of {len(records)} audit records name no agent of "
                         f"this run (first: {unnamed[0]})")
-    proc = subprocess.run([*world.guardctl, "sessions", "--json"], env=world.env,
-                          capture_output=True, text=True)
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
     for name, count in ran.items():
         mine = [r for r in rows if r.get("agent") == name]
         elsewhere = [r for r in mine if r["session"] != f"load-{name}"
