@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import site
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -163,12 +162,11 @@ def start_broker(
 
 def stop_broker(broker: subprocess.Popen[bytes]) -> None:
     """SIGTERM, and SIGKILL if it has not ended 10 s later."""
-    broker.send_signal(signal.SIGTERM)
-    try:
+    broker.terminate()
+    with suppress(subprocess.TimeoutExpired):
         broker.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        broker.kill()
-        broker.wait()
+    broker.kill()  # nothing, when it ended (Popen does not signal a process it reaped)
+    broker.wait()
 
 
 def forget_token(environ: dict[str, str]) -> None:
