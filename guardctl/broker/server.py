@@ -478,7 +478,8 @@ def _spare(
         os.setsid()  # its own session: a Ctrl-C at the broker's terminal stops the server only
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)  # idle: ends quietly
-        warm_up(serving.environ)
+        if not _waiting(accept_on):
+            warm_up(serving.environ)
         conn = _accept(accept_on)
         accepted_at = time.clock_gettime(time.CLOCK_BOOTTIME)
         os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
@@ -488,6 +489,14 @@ def _spare(
     except BaseException:  # noqa: BLE001 - a spare must end here, never in the server's loop
         os._exit(1)
     _worker(conn, serving, accepted_at)
+
+
+def _waiting(listeners: list[socket.socket]) -> bool:
+    """Whether a connection already waits: then a spare takes it at once. Warming up pays
+    ahead, while nobody waits, what the request would pay; with requests queued (many agents
+    at once) it only delays each of them by a whole warm-up, one spare after another."""
+    ready, _, _ = select.select(listeners, [], [], 0)
+    return bool(ready)
 
 
 def _open_to(listeners: list[socket.socket], busy: int, has_socket: bool) -> list[socket.socket]:
