@@ -46,6 +46,7 @@ LAYERS = {
     "agents": 3,
     "doctor": 3,
     "devserver": 3,
+    "shipping": 3,
     "cli": 4,
     "main": 4,
     "routing": 4,
