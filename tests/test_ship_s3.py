@@ -127,15 +127,19 @@ def _entries(home: Path) -> list[Entry]:
     return found
 
 
-def ship(home: Path, settings: dict[str, Any], batch: int = 3) -> None:
+def ship(home: Path, settings: dict[str, Any], batch: int = 3, restarts: bool = False) -> None:
     """Ship the whole log in batches of `batch` records, a head after each (as the
-    framework would, though the head read after the batch is the log's latest here)."""
-    sink = s3.make(settings)
+    framework would, though the head read after the batch is the log's latest here);
+    `restarts`: a new sink for each batch, as after a restart of the shipper."""
     entries = _entries(home)
     head = auditkey.head_path(audit.log_path(home)).read_bytes()
     ctx = ShipContext(audit.log_path(home), recorder.cast_dir(home), head)
+    sink = s3.make(settings)
     try:
         for start in range(0, len(entries), batch):
+            if restarts:
+                sink.close()
+                sink = s3.make(settings)
             sink.send(entries[start:start + batch], ctx)
     finally:
         sink.close()
@@ -238,6 +242,18 @@ def test_shipped_log_verifies_against_the_store(home: Path, prefix: str) -> None
     proc = verify_against(f"s3://{BUCKET}/{prefix}")
     assert proc.returncode == 0, proc.stderr
     assert f"OK, the local log matches 1 shipped head (the latest at record {count})" in proc.stdout
+
+
+def test_an_invocation_started_before_the_sink_ships_its_cast_part(
+    home: Path, prefix: str
+) -> None:
+    ship(home, {"bucket": BUCKET, "prefix": prefix + "/whole"}, batch=100)
+    ship(home, {"bucket": BUCKET, "prefix": prefix + "/one-by-one"}, batch=1, restarts=True)
+    whole, one_by_one = _keys(prefix + "/whole"), _keys(prefix + "/one-by-one")
+    assert [k for k in whole if k.startswith("casts/")] == [
+        k for k in one_by_one if k.startswith("casts/")
+    ]
+    assert len([k for k in one_by_one if k.startswith("records/")]) == 2 * len(COMMANDS)
 
 
 def test_locked_objects_cannot_be_deleted(home: Path, prefix: str) -> None:

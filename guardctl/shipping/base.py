@@ -1,5 +1,16 @@
-"""The shipping interface: what a sink is handed and what it must do (placeholder of the
-`ship` helper's module, identical to the agreed interface; the lead keeps theirs)."""
+"""The interface between the shipping framework and its sinks.
+
+The framework (guardctl.shipping.shipper) reads batches of records from the local audit log,
+past each sink's cursor, and hands them to the sink's `send`; the cursor moves only after
+`send` returned, so a sink that fails is handed the same entries again later (`send` must be
+idempotent). The local audit.jsonl is the backlog: nothing is dropped when a sink is down.
+
+A sink lives in its own module, named in `SINKS` as "module:function"; that function,
+`make(settings) -> Sink`, checks the sink's settings from the config's `ship:` key (an
+unknown key or a wrong type: ShipError naming the key and the fix) and imports the sink's
+optional dependency lazily (missing: ShipError naming `pip install 'guardctl[EXTRA]'`), so
+that nothing here costs an import until a sink is used.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +42,14 @@ class Sink(Protocol):
     name: str  # "syslog" | "otlp" | "s3"
 
     def send(self, entries: Sequence[Entry], ctx: ShipContext) -> None:
-        """All entries or raise ShipError; idempotent: after a failure the same entries are
-        sent again."""
+        """Ship all `entries` or raise ShipError. Must be idempotent: after a failure the
+        same entries are sent again."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release connections and clients; the sink is not used after this."""
 
 
+# sink name -> "module:function" of its make(settings: Mapping[str, Any]) -> Sink
 SINKS: dict[str, str] = {
     "syslog": "guardctl.shipping.syslog:make",
     "otlp": "guardctl.shipping.otlp:make",

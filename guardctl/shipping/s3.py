@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from guardctl.recording.audit import COMPLETED, STARTED, record_seq
+from guardctl.recording.audit import COMPLETED, STARTED
 from guardctl.recording.auditkey import parse
 from guardctl.recording.verify import records
 from guardctl.shipping.base import Entry, ShipContext, ShipError
@@ -265,32 +265,38 @@ class S3Sink:
             first, last = entries[0].seq, entries[-1].seq
             body = b"".join(entry.line + b"\n" for entry in entries)
             store.put_once(store.key(RECORDS, log, f"{_pad(first)}-{_pad(last)}.jsonl"), body)
-        for entry in entries:
-            self._cast_of(store, log, entry, ctx)
+        for seq, name, offset, size in self._cast_parts(entries, ctx.log_path):
+            part = _read_part(ctx.cast_root / name, offset, size)
+            if part is not None:
+                store.put_once(store.key(CASTS, log, name, f"{_pad(seq)}-{offset}-{size}"), part)
         if head is not None:
             name = f"{_pad(int(head['count']))}-{head['last']}.json"
             store.put_once(store.key(HEADS, log, name), ctx.head or b"")
 
-    def _cast_of(self, store: Store, log: str, entry: Entry, ctx: ShipContext) -> None:
-        """Remember where a started invocation's cast begins; ship a completed one's part."""
-        record, ref = entry.record, entry.record.get("cast")
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("file"), str):
-            return
-        if record.get("status") == STARTED and isinstance(ref.get("offset"), int):
-            self._starts[str(record.get("hash"))] = (ref["file"], ref["offset"])
-            return
-        if record.get("status") != COMPLETED or not isinstance(ref.get("size"), int):
-            return
-        start = self._starts.pop(str(record.get("started")), None)
-        if start is None:
-            start = _started_in_log(ctx.log_path, str(record.get("started")))
-        name, size = str(ref["file"]), int(ref["size"])
-        if start is None or start[0] != name or not 0 <= start[1] <= size:
-            return  # nothing we can vouch for: the log's own verify names such a record
-        part = _read_part(ctx.cast_root / name, start[1], size)
-        if part is not None:
-            seq = record_seq(record) or entry.seq
-            store.put_once(store.key(CASTS, log, name, f"{_pad(seq)}-{start[1]}-{size}"), part)
+    def _cast_parts(
+        self, entries: Sequence[Entry], log_path: Path
+    ) -> Iterator[tuple[int, str, int, int]]:
+        """(seq, cast file, offset, size) of each completed invocation's part of its cast:
+        from where its started record says it began to the size its completion says. A
+        started record in an earlier batch (or before this sink started) is remembered, or
+        looked up in the log (once per batch)."""
+        completed: list[tuple[Entry, Mapping[str, Any]]] = []
+        for entry in entries:
+            record, ref = entry.record, entry.record.get("cast")
+            if not isinstance(ref, Mapping) or not isinstance(ref.get("file"), str):
+                continue
+            if record.get("status") == STARTED and isinstance(ref.get("offset"), int):
+                self._starts[str(record.get("hash"))] = (ref["file"], ref["offset"])
+            elif record.get("status") == COMPLETED and isinstance(ref.get("size"), int):
+                completed.append((entry, ref))
+        missing = {str(e.record.get("started")) for e, _ in completed} - self._starts.keys()
+        if missing:
+            self._starts.update(_starts_in_log(log_path, missing))
+        for entry, ref in completed:
+            start = self._starts.pop(str(entry.record.get("started")), None)
+            if start is not None and start[0] == ref["file"] and 0 <= start[1] <= ref["size"]:
+                yield entry.seq, start[0], start[1], ref["size"]
+            # else nothing we can vouch for: the log's own verify names such a record
 
     def close(self) -> None:
         if self._store is not None:
@@ -307,15 +313,15 @@ def _head_fields(head: bytes | None) -> dict[str, Any] | None:
     return fields
 
 
-def _started_in_log(log_path: Path, digest: str) -> tuple[str, int] | None:
-    """The cast file and offset of the started record `digest`, read from the log (an
-    invocation that started before this sink did)."""
+def _starts_in_log(log_path: Path, wanted: set[str]) -> dict[str, tuple[str, int]]:
+    """Started record's hash -> (cast file, offset), for the `wanted` ones, read from the log
+    (invocations that started before this sink did)."""
+    found: dict[str, tuple[str, int]] = {}
     for _, record in records(log_path):
-        ref = record.get("cast")
-        if record.get("hash") == digest and isinstance(ref, dict):
-            offset = ref.get("offset")
-            return (str(ref.get("file")), offset) if isinstance(offset, int) else None
-    return None
+        ref, digest = record.get("cast"), record.get("hash")
+        if digest in wanted and isinstance(ref, dict) and isinstance(ref.get("offset"), int):
+            found[str(digest)] = (str(ref.get("file")), ref["offset"])
+    return found
 
 
 def _read_part(path: Path, offset: int, size: int) -> bytes | None:
