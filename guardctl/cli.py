@@ -308,10 +308,23 @@ def audit_group() -> None:
     """Check the tamper-evident audit log."""
 
 
+def _s3_url(ctx: click.Context, param: click.Parameter, url: str | None) -> str | None:
+    from guardctl.shipping.base import ShipError
+    from guardctl.shipping.s3 import parse_url
+
+    try:
+        if url is not None:
+            parse_url(url)
+    except ShipError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return url
+
+
 @audit_group.command(name="verify")
 @click.option(
     "--against",
     metavar="s3://BUCKET/PREFIX",
+    callback=_s3_url,
     help="Also prove from the heads shipped there (ship: s3) that the log was not cut short "
     "or rewritten, and compare the shipped records and casts with the local ones.",
 )

@@ -337,3 +337,10 @@ def test_store_faults_are_one_line(
     assert proc.returncode == 13, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert says in last and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("url", ["https://bucket/x", "s3://", "s3://Bad_Bucket/x"])
+def test_a_malformed_url_is_a_usage_error(url: str) -> None:
+    proc = verify_against(url)
+    assert proc.returncode == 2, proc.stderr
+    assert "is not s3://BUCKET/PREFIX" in proc.stderr

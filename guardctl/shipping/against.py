@@ -11,8 +11,8 @@ and so is a local log that was never shipped. Shipped records and cast parts are
 byte for byte with the local ones (a cast part whose local cast is gone is skipped: pruned,
 which the local checks account for).
 
-The store is reached with boto3's usual settings: AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE
-and the AWS credentials variables.
+The store is reached with boto3's usual settings: AWS_ENDPOINT_URL, AWS_DEFAULT_REGION,
+AWS_PROFILE and the AWS credentials variables.
 """
 
 from __future__ import annotations
