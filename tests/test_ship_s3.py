@@ -241,7 +241,8 @@ def test_shipped_log_verifies_against_the_store(home: Path, prefix: str) -> None
 
     proc = verify_against(f"s3://{BUCKET}/{prefix}")
     assert proc.returncode == 0, proc.stderr
-    assert f"OK, the local log matches 1 shipped head (the latest at record {count})" in proc.stdout
+    assert (f"OK, the local log matches 1 shipped head (the latest at record {count}), "
+            f"{count} shipped records and {len(COMMANDS)} cast parts") in proc.stdout
 
 
 def test_an_invocation_started_before_the_sink_ships_its_cast_part(

@@ -115,21 +115,22 @@ def _check_latest(url: str, store: Store, local: Local, key: str, count: int,
 
 
 def _check_records(url: str, store: Store, local: Local) -> tuple[int, list[str]]:
-    """Shipped records against the local ones, by seq: how many, and the first difference."""
-    compared = 0
+    """Shipped records against the local ones, by seq: how many records (batches sent again
+    may overlap), and the first difference."""
+    compared: set[int] = set()
     for key in store.keys(RECORDS, local.log or ""):
         match = _RECORDS_KEY.fullmatch(key)
         if match is None:
             continue
         for seq, line in enumerate(store.get(key).splitlines(), start=int(match[1])):
-            compared += 1
+            compared.add(seq)
             if seq not in local.lines:
-                return compared, [f"{url}: record {seq} was shipped ({key}) but is not in the "
-                                  "local log (removed)"]
+                return len(compared), [f"{url}: record {seq} was shipped ({key}) but is not in "
+                                       "the local log (removed)"]
             if local.lines[seq] != line:
-                return compared, [f"{url}: record {seq} differs from the copy shipped in {key} "
-                                  "(edited, or the log re-chained)"]
-    return compared, []
+                return len(compared), [f"{url}: record {seq} differs from the copy shipped in "
+                                       f"{key} (edited, or the log re-chained)"]
+    return len(compared), []
 
 
 def _check_casts(url: str, store: Store, local: Local, cast_root: Path) -> tuple[int, list[str]]:
