@@ -51,8 +51,13 @@ DEFAULT_RETENTION_DAYS = 365
 RECORDS, CASTS, HEADS = "records", "casts", "heads"
 # a log with no head yet (records from before keyed records) ships under this name
 NO_LOG = "unkeyed"
-# the framework retries a failed batch: fail fast rather than hold the batch
-_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 2}}
+# the framework retries a failed batch: fail fast rather than hold the batch. Checksums
+# only where required: every put carries its Content-MD5 (which Object Lock requires), and
+# boto3's default trailing checksums are refused by some S3-compatible stores
+_CLIENT = {
+    "connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 2},
+    "request_checksum_calculation": "when_required",
+}
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -141,7 +146,7 @@ class Store:
                 profile_name=settings.profile, region_name=settings.region
             )
             self.client = session.client(
-                "s3", endpoint_url=settings.endpoint, config=Config(**_TIMEOUTS)
+                "s3", endpoint_url=settings.endpoint, config=Config(**_CLIENT)
             )
         except Exception as exc:  # botocore's errors have no common base beyond Exception
             raise ShipError(f"{settings.url}: {_reason(exc)}") from None
