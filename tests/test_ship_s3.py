@@ -257,6 +257,36 @@ def test_an_invocation_started_before_the_sink_ships_its_cast_part(
     assert len([k for k in one_by_one if k.startswith("records/")]) == 2 * len(COMMANDS)
 
 
+def test_audit_ship_sends_to_s3_and_the_log_verifies_against_it(
+    home: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: `ship: {s3: …}` in the config (the endpoint there, not in the
+    environment), `guardctl audit ship`, `audit verify --against`."""
+    pytest.importorskip("guardctl.shipping.shipper")
+    config = Path(os.environ["GUARDCTL_CONFIG"])
+    config.parent.mkdir(parents=True, exist_ok=True)
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    config.write_text(f"ship:\n  s3: {{bucket: {BUCKET}, prefix: {prefix}, "
+                      f"endpoint: '{endpoint}', retention-days: 2, lock-mode: GOVERNANCE}}\n")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    count = 2 * len(COMMANDS)
+    shipped = subprocess.run([sys.executable, "-m", "guardctl", "audit", "ship"],
+                             capture_output=True, text=True, timeout=120)
+    assert shipped.returncode == 0, shipped.stderr
+    assert f"s3: shipped {count} records; none pending" in shipped.stdout
+    keys = _keys(prefix)
+    assert any(k.startswith("heads/") and f"/{count:012d}-" in k for k in keys)
+    head = next(k for k in keys if k.startswith("heads/"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    assert _client().head_object(Bucket=BUCKET, Key=f"{prefix}/{head}")["ObjectLockMode"] == (
+        "GOVERNANCE"
+    )
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    proc = verify_against(f"s3://{BUCKET}/{prefix}")  # the endpoint from ship.s3
+    assert proc.returncode == 0, proc.stderr
+    assert f"(the latest at record {count}), {count} shipped records" in proc.stdout
+
+
 def test_locked_objects_cannot_be_deleted(home: Path, prefix: str) -> None:
     ship(home, {"bucket": BUCKET, "prefix": prefix})
     client = _client()
@@ -299,6 +329,18 @@ def test_a_middle_record_rewritten_and_rechained_is_caught(home: Path, prefix: s
     assert proc.returncode == 1, proc.stdout
     assert "is not the one shipped (a head shipped there names another hash)" in proc.stderr
     assert "record 6 differs from the copy shipped in records/" in proc.stderr
+
+
+def test_a_head_put_in_the_store_by_another_key_is_reported(home: Path, prefix: str) -> None:
+    ship(home, {"bucket": BUCKET, "prefix": prefix})
+    records = _records(home)
+    log, count, last = records[-1]["log"], len(records), records[-1]["hash"]
+    forged = auditkey.make_head(b"k" * 32, log, count + 1, last)
+    _client().put_object(Bucket=BUCKET, Key=f"{prefix}/heads/{log}/{count + 1:012d}-{last}.json",
+                         Body=forged.to_bytes())
+    proc = verify_against(f"s3://{BUCKET}/{prefix}")
+    assert proc.returncode == 1
+    assert f"{count + 1:012d}-{last}.json was not signed by the local log's key" in proc.stderr
 
 
 def test_a_log_never_shipped_is_reported(home: Path, prefix: str) -> None:

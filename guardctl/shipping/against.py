@@ -25,12 +25,11 @@ from typing import NamedTuple
 from guardctl.recording.audit import GENESIS, record_seq
 from guardctl.recording.auditkey import (
     Damaged,
-    Head,
+    head_of,
     head_path,
     key_path,
     load_head,
     load_key,
-    parse,
 )
 from guardctl.recording.verify import record_lines
 from guardctl.shipping.s3 import CASTS, HEADS, RECORDS, Settings, Store, parse_url
@@ -102,14 +101,13 @@ def _check_heads(url: str, local: Local, heads: list[tuple[int, str, str]]) -> I
 def _check_latest(url: str, store: Store, local: Local, key: str, count: int,
                   last: str) -> Iterator[str]:
     """The latest head's body: the head its name says, signed by the local key."""
-    fields = parse(store.get(key))
-    if fields is None or (fields.get("log"), fields.get("count"), fields.get("last")) != (
-        local.log, count, last
-    ):
+    try:
+        head = head_of(store.get(key))
+    except Damaged:
+        head = None
+    if head is None or (head.log, head.count, head.last) != (local.log, count, last):
         yield f"{url}: {key} is not the head its name says (put there by someone else)"
-    elif local.key is not None and not Head(
-        local.log or "", count, last, str(fields.get("mac"))
-    ).signed_by(local.key):
+    elif local.key is not None and not head.signed_by(local.key):
         yield (f"{url}: {key} was not signed by the local log's key (the key was replaced, or "
                "the head forged)")
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from guardctl.recording.audit import COMPLETED, STARTED
-from guardctl.recording.auditkey import parse
+from guardctl.recording.auditkey import Damaged, Head, head_of
 from guardctl.recording.verify import records
 from guardctl.shipping.base import Entry, ShipContext, ShipError
 
@@ -264,8 +264,8 @@ class S3Sink:
 
     def send(self, entries: Sequence[Entry], ctx: ShipContext) -> None:
         store = self.store()
-        head = _head_fields(ctx.head)
-        log = str(head["log"]) if head else NO_LOG
+        head = _head_of(ctx.head)
+        log = head.log if head else NO_LOG
         if entries:
             first, last = entries[0].seq, entries[-1].seq
             body = b"".join(entry.line + b"\n" for entry in entries)
@@ -275,8 +275,8 @@ class S3Sink:
             if part is not None:
                 store.put_once(store.key(CASTS, log, name, f"{_pad(seq)}-{offset}-{size}"), part)
         if head is not None:
-            name = f"{_pad(int(head['count']))}-{head['last']}.json"
-            store.put_once(store.key(HEADS, log, name), ctx.head or b"")
+            store.put_once(store.key(HEADS, log, f"{_pad(head.count)}-{head.last}.json"),
+                           ctx.head or b"")
 
     def _cast_parts(
         self, entries: Sequence[Entry], log_path: Path
@@ -309,13 +309,12 @@ class S3Sink:
             self._store = None
 
 
-def _head_fields(head: bytes | None) -> dict[str, Any] | None:
-    if head is None:
-        return None
-    fields = parse(head)
-    if fields is None or not {"log", "count", "last", "mac"} <= fields.keys():
-        raise ShipError("the audit head (audit.head) is not a head: run guardctl audit verify")
-    return fields
+def _head_of(data: bytes | None) -> Head | None:
+    try:
+        return None if data is None else head_of(data)
+    except Damaged as damaged:
+        raise ShipError(f"the audit head (audit.head) {damaged}: run guardctl audit "
+                        "verify") from None
 
 
 def _starts_in_log(log_path: Path, wanted: set[str]) -> dict[str, tuple[str, int]]:
