@@ -11,16 +11,17 @@ and so is a local log that was never shipped. Shipped records and cast parts are
 byte for byte with the local ones (a cast part whose local cast is gone is skipped: pruned,
 which the local checks account for).
 
-The store is reached with boto3's usual settings: AWS_ENDPOINT_URL, AWS_DEFAULT_REGION,
-AWS_PROFILE and the AWS credentials variables.
+The store is reached as the config's `ship: {s3: …}` reaches it when that names the same
+bucket (its endpoint, region and profile), else with boto3's usual settings
+(AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_PROFILE); credentials as boto3 finds them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from guardctl.recording.audit import GENESIS, record_seq
 from guardctl.recording.auditkey import (
@@ -32,7 +33,15 @@ from guardctl.recording.auditkey import (
     load_key,
 )
 from guardctl.recording.verify import record_lines
-from guardctl.shipping.s3 import CASTS, HEADS, RECORDS, Settings, Store, parse_url
+from guardctl.shipping.s3 import (
+    CASTS,
+    HEADS,
+    RECORDS,
+    Settings,
+    Store,
+    parse_settings,
+    parse_url,
+)
 
 _HEAD_KEY = re.compile(r"heads/([^/]+)/(\d+)-([0-9a-f]{64})\.json")
 _RECORDS_KEY = re.compile(r"records/[^/]+/(\d+)-(\d+)\.jsonl")
@@ -154,11 +163,25 @@ def _check_casts(url: str, store: Store, local: Local, cast_root: Path) -> tuple
     return compared, []
 
 
-def verify_against(url: str, log_path: Path, cast_root: Path) -> Outcome:
-    """Compare the local log with what was shipped to `url`. Raises ShipError (one line)
-    when the store cannot be read."""
+def store_for(url: str, configured: Mapping[str, Any] | None) -> Store:
+    """The store at `url`, reached as the config's `ship: {s3: configured}` reaches it when
+    that names the same bucket (endpoint, region, profile), else by boto3's environment."""
     bucket, prefix = parse_url(url)
-    store = Store(Settings(bucket=bucket, prefix=prefix, object_lock=False))
+    settings = Settings(bucket=bucket, prefix=prefix, object_lock=False)
+    if configured is not None:
+        shipping = parse_settings(configured)
+        if shipping.bucket == bucket:
+            settings = settings._replace(endpoint=shipping.endpoint, region=shipping.region,
+                                         profile=shipping.profile)
+    return Store(settings)
+
+
+def verify_against(
+    url: str, log_path: Path, cast_root: Path, configured: Mapping[str, Any] | None = None
+) -> Outcome:
+    """Compare the local log with what was shipped to `url` (`store_for`). Raises ShipError
+    (one line) when the store cannot be read."""
+    store = store_for(url, configured)
     local = _local(log_path)
     shipped = _heads(store)
     problems = [
