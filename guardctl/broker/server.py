@@ -50,6 +50,7 @@ from guardctl.routing import flush_standard_streams
 from guardctl.signals import exit_on_signal
 
 if TYPE_CHECKING:
+    from guardctl.broker.answers import Settings as AnswerSettings
     from guardctl.broker.caller import Identity
     from guardctl.broker.remote import Link, Tcp
     from guardctl.broker.worker import Commands
@@ -263,15 +264,19 @@ def _stop(_signum: int, _frame: object) -> None:
 
 
 def serve(
-    path: Path | None, access: Access, log: IO[str], commands: Commands, tcp: Tcp | None = None
+    path: Path | None, access: Access, log: IO[str], commands: Commands, tcp: Tcp | None = None,
+    answers: AnswerSettings | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT (or the socket is removed); returns an exit status.
 
-    `path`: the Unix socket (None: TCP only); `tcp`: `--listen` (None: the socket only).
+    `path`: the Unix socket (None: TCP only); `tcp`: `--listen` (None: the socket only);
+    `answers`: `--answers-listen`, where signed answers arrive (None: no such listener).
     `commands` runs one of guardctl's own commands in a worker (`cli.run`).
     """
     serving = Serving(access, dict(os.environ), commands, tcp)
     with contextlib.ExitStack() as stack:
+        if answers is not None:  # first: its process must hold none of the other listeners
+            _answer_signed(stack, answers, log)
         listeners, where = [], []
         if path is not None:
             listener, how = stack.enter_context(listening(path, access))
@@ -313,6 +318,20 @@ def serve(
             return 0
         finally:
             pool.stop()
+
+
+def _answer_signed(stack: contextlib.ExitStack, answers: AnswerSettings, log: IO[str]) -> None:
+    """Open the answers listener (`answers`) in a process of its own, for the stack's life."""
+    from guardctl.approvals.signed import require_cryptography
+    from guardctl.broker import answers as answering
+    from guardctl.broker import remote
+
+    require_cryptography()
+    listener = remote.listen(answers.host, answers.port, BACKLOG)
+    address = answering.url(answers, listener)
+    stack.enter_context(answering.serving(answers, listener, lambda line: _journal(2, line)))
+    log.write(f"guardctl broker: answers on {address} (POST /v1/approvals/ID, signed by an "
+              "approver key)\n")
 
 
 class _Pool:
@@ -659,6 +678,7 @@ def _serve_request(
     caller = Caller(
         conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher),
         before_exit=link.drain if link is not None else None, over_tcp=link is not None,
+        journal=lambda line: _journal(journal, line),
     )
     words = [os.fsdecode(a) for a in args]
     if link is not None:
