@@ -343,6 +343,10 @@ def _read_part(path: Path, offset: int, size: int) -> bytes | None:
 def make(settings: Mapping[str, Any]) -> S3Sink:
     """The sink of `ship: {s3: settings}` (settings checked; boto3 imported on first send)."""
     sink = S3Sink(parse_settings(settings))
-    if importlib.util.find_spec("boto3") is None:
+    try:
+        found = importlib.util.find_spec("boto3") is not None  # not imported: it is slow
+    except ImportError:
+        found = False
+    if not found:
         raise ShipError(f"the s3 sink needs boto3: {INSTALL}")
     return sink
