@@ -287,7 +287,8 @@ def sessions(
 @click.option("--max-size", metavar="SIZE", help="Instead of retention.max-size (e.g. 2GiB).")
 def sessions_prune(dry_run: bool, max_age: str | None, max_size: str | None) -> int:
     """Remove casts the retention policy no longer keeps, oldest first; never one being
-    written, never the audit log (it records each cast removed)."""
+    written, nor one whose records a sink (`ship:`) has not shipped yet, never the audit log
+    (it records each cast removed)."""
     from guardctl.recording import prune, retention
 
     env = _env()
@@ -297,8 +298,12 @@ def sessions_prune(dry_run: bool, max_age: str | None, max_size: str | None) -> 
             f"no retention policy: set retention (max-age, max-size) in {env.config_path}, "
             "or give --max-age or --max-size"
         )
+    from guardctl.shipping import shipper
+
+    sinks = shipper.checked_names(env.config_path, env.cache_dir)
     outcome = prune.prune(
-        env.state_dir, policy, dry_run=dry_run, keep_session=env.environ.get("GUARDCTL_SESSION")
+        env.state_dir, policy, dry_run=dry_run, keep_session=env.environ.get("GUARDCTL_SESSION"),
+        unshipped=shipper.unshipped_casts(env.state_dir, sinks),
     )
     for line in prune.summary(outcome):
         click.echo(line)
@@ -307,7 +312,7 @@ def sessions_prune(dry_run: bool, max_age: str | None, max_size: str | None) -> 
 
 @cli.group(name="audit")
 def audit_group() -> None:
-    """Check the tamper-evident audit log."""
+    """Check the tamper-evident audit log; ship its records off the machine."""
 
 
 def _s3_url(ctx: click.Context, param: click.Parameter, url: str | None) -> str | None:
@@ -345,13 +350,42 @@ def audit_verify(against: str | None) -> int:
     from guardctl.shipping import against as shipped
     from guardctl.shipping.base import ShipError
 
+    from guardctl.shipping.shipper import sink_settings
+
     try:
-        outcome = shipped.verify_against(against, log, casts)
+        configured = sink_settings(env.config_path, env.cache_dir).get("s3")
+        outcome = shipped.verify_against(against, log, casts, configured)
     except ShipError as exc:
         raise UnsafeError(str(exc)) from None
     for line in outcome.problems or [outcome.summary]:
         click.echo(line, err=bool(outcome.problems))
     return ExitStatus.OK if result.ok and not outcome.problems else ExitStatus.ERROR
+
+
+@audit_group.command(name="ship")
+def audit_ship() -> int:
+    """Ship the records not shipped yet to the sinks the config's `ship:` names (for a cron
+    job or systemd timer in same-user mode; a broker ships by itself). Exit 13 when a sink
+    failed: its records stay in the audit log for the next run."""
+    from guardctl.errors import UsageError
+    from guardctl.shipping import shipper
+
+    env = _env()
+    sinks = shipper.open_sinks(env.config_path, env.cache_dir)
+    if not sinks:
+        raise UsageError(f"no sinks to ship to: set `ship:` in {env.config_path}, "
+                               f"{shipper.EXAMPLE}")
+    try:
+        outcomes = [shipper.ship_pending(env.state_dir, sink) for sink in sinks]
+    finally:
+        shipper.close_all(sinks)
+    for outcome in outcomes:
+        line = shipper.describe(outcome)
+        if outcome.error is None:
+            click.echo(line)
+        else:
+            click.echo(f"guardctl: {line}", err=True)
+    return ExitStatus.UNSAFE if any(o.error for o in outcomes) else ExitStatus.OK
 
 
 @cli.command()

@@ -108,8 +108,9 @@ CONTEXTS_KEY = "contexts"
 PLUGINS_KEY = "plugins"
 # the key of the gitleaks rule files whose rules mask output beside guardctl's own
 DETECTORS_KEY = "detectors"
-# the recording settings (guardctl.recording.retention reads and checks them)
-RECORDING_KEYS = ("retention", "cast-max-size")
+# the recording settings: guardctl.recording.retention reads and checks the first two,
+# guardctl.shipping.shipper `ship` (where records are shipped off the machine)
+RECORDING_KEYS = ("retention", "cast-max-size", "ship")
 # the approval settings (guardctl.approvals.webhook reads and checks them)
 APPROVALS_KEY = "approvals"
 # settings other modules read and check; a rewrite of the file keeps them as they are
