@@ -285,6 +285,38 @@ def test_audit_ship_sends_to_s3_and_the_log_verifies_against_it(home: Path, pref
     assert f"(the latest at record {count}), {count} shipped records" in proc.stdout
 
 
+def test_a_broker_ships_to_s3_as_it_records(
+    devserver: DevServer, tmp_path: Path, prefix: str, aws: dict[str, str]
+) -> None:
+    """The broker's own shipper (no `audit ship`): what an agent ran is in the store, and
+    the broker's log verifies against it."""
+    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
+        pytest.skip("needs root, runuser and kubectl to run a broker for another account")
+    from broker_setup import running_broker
+
+    admin = devserver.write_kubeconfig(tmp_path / "admin.kubeconfig")
+    config = f"ship:\n  s3: {{bucket: {BUCKET}, prefix: {prefix}, retention-days: 1}}\n"
+    with running_broker(admin, extra_environ=aws, extra_config=config) as broker:
+        assert broker.agent("get", "namespaces").returncode == 0
+        log = audit.log_path(broker.state / "home")
+        records = len(log.read_bytes().splitlines())
+        wanted = f"{records:012d}-"
+
+        def shipped() -> bool:
+            return any(k.startswith("heads/") and wanted in k for k in _keys(prefix))
+
+        for _ in range(300):  # bounded: the shipper is woken when the request has ended
+            if shipped():
+                break
+            time.sleep(0.1)
+        assert shipped(), (broker.state / "broker.log").read_text()
+        proc = broker.broker_guardctl("audit", "verify", "--against", f"s3://{BUCKET}/{prefix}")
+        assert proc.returncode == 0, proc.stderr
+        assert f"(the latest at record {records}), {records} shipped records" in (
+            proc.stdout.decode()
+        )
+
+
 def test_locked_objects_cannot_be_deleted(home: Path, prefix: str) -> None:
     ship(home, {"bucket": BUCKET, "prefix": prefix})
     client = _client()
