@@ -349,7 +349,6 @@ def audit_verify(against: str | None) -> int:
     from guardctl.errors import UnsafeError
     from guardctl.shipping import against as shipped
     from guardctl.shipping.base import ShipError
-
     from guardctl.shipping.shipper import sink_settings
 
     try:

@@ -19,9 +19,9 @@ bucket (its endpoint, region and profile), else with boto3's usual settings
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from guardctl.recording.audit import GENESIS, record_seq
 from guardctl.recording.auditkey import (
@@ -43,6 +43,7 @@ from guardctl.shipping.s3 import (
     parse_url,
 )
 
+_T = TypeVar("_T")
 _HEAD_KEY = re.compile(r"heads/([^/]+)/(\d+)-([0-9a-f]{64})\.json")
 _RECORDS_KEY = re.compile(r"records/[^/]+/(\d+)-(\d+)\.jsonl")
 _CAST_KEY = re.compile(r"casts/[^/]+/([^/]+)/(\d+)-(\d+)-(\d+)")
@@ -74,12 +75,18 @@ def _local(log_path: Path) -> Local:
         seq = record_seq(record) or position
         lines[seq], hashes[seq] = raw, str(record.get("hash"))
         last_log = record.get("log", last_log)
-    try:
-        head, key = load_head(head_path(log_path)), load_key(key_path(log_path))
-    except Damaged:
-        head = key = None  # the local checks report it
+    head = _or_none(load_head, head_path(log_path))
     log = head.log if head is not None else last_log
+    key = _or_none(load_key, key_path(log_path))
     return Local(log if isinstance(log, str) else None, lines, hashes, key)
+
+
+def _or_none(load: Callable[[Path], _T | None], path: Path) -> _T | None:
+    """The key or head file's contents; None when damaged (the local checks report it)."""
+    try:
+        return load(path)
+    except Damaged:
+        return None
 
 
 def _heads(store: Store) -> dict[str, list[tuple[int, str, str]]]:
