@@ -960,7 +960,7 @@ def broker_token_list() -> int:
 @broker_token.command(name="revoke")
 @click.argument("agent", metavar="NAME")
 def broker_token_revoke(agent: str) -> int:
-    """Forget agent NAME's token: its next connection is refused."""
+    """Forget agent NAME's token: it is refused, and what it runs ends, within seconds."""
     from guardctl.broker import tokens
 
     if not tokens.revoke(tokens.store_path(_env().state_dir), agent):
