@@ -109,10 +109,11 @@ def prewarm() -> None:
     from guardctl.agents import hook
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
-    from guardctl.recording import audit, recorder
-    from guardctl.running import creds, invoke, kubeconfig, runner
+    from guardctl.recording import audit, recorder, retention
+    from guardctl.running import creds, invoke, kubeconfig, runner, team_rules
 
-    del audit, cli, creds, hook, invoke, kubeconfig, recorder, runner  # imported is enough
+    # imported is enough
+    del audit, cli, creds, hook, invoke, kubeconfig, recorder, retention, runner, team_rules
     found = detectors.default_detectors()
     for detector in found.values():
         detector.pattern  # noqa: B018 - compiles and keeps it

@@ -239,11 +239,11 @@ def prewarm() -> None:
     from guardctl.broker import caller, inputs, worker
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
-    from guardctl.recording import audit, recorder, sessions, verify
-    from guardctl.running import creds, invoke, kubeconfig, kubectl_env, runner
+    from guardctl.recording import audit, recorder, retention, sessions, verify
+    from guardctl.running import creds, invoke, kubeconfig, kubectl_env, runner, team_rules
 
     del hook, shell, flow, grants, queue, caller, inputs, worker, audit, recorder, sessions
-    del verify, creds, invoke, kubeconfig, kubectl_env, runner
+    del verify, creds, invoke, kubeconfig, kubectl_env, runner, retention, team_rules
     found = detectors.default_detectors()
     for detector in found.values():
         detector.pattern  # noqa: B018 - compiles and keeps it
