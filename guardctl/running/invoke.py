@@ -408,7 +408,6 @@ def _cluster(env: Environment, context: str | None) -> _Cluster:
 
     config = creds.require_config(env, context)
     kubectl = runner.find_kubectl(env)
-    kubeconfig.sweep_stale(env)
     token = creds.mint_token(env, config)
     return _Cluster(
         kubectl=kubectl,
@@ -568,7 +567,7 @@ def _run_allowed(
             use_pty=use_pty,
             stdout=env.binary(env.stdout),
             stderr=env.binary(env.stderr),
-            started=lambda: _prepare(stdout_filter, stderr_filter),
+            started=lambda: _started(env, stdout_filter, stderr_filter),
         )
         for stopped in (stdout_filter.failure, stderr_filter.failure):
             if stopped is not None:
@@ -585,9 +584,15 @@ def _run_allowed(
     return code
 
 
-def _prepare(*filters: _Recorded) -> None:
+def _started(env: Environment, *filters: _Recorded) -> None:
+    """What a run does once kubectl is spawned, while kubectl's own start-up keeps it from
+    printing anything: the output filters, and the private folders of runs that were killed
+    (a scan of the temporary folder, off the path to kubectl's start)."""
+    from guardctl.running import kubeconfig
+
     for output_filter in filters:
         output_filter.prepare()
+    kubeconfig.sweep_stale(env)
 
 
 def _local_argv(
