@@ -220,7 +220,9 @@ def test_the_candidate_screen_never_skips_a_rule_that_would_match(
     skipped = matched = 0
     for line, cmd in _corpus_commands(monkeypatch):
         facts = gather_facts(cmd)
-        candidates = set(_candidates(rules, facts, CONTEXT))
+        found = _candidates(rules, facts, CONTEXT)
+        assert list(found) == sorted(found, key=rules.index)  # hits keep the rules' order
+        candidates = set(found)
         for rule in rules:
             hit = match_rule(rule, facts, CONTEXT)
             matched += hit is not None

@@ -287,7 +287,8 @@ class _Index(NamedTuple):
     other: tuple[Rule, ...]  # other programs
     # what a command is (see `_candidates`) -> the screen of its candidate rules
     screens: _Memo
-    # (the list above, a program) -> the rules of the list that can match that program
+    # (the list above, a program) -> the rules of the list that can match that program, by
+    # the resources they need (`_Places`)
     programs: _Memo
 
 
@@ -316,10 +317,12 @@ def _candidates(
 
     def build() -> _Screen:
         # by program first (a few lists, kept), then by resources and namespaces
-        for_program = index.programs.get(
-            (fitting,), lambda: tuple(r for r in fitting if _may_run(r, program)), (program,)
+        places = index.programs.get(
+            (fitting,),
+            lambda: _Places.of(tuple(r for r in fitting if _may_run(r, program))),
+            (program,),
         )
-        return _Screen.build(for_program, facts, context)
+        return places.screen(facts, context)
 
     screen = index.screens.get(
         (fitting, context), build, (program, facts.resources, facts.namespaces)
@@ -332,19 +335,28 @@ class _Screen(NamedTuple):
     namespaces), in the rule set's order, those that need text mentioned set apart."""
 
     fixed: tuple[Rule, ...]  # rules that need no mentioned text
-    everything: tuple[Rule, ...]  # every candidate
-    order: dict[int, int]  # id(rule) -> its position among the candidates
+    everything: tuple[Rule, ...]  # every candidate, in no particular order
+    order: dict[int, int]  # id(rule) -> its position in the rule list
     by_fragment: dict[str, tuple[Rule, ...]]  # text one of them needs -> those rules
     # fragments by their first three characters, and those shorter (looked for each time)
     by_trigram: dict[str, tuple[str, ...]]
     short: tuple[str, ...]
 
     @classmethod
-    def build(cls, fitting: tuple[Rule, ...], facts: Facts, ctx: PolicyContext) -> "_Screen":
-        candidates = tuple(r for r in fitting if _may_fit_place(r, facts))
-        by_fragment: dict[str, list[Rule]] = {}
-        fixed = []
-        for rule in candidates:
+    def build(
+        cls, candidates: tuple[Rule, ...], order: dict[int, int], ctx: PolicyContext
+    ) -> "_Screen":
+        """The screen of `candidates` (in the order `order` gives)."""
+        return cls((), (), order, {}, {}, ()).adding(candidates, ctx)
+
+    def adding(self, rules: tuple[Rule, ...], ctx: PolicyContext) -> "_Screen":
+        """This screen with `rules` (not in it) among its candidates, its own parts reused:
+        a screen is the screen of the rules every command of a list meets, plus a few."""
+        if not rules:
+            return self
+        by_fragment = {k: list(v) for k, v in self.by_fragment.items()}
+        fixed = list(self.fixed)
+        for rule in rules:
             needed = _needed_text(rule, ctx)
             if needed is None:
                 fixed.append(rule)
@@ -354,10 +366,11 @@ class _Screen(NamedTuple):
         for fragment in by_fragment:
             if len(fragment) >= 3:
                 trigrams.setdefault(fragment[:3], []).append(fragment)
-        return cls(
-            fixed=tuple(fixed),
-            everything=candidates,
-            order={id(r): i for i, r in enumerate(candidates)},
+        position = self.order.__getitem__
+        return _Screen(
+            fixed=tuple(sorted(fixed, key=lambda r: position(id(r)))),
+            everything=(*self.everything, *rules),
+            order=self.order,
             by_fragment={k: tuple(v) for k, v in by_fragment.items()},
             by_trigram={k: tuple(v) for k, v in trigrams.items()},
             short=tuple(f for f in by_fragment if len(f) < 3),
@@ -367,8 +380,8 @@ class _Screen(NamedTuple):
         if not self.by_fragment:
             return self.fixed
         mentioned = _mentioned(cmd)
-        if mentioned.patterns:
-            return self.everything  # a pattern may name a protected path without its text
+        if mentioned.patterns:  # a pattern may name a protected path without its text
+            return tuple(sorted(self.everything, key=lambda r: self.order[id(r)]))
         text = mentioned.text
         present = {f for f in self.short if f in text}
         for start in range(len(text) - 2):
@@ -380,6 +393,69 @@ class _Screen(NamedTuple):
         found = {id(r): r for f in present for r in self.by_fragment[f]}
         found.update((id(r), r) for r in self.fixed)
         return tuple(sorted(found.values(), key=lambda r: self.order[id(r)]))
+
+
+class _Places(NamedTuple):
+    """A rule list sorted by the resources its alternatives need, so that the rules fitting
+    a command's resources and namespaces are found without looking at every rule of a long
+    list (a team's rules about their own resources)."""
+
+    anywhere: tuple[Rule, ...]  # some alternative needs no resource and no namespace
+    any_resource: tuple[Rule, ...]  # else some alternative needs no resource (or any, "*")
+    by_resource: dict[str, tuple[Rule, ...]]  # the others, by each resource they name
+    order: dict[int, int]  # id(rule) -> its position in the list
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> "_Places":
+        anywhere: list[Rule] = []
+        any_resource: list[Rule] = []
+        by_resource: dict[str, list[Rule]] = {}
+        for rule in rules:
+            resources = _PLACES_OF.of(rule, _place_of)
+            if resources is _ANYWHERE:
+                anywhere.append(rule)
+            elif resources is _ANY_RESOURCE:
+                any_resource.append(rule)
+            else:
+                for resource in resources:
+                    by_resource.setdefault(resource, []).append(rule)
+        return cls(
+            anywhere=tuple(anywhere),
+            any_resource=tuple(any_resource),
+            by_resource={k: tuple(v) for k, v in by_resource.items()},
+            order={id(r): i for i, r in enumerate(rules)},
+        )
+
+    def screen(self, facts: Facts, ctx: PolicyContext) -> "_Screen":
+        """The screen of the rules of the list that `_may_fit_place` lets through: those
+        that fit anywhere (their screen kept), and those of the others that fit here (a
+        rule of `by_resource` fits only a command of a resource it names)."""
+        found = {id(r): r for r in self.any_resource if _may_fit_place(r, facts)}
+        for resource in facts.resources:
+            found.update(
+                (id(r), r) for r in self.by_resource.get(resource, ()) if _may_fit_place(r, facts)
+            )
+        base = _BASE_SCREENS.get(
+            (self, ctx), lambda: _Screen.build(self.anywhere, self.order, ctx)
+        )
+        return base.adding(tuple(found.values()), ctx)
+
+
+# what `_place_of` says of a rule that some alternative of fits every resource, and
+# namespace; or every resource, in some namespaces
+_ANYWHERE: tuple[str, ...] = ("(anywhere)",)
+_ANY_RESOURCE: tuple[str, ...] = ("(any resource)",)
+_PLACES_OF = _Memo(4 * MAX_SCREENS)
+
+
+def _place_of(rule: Rule) -> tuple[str, ...]:
+    """`_ANYWHERE`, `_ANY_RESOURCE`, or else every resource some alternative names."""
+    open_resource = [not m.resources or "*" in m.resources for m in rule.match]
+    if any(o and not m.namespaces for o, m in zip(open_resource, rule.match, strict=True)):
+        return _ANYWHERE
+    if any(open_resource):
+        return _ANY_RESOURCE
+    return tuple(dict.fromkeys(r for m in rule.match for r in m.resources))
 
 
 def _may_run(rule: Rule, program: str) -> bool:
@@ -401,6 +477,8 @@ def _may_fit_place(rule: Rule, facts: Facts) -> bool:
     )
 
 
+# the screens of the rules that fit anywhere, by rule list and context
+_BASE_SCREENS = _Memo(MAX_SCREENS)
 # a rule's needed text in a context: a rule meets every screen
 _NEEDED = _Memo(MAX_SCREENS)
 
