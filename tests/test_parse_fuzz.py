@@ -7,7 +7,7 @@ import re
 import shlex
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from guardctl.firewall.parse import _RESERVED, _fast_commands, _parse, _simple_words, parse
@@ -250,3 +250,24 @@ def test_the_deadline_nests_inside_an_outer_timer() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+fast_punctuation = st.lists(
+    st.sampled_from(["a", "b", "kubectl", " ", "\t", "|", "||", "&&", ";", "&", "<", ">", ">>",
+                     "2>", "2>&1", ">&2", "&>", "'x y'", '"q"', "'", '"', "$NS", "${NS}", "=",
+                     "if", "then", "fi", "!", "~", "-", "--", ";&", "|&", ";;", "<>"]),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(fast_punctuation | simple_line | redirected_line)
+@example("a ;&> f")  # bash reads `;&` (a case terminator) and `|&` as operators
+@example("a |&> f b")
+def test_a_fast_path_line_is_one_bash_parses(line: str) -> None:
+    # the fast path skips the bash grammar check (bashsyntax): every line it reads must be
+    # one the check accepts
+    from guardctl.firewall.bashsyntax import syntax_error
+
+    if _fast_commands(line) is not None:
+        assert syntax_error(line) is None

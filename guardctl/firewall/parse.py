@@ -63,14 +63,14 @@ _FAST_DOUBLE_UNSAFE = re.compile(r"[$\\`!]")
 _FAST_VARIABLE = re.compile(r"\$(?:[A-Za-z_]\w*(?![\w{])|\{[A-Za-z_]\w*\})")
 # a line as single-quoted strings, double-quoted strings (1) and the text between them (2)
 _FAST_PARTS = re.compile(r"""'[^']*'|"([^"]*)"|([^'"]+)""")
-# a separator; a descriptor copy (`2>&1`); a file redirect (`2>>`, `&>`, `<`) whose file is
-# the next word; or a word: plain characters and quoted strings.
+# a separator (not bash's `;&` or `|&`); a descriptor copy (`2>&1`); a file redirect (`2>>`,
+# `&>`, `<`) whose file is the next word; or a word: plain characters and quoted strings.
 # No possessive quantifier or atomic group in these regexes (nor anywhere in guardctl): Python
 # 3.10 has none, and 3.11.2's engine lets `(?:...|'[^']*+')++` take an unclosed quote. Each
 # repeat here is followed by a character it cannot take, or ends the match, so a bad line
 # fails after backtracking over one run at most: linear time all the same.
 _FAST_TOKEN = re.compile(
-    r"""[ \t]*(?:(?P<sep>\|\||&&|[|;])"""
+    r"""[ \t]*(?:(?P<sep>\|\||&&|[|;](?!&))"""
     r"""|(?P<dup>[0-9]*[<>]&[0-9]+)(?![^ \t|;&])"""
     r"""|(?P<fd>[0-9]*)(?P<op>>>|>\||&>>|&>|>|<)"""
     r"""|(?P<word>(?:[^ \t'"|;&<>]+|'[^']*'|"[^"]*")+))"""
@@ -159,11 +159,8 @@ class _State:
             # bash drops NUL bytes, so `kube\0ctl` would run kubectl
             self.problems.append("the line contains a NUL character")
             return
-        refused = syntax_error(line)
-        if refused is not None:
-            # bash runs the commands before a syntax error: they are still read and decided,
-            # but the line is never allowed
-            self.problems.append(f"bash would refuse the line: {refused}")
+        # a line the fast path reads is one bash parses (a property test checks it against
+        # the grammar check, which costs more than the fast path's split)
         commands = _fast_commands(line) if self.allow_fast else None
         if commands is not None:
             for command in commands:
@@ -173,6 +170,11 @@ class _State:
                 else:
                     self.emit(inv)  # `> FILE` alone, as bashlex's reading records it
             return
+        refused = syntax_error(line)
+        if refused is not None:
+            # bash runs the commands before a syntax error: they are still read and decided,
+            # but the line is never allowed
+            self.problems.append(f"bash would refuse the line: {refused}")
         self._parse_with_bashlex(line, scope)
 
     def _parse_with_bashlex(self, line: str, scope: _Scope) -> None:
