@@ -287,9 +287,8 @@ class _Index(NamedTuple):
     other: tuple[Rule, ...]  # other programs
     # what a command is (see `_candidates`) -> the screen of its candidate rules
     screens: _Memo
-    # (the list above, a program) -> the rules of the list that can match that program, by
-    # the resources they need (`_Places`)
-    programs: _Memo
+    # a list above -> its rules by the programs and resources they need (`_Places`)
+    places: _Memo
 
 
 # kinds of command whose candidate rules an index keeps (an agent's lines have only so many),
@@ -316,13 +315,9 @@ def _candidates(
     program = facts.cmd.program
 
     def build() -> _Screen:
-        # by program first (a few lists, kept), then by resources and namespaces
-        places = index.programs.get(
-            (fitting,),
-            lambda: _Places.of(tuple(r for r in fitting if _may_run(r, program))),
-            (program,),
-        )
-        return places.screen(facts, context)
+        # by program, resources and namespaces (`_Places`, kept for the list)
+        places = index.places.get((fitting,), lambda: _Places.of(fitting))
+        return places.screen(facts, context, program)
 
     screen = index.screens.get(
         (fitting, context), build, (program, facts.resources, facts.namespaces)
@@ -354,26 +349,34 @@ class _Screen(NamedTuple):
         a screen is the screen of the rules every command of a list meets, plus a few."""
         if not rules:
             return self
-        by_fragment = {k: list(v) for k, v in self.by_fragment.items()}
         fixed = list(self.fixed)
+        added: dict[str, list[Rule]] = {}
         for rule in rules:
             needed = _needed_text(rule, ctx)
             if needed is None:
                 fixed.append(rule)
             for fragment in needed or ():
-                by_fragment.setdefault(fragment, []).append(rule)
-        trigrams: dict[str, list[str]] = {}
-        for fragment in by_fragment:
-            if len(fragment) >= 3:
-                trigrams.setdefault(fragment[:3], []).append(fragment)
+                added.setdefault(fragment, []).append(rule)
+        by_fragment, by_trigram, short = self.by_fragment, self.by_trigram, self.short
+        if added:
+            by_fragment, by_trigram = dict(by_fragment), dict(by_trigram)
+            for fragment, more in added.items():
+                if fragment not in by_fragment:
+                    if len(fragment) >= 3:
+                        by_trigram[fragment[:3]] = (*by_trigram.get(fragment[:3], ()), fragment)
+                    else:
+                        short = (*short, fragment)
+                by_fragment[fragment] = (*by_fragment.get(fragment, ()), *more)
         position = self.order.__getitem__
+        if len(fixed) > len(self.fixed):
+            fixed.sort(key=lambda r: position(id(r)))
         return _Screen(
-            fixed=tuple(sorted(fixed, key=lambda r: position(id(r)))),
+            fixed=tuple(fixed),
             everything=(*self.everything, *rules),
             order=self.order,
-            by_fragment={k: tuple(v) for k, v in by_fragment.items()},
-            by_trigram={k: tuple(v) for k, v in trigrams.items()},
-            short=tuple(f for f in by_fragment if len(f) < 3),
+            by_fragment=by_fragment,
+            by_trigram=by_trigram,
+            short=short,
         )
 
     def rules_for(self, cmd: SimpleCommand) -> tuple[Rule, ...]:
@@ -396,23 +399,27 @@ class _Screen(NamedTuple):
 
 
 class _Places(NamedTuple):
-    """A rule list sorted by the resources its alternatives need, so that the rules fitting
-    a command's resources and namespaces are found without looking at every rule of a long
-    list (a team's rules about their own resources)."""
+    """A rule list sorted by the programs and resources its alternatives need, so that the
+    rules fitting a command's program, resources and namespaces are found without looking
+    at every rule of a long list (a team's rules about their own resources)."""
 
-    anywhere: tuple[Rule, ...]  # some alternative needs no resource and no namespace
+    programmed: tuple[Rule, ...]  # every alternative names programs
+    anywhere: tuple[Rule, ...]  # else some alternative needs no resource and no namespace
     any_resource: tuple[Rule, ...]  # else some alternative needs no resource (or any, "*")
     by_resource: dict[str, tuple[Rule, ...]]  # the others, by each resource they name
     order: dict[int, int]  # id(rule) -> its position in the list
 
     @classmethod
     def of(cls, rules: tuple[Rule, ...]) -> "_Places":
+        programmed: list[Rule] = []
         anywhere: list[Rule] = []
         any_resource: list[Rule] = []
         by_resource: dict[str, list[Rule]] = {}
         for rule in rules:
             resources = _PLACES_OF.of(rule, _place_of)
-            if resources is _ANYWHERE:
+            if all(m.programs for m in rule.match):
+                programmed.append(rule)
+            elif resources is _ANYWHERE:
                 anywhere.append(rule)
             elif resources is _ANY_RESOURCE:
                 any_resource.append(rule)
@@ -420,17 +427,23 @@ class _Places(NamedTuple):
                 for resource in resources:
                     by_resource.setdefault(resource, []).append(rule)
         return cls(
+            programmed=tuple(programmed),
             anywhere=tuple(anywhere),
             any_resource=tuple(any_resource),
             by_resource={k: tuple(v) for k, v in by_resource.items()},
             order={id(r): i for i, r in enumerate(rules)},
         )
 
-    def screen(self, facts: Facts, ctx: PolicyContext) -> "_Screen":
-        """The screen of the rules of the list that `_may_fit_place` lets through: those
-        that fit anywhere (their screen kept), and those of the others that fit here (a
-        rule of `by_resource` fits only a command of a resource it names)."""
-        found = {id(r): r for r in self.any_resource if _may_fit_place(r, facts)}
+    def screen(self, facts: Facts, ctx: PolicyContext, program: str) -> "_Screen":
+        """The screen of the rules of the list that `_may_run` and `_may_fit_place` let
+        through: those that fit anywhere (their screen kept), and those of the others that
+        fit here (a rule of `by_resource` fits only a command of a resource it names)."""
+        found = {
+            id(r): r
+            for r in self.programmed
+            if _may_run(r, program) and _may_fit_place(r, facts)
+        }
+        found.update((id(r), r) for r in self.any_resource if _may_fit_place(r, facts))
         for resource in facts.resources:
             found.update(
                 (id(r), r) for r in self.by_resource.get(resource, ()) if _may_fit_place(r, facts)
@@ -516,7 +529,7 @@ def _new_index(rules: tuple[Rule, ...]) -> _Index:
         any_head=tuple(r for r in rules if r.verb_heads is None),
         other=tuple(r for r in rules if not r.kubectl_only),
         screens=_Memo(MAX_SCREENS),
-        programs=_Memo(MAX_SCREENS),
+        places=_Memo(MAX_SCREENS),
     )
 
 
