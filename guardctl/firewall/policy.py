@@ -222,7 +222,8 @@ def decide_command(
     hits = tuple(
         hit
         for rule in _candidates(tuple(rules), facts, context)
-        if _may_apply(rule, facts) and (hit := match_rule(rule, facts, context)) is not None
+        if _may_apply(rule, facts)
+        and (hit := _first_match(rule, _for_verb(rule, facts.verb), facts, context)) is not None
     )
     action = strictest([h.action for h in hits])
     if facts.problems and action is Action.ALLOW:
@@ -544,7 +545,34 @@ def _may_apply(rule: Rule, facts: Facts) -> bool:
 
 def match_rule(rule: Rule, facts: Facts, context: PolicyContext) -> RuleHit | None:
     """A RuleHit when some alternative of `rule.match` holds and none of `rule.unless` does."""
-    for alternative in rule.match:
+    return _first_match(rule, rule.match, facts, context)
+
+
+# a rule -> the alternatives of it each verb met so far can match
+_VERB_ALTERNATIVES = _Memo(4 * MAX_SCREENS)
+
+
+def _for_verb(rule: Rule, verb: tuple[str, ...]) -> tuple[Match, ...]:
+    """The alternatives of `rule` whose verbs, if they name any, `verb` starts with (as
+    `_check_verbs` asks): the others cannot match a command of that verb."""
+    by_verb: dict[tuple[str, ...], tuple[Match, ...]] = _VERB_ALTERNATIVES.of(rule, _no_verbs)
+    found = by_verb.get(verb)
+    if found is None:
+        found = by_verb[verb] = tuple(
+            m for m in rule.match if not m.verbs or any(verb[: len(v)] == v for v in m.verbs)
+        )
+    return found
+
+
+def _no_verbs(_: Rule) -> dict[tuple[str, ...], tuple[Match, ...]]:
+    return {}
+
+
+def _first_match(
+    rule: Rule, alternatives: tuple[Match, ...], facts: Facts, context: PolicyContext
+) -> RuleHit | None:
+    """`match_rule` over some of the rule's alternatives, in their order."""
+    for alternative in alternatives:
         matched = match_alternative(alternative, facts, context)
         if matched is None:
             continue
