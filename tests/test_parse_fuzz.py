@@ -99,6 +99,10 @@ programs = st.sampled_from(
         "if",
         "exec",
         "A=1",
+        "B+=x",
+        "C='a b'",
+        "_d=",
+        "E=$NS",
     ]
 )
 simple_line = st.builds(
@@ -148,8 +152,12 @@ def _same_reading(line: str, parts: list[tuple[str, bool]]) -> None:
     commands = _fast_commands(line)
     # a keyword or an assignment leaves it to bashlex; shlex knows no redirects, and keeps
     # no variable's source text
-    if commands is not None and not any(c in line for c in "<>$"):
-        read = [([w.text for w in command.words], command.piped) for command in commands]
+    if commands is not None and not any(c in line for c in "<>$") and "+=" not in line:
+        read = [
+            ([f"{n}={v}" for n, v in command.assignments] + [w.text for w in command.words],
+             command.piped)
+            for command in commands
+        ]
         assert read == [(shlex.split(text), piped) for text, piped in parts]
     if not _BASHLEX_MISREADS.search(line):
         assert fast == _parse(line, allow_fast=False)
@@ -171,9 +179,9 @@ def test_list_fast_path_equals_bashlex(first: str, rest: list[tuple[str, str]]) 
     line = first + "".join(sep + part for sep, part in rest)
     heads = [shlex.split(part)[0] for part in (first, *(part for _, part in rest))]
     # a list of plain pipelines takes the fast path unless a command starts with a keyword
-    # or an assignment
+    # or a word with a `=` that is not an assignment before the first word
     taken = _fast_commands(line) is not None
-    assert taken == (not any(h in _RESERVED or "=" in h for h in heads))
+    assert taken or any(h in _RESERVED or "=" in h for h in heads)
     _same_reading(line, [(first, False), *((part, sep.strip() == "|") for sep, part in rest)])
 
 

@@ -76,6 +76,8 @@ _FAST_TOKEN = re.compile(
     r"""|(?P<word>(?:[^ \t'"|;&<>]+|'[^']*'|"[^"]*")+))"""
 )
 _FAST_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+# an assignment word before a command's first word: an unquoted name, `=` or `+=`, a value
+_FAST_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\+?=(.*)", re.DOTALL)
 # words that are syntax at command position, never program names
 _RESERVED = frozenset(
     "if then elif else fi for while until do done case esac in function select time coproc "
@@ -164,7 +166,8 @@ class _State:
         commands = _fast_commands(line) if self.allow_fast else None
         if commands is not None:
             for command in commands:
-                inv = _invocation(tuple(command.words), command.io, scope, command.piped)
+                inv = _invocation(tuple(command.words), command.io, scope, command.piped,
+                                  tuple(command.assignments))
                 if command.words:
                     self.dispatch(inv, scope)
                 else:
@@ -312,7 +315,9 @@ def _simple_words(line: str) -> list[str] | None:
     """The words of a line that is one plain command with no redirects (see
     `_fast_commands`), else None."""
     found = _fast_commands(line)
-    if found is None or len(found) > 1 or (found and found[0].redirected):
+    if found is None or len(found) > 1:
+        return None
+    if found and (found[0].redirected or found[0].assignments):
         return None
     return [w.text for w in found[0].words] if found else []
 
@@ -324,6 +329,7 @@ class _FastCommand(NamedTuple):
     piped: bool  # a pipe feeds it
     writes: list[str]  # files its `>`, `>>`, `>|`, `&>`, `&>>` open for writing
     stdin: str | None  # the file its `<` reads
+    assignments: list[tuple[str, str]]  # NAME=value words before its first word
 
     @property
     def redirected(self) -> bool:
@@ -348,8 +354,9 @@ def _fast_commands(line: str) -> list[_FastCommand] | None:
     if not _fast_safe(line):
         return None
     found: list[_FastCommand] = []
-    current = _FastCommand([], False, [], None)
+    current = _FastCommand([], False, [], None, [])
     target: str | None = None  # the redirect waiting for its file, and its fd
+    assignable = True  # nothing but assignments yet in this command (as bashlex reads them)
     pos, end = 0, len(line.rstrip(" \t"))
     while pos < end:
         token = _FAST_TOKEN.match(line, pos)
@@ -358,6 +365,13 @@ def _fast_commands(line: str) -> list[_FastCommand] | None:
         pos = token.end()
         if token["word"] is not None:
             raw = token["word"]
+            assignment = _FAST_ASSIGNMENT.match(raw) if assignable else None
+            if assignment is not None:
+                # the value as bashlex's reading gives it: its word, or "" when empty
+                value = _fast_word(assignment[2]).text if assignment[2] else ""
+                current.assignments.append((assignment[1], value))
+                continue
+            assignable = False
             word = _fast_word(raw)
             if target is None:
                 current.words.append(word)
@@ -371,16 +385,20 @@ def _fast_commands(line: str) -> list[_FastCommand] | None:
         elif target is not None:
             return None  # a redirect without its file
         elif token["op"] is not None:
+            assignable = False
             fd = token["fd"]
             target = token["op"] if token["op"] != "<" or fd in ("", "0") else "<N"
         elif token["dup"] is None:  # a separator (a descriptor copy opens nothing)
             if not _plain_command(current):
                 return None
             found.append(current)
-            current = _FastCommand([], token["sep"] == "|", [], None)
-    if target is not None or (found and not current.words and not current.redirected):
+            current = _FastCommand([], token["sep"] == "|", [], None, [])
+            assignable = True
+        else:
+            assignable = False
+    if target is not None or (found and not _plain_command(current)):
         return None  # ends with a redirect or a separator
-    if not current.words and not current.redirected:
+    if not current.words and not current.redirected and not current.assignments:
         return []  # a blank line
     if not _plain_command(current):
         return None
@@ -396,11 +414,11 @@ def _fast_word(raw: str) -> Word:
 
 
 def _plain_command(command: _FastCommand) -> bool:
-    """Words starting with neither a keyword nor an assignment (A=1 cmd), which bashlex
-    reads, or redirects alone (`> f`)."""
+    """Assignments (`A=1`), then words starting with neither a keyword nor a word with a
+    `=` (bashlex reads those), or redirects alone (`> f`)."""
     words = command.words
     if not words:
-        return command.redirected
+        return command.redirected or bool(command.assignments)
     return words[0].text not in _RESERVED and "=" not in words[0].text
 
 
