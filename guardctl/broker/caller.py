@@ -86,14 +86,16 @@ class Caller:
     """Who called, and the open connection to them (see the module docstring).
 
     `before_exit` runs before the exit status is sent: over TCP (`over_tcp`) it sends what
-    is left of the command's output first (`remote.Link.drain`)."""
+    is left of the command's output first (`remote.Link.drain`). `journal` writes one line
+    on the broker's own log (the process's stderr is the client's)."""
 
     def __init__(
         self, conn: socket.socket, peer: Identity, role: str, cwd: str,
         launcher: tuple[str, ...], before_exit: Callable[[], None] | None = None,
-        over_tcp: bool = False,
+        over_tcp: bool = False, journal: Callable[[str], None] | None = None,
     ) -> None:
         self.peer = peer
+        self.journal = journal
         self.role = role
         self.cwd = cwd
         self.launcher = launcher

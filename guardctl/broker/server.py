@@ -50,9 +50,11 @@ from guardctl.routing import flush_standard_streams
 from guardctl.signals import exit_on_signal
 
 if TYPE_CHECKING:
+    from guardctl.broker.answers import Settings as AnswerSettings
     from guardctl.broker.caller import Identity
     from guardctl.broker.remote import Link, Tcp
     from guardctl.broker.worker import Commands
+    from guardctl.shipping.follower import Follower
 
 # how often the accept loop wakes up to notice that its socket was removed
 CHECK_SECONDS = 5.0
@@ -263,15 +265,45 @@ def _stop(_signum: int, _frame: object) -> None:
 
 
 def serve(
-    path: Path | None, access: Access, log: IO[str], commands: Commands, tcp: Tcp | None = None
+    path: Path | None, access: Access, log: IO[str], commands: Commands, tcp: Tcp | None = None,
+    answers: AnswerSettings | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT (or the socket is removed); returns an exit status.
 
-    `path`: the Unix socket (None: TCP only); `tcp`: `--listen` (None: the socket only).
+    `path`: the Unix socket (None: TCP only); `tcp`: `--listen` (None: the socket only);
+    `answers`: `--answers-listen`, where signed answers arrive (None: no such listener).
     `commands` runs one of guardctl's own commands in a worker (`cli.run`).
     """
     serving = Serving(access, dict(os.environ), commands, tcp)
+    follower = _start_shipping(log)
+    try:
+        return _serve(path, access, log, serving, follower, answers)
+    finally:
+        if follower is not None:
+            follower.stop()
+
+
+def _start_shipping(log: IO[str]) -> Follower | None:
+    """The shipper of the records to the sinks the config's `ship:` names (None: none)."""
+    from guardctl.env import Environment
+    from guardctl.shipping import follower
+
+    env = Environment()
+    started = follower.start(env.state_dir, env.config_path, env.cache_dir, log)
+    if started is not None:
+        log.write(f"guardctl broker: shipping to {', '.join(started.sinks)} "
+                  f"(pid {started.pid})\n")
+    return started
+
+
+def _serve(
+    path: Path | None, access: Access, log: IO[str], serving: Serving, follower: Follower | None,
+    answers: AnswerSettings | None,
+) -> int:
+    tcp = serving.tcp
     with contextlib.ExitStack() as stack:
+        if answers is not None:  # first: its process must hold none of the other listeners
+            _answer_signed(stack, answers, log)
         listeners, where = [], []
         if path is not None:
             listener, how = stack.enter_context(listening(path, access))
@@ -300,7 +332,8 @@ def serve(
         log.flush()
         pool = _Pool(lambda taken: _spare(
             listeners, _open_to(listeners, len(pool.busy), path is not None), taken, serving
-        ))
+        ), on_end=follower.wake if follower is not None else None,
+            private=(follower.wake_fd,) if follower is not None else ())
         try:
             while True:
                 pool.fill()
@@ -313,6 +346,20 @@ def serve(
             return 0
         finally:
             pool.stop()
+
+
+def _answer_signed(stack: contextlib.ExitStack, answers: AnswerSettings, log: IO[str]) -> None:
+    """Open the answers listener (`answers`) in a process of its own, for the stack's life."""
+    from guardctl.approvals.signed import require_cryptography
+    from guardctl.broker import answers as answering
+    from guardctl.broker import remote
+
+    require_cryptography()
+    listener = remote.listen(answers.host, answers.port, BACKLOG)
+    address = answering.url(answers, listener)
+    stack.enter_context(answering.serving(answers, listener, lambda line: _journal(2, line)))
+    log.write(f"guardctl broker: answers on {address} (POST /v1/approvals/ID, signed by an "
+              "approver key)\n")
 
 
 class _Pool:
@@ -329,9 +376,14 @@ class _Pool:
     """
 
     def __init__(
-        self, run: Callable[[int], None], spares: int = SPARES, limit: int = MAX_WORKERS
+        self, run: Callable[[int], None], spares: int = SPARES, limit: int = MAX_WORKERS,
+        on_end: Callable[[], None] | None = None, private: tuple[int, ...] = (),
     ) -> None:
         self._run = run
+        # told when a busy worker ended (its request's records are written)
+        self._on_end = on_end
+        # the server's own descriptors a worker must not keep open (the shipper's pipe)
+        self._private = private
         self._spares = spares
         self._limit = limit
         self._taken_read, self._taken_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -356,7 +408,7 @@ class _Pool:
                     # blocks would remove the socket): whatever happens, it ends here
                     try:
                         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-                        for fd in (self._taken_read, *self._ends.values()):
+                        for fd in (self._taken_read, *self._ends.values(), *self._private):
                             if fd >= 0:
                                 os.close(fd)
                         self._run(self._taken_write)
@@ -402,6 +454,8 @@ class _Pool:
             if pid == 0:
                 return
             self.spares.discard(pid)  # a spare that died idle is replaced by `fill`
+            if pid in self.busy and self._on_end is not None:
+                self._on_end()
             self.busy.discard(pid)
             end = self._ends.pop(pid, -1)
             if end >= 0:
@@ -659,6 +713,7 @@ def _serve_request(
     caller = Caller(
         conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher),
         before_exit=link.drain if link is not None else None, over_tcp=link is not None,
+        journal=lambda line: _journal(journal, line),
     )
     words = [os.fsdecode(a) for a in args]
     if link is not None:

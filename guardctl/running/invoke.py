@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 MAX_STDIN_MANIFEST = 10 * 1024 * 1024
 # the rule id of what a broker refuses to run whatever the rules say (broker.inputs)
 BROKER_RULE = "broker-refused"
+# kubectl's exit status for a file it cannot read: 1, and for `diff` 2 (over 1: kubectl or
+# diff failed; 1 means differences were found)
+_KUBECTL_FAILED = 1
+_KUBECTL_DIFF_FAILED = 2
 
 
 class Invocation(NamedTuple):
@@ -299,7 +303,7 @@ def _act(
     if problem is not None:
         # what kubectl itself says of a file it cannot read, and its exit code
         _say(env, recording, f"error: {problem}")
-        return ExitStatus.ERROR
+        return _KUBECTL_DIFF_FAILED if call is not None and call.verb == "diff" else _KUBECTL_FAILED
     context = _chosen_context(call)
     if decision.action is Action.APPROVE and not _preapproved(env, invocation, decision, recording):
         if not _approved(env, invocation, decision, recording, outcome, context):
