@@ -315,16 +315,50 @@ def audit_group() -> None:
     """Check the tamper-evident audit log; ship its records off the machine."""
 
 
+def _s3_url(ctx: click.Context, param: click.Parameter, url: str | None) -> str | None:
+    from guardctl.shipping.base import ShipError
+    from guardctl.shipping.s3 import parse_url
+
+    try:
+        if url is not None:
+            parse_url(url)
+    except ShipError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return url
+
+
 @audit_group.command(name="verify")
-def audit_verify() -> int:
+@click.option(
+    "--against",
+    metavar="s3://BUCKET/PREFIX",
+    callback=_s3_url,
+    help="Also prove from the heads shipped there (ship: s3) that the log was not cut short "
+    "or rewritten, and compare the shipped records and casts with the local ones.",
+)
+def audit_verify(against: str | None) -> int:
     """Verify the audit log's records (key, hash chain), its head and its casts; exit 1 names
     the first problem."""
     from guardctl.recording import audit, recorder, verify
 
     env = _env()
-    result = verify.verify(audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir))
+    log, casts = audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir)
+    result = verify.verify(log, casts)
     click.echo(result.message, err=not result.ok)
-    return ExitStatus.OK if result.ok else ExitStatus.ERROR
+    if against is None:
+        return ExitStatus.OK if result.ok else ExitStatus.ERROR
+    from guardctl.errors import UnsafeError
+    from guardctl.shipping import against as shipped
+    from guardctl.shipping.base import ShipError
+    from guardctl.shipping.shipper import sink_settings
+
+    try:
+        configured = sink_settings(env.config_path, env.cache_dir).get("s3")
+        outcome = shipped.verify_against(against, log, casts, configured)
+    except ShipError as exc:
+        raise UnsafeError(str(exc)) from None
+    for line in outcome.problems or [outcome.summary]:
+        click.echo(line, err=bool(outcome.problems))
+    return ExitStatus.OK if result.ok and not outcome.problems else ExitStatus.ERROR
 
 
 @audit_group.command(name="ship")
@@ -926,7 +960,7 @@ def broker_token_list() -> int:
 @broker_token.command(name="revoke")
 @click.argument("agent", metavar="NAME")
 def broker_token_revoke(agent: str) -> int:
-    """Forget agent NAME's token: its next connection is refused."""
+    """Forget agent NAME's token: it is refused, and what it runs ends, within seconds."""
     from guardctl.broker import tokens
 
     if not tokens.revoke(tokens.store_path(_env().state_dir), agent):

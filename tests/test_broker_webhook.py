@@ -17,10 +17,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from approval_helpers import answered
 from broker_setup import Broker, running_broker
 from webhook_setup import WAIT, Receiver, keypair, receiver, secret_file, webhook_config
 
@@ -194,17 +196,8 @@ def test_a_receiver_that_fails_leaves_a_line_in_the_brokers_log(
         with _agent_reading_a_secret(setup) as agent:
             _announced(setup)
             through = {"GUARDCTL_BROKER": str(setup.broker.socket)}
-            deadline = time.monotonic() + WAIT
-            listed = b""
-            while not listed and time.monotonic() < deadline:
-                listed = setup.broker.broker_guardctl("approvals", "list", "--json",
-                                                      extra=through).stdout
-                time.sleep(0.1)
-            request_id = json.loads(listed.splitlines()[0])["id"]
-            done = setup.broker.broker_guardctl("approvals", "deny", request_id, "--reason",
-                                                "no", extra=through)
-            assert done.returncode == 0, done.stderr
-            _, err = agent.communicate(timeout=WAIT)
+            approver = partial(setup.broker.broker_guardctl, extra=through)
+            err = answered(agent, approver, "deny", "--reason", "no", seconds=WAIT).err
     finally:
         setup.hook.status[0] = 200
     assert agent.returncode == 12 and b"webhook" not in err  # the agent is not told

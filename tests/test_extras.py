@@ -1,5 +1,5 @@
-"""Optional parts: a command without its extra (`mcp`, `webhook`) says what to install, in one
-line."""
+"""Optional parts: a command without its extra (`mcp`, `webhook`, `s3`) says what to install,
+in one line."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def _without(tmp_path: Path, module: str) -> str:
     ("mcp", ["mcp"], "mcp"),
     # signed answers (approvals sign/keys, the broker's --answers-listen) need Ed25519
     ("cryptography", ["approvals", "keys", "add", "alice", "a.pub"], "webhook"),
+    ("boto3", ["audit", "verify", "--against", "s3://audit-bucket/team"], "s3"),
 ])
 def test_a_command_without_its_extra_says_what_to_install(
     tmp_path: Path, module: str, args: list[str], extra: str
@@ -44,6 +45,17 @@ def test_a_command_without_its_extra_says_what_to_install(
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert f"pip install 'guardctl[{extra}]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_s3_sink_without_boto3_says_what_to_install(tmp_path: Path) -> None:
+    code = ("from guardctl.shipping import s3, base\n"
+            "try: s3.make({'bucket': 'audit-bucket'})\n"
+            "except base.ShipError as e: print(e)")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": _without(tmp_path, "boto3")},
+    )
+    assert proc.stdout == "the s3 sink needs boto3: pip install 'guardctl[s3]'\n", proc.stderr
 
 
 def test_the_command_line_imports_no_mcp() -> None:

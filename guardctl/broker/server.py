@@ -51,7 +51,7 @@ from guardctl.signals import exit_on_signal
 
 if TYPE_CHECKING:
     from guardctl.broker.answers import Settings as AnswerSettings
-    from guardctl.broker.caller import Identity
+    from guardctl.broker.caller import Caller, Identity
     from guardctl.broker.remote import Link, Tcp
     from guardctl.broker.worker import Commands
     from guardctl.shipping.follower import Follower
@@ -478,7 +478,8 @@ def _spare(
         os.setsid()  # its own session: a Ctrl-C at the broker's terminal stops the server only
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)  # idle: ends quietly
-        warm_up(serving.environ)
+        if not _waiting(accept_on):
+            warm_up(serving.environ)
         conn = _accept(accept_on)
         accepted_at = time.clock_gettime(time.CLOCK_BOOTTIME)
         os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
@@ -488,6 +489,14 @@ def _spare(
     except BaseException:  # noqa: BLE001 - a spare must end here, never in the server's loop
         os._exit(1)
     _worker(conn, serving, accepted_at)
+
+
+def _waiting(listeners: list[socket.socket]) -> bool:
+    """Whether a connection already waits: then a spare takes it at once. Warming up pays
+    ahead, while nobody waits, what the request would pay; with requests queued (many agents
+    at once) it only delays each of them by a whole warm-up, one spare after another."""
+    ready, _, _ = select.select(listeners, [], [], 0)
+    return bool(ready)
 
 
 def _open_to(listeners: list[socket.socket], busy: int, has_socket: bool) -> list[socket.socket]:
@@ -663,7 +672,8 @@ def _remote_request(conn: socket.socket, serving: Serving, connection: _Connecti
         os._exit(refusal.code)
     link = remote.Link(opened.tls)
     connection.frames, connection.link = link.local, link
-    return _serve_request(link.local, opened.agent, AGENT, opened.body, link.fds, serving, link)
+    return _serve_request(link.local, opened.agent, AGENT, opened.body, link.fds, serving, link,
+                          opened.recheck)
 
 
 def _refuse(conn: socket.socket, peer: Peer, role: str | None, unreadable: bool) -> None:
@@ -694,8 +704,10 @@ def _serve_request(
     fds: list[int],
     serving: Serving,
     link: Link | None = None,
+    recheck: Callable[[], object] | None = None,
 ) -> int:
-    """Run the request whose standard streams are `fds` (over TCP, `link`'s pipes)."""
+    """Run the request whose standard streams are `fds` (over TCP, `link`'s pipes, and
+    `recheck` its token while it runs: `remote.watch_token`)."""
     from guardctl.broker.caller import Caller
     from guardctl.broker.worker import run_request
 
@@ -717,10 +729,12 @@ def _serve_request(
     )
     words = [os.fsdecode(a) for a in args]
     if link is not None:
-        from guardctl.broker.remote import reads_stdin
+        from guardctl.broker.remote import reads_stdin, watch_token
 
         if reads_stdin(words):
             caller.send(wire.WANT)
+        if recheck is not None:
+            watch_token(recheck, lambda why: _end(caller, journal, why))
     started = time.monotonic()
     code = 1
     try:
@@ -733,6 +747,13 @@ def _serve_request(
         _journal(journal, f"{caller.describe()}: {_summary(words)} -> exit {code} "
                           f"({time.monotonic() - started:.2f} s)")
     return code
+
+
+def _end(caller: Caller, journal: int, why: str) -> None:
+    """End a TCP agent's request whose token no longer names it (`remote.watch_token`)."""
+    if caller.end(f"the broker ended this command: {why}; get a new token from "
+                  "`guardctl broker token create`"):
+        _journal(journal, f"ended {caller.describe()}'s request: {why}")
 
 
 def _summary(words: list[str]) -> str:
