@@ -211,7 +211,7 @@ def _corpus_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Sim
 def _screened_rules() -> str:
     """Rules of every shape the candidate screen sorts by: verbs, programs (globs too),
     resources, namespaces (exact, globs, `*`), mentions (plain, bracketed, `@protected`,
-    none to screen by), and alternatives mixing them."""
+    none to screen by), flags, and alternatives mixing them."""
     shapes = [
         '{verbs: [delete], resources: [deployments.apps], namespaces: ["dev"]}',
         '{resources: [pods, secrets], namespaces: ["kube-*", "d?v"]}',
@@ -222,6 +222,10 @@ def _screened_rules() -> str:
         '{mentions: ["?"]}',
         "{programs: [rm, mv]}",
         '{env: ["KUBE*"]}',
+        '{flags: ["server", "insecure-skip-tls-verify"]}',
+        '{verbs: [get], flags: ["selector"]}',
+        '{args: ["-w"]}',
+        '{resources: [pods], flags: ["output=yaml"]}',
     ]
     rules = "\n".join(
         f"  - id: r{i}\n    action: deny\n    reason: r.\n    match:\n      - {shape}"

@@ -314,14 +314,13 @@ def _candidates(
     else:
         fitting = index.by_head.get(facts.verb[0], index.any_head)
     program = facts.cmd.program
-
-    def build() -> _Screen:
-        # by program, resources and namespaces (`_Places`, kept for the list)
-        places = index.places.get((fitting,), lambda: _Places.of(fitting))
-        return places.screen(facts, context, program)
-
+    # by program, flags, resources and namespaces (`_Places`, kept for the list)
+    places = index.places.get((fitting,), lambda: _Places.of(fitting))
+    flags = places.flag_keys.intersection(facts.call.flags) if facts.call else frozenset()
     screen = index.screens.get(
-        (fitting, context), build, (program, facts.resources, facts.namespaces)
+        (fitting, context),
+        lambda: places.screen(facts, context, program, flags),
+        (program, facts.resources, facts.namespaces, flags),
     )
     return screen.rules_for(facts.cmd)
 
@@ -405,6 +404,10 @@ class _Places(NamedTuple):
     at every rule of a long list (a team's rules about their own resources)."""
 
     programmed: tuple[Rule, ...]  # every alternative names programs
+    # else every alternative needs flags (`Rule.flag_needs`): by one flag of each
+    # alternative's, which a call must give for it to apply (`_may_apply`)
+    by_flag: dict[str, tuple[Rule, ...]]
+    flag_keys: frozenset[str]
     anywhere: tuple[Rule, ...]  # else some alternative needs no resource and no namespace
     any_resource: tuple[Rule, ...]  # else some alternative needs no resource (or any, "*")
     by_resource: dict[str, tuple[Rule, ...]]  # the others, by each resource they name
@@ -413,6 +416,7 @@ class _Places(NamedTuple):
     @classmethod
     def of(cls, rules: tuple[Rule, ...]) -> "_Places":
         programmed: list[Rule] = []
+        by_flag: dict[str, list[Rule]] = {}
         anywhere: list[Rule] = []
         any_resource: list[Rule] = []
         by_resource: dict[str, list[Rule]] = {}
@@ -420,6 +424,9 @@ class _Places(NamedTuple):
             resources = _PLACES_OF.of(rule, _place_of)
             if all(m.programs for m in rule.match):
                 programmed.append(rule)
+            elif rule.flag_needs is not None:
+                for flag in dict.fromkeys(min(needs) for needs in rule.flag_needs):
+                    by_flag.setdefault(flag, []).append(rule)
             elif resources is _ANYWHERE:
                 anywhere.append(rule)
             elif resources is _ANY_RESOURCE:
@@ -429,21 +436,30 @@ class _Places(NamedTuple):
                     by_resource.setdefault(resource, []).append(rule)
         return cls(
             programmed=tuple(programmed),
+            by_flag={k: tuple(v) for k, v in by_flag.items()},
+            flag_keys=frozenset(by_flag),
             anywhere=tuple(anywhere),
             any_resource=tuple(any_resource),
             by_resource={k: tuple(v) for k, v in by_resource.items()},
             order={id(r): i for i, r in enumerate(rules)},
         )
 
-    def screen(self, facts: Facts, ctx: PolicyContext, program: str) -> "_Screen":
+    def screen(
+        self, facts: Facts, ctx: PolicyContext, program: str, flags: frozenset[str]
+    ) -> "_Screen":
         """The screen of the rules of the list that `_may_run` and `_may_fit_place` let
         through: those that fit anywhere (their screen kept), and those of the others that
-        fit here (a rule of `by_resource` fits only a command of a resource it names)."""
+        fit here (a rule of `by_resource` fits only a command of a resource it names, one
+        of `by_flag` only a call giving a flag it is kept by: `flags`)."""
         found = {
             id(r): r
             for r in self.programmed
             if _may_run(r, program) and _may_fit_place(r, facts)
         }
+        for flag in flags:
+            found.update(
+                (id(r), r) for r in self.by_flag[flag] if _may_fit_place(r, facts)
+            )
         found.update((id(r), r) for r in self.any_resource if _may_fit_place(r, facts))
         for resource in facts.resources:
             found.update(
