@@ -203,10 +203,11 @@ class Caller:
         """The policy's manifest reader: files come from the client, read as the agent."""
         return inputs.text_reader(self.fetch, expand)
 
-    def renderer(self, expand: bool) -> Callable[[str], str | None]:
+    def renderer(self, expand: bool, cache_dir: Path) -> Callable[[str], str | None]:
         """The policy's kustomize renderer: the folder comes from the client, read as the
-        agent, and is rendered from a private copy."""
-        return inputs.tree_renderer(self.fetch, expand)
+        agent, and is rendered from a private copy (renders kept in the broker's
+        `cache_dir`)."""
+        return inputs.tree_renderer(self.fetch, expand, cache_dir)
 
     def refusal(self, call: KubectlCall, plugins: frozenset[str] = frozenset()) -> str | None:
         if self.over_tcp:
