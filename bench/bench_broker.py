@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
-from installed import bench_world, fork_server_path
+from installed import bench_world, fork_server_path, start_broker, stop_broker
 
 from guardctl.broker import forkcontrol
 from guardctl.running.kubectl_env import GOGC
@@ -49,20 +47,6 @@ def _time(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> f
     return elapsed
 
 
-def _start_broker(
-    guardctl: list[str], env: dict[str, str], socket: Path
-) -> subprocess.Popen[bytes]:
-    broker = subprocess.Popen(
-        [*guardctl, "broker", "serve", "--socket", str(socket)], env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    assert broker.stderr is not None
-    line = broker.stderr.readline()
-    if b"ready" not in line:
-        raise SystemExit(f"the broker did not start: {line.decode().strip()}")
-    return broker
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -72,7 +56,8 @@ def main() -> None:
         kubectl, admin, env, guardctl = world.kubectl, world.admin, world.env, world.guardctl
         (world.root / "sock").mkdir(mode=0o755)
         socket = world.root / "sock" / "broker.sock"
-        broker = _start_broker(guardctl, env, socket)
+        broker, _ = start_broker(guardctl, env, world.root / "broker.log", "--socket",
+                                 str(socket))
         through = {**env, "GUARDCTL_BROKER": str(socket)}
         fork_server = fork_server_path(world.python, env)
         commands = {
@@ -97,8 +82,7 @@ def main() -> None:
                 for name, (argv, environ, ok) in commands.items():
                     times[name].append(_time(argv, environ, ok))
         finally:
-            broker.send_signal(signal.SIGTERM)
-            broker.wait(timeout=10)
+            stop_broker(broker)
             forkcontrol.stop(fork_server)
     medians = {name: statistics.median(values) * 1000 for name, values in times.items()}
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, {args.runs} rounds")

@@ -20,13 +20,16 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
 
 from guardctl.devserver import DevServer
 
+# how long a broker has to say it is ready
+READY_SECONDS = 60.0
 CHECKOUT = Path(__file__).resolve().parent.parent
 _SCRIPT = """#!{python}
 import sys
@@ -135,6 +138,35 @@ def bench_world(prefix: str) -> Iterator[World]:
             yield World(root, server, kubectl, admin, env, guardctl, python)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def start_broker(
+    guardctl: list[str], env: Mapping[str, str], log: Path, *args: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`guardctl broker serve ARGS` in the background, its stderr (a line per request) to the
+    file `log`, once it said it is ready; and that line (where it listens). End it with
+    `stop_broker`."""
+    with open(log, "wb") as log_file:
+        broker = subprocess.Popen(
+            [*guardctl, "broker", "serve", *args], env=dict(env),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
+        )
+    deadline = time.monotonic() + READY_SECONDS
+    while "ready on" not in (said := log.read_text(errors="replace")):
+        if broker.poll() is not None or time.monotonic() > deadline:
+            stop_broker(broker)
+            raise SystemExit(f"the broker did not start: {said.strip()}")
+        time.sleep(0.05)
+    return broker, said.strip().splitlines()[0]
+
+
+def stop_broker(broker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if it has not ended 10 s later."""
+    broker.terminate()
+    with suppress(subprocess.TimeoutExpired):
+        broker.wait(timeout=10)
+    broker.kill()  # nothing, when it ended (Popen does not signal a process it reaped)
+    broker.wait()
 
 
 def forget_token(environ: dict[str, str]) -> None:

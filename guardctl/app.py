@@ -63,7 +63,7 @@ def inputs_of(env: Environment, expand: bool) -> "tuple[Reader | None, Renders]"
     from guardctl.running.kustomize import Renders, local_renders
 
     if env.caller is not None:
-        return env.caller.reader(expand), Renders(env.caller.renderer(expand))
+        return env.caller.reader(expand), Renders(env.caller.renderer(expand, env.cache_dir))
     return None, local_renders(env)
 
 

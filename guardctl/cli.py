@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import click
 
@@ -18,6 +18,8 @@ from guardctl.env import Environment
 from guardctl.status import ExitStatus
 
 if TYPE_CHECKING:
+    import ssl
+
     from guardctl.broker.remote import Tcp
 
 
@@ -285,7 +287,8 @@ def sessions(
 @click.option("--max-size", metavar="SIZE", help="Instead of retention.max-size (e.g. 2GiB).")
 def sessions_prune(dry_run: bool, max_age: str | None, max_size: str | None) -> int:
     """Remove casts the retention policy no longer keeps, oldest first; never one being
-    written, never the audit log (it records each cast removed)."""
+    written, nor one whose records a sink (`ship:`) has not shipped yet, never the audit log
+    (it records each cast removed)."""
     from guardctl.recording import prune, retention
 
     env = _env()
@@ -295,8 +298,12 @@ def sessions_prune(dry_run: bool, max_age: str | None, max_size: str | None) -> 
             f"no retention policy: set retention (max-age, max-size) in {env.config_path}, "
             "or give --max-age or --max-size"
         )
+    from guardctl.shipping import shipper
+
+    sinks = shipper.checked_names(env.config_path, env.cache_dir)
     outcome = prune.prune(
-        env.state_dir, policy, dry_run=dry_run, keep_session=env.environ.get("GUARDCTL_SESSION")
+        env.state_dir, policy, dry_run=dry_run, keep_session=env.environ.get("GUARDCTL_SESSION"),
+        unshipped=shipper.unshipped_casts(env.state_dir, sinks),
     )
     for line in prune.summary(outcome):
         click.echo(line)
@@ -305,19 +312,79 @@ def sessions_prune(dry_run: bool, max_age: str | None, max_size: str | None) -> 
 
 @cli.group(name="audit")
 def audit_group() -> None:
-    """Check the tamper-evident audit log."""
+    """Check the tamper-evident audit log; ship its records off the machine."""
+
+
+def _s3_url(ctx: click.Context, param: click.Parameter, url: str | None) -> str | None:
+    from guardctl.shipping.base import ShipError
+    from guardctl.shipping.s3 import parse_url
+
+    try:
+        if url is not None:
+            parse_url(url)
+    except ShipError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return url
 
 
 @audit_group.command(name="verify")
-def audit_verify() -> int:
+@click.option(
+    "--against",
+    metavar="s3://BUCKET/PREFIX",
+    callback=_s3_url,
+    help="Also prove from the heads shipped there (ship: s3) that the log was not cut short "
+    "or rewritten, and compare the shipped records and casts with the local ones.",
+)
+def audit_verify(against: str | None) -> int:
     """Verify the audit log's records (key, hash chain), its head and its casts; exit 1 names
     the first problem."""
     from guardctl.recording import audit, recorder, verify
 
     env = _env()
-    result = verify.verify(audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir))
+    log, casts = audit.log_path(env.state_dir), recorder.cast_dir(env.state_dir)
+    result = verify.verify(log, casts)
     click.echo(result.message, err=not result.ok)
-    return ExitStatus.OK if result.ok else ExitStatus.ERROR
+    if against is None:
+        return ExitStatus.OK if result.ok else ExitStatus.ERROR
+    from guardctl.errors import UnsafeError
+    from guardctl.shipping import against as shipped
+    from guardctl.shipping.base import ShipError
+    from guardctl.shipping.shipper import sink_settings
+
+    try:
+        configured = sink_settings(env.config_path, env.cache_dir).get("s3")
+        outcome = shipped.verify_against(against, log, casts, configured)
+    except ShipError as exc:
+        raise UnsafeError(str(exc)) from None
+    for line in outcome.problems or [outcome.summary]:
+        click.echo(line, err=bool(outcome.problems))
+    return ExitStatus.OK if result.ok and not outcome.problems else ExitStatus.ERROR
+
+
+@audit_group.command(name="ship")
+def audit_ship() -> int:
+    """Ship the records not shipped yet to the sinks the config's `ship:` names (for a cron
+    job or systemd timer in same-user mode; a broker ships by itself). Exit 13 when a sink
+    failed: its records stay in the audit log for the next run."""
+    from guardctl.errors import UsageError
+    from guardctl.shipping import shipper
+
+    env = _env()
+    sinks = shipper.open_sinks(env.config_path, env.cache_dir)
+    if not sinks:
+        raise UsageError(f"no sinks to ship to: set `ship:` in {env.config_path}, "
+                               f"{shipper.EXAMPLE}")
+    try:
+        outcomes = [shipper.ship_pending(env.state_dir, sink) for sink in sinks]
+    finally:
+        shipper.close_all(sinks)
+    for outcome in outcomes:
+        line = shipper.describe(outcome)
+        if outcome.error is None:
+            click.echo(line)
+        else:
+            click.echo(f"guardctl: {line}", err=True)
+    return ExitStatus.UNSAFE if any(o.error for o in outcomes) else ExitStatus.OK
 
 
 @cli.command()
@@ -420,6 +487,72 @@ def approvals_deny(request_id: str, reason: str) -> int:
     from guardctl.approvals.scripted import answer_request
 
     return answer_request(_env(), request_id, approved=False, reason=reason)
+
+
+@approvals.command(name="sign")
+@click.option("--request", "payload", required=True, type=click.File("rb"), metavar="FILE",
+              help="The webhook's JSON payload (its `data`, or the whole body); - for stdin.")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False),
+              help="Your Ed25519 private key (PEM or OpenSSH, unencrypted).")
+@click.option("--approve/--deny", "approved", default=None, required=True,
+              help="The answer.")
+@click.option("--reason", default="", help="Why (needed with --deny): the agent is told.")
+@click.option("--window", metavar="DURATION",
+              help="With --approve: also approve the request's rules in its namespaces for "
+                   "this long (10m, 2h; at most 8h).")
+@click.option("--post", metavar="URL",
+              help="Send the answer to the broker's answers listener (http[s]://HOST:PORT).")
+@click.option("--ca", type=click.Path(dir_okay=False),
+              help="For --post: the CA that signed the listener's certificate.")
+def approvals_sign(payload: IO[bytes], key_file: str, approved: bool, reason: str,
+                   window: str | None, post: str | None, ca: str | None) -> int:
+    """Make a signed answer to a request the approval webhook posted, and print it (JSON).
+
+    The answer counts only when your public key is registered with the broker (`approvals
+    keys add`) and the request still waits as it was shown. Exit 0 signed (and with --post,
+    taken); 2 bad input; 13 expired, changed on its way, or refused by the broker.
+    """
+    from guardctl.approvals.signed import read_payload, sign_command
+
+    data = read_payload(payload, payload.name)
+    return sign_command(_env(), data, Path(key_file), approved=approved, reason=reason,
+                        window=window, post=post, ca=ca)
+
+
+@approvals.group(name="keys")
+def approvals_keys() -> None:
+    """The approver keys whose signed answers count (an answer from off the machine)."""
+
+
+@approvals_keys.command(name="add")
+@click.argument("name")
+@click.argument("public_key", metavar="PUBLIC_KEY_FILE", type=click.Path(dir_okay=False))
+def approvals_keys_add(name: str, public_key: str) -> int:
+    """Register an Ed25519 public key (PEM or OpenSSH) as approver NAME (`key:NAME`)."""
+    from guardctl.approvals.signed import add_key
+
+    click.echo(add_key(_env().state_dir, name, Path(public_key)))
+    return ExitStatus.OK
+
+
+@approvals_keys.command(name="list")
+def approvals_keys_list() -> int:
+    """The registered approver keys: name and public key."""
+    from guardctl.approvals.signed import list_keys
+
+    for line in list_keys(_env().state_dir):
+        click.echo(line)
+    return ExitStatus.OK
+
+
+@approvals_keys.command(name="remove")
+@click.argument("name")
+def approvals_keys_remove(name: str) -> int:
+    """Forget approver key NAME: its answers no longer count."""
+    from guardctl.approvals.signed import remove_key
+
+    click.echo(remove_key(_env().state_dir, name))
+    return ExitStatus.OK
 
 
 @cli.command(name="sh")
@@ -739,40 +872,62 @@ def broker() -> None:
     help="For --listen: a ServiceAccount whose own tokens (audience guardctl-broker) make it "
     "an agent, checked by a TokenReview (repeatable).",
 )
+@click.option(
+    "--answers-listen", metavar="HOST:PORT",
+    help="Take signed answers to approval requests (POST /v1/approvals/ID) here; HTTPS with "
+    "--tls-cert/--tls-key, else HTTP.",
+)
 def broker_serve(
     socket_path: str | None, agent_user: tuple[str, ...], agent_group: tuple[str, ...],
     approver_user: tuple[str, ...], listen: str | None, tls_cert: str | None,
-    tls_key: str | None, agent_service_account: tuple[str, ...],
+    tls_key: str | None, agent_service_account: tuple[str, ...], answers_listen: str | None,
 ) -> int:
     """Serve agents on SOCKET and/or HOST:PORT in the foreground, as this account (Ctrl-C or
     SIGTERM stops)."""
     import sys
 
-    from guardctl.broker import server
+    from guardctl.broker import answers as answers_module
+    from guardctl.broker import remote, server
 
     if socket_path is None and listen is None:
         raise click.UsageError("give --socket PATH, --listen HOST:PORT, or both")
+    if bool(tls_cert) != bool(tls_key) or (tls_cert and not (listen or answers_listen)):
+        raise click.UsageError("--tls-cert and --tls-key go together, with --listen or "
+                               "--answers-listen")
     access = server.make_access(agent_user, agent_group, approver_user)
-    tcp = (_tcp_settings(listen, tls_cert, tls_key, agent_service_account)
-           if listen or tls_cert or tls_key or agent_service_account else None)
+    if (listen or agent_service_account) and not (listen and tls_cert):
+        raise click.UsageError("--listen needs --tls-cert and --tls-key (and "
+                               "--agent-service-account needs --listen)")
+    where = remote.parse_listen(listen) if listen else None
+    answers_where = _answers_address(answers_listen) if answers_listen else None
+    tls = remote.server_context(tls_cert, tls_key) if tls_cert and tls_key else None
+    tcp = _tcp_settings(where, tls, agent_service_account) if where and tls else None
+    answers = (answers_module.Settings(*answers_where, tls, _env().state_dir)
+               if answers_where else None)
     path = Path(socket_path).absolute() if socket_path is not None else None
-    return server.serve(path, access, sys.stderr, run, tcp)
+    return server.serve(path, access, sys.stderr, run, tcp, answers)
 
 
-def _tcp_settings(listen: str | None, cert: str | None, key: str | None,
+def _tcp_settings(where: tuple[str, int], tls: ssl.SSLContext,
                   service_accounts: tuple[str, ...]) -> Tcp:
-    """`remote.Tcp` for --listen with its certificate and key (all three or none)."""
+    """`remote.Tcp` for --listen with its TLS context and the ServiceAccounts it serves."""
     from guardctl.broker import remote, tokenreview, tokens
     from guardctl.config import split_service_account
 
-    if not (listen and cert and key):
-        raise click.UsageError("--listen needs --tls-cert and --tls-key (and they, and "
-                               "--agent-service-account, need --listen)")
-    host, port = remote.parse_listen(listen)
-    context = remote.server_context(cert, key)
     accounts = frozenset(tokenreview.username(*split_service_account(text))
                          for text in service_accounts)
-    return remote.Tcp(host, port, context, tokens.store_path(_env().state_dir), accounts)
+    return remote.Tcp(*where, tls, tokens.store_path(_env().state_dir), accounts)
+
+
+def _answers_address(listen: str) -> tuple[str, int]:
+    from guardctl.broker import remote
+    from guardctl.errors import UsageError
+
+    try:
+        return remote.parse_listen(listen)
+    except UsageError:
+        raise click.UsageError(f"--answers-listen {listen!r} is not HOST:PORT "
+                               "(e.g. 127.0.0.1:8444)") from None
 
 
 @broker.group(name="token")
@@ -805,7 +960,7 @@ def broker_token_list() -> int:
 @broker_token.command(name="revoke")
 @click.argument("agent", metavar="NAME")
 def broker_token_revoke(agent: str) -> int:
-    """Forget agent NAME's token: its next connection is refused."""
+    """Forget agent NAME's token: it is refused, and what it runs ends, within seconds."""
     from guardctl.broker import tokens
 
     if not tokens.revoke(tokens.store_path(_env().state_dir), agent):

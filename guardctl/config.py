@@ -108,8 +108,13 @@ CONTEXTS_KEY = "contexts"
 PLUGINS_KEY = "plugins"
 # the key of the gitleaks rule files whose rules mask output beside guardctl's own
 DETECTORS_KEY = "detectors"
-# the recording settings (guardctl.recording.retention reads and checks them)
-RECORDING_KEYS = ("retention", "cast-max-size")
+# the recording settings: guardctl.recording.retention reads and checks the first two,
+# guardctl.shipping.shipper `ship` (where records are shipped off the machine)
+RECORDING_KEYS = ("retention", "cast-max-size", "ship")
+# the approval settings (guardctl.approvals.webhook reads and checks them)
+APPROVALS_KEY = "approvals"
+# settings other modules read and check; a rewrite of the file keeps them as they are
+KEPT_KEYS = (*RECORDING_KEYS, APPROVALS_KEY)
 # a plugin name kubectl finds from one word (`kubectl foo-bar` runs `kubectl-foo_bar`)
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -225,7 +230,20 @@ def load_recording(path: Path, cache_dir: Path | None = None) -> dict[str, Any]:
     """The recording settings (RECORDING_KEYS) the config at `path` holds, unchecked; empty
     when there is no file. Runs read the JSON copy in `cache_dir` while the file is
     unchanged (see `stampcache`)."""
-    copy = stampcache.entry(cache_dir, "recording", [path]) if cache_dir is not None else None
+    return load_kept(path, cache_dir, RECORDING_KEYS, "recording")
+
+
+def load_approvals(path: Path, cache_dir: Path | None = None) -> Any:
+    """The `approvals:` setting the config at `path` holds, unchecked; None without one."""
+    return load_kept(path, cache_dir, (APPROVALS_KEY,), APPROVALS_KEY).get(APPROVALS_KEY)
+
+
+def load_kept(
+    path: Path, cache_dir: Path | None, keys: tuple[str, ...] = KEPT_KEYS, prefix: str = "kept"
+) -> dict[str, Any]:
+    """Those of `keys` the config at `path` holds, unchecked (their modules check them); the
+    JSON copy in `cache_dir` named by `prefix` while the file is unchanged."""
+    copy = stampcache.entry(cache_dir, prefix, [path]) if cache_dir is not None else None
     cached = copy.read() if copy is not None else None
     if isinstance(cached, dict):
         return cached
@@ -236,7 +254,7 @@ def load_recording(path: Path, cache_dir: Path | None = None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {err}") from err
     data = _parse_yaml(path, text)
-    found = {k: data[k] for k in RECORDING_KEYS if k in data} if isinstance(data, dict) else {}
+    found = {k: data[k] for k in keys if k in data} if isinstance(data, dict) else {}
     if copy is not None:
         copy.write(found)
     return found
@@ -250,7 +268,7 @@ def _from_mapping(path: Path, data: Any) -> Contexts:
         raise UsageError(f"{path}: {CONTEXTS_KEY!r} must be a list of contexts")
     plugins = _plugins(path, data.get(PLUGINS_KEY, {}))
     files = _detector_files(path, data)
-    lists = (CONTEXTS_KEY, PLUGINS_KEY, DETECTORS_KEY, *RECORDING_KEYS)
+    lists = (CONTEXTS_KEY, PLUGINS_KEY, DETECTORS_KEY, *KEPT_KEYS)
     own = {k: v for k, v in data.items() if k not in lists}
     default = _settings(path, own, "", None)
     shared = {key: data[key] for key in _SHARED if key in data}
@@ -295,7 +313,7 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
     if data is None:
         return None  # an empty file: nothing configured yet
     if isinstance(data, dict) and data.keys() <= {
-        *_SHARED, PLUGINS_KEY, DETECTORS_KEY, *RECORDING_KEYS
+        *_SHARED, PLUGINS_KEY, DETECTORS_KEY, *KEPT_KEYS
     }:
         return None  # only where the broker is (an agent's file in broker mode): no context
     contexts = _from_mapping(path, data)
@@ -342,20 +360,20 @@ def save_config(path: Path, config: Config | Contexts) -> None:
         data[PLUGINS_KEY] = dict(contexts.plugins)
     if contexts.detector_files:
         data[DETECTORS_KEY] = list(contexts.detector_files)
-    data.update(load_recording(path))  # kept as they are: this module does not read them
+    data.update(load_kept(path, None))  # kept as they are: this module does not read them
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def save_settings_only(path: Path, old: Contexts) -> None:
     """Rewrite the file at `path` without any context, keeping the settings that are not a
-    context's (`broker`, `plugins`, `detectors`, the recording's); remove it when none is
-    left."""
+    context's (`broker`, `plugins`, `detectors`, the recording's, `approvals`); remove it
+    when none is left."""
     data: dict[str, Any] = {"broker": old.default.broker} if old.default.broker else {}
     if old.plugins:
         data[PLUGINS_KEY] = dict(old.plugins)
     if old.detector_files:
         data[DETECTORS_KEY] = list(old.detector_files)
-    data.update(load_recording(path))
+    data.update(load_kept(path, None))
     if not data:
         path.unlink(missing_ok=True)
         return

@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -333,6 +334,36 @@ def _mode_finding(state: Path) -> Finding:
     return _ok("state", f"{state} (mode {mode:04o})")
 
 
+def _duration(seconds: float) -> str:
+    """`45 s`, `12 min`, `3 h`, `2 d`: how long ago, for people."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size:.0f} {unit}"
+    return f"{max(seconds, 0):.0f} s"
+
+
+def check_shipping(env: Environment) -> list[Finding]:
+    """Each sink `ship:` names: how far it is behind the audit log, and why."""
+    from guardctl.shipping import shipper
+    from guardctl.shipping.backlog import nanoseconds
+
+    findings = []
+    for name in shipper.checked_names(env.config_path, env.cache_dir):
+        lag = shipper.lag(env.state_dir, name)
+        error = f"; last error ({lag.failure.at}): {lag.failure.error}" if lag.failure else ""
+        if lag.pending == 0:
+            findings.append(_ok("ship", f"{name}: every record shipped"))
+            continue
+        records = f"{lag.pending} record{'' if lag.pending == 1 else 's'}"
+        written = nanoseconds(lag.oldest)
+        age = f" ({_duration(time.time() - written / 1e9)} ago)" if written is not None else ""
+        findings.append(_warn(
+            "ship", f"{name}: {records} not shipped, the oldest from {lag.oldest}{age}{error}; "
+                    "run `guardctl audit ship` (a broker retries by itself)"
+        ))
+    return findings
+
+
 # --------------------------------------------------------------------------- shim
 
 
@@ -427,6 +458,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("detectors", check_detectors),
     ("rules", check_rules),
     ("state", check_state),
+    ("ship", check_shipping),
     ("shim", check_shim),
 )
 # an agent's side of a broker: the broker checks its own kubectl, keyring, rules and state

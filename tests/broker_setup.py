@@ -162,9 +162,10 @@ def _agent_tree(shared: Path, python: str) -> None:
 @contextmanager
 def running_broker(
     devserver_kubeconfig: Path, extra_args: tuple[str, ...] = (),
-    extra_environ: Mapping[str, str] | None = None,
+    extra_environ: Mapping[str, str] | None = None, extra_config: str = "",
 ) -> Iterator[Broker]:
-    """A broker serving AGENT, with credentials imported from the devserver's admin."""
+    """A broker serving AGENT, with credentials imported from the devserver's admin
+    (`extra_config`: YAML added to its config file after that)."""
     agent_uid = ensure_user(AGENT)
     ensure_user(OTHER)
     python = agent_python(AGENT)
@@ -205,6 +206,9 @@ def running_broker(
              "--service-account", "guardctl/guardctl-agent", "--ttl", "10m"],
             env=environ, check=True, capture_output=True, timeout=60,
         )
+        if extra_config:
+            config = Path(environ["GUARDCTL_CONFIG"])
+            config.write_text(config.read_text() + extra_config)
         socket_path = sock_dir / "broker.sock"
         log = state / "broker.log"
         with open(log, "wb") as log_file:

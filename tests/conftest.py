@@ -85,26 +85,34 @@ def agent_env(
     forkcontrol.stop_all(Path(env["XDG_RUNTIME_DIR"]))
 
 
-@pytest.fixture(scope="module")
-def broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """A broker run by this (root) account for an unprivileged agent account."""
+def _running_broker(
+    devserver: DevServer, tmp_path_factory: pytest.TempPathFactory,
+    environ: dict[str, str] | None = None,
+) -> Iterator[Broker]:
     import shutil
 
     if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
         pytest.skip("needs root, runuser and kubectl to run a broker for another account")
     admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
-    with running_broker(admin) as running:
+    with running_broker(admin, extra_environ=environ) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker run by this (root) account for an unprivileged agent account."""
+    yield from _running_broker(devserver, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def patient_broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory,
                    ) -> Iterator[Broker]:
     """A broker whose requests wait 60 s: long enough for approvers' consoles and scripts."""
-    import shutil
+    yield from _running_broker(devserver, tmp_path_factory, {"GUARDCTL_APPROVAL_TIMEOUT": "60"})
 
-    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("kubectl") is None:
-        pytest.skip("needs root, runuser and kubectl to run a broker for another account")
-    admin = devserver.write_kubeconfig(tmp_path_factory.mktemp("admin") / "admin.kubeconfig")
-    with running_broker(admin, extra_environ={"GUARDCTL_APPROVAL_TIMEOUT": "60"}) as running:
-        yield running
+
+@pytest.fixture(scope="module")
+def hasty_broker(devserver: DevServer, tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Iterator[Broker]:
+    """A broker whose requests wait half a second: for tables of lines nobody approves."""
+    yield from _running_broker(devserver, tmp_path_factory, {"GUARDCTL_APPROVAL_TIMEOUT": "0.5"})

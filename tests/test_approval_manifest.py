@@ -5,15 +5,15 @@ diff, the request says why. The real guardctl and kubectl against the devserver.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from approval_helpers import answered
 
 REPO = str(Path(__file__).resolve().parent.parent)
 WAIT = 60
@@ -47,31 +47,16 @@ def _guardctl(environ: dict[str, str], *args: str) -> subprocess.CompletedProces
                           stdin=subprocess.DEVNULL)
 
 
-def _asked(environ: dict[str, str], args: list[str], stdin: str | None) -> dict[str, object]:
+def _asked(environ: dict[str, str], args: list[str], stdin: str | None) -> dict[str, Any]:
     """Run `guardctl ARGS` as an agent would (pipes, no terminal); return the request it
     queued as `approvals list --json` shows it, after declining it."""
     waiter = subprocess.Popen([sys.executable, "-m", "guardctl", *args], env=environ,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert waiter.stdin is not None
-        waiter.stdin.write(stdin or "")
-        waiter.stdin.close()
-        deadline = time.monotonic() + WAIT
-        listed: list[str] = []
-        while not listed and time.monotonic() < deadline:
-            listed = _guardctl(environ, "approvals", "list", "--json").stdout.splitlines()
-            time.sleep(0.1)
-        assert listed, waiter.stderr.read() if waiter.poll() is not None else "nothing queued"
-        item: dict[str, object] = json.loads(listed[0])
-        done = _guardctl(environ, "approvals", "deny", str(item["id"]), "--reason", "seen")
-        assert done.returncode == 0, done.stderr
-        waiter.wait(timeout=WAIT)
-    finally:
-        waiter.kill()
-        waiter.wait()
+    done = answered(waiter, lambda *a: _guardctl(environ, *a), "deny", "--reason", "seen",
+                    stdin=stdin, seconds=WAIT)
     assert waiter.returncode == 12
-    return item
+    return done.item
 
 
 def test_stdin_manifest_is_shown_masked_with_its_diff(agent_env: dict[str, str]) -> None:
@@ -101,23 +86,9 @@ def test_through_the_broker_the_approver_sees_the_agents_manifest(patient_broker
                                         "-"]),
         cwd=broker.work, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         start_new_session=True)
-    try:
-        assert agent.stdin is not None
-        agent.stdin.write(MANIFEST.encode())
-        agent.stdin.close()
-        deadline = time.monotonic() + WAIT
-        listed = b""
-        while not listed and time.monotonic() < deadline:
-            listed = broker.broker_guardctl("approvals", "list", "--json", extra=through).stdout
-            time.sleep(0.1)
-        item = json.loads(listed.splitlines()[0])
-        done = broker.broker_guardctl("approvals", "deny", item["id"], "--reason", "seen",
-                                      extra=through)
-        assert done.returncode == 0, done.stderr
-        agent.wait(timeout=WAIT)
-    finally:
-        agent.kill()
-        agent.wait()
+    approver = partial(broker.broker_guardctl, extra=through)
+    item = answered(agent, approver, "deny", "--reason", "seen", stdin=MANIFEST.encode(),
+                    seconds=WAIT).item
     assert agent.returncode == 12
     assert "privileged: true" in item["manifest"] and TOKEN not in item["manifest"]
     assert "+kind: Deployment" in item["diff"] and TOKEN not in item["diff"]

@@ -7,13 +7,13 @@ answers with `guardctl approvals approve`.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
+from approval_helpers import answered
 
 from guardctl.app import Checker
 from guardctl.approvals.queue import Scope, command_namespaces, window_scopes
@@ -102,18 +102,6 @@ def _exists(agent_env: dict[str, str], namespace: str, name: str) -> bool:
     return done.returncode == 0
 
 
-def _waiting(environ: dict[str, str]) -> dict[str, object]:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        listed = _run(environ, "approvals", "list", "--json").stdout.splitlines()
-        if listed:
-            (item,) = listed
-            found: dict[str, object] = json.loads(item)
-            return found
-        time.sleep(0.1)
-    raise AssertionError("no request was queued")
-
-
 def test_a_window_on_prod_never_approves_another_namespace(
     agent_env: dict[str, str], devserver: DevServer, tmp_path: Path
 ) -> None:
@@ -124,16 +112,10 @@ def test_a_window_on_prod_never_approves_another_namespace(
     waiter = subprocess.Popen([sys.executable, "-m", "guardctl", "apply", "-f", first],
                               env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        item = _waiting(environ)
-        assert item["namespaces"] == ["prod"]
-        assert item["window_scopes"] == [{"rule": "privileged-workload", "namespace": "prod"}]
-        done = _run(environ, "approvals", "approve", str(item["id"]), "--window", "10m")
-        assert done.returncode == 0, done.stderr
-        out, err = waiter.communicate(timeout=WAIT)
-    finally:
-        waiter.kill()
-        waiter.wait()
+    item, _, out, err = answered(waiter, partial(_run, environ), "approve", "--window", "10m",
+                                 seconds=WAIT)
+    assert item["namespaces"] == ["prod"]
+    assert item["window_scopes"] == [{"rule": "privileged-workload", "namespace": "prod"}]
     assert waiter.returncode == 0, err
     assert "deployment.apps/priv-a created" in out
 
@@ -195,13 +177,7 @@ def test_without_n_the_chosen_contexts_namespace_is_bound(
         [sys.executable, "-m", "guardctl", "get", "secret", "app-secrets", "-o", "yaml",
          "--context", "second"], env=environ, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        item = _waiting(environ)
-        done = _run(environ, "approvals", "deny", str(item["id"]), "--reason", "seen")
-        assert done.returncode == 0, done.stderr
-        waiter.wait(timeout=WAIT)
-    finally:
-        waiter.kill()
-        waiter.wait()
+    item = answered(waiter, partial(_run, environ), "deny", "--reason", "seen",
+                    seconds=WAIT).item
     assert item["context"] == "second" and item["namespaces"] == ["dev"]
     assert item["window_scopes"] == [{"rule": "read-secret-values", "namespace": "dev"}]

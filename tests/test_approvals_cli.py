@@ -13,9 +13,12 @@ import os
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+from approval_helpers import answered
 from broker_setup import Broker
 
 from guardctl.app import Checker
@@ -176,8 +179,8 @@ def test_a_prefix_must_name_one_request(isolated_home: Path) -> None:
     assert done.returncode == 13 and "no request abc is waiting" in done.stderr
     done = guardctl("approvals", "approve", "abcd1")
     assert done.returncode == 0, done.stderr
-    answered = [queue.take_answer(r) for r in requests]
-    assert answered[0] is not None and answered[0].approved and answered[1] is None
+    answers = [queue.take_answer(r) for r in requests]
+    assert answers[0] is not None and answers[0].approved and answers[1] is None
 
 
 # --------------------------------------------------------------------------- broker
@@ -187,24 +190,16 @@ def test_through_the_broker_only_the_approver_answers(patient_broker: Broker) ->
     broker = patient_broker
     through = {"GUARDCTL_BROKER": str(broker.socket)}
     agent = broker.agent_popen(*READ_SECRET)
-    try:
-        deadline = time.monotonic() + WAIT
-        listed = b""
-        while not listed and time.monotonic() < deadline:
-            done = broker.broker_guardctl("approvals", "list", "--json", extra=through)
-            assert done.returncode == 0, done.stderr
-            listed = done.stdout
-            time.sleep(0.1)
-        request_id = json.loads(listed.splitlines()[0])["id"]
+    approver = partial(broker.broker_guardctl, extra=through)
+
+    def while_queued(item: dict[str, Any]) -> None:
         table = broker.broker_guardctl("approvals", "list", extra=through).stdout.decode()
         assert "[dev]  gctest-agent (uid " in table and "agent): kubectl get secret" in table
-        for args in (["approvals", "list"], ["approvals", "approve", request_id]):
+        for args in (["approvals", "list"], ["approvals", "approve", str(item["id"])]):
             refused = broker.agent(*args)
             assert refused.returncode == 11 and b"is for the approver" in refused.stderr
-        done = broker.broker_guardctl("approvals", "approve", request_id, extra=through)
-        assert done.returncode == 0 and done.stdout.startswith(b"approved once: kubectl get")
-        out, err = agent.communicate(timeout=WAIT)
-    finally:
-        agent.kill()
-        agent.wait()
+
+    _, done, out, err = answered(agent, approver, "approve", while_queued=while_queued,
+                                 seconds=WAIT)
+    assert done.stdout.startswith(b"approved once: kubectl get")
     assert agent.returncode == 0 and b"approved by root" in err and b"AWS_ACCESS_KEY_ID:" in out

@@ -342,6 +342,23 @@ def test_sessions_filters_and_formats(isolated_home: Path) -> None:
     assert parsed[0]["cast"]["file"] == "s1.cast"
 
 
+def test_sessions_json_names_the_agent_a_broker_ran_each_command_for(
+    isolated_home: Path,
+) -> None:
+    log = ticking_log(isolated_home)
+    invoke(isolated_home, log, "own", b"a\n")
+    handle = log.start(session="ci", argv=["kubectl", "get", "ns"], decision=decision(),
+                       agent="ci-1")
+    log.finish(handle, 0, agent="ci-1")
+    log.start(session="ci", argv=["kubectl", "logs", "-f", "x"], decision=decision(),
+              agent="ci-2")
+    rows = sessions.sessions(audit.log_path(isolated_home))
+    parsed = [json.loads(x) for x in sessions.sessions_json(rows).splitlines()]
+    assert [(p["agent"], p["status"]) for p in parsed] == [
+        (None, "completed"), ("ci-1", "completed"), ("ci-2", "incomplete")]
+    assert {"session", "user", "argv", "exit_code", "approver", "cast"} <= set(parsed[0])
+
+
 @pytest.mark.parametrize(
     "seconds", [0.0, 1.5, 1767268800.0, 1767268800.1234, 1767268800.9999, 1767268800.99999951]
 )

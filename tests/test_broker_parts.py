@@ -533,3 +533,25 @@ def test_an_input_the_client_sends_is_bounded_on_the_brokers_side(
     refused = caller._Receiving("z.yaml", "manifests")
     refused.end('the path "z.yaml" does not exist')
     assert refused.result().error == 'the path "z.yaml" does not exist'
+
+
+def test_a_spare_sees_a_connection_that_already_waits(tmp_path: Path) -> None:
+    """Spares skip their warm-up when a connection waits (many agents at once)."""
+    import socket
+
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "s"))
+    listener.listen(4)
+    other = socket.socket(socket.AF_UNIX)
+    other.bind(str(tmp_path / "t"))
+    other.listen(4)
+    try:
+        assert not server._waiting([listener, other])
+        with socket.socket(socket.AF_UNIX) as caller:
+            caller.connect(str(tmp_path / "t"))
+            assert server._waiting([listener, other])
+            other.accept()[0].close()
+        assert not server._waiting([listener, other])
+    finally:
+        listener.close()
+        other.close()

@@ -114,17 +114,22 @@ class Tcp(NamedTuple):
             time.sleep(0.1)
         return new
 
-    def waiting_read(self, token_file: Path, ca: Path,
-                     extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """The agent's read of a Secret in the background: it waits for an approval that
-        nobody gives, its client alive meanwhile."""
+    def background(self, *args: str, token_file: Path, ca: Path,
+                   extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`guardctl ARGS` as the agent, over TCP, in the background."""
         return subprocess.Popen(
-            self.broker.command(AGENT, [str(self.broker.shared / "bin" / "guardctl"), "get",
-                                        "secret", "app-secrets", "-n", "dev", "-o", "yaml"],
+            self.broker.command(AGENT, [str(self.broker.shared / "bin" / "guardctl"), *args],
                                 {**self.environ(token_file, ca), **(extra or {})}),
             cwd=self.broker.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
         )
+
+    def waiting_read(self, token_file: Path, ca: Path,
+                     extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """The agent's read of a Secret in the background: it waits for an approval that
+        nobody gives, its client alive meanwhile."""
+        return self.background("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml",
+                               token_file=token_file, ca=ca, extra=extra)
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +162,17 @@ def ci_token(tcp: Tcp) -> tuple[str, Path]:
 def _records(tcp: Tcp) -> list[dict[str, object]]:
     audit = Path(tcp.broker.environ["GUARDCTL_HOME"]) / "audit.jsonl"
     return [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+
+
+def _completed(tcp: Tcp, started: dict[str, object]) -> list[dict[str, object]]:
+    """The completion of a started record, once written: the worker writes it after the
+    client has its exit status (at most ten seconds are waited for it)."""
+    for _ in range(100):
+        found = [r for r in _records(tcp) if r.get("started") == started["hash"]]
+        if found:
+            break
+        time.sleep(0.1)
+    return found
 
 
 # ------------------------------------------------------------------ a valid token
@@ -195,9 +211,12 @@ def test_every_audit_record_of_a_tcp_agent_names_it(
                and r.get("agent") == "ci-1"]
     assert started and started[-1]["status"] == "started"
     assert started[-1]["user"] == "token:ci-1"
-    completed = [r for r in _records(tcp) if r.get("started") == started[-1]["hash"]]
+    completed = _completed(tcp, started[-1])
     assert [r["agent"] for r in completed] == ["ci-1"] and completed[0]["exit_code"] == 0
     assert tcp.broker.broker_guardctl("audit", "verify").returncode == 0
+    listed = tcp.broker.broker_guardctl("sessions", "--json").stdout.splitlines()
+    rows = [row for row in map(json.loads, listed) if row["argv"] == started[-1]["argv"]]
+    assert (rows[-1]["agent"], rows[-1]["user"]) == ("ci-1", "token:ci-1")
 
 
 def test_an_agent_on_the_unix_socket_is_named_too(tcp: Tcp) -> None:
@@ -305,6 +324,44 @@ def test_a_revoked_token_is_refused(tcp: Tcp, agent_ca: Path, devserver: DevServ
     proc = tcp.broker.broker_guardctl("broker", "token", "revoke", "gone")
     assert proc.returncode == 0, proc.stderr
     _refused(tcp, devserver, path, agent_ca, "unknown or revoked token", "unknown or revoked")
+
+
+@pytest.mark.parametrize("command", [
+    ("logs", "-f", "web-7d4b9c8f6d-x2k9p", "-n", "dev"),  # a stream kubectl keeps reading
+    ("get", "secret", "app-secrets", "-n", "dev", "-o", "yaml"),  # waits for an approval
+])
+def test_revoking_a_token_ends_what_its_agent_is_running(
+    tcp: Tcp, agent_ca: Path, command: tuple[str, ...]
+) -> None:
+    name = "follower" if command[0] == "logs" else "asker"
+    session = f"revoked-{name}"
+    running = tcp.background(*command, token_file=tcp.give(f"{name}.token", tcp.token(name)),
+                             ca=agent_ca, extra={"GUARDCTL_SESSION": session})
+    try:
+        assert running.stdout is not None and running.stderr is not None
+        if command[0] == "logs":
+            assert running.stdout.readline().startswith(b"/docker-entrypoint.sh")  # streams
+        else:
+            assert b"waiting" in running.stderr.readline()
+        before = len(tcp.log_text())
+        proc = tcp.broker.broker_guardctl("broker", "token", "revoke", name)
+        assert proc.returncode == 0, proc.stderr
+        _, err = running.communicate(timeout=60)  # the broker checks every few seconds
+    finally:
+        if running.poll() is None:
+            os.killpg(running.pid, signal.SIGKILL)  # runuser and the agent's guardctl
+            running.communicate(timeout=60)
+    assert running.returncode == 13, err
+    assert err.splitlines()[-1] == (
+        b"guardctl: the broker ended this command: unknown or revoked token; get a new token "
+        b"from `guardctl broker token create`"), err
+    assert re.search(rf"ended {name} \(token, from 127\.0\.0\.1:\d+, agent\)'s request: "
+                     "unknown or revoked token", tcp.logged("unknown or revoked", before))
+    (started,) = [r for r in _records(tcp)
+                  if r.get("session") == session and r.get("status") == "started"]
+    assert (started["status"], started["agent"]) == ("started", name)
+    assert [r["agent"] for r in _completed(tcp, started)] == [name]
+    assert tcp.broker.broker_guardctl("audit", "verify").returncode == 0
 
 
 def test_an_unreadable_token_file_runs_nothing(tcp: Tcp, agent_ca: Path) -> None:
@@ -450,8 +507,9 @@ def test_a_signal_to_the_client_ends_the_command_in_the_broker(
             waiting.kill()
             waiting.communicate(timeout=60)
     assert waiting.returncode == 143, err
-    ended = [r for r in _records(tcp) if r.get("session") == "tcp-signal"
-             and r.get("status") == "completed"]
+    (started,) = [r for r in _records(tcp) if r.get("session") == "tcp-signal"
+                  and r.get("status") == "started"]
+    ended = _completed(tcp, started)
     assert [r["exit_code"] for r in ended] == [143] and ended[0]["agent"] == "ci-1"
 
 

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import select
 import signal
 import ssl
 import subprocess
@@ -151,6 +152,34 @@ def test_logs(kubectl: Run, args: list[str], expected: str) -> None:
     assert expected in out
     if "--tail" in args:
         assert out.count("\n") == int(args[args.index("--tail") + 1])
+
+
+@needs_kubectl
+def test_logs_follow_streams_until_the_server_stops(kube_env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """`logs -f` gets the lines there are, then its stream stays open (no container here
+    prints again) until the server stops, which ends kubectl cleanly."""
+    with DevServer() as dev:
+        config = dev.write_kubeconfig(tmp_path / "config")
+        argv = [KUBECTL, "logs", "-f", "web-7d4b9c8f6d-x2k9p", "-n", "dev"]
+        whole = subprocess.run(argv[:2] + argv[3:], env={**kube_env, "KUBECONFIG": str(config)},
+                               capture_output=True, timeout=60).stdout
+        follower = subprocess.Popen(argv, env={**kube_env, "KUBECONFIG": str(config)},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert follower.stdout is not None
+            seen = b"".join(follower.stdout.readline() for _ in whole.splitlines())
+            assert seen == whole
+            # open: neither more output nor its end, while the server runs
+            readable, _, _ = select.select([follower.stdout], [], [], 1.0)
+            assert readable == [] and follower.poll() is None
+            dev.stop()
+            rest, err = follower.communicate(timeout=60)
+        finally:
+            if follower.poll() is None:
+                follower.kill()
+                follower.wait()
+    assert (follower.returncode, rest) == (0, b""), err
 
 
 @needs_kubectl

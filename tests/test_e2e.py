@@ -237,6 +237,19 @@ def test_temp_kubeconfig_is_removed(agent_env: dict[str, str]) -> None:
     ]
 
 
+def test_a_killed_runs_folder_is_swept_by_the_next_run(agent_env: dict[str, str]) -> None:
+    ended = subprocess.Popen(["true"])  # a pid whose process has ended
+    ended.wait()
+    dead = ended.pid
+    runtime = Path(agent_env["XDG_RUNTIME_DIR"])
+    stale = runtime / f"{PREFIX}{dead}-abc123"
+    stale.mkdir(mode=0o700)
+    (stale / "kubeconfig").write_text("token: left-by-a-killed-run\n")
+    proc = guardctl(agent_env, "get", "ns")
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists()
+
+
 def _pid_alive(path: Path) -> bool:
     pid = int(path.name[len(PREFIX) :].partition("-")[0])
     try:

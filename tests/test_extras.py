@@ -1,32 +1,61 @@
-"""Optional parts: `guardctl mcp` without the `mcp` extra says what to install, in one line."""
+"""Optional parts: a command without its extra (`mcp`, `webhook`, `s3`) says what to install,
+in one line."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_mcp_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
-    # an interpreter where `import mcp` fails: a module of that name that refuses to load
+
+def _without(tmp_path: Path, module: str) -> str:
+    """A PYTHONPATH where `import MODULE` fails: a finder that refuses to load it."""
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(
         "import sys\n"
-        "class _NoMCP:\n"
+        "class _Blocked:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'mcp' or name.startswith('mcp.'):\n"
+        f"        if name == {module!r} or name.startswith({module + '.'!r}):\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, _NoMCP())\n"
+        "sys.meta_path.insert(0, _Blocked())\n"
     )
+    return str(blocker)
+
+
+@pytest.mark.parametrize(("module", "args", "extra"), [
+    ("mcp", ["mcp"], "mcp"),
+    # signed answers (approvals sign/keys, the broker's --answers-listen) need Ed25519
+    ("cryptography", ["approvals", "keys", "add", "alice", "a.pub"], "webhook"),
+    ("boto3", ["audit", "verify", "--against", "s3://audit-bucket/team"], "s3"),
+])
+def test_a_command_without_its_extra_says_what_to_install(
+    tmp_path: Path, module: str, args: list[str], extra: str
+) -> None:
+    (tmp_path / "a.pub").write_text("whatever\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "guardctl", "mcp"], capture_output=True, text=True, timeout=60,
-        stdin=subprocess.DEVNULL, env={"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-m", "guardctl", *args], capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": _without(tmp_path, module), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 13
     assert proc.stderr.count("\n") == 1, proc.stderr
-    assert "pip install 'guardctl[mcp]'" in proc.stderr
+    assert f"pip install 'guardctl[{extra}]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_s3_sink_without_boto3_says_what_to_install(tmp_path: Path) -> None:
+    code = ("from guardctl.shipping import s3, base\n"
+            "try: s3.make({'bucket': 'audit-bucket'})\n"
+            "except base.ShipError as e: print(e)")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": _without(tmp_path, "boto3")},
+    )
+    assert proc.stdout == "the s3 sink needs boto3: pip install 'guardctl[s3]'\n", proc.stderr
 
 
 def test_the_command_line_imports_no_mcp() -> None:

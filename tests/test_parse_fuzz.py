@@ -7,7 +7,7 @@ import re
 import shlex
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from guardctl.firewall.parse import _RESERVED, _fast_commands, _parse, _simple_words, parse
@@ -99,6 +99,10 @@ programs = st.sampled_from(
         "if",
         "exec",
         "A=1",
+        "B+=x",
+        "C='a b'",
+        "_d=",
+        "E=$NS",
     ]
 )
 simple_line = st.builds(
@@ -148,8 +152,12 @@ def _same_reading(line: str, parts: list[tuple[str, bool]]) -> None:
     commands = _fast_commands(line)
     # a keyword or an assignment leaves it to bashlex; shlex knows no redirects, and keeps
     # no variable's source text
-    if commands is not None and not any(c in line for c in "<>$"):
-        read = [([w.text for w in command.words], command.piped) for command in commands]
+    if commands is not None and not any(c in line for c in "<>$") and "+=" not in line:
+        read = [
+            ([f"{n}={v}" for n, v in command.assignments] + [w.text for w in command.words],
+             command.piped)
+            for command in commands
+        ]
         assert read == [(shlex.split(text), piped) for text, piped in parts]
     if not _BASHLEX_MISREADS.search(line):
         assert fast == _parse(line, allow_fast=False)
@@ -171,9 +179,9 @@ def test_list_fast_path_equals_bashlex(first: str, rest: list[tuple[str, str]]) 
     line = first + "".join(sep + part for sep, part in rest)
     heads = [shlex.split(part)[0] for part in (first, *(part for _, part in rest))]
     # a list of plain pipelines takes the fast path unless a command starts with a keyword
-    # or an assignment
+    # or a word with a `=` that is not an assignment before the first word
     taken = _fast_commands(line) is not None
-    assert taken == (not any(h in _RESERVED or "=" in h for h in heads))
+    assert taken or any(h in _RESERVED or "=" in h for h in heads)
     _same_reading(line, [(first, False), *((part, sep.strip() == "|") for sep, part in rest)])
 
 
@@ -250,3 +258,24 @@ def test_the_deadline_nests_inside_an_outer_timer() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+fast_punctuation = st.lists(
+    st.sampled_from(["a", "b", "kubectl", " ", "\t", "|", "||", "&&", ";", "&", "<", ">", ">>",
+                     "2>", "2>&1", ">&2", "&>", "'x y'", '"q"', "'", '"', "$NS", "${NS}", "=",
+                     "if", "then", "fi", "!", "~", "-", "--", ";&", "|&", ";;", "<>"]),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(fast_punctuation | simple_line | redirected_line)
+@example("a ;&> f")  # bash reads `;&` (a case terminator) and `|&` as operators
+@example("a |&> f b")
+def test_a_fast_path_line_is_one_bash_parses(line: str) -> None:
+    # the fast path skips the bash grammar check (bashsyntax): every line it reads must be
+    # one the check accepts
+    from guardctl.firewall.bashsyntax import syntax_error
+
+    if _fast_commands(line) is not None:
+        assert syntax_error(line) is None

@@ -6,7 +6,8 @@
    on this cluster: approved at once, the approver is the window's creator;
 2. the inline prompt, when a person is at guardctl's own terminal (`prompt.open_terminal`);
 3. the queue (`queue.Queue`): the request waits for `guardctl approvals` until
-   `GUARDCTL_APPROVAL_TIMEOUT` runs out.
+   `GUARDCTL_APPROVAL_TIMEOUT` runs out; a webhook in the config file is told of it
+   (`webhook`), and a signed answer from off the machine (`signed`) counts like a local one.
 """
 
 import contextlib
@@ -101,6 +102,7 @@ def _wait_in_queue(
     with _signals_exit():
         try:
             queue.put(request)
+            _announce(env, request)
             outcome = _poll(queue, request, timeout, clock, sleep)
         finally:
             # the lock makes this the end: whatever was answered before counts (even at the
@@ -111,6 +113,15 @@ def _wait_in_queue(
     if outcome is not None:
         return outcome
     return Outcome(False, None, f"timed out after {seconds_text(timeout)}", "timeout")
+
+
+def _announce(env: Environment, request: Request) -> None:
+    """Post the request to the webhook the config names, if any (it never blocks the wait;
+    see `webhook`). The module is imported only when a config file exists."""
+    if env.config_path.exists():
+        from guardctl.approvals import webhook
+
+        webhook.announce(env, request)
 
 
 def _poll(

@@ -25,6 +25,7 @@ from guardctl.broker.localfiles import MAX_BYTES, MAX_COPY_BYTES, MAX_FILES, Inp
 from guardctl.broker.peer import AGENT, APPROVER
 from guardctl.model import KubectlCall
 from guardctl.routing import flush_standard_streams
+from guardctl.status import ExitStatus
 
 # signals a client may pass on; anything else it sends is ignored
 RELAYED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH})
@@ -86,14 +87,16 @@ class Caller:
     """Who called, and the open connection to them (see the module docstring).
 
     `before_exit` runs before the exit status is sent: over TCP (`over_tcp`) it sends what
-    is left of the command's output first (`remote.Link.drain`)."""
+    is left of the command's output first (`remote.Link.drain`). `journal` writes one line
+    on the broker's own log (the process's stderr is the client's)."""
 
     def __init__(
         self, conn: socket.socket, peer: Identity, role: str, cwd: str,
         launcher: tuple[str, ...], before_exit: Callable[[], None] | None = None,
-        over_tcp: bool = False,
+        over_tcp: bool = False, journal: Callable[[str], None] | None = None,
     ) -> None:
         self.peer = peer
+        self.journal = journal
         self.role = role
         self.cwd = cwd
         self.launcher = launcher
@@ -106,6 +109,8 @@ class Caller:
         self._fetched: dict[tuple[str, str, bool], _Input] = {}
         self._download: tuple[str, Path] | None = None  # kubectl cp from a pod: (local, copy)
         self._reported = False
+        self._ended: str | None = None  # why the broker ended the request (`end`)
+        self._end_lock = threading.Lock()
         self._gone = False  # the client closed the connection
         self._granted = False  # a line was handed to the client's bash; its status is due
         self.finished = threading.Event()
@@ -198,10 +203,11 @@ class Caller:
         """The policy's manifest reader: files come from the client, read as the agent."""
         return inputs.text_reader(self.fetch, expand)
 
-    def renderer(self, expand: bool) -> Callable[[str], str | None]:
+    def renderer(self, expand: bool, cache_dir: Path) -> Callable[[str], str | None]:
         """The policy's kustomize renderer: the folder comes from the client, read as the
-        agent, and is rendered from a private copy."""
-        return inputs.tree_renderer(self.fetch, expand)
+        agent, and is rendered from a private copy (renders kept in the broker's
+        `cache_dir`)."""
+        return inputs.tree_renderer(self.fetch, expand, cache_dir)
 
     def refusal(self, call: KubectlCall, plugins: frozenset[str] = frozenset()) -> str | None:
         if self.over_tcp:
@@ -270,13 +276,29 @@ class Caller:
 
     def report(self, code: int) -> None:
         """Send the command's exit status, once (later calls do nothing): the client goes on
-        while the worker still writes the records that follow a run."""
-        if self._reported:
-            return
-        self._reported = True
+        while the worker still writes the records that follow a run. A request the broker
+        ended (`end`) exits 13, after a line saying why."""
+        with self._end_lock:
+            if self._reported:
+                return
+            self._reported = True
         self.finished.set()
         flush_standard_streams()
         if self._before_exit is not None:
             self._before_exit()
         with contextlib.suppress(OSError):
+            if self._ended is not None:
+                self.say(f"guardctl: {self._ended}")
+                code = ExitStatus.UNSAFE
             self.send(wire.EXIT, b"%d" % code)
+
+    def end(self, why: str) -> bool:
+        """End the request from another thread, as a SIGTERM from the client would (kubectl
+        is stopped, the records are written), and tell the client `why` with its exit
+        status; False when its status was sent already (nothing is left to end)."""
+        with self._end_lock:
+            if self._reported:
+                return False
+            self._ended = why
+            os.kill(os.getpid(), signal.SIGTERM)
+            return True

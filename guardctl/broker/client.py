@@ -54,7 +54,8 @@ def runs_here(args: "list[str]") -> bool:
         return False
     if args[0] in LOCAL_OPTIONS or args[0] in LOCAL_COMMANDS:
         return True
-    return args[:2] == ["broker", "serve"]
+    # `approvals sign` reads the signer's private key: never in the broker's process
+    return args[:2] in (["broker", "serve"], ["approvals", "sign"])
 
 
 def _error(message: str) -> int:

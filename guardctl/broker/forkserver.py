@@ -109,17 +109,19 @@ def prewarm() -> None:
     from guardctl.agents import hook
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
-    from guardctl.recording import audit, recorder
-    from guardctl.running import creds, invoke, kubeconfig, runner
+    from guardctl.recording import audit, recorder, retention
+    from guardctl.running import creds, invoke, kubeconfig, runner, team_rules
 
-    del audit, cli, creds, hook, invoke, kubeconfig, recorder, runner  # imported is enough
+    # imported is enough
+    del audit, cli, creds, hook, invoke, kubeconfig, recorder, retention, runner, team_rules
     found = detectors.default_detectors()
     for detector in found.values():
         detector.pattern  # noqa: B018 - compiles and keeps it
     mask.mask_text("warm: token=0123456789abcdef0123", found)
     try:
         # loads the bundled policy, and bashlex, whose parser tables take longest to build
-        app.Checker.load(Environment()).check("kubectl get pods | head")
+        # (a plain pipeline takes the fast path, which does without it: `$(...)` does not)
+        app.Checker.load(Environment()).check("kubectl get pods | head -n $(echo 3)")
     except Exception:  # noqa: BLE001 - a broken rules setup is each worker's to report
         pass
     # what was built stays for the server's life: the collector need not walk it in every

@@ -207,21 +207,23 @@ def materialize(
     return (*words, *appended)
 
 
-def tree_renderer(fetch: Fetch, expand: bool) -> Callable[[str], str | None]:
+def tree_renderer(fetch: Fetch, expand: bool, cache_dir: Path) -> Callable[[str], str | None]:
     """A policy Render (see firewall.manifests) of a kustomization the client sends: written
-    to a private folder, rendered there by the broker's kubectl."""
+    to a private folder, rendered there by the broker's kubectl (or found in the broker's
+    own render cache, `cache_dir`, when the same files were rendered before)."""
 
     def render(path: str) -> str | None:
         import tempfile
 
-        from guardctl.running.kustomize import render_folder
+        from guardctl.running.kustomize import cached_render
         from guardctl.running.runner import find_kubectl
 
         try:
             entries = fetch(path, "tree", expand)
             kubectl = find_kubectl(Environment())
             with tempfile.TemporaryDirectory(prefix="guardctl-kustomize-") as root:
-                return render_folder(kubectl, str(_write(Path(root) / "in", entries, "input")))
+                copy = str(_write(Path(root) / "in", entries, "input"))
+                return cached_render(kubectl, copy, cache_dir, confine=copy)
         except (InputError, UnsafeError, OSError, ValueError):
             return None
 

@@ -6,7 +6,10 @@ and open with an AUTH frame holding a token that `broker token create` made (`to
 agent is then named by the token and is always an agent, never an approver: no kernel says
 who is on the other end of a TCP connection, so approving stays on the broker's own host. A
 missing, unknown, revoked or expired token is refused: one line to the client, exit 13, and
-one line in the broker's log (never the token). Refusals are not written to the audit log:
+one line in the broker's log (never the token). A request keeps its token under watch while it
+runs (`watch_token`): once the token is revoked or expires, what it runs is ended, as a
+signal to the client would end it (a `logs -f` or an approval wait would otherwise outlive
+the token). Refusals are not written to the audit log:
 whoever can reach the port could otherwise fill the log, and take its lock, without any
 credential; the audit log holds what agents did.
 
@@ -19,11 +22,14 @@ that takes no input leaves the agent's stdin alone. An interactive terminal (`ex
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
 import ssl
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +47,8 @@ HELLO_SECONDS = 10.0
 DRAIN_SECONDS = 30.0
 # how long a finished worker waits for the relay to send the last frames
 CLOSE_SECONDS = 30.0
+# how often a running request checks that its token still names its agent
+RECHECK_SECONDS = 2.0
 # guardctl's own commands that read their stdin (`check` only with --batch)
 STDIN_COMMANDS = frozenset({"mask", "hook"})
 TTY_REFUSAL = (
@@ -134,6 +142,9 @@ class Opened(NamedTuple):
     tls: ssl.SSLSocket
     agent: RemoteAgent
     body: bytes  # the request frame's body
+    # checks the token again (tokens.Refused once it no longer names the agent); None for a
+    # ServiceAccount's token, which the cluster vouched for when the connection opened
+    recheck: Callable[[], object] | None
 
 
 class Refusal(Exception):
@@ -194,12 +205,37 @@ def open_request(conn: socket.socket, tcp: Tcp, environ: dict[str, str],
         return _open(conn, tcp, environ, seconds)
 
 
+def _reviewed(token: str, tcp: Tcp) -> bool:
+    """Whether the cluster checks this token (a TokenReview), not the broker's own list."""
+    return bool(tcp.service_accounts) and tokenreview.looks_like_jwt(token)
+
+
 def identify(token: str, tcp: Tcp, environ: dict[str, str]) -> str:
     """The agent a token names: a Kubernetes token of an `--agent-service-account` by a
     TokenReview, any other by the broker's own tokens; tokens.Refused when none."""
-    if tcp.service_accounts and tokenreview.looks_like_jwt(token):
+    if _reviewed(token, tcp):
         return tokenreview.review(environ, token, tcp.service_accounts)
     return tokens.verify(tcp.tokens, token)
+
+
+def watch_token(
+    recheck: Callable[[], object], end: Callable[[str], None], seconds: float = RECHECK_SECONDS
+) -> None:
+    """Call `recheck` every `seconds` in a thread of the worker's; the first time it refuses
+    (the token was revoked or expired, or the broker's tokens cannot be read: closed, as a
+    new connection would be), `end(why)`, and stop watching. The thread ends with the
+    worker."""
+
+    def run() -> None:
+        while True:
+            time.sleep(seconds)
+            try:
+                recheck()
+            except (tokens.Refused, UsageError) as why:
+                end(str(why))
+                return
+
+    threading.Thread(target=run, name="token-watch", daemon=True).start()
 
 
 def _open(conn: socket.socket, tcp: Tcp, environ: dict[str, str], seconds: float) -> Opened:
@@ -231,7 +267,9 @@ def _open(conn: socket.socket, tcp: Tcp, environ: dict[str, str], seconds: float
     except (OSError, UsageError) as err:
         raise Refusal(f"refused {address} over TCP: {err}", None, 2) from None
     tls.settimeout(None)
-    return Opened(tls, RemoteAgent(name, address), body)
+    recheck = None if _reviewed(token, tcp) else functools.partial(tokens.verify, tcp.tokens,
+                                                                   token)
+    return Opened(tls, RemoteAgent(name, address), body, recheck)
 
 
 def _say(tls: ssl.SSLSocket, line: str, code: int = 13) -> None:

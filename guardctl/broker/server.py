@@ -50,9 +50,11 @@ from guardctl.routing import flush_standard_streams
 from guardctl.signals import exit_on_signal
 
 if TYPE_CHECKING:
-    from guardctl.broker.caller import Identity
+    from guardctl.broker.answers import Settings as AnswerSettings
+    from guardctl.broker.caller import Caller, Identity
     from guardctl.broker.remote import Link, Tcp
     from guardctl.broker.worker import Commands
+    from guardctl.shipping.follower import Follower
 
 # how often the accept loop wakes up to notice that its socket was removed
 CHECK_SECONDS = 5.0
@@ -237,11 +239,11 @@ def prewarm() -> None:
     from guardctl.broker import caller, inputs, worker
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
-    from guardctl.recording import audit, recorder, sessions, verify
-    from guardctl.running import creds, invoke, kubeconfig, kubectl_env, runner
+    from guardctl.recording import audit, recorder, retention, sessions, verify
+    from guardctl.running import creds, invoke, kubeconfig, kubectl_env, runner, team_rules
 
     del hook, shell, flow, grants, queue, caller, inputs, worker, audit, recorder, sessions
-    del verify, creds, invoke, kubeconfig, kubectl_env, runner
+    del verify, creds, invoke, kubeconfig, kubectl_env, runner, retention, team_rules
     found = detectors.default_detectors()
     for detector in found.values():
         detector.pattern  # noqa: B018 - compiles and keeps it
@@ -263,15 +265,45 @@ def _stop(_signum: int, _frame: object) -> None:
 
 
 def serve(
-    path: Path | None, access: Access, log: IO[str], commands: Commands, tcp: Tcp | None = None
+    path: Path | None, access: Access, log: IO[str], commands: Commands, tcp: Tcp | None = None,
+    answers: AnswerSettings | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT (or the socket is removed); returns an exit status.
 
-    `path`: the Unix socket (None: TCP only); `tcp`: `--listen` (None: the socket only).
+    `path`: the Unix socket (None: TCP only); `tcp`: `--listen` (None: the socket only);
+    `answers`: `--answers-listen`, where signed answers arrive (None: no such listener).
     `commands` runs one of guardctl's own commands in a worker (`cli.run`).
     """
     serving = Serving(access, dict(os.environ), commands, tcp)
+    follower = _start_shipping(log)
+    try:
+        return _serve(path, access, log, serving, follower, answers)
+    finally:
+        if follower is not None:
+            follower.stop()
+
+
+def _start_shipping(log: IO[str]) -> Follower | None:
+    """The shipper of the records to the sinks the config's `ship:` names (None: none)."""
+    from guardctl.env import Environment
+    from guardctl.shipping import follower
+
+    env = Environment()
+    started = follower.start(env.state_dir, env.config_path, env.cache_dir, log)
+    if started is not None:
+        log.write(f"guardctl broker: shipping to {', '.join(started.sinks)} "
+                  f"(pid {started.pid})\n")
+    return started
+
+
+def _serve(
+    path: Path | None, access: Access, log: IO[str], serving: Serving, follower: Follower | None,
+    answers: AnswerSettings | None,
+) -> int:
+    tcp = serving.tcp
     with contextlib.ExitStack() as stack:
+        if answers is not None:  # first: its process must hold none of the other listeners
+            _answer_signed(stack, answers, log)
         listeners, where = [], []
         if path is not None:
             listener, how = stack.enter_context(listening(path, access))
@@ -300,7 +332,8 @@ def serve(
         log.flush()
         pool = _Pool(lambda taken: _spare(
             listeners, _open_to(listeners, len(pool.busy), path is not None), taken, serving
-        ))
+        ), on_end=follower.wake if follower is not None else None,
+            private=(follower.wake_fd,) if follower is not None else ())
         try:
             while True:
                 pool.fill()
@@ -313,6 +346,20 @@ def serve(
             return 0
         finally:
             pool.stop()
+
+
+def _answer_signed(stack: contextlib.ExitStack, answers: AnswerSettings, log: IO[str]) -> None:
+    """Open the answers listener (`answers`) in a process of its own, for the stack's life."""
+    from guardctl.approvals.signed import require_cryptography
+    from guardctl.broker import answers as answering
+    from guardctl.broker import remote
+
+    require_cryptography()
+    listener = remote.listen(answers.host, answers.port, BACKLOG)
+    address = answering.url(answers, listener)
+    stack.enter_context(answering.serving(answers, listener, lambda line: _journal(2, line)))
+    log.write(f"guardctl broker: answers on {address} (POST /v1/approvals/ID, signed by an "
+              "approver key)\n")
 
 
 class _Pool:
@@ -329,9 +376,14 @@ class _Pool:
     """
 
     def __init__(
-        self, run: Callable[[int], None], spares: int = SPARES, limit: int = MAX_WORKERS
+        self, run: Callable[[int], None], spares: int = SPARES, limit: int = MAX_WORKERS,
+        on_end: Callable[[], None] | None = None, private: tuple[int, ...] = (),
     ) -> None:
         self._run = run
+        # told when a busy worker ended (its request's records are written)
+        self._on_end = on_end
+        # the server's own descriptors a worker must not keep open (the shipper's pipe)
+        self._private = private
         self._spares = spares
         self._limit = limit
         self._taken_read, self._taken_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -356,7 +408,7 @@ class _Pool:
                     # blocks would remove the socket): whatever happens, it ends here
                     try:
                         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-                        for fd in (self._taken_read, *self._ends.values()):
+                        for fd in (self._taken_read, *self._ends.values(), *self._private):
                             if fd >= 0:
                                 os.close(fd)
                         self._run(self._taken_write)
@@ -402,6 +454,8 @@ class _Pool:
             if pid == 0:
                 return
             self.spares.discard(pid)  # a spare that died idle is replaced by `fill`
+            if pid in self.busy and self._on_end is not None:
+                self._on_end()
             self.busy.discard(pid)
             end = self._ends.pop(pid, -1)
             if end >= 0:
@@ -424,7 +478,8 @@ def _spare(
         os.setsid()  # its own session: a Ctrl-C at the broker's terminal stops the server only
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)  # idle: ends quietly
-        warm_up(serving.environ)
+        if not _waiting(accept_on):
+            warm_up(serving.environ)
         conn = _accept(accept_on)
         accepted_at = time.clock_gettime(time.CLOCK_BOOTTIME)
         os.write(taken, os.getpid().to_bytes(4, sys.byteorder))
@@ -434,6 +489,14 @@ def _spare(
     except BaseException:  # noqa: BLE001 - a spare must end here, never in the server's loop
         os._exit(1)
     _worker(conn, serving, accepted_at)
+
+
+def _waiting(listeners: list[socket.socket]) -> bool:
+    """Whether a connection already waits: then a spare takes it at once. Warming up pays
+    ahead, while nobody waits, what the request would pay; with requests queued (many agents
+    at once) it only delays each of them by a whole warm-up, one spare after another."""
+    ready, _, _ = select.select(listeners, [], [], 0)
+    return bool(ready)
 
 
 def _open_to(listeners: list[socket.socket], busy: int, has_socket: bool) -> list[socket.socket]:
@@ -609,7 +672,8 @@ def _remote_request(conn: socket.socket, serving: Serving, connection: _Connecti
         os._exit(refusal.code)
     link = remote.Link(opened.tls)
     connection.frames, connection.link = link.local, link
-    return _serve_request(link.local, opened.agent, AGENT, opened.body, link.fds, serving, link)
+    return _serve_request(link.local, opened.agent, AGENT, opened.body, link.fds, serving, link,
+                          opened.recheck)
 
 
 def _refuse(conn: socket.socket, peer: Peer, role: str | None, unreadable: bool) -> None:
@@ -640,8 +704,10 @@ def _serve_request(
     fds: list[int],
     serving: Serving,
     link: Link | None = None,
+    recheck: Callable[[], object] | None = None,
 ) -> int:
-    """Run the request whose standard streams are `fds` (over TCP, `link`'s pipes)."""
+    """Run the request whose standard streams are `fds` (over TCP, `link`'s pipes, and
+    `recheck` its token while it runs: `remote.watch_token`)."""
     from guardctl.broker.caller import Caller
     from guardctl.broker.worker import run_request
 
@@ -659,13 +725,16 @@ def _serve_request(
     caller = Caller(
         conn, peer, role, os.fsdecode(cwd), tuple(os.fsdecode(w) for w in launcher),
         before_exit=link.drain if link is not None else None, over_tcp=link is not None,
+        journal=lambda line: _journal(journal, line),
     )
     words = [os.fsdecode(a) for a in args]
     if link is not None:
-        from guardctl.broker.remote import reads_stdin
+        from guardctl.broker.remote import reads_stdin, watch_token
 
         if reads_stdin(words):
             caller.send(wire.WANT)
+        if recheck is not None:
+            watch_token(recheck, lambda why: _end(caller, journal, why))
     started = time.monotonic()
     code = 1
     try:
@@ -678,6 +747,13 @@ def _serve_request(
         _journal(journal, f"{caller.describe()}: {_summary(words)} -> exit {code} "
                           f"({time.monotonic() - started:.2f} s)")
     return code
+
+
+def _end(caller: Caller, journal: int, why: str) -> None:
+    """End a TCP agent's request whose token no longer names it (`remote.watch_token`)."""
+    if caller.end(f"the broker ended this command: {why}; get a new token from "
+                  "`guardctl broker token create`"):
+        _journal(journal, f"ended {caller.describe()}'s request: {why}")
 
 
 def _summary(words: list[str]) -> str:

@@ -30,6 +30,9 @@ class Response:
     code: int
     body: bytes
     content_type: str = JSON
+    # a stream (`kubectl logs -f`): the body, then the response is held open until the
+    # client leaves or the server stops
+    follow: bool = False
 
 
 def json_response(code: int, obj: Any) -> Response:

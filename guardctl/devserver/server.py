@@ -7,6 +7,7 @@ http:// server; the kubeconfig carries the certificate as its CA. Only 127.0.0.1
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import sys
@@ -38,6 +39,8 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 # An idle keep-alive connection is dropped after this many seconds, so handler threads end.
 IDLE_TIMEOUT_SECONDS = 30
 START_TIMEOUT_SECONDS = 10
+# how often a followed stream (`logs -f`) looks whether its client left or the server stops
+FOLLOW_POLL_SECONDS = 0.2
 
 RequestRecord = tuple[str, str, str]  # method, path (no query), user ("" if unauthenticated)
 
@@ -79,12 +82,37 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _send(self, response: Response) -> None:
+        if response.follow:
+            self._follow(response)
+            return
         self.send_response(response.code)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def _follow(self, response: Response) -> None:
+        """A streamed body (chunked): what there is, then held open until the client leaves
+        or the server stops (the connection is not kept for another request)."""
+        self.close_connection = True
+        self.send_response(response.code)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if response.body:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(response.body), response.body))
+        self.request.settimeout(FOLLOW_POLL_SECONDS)
+        while not self.server.devserver.stopping.is_set():
+            try:
+                if not self.request.recv(1):
+                    return  # the client left
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+        with contextlib.suppress(OSError):
+            self.wfile.write(b"0\r\n\r\n")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
@@ -123,6 +151,7 @@ class DevServer:
         self._clock = clock
         self._requests: list[RequestRecord] = []
         self._requests_lock = threading.Lock()
+        self.stopping = threading.Event()  # ends the streams being followed
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._tls: ServerTls | None = None
@@ -138,6 +167,7 @@ class DevServer:
         if self._http is not None:
             raise RuntimeError("DevServer already started")
         self._tls = self_signed()
+        self.stopping.clear()
         try:
             self._http = _HttpServer(self._port, self, self._tls)  # listening on return
         except OSError as err:
@@ -152,6 +182,7 @@ class DevServer:
     def stop(self) -> None:
         if self._http is None:
             return
+        self.stopping.set()
         self._http.shutdown()
         self._http.server_close()
         if self._thread is not None:

@@ -63,7 +63,9 @@ def _log(api: Api, request: Request, target: Target) -> Response:
             raise bad_request(f"invalid tailLines {tail!r}")
         lines = lines[len(lines) - int(tail):] if int(tail) else []
     text = "".join(f"{line}\n" for line in lines)
-    return Response(200, text.encode(), "text/plain")
+    # no container here ever prints again: a follower gets what there is, then waits
+    return Response(200, text.encode(), "text/plain",
+                    follow=request.query.get("follow") == "true")
 
 
 # ---------------------------------------------------------------------- serviceaccounts/token

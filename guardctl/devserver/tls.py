@@ -34,22 +34,29 @@ def self_signed() -> ServerTls:
     The key never outlives this call on disk: it is loaded into the SSL context and the
     temporary folder is removed.
     """
+    with tempfile.TemporaryDirectory(prefix="guardctl-devserver-tls-") as tmp:
+        key, cert = write_self_signed(Path(tmp))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        return ServerTls(context, cert.read_bytes())
+
+
+def write_self_signed(folder: Path) -> tuple[Path, Path]:
+    """(key.pem, cert.pem) in `folder`: a fresh EC P-256 key and a certificate for IP
+    127.0.0.1, valid for two days, that is its own CA (a client trusts it by itself)."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise TlsError("the devserver needs the `openssl` command to make its TLS certificate, "
                        "and none is on PATH: install it (`apt install openssl`)")
-    with tempfile.TemporaryDirectory(prefix="guardctl-devserver-tls-") as tmp:
-        key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
-        argv = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
-                "-days", "2", "-subj", "/CN=guardctl-devserver",
-                "-addext", "subjectAltName=IP:127.0.0.1"]
-        result = subprocess.run(argv, capture_output=True, timeout=OPENSSL_TIMEOUT_SECONDS,
-                                check=False)
-        if result.returncode != 0:
-            said = result.stderr.decode(errors="replace").strip().splitlines()
-            raise TlsError(f"openssl could not make the devserver's TLS certificate: "
-                           f"{said[-1] if said else f'exit {result.returncode}'}")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        return ServerTls(context, cert.read_bytes())
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    argv = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
+            "-days", "2", "-subj", "/CN=guardctl-devserver",
+            "-addext", "subjectAltName=IP:127.0.0.1"]
+    result = subprocess.run(argv, capture_output=True, timeout=OPENSSL_TIMEOUT_SECONDS,
+                            check=False)
+    if result.returncode != 0:
+        said = result.stderr.decode(errors="replace").strip().splitlines()
+        raise TlsError(f"openssl could not make the devserver's TLS certificate: "
+                       f"{said[-1] if said else f'exit {result.returncode}'}")
+    return key, cert

@@ -63,19 +63,21 @@ _FAST_DOUBLE_UNSAFE = re.compile(r"[$\\`!]")
 _FAST_VARIABLE = re.compile(r"\$(?:[A-Za-z_]\w*(?![\w{])|\{[A-Za-z_]\w*\})")
 # a line as single-quoted strings, double-quoted strings (1) and the text between them (2)
 _FAST_PARTS = re.compile(r"""'[^']*'|"([^"]*)"|([^'"]+)""")
-# a separator; a descriptor copy (`2>&1`); a file redirect (`2>>`, `&>`, `<`) whose file is
-# the next word; or a word: plain characters and quoted strings.
+# a separator (not bash's `;&` or `|&`); a descriptor copy (`2>&1`); a file redirect (`2>>`,
+# `&>`, `<`) whose file is the next word; or a word: plain characters and quoted strings.
 # No possessive quantifier or atomic group in these regexes (nor anywhere in guardctl): Python
 # 3.10 has none, and 3.11.2's engine lets `(?:...|'[^']*+')++` take an unclosed quote. Each
 # repeat here is followed by a character it cannot take, or ends the match, so a bad line
 # fails after backtracking over one run at most: linear time all the same.
 _FAST_TOKEN = re.compile(
-    r"""[ \t]*(?:(?P<sep>\|\||&&|[|;])"""
+    r"""[ \t]*(?:(?P<sep>\|\||&&|[|;](?!&))"""
     r"""|(?P<dup>[0-9]*[<>]&[0-9]+)(?![^ \t|;&])"""
     r"""|(?P<fd>[0-9]*)(?P<op>>>|>\||&>>|&>|>|<)"""
     r"""|(?P<word>(?:[^ \t'"|;&<>]+|'[^']*'|"[^"]*")+))"""
 )
 _FAST_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+# an assignment word before a command's first word: an unquoted name, `=` or `+=`, a value
+_FAST_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\+?=(.*)", re.DOTALL)
 # words that are syntax at command position, never program names
 _RESERVED = frozenset(
     "if then elif else fi for while until do done case esac in function select time coproc "
@@ -159,20 +161,23 @@ class _State:
             # bash drops NUL bytes, so `kube\0ctl` would run kubectl
             self.problems.append("the line contains a NUL character")
             return
-        refused = syntax_error(line)
-        if refused is not None:
-            # bash runs the commands before a syntax error: they are still read and decided,
-            # but the line is never allowed
-            self.problems.append(f"bash would refuse the line: {refused}")
+        # a line the fast path reads is one bash parses (a property test checks it against
+        # the grammar check, which costs more than the fast path's split)
         commands = _fast_commands(line) if self.allow_fast else None
         if commands is not None:
             for command in commands:
-                inv = _invocation(tuple(command.words), command.io, scope, command.piped)
+                inv = _invocation(tuple(command.words), command.io, scope, command.piped,
+                                  tuple(command.assignments))
                 if command.words:
                     self.dispatch(inv, scope)
                 else:
                     self.emit(inv)  # `> FILE` alone, as bashlex's reading records it
             return
+        refused = syntax_error(line)
+        if refused is not None:
+            # bash runs the commands before a syntax error: they are still read and decided,
+            # but the line is never allowed
+            self.problems.append(f"bash would refuse the line: {refused}")
         self._parse_with_bashlex(line, scope)
 
     def _parse_with_bashlex(self, line: str, scope: _Scope) -> None:
@@ -310,7 +315,9 @@ def _simple_words(line: str) -> list[str] | None:
     """The words of a line that is one plain command with no redirects (see
     `_fast_commands`), else None."""
     found = _fast_commands(line)
-    if found is None or len(found) > 1 or (found and found[0].redirected):
+    if found is None or len(found) > 1:
+        return None
+    if found and (found[0].redirected or found[0].assignments):
         return None
     return [w.text for w in found[0].words] if found else []
 
@@ -322,6 +329,7 @@ class _FastCommand(NamedTuple):
     piped: bool  # a pipe feeds it
     writes: list[str]  # files its `>`, `>>`, `>|`, `&>`, `&>>` open for writing
     stdin: str | None  # the file its `<` reads
+    assignments: list[tuple[str, str]]  # NAME=value words before its first word
 
     @property
     def redirected(self) -> bool:
@@ -346,8 +354,9 @@ def _fast_commands(line: str) -> list[_FastCommand] | None:
     if not _fast_safe(line):
         return None
     found: list[_FastCommand] = []
-    current = _FastCommand([], False, [], None)
+    current = _FastCommand([], False, [], None, [])
     target: str | None = None  # the redirect waiting for its file, and its fd
+    assignable = True  # nothing but assignments yet in this command (as bashlex reads them)
     pos, end = 0, len(line.rstrip(" \t"))
     while pos < end:
         token = _FAST_TOKEN.match(line, pos)
@@ -356,6 +365,13 @@ def _fast_commands(line: str) -> list[_FastCommand] | None:
         pos = token.end()
         if token["word"] is not None:
             raw = token["word"]
+            assignment = _FAST_ASSIGNMENT.match(raw) if assignable else None
+            if assignment is not None:
+                # the value as bashlex's reading gives it: its word, or "" when empty
+                value = _fast_word(assignment[2]).text if assignment[2] else ""
+                current.assignments.append((assignment[1], value))
+                continue
+            assignable = False
             word = _fast_word(raw)
             if target is None:
                 current.words.append(word)
@@ -369,16 +385,20 @@ def _fast_commands(line: str) -> list[_FastCommand] | None:
         elif target is not None:
             return None  # a redirect without its file
         elif token["op"] is not None:
+            assignable = False
             fd = token["fd"]
             target = token["op"] if token["op"] != "<" or fd in ("", "0") else "<N"
         elif token["dup"] is None:  # a separator (a descriptor copy opens nothing)
             if not _plain_command(current):
                 return None
             found.append(current)
-            current = _FastCommand([], token["sep"] == "|", [], None)
-    if target is not None or (found and not current.words and not current.redirected):
+            current = _FastCommand([], token["sep"] == "|", [], None, [])
+            assignable = True
+        else:
+            assignable = False
+    if target is not None or (found and not _plain_command(current)):
         return None  # ends with a redirect or a separator
-    if not current.words and not current.redirected:
+    if not current.words and not current.redirected and not current.assignments:
         return []  # a blank line
     if not _plain_command(current):
         return None
@@ -394,11 +414,11 @@ def _fast_word(raw: str) -> Word:
 
 
 def _plain_command(command: _FastCommand) -> bool:
-    """Words starting with neither a keyword nor an assignment (A=1 cmd), which bashlex
-    reads, or redirects alone (`> f`)."""
+    """Assignments (`A=1`), then words starting with neither a keyword nor a word with a
+    `=` (bashlex reads those), or redirects alone (`> f`)."""
     words = command.words
     if not words:
-        return command.redirected
+        return command.redirected or bool(command.assignments)
     return words[0].text not in _RESERVED and "=" not in words[0].text
 
 

@@ -222,7 +222,8 @@ def decide_command(
     hits = tuple(
         hit
         for rule in _candidates(tuple(rules), facts, context)
-        if _may_apply(rule, facts) and (hit := match_rule(rule, facts, context)) is not None
+        if _may_apply(rule, facts)
+        and (hit := _first_match(rule, _for_verb(rule, facts.verb), facts, context)) is not None
     )
     action = strictest([h.action for h in hits])
     if facts.problems and action is Action.ALLOW:
@@ -287,8 +288,8 @@ class _Index(NamedTuple):
     other: tuple[Rule, ...]  # other programs
     # what a command is (see `_candidates`) -> the screen of its candidate rules
     screens: _Memo
-    # (the list above, a program) -> the rules of the list that can match that program
-    programs: _Memo
+    # a list above -> its rules by the programs and resources they need (`_Places`)
+    places: _Memo
 
 
 # kinds of command whose candidate rules an index keeps (an agent's lines have only so many),
@@ -313,16 +314,13 @@ def _candidates(
     else:
         fitting = index.by_head.get(facts.verb[0], index.any_head)
     program = facts.cmd.program
-
-    def build() -> _Screen:
-        # by program first (a few lists, kept), then by resources and namespaces
-        for_program = index.programs.get(
-            (fitting,), lambda: tuple(r for r in fitting if _may_run(r, program)), (program,)
-        )
-        return _Screen.build(for_program, facts, context)
-
+    # by program, flags, resources and namespaces (`_Places`, kept for the list)
+    places = index.places.get((fitting,), lambda: _Places.of(fitting))
+    flags = places.flag_keys.intersection(facts.call.flags) if facts.call else frozenset()
     screen = index.screens.get(
-        (fitting, context), build, (program, facts.resources, facts.namespaces)
+        (fitting, context),
+        lambda: places.screen(facts, context, program, flags),
+        (program, facts.resources, facts.namespaces, flags),
     )
     return screen.rules_for(facts.cmd)
 
@@ -332,43 +330,61 @@ class _Screen(NamedTuple):
     namespaces), in the rule set's order, those that need text mentioned set apart."""
 
     fixed: tuple[Rule, ...]  # rules that need no mentioned text
-    everything: tuple[Rule, ...]  # every candidate
-    order: dict[int, int]  # id(rule) -> its position among the candidates
+    everything: tuple[Rule, ...]  # every candidate, in no particular order
+    order: dict[int, int]  # id(rule) -> its position in the rule list
     by_fragment: dict[str, tuple[Rule, ...]]  # text one of them needs -> those rules
     # fragments by their first three characters, and those shorter (looked for each time)
     by_trigram: dict[str, tuple[str, ...]]
     short: tuple[str, ...]
 
     @classmethod
-    def build(cls, fitting: tuple[Rule, ...], facts: Facts, ctx: PolicyContext) -> "_Screen":
-        candidates = tuple(r for r in fitting if _may_fit_place(r, facts))
-        by_fragment: dict[str, list[Rule]] = {}
-        fixed = []
-        for rule in candidates:
+    def build(
+        cls, candidates: tuple[Rule, ...], order: dict[int, int], ctx: PolicyContext
+    ) -> "_Screen":
+        """The screen of `candidates` (in the order `order` gives)."""
+        return cls((), (), order, {}, {}, ()).adding(candidates, ctx)
+
+    def adding(self, rules: tuple[Rule, ...], ctx: PolicyContext) -> "_Screen":
+        """This screen with `rules` (not in it) among its candidates, its own parts reused:
+        a screen is the screen of the rules every command of a list meets, plus a few."""
+        if not rules:
+            return self
+        fixed = list(self.fixed)
+        added: dict[str, list[Rule]] = {}
+        for rule in rules:
             needed = _needed_text(rule, ctx)
             if needed is None:
                 fixed.append(rule)
             for fragment in needed or ():
-                by_fragment.setdefault(fragment, []).append(rule)
-        trigrams: dict[str, list[str]] = {}
-        for fragment in by_fragment:
-            if len(fragment) >= 3:
-                trigrams.setdefault(fragment[:3], []).append(fragment)
-        return cls(
+                added.setdefault(fragment, []).append(rule)
+        by_fragment, by_trigram, short = self.by_fragment, self.by_trigram, self.short
+        if added:
+            by_fragment, by_trigram = dict(by_fragment), dict(by_trigram)
+            for fragment, more in added.items():
+                if fragment not in by_fragment:
+                    if len(fragment) >= 3:
+                        by_trigram[fragment[:3]] = (*by_trigram.get(fragment[:3], ()), fragment)
+                    else:
+                        short = (*short, fragment)
+                by_fragment[fragment] = (*by_fragment.get(fragment, ()), *more)
+        position = self.order.__getitem__
+        if len(fixed) > len(self.fixed):
+            fixed.sort(key=lambda r: position(id(r)))
+        return _Screen(
             fixed=tuple(fixed),
-            everything=candidates,
-            order={id(r): i for i, r in enumerate(candidates)},
-            by_fragment={k: tuple(v) for k, v in by_fragment.items()},
-            by_trigram={k: tuple(v) for k, v in trigrams.items()},
-            short=tuple(f for f in by_fragment if len(f) < 3),
+            everything=(*self.everything, *rules),
+            order=self.order,
+            by_fragment=by_fragment,
+            by_trigram=by_trigram,
+            short=short,
         )
 
     def rules_for(self, cmd: SimpleCommand) -> tuple[Rule, ...]:
         if not self.by_fragment:
             return self.fixed
         mentioned = _mentioned(cmd)
-        if mentioned.patterns:
-            return self.everything  # a pattern may name a protected path without its text
+        if mentioned.patterns:  # a pattern may name a protected path without its text
+            return tuple(sorted(self.everything, key=lambda r: self.order[id(r)]))
         text = mentioned.text
         present = {f for f in self.short if f in text}
         for start in range(len(text) - 2):
@@ -380,6 +396,96 @@ class _Screen(NamedTuple):
         found = {id(r): r for f in present for r in self.by_fragment[f]}
         found.update((id(r), r) for r in self.fixed)
         return tuple(sorted(found.values(), key=lambda r: self.order[id(r)]))
+
+
+class _Places(NamedTuple):
+    """A rule list sorted by the programs and resources its alternatives need, so that the
+    rules fitting a command's program, resources and namespaces are found without looking
+    at every rule of a long list (a team's rules about their own resources)."""
+
+    programmed: tuple[Rule, ...]  # every alternative names programs
+    # else every alternative needs flags (`Rule.flag_needs`): by one flag of each
+    # alternative's, which a call must give for it to apply (`_may_apply`)
+    by_flag: dict[str, tuple[Rule, ...]]
+    flag_keys: frozenset[str]
+    anywhere: tuple[Rule, ...]  # else some alternative needs no resource and no namespace
+    any_resource: tuple[Rule, ...]  # else some alternative needs no resource (or any, "*")
+    by_resource: dict[str, tuple[Rule, ...]]  # the others, by each resource they name
+    order: dict[int, int]  # id(rule) -> its position in the list
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> "_Places":
+        programmed: list[Rule] = []
+        by_flag: dict[str, list[Rule]] = {}
+        anywhere: list[Rule] = []
+        any_resource: list[Rule] = []
+        by_resource: dict[str, list[Rule]] = {}
+        for rule in rules:
+            resources = _PLACES_OF.of(rule, _place_of)
+            if all(m.programs for m in rule.match):
+                programmed.append(rule)
+            elif rule.flag_needs is not None:
+                for flag in dict.fromkeys(min(needs) for needs in rule.flag_needs):
+                    by_flag.setdefault(flag, []).append(rule)
+            elif resources is _ANYWHERE:
+                anywhere.append(rule)
+            elif resources is _ANY_RESOURCE:
+                any_resource.append(rule)
+            else:
+                for resource in resources:
+                    by_resource.setdefault(resource, []).append(rule)
+        return cls(
+            programmed=tuple(programmed),
+            by_flag={k: tuple(v) for k, v in by_flag.items()},
+            flag_keys=frozenset(by_flag),
+            anywhere=tuple(anywhere),
+            any_resource=tuple(any_resource),
+            by_resource={k: tuple(v) for k, v in by_resource.items()},
+            order={id(r): i for i, r in enumerate(rules)},
+        )
+
+    def screen(
+        self, facts: Facts, ctx: PolicyContext, program: str, flags: frozenset[str]
+    ) -> "_Screen":
+        """The screen of the rules of the list that `_may_run` and `_may_fit_place` let
+        through: those that fit anywhere (their screen kept), and those of the others that
+        fit here (a rule of `by_resource` fits only a command of a resource it names, one
+        of `by_flag` only a call giving a flag it is kept by: `flags`)."""
+        found = {
+            id(r): r
+            for r in self.programmed
+            if _may_run(r, program) and _may_fit_place(r, facts)
+        }
+        for flag in flags:
+            found.update(
+                (id(r), r) for r in self.by_flag[flag] if _may_fit_place(r, facts)
+            )
+        found.update((id(r), r) for r in self.any_resource if _may_fit_place(r, facts))
+        for resource in facts.resources:
+            found.update(
+                (id(r), r) for r in self.by_resource.get(resource, ()) if _may_fit_place(r, facts)
+            )
+        base = _BASE_SCREENS.get(
+            (self, ctx), lambda: _Screen.build(self.anywhere, self.order, ctx)
+        )
+        return base.adding(tuple(found.values()), ctx)
+
+
+# what `_place_of` says of a rule that some alternative of fits every resource, and
+# namespace; or every resource, in some namespaces
+_ANYWHERE: tuple[str, ...] = ("(anywhere)",)
+_ANY_RESOURCE: tuple[str, ...] = ("(any resource)",)
+_PLACES_OF = _Memo(4 * MAX_SCREENS)
+
+
+def _place_of(rule: Rule) -> tuple[str, ...]:
+    """`_ANYWHERE`, `_ANY_RESOURCE`, or else every resource some alternative names."""
+    open_resource = [not m.resources or "*" in m.resources for m in rule.match]
+    if any(o and not m.namespaces for o, m in zip(open_resource, rule.match, strict=True)):
+        return _ANYWHERE
+    if any(open_resource):
+        return _ANY_RESOURCE
+    return tuple(dict.fromkeys(r for m in rule.match for r in m.resources))
 
 
 def _may_run(rule: Rule, program: str) -> bool:
@@ -401,6 +507,8 @@ def _may_fit_place(rule: Rule, facts: Facts) -> bool:
     )
 
 
+# the screens of the rules that fit anywhere, by rule list and context
+_BASE_SCREENS = _Memo(MAX_SCREENS)
 # a rule's needed text in a context: a rule meets every screen
 _NEEDED = _Memo(MAX_SCREENS)
 
@@ -438,7 +546,7 @@ def _new_index(rules: tuple[Rule, ...]) -> _Index:
         any_head=tuple(r for r in rules if r.verb_heads is None),
         other=tuple(r for r in rules if not r.kubectl_only),
         screens=_Memo(MAX_SCREENS),
-        programs=_Memo(MAX_SCREENS),
+        places=_Memo(MAX_SCREENS),
     )
 
 
@@ -453,7 +561,34 @@ def _may_apply(rule: Rule, facts: Facts) -> bool:
 
 def match_rule(rule: Rule, facts: Facts, context: PolicyContext) -> RuleHit | None:
     """A RuleHit when some alternative of `rule.match` holds and none of `rule.unless` does."""
-    for alternative in rule.match:
+    return _first_match(rule, rule.match, facts, context)
+
+
+# a rule -> the alternatives of it each verb met so far can match
+_VERB_ALTERNATIVES = _Memo(4 * MAX_SCREENS)
+
+
+def _for_verb(rule: Rule, verb: tuple[str, ...]) -> tuple[Match, ...]:
+    """The alternatives of `rule` whose verbs, if they name any, `verb` starts with (as
+    `_check_verbs` asks): the others cannot match a command of that verb."""
+    by_verb: dict[tuple[str, ...], tuple[Match, ...]] = _VERB_ALTERNATIVES.of(rule, _no_verbs)
+    found = by_verb.get(verb)
+    if found is None:
+        found = by_verb[verb] = tuple(
+            m for m in rule.match if not m.verbs or any(verb[: len(v)] == v for v in m.verbs)
+        )
+    return found
+
+
+def _no_verbs(_: Rule) -> dict[tuple[str, ...], tuple[Match, ...]]:
+    return {}
+
+
+def _first_match(
+    rule: Rule, alternatives: tuple[Match, ...], facts: Facts, context: PolicyContext
+) -> RuleHit | None:
+    """`match_rule` over some of the rule's alternatives, in their order."""
+    for alternative in alternatives:
         matched = match_alternative(alternative, facts, context)
         if matched is None:
             continue

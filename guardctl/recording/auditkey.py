@@ -181,8 +181,11 @@ def load_head(path: Path) -> Head | None:
     """The head in `path` as written (its mac unchecked); None when there is none.
     Raises Damaged."""
     data = _read_small(path)
-    if data is None:
-        return None
+    return None if data is None else head_of(data)
+
+
+def head_of(data: bytes) -> Head:
+    """The head in `data` (a head file's bytes), its mac unchecked. Raises Damaged."""
     fields = parse(data) if len(data) <= _SMALL_FILE else None
     if fields is None or set(fields) != set(Head.FIELDS):
         raise Damaged("is not a head (a JSON object with log, count, last and mac)")

@@ -13,7 +13,7 @@ deleted one.
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +36,8 @@ class Outcome(NamedTuple):
     in_use: list[CastFile]  # chosen, but being written (or the caller's session): left alone
     kept: list[CastFile]
     dry_run: bool
+    # chosen, but records naming it are not shipped yet: left, with the sinks they wait for
+    unshipped: list[tuple[CastFile, Sequence[str]]]
 
 
 def cast_files(folder: Path) -> list[CastFile]:
@@ -87,10 +89,13 @@ def prune(
     dry_run: bool = False,
     keep_session: str | None = None,
     clock: Callable[[], float] = time.time,
+    unshipped: Mapping[str, Sequence[str]] | None = None,
 ) -> Outcome:
     """Remove (or, `dry_run`, list) the casts the policy no longer keeps. Raises
     UnsafeError, removing nothing, when the audit log does not verify: a cast changed after
-    recording must not vanish through retention."""
+    recording must not vanish through retention. `unshipped`: cast name -> the sinks that
+    have not shipped every record naming it yet (guardctl.shipping): such a cast is left
+    until they have, and the summary says so."""
     folder = recorder.cast_dir(state_dir)
     checked = verify(audit.log_path(state_dir), folder)
     if not checked.ok:
@@ -100,11 +105,15 @@ def prune(
     total = sum(c.size for c in casts)
     now = clock()
     log = audit.AuditLog(audit.log_path(state_dir))
-    outcome = Outcome([], [], [], dry_run)
+    outcome = Outcome([], [], [], dry_run, [])
     for cast in casts:
         why = _why(cast, policy, total, now)
         if why is None:
             outcome.kept.append(cast)
+            continue
+        waiting = (unshipped or {}).get(cast.name)
+        if waiting:
+            outcome.unshipped.append((cast, waiting))
             continue
         if recorder.session_of(cast.name) == keep_session:
             outcome.in_use.append(cast)
@@ -137,8 +146,13 @@ def summary(outcome: Outcome) -> list[str]:
     verb = "would remove" if outcome.dry_run else "removed"
     lines = [f"{verb} {c.name} ({format_size(c.size)}): {why}" for c, why in outcome.removed]
     lines += [f"left {c.name} ({format_size(c.size)}): in use" for c in outcome.in_use]
+    lines += [
+        f"left {c.name} ({format_size(c.size)}): records naming it are not shipped yet "
+        f"({', '.join(sinks)}); `guardctl audit ship` ships them"
+        for c, sinks in outcome.unshipped
+    ]
     freed = sum(c.size for c, _ in outcome.removed)
-    kept = outcome.kept + outcome.in_use
+    kept = outcome.kept + outcome.in_use + [c for c, _ in outcome.unshipped]
     lines.append(
         f"{verb} {len(outcome.removed)} cast{'s' if len(outcome.removed) != 1 else ''} "
         f"({format_size(freed)}); {len(kept)} kept ({format_size(sum(c.size for c in kept))})"

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 
 def _row(number: int, record: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("time", "session", "user", "cwd", "line", "argv", "decision", "rules", "reason")
+    """An invocation from its "started" record; `agent` is None when no broker ran it for
+    an agent."""
+    keep = ("time", "session", "user", "agent", "cwd", "line", "argv", "decision", "rules",
+            "reason")
     row = {k: record.get(k) for k in keep}
     row.update(
         line_number=number, status="incomplete", exit_code=None, duration=None,

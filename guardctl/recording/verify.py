@@ -77,6 +77,19 @@ def _lines(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, rest
 
 
+def record_lines(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """(line as written, record) for each readable line of the log; nothing if it is
+    missing."""
+    try:
+        data = _read_locked(path)
+    except FileNotFoundError:
+        return
+    for raw in _lines(data)[0]:
+        record = parse(raw)
+        if record is not None:
+            yield raw, record
+
+
 def records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each readable line of the log; nothing if it is missing."""
     try:

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 MAX_STDIN_MANIFEST = 10 * 1024 * 1024
 # the rule id of what a broker refuses to run whatever the rules say (broker.inputs)
 BROKER_RULE = "broker-refused"
+# kubectl's exit status for a file it cannot read: 1, and for `diff` 2 (over 1: kubectl or
+# diff failed; 1 means differences were found)
+_KUBECTL_FAILED = 1
+_KUBECTL_DIFF_FAILED = 2
 
 
 class Invocation(NamedTuple):
@@ -299,7 +303,7 @@ def _act(
     if problem is not None:
         # what kubectl itself says of a file it cannot read, and its exit code
         _say(env, recording, f"error: {problem}")
-        return ExitStatus.ERROR
+        return _KUBECTL_DIFF_FAILED if call is not None and call.verb == "diff" else _KUBECTL_FAILED
     context = _chosen_context(call)
     if decision.action is Action.APPROVE and not _preapproved(env, invocation, decision, recording):
         if not _approved(env, invocation, decision, recording, outcome, context):
@@ -404,7 +408,6 @@ def _cluster(env: Environment, context: str | None) -> _Cluster:
 
     config = creds.require_config(env, context)
     kubectl = runner.find_kubectl(env)
-    kubeconfig.sweep_stale(env)
     token = creds.mint_token(env, config)
     return _Cluster(
         kubectl=kubectl,
@@ -564,7 +567,7 @@ def _run_allowed(
             use_pty=use_pty,
             stdout=env.binary(env.stdout),
             stderr=env.binary(env.stderr),
-            started=lambda: _prepare(stdout_filter, stderr_filter),
+            started=lambda: _started(env, stdout_filter, stderr_filter),
         )
         for stopped in (stdout_filter.failure, stderr_filter.failure):
             if stopped is not None:
@@ -581,9 +584,15 @@ def _run_allowed(
     return code
 
 
-def _prepare(*filters: _Recorded) -> None:
+def _started(env: Environment, *filters: _Recorded) -> None:
+    """What a run does once kubectl is spawned, while kubectl's own start-up keeps it from
+    printing anything: the output filters, and the private folders of runs that were killed
+    (a scan of the temporary folder, off the path to kubectl's start)."""
+    from guardctl.running import kubeconfig
+
     for output_filter in filters:
         output_filter.prepare()
+    kubeconfig.sweep_stale(env)
 
 
 def _local_argv(

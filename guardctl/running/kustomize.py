@@ -22,11 +22,13 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
 from guardctl.model import KubectlCall, SimpleCommand
 from guardctl.running.lifeline import die_with_this_process
+from guardctl.running.rendercache import KUSTOMIZATION_FILES, RenderStore, input_key
 
 # a kustomization is rendered within this many seconds, into at most this many bytes
 RENDER_SECONDS = 20
@@ -37,15 +39,22 @@ _PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 RENDERED_FILE = "rendered.yaml"
 
 
-# the names kustomize looks for in a folder
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-
-
 def render_folder(kubectl: str, folder: str) -> str | None:
     """The manifests `kubectl kustomize FOLDER` prints, or None when it fails (at once when
     the folder holds no kustomization: no kubectl is started for it)."""
+    return _render(kubectl, folder).text
+
+
+class _Outcome(NamedTuple):
+    text: str | None  # None: no render
+    # the same inputs give the same outcome: kubectl rendered them or refused them itself
+    # (not a timeout, a signal, a crash or unshare's own failure)
+    settled: bool
+
+
+def _render(kubectl: str, folder: str) -> _Outcome:
     if not any(os.path.isfile(os.path.join(folder, name)) for name in KUSTOMIZATION_FILES):
-        return None
+        return _Outcome(None, False)
     with tempfile.TemporaryDirectory(prefix="guardctl-kustomize-") as home:
         environ = {
             "PATH": "",
@@ -66,13 +75,38 @@ def render_folder(kubectl: str, folder: str) -> str | None:
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
-            return None
-    if proc.returncode != 0 or len(proc.stdout) > MAX_RENDERED_BYTES:
-        return None
+            return _Outcome(None, False)
+    if proc.returncode != 0:
+        # kubectl reports what it refuses with exit status 1; Go's own fatal errors exit 2
+        return _Outcome(None, proc.returncode == 1 and not proc.stderr.startswith(b"unshare"))
+    if len(proc.stdout) > MAX_RENDERED_BYTES:
+        return _Outcome(None, True)
     try:
-        return proc.stdout.decode("utf-8")
+        return _Outcome(proc.stdout.decode("utf-8"), True)
     except UnicodeDecodeError:
-        return None
+        return _Outcome(None, True)
+
+
+def cached_render(
+    kubectl: str, folder: str, cache_dir: Path, confine: str | None = None
+) -> str | None:
+    """`render_folder`, or what rendering the same inputs gave before, kept in `cache_dir`
+    (see `rendercache`; `confine`: the folder the inputs must lie in). An outcome is kept
+    when it is settled and the inputs were the same before and after the render. A refusal
+    kept only ever fails closed (the policy cannot see the manifests)."""
+    inputs = input_key(folder, kubectl, confine)
+    if inputs is None:
+        return render_folder(kubectl, folder)
+    store = RenderStore(cache_dir)
+    kept = store.get(inputs.key)
+    if kept is not None:
+        return kept.text
+    outcome = _render(kubectl, folder)
+    # a remote input could be reached without a network namespace (loopback): not settled
+    closed = not inputs.remote or (outcome.text is None and bool(_no_network()))
+    if outcome.settled and closed and input_key(folder, kubectl, confine) == inputs:
+        store.put(inputs.key, outcome.text)
+    return outcome.text
 
 
 # where unshare(1) is looked for: fixed places, never the caller's PATH
@@ -127,7 +161,7 @@ def local_renders(env: Environment) -> Renders:
             kubectl = find_kubectl(env)
         except UnsafeError:
             return None
-        return render_folder(kubectl, os.path.expanduser(folder))
+        return cached_render(kubectl, os.path.expanduser(folder), env.cache_dir)
 
     return Renders(render)
 
