@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from guardctl.masking import encodings, mask
+from guardctl.masking import encodings, literals, mask
 from guardctl.masking.detectors import Detector, default_detectors
 from guardctl.masking.mask import (
     BLOCK_CAP,
@@ -680,6 +680,8 @@ def test_the_keyword_prefilter_finds_what_a_full_scan_finds(data: st.DataObject)
     pieces = [k for words in keywords for k in words] + ["a", "Q", "-", " ", "\n", "\n"]
     text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=40)))
     text = data.draw(st.sampled_from([text, text.upper(), text.title()]))
+    # a multi-line detector runs on the whole text once one of its keywords is there
+    multiline = data.draw(st.lists(st.booleans(), min_size=len(keywords), max_size=len(keywords)))
 
     def registry(prefilter: bool) -> dict[str, Detector]:
         return {
@@ -688,6 +690,7 @@ def test_the_keyword_prefilter_finds_what_a_full_scan_finds(data: st.DataObject)
                 description="test",
                 regex="(?i)" + "|".join(re.escape(k) for k in words),
                 keywords=tuple(words) if prefilter else (),
+                multiline=multiline[index],
             )
             for index, words in enumerate(keywords)
         }
@@ -695,20 +698,187 @@ def test_the_keyword_prefilter_finds_what_a_full_scan_finds(data: st.DataObject)
     assert mask_text(text, registry(True)) == mask_text(text, registry(False))
 
 
+# characters beyond ASCII: in latin-1 or not, lower-cased to an ASCII letter (İ, the Kelvin
+# sign), and what Hyperscan reads a character beyond latin-1 as ("?")
+ODD = ["é", "«", "İ", "\u212a", "?", "漢"]
+
+
+def keyword_lines(keywords: Any, text: str, hyperscan: bool) -> list[tuple[str, list]]:
+    """Where `keywords` (a mask._Keywords) has its detectors run, found by Hyperscan or not."""
+    scan = keywords._scan
+    if not hyperscan:
+        keywords._scan = None
+    try:
+        return [(d.name, r) for d, r in keywords.regions(text, mask._lower(text))]
+    finally:
+        keywords._scan = scan
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_hyperscan_finds_the_keyword_lines_the_plain_search_finds(data: st.DataObject) -> None:
+    pytest.importorskip("hyperscan")
+    word = st.text("aetsn:-_kqxyz.", min_size=1, max_size=4)
+    keywords = data.draw(st.lists(st.lists(word, min_size=1, max_size=3), min_size=1, max_size=4))
+    pieces = [k for words in keywords for k in words] + ["a", "Q", "-", " ", "\n", "\n", *ODD]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=40)))
+    text = data.draw(st.sampled_from([text, text.upper(), text.title()]))
+    detectors = tuple(
+        Detector(f"d{i}", "test", "x", tuple(words), multiline=data.draw(st.booleans()))
+        for i, words in enumerate(keywords)
+    )
+    index = mask._Keywords(detectors)
+    assert index._scan is not None
+    assume(len(mask._lower(text)) == len(text))  # else the keyword lines are not used (İ)
+    assert keyword_lines(index, text, True) == keyword_lines(index, text, False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_hyperscan_finds_the_detectors_that_may_match(data: st.DataObject) -> None:
+    pytest.importorskip("hyperscan")
+    word = st.text("aetsn:-_kqxyz.", min_size=1, max_size=4)
+    keywords = data.draw(st.lists(st.lists(word, max_size=3), min_size=1, max_size=4))
+    pieces = [k for words in keywords for k in words] + ["a", "Q", "-", " ", "\n", *ODD]
+    pieces += [k.replace("k", "\u212a") for k in pieces]  # lower() makes the Kelvin sign a k
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=30)))
+    text = data.draw(st.sampled_from([text, text.upper(), text.title()]))
+    detectors = tuple(Detector(f"d{i}", "t", "x", tuple(k)) for i, k in enumerate(keywords))
+    present = mask._Present(detectors)
+    assert present._scan is not None or not any(keywords)
+    assert present.among(text) == [d for d in detectors if d.may_match(text.lower())]
+
+
+NAMING_PIECES = [*mask._SECRET_WORDS, "PASS", "Token", "- ", "  - ", "x", ": ", " ", "\n", *ODD]
+NAMING_PIECES += ["\u212aey", "to\u212aen", "prİvate"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(NAMING_PIECES), max_size=30).map("".join))
+def test_hyperscan_finds_the_naming_lines_the_plain_search_finds(text: str) -> None:
+    pytest.importorskip("hyperscan")
+    assert mask._secret_words_scan() is not None
+    fast = mask._naming_lines(text, mask._lower(text))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mask, "_secret_words_scan", lambda: None)
+        assert mask._naming_lines(text, mask._lower(text)) == fast
+
+
+def test_hyperscan_finds_the_keyword_lines_in_the_corpus_and_bench_inputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("hyperscan")
+    from mask_corpus import cases
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "bench"))
+    from bench_mask import INPUTS
+
+    texts = [case.text for case in cases()]
+    texts += ["".join(make(1))[:65536] for _, make in INPUTS.values()]
+    index = mask._keywords_for(tuple(DETECTORS.values()))
+    assert index._scan is not None
+    for text in texts:
+        assert keyword_lines(index, text, True) == keyword_lines(index, text, False)
+
+
 # base64 runs and tokens around the lengths that count (16, 20), wrapped and indented, with
-# padding, blanks and characters latin-1 has or lacks
+# padding, blanks and characters latin-1 has or lacks; hex of text and of bytes, odd and even
 B64_PIECES = ["QUJD", "QUJDQUJDQUJDQUJD", "QUJDQUJDQUJDQUJDQUJD", "a", "9", "+/", "=", "=="]
 B64_PIECES += [" ", "\t", "\n", "\n", "\n    ", "\r", "«", "漢"]
+B64_PIECES += ["4142", "0a", "7F", "00", "deadbeef", "6869207468657265", "e3b0c44298fc1c14"]
 B64_TEXT = st.lists(st.sampled_from(B64_PIECES), max_size=40).map("".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(B64_TEXT)
 def test_base64_candidates_are_what_the_regexes_find(text: str) -> None:
-    tokens = encodings.b64_tokens(text)
-    assert tokens == [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+    runs, tokens, hex_binary = encodings.b64_candidates(text)
+    every = [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+    assert hex_binary == [span for span in every if encodings.HEX_BINARY.fullmatch(text, *span)]
+    assert tokens == [span for span in every if span not in hex_binary]
+    assert runs == [found.span() for found in encodings.B64_RUN.finditer(text)]
+
+
+def plain_b64_candidates(text: str) -> encodings.Base64Candidates:
+    """What encodings.b64_candidates finds, the plain way: the regexes it stands for."""
+    every = [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+    binary = [span for span in every if encodings.HEX_BINARY.fullmatch(text, *span)]
     runs = [found.span() for found in encodings.B64_RUN.finditer(text)]
-    assert encodings.b64_runs(text, tokens) == runs
+    return encodings.Base64Candidates(runs, [s for s in every if s not in binary], binary)
+
+
+def without_keywords(name: str) -> dict[str, Detector]:
+    """The bundled detectors with detector `name` run on every text, not on keyword lines."""
+    registry = dict(DETECTORS)
+    old = registry[name]
+    registry[name] = Detector(
+        name, old.description, old.regex, (), old.entropy, old.min_length, old.multiline,
+        not_values=old.not_values, not_after=old.not_after, after=old.after,
+    )
+    return registry
+
+
+# the names generic-secret-assignment takes (and near misses), each letter in any case or as a
+# letter that (?i) takes for it (ſ for s, ı and İ for i, the Kelvin sign for k), in
+# assignments, with ids, words, masks and non-ASCII text around them
+GENERIC_WORDS = ["password", "pwd", "api_key", "apikey", "secretkey", "token", "credentials"]
+GENERIC_WORDS += ["passwd", "privatekey", "accesskey", "monkey", "checksum/secret", "x"]
+FOLDS = {"s": ["ſ"], "i": ["ı", "İ"], "k": ["\u212a"]}
+GENERIC_FORMS = ["{}={}", "{}: {}", '"{}": "{}"', "{} = {}", "{}:\t'{}'", "export MY_{}={}"]
+GENERIC_VALUES = ["G#iFXC0NZ!cFlwvTWxaLYUoQ", "q8MxVj5l3V26Xk", "e3b0c44298fc1c149afbf4c8996fb924"]
+GENERIC_VALUES += ["«masked:x»", "naïve-value-1", "ab"]
+
+
+@st.composite
+def generic_lines(draw: st.DrawFn) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 6))):
+        word = draw(st.sampled_from(GENERIC_WORDS))
+        spelled = "".join(draw(st.sampled_from([c, c.upper(), *FOLDS.get(c, [])])) for c in word)
+        form = draw(st.sampled_from(GENERIC_FORMS))
+        line = form.format(spelled, draw(st.sampled_from(GENERIC_VALUES)))
+        lines.append(draw(st.sampled_from(["", "  ", "level=info ", "- "])) + line)
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(generic_lines())
+def test_generic_assignment_on_keyword_lines_finds_what_a_full_scan_finds(text: str) -> None:
+    plain = without_keywords("generic-secret-assignment")
+    assert mask_text(text) == mask_text(text, plain)
+
+
+def test_the_corpus_and_the_bench_inputs_are_masked_as_the_plain_way_masks_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mask_corpus import cases
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "bench"))
+    from bench_mask import INPUTS
+
+    inputs = [(case.argv, case.text) for case in cases()]
+    inputs += [(argv, "".join(make(1))[:300_000]) for argv, make in INPUTS.values()]
+
+    def masked(registry: dict[str, Detector]) -> list[str]:
+        outputs = []
+        for argv, text in inputs:
+            masker = masker_for(argv, registry)
+            data = text.encode()
+            chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+            outputs.append(stream(chunks, masker).decode())
+        return outputs
+
+    fast = masked(dict(DETECTORS))
+    monkeypatch.setattr(mask, "b64_candidates", plain_b64_candidates)
+    monkeypatch.setattr(literals, "_hyperscan", lambda: None)  # keywords found by `re`
+    caches = (mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        assert masked(without_keywords("generic-secret-assignment")) == fast
+    finally:
+        for cache in caches:
+            cache.cache_clear()
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,6 +11,7 @@ import bisect
 import re
 import zlib
 from collections.abc import Callable
+from typing import NamedTuple
 
 Span = tuple[int, int, str]
 
@@ -22,10 +23,24 @@ B64_RUN = re.compile(
 
 B64_LINE = re.compile(r"[ \t]*[A-Za-z0-9+/]{20,}={0,2}\r?")
 
-# a base64 token (see b64_tokens) in text made bytes, each base64 character an "a"
+# a base64 token (see b64_candidates) in text made bytes, each base64 character an "a"
 _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_FLAT = bytes.maketrans(_B64_CHARS, b"a" * len(_B64_CHARS))
 _FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
+
+# ... and first with hex digits an "h" (the other base64 characters an "a"): a token of hex
+# digits only, of an even length and no padding (what HEX_BINARY may take) is a run of "h"
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_HEX_FLAT = bytes.maketrans(
+    _B64_CHARS, bytes(ord("h") if c in _HEX_DIGITS else ord("a") for c in _B64_CHARS)
+)
+_FLAT_HEX_TOKEN = re.compile(b"h" * 16 + rb"(?<![ah]h{16})(?:hh)*(?![ah=])")
+_H_TO_A = bytes.maketrans(b"h", b"a")
+# the line break before a line that is one long token (where a B64_RUN may start), and the
+# first line of a text that is one
+_FLAT_RUN_LINE = re.compile(rb"\n(?=[ \t]*a{20,}\r?\n)")
+_FLAT_RUN_FIRST = re.compile(rb"[ \t]*a{20,}\r?\n")
+# hex of bytes that are all printable text (tab, LF, CR, space..~): what HEX_BINARY leaves
+_TEXT_HEX = re.compile(r"(?:0[9aAdD]|[2-6][0-9a-fA-F]|7[0-9a-eA-E])*")
 
 # a JSON string that holds escaped quotes (JSON inside it): its body
 ESCAPED_STRING = re.compile(r'"((?:[^"\\\n]|\\.){0,1048576}?\\"(?:[^"\\\n]|\\.){0,1048576}?)"')
@@ -61,31 +76,56 @@ def b64decode(blob: str) -> bytes | None:
         return None
 
 
-def b64_tokens(text: str) -> list[tuple[int, int]]:
-    """The base64 tokens of `text`: what `[A-Za-z0-9+/]{16,}={0,2}` finds, found faster.
+class Base64Candidates(NamedTuple):
+    """What `_Scanner` may decode in a text, as (start, end) spans in text order."""
 
-    `re` would try that regex at each of the many letters of a text in turn. In the text as
-    bytes with every base64 character an "a" (and a character latin-1 lacks a "?", so that
-    offsets hold), a token is a run of 16 "a" or more: `re` finds that literal start by a
-    substring search. Greedy, so each token is a whole run of base64 characters.
+    runs: list[tuple[int, int]]  # what B64_RUN.finditer finds
+    # what `[A-Za-z0-9+/]{16,}={0,2}` finds (base64 tokens), but those in hex_binary
+    tokens: list[tuple[int, int]]
+    hex_binary: list[tuple[int, int]]  # the tokens HEX_BINARY fully matches
+
+
+def b64_candidates(text: str) -> Base64Candidates:
+    """The base64 runs and tokens of `text`, the tokens that are hex of bytes apart.
+
+    `re` would try the token regex at each of the many letters of a text in turn. In the
+    text as bytes with every base64 character an "a" (and a character latin-1 lacks a "?",
+    so that offsets hold), a token is a run of 16 "a" or more: `re` finds that literal start
+    by a substring search. Greedy, so each token is a whole run of base64 characters.
+
+    A log has a hex id or two on every line, each of which `_Scanner` would look at on its
+    own only to drop it. With hex digits an "h" first, such a token is a whole run of an
+    even number of "h" not followed by padding: unless it spells text, it is blanked before
+    the search for tokens, so that it is never one.
     """
-    flat = text.encode("latin-1", "replace").translate(_B64_FLAT)
-    return [found.span() for found in _FLAT_TOKEN.finditer(flat)]
+    flat = text.encode("latin-1", "replace").translate(_HEX_FLAT)
+    binary: list[tuple[int, int]] = []
+
+    def blank(found: re.Match[bytes]) -> bytes:
+        start, end = found.span()
+        if _TEXT_HEX.fullmatch(text, start, end):
+            return found[0]
+        binary.append((start, end))
+        return b" " * (end - start)
+
+    tokens_flat = _FLAT_HEX_TOKEN.sub(blank, flat).translate(_H_TO_A)
+    tokens = [found.span() for found in _FLAT_TOKEN.finditer(tokens_flat)]
+    return Base64Candidates(_b64_runs(text, flat.translate(_H_TO_A)), tokens, binary)
 
 
-def b64_runs(text: str, tokens: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The spans `B64_RUN.finditer(text)` finds, given the text's base64 tokens.
+def _b64_runs(text: str, flat: bytes) -> list[tuple[int, int]]:
+    """The spans `B64_RUN.finditer(text)` finds, given the text as bytes, base64 as "a".
 
-    A run starts at a line that holds one token of 20 or more characters, so only the
-    lines of long tokens are tried, in order, past the end of the run before.
+    A run starts at a line that is one token of 20 or more characters: only those lines
+    are tried, in order, past the end of the run before.
     """
+    starts = [found.end() for found in _FLAT_RUN_LINE.finditer(flat)]
+    if _FLAT_RUN_FIRST.match(flat):
+        starts.insert(0, 0)
     runs: list[tuple[int, int]] = []
-    tried = -1
-    for start, end in tokens:
-        line_start = text.rfind("\n", 0, start) + 1
-        if end - start < 20 or line_start <= tried or (runs and line_start < runs[-1][1]):
+    for line_start in starts:
+        if runs and line_start < runs[-1][1]:
             continue
-        tried = line_start
         run = B64_RUN.match(text, line_start)
         if run is not None:
             runs.append(run.span())

@@ -21,8 +21,8 @@ text, so the hot paths hand whole chunks to C: a run of lines that no structure 
 passes in one regex match (`_Structure._untouched`); the one-line detectors only run on
 the lines that hold one of their keywords, found by one regex over each keyword's rarest
 character (`_Keywords`); base64 candidates and literal values are found by substring
-searches (`encodings.b64_tokens`, `_literal_spans`). Each shortcut finds exactly what the plain
-way would; tests/test_mask.py compares them.
+searches (`encodings.b64_candidates`, `_literal_spans`). Each shortcut finds exactly what the
+plain way would; tests/test_mask.py compares them.
 
 Memory stays bounded: the masker holds back the current partial line (up to LINE_CAP
 characters, then it cuts, keeping a TAIL; a JSON document's line is instead read on as it
@@ -35,6 +35,7 @@ whole is masked: this is a security tool, so doubt fails closed.
 from __future__ import annotations
 
 import base64
+import bisect
 import codecs
 import functools
 import json
@@ -57,16 +58,15 @@ from guardctl.masking.encodings import (
     ESCAPED_STRING,
     GZIP_MAGIC,
     HEX,
-    HEX_BINARY,
     PATH_LIKE,
     ansi_spans,
-    b64_runs,
-    b64_tokens,
+    b64_candidates,
     b64decode,
     gunzip,
     unescape,
 )
 from guardctl.masking.jsonstream import JsonStream
+from guardctl.masking.literals import LiteralScan, literal_scan, scannable
 
 # kubectl caps all annotations of an object at 256 KiB, so a last-applied line fits
 LINE_CAP = 512 * 1024
@@ -292,7 +292,7 @@ class _DigestMatcher:
     """Finds whole runs whose digest is one of `digests` ("LENGTH:SHA256", see
     `literal_digests`); only runs of those lengths are hashed.
 
-    Runs are found as in `b64_tokens`: in a bytes copy where every run character is an "a",
+    Runs are found as in `b64_candidates`: in a bytes copy where every run character is an "a",
     `re` finds the literal start of a long enough run by a substring search.
     """
 
@@ -318,6 +318,11 @@ def _byte_entropy(raw: bytes) -> float:
 
 
 
+
+
+def _indexed(detector: Detector) -> bool:
+    """Whether `detector` runs only where one of its keywords is (an empty one is anywhere)."""
+    return bool(detector.keywords) and all(detector.keywords)
 
 
 def _by_line(detector: Detector) -> bool:
@@ -365,7 +370,8 @@ def _line_at(text: str, at: int) -> tuple[int, int]:
 
 
 class _Keywords:
-    """Where the one-line detectors run: the lines that hold one of their keywords.
+    """Where the detectors with keywords run: a one-line detector on the lines that hold one
+    of its keywords, a multi-line one on the whole text if it holds one.
 
     A substring search per keyword reads the text a hundred times. Instead one regex looks
     for the keywords by their rarest character (their anchor) and checks the characters
@@ -376,6 +382,8 @@ class _Keywords:
 
     def __init__(self, detectors: tuple[Detector, ...]) -> None:
         self.detectors = detectors
+        # the multi-line ones (see _by_line)
+        self.whole = frozenset(d for d in detectors if not _by_line(d))
         users: dict[str, list[int]] = {}
         for index, detector in enumerate(detectors):
             for keyword in detector.keywords:
@@ -394,6 +402,9 @@ class _Keywords:
             for words in self._anchored.values()
         )
         self._pattern: re.Pattern[str] | None = None  # compiled on first use
+        # all keywords at once, when Hyperscan is installed (see masking/literals.py)
+        self._words = list(users.items())
+        self._scan = literal_scan([word for word, _ in self._words])
 
     def regions(self, text: str, lowered: str) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
         """Each detector with a keyword in `text` and the stretches of `text` it runs on.
@@ -402,22 +413,39 @@ class _Keywords:
         in one hold in the other.
         """
         lines: dict[int, set[tuple[int, int]]] = {}
+        for line, indexes in self._hits(text, lowered):
+            for index in indexes:
+                lines.setdefault(index, set()).add(line)
+        for index, held in sorted(lines.items()):
+            detector = self.detectors[index]
+            whole = detector in self.whole
+            yield detector, [(0, len(text))] if whole else _stretches(sorted(held), len(text))
+
+    def _hits(self, text: str, lowered: str) -> Iterator[tuple[tuple[int, int], list[int]]]:
+        """The line of a keyword and the detectors that use it, for each line that holds one
+        (perhaps more than once)."""
+        if self._scan is not None and scannable(text):
+            words = self._words
+            line = (0, -1)
+            for number, end in self._scan.ends(text):
+                keyword, indexes = words[number]
+                at = end - len(keyword)
+                if not line[0] <= at <= line[1]:
+                    line = _line_at(text, at)
+                yield line, indexes
+            return
         for word, indexes in self._searched:
             at = lowered.find(word)
             while at >= 0:
                 line = _line_at(text, at)
-                for index in indexes:
-                    lines.setdefault(index, set()).add(line)
+                yield line, indexes
                 at = lowered.find(word, line[1])
         for at in self._anchors(lowered):
             line = _line_at(text, at)
             # every keyword with the anchor found may be there
             for word, offset, indexes in self._anchored[lowered[at]]:
                 if at >= offset and lowered.startswith(word, at - offset):
-                    for index in indexes:
-                        lines.setdefault(index, set()).add(line)
-        for index, held in sorted(lines.items()):
-            yield self.detectors[index], _stretches(sorted(held), len(text))
+                    yield line, indexes
 
     def _anchors(self, lowered: str) -> Iterator[int]:
         """Each offset of `lowered` where an anchored keyword's anchor is."""
@@ -441,8 +469,18 @@ def _around(word: str, at: int) -> str:
 
 @lru_cache(maxsize=8)
 def _keywords_for(detectors: tuple[Detector, ...]) -> _Keywords:
-    """The keyword index of the one-line detectors among `detectors`, shared by maskers."""
-    return _Keywords(tuple(d for d in detectors if _by_line(d)))
+    """The keyword index of the detectors with keywords among `detectors`, shared by maskers."""
+    return _Keywords(tuple(d for d in detectors if _indexed(d)))
+
+
+# characters that a (?i) regex takes for an ASCII letter and lower() leaves as they are
+_UNLOWERED_FOLDS = re.compile("[\u017f\u0131]")  # ſ (s) and ı (i)
+
+
+def _unlowered_folds(text: str) -> bool:
+    """Whether `text` may spell a keyword in a way its lower-cased copy does not show: then
+    a (?i) detector could match on a line without its keyword."""
+    return not text.isascii() and _UNLOWERED_FOLDS.search(text) is not None
 
 
 def _lower(text: str) -> str:
@@ -460,6 +498,7 @@ def _lower(text: str) -> str:
 
 class _DetectorTables(NamedTuple):
     everywhere: tuple[Detector, ...]  # detectors without keywords: tried on every text
+    multiline: tuple[Detector, ...]  # detectors whose match may span lines
     keywords: _Keywords
     ascii_keywords: bool
     # on equal spans the file's order decides: vendor formats before generic rules
@@ -471,11 +510,41 @@ def _detector_tables(detectors: tuple[Detector, ...]) -> _DetectorTables:
     """What a scanner derives from its detectors, once per detector set: every masker of a
     run (and every word of an audit record) shares the bundled one."""
     return _DetectorTables(
-        everywhere=tuple(d for d in detectors if not _by_line(d)),
+        everywhere=tuple(d for d in detectors if not _indexed(d)),
+        multiline=tuple(d for d in detectors if d.multiline),
         keywords=_keywords_for(detectors),
         ascii_keywords=all(k.isascii() for d in detectors for k in d.keywords),
         rank={d.name: index for index, d in enumerate(detectors)},
     )
+
+
+class _Present:
+    """Which of some detectors may match a text (`Detector.may_match`): all their keywords
+    are looked for in one pass when Hyperscan is installed and the text is ASCII."""
+
+    def __init__(self, detectors: tuple[Detector, ...]) -> None:
+        self.detectors = detectors
+        users: dict[str, list[int]] = {}
+        for index, detector in enumerate(detectors):
+            for keyword in detector.keywords:
+                users.setdefault(keyword, []).append(index)
+        self._users = list(users.values())
+        self._scan = literal_scan(list(users))
+        self._always = {i for i, d in enumerate(detectors) if not d.keywords}
+
+    def among(self, text: str) -> list[Detector]:
+        if self._scan is None or not scannable(text):
+            lowered = text.lower()
+            return [d for d in self.detectors if d.may_match(lowered)]
+        found = set(self._always)
+        for word, _ in self._scan.ends(text):
+            found.update(self._users[word])
+        return [d for index, d in enumerate(self.detectors) if index in found]
+
+
+@lru_cache(maxsize=8)
+def _present(detectors: tuple[Detector, ...]) -> _Present:
+    return _Present(detectors)
 
 
 class _Scanner:
@@ -489,11 +558,10 @@ class _Scanner:
         digests: Collection[str] = (),
     ) -> None:
         tables = _detector_tables(tuple(detectors.values()))
-        self._everywhere, self._keywords, self._ascii_keywords, self._rank = tables
+        self._everywhere, self._multiline, self._keywords, self._ascii_keywords, self._rank = tables
         self._literals = _literal_forms(literals)
         self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
-        self._multiline = tuple(d for d in self._everywhere if d.multiline)
         # the end of the text masked before: a multi-line match (a value on the line after
         # its label) may begin there and end in the next text
         self._context = ""
@@ -502,21 +570,21 @@ class _Scanner:
         lowered = _lower(text) if self._ascii_keywords else text.lower()
         found: list[Span] = []
         for detector in self._everywhere:
-            if detector.may_match(lowered):
-                found.extend((s, e, detector.name) for s, e in detector.find(text))
+            found.extend((s, e, detector.name) for s, e in detector.find(text))
         # lower() keeps offsets unless a character changes length (İ); then search it all
-        if len(lowered) == len(text):
+        if len(lowered) == len(text) and not _unlowered_folds(text):
             for detector, regions in self._keywords.regions(text, lowered):
                 for first, last in regions:
                     found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
         else:
             for detector in self._keywords.detectors:
-                found.extend((s, e, detector.name) for s, e in detector.find(text))
+                if detector not in self._keywords.whole or detector.may_match(lowered):
+                    found.extend((s, e, detector.name) for s, e in detector.find(text))
         found.extend((s, e, LITERAL) for s, e in _literal_spans(text, self._literals))
         if self._digests is not None:
             found.extend((s, e, LITERAL) for s, e in self._digests.spans(text))
         if depth < BASE64_DEPTH:
-            found.extend(self._base64_spans(text, _merge(found), depth))
+            found.extend(self._base64_spans(text, lowered, _merge(found), depth))
             if '\\"' in text:
                 found.extend(self._escaped_spans(text, depth))
         return _merge(found, self._rank)
@@ -546,29 +614,25 @@ class _Scanner:
     def _continued(self, context: str, text: str) -> list[Span]:
         """Multi-line matches over `context + text` that end in `text`, as spans of `text`."""
         joined = context + text
-        lowered = joined.lower()
         shift = len(context)
         return [
             (max(start - shift, 0), end - shift, detector.name)
-            for detector in self._multiline
-            if detector.may_match(lowered)
+            for detector in _present(self._multiline).among(joined)
             for start, end in detector.find(joined)
             if end > shift
         ]
 
-    def _base64_spans(self, text: str, known: list[Span], depth: int) -> Iterable[Span]:
-        tokens = b64_tokens(text)
-        named: set[int] | None = None  # starts of the lines that may name a secret
-        for start, end in b64_runs(text, tokens) + tokens:
+    def _base64_spans(
+        self, text: str, lowered: str, known: list[Span], depth: int
+    ) -> Iterable[Span]:
+        runs, tokens, hex_binary = b64_candidates(text)
+        # ids, digests and trace ids (hex of no text: HEX_BINARY) count under a secret name
+        named = _on_naming_lines(text, lowered, hex_binary)
+        for start, end in runs + (sorted(tokens + named) if named else tokens):
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
             if PATH_LIKE.match(text, start, end):
                 continue  # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64
-            if HEX_BINARY.fullmatch(text, start, end):
-                if named is None:
-                    named = _naming_lines(text)
-                if text.rfind("\n", 0, start) + 1 not in named:
-                    continue  # ids, digests and trace ids: hex of no text, under no secret name
             name = self._decoded_secret(text, start, end, depth)
             if name is not None:
                 yield start, end, name
@@ -620,22 +684,60 @@ def _names_secret(secret_name: re.Pattern[str], name: str) -> bool:
     return secret_name.search(name) is not None
 
 
-def _naming_lines(text: str) -> set[int]:
+def _on_naming_lines(
+    text: str, lowered: str, spans: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The sorted one-line spans that lie on a line that may name a secret (_naming_lines).
+
+    Whichever is fewer is walked: the spans (their line's start looked up), or the naming
+    lines (the spans on them found by bisection); a log has many ids and few such lines.
+    """
+    if not spans:
+        return []
+    named = _naming_lines(text, lowered)
+    if len(spans) <= len(named):
+        return [span for span in spans if text.rfind("\n", 0, span[0]) + 1 in named]
+    starts = [start for start, _ in spans]
+    found: list[tuple[int, int]] = []
+    for line_start in sorted(named):
+        line_end = text.find("\n", line_start) + 1 or len(text)
+        first = bisect.bisect_left(starts, line_start)
+        found += spans[first : bisect.bisect_left(starts, line_end)]
+    return found
+
+
+def _naming_lines(text: str, lowered: str) -> set[int]:
     """Where the lines start that could name a value on them a secret: they hold a word of a
     secret's name, or are list items (whose key is on a line above). Substring searches:
-    a regex for all of them, case-insensitive, would be tried at every character."""
-    lowered = text.lower()
+    a regex for all of them, case-insensitive, would be tried at every character.
+
+    `lowered` is the text lower-cased, as `_Scanner.spans` has it."""
     starts: set[int] = set()
+    scan = _secret_words_scan()
+    if scan is not None and scannable(text):
+        starts.update(text.rfind("\n", 0, end) + 1 for _, end in scan.ends(text))
+    else:
+        _add_naming_lines(text, lowered, starts)
+    starts.update(found.start() + 1 for found in _LIST_ITEM_LINE.finditer(text))
+    if _LIST_ITEM.match(text):
+        starts.add(0)
+    return starts
+
+
+@functools.cache
+def _secret_words_scan() -> LiteralScan | None:
+    """The words of a secret's name found at once, when Hyperscan is installed."""
+    return literal_scan(_SECRET_WORDS)
+
+
+def _add_naming_lines(text: str, lowered: str, starts: set[int]) -> None:
+    """The starts of the lines that hold a word of a secret's name, the plain way."""
     for word in _SECRET_WORDS:
         at = lowered.find(word)
         while at >= 0:
             starts.add(text.rfind("\n", 0, at) + 1)
             line_end = text.find("\n", at)
             at = lowered.find(word, line_end) if line_end >= 0 else -1
-    starts.update(found.start() + 1 for found in _LIST_ITEM_LINE.finditer(text))
-    if _LIST_ITEM.match(text):
-        starts.add(0)
-    return starts
 
 
 def _last_lines(text: str, count: int) -> str:

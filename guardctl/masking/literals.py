@@ -1,0 +1,78 @@
+"""Many keywords found in one pass by Hyperscan, when it is installed (the `fast` extra).
+
+Optional: without it, or for a text `scannable` turns away, `mask._Keywords` finds keywords with
+`re` and substring searches, the reference this must agree with (tests/test_mask.py compares
+the two). Hyperscan reads a text once for all keywords at gigabytes per second; `re` stops at
+each character some keyword could start with.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+# the only characters that lower() turns into ASCII letters (İ into two characters)
+_LOWERS_TO_ASCII = re.compile("[\u0130\u212a]")
+
+
+def _hyperscan() -> Any:
+    """The hyperscan module, or None when it is not installed (the pure-re path serves)."""
+    try:
+        import hyperscan
+    except ImportError:
+        return None
+    return hyperscan
+
+
+def scannable(text: str) -> bool:
+    """Whether `LiteralScan.ends` finds in `text` the words a search of `text.lower()` finds.
+
+    It reads the text as latin-1 bytes, a character beyond as "?" (so that offsets hold, and
+    no word holds a "?"), and matches ASCII letters in any case: the same unless the text
+    holds a character that lower() makes an ASCII letter."""
+    return text.isascii() or _LOWERS_TO_ASCII.search(text) is None
+
+
+class LiteralScan:
+    """Finds every occurrence of some words (lower-case ASCII, no "?") in a text, in any case."""
+
+    def __init__(self, hyperscan: Any, database: Any) -> None:
+        self._hyperscan = hyperscan
+        self._database = database
+        self._local = threading.local()  # scratch space: one per thread that scans
+
+    def ends(self, text: str) -> list[tuple[int, int]]:
+        """(index of the word, offset just past it) for each occurrence in `text` (see
+        `scannable`), overlapping ones too."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = self._hyperscan.Scratch(self._database)
+        found: list[tuple[int, int]] = []
+        add = found.append
+
+        def hit(word: int, _start: int, end: int, _flags: int, _context: object) -> None:
+            add((word, end))
+
+        data = text.encode("latin-1", "replace")
+        self._database.scan(data, match_event_handler=hit, scratch=scratch)
+        return found
+
+
+def literal_scan(words: Sequence[str]) -> LiteralScan | None:
+    """A scanner for `words`, or None when Hyperscan is missing or cannot take them."""
+    hyperscan = _hyperscan()
+    if hyperscan is None or not words or not all(w and w.isascii() and "?" not in w for w in words):
+        return None
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    try:
+        database.compile(
+            expressions=[w.encode("ascii") for w in words],
+            ids=list(range(len(words))),
+            flags=hyperscan.HS_FLAG_CASELESS,
+            literal=True,
+        )
+    except hyperscan.error:
+        return None
+    return LiteralScan(hyperscan, database)
