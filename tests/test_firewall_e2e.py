@@ -154,8 +154,7 @@ def _lay_out(work: Path, owner: int | None) -> None:
         path = work / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text.replace("{work}", str(work)))
-    for name in ("steal.sh",):
-        (work / name).chmod(0o755)
+    (work / "steal.sh").chmod(0o755)
     plugin = work / "kubectl-pwn"
     plugin.write_text(STEAL.replace("{work}", str(work)))
     plugin.chmod(0o755)
