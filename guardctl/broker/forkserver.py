@@ -105,25 +105,15 @@ def _names(folder: str) -> list[str]:
 
 def prewarm() -> None:
     """Import and build, once, what every worker would otherwise build again."""
-    from guardctl import app, cli
+    from guardctl import cli
     from guardctl.agents import hook
-    from guardctl.env import Environment
-    from guardctl.masking import detectors, mask
+    from guardctl.broker import warm
     from guardctl.recording import audit, recorder, retention
     from guardctl.running import creds, invoke, kubeconfig, runner, team_rules
 
     # imported is enough
     del audit, cli, creds, hook, invoke, kubeconfig, recorder, retention, runner, team_rules
-    found = detectors.default_detectors()
-    for detector in found.values():
-        detector.pattern  # noqa: B018 - compiles and keeps it
-    mask.mask_text("warm: token=0123456789abcdef0123", found)
-    try:
-        # loads the bundled policy, and bashlex, whose parser tables take longest to build
-        # (a plain pipeline takes the fast path, which does without it: `$(...)` does not)
-        app.Checker.load(Environment()).check("kubectl get pods | head -n $(echo 3)")
-    except Exception:  # noqa: BLE001 - a broken rules setup is each worker's to report
-        pass
+    warm.build(["kubectl get pods | head -n $(echo 3)"])
     # what was built stays for the server's life: the collector need not walk it in every
     # worker, and a worker's collections then do not copy the pages it lies on
     gc.freeze()

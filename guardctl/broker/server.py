@@ -232,27 +232,18 @@ def listening(path: Path, access: Access) -> Iterator[tuple[socket.socket, str]]
 
 
 def prewarm() -> None:
-    """Import and build once what every worker needs (see the fork server's prewarm)."""
-    from guardctl import app
+    """Import and build once what every worker needs (see the fork server's prewarm); the
+    heredoc line also loads yaml, for the manifests heredocs hold."""
     from guardctl.agents import hook, shell
     from guardctl.approvals import flow, grants, queue
-    from guardctl.broker import caller, inputs, worker
-    from guardctl.env import Environment
-    from guardctl.masking import detectors, mask
+    from guardctl.broker import caller, inputs, warm, worker
     from guardctl.recording import audit, recorder, retention, sessions, verify
     from guardctl.running import creds, invoke, kubeconfig, kubectl_env, runner, team_rules
 
     del hook, shell, flow, grants, queue, caller, inputs, worker, audit, recorder, sessions
     del verify, creds, invoke, kubeconfig, kubectl_env, runner, retention, team_rules
-    found = detectors.default_detectors()
-    for detector in found.values():
-        detector.pattern  # noqa: B018 - compiles and keeps it
-    mask.mask_text("warm: token=0123456789abcdef0123", found)
-    with contextlib.suppress(Exception):
-        # the policy, bashlex's tables, and yaml for heredoc manifests
-        checker = app.Checker.load(Environment())
-        checker.check("kubectl get pods | head")
-        checker.check("kubectl apply -f - <<EOF\nkind: Pod\napiVersion: v1\nEOF")
+    warm.build(["kubectl get pods | head",
+                "kubectl apply -f - <<EOF\nkind: Pod\napiVersion: v1\nEOF"])
     gc.freeze()
 
 

@@ -1,0 +1,25 @@
+"""What the fork server and the broker both build once, before they fork their workers: the
+detectors' compiled patterns and the masker's tables, the policy, and bashlex's parser
+tables (through lines that need bashlex: a plain pipeline takes the fast path without it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def build(lines: Sequence[str]) -> None:
+    """Compile the detectors, mask a line, and decide `lines` with the policy."""
+    from guardctl import app
+    from guardctl.env import Environment
+    from guardctl.masking import detectors, mask
+
+    found = detectors.default_detectors()
+    for detector in found.values():
+        detector.pattern  # noqa: B018 - compiles and keeps it
+    mask.mask_text("warm: token=0123456789abcdef0123", found)
+    try:
+        checker = app.Checker.load(Environment())
+        for line in lines:
+            checker.check(line)
+    except Exception:  # noqa: BLE001 - a broken rules setup is each worker's to report
+        pass
