@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -334,6 +336,41 @@ def test_a_planted_tool_is_replaced(tmp_path: Path) -> None:
     (home / "bin" / "diff").symlink_to(tmp_path / "evil")
     kubectl_env.prepare(tmp_path / "cache")
     assert not os.readlink(home / "bin" / "diff").startswith(str(tmp_path))
+
+
+def test_a_planted_file_is_replaced_by_the_link(tmp_path: Path) -> None:
+    tools = tmp_path / "cache" / "kubectl" / "bin"
+    tools.mkdir(parents=True)
+    (tools / "diff").write_text("#!/bin/sh\n")
+    home = kubectl_env.prepare(tmp_path / "cache")
+    assert os.readlink(home / "bin" / "diff").startswith(("/usr/", "/bin/"))
+    assert sorted(p.name for p in (home / "bin").iterdir()) == ["diff"]
+
+
+# separate processes preparing one fresh folder at the same moment, as cold runs do
+_PREPARE_AT_ONCE = """
+import os, sys, time
+from pathlib import Path
+from guardctl.running import kubectl_env
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+kubectl_env.prepare(Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_runs_preparing_at_once_all_succeed(tmp_path: Path, trial: int) -> None:
+    start = str(time.time() + 0.5)
+    runs = [
+        subprocess.Popen([sys.executable, "-c", _PREPARE_AT_ONCE, str(tmp_path / "cache"), start],
+                         stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    results = [(run.communicate(timeout=30)[1], run.returncode) for run in runs]
+    assert [(err, code) for err, code in results if code != 0] == []
+    tools = tmp_path / "cache" / "kubectl" / "bin"
+    assert sorted(p.name for p in tools.iterdir()) == ["diff"]  # no spare names left
 
 
 def test_minting_keeps_plugin_settings_and_drops_what_steers_kubectl(tmp_path: Path) -> None:

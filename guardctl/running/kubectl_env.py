@@ -73,11 +73,31 @@ def prepare(cache_dir: Path) -> Path:
             current = None
         if current == target:
             continue
-        if current is not None or link.exists():
-            link.unlink()
-        if target is not None:
-            os.symlink(target, link)
+        if target is None:
+            _remove(link)
+        else:
+            _link(target, link)
     return home
+
+
+def _link(target: str, link: Path) -> None:
+    """Point `link` at `target` in one step: made under a name of this process's own, then
+    renamed over whatever is there, so runs preparing the folder at once all succeed."""
+    spare = link.with_name(f".{link.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    os.symlink(target, spare)
+    try:
+        os.replace(spare, link)
+    except OSError:
+        _remove(spare)
+        raise
+
+
+def _remove(path: Path) -> None:
+    """Remove `path` (the link itself, never its target); gone already is fine."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def environ(home: Path, kubeconfig: Path, temp_dir: Path) -> dict[str, str]:
