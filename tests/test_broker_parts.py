@@ -369,8 +369,9 @@ def test_runs_preparing_at_once_all_succeed(tmp_path: Path, trial: int) -> None:
     ]
     results = [(run.communicate(timeout=30)[1], run.returncode) for run in runs]
     assert [(err, code) for err, code in results if code != 0] == []
-    tools = tmp_path / "cache" / "kubectl" / "bin"
-    assert sorted(p.name for p in tools.iterdir()) == ["diff"]  # no spare names left
+    home = tmp_path / "cache" / "kubectl"
+    assert sorted(p.name for p in (home / "bin").iterdir()) == ["diff"]
+    assert [p.name for p in home.iterdir() if p.name.startswith(".")] == []  # no spare left
 
 
 def test_minting_keeps_plugin_settings_and_drops_what_steers_kubectl(tmp_path: Path) -> None:
