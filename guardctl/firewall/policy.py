@@ -221,9 +221,8 @@ def decide_command(
     facts = _in_default_namespace(gather_facts(cmd, read, render, context.plugins), context)
     hits = tuple(
         hit
-        for rule in _candidates(tuple(rules), facts, context)
-        if _may_apply(rule, facts)
-        and (hit := _first_match(rule, _for_verb(rule, facts.verb), facts, context)) is not None
+        for rule, alternatives in _fitting(_candidates(tuple(rules), facts, context), facts)
+        if (hit := _first_match(rule, alternatives, facts, context)) is not None
     )
     action = strictest([h.action for h in hits])
     if facts.problems and action is Action.ALLOW:
@@ -304,8 +303,8 @@ def _candidates(
 ) -> tuple[Rule, ...]:
     """The rules that could match a command, found without evaluating each (a rule set is
     loaded once and decides many lines): by the verb's first word, then (`_Screen`) by the
-    program, resources and namespaces, then by the text their `mentions` need; `_may_apply`
-    checks their flags."""
+    program, resources and namespaces, then by the text their `mentions` need; `_fitting`
+    keeps those that fit the command's whole shape."""
     index = _index(rules)
     if facts.call is None:
         fitting = index.other
@@ -336,13 +335,15 @@ class _Screen(NamedTuple):
     # fragments by their first three characters, and those shorter (looked for each time)
     by_trigram: dict[str, tuple[str, ...]]
     short: tuple[str, ...]
+    # the candidates chosen so far, by the fragments present (None: every candidate)
+    chosen: _Memo
 
     @classmethod
     def build(
         cls, candidates: tuple[Rule, ...], order: dict[int, int], ctx: PolicyContext
     ) -> "_Screen":
         """The screen of `candidates` (in the order `order` gives)."""
-        return cls((), (), order, {}, {}, ()).adding(candidates, ctx)
+        return cls((), (), order, {}, {}, (), _Memo(MAX_SCREENS)).adding(candidates, ctx)
 
     def adding(self, rules: tuple[Rule, ...], ctx: PolicyContext) -> "_Screen":
         """This screen with `rules` (not in it) among its candidates, its own parts reused:
@@ -377,14 +378,17 @@ class _Screen(NamedTuple):
             by_fragment=by_fragment,
             by_trigram=by_trigram,
             short=short,
+            chosen=_Memo(MAX_SCREENS),
         )
 
     def rules_for(self, cmd: SimpleCommand) -> tuple[Rule, ...]:
+        """The candidates for `cmd`: the fixed ones and those needing text it mentions (one
+        tuple for each set of fragments present, which `_fitting` finds its work by)."""
         if not self.by_fragment:
             return self.fixed
         mentioned = _mentioned(cmd)
         if mentioned.patterns:  # a pattern may name a protected path without its text
-            return tuple(sorted(self.everything, key=lambda r: self.order[id(r)]))
+            return self.chosen.get((), lambda: self._in_order(self.everything), (None,))
         text = mentioned.text
         present = {f for f in self.short if f in text}
         for start in range(len(text) - 2):
@@ -393,9 +397,16 @@ class _Screen(NamedTuple):
                     present.add(fragment)
         if not present:
             return self.fixed
+        key = frozenset(present)
+        return self.chosen.get((), lambda: self._with_fragments(key), (key,))
+
+    def _with_fragments(self, present: frozenset[str]) -> tuple[Rule, ...]:
         found = {id(r): r for f in present for r in self.by_fragment[f]}
         found.update((id(r), r) for r in self.fixed)
-        return tuple(sorted(found.values(), key=lambda r: self.order[id(r)]))
+        return self._in_order(found.values())
+
+    def _in_order(self, rules: Iterable[Rule]) -> tuple[Rule, ...]:
+        return tuple(sorted(rules, key=lambda r: self.order[id(r)]))
 
 
 class _Places(NamedTuple):
@@ -405,7 +416,7 @@ class _Places(NamedTuple):
 
     programmed: tuple[Rule, ...]  # every alternative names programs
     # else every alternative needs flags (`Rule.flag_needs`): by one flag of each
-    # alternative's, which a call must give for it to apply (`_may_apply`)
+    # alternative's, which a call must give for it to apply (`_may_match`)
     by_flag: dict[str, tuple[Rule, ...]]
     flag_keys: frozenset[str]
     anywhere: tuple[Rule, ...]  # else some alternative needs no resource and no namespace
@@ -550,38 +561,103 @@ def _new_index(rules: tuple[Rule, ...]) -> _Index:
     )
 
 
-def _may_apply(rule: Rule, facts: Facts) -> bool:
-    """A cheap pre-check of a candidate: flag rules skip calls without their flags (a rule
-    that needs flags is about kubectl, so other programs never get here with one)."""
-    if rule.flag_needs is None or facts.call is None:
-        return True
-    given = facts.call.flags.keys()
-    return any(needs <= given for needs in rule.flag_needs)
-
-
 def match_rule(rule: Rule, facts: Facts, context: PolicyContext) -> RuleHit | None:
     """A RuleHit when some alternative of `rule.match` holds and none of `rule.unless` does."""
     return _first_match(rule, rule.match, facts, context)
 
 
-# a rule -> the alternatives of it each verb met so far can match
-_VERB_ALTERNATIVES = _Memo(4 * MAX_SCREENS)
+class _Shape(NamedTuple):
+    """What of a command decides whether an alternative of a rule can match it at all
+    (`_may_match`): commands of one shape meet the same alternatives of each rule, which
+    are found once per shape (and list of candidates)."""
+
+    verb: tuple[str, ...]
+    program: str
+    kubectl: bool
+    resources: frozenset[str]
+    namespaces: frozenset[str]
+    risks: frozenset[str]
+    objects: frozenset[str]
+    dry_run: bool | None  # None: not a kubectl call
+    understood: bool
+    flags: frozenset[str]  # flags set, and not to "false" (`_flag_holds`)
+    env: bool  # some assignment
+    writes: bool  # some redirect writing a file
 
 
-def _for_verb(rule: Rule, verb: tuple[str, ...]) -> tuple[Match, ...]:
-    """The alternatives of `rule` whose verbs, if they name any, `verb` starts with (as
-    `_check_verbs` asks): the others cannot match a command of that verb."""
-    by_verb: dict[tuple[str, ...], tuple[Match, ...]] = _VERB_ALTERNATIVES.of(rule, _no_verbs)
-    found = by_verb.get(verb)
-    if found is None:
-        found = by_verb[verb] = tuple(
-            m for m in rule.match if not m.verbs or any(verb[: len(v)] == v for v in m.verbs)
-        )
-    return found
+def _shape(facts: Facts) -> _Shape:
+    call, cmd = facts.call, facts.cmd
+    return _Shape(
+        verb=facts.verb,
+        program=cmd.program,
+        kubectl=call is not None,
+        resources=facts.resources,
+        namespaces=facts.namespaces,
+        risks=facts.risks,
+        objects=facts.objects,
+        dry_run=None if call is None else call.dry_run,
+        understood=not facts.problems,
+        flags=frozenset(k for k, v in call.flags.items() if v and v[-1] != "false")
+        if call is not None
+        else frozenset(),
+        env=bool(cmd.assignments),
+        writes=bool(cmd.writes),
+    )
 
 
-def _no_verbs(_: Rule) -> dict[tuple[str, ...], tuple[Match, ...]]:
-    return {}
+# (candidate rules, a command's shape) -> each rule that can match it, with its alternatives
+# that can (see `_Shape`)
+_FITTING = _Memo(4 * MAX_SCREENS)
+
+
+def _fitting(
+    rules: tuple[Rule, ...], facts: Facts
+) -> tuple[tuple[Rule, tuple[Match, ...]], ...]:
+    """The rules of `rules` some alternative of which can match the command, each with
+    those alternatives, in order: the others fail a check the command's shape decides."""
+    shape = _shape(facts)
+    return _FITTING.get((rules,), lambda: _fit(rules, shape), (shape,))
+
+
+def _fit(rules: tuple[Rule, ...], shape: _Shape) -> tuple[tuple[Rule, tuple[Match, ...]], ...]:
+    fitting = []
+    for rule in rules:
+        alternatives = tuple(m for m in rule.match if _may_match(m, shape))
+        if alternatives:
+            fitting.append((rule, alternatives))
+    return tuple(fitting)
+
+
+def _may_match(m: Match, shape: _Shape) -> bool:
+    """False when `m` cannot match a command of this shape: a check of `match_alternative`
+    that reads only the shape gives None (verbs, resources, namespaces, risks, objects,
+    dry run, programs, understood), or a flag, an assignment or a redirect that `m` needs
+    is missing."""
+    if m.kubectl_only and not shape.kubectl:
+        return False
+    if m.verbs and not any(shape.verb[: len(v)] == v for v in m.verbs):
+        return False
+    if m.resources and not (
+        shape.resources and ("*" in m.resources or not shape.resources.isdisjoint(m.resources))
+    ):
+        return False
+    if m.namespaces and not (
+        "*" in shape.namespaces or any(_any_glob(ns, m.namespaces) for ns in shape.namespaces)
+    ):
+        return False
+    if m.risks and shape.risks.isdisjoint(m.risks):
+        return False
+    if m.objects and not any(_any_glob(kind, m.objects) for kind in shape.objects):
+        return False
+    if m.dry_run is not None and m.dry_run != shape.dry_run:
+        return False
+    if m.programs and not _any_glob(shape.program, m.programs):
+        return False
+    if m.understood is not None and m.understood != shape.understood:
+        return False
+    if (m.env and not shape.env) or (m.writes and not shape.writes):
+        return False
+    return all(c.name in shape.flags for c in m.flags)
 
 
 def _first_match(
