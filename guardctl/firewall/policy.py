@@ -329,13 +329,15 @@ class _Screen(NamedTuple):
     namespaces), in the rule set's order, those that need text mentioned set apart."""
 
     fixed: tuple[Rule, ...]  # rules that need no mentioned text
-    everything: tuple[Rule, ...]  # every candidate, in no particular order
+    # of the others, those whose `mentions` guard protected folders, which a path pattern
+    # (`~/.c*`) reaches without their text (`_glob_reaches`)
+    reaching: tuple[Rule, ...]
     order: dict[int, int]  # id(rule) -> its position in the rule list
     by_fragment: dict[str, tuple[Rule, ...]]  # text one of them needs -> those rules
     # fragments by their first three characters, and those shorter (looked for each time)
     by_trigram: dict[str, tuple[str, ...]]
     short: tuple[str, ...]
-    # the candidates chosen so far, by the fragments present (None: every candidate)
+    # the candidates chosen so far, by the fragments present and whether a pattern is
     chosen: _Memo
 
     @classmethod
@@ -351,13 +353,17 @@ class _Screen(NamedTuple):
         if not rules:
             return self
         fixed = list(self.fixed)
+        reaching = list(self.reaching)
         added: dict[str, list[Rule]] = {}
         for rule in rules:
             needed = _needed_text(rule, ctx)
             if needed is None:
                 fixed.append(rule)
-            for fragment in needed or ():
+                continue
+            for fragment in needed:
                 added.setdefault(fragment, []).append(rule)
+            if any(_word_matcher(m.mentions, ctx)[1] for m in rule.match):
+                reaching.append(rule)
         by_fragment, by_trigram, short = self.by_fragment, self.by_trigram, self.short
         if added:
             by_fragment, by_trigram = dict(by_fragment), dict(by_trigram)
@@ -373,7 +379,7 @@ class _Screen(NamedTuple):
             fixed.sort(key=lambda r: position(id(r)))
         return _Screen(
             fixed=tuple(fixed),
-            everything=(*self.everything, *rules),
+            reaching=tuple(reaching),
             order=self.order,
             by_fragment=by_fragment,
             by_trigram=by_trigram,
@@ -382,27 +388,30 @@ class _Screen(NamedTuple):
         )
 
     def rules_for(self, cmd: SimpleCommand) -> tuple[Rule, ...]:
-        """The candidates for `cmd`: the fixed ones and those needing text it mentions (one
-        tuple for each set of fragments present, which `_fitting` finds its work by)."""
+        """The candidates for `cmd`: the fixed ones, those needing text it mentions, and
+        with a path pattern those reaching protected folders (one tuple for each set of
+        fragments present, which `_fitting` finds its work by)."""
         if not self.by_fragment:
             return self.fixed
         mentioned = _mentioned(cmd)
-        if mentioned.patterns:  # a pattern may name a protected path without its text
-            return self.chosen.get((), lambda: self._in_order(self.everything), (None,))
         text = mentioned.text
         present = {f for f in self.short if f in text}
         for start in range(len(text) - 2):
             for fragment in self.by_trigram.get(text[start : start + 3], ()):
                 if text.startswith(fragment, start):
                     present.add(fragment)
-        if not present:
+        # a pattern may name a protected path without its text
+        reached = bool(mentioned.patterns and self.reaching)
+        if not present and not reached:
             return self.fixed
         key = frozenset(present)
-        return self.chosen.get((), lambda: self._with_fragments(key), (key,))
+        return self.chosen.get((), lambda: self._with_fragments(key, reached), (key, reached))
 
-    def _with_fragments(self, present: frozenset[str]) -> tuple[Rule, ...]:
+    def _with_fragments(self, present: frozenset[str], reached: bool) -> tuple[Rule, ...]:
         found = {id(r): r for f in present for r in self.by_fragment[f]}
         found.update((id(r), r) for r in self.fixed)
+        if reached:
+            found.update((id(r), r) for r in self.reaching)
         return self._in_order(found.values())
 
     def _in_order(self, rules: Iterable[Rule]) -> tuple[Rule, ...]:
@@ -580,7 +589,7 @@ class _Shape(NamedTuple):
     objects: frozenset[str]
     dry_run: bool | None  # None: not a kubectl call
     understood: bool
-    flags: frozenset[str]  # flags set, and not to "false" (`_flag_holds`)
+    flags: frozenset[str]  # flags given (`_flag_holds` needs its flag given)
     env: bool  # some assignment
     writes: bool  # some redirect writing a file
 
@@ -597,9 +606,7 @@ def _shape(facts: Facts) -> _Shape:
         objects=facts.objects,
         dry_run=None if call is None else call.dry_run,
         understood=not facts.problems,
-        flags=frozenset(k for k, v in call.flags.items() if v and v[-1] != "false")
-        if call is not None
-        else frozenset(),
+        flags=frozenset(call.flags) if call is not None else frozenset(),
         env=bool(cmd.assignments),
         writes=bool(cmd.writes),
     )
@@ -805,20 +812,23 @@ def _check_mentions(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
 
 
 class _Words(NamedTuple):
-    """Words to match, each with its spellings (`_spellings`), and all of them joined by
-    NUL for `_GlobSet.may_match_any`: made once per command, used by every rule."""
+    """Words to match, each as its spellings (`_spellings`: the word first), and all of them
+    joined by NUL for `_GlobSet.may_match_any`: made once per command, used by every rule."""
 
-    spelled: tuple[tuple[str, tuple[str, ...]], ...]
+    spelled: tuple[tuple[str, ...], ...]
     text: str
     patterns: tuple[str, ...]  # the words that are path patterns, for `_glob_reaches`
 
 
 def _words(words: Iterable[str]) -> _Words:
-    spelled = tuple((w, _spellings(w)) for w in words)
+    spelled = tuple(_spellings(w) if "/" in w else (w,) for w in words)
+    text = "\0".join(s for spellings in spelled for s in spellings)
+    # a pattern holds a glob character: most commands have none
+    globbed = "*" in text or "?" in text or "[" in text
     return _Words(
         spelled,
-        "\0".join(s for _, spellings in spelled for s in spellings),
-        tuple(w for w, _ in spelled if _PATH_PATTERN.match(w)),
+        text,
+        tuple(s[0] for s in spelled if _PATH_PATTERN.match(s[0])) if globbed else (),
     )
 
 
@@ -860,7 +870,7 @@ def _words_matching(
         return None
     glob_set, roots = _word_matcher(globs, ctx)
     found = (
-        [w for w, spellings in prepared.spelled if any(map(glob_set.match, spellings))]
+        [spellings[0] for spellings in prepared.spelled if any(map(glob_set.match, spellings))]
         if glob_set.may_match_any(prepared.text)
         else []
     )
