@@ -242,7 +242,13 @@ def _screened_rules() -> str:
         + '\n      - {mentions: ["*.yaml"]}' * (i % 2)
         for i, shape in enumerate(shapes)
     )
-    return f"version: 1\nrules:\n{rules}\n"
+    # an `unless` the shape decides drops a rule; one it does not is still evaluated
+    unless = (
+        "  - id: u1\n    action: deny\n    reason: r.\n    match: {mentions: ['*']}\n"
+        "    unless:\n      - {programs: [kubectl], args: [get]}\n"
+        "      - {programs: [echo, grep], understood: true}\n"
+    )
+    return f"version: 1\nrules:\n{rules}\n{unless}"
 
 
 def test_the_candidate_screen_never_skips_a_rule_that_would_match(

@@ -321,7 +321,56 @@ def _candidates(
         lambda: places.screen(facts, context, program, flags),
         (program, facts.resources, facts.namespaces, flags),
     )
-    return screen.rules_for(facts.cmd)
+    text = _TEXT_INDEXES.get((rules, context), lambda: _TextIndex.of(rules, context))
+    return screen.rules_for(facts.cmd, text)
+
+
+class _TextIndex(NamedTuple):
+    """The text the rules of a list need mentioned (`_needed_text`), found in a command's
+    words by one scan: made once for the list, used by each of its screens."""
+
+    by_fragment: dict[str, tuple[Rule, ...]]  # text one of them needs -> those rules
+    # fragments by three characters of theirs (the fewest fragments share: a team's
+    # `*project-N-secret*` names differ only in the middle) with where those stand in them,
+    # and those shorter (looked for each time)
+    by_trigram: dict[str, tuple[tuple[str, int], ...]]
+    short: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...], ctx: PolicyContext) -> "_TextIndex":
+        by_fragment: dict[str, list[Rule]] = {}
+        for rule in rules:
+            for fragment in _needed_text(rule, ctx) or ():
+                by_fragment.setdefault(fragment, []).append(rule)
+        by_trigram: dict[str, list[tuple[str, int]]] = {}
+        short: list[str] = []
+        for fragment in by_fragment:
+            if len(fragment) < 3:
+                short.append(fragment)
+                continue
+            at = min(
+                range(len(fragment) - 2),
+                key=lambda k: len(by_trigram.get(fragment[k : k + 3], ())),
+            )
+            by_trigram.setdefault(fragment[at : at + 3], []).append((fragment, at))
+        return cls(
+            by_fragment={k: tuple(v) for k, v in by_fragment.items()},
+            by_trigram={k: tuple(v) for k, v in by_trigram.items()},
+            short=tuple(short),
+        )
+
+    def present(self, text: str) -> frozenset[str]:
+        """The fragments `text` holds."""
+        found = {f for f in self.short if f in text}
+        for start in range(len(text) - 2):
+            for fragment, at in self.by_trigram.get(text[start : start + 3], ()):
+                if start >= at and text.startswith(fragment, start - at):
+                    found.add(fragment)
+        return frozenset(found)
+
+
+# the text indexes of the rule lists seen, by list and context
+_TEXT_INDEXES = _Memo(8)
 
 
 class _Screen(NamedTuple):
@@ -329,14 +378,11 @@ class _Screen(NamedTuple):
     namespaces), in the rule set's order, those that need text mentioned set apart."""
 
     fixed: tuple[Rule, ...]  # rules that need no mentioned text
-    # of the others, those whose `mentions` guard protected folders, which a path pattern
+    needing: frozenset[int]  # id() of each of the others
+    # of those, the ones whose `mentions` guard protected folders, which a path pattern
     # (`~/.c*`) reaches without their text (`_glob_reaches`)
     reaching: tuple[Rule, ...]
     order: dict[int, int]  # id(rule) -> its position in the rule list
-    by_fragment: dict[str, tuple[Rule, ...]]  # text one of them needs -> those rules
-    # fragments by their first three characters, and those shorter (looked for each time)
-    by_trigram: dict[str, tuple[str, ...]]
-    short: tuple[str, ...]
     # the candidates chosen so far, by the fragments present and whether a pattern is
     chosen: _Memo
 
@@ -345,7 +391,7 @@ class _Screen(NamedTuple):
         cls, candidates: tuple[Rule, ...], order: dict[int, int], ctx: PolicyContext
     ) -> "_Screen":
         """The screen of `candidates` (in the order `order` gives)."""
-        return cls((), (), order, {}, {}, (), _Memo(MAX_SCREENS)).adding(candidates, ctx)
+        return cls((), frozenset(), (), order, _Memo(MAX_SCREENS)).adding(candidates, ctx)
 
     def adding(self, rules: tuple[Rule, ...], ctx: PolicyContext) -> "_Screen":
         """This screen with `rules` (not in it) among its candidates, its own parts reused:
@@ -354,68 +400,54 @@ class _Screen(NamedTuple):
             return self
         fixed = list(self.fixed)
         reaching = list(self.reaching)
-        added: dict[str, list[Rule]] = {}
+        needing = []
         for rule in rules:
-            needed = _needed_text(rule, ctx)
-            if needed is None:
+            if _needed_text(rule, ctx) is None:
                 fixed.append(rule)
                 continue
-            for fragment in needed:
-                added.setdefault(fragment, []).append(rule)
+            needing.append(id(rule))
             if any(_word_matcher(m.mentions, ctx)[1] for m in rule.match):
                 reaching.append(rule)
-        by_fragment, by_trigram, short = self.by_fragment, self.by_trigram, self.short
-        if added:
-            by_fragment, by_trigram = dict(by_fragment), dict(by_trigram)
-            for fragment, more in added.items():
-                if fragment not in by_fragment:
-                    if len(fragment) >= 3:
-                        by_trigram[fragment[:3]] = (*by_trigram.get(fragment[:3], ()), fragment)
-                    else:
-                        short = (*short, fragment)
-                by_fragment[fragment] = (*by_fragment.get(fragment, ()), *more)
         position = self.order.__getitem__
         if len(fixed) > len(self.fixed):
             fixed.sort(key=lambda r: position(id(r)))
         return _Screen(
             fixed=tuple(fixed),
+            needing=self.needing.union(needing) if needing else self.needing,
             reaching=tuple(reaching),
             order=self.order,
-            by_fragment=by_fragment,
-            by_trigram=by_trigram,
-            short=short,
             chosen=_Memo(MAX_SCREENS),
         )
 
-    def rules_for(self, cmd: SimpleCommand) -> tuple[Rule, ...]:
-        """The candidates for `cmd`: the fixed ones, those needing text it mentions, and
-        with a path pattern those reaching protected folders (one tuple for each set of
-        fragments present, which `_fitting` finds its work by)."""
-        if not self.by_fragment:
+    def rules_for(self, cmd: SimpleCommand, text: _TextIndex) -> tuple[Rule, ...]:
+        """The candidates for `cmd`: the fixed ones, those needing text it mentions (found
+        by `text`, the index of the screen's list), and with a path pattern those reaching
+        protected folders (one tuple for each set of fragments present, which `_fitting`
+        finds its work by)."""
+        if not self.needing:
             return self.fixed
         mentioned = _mentioned(cmd)
-        text = mentioned.text
-        present = {f for f in self.short if f in text}
-        for start in range(len(text) - 2):
-            for fragment in self.by_trigram.get(text[start : start + 3], ()):
-                if text.startswith(fragment, start):
-                    present.add(fragment)
+        present = text.present(mentioned.text)
         # a pattern may name a protected path without its text
         reached = bool(mentioned.patterns and self.reaching)
         if not present and not reached:
             return self.fixed
-        key = frozenset(present)
-        return self.chosen.get((), lambda: self._with_fragments(key, reached), (key, reached))
+        return self.chosen.get(
+            (), lambda: self._with_fragments(text, present, reached), (present, reached)
+        )
 
-    def _with_fragments(self, present: frozenset[str], reached: bool) -> tuple[Rule, ...]:
-        found = {id(r): r for f in present for r in self.by_fragment[f]}
-        found.update((id(r), r) for r in self.fixed)
+    def _with_fragments(
+        self, text: _TextIndex, present: frozenset[str], reached: bool
+    ) -> tuple[Rule, ...]:
+        found = {
+            id(r): r for f in present for r in text.by_fragment[f] if id(r) in self.needing
+        }
         if reached:
             found.update((id(r), r) for r in self.reaching)
-        return self._in_order(found.values())
-
-    def _in_order(self, rules: Iterable[Rule]) -> tuple[Rule, ...]:
-        return tuple(sorted(rules, key=lambda r: self.order[id(r)]))
+        if not found:
+            return self.fixed
+        found.update((id(r), r) for r in self.fixed)
+        return tuple(sorted(found.values(), key=lambda r: self.order[id(r)]))
 
 
 class _Places(NamedTuple):
@@ -629,10 +661,24 @@ def _fitting(
 def _fit(rules: tuple[Rule, ...], shape: _Shape) -> tuple[tuple[Rule, tuple[Match, ...]], ...]:
     fitting = []
     for rule in rules:
+        if any(_always_matches(u, shape) for u in rule.unless):
+            continue  # the rule never applies to this shape (`unless: {programs: [kubectl]}`)
         alternatives = tuple(m for m in rule.match if _may_match(m, shape))
         if alternatives:
             fitting.append((rule, alternatives))
     return tuple(fitting)
+
+
+# match keys whose check `_may_match` reads exactly: it gives None for a command of a shape
+# where `_may_match` is false, and words where it is true
+_SHAPE_KEYS = frozenset(
+    {"verbs", "resources", "namespaces", "risks", "objects", "dry_run", "programs", "understood"}
+)
+
+
+def _always_matches(m: Match, shape: _Shape) -> bool:
+    """`m` matches every command of this shape: every check it has reads only the shape."""
+    return _SHAPE_KEYS.issuperset(m.keys) and _may_match(m, shape)
 
 
 def _may_match(m: Match, shape: _Shape) -> bool:
