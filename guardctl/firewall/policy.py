@@ -294,6 +294,8 @@ class _Index(NamedTuple):
 # kinds of command whose candidate rules an index keeps (an agent's lines have only so many),
 # and the globs, rules and contexts whose derived data is kept
 MAX_SCREENS = 4096
+# candidate lists a screen keeps, by the fragments of text present (a screen is one of many)
+MAX_CHOSEN = 64
 # the indexes of the rule tuples seen
 _INDEXES = _Memo(8)
 
@@ -391,7 +393,7 @@ class _Screen(NamedTuple):
         cls, candidates: tuple[Rule, ...], order: dict[int, int], ctx: PolicyContext
     ) -> "_Screen":
         """The screen of `candidates` (in the order `order` gives)."""
-        return cls((), frozenset(), (), order, _Memo(MAX_SCREENS)).adding(candidates, ctx)
+        return cls((), frozenset(), (), order, _Memo(MAX_CHOSEN)).adding(candidates, ctx)
 
     def adding(self, rules: tuple[Rule, ...], ctx: PolicyContext) -> "_Screen":
         """This screen with `rules` (not in it) among its candidates, its own parts reused:
@@ -416,7 +418,7 @@ class _Screen(NamedTuple):
             needing=self.needing.union(needing) if needing else self.needing,
             reaching=tuple(reaching),
             order=self.order,
-            chosen=_Memo(MAX_SCREENS),
+            chosen=_Memo(MAX_CHOSEN),
         )
 
     def rules_for(self, cmd: SimpleCommand, text: _TextIndex) -> tuple[Rule, ...]:
