@@ -201,6 +201,8 @@ def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
 
 
 def _object_resources(report: ManifestReport) -> set[str]:
+    if not report.objects:  # most calls: no import statement run for them
+        return set()
     from guardctl.firewall.resources import by_kind
 
     found = set()
