@@ -155,11 +155,11 @@ def test_heredoc_manifest_is_inspected() -> None:
 def test_the_rule_pre_check_never_skips_a_rule_that_would_match(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the policy skips rules whose verbs or required flags a call lacks (by an index, then a
-    # pre-check), without evaluating them; over every corpus line and every default rule, a
-    # skipped rule must not match
+    # the policy skips rules whose verbs, resources, flags, ... a call lacks (by an index,
+    # then by the command's shape), without evaluating them; over every corpus line and
+    # every default rule, a skipped rule must not match
     from guardctl.bundled import bundled_rules_dir
-    from guardctl.firewall.policy import _candidates, _may_apply, gather_facts, match_rule
+    from guardctl.firewall.policy import _candidates, _fitting, gather_facts, match_rule
     from guardctl.firewall.rules import load_rules
 
     rules = load_rules([bundled_rules_dir()]).rules
@@ -170,27 +170,29 @@ def test_the_rule_pre_check_never_skips_a_rule_that_would_match(
     skipped = 0
     for line, cmd in _corpus_commands(monkeypatch):
         facts = gather_facts(cmd)
-        candidates = set(_candidates(rules, facts, context))
+        fitting = {rule for rule, _ in _fitting(_candidates(rules, facts, context), facts)}
         for rule in rules:
-            if rule not in candidates or not _may_apply(rule, facts):
+            if rule not in fitting:
                 skipped += 1
                 assert match_rule(rule, facts, context) is None, (line, rule.id)
     assert skipped > 1000  # the check above ran on many skipped rules
 
 
-def test_the_alternatives_a_verb_skips_never_match(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a candidate rule is tried only on the alternatives whose verbs fit the command's verb:
-    # over every corpus command, default and screened rules, the hit is match_rule's own
+def test_the_alternatives_a_shape_skips_never_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a candidate rule is tried only on the alternatives that fit the command's shape (its
+    # verb, resources, flags, ...): over every corpus command, default and screened rules,
+    # the hit is match_rule's own, and a rule left out has none
     from guardctl.bundled import bundled_rules_dir
-    from guardctl.firewall.policy import _first_match, _for_verb, gather_facts, match_rule
+    from guardctl.firewall.policy import _first_match, _fitting, gather_facts, match_rule
     from guardctl.firewall.rules import load_rules
 
     rules = load_rules([bundled_rules_dir()]).rules + parse_rules(_screened_rules(), "s.yaml")
     skipped = 0
     for _, cmd in _corpus_commands(monkeypatch):
         facts = gather_facts(cmd)
+        fitting = dict(_fitting(rules, facts))
         for rule in rules:
-            alternatives = _for_verb(rule, facts.verb)
+            alternatives = fitting.get(rule, ())
             skipped += len(rule.match) - len(alternatives)
             assert _first_match(rule, alternatives, facts, CONTEXT) == match_rule(
                 rule, facts, CONTEXT
@@ -209,9 +211,10 @@ def _corpus_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Sim
 
 
 def _screened_rules() -> str:
-    """Rules of every shape the candidate screen sorts by: verbs, programs (globs too),
-    resources, namespaces (exact, globs, `*`), mentions (plain, bracketed, `@protected`,
-    none to screen by), flags, and alternatives mixing them."""
+    """Rules of every shape the candidate screen and the shape of a command sort by: verbs,
+    programs (globs too), resources, namespaces (exact, globs, `*`), mentions (plain,
+    bracketed, `@protected`, none to screen by), flags, risks, objects, dry run,
+    understood, writes, and alternatives mixing them."""
     shapes = [
         '{verbs: [delete], resources: [deployments.apps], namespaces: ["dev"]}',
         '{resources: [pods, secrets], namespaces: ["kube-*", "d?v"]}',
@@ -226,13 +229,26 @@ def _screened_rules() -> str:
         '{verbs: [get], flags: ["selector"]}',
         '{args: ["-w"]}',
         '{resources: [pods], flags: ["output=yaml"]}',
+        '{risks: [privileged, template-values]}',
+        '{objects: ["Cluster*", Namespace]}',
+        '{verbs: [delete], dry_run: true}',
+        '{understood: false}',
+        '{programs: [echo], understood: true}',
+        '{writes: ["*"]}',
+        '{resources: ["*"], namespaces: ["*"]}',
     ]
     rules = "\n".join(
         f"  - id: r{i}\n    action: deny\n    reason: r.\n    match:\n      - {shape}"
         + '\n      - {mentions: ["*.yaml"]}' * (i % 2)
         for i, shape in enumerate(shapes)
     )
-    return f"version: 1\nrules:\n{rules}\n"
+    # an `unless` the shape decides drops a rule; one it does not is still evaluated
+    unless = (
+        "  - id: u1\n    action: deny\n    reason: r.\n    match: {mentions: ['*']}\n"
+        "    unless:\n      - {programs: [kubectl], args: [get]}\n"
+        "      - {programs: [echo, grep], understood: true}\n"
+    )
+    return f"version: 1\nrules:\n{rules}\n{unless}"
 
 
 def test_the_candidate_screen_never_skips_a_rule_that_would_match(

@@ -410,6 +410,8 @@ def _fast_word(raw: str) -> Word:
     reading reads it (`decode_word`: its source text, known only at run time)."""
     if "$" in raw:
         return decode_word(raw)
+    if "'" not in raw and '"' not in raw:  # most words: nothing to unquote
+        return Word(raw, tilde=raw.startswith("~") and expands_tilde(raw))
     return Word(_FAST_QUOTED.sub(_unquoted, raw), tilde=expands_tilde(raw))
 
 

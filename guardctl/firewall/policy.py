@@ -201,6 +201,8 @@ def _program_problems(cmd: SimpleCommand) -> tuple[str, ...]:
 
 
 def _object_resources(report: ManifestReport) -> set[str]:
+    if not report.objects:  # most calls: no import statement run for them
+        return set()
     from guardctl.firewall.resources import by_kind
 
     found = set()
@@ -221,9 +223,8 @@ def decide_command(
     facts = _in_default_namespace(gather_facts(cmd, read, render, context.plugins), context)
     hits = tuple(
         hit
-        for rule in _candidates(tuple(rules), facts, context)
-        if _may_apply(rule, facts)
-        and (hit := _first_match(rule, _for_verb(rule, facts.verb), facts, context)) is not None
+        for rule, alternatives in _fitting(_candidates(tuple(rules), facts, context), facts)
+        if (hit := _first_match(rule, alternatives, facts, context)) is not None
     )
     action = strictest([h.action for h in hits])
     if facts.problems and action is Action.ALLOW:
@@ -295,6 +296,8 @@ class _Index(NamedTuple):
 # kinds of command whose candidate rules an index keeps (an agent's lines have only so many),
 # and the globs, rules and contexts whose derived data is kept
 MAX_SCREENS = 4096
+# candidate lists a screen keeps, by the fragments of text present (a screen is one of many)
+MAX_CHOSEN = 64
 # the indexes of the rule tuples seen
 _INDEXES = _Memo(8)
 
@@ -304,8 +307,8 @@ def _candidates(
 ) -> tuple[Rule, ...]:
     """The rules that could match a command, found without evaluating each (a rule set is
     loaded once and decides many lines): by the verb's first word, then (`_Screen`) by the
-    program, resources and namespaces, then by the text their `mentions` need; `_may_apply`
-    checks their flags."""
+    program, resources and namespaces, then by the text their `mentions` need; `_fitting`
+    keeps those that fit the command's whole shape."""
     index = _index(rules)
     if facts.call is None:
         fitting = index.other
@@ -322,7 +325,56 @@ def _candidates(
         lambda: places.screen(facts, context, program, flags),
         (program, facts.resources, facts.namespaces, flags),
     )
-    return screen.rules_for(facts.cmd)
+    text = _TEXT_INDEXES.get((rules, context), lambda: _TextIndex.of(rules, context))
+    return screen.rules_for(facts.cmd, text)
+
+
+class _TextIndex(NamedTuple):
+    """The text the rules of a list need mentioned (`_needed_text`), found in a command's
+    words by one scan: made once for the list, used by each of its screens."""
+
+    by_fragment: dict[str, tuple[Rule, ...]]  # text one of them needs -> those rules
+    # fragments by three characters of theirs (the fewest fragments share: a team's
+    # `*project-N-secret*` names differ only in the middle) with where those stand in them,
+    # and those shorter (looked for each time)
+    by_trigram: dict[str, tuple[tuple[str, int], ...]]
+    short: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...], ctx: PolicyContext) -> "_TextIndex":
+        by_fragment: dict[str, list[Rule]] = {}
+        for rule in rules:
+            for fragment in _needed_text(rule, ctx) or ():
+                by_fragment.setdefault(fragment, []).append(rule)
+        by_trigram: dict[str, list[tuple[str, int]]] = {}
+        short: list[str] = []
+        for fragment in by_fragment:
+            if len(fragment) < 3:
+                short.append(fragment)
+                continue
+            at = min(
+                range(len(fragment) - 2),
+                key=lambda k: len(by_trigram.get(fragment[k : k + 3], ())),
+            )
+            by_trigram.setdefault(fragment[at : at + 3], []).append((fragment, at))
+        return cls(
+            by_fragment={k: tuple(v) for k, v in by_fragment.items()},
+            by_trigram={k: tuple(v) for k, v in by_trigram.items()},
+            short=tuple(short),
+        )
+
+    def present(self, text: str) -> frozenset[str]:
+        """The fragments `text` holds."""
+        found = {f for f in self.short if f in text}
+        for start in range(len(text) - 2):
+            for fragment, at in self.by_trigram.get(text[start : start + 3], ()):
+                if start >= at and text.startswith(fragment, start - at):
+                    found.add(fragment)
+        return frozenset(found)
+
+
+# the text indexes of the rule lists seen, by list and context
+_TEXT_INDEXES = _Memo(8)
 
 
 class _Screen(NamedTuple):
@@ -330,19 +382,20 @@ class _Screen(NamedTuple):
     namespaces), in the rule set's order, those that need text mentioned set apart."""
 
     fixed: tuple[Rule, ...]  # rules that need no mentioned text
-    everything: tuple[Rule, ...]  # every candidate, in no particular order
+    needing: frozenset[int]  # id() of each of the others
+    # of those, the ones whose `mentions` guard protected folders, which a path pattern
+    # (`~/.c*`) reaches without their text (`_glob_reaches`)
+    reaching: tuple[Rule, ...]
     order: dict[int, int]  # id(rule) -> its position in the rule list
-    by_fragment: dict[str, tuple[Rule, ...]]  # text one of them needs -> those rules
-    # fragments by their first three characters, and those shorter (looked for each time)
-    by_trigram: dict[str, tuple[str, ...]]
-    short: tuple[str, ...]
+    # the candidates chosen so far, by the fragments present and whether a pattern is
+    chosen: _Memo
 
     @classmethod
     def build(
         cls, candidates: tuple[Rule, ...], order: dict[int, int], ctx: PolicyContext
     ) -> "_Screen":
         """The screen of `candidates` (in the order `order` gives)."""
-        return cls((), (), order, {}, {}, ()).adding(candidates, ctx)
+        return cls((), frozenset(), (), order, _Memo(MAX_CHOSEN)).adding(candidates, ctx)
 
     def adding(self, rules: tuple[Rule, ...], ctx: PolicyContext) -> "_Screen":
         """This screen with `rules` (not in it) among its candidates, its own parts reused:
@@ -350,50 +403,53 @@ class _Screen(NamedTuple):
         if not rules:
             return self
         fixed = list(self.fixed)
-        added: dict[str, list[Rule]] = {}
+        reaching = list(self.reaching)
+        needing = []
         for rule in rules:
-            needed = _needed_text(rule, ctx)
-            if needed is None:
+            if _needed_text(rule, ctx) is None:
                 fixed.append(rule)
-            for fragment in needed or ():
-                added.setdefault(fragment, []).append(rule)
-        by_fragment, by_trigram, short = self.by_fragment, self.by_trigram, self.short
-        if added:
-            by_fragment, by_trigram = dict(by_fragment), dict(by_trigram)
-            for fragment, more in added.items():
-                if fragment not in by_fragment:
-                    if len(fragment) >= 3:
-                        by_trigram[fragment[:3]] = (*by_trigram.get(fragment[:3], ()), fragment)
-                    else:
-                        short = (*short, fragment)
-                by_fragment[fragment] = (*by_fragment.get(fragment, ()), *more)
+                continue
+            needing.append(id(rule))
+            if any(_word_matcher(m.mentions, ctx)[1] for m in rule.match):
+                reaching.append(rule)
         position = self.order.__getitem__
         if len(fixed) > len(self.fixed):
             fixed.sort(key=lambda r: position(id(r)))
         return _Screen(
             fixed=tuple(fixed),
-            everything=(*self.everything, *rules),
+            needing=self.needing.union(needing) if needing else self.needing,
+            reaching=tuple(reaching),
             order=self.order,
-            by_fragment=by_fragment,
-            by_trigram=by_trigram,
-            short=short,
+            chosen=_Memo(MAX_CHOSEN),
         )
 
-    def rules_for(self, cmd: SimpleCommand) -> tuple[Rule, ...]:
-        if not self.by_fragment:
+    def rules_for(self, cmd: SimpleCommand, text: _TextIndex) -> tuple[Rule, ...]:
+        """The candidates for `cmd`: the fixed ones, those needing text it mentions (found
+        by `text`, the index of the screen's list), and with a path pattern those reaching
+        protected folders (one tuple for each set of fragments present, which `_fitting`
+        finds its work by)."""
+        if not self.needing:
             return self.fixed
         mentioned = _mentioned(cmd)
-        if mentioned.patterns:  # a pattern may name a protected path without its text
-            return tuple(sorted(self.everything, key=lambda r: self.order[id(r)]))
-        text = mentioned.text
-        present = {f for f in self.short if f in text}
-        for start in range(len(text) - 2):
-            for fragment in self.by_trigram.get(text[start : start + 3], ()):
-                if text.startswith(fragment, start):
-                    present.add(fragment)
-        if not present:
+        present = text.present(mentioned.text)
+        # a pattern may name a protected path without its text
+        reached = bool(mentioned.patterns and self.reaching)
+        if not present and not reached:
             return self.fixed
-        found = {id(r): r for f in present for r in self.by_fragment[f]}
+        return self.chosen.get(
+            (), lambda: self._with_fragments(text, present, reached), (present, reached)
+        )
+
+    def _with_fragments(
+        self, text: _TextIndex, present: frozenset[str], reached: bool
+    ) -> tuple[Rule, ...]:
+        found = {
+            id(r): r for f in present for r in text.by_fragment[f] if id(r) in self.needing
+        }
+        if reached:
+            found.update((id(r), r) for r in self.reaching)
+        if not found:
+            return self.fixed
         found.update((id(r), r) for r in self.fixed)
         return tuple(sorted(found.values(), key=lambda r: self.order[id(r)]))
 
@@ -405,7 +461,7 @@ class _Places(NamedTuple):
 
     programmed: tuple[Rule, ...]  # every alternative names programs
     # else every alternative needs flags (`Rule.flag_needs`): by one flag of each
-    # alternative's, which a call must give for it to apply (`_may_apply`)
+    # alternative's, which a call must give for it to apply (`_may_match`)
     by_flag: dict[str, tuple[Rule, ...]]
     flag_keys: frozenset[str]
     anywhere: tuple[Rule, ...]  # else some alternative needs no resource and no namespace
@@ -550,38 +606,115 @@ def _new_index(rules: tuple[Rule, ...]) -> _Index:
     )
 
 
-def _may_apply(rule: Rule, facts: Facts) -> bool:
-    """A cheap pre-check of a candidate: flag rules skip calls without their flags (a rule
-    that needs flags is about kubectl, so other programs never get here with one)."""
-    if rule.flag_needs is None or facts.call is None:
-        return True
-    given = facts.call.flags.keys()
-    return any(needs <= given for needs in rule.flag_needs)
-
-
 def match_rule(rule: Rule, facts: Facts, context: PolicyContext) -> RuleHit | None:
     """A RuleHit when some alternative of `rule.match` holds and none of `rule.unless` does."""
     return _first_match(rule, rule.match, facts, context)
 
 
-# a rule -> the alternatives of it each verb met so far can match
-_VERB_ALTERNATIVES = _Memo(4 * MAX_SCREENS)
+class _Shape(NamedTuple):
+    """What of a command decides whether an alternative of a rule can match it at all
+    (`_may_match`): commands of one shape meet the same alternatives of each rule, which
+    are found once per shape (and list of candidates)."""
+
+    verb: tuple[str, ...]
+    program: str
+    kubectl: bool
+    resources: frozenset[str]
+    namespaces: frozenset[str]
+    risks: frozenset[str]
+    objects: frozenset[str]
+    dry_run: bool | None  # None: not a kubectl call
+    understood: bool
+    flags: frozenset[str]  # flags given (`_flag_holds` needs its flag given)
+    env: bool  # some assignment
+    writes: bool  # some redirect writing a file
 
 
-def _for_verb(rule: Rule, verb: tuple[str, ...]) -> tuple[Match, ...]:
-    """The alternatives of `rule` whose verbs, if they name any, `verb` starts with (as
-    `_check_verbs` asks): the others cannot match a command of that verb."""
-    by_verb: dict[tuple[str, ...], tuple[Match, ...]] = _VERB_ALTERNATIVES.of(rule, _no_verbs)
-    found = by_verb.get(verb)
-    if found is None:
-        found = by_verb[verb] = tuple(
-            m for m in rule.match if not m.verbs or any(verb[: len(v)] == v for v in m.verbs)
-        )
-    return found
+def _shape(facts: Facts) -> _Shape:
+    call, cmd = facts.call, facts.cmd
+    return _Shape(
+        verb=facts.verb,
+        program=cmd.program,
+        kubectl=call is not None,
+        resources=facts.resources,
+        namespaces=facts.namespaces,
+        risks=facts.risks,
+        objects=facts.objects,
+        dry_run=None if call is None else call.dry_run,
+        understood=not facts.problems,
+        flags=frozenset(call.flags) if call is not None else frozenset(),
+        env=bool(cmd.assignments),
+        writes=bool(cmd.writes),
+    )
 
 
-def _no_verbs(_: Rule) -> dict[tuple[str, ...], tuple[Match, ...]]:
-    return {}
+# (candidate rules, a command's shape) -> each rule that can match it, with its alternatives
+# that can (see `_Shape`)
+_FITTING = _Memo(4 * MAX_SCREENS)
+
+
+def _fitting(
+    rules: tuple[Rule, ...], facts: Facts
+) -> tuple[tuple[Rule, tuple[Match, ...]], ...]:
+    """The rules of `rules` some alternative of which can match the command, each with
+    those alternatives, in order: the others fail a check the command's shape decides."""
+    shape = _shape(facts)
+    return _FITTING.get((rules,), lambda: _fit(rules, shape), (shape,))
+
+
+def _fit(rules: tuple[Rule, ...], shape: _Shape) -> tuple[tuple[Rule, tuple[Match, ...]], ...]:
+    fitting = []
+    for rule in rules:
+        if any(_always_matches(u, shape) for u in rule.unless):
+            continue  # the rule never applies to this shape (`unless: {programs: [kubectl]}`)
+        alternatives = tuple(m for m in rule.match if _may_match(m, shape))
+        if alternatives:
+            fitting.append((rule, alternatives))
+    return tuple(fitting)
+
+
+# match keys whose check `_may_match` reads exactly: it gives None for a command of a shape
+# where `_may_match` is false, and words where it is true
+_SHAPE_KEYS = frozenset(
+    {"verbs", "resources", "namespaces", "risks", "objects", "dry_run", "programs", "understood"}
+)
+
+
+def _always_matches(m: Match, shape: _Shape) -> bool:
+    """`m` matches every command of this shape: every check it has reads only the shape."""
+    return _SHAPE_KEYS.issuperset(m.keys) and _may_match(m, shape)
+
+
+def _may_match(m: Match, shape: _Shape) -> bool:
+    """False when `m` cannot match a command of this shape: a check of `match_alternative`
+    that reads only the shape gives None (verbs, resources, namespaces, risks, objects,
+    dry run, programs, understood), or a flag, an assignment or a redirect that `m` needs
+    is missing."""
+    if m.kubectl_only and not shape.kubectl:
+        return False
+    if m.verbs and not any(shape.verb[: len(v)] == v for v in m.verbs):
+        return False
+    if m.resources and not (
+        shape.resources and ("*" in m.resources or not shape.resources.isdisjoint(m.resources))
+    ):
+        return False
+    if m.namespaces and not (
+        "*" in shape.namespaces or any(_any_glob(ns, m.namespaces) for ns in shape.namespaces)
+    ):
+        return False
+    if m.risks and shape.risks.isdisjoint(m.risks):
+        return False
+    if m.objects and not any(_any_glob(kind, m.objects) for kind in shape.objects):
+        return False
+    if m.dry_run is not None and m.dry_run != shape.dry_run:
+        return False
+    if m.programs and not _any_glob(shape.program, m.programs):
+        return False
+    if m.understood is not None and m.understood != shape.understood:
+        return False
+    if (m.env and not shape.env) or (m.writes and not shape.writes):
+        return False
+    return all(c.name in shape.flags for c in m.flags)
 
 
 def _first_match(
@@ -729,20 +862,23 @@ def _check_mentions(m: Match, f: Facts, ctx: PolicyContext) -> list[str] | None:
 
 
 class _Words(NamedTuple):
-    """Words to match, each with its spellings (`_spellings`), and all of them joined by
-    NUL for `_GlobSet.may_match_any`: made once per command, used by every rule."""
+    """Words to match, each as its spellings (`_spellings`: the word first), and all of them
+    joined by NUL for `_GlobSet.may_match_any`: made once per command, used by every rule."""
 
-    spelled: tuple[tuple[str, tuple[str, ...]], ...]
+    spelled: tuple[tuple[str, ...], ...]
     text: str
     patterns: tuple[str, ...]  # the words that are path patterns, for `_glob_reaches`
 
 
 def _words(words: Iterable[str]) -> _Words:
-    spelled = tuple((w, _spellings(w)) for w in words)
+    spelled = tuple(_spellings(w) if "/" in w else (w,) for w in words)
+    text = "\0".join(s for spellings in spelled for s in spellings)
+    # a pattern holds a glob character: most commands have none
+    globbed = "*" in text or "?" in text or "[" in text
     return _Words(
         spelled,
-        "\0".join(s for _, spellings in spelled for s in spellings),
-        tuple(w for w, _ in spelled if _PATH_PATTERN.match(w)),
+        text,
+        tuple(s[0] for s in spelled if _PATH_PATTERN.match(s[0])) if globbed else (),
     )
 
 
@@ -784,7 +920,7 @@ def _words_matching(
         return None
     glob_set, roots = _word_matcher(globs, ctx)
     found = (
-        [w for w, spellings in prepared.spelled if any(map(glob_set.match, spellings))]
+        [spellings[0] for spellings in prepared.spelled if any(map(glob_set.match, spellings))]
         if glob_set.may_match_any(prepared.text)
         else []
     )

@@ -11,7 +11,7 @@ import json
 import shlex
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
-from functools import cache
+from functools import cache, lru_cache
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -132,6 +132,14 @@ class _CodeReader(NamedTuple):
     operand_is_code: bool
 
 
+@lru_cache(maxsize=1024)
+def _code_reader(name: str) -> _CodeReader | None:
+    """How the program `name` finds its code on stdin (None: it runs none), by name: every
+    command asks, and most programs match none of the globs."""
+    exact, globbed = _code_readers()
+    return exact.get(name) or next((r for g, r in globbed if fnmatchcase(name, g)), None)
+
+
 @cache
 def _code_readers() -> tuple[dict[str, _CodeReader], tuple[tuple[str, _CodeReader], ...]]:
     """From wrappers.json's `code_from_stdin`: {name: how it finds its code}, and the same
@@ -153,8 +161,7 @@ def unseen_code(cmd: SimpleCommand) -> str | None:
     if cmd.stdin_from in ("heredoc", "herestring") or not cmd.argv:
         return None
     name = cmd.program
-    exact, globbed = _code_readers()
-    reader = exact.get(name) or next((r for g, r in globbed if fnmatchcase(name, g)), None)
+    reader = _code_reader(name)
     if reader is None:
         return None
     for word in cmd.argv[1:]:
