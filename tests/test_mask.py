@@ -617,6 +617,16 @@ SNIPPETS = [
     ["---", "kind: Secret", "data:"],
     ["kind: List", "items:"],
     [f"note: {GITHUB}", "TOKEN: q8MxVj5l3V26Xk", "Password: G#iFXC0NZ!cFlwvTWxaLYUoQ"],
+    # an env entry's name, then lines below it (passed on in runs too), then its value
+    ["- name: DB_PASSWORD", "  valueFrom:", "    note: x", "", "  value: hunter2hunter2"],
+    ["- name: DB_PASSWORD", "  valueFrom:", "    secretKeyRef:", "      key: password",
+     "      name: db", "      value: q8MxVj5l3V26Xk", "  image: nginx", "value: q8MxVj5l3V26Xk"],
+    ["Name:         s", "Data", "", "====", "token:  leaked"],
+    ["'kind': Secret", "'data':", "  a: YWFh"],
+    ["kind\": Secret", "data:", "  a: YWFh"],
+    # keys and names that (?i) or lower() read as ASCII words
+    ["to\u212aen: q8MxVj5l3V26Xk", "- name: pa\u017fsword", "  value: hunter2hunter2"],
+    ['"value": "x",', '"name": "API_TOKEN",', '"value": "hunter2hunter2"'],
 ]
 # lines no rule reads, which runs take in
 ORDINARY = [
@@ -634,6 +644,13 @@ ORDINARY = [
     "weird key: v",
     "# comment: x",
     "   ",
+    "",
+    "value: plain",
+    "- name: LOG_LEVEL",
+    "name: web-1",
+    "  nested: deeper",
+    "time 10:00:01 ok",
+    "caf\u00e9: au lait",
 ]
 
 
