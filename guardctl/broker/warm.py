@@ -17,6 +17,7 @@ def build(lines: Sequence[str]) -> None:
     for detector in found.values():
         detector.pattern  # noqa: B018 - compiles and keeps it
     mask.mask_text("warm: token=0123456789abcdef0123", found)
+    mask.noted_lines_scan(detectors.default_rules().structure)
     try:
         checker = app.Checker.load(Environment())
         for line in lines:
