@@ -150,7 +150,7 @@ class JsonStream:
                 self._emit(char)
                 pos += 1
             elif char == ",":
-                top = self._top()
+                top = self._stack[-1] if self._stack else None
                 if top is not None and not top.array:
                     top.expect_key, top.key = True, None
                 self._emit(char)
@@ -237,7 +237,9 @@ class JsonStream:
             top.expect_key = False
 
     def _string(self, token: str) -> None:
-        top = self._top()
+        # (the frame looked up and set here, not by _top and _value_read: one string in two
+        # is a key, and this runs for each)
+        top = self._stack[-1] if self._stack else None
         if top is None or top.array:
             self._plain_string(token)
             return
@@ -246,7 +248,7 @@ class JsonStream:
             self._emit(token)
             return
         key = top.key
-        self._value_read()
+        top.expect_key = False
         if top.data:
             self._data_string(token, top)
         elif key == "kind":
