@@ -297,12 +297,18 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
     """
     copy = stampcache.entry(cache_dir, CACHE_PREFIX, [path]) if cache_dir is not None else None
     if copy is not None:
+        built = _BUILT.get(copy)
+        if built is not None:
+            return built
         cached = copy.read()
         if cached is not None:
             try:
-                return _from_mapping(path, cached)
+                contexts = _from_mapping(path, cached)
             except UsageError:
                 pass  # a damaged copy: the file itself decides
+            else:
+                _BUILT.put(copy, contexts)
+                return contexts
     try:
         text = _read_config(path)
     except FileNotFoundError:
@@ -319,7 +325,12 @@ def load_contexts(path: Path, cache_dir: Path | None = None) -> Contexts | None:
     contexts = _from_mapping(path, data)
     if copy is not None:
         copy.write(data)
+        _BUILT.put(copy, contexts)
     return contexts
+
+
+# the contexts built in this process, by their files' stamps: a run loads them several times
+_BUILT: stampcache.Built[Contexts] = stampcache.Built()
 
 
 def _read_config(path: Path) -> str:

@@ -15,7 +15,7 @@ import json
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from guardctl import __version__
 
@@ -23,6 +23,7 @@ from guardctl import __version__
 KEEP = 8
 
 Stamps = list[list[Any]]
+T = TypeVar("T")
 
 
 class Entry:
@@ -59,6 +60,27 @@ class Entry:
                 stale.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+class Built(Generic[T]):
+    """What this process built from an entry's data, by the entry's key: while the files are
+    unchanged a later load neither reads nor parses (a forked worker inherits what its server
+    built). The `keep` newest are kept."""
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self._kept: dict[str, T] = {}
+        self._keep = keep
+
+    def get(self, at: Entry) -> T | None:
+        return self._kept.get(at.key)
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def put(self, at: Entry, value: T) -> None:
+        if len(self._kept) >= self._keep:
+            del self._kept[next(iter(self._kept))]
+        self._kept[at.key] = value
 
 
 def entry(cache_dir: Path, prefix: str, files: Sequence[Path]) -> Entry | None:

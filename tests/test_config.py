@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guardctl import runtime
+from guardctl import config, runtime
 from guardctl.config import Config, Contexts, load_config, load_contexts, save_config, ttl_seconds
 from guardctl.errors import UsageError
 
@@ -132,8 +132,22 @@ def test_a_run_reads_the_json_copy(tmp_path: Path) -> None:
     doc = json.loads(copy.read_text())
     doc["data"]["namespace"] = "from-copy"
     copy.write_text(json.dumps(doc))
+    assert load_config(path, cache) == CONFIG  # this process built it already: no read
+    config._BUILT.clear()  # as in the next run
     loaded = load_config(path, cache)
     assert loaded is not None and loaded.namespace == "from-copy"
+
+
+def test_a_process_builds_the_contexts_once_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    path, cache = tmp_path / "config.yaml", tmp_path / "cache"
+    save_config(path, CONFIG)
+    first = load_contexts(path, cache)
+    for copy in _copies(cache):
+        copy.unlink()
+    assert load_contexts(path, cache) is first
+    save_config(path, CONFIG._replace(namespace="edited"))
+    edited = load_config(path, cache)
+    assert edited is not None and edited.namespace == "edited"
 
 
 @pytest.mark.parametrize("edit", ["save", "append", "touch"])

@@ -19,7 +19,7 @@ import pytest
 from guardctl.devserver import DevServer
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
-from guardctl.running import kubectl_env
+from guardctl.running import kubectl_env, lifeline
 from guardctl.running.kubeconfig import temp_kubeconfig
 from guardctl.running.runner import NOT_FOUND, find_kubectl, run
 
@@ -346,3 +346,45 @@ def test_real_kubectl_with_a_minted_token(server: DevServer, tmp_path: Path,
     assert out.getvalue().startswith(b"pod/web-")
     assert {user for _, _, user in server.requests} == {
         "system:serviceaccount:guardctl:guardctl-agent"}
+
+
+# --------------------------------------------------------------------------- the tie to kubectl
+
+
+@pytest.fixture
+def setpriv_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Point the lookup of setpriv at given paths, and forget what it found before."""
+    def point(*paths: str) -> None:
+        monkeypatch.setattr(lifeline, "SETPRIV", paths)
+        lifeline._setpriv.cache_clear()
+
+    yield point
+    lifeline._setpriv.cache_clear()
+
+
+def test_kubectl_starts_through_setpriv_where_it_sets_the_death_signal(setpriv_at: Any) -> None:
+    setpriv_at("/usr/bin/setpriv", "/bin/setpriv")
+    argv, tie = lifeline.tied(["/bin/echo", "hi"])
+    assert argv[1:] == ["--pdeathsig", "KILL", "--", "/bin/echo", "hi"]
+    assert tie is None  # no preexec_fn: Python may vfork
+    assert subprocess.run(argv, capture_output=True, check=True).stdout == b"hi\n"
+
+
+def test_a_missing_program_is_an_oserror_through_setpriv_too(setpriv_at: Any) -> None:
+    setpriv_at("/usr/bin/setpriv", "/bin/setpriv")
+    with pytest.raises(FileNotFoundError):
+        lifeline.tied(["/nonexistent/kubectl", "get"])
+
+
+@pytest.mark.parametrize("setpriv", ["missing", "without --pdeathsig"])
+def test_without_a_capable_setpriv_the_tie_is_made_in_the_child(
+    setpriv_at: Any, tmp_path: Path, setpriv: str
+) -> None:
+    old = tmp_path / "setpriv"
+    if setpriv != "missing":
+        old.write_bytes(b"\x7fELF --reuid --regid --clear-groups")
+        old.chmod(0o755)
+    setpriv_at(str(old))
+    argv, tie = lifeline.tied(["/bin/echo", "hi"])
+    assert argv == ["/bin/echo", "hi"]
+    assert tie is not None

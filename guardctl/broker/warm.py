@@ -1,6 +1,7 @@
 """What the fork server and the broker both build once, before they fork their workers: the
-detectors' compiled patterns and the masker's tables, the policy, and bashlex's parser
-tables (through lines that need bashlex: a plain pipeline takes the fast path without it)."""
+detectors' compiled patterns, the masker's tables and keyword scans, the policy, and
+bashlex's parser tables (through lines that need bashlex: a plain pipeline takes the fast
+path without it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 
 
 def build(lines: Sequence[str]) -> None:
-    """Compile the detectors, mask a line, and decide `lines` with the policy."""
+    """Compile the detectors, mask a stream, and decide `lines` with the policy."""
     from guardctl import app
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
@@ -16,7 +17,14 @@ def build(lines: Sequence[str]) -> None:
     found = detectors.default_detectors()
     for detector in found.values():
         detector.pattern  # noqa: B018 - compiles and keeps it
-    mask.mask_text("warm: token=0123456789abcdef0123", found)
+    # a stream of two chunks: the second is read with the end of the first (multi-line
+    # detectors), whose keyword scan is built on first use (a Hyperscan compile can take
+    # 0.3 s: once here, not in every worker)
+    masker = mask.masker_for(["get", "pods"], found, ["warm-literal-0123456789"])
+    for chunk in (b"warm: token=0123456789abcdef0123\n", b"password: x\n"):
+        masker.feed(chunk)
+    masker.flush()
+    # the scan of the lines the structure rules act on, which a long output builds
     mask.noted_lines_scan(detectors.default_rules().structure)
     try:
         checker = app.Checker.load(Environment())

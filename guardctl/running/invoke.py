@@ -5,6 +5,7 @@ decision allows it and the audit record and cast could be written first.
 """
 
 import os
+import re
 import shlex
 import threading
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ BROKER_RULE = "broker-refused"
 # diff failed; 1 means differences were found)
 _KUBECTL_FAILED = 1
 _KUBECTL_DIFF_FAILED = 2
+# a word kubectl could take for a plugin's name (compiled here: a broker's worker inherits it)
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")
 
 
 class Invocation(NamedTuple):
@@ -256,8 +259,6 @@ def _unknown_command(decision: Decision, plugins: frozenset[str]) -> str | None:
     """The first word when kubectl has no such command: kubectl would only look for a
     plugin, and the kubectl guardctl runs has none on its PATH, so it can only fail. Not a
     question for a human: kubectl's own error, at once."""
-    import re
-
     from guardctl.firewall.flagtable import ROOT, flag_table
 
     command = decision.commands[0] if len(decision.commands) == 1 else None
@@ -266,7 +267,7 @@ def _unknown_command(decision: Decision, plugins: frozenset[str]) -> str | None:
     if any(h.action is Action.DENY and h.id != BROKER_RULE for h in command.hits):
         return None  # a rule's deny says more (the broker's own refusal of plugins does not)
     verb = command.call.verb
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", verb) or flag_table().child(ROOT, verb):
+    if not _PLUGIN_NAME.fullmatch(verb) or flag_table().child(ROOT, verb):
         return None  # known, a sub-command path, empty, or only known at run time
     if verb in plugins:
         return None

@@ -82,8 +82,9 @@ def prepare(cache_dir: Path) -> Path:
 
 def _link(target: str, link: Path) -> None:
     """Point `link` at `target` in one step: made under a name of this process's own, then
-    renamed over whatever is there, so runs preparing the folder at once all succeed."""
-    spare = link.with_name(f".{link.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    renamed over whatever is there, so runs preparing the folder at once all succeed. The
+    name is in the folder above, so that one left by a killed run is never on kubectl's PATH."""
+    spare = link.parent.parent / f".{link.name}.{os.getpid()}.{os.urandom(4).hex()}"
     os.symlink(target, spare)
     try:
         os.replace(spare, link)

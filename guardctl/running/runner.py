@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 from guardctl.atomic import write_all
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
-from guardctl.running.lifeline import die_with_this_process
+from guardctl.running.lifeline import die_with_this_process, tied
 from guardctl.signals import Handler, signal_handlers
 from guardctl.status import exit_for_child
 
@@ -239,10 +239,10 @@ def _run_pipes(
     )
     with signal_handlers(forwarder.handlers()):
         try:
+            command, tie = tied(argv)
             child = subprocess.Popen(
-                list(argv), env=dict(child_env), stdin=stdin_fd, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, start_new_session=own_session,
-                preexec_fn=die_with_this_process(),
+                command, env=dict(child_env), stdin=stdin_fd, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=own_session, preexec_fn=tie,
             )
         except OSError as err:
             raise UnsafeError(NOT_FOUND) from err
