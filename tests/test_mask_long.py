@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guardctl.masking import jsonstream
 from guardctl.masking.detectors import default_detectors
 from guardctl.masking.jsonstream import JsonStream
 from guardctl.masking.mask import LINE_CAP, Masker, masker_for, placeholder
@@ -228,3 +229,24 @@ def test_colour_inside_a_secret_does_not_hide_it(cuts: list[tuple[int, str]], le
     out = Masker(default_detectors()).mask_text(f"{lead}{coloured}\n")
     plain = _ANSI.sub("", out)
     assert not any(TOKEN[i : i + 12] in plain for i in range(len(TOKEN) - 11)), out
+
+
+# JSON strings the plain way: one escape or other character at a time
+PLAIN_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+PLAIN_STRING_END = re.compile(r'(?:[^"\\]|\\.)*"')
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='"\\ab\n\t\x01é:', max_size=16))
+def test_json_strings_are_read_as_the_plain_regexes_read_them(text: str) -> None:
+    for pos in range(len(text) + 1):
+        for fast, plain in ((jsonstream._STRING, PLAIN_STRING),
+                            (jsonstream._STRING_END, PLAIN_STRING_END)):
+            found, expected = fast.match(text, pos), plain.match(text, pos)
+            assert (found and found.span()) == (expected and expected.span())
+    for token in PLAIN_STRING.findall(text):
+        try:
+            value = json.loads(token)
+        except ValueError:
+            value = None
+        assert jsonstream._decoded(token) == value

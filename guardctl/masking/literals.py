@@ -62,16 +62,31 @@ class LiteralScan:
 
 def literal_scan(words: Sequence[str]) -> LiteralScan | None:
     """A scanner for `words`, or None when Hyperscan is missing or cannot take them."""
+    if not all(w and w.isascii() and "?" not in w for w in words):
+        return None
+    return _compiled(words, "HS_FLAG_CASELESS", literal=True)
+
+
+def pattern_scan(patterns: Sequence[str]) -> LiteralScan | None:
+    """A scanner for regexes in Hyperscan's dialect (ASCII; `^` and `$` at every line's start
+    and end), or None when Hyperscan is missing or cannot take them. It reads the text as
+    `LiteralScan.ends` does: a character beyond latin-1 is a "?"."""
+    if not all(p.isascii() for p in patterns):
+        return None
+    return _compiled(patterns, "HS_FLAG_MULTILINE", literal=False)
+
+
+def _compiled(expressions: Sequence[str], flag: str, literal: bool) -> LiteralScan | None:
     hyperscan = _hyperscan()
-    if hyperscan is None or not words or not all(w and w.isascii() and "?" not in w for w in words):
+    if hyperscan is None or not expressions:
         return None
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     try:
         database.compile(
-            expressions=[w.encode("ascii") for w in words],
-            ids=list(range(len(words))),
-            flags=hyperscan.HS_FLAG_CASELESS,
-            literal=True,
+            expressions=[e.encode("ascii") for e in expressions],
+            ids=list(range(len(expressions))),
+            flags=getattr(hyperscan, flag),
+            literal=literal,
         )
     except hyperscan.error:
         return None

@@ -18,7 +18,9 @@ detectors of rules/secrets.yaml with literal values and base64 decoding (`_Scann
 
 Speed (bench/bench_mask.py): each Python step costs far more than a C loop over the same
 text, so the hot paths hand whole chunks to C: a run of lines that no structure rule reads
-passes in one regex match (`_Structure._untouched`); the one-line detectors only run on
+passes in one regex match (`_Structure._untouched`), or, with Hyperscan, the lines that a
+rule may act on are found in one pass over the chunk and those between pass on as they are
+(`_Structure._skip`); the one-line detectors only run on
 the lines that hold one of their keywords, found by one regex over each keyword's rarest
 character (`_Keywords`); base64 candidates and literal values are found by substring
 searches (`encodings.b64_candidates`, `_literal_spans`). Each shortcut finds exactly what the
@@ -66,7 +68,7 @@ from guardctl.masking.encodings import (
     unescape,
 )
 from guardctl.masking.jsonstream import JsonStream
-from guardctl.masking.literals import LiteralScan, literal_scan, scannable
+from guardctl.masking.literals import LiteralScan, literal_scan, pattern_scan, scannable
 
 # kubectl caps all annotations of an object at 256 KiB, so a last-applied line fits
 LINE_CAP = 512 * 1024
@@ -901,6 +903,48 @@ def _untouched_line(watched: Iterable[str], credential_keys: Iterable[str]) -> s
     return f"[ ]*(?:{yaml_line}|{json_line}|{plain_line})"
 
 
+# what Hyperscan reads a character beyond ASCII as: latin-1's own byte, or a "?"
+_BEYOND_ASCII = r"[\x80-\xff?]"
+# the blanks `\s` takes in a line, as Hyperscan reads them (beyond latin-1: a "?")
+_BLANK = r"[ \t\r\x0b\x0c\x1c-\x1f\x85\xa0?]"
+
+
+def _key_line(keys: str) -> str:
+    """A Hyperscan regex for a line whose key (YAML or JSON, quoted or not, a list item or
+    not) is one of `keys` (a regex), up to its colon. (`[ '"-]*` takes more than the blanks,
+    `- ` and quotes before a key, and Hyperscan compiles it several times faster.)"""
+    return f"^[ '\"-]*(?:{keys})['\"]*:"
+
+
+def _hs_words(words: Iterable[str]) -> str:
+    return "|".join(re.escape(w) for w in sorted(words))
+
+
+def _noted_lines(rules: StructureRules) -> list[str]:
+    """Hyperscan regexes for the lines that `_Structure._line` may act on when no block, data
+    section or describe output is open (see `_Structure._skip`): every other line there it
+    passes on unchanged, and notes nothing but its indentation (which may close objects).
+
+    A superset: a line found here is read by `_line`, which may still leave it alone. The
+    first is the `value:` line, which acts only under an env entry's secret-looking name.
+    A secret's name holds one of _SECRET_WORDS (as `_naming_lines` takes it too); text beyond
+    ASCII, where (?i) takes ſ for s or the Kelvin sign for k, is read by `_line`.
+    """
+    read = rules.data_keys | {"kind", "Type", "Name"}
+    hint = f"(?i:{_hs_words(_SECRET_WORDS)})|{_BEYOND_ASCII}"
+    return [
+        _key_line("value"),
+        _key_line(_hs_words(read)),
+        _key_line(f"(?i:{_hs_words(rules.credential_keys)})") if rules.credential_keys else "(?!)",
+        _key_line("name|key") + f"[^\n]*(?:{hint})",  # an env entry's name, a `key:` pair
+        f":{_BLANK}*[|>]",  # a block scalar's header (or a value that looks like one)
+        f'"(?:{_hs_words(rules.secret_kinds)})' if rules.secret_kinds else "(?!)",
+        r"^[ ]*(?:Data|====)",  # `kubectl describe secret`
+        r"^---",
+        f"^[^\n]*{_BEYOND_ASCII}[^\n]*:",  # a key beyond ASCII (lower() may make it one)
+    ]
+
+
 class _StructurePatterns(NamedTuple):
     # a line that may hold a Secret as JSON: `"Secret` and `"data"` in any escaping
     kind: re.Pattern[str]
@@ -921,6 +965,26 @@ def _structure_patterns(rules: StructureRules) -> _StructurePatterns:
         data_object=re.compile(rf'(?P<q>\\*)"(?:{keys})(?P=q)"\s*:\s*\{{(?P<body>[^{{}}]*)\}}'),
         untouched_line=_untouched_line(rules.data_keys | _KEYS_READ, rules.credential_keys),
     )
+
+
+# Compiling the Hyperscan database of _noted_lines takes tens of milliseconds, more than a
+# short output takes to mask without it: a masker builds it once it has read this much.
+NOTED_AFTER = 512 * 1024
+_NOTED: dict[StructureRules, LiteralScan | None] = {}
+
+
+def noted_lines_scan(rules: StructureRules) -> LiteralScan | None:
+    """The Hyperscan database of `_noted_lines(rules)`, built on first use and kept; None
+    without Hyperscan. (The broker and fork server build it before they fork.)"""
+    if rules not in _NOTED:
+        _NOTED[rules] = pattern_scan(_noted_lines(rules))
+    return _NOTED[rules]
+
+
+@lru_cache(maxsize=64)
+def _shallow_line(lead: int) -> re.Pattern[str]:
+    """A line break before a line (perhaps blank) indented by fewer than `lead` spaces."""
+    return re.compile(f"\n[ ]{{0,{lead - 1}}}[^ \n]")
 
 
 class _Structure:
@@ -949,6 +1013,12 @@ class _Structure:
         self._previous = ""
         self._untouched_line = patterns.untouched_line
         self._untouched_runs: dict[int, re.Pattern[str]] = {}  # by the fewest leading spaces
+        self._noted_scan = _NOTED.get(rules)
+        self._read = 0  # characters pushed, until the scan of noted lines is built
+        # where the lines of the text pushed start that `_line` must read (see _noted_lines),
+        # and which of them are `value:` lines only
+        self._noted: list[int] = []
+        self._values: set[int] = set()
         self._out: list[str] = []
 
     @property
@@ -958,6 +1028,7 @@ class _Structure:
     def push(self, text: str) -> list[str]:
         """Read lines, the last one perhaps without its line break; what is ready to go on."""
         pos, size = 0, len(text)
+        self._note(text)
         while pos < size:
             pos = self._untouched(text, pos)
             if pos < size:
@@ -983,12 +1054,11 @@ class _Structure:
         cheaper than reading them one by one. Only in a calm state: no block, data section,
         env name or describe output open, and no object closed by a line's indentation.
         """
-        if (
-            self._block is not None
-            or self._section is not None
-            or self._env_level is not None
-            or self._describe_data
-        ):
+        if self._block is not None or self._section is not None or self._describe_data:
+            return pos
+        if self._noted_scan is not None:
+            return self._skip(text, pos)
+        if self._env_level is not None:
             return pos
         lead = self._kinds[-1][0] if self._kinds else 0
         runs = self._untouched_runs.get(lead)
@@ -1012,6 +1082,68 @@ class _Structure:
             self._out.append(text[pos:end])
             self._previous = ""  # what `_line` keeps of them: none of them is `Data`
         return end
+
+    def _note(self, text: str) -> None:
+        """Find the lines of `text` that `_skip` stops at (with Hyperscan only)."""
+        scan = self._noted_scan
+        if scan is None:
+            self._read += len(text)
+            if self._read < NOTED_AFTER:
+                return
+            self._noted_scan = scan = noted_lines_scan(self._rules)
+            if scan is None:
+                return
+        starts: dict[int, bool] = {}  # line start -> whether it is only a `value:` line
+        for number, end in scan.ends(text):
+            start = text.rfind("\n", 0, end - 1) + 1
+            starts[start] = starts.get(start, True) and number == 0
+        self._noted = sorted(starts)
+        self._values = {start for start, value in starts.items() if value}
+
+    def _skip(self, text: str, pos: int) -> int:
+        """`_untouched` with Hyperscan: pass on the lines from `pos` up to the next one that
+        `_line` may act on (see `_noted_lines`), in a calm state or under an env entry's name.
+
+        Such a line, or one indented less than the innermost object or env entry (which
+        closes it: `_end_objects` is all `_line` would do), ends a stretch. A `value:` line
+        counts only under an env entry's name. An unfinished last line is left to `_line`.
+        """
+        limit = text.rfind("\n") + 1
+        noted = self._noted
+        end = pos
+        while end < limit:
+            at = bisect.bisect_left(noted, end)
+            stop = min(noted[at], limit) if at < len(noted) else limit
+            lead = max(self._kinds[-1][0] if self._kinds else 0, self._env_level or 0)
+            shallow = self._shallow(text, end, stop, lead) if lead else stop
+            if shallow < stop:  # closes objects or an env entry, and is passed on
+                end = text.find("\n", shallow) + 1
+                body = text[shallow:end].rstrip("\r\n")
+                stripped = body.lstrip(" ")
+                if stripped:
+                    self._end_objects(len(body) - len(stripped))
+                continue
+            end = stop
+            if end < limit and self._env_level is None and end in self._values:
+                end = text.find("\n", end) + 1  # a `value:` line outside an env entry
+                continue
+            break
+        if end > pos:
+            self._out.append(text[pos:end])
+            if _has_content(text, pos, end):
+                self._previous = ""  # what `_line` keeps of the last: none of them is `Data`
+        return end
+
+    @staticmethod
+    def _shallow(text: str, start: int, stop: int, lead: int) -> int:
+        """Where the first line in text[start:stop] indented by fewer than `lead` spaces
+        starts (perhaps a blank line), or `stop`."""
+        if start == 0 or text[start - 1] == "\n":
+            first = _shallow_line(lead).match("\n" + text[start : start + lead])
+            if first is not None:
+                return start
+        found = _shallow_line(lead).search(text, start, stop)
+        return found.start() + 1 if found is not None else stop
 
     def _names_secret(self, value: str) -> bool:
         """Whether `name: VALUE` (or `key:`) names something secret, or opens a block."""
@@ -1231,6 +1363,16 @@ class _Structure:
                 self._decide(True)
         else:
             self._out.append(line)
+
+
+def _has_content(text: str, start: int, end: int) -> bool:
+    """Whether a line in text[start:end] (whole lines) is not blank, as `_line` reads it."""
+    while end > start:
+        line_start = text.rfind("\n", start, end - 1) + 1 or start
+        if text[line_start:end].rstrip("\r\n").lstrip(" "):
+            return True
+        end = line_start
+    return False
 
 
 def _masked_pair(pair: re.Match[str]) -> str:
