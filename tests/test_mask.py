@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -728,13 +730,13 @@ ODD = ["é", "«", "İ", "\u212a", "?", "漢"]
 
 def keyword_lines(keywords: Any, text: str, hyperscan: bool) -> list[tuple[str, list]]:
     """Where `keywords` (a mask._Keywords) has its detectors run, found by Hyperscan or not."""
-    scan = keywords._scan
+    scan = keywords.scan
     if not hyperscan:
-        keywords._scan = None
+        keywords.scan = None
     try:
         return [(d.name, r) for d, r in keywords.regions(text, mask._lower(text))]
     finally:
-        keywords._scan = scan
+        keywords.scan = scan
 
 
 @settings(max_examples=300, deadline=None)
@@ -751,7 +753,7 @@ def test_hyperscan_finds_the_keyword_lines_the_plain_search_finds(data: st.DataO
         for i, words in enumerate(keywords)
     )
     index = mask._Keywords(detectors)
-    assert index._scan is not None
+    assert index.scan is not None
     assume(len(mask._lower(text)) == len(text))  # else the keyword lines are not used (İ)
     assert keyword_lines(index, text, True) == keyword_lines(index, text, False)
 
@@ -767,9 +769,36 @@ def test_hyperscan_finds_the_detectors_that_may_match(data: st.DataObject) -> No
     text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=30)))
     text = data.draw(st.sampled_from([text, text.upper(), text.title()]))
     detectors = tuple(Detector(f"d{i}", "t", "x", tuple(k)) for i, k in enumerate(keywords))
-    present = mask._Present(detectors)
-    assert present._scan is not None or not any(keywords)
-    assert present.among(text) == [d for d in detectors if d.may_match(text.lower())]
+    # the multi-line detectors' among all of them, as a scanner asks
+    asked = tuple(d for d in detectors if data.draw(st.booleans()))
+    index = mask._keywords_for(detectors)
+    assert index.scan is not None or not any(keywords)
+    present = mask._Present(asked, index)
+    assert present.among(text) == [d for d in asked if d.may_match(text.lower())]
+
+
+# a fresh process (a run without a warm server) masking two chunks: the second, read with
+# the end of the first by the multi-line detectors, must not build a keyword scan of its own
+_SECOND_CHUNK = """
+from guardctl.masking import detectors, mask
+found = detectors.default_detectors()
+masker = mask.masker_for(["get", "pods"], found, ["a-minted-token-0123456789"])
+masker.feed(b"first: line\\n")
+built = []
+real = mask.literal_scan
+mask.literal_scan = lambda words: built.append(words) or real(words)
+masker.feed(b"password: hunter2\\n-----BEGIN OPENSSH PRIVATE KEY-----\\n")
+masker.flush()
+print(len(built))
+"""
+
+
+def test_a_second_chunk_builds_no_keyword_scan_of_its_own() -> None:
+    pytest.importorskip("hyperscan")
+    done = subprocess.run([sys.executable, "-c", _SECOND_CHUNK], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0"]
 
 
 NAMING_PIECES = [*mask._SECRET_WORDS, "PASS", "Token", "- ", "  - ", "x", ": ", " ", "\n", *ODD]
@@ -799,7 +828,7 @@ def test_hyperscan_finds_the_keyword_lines_in_the_corpus_and_bench_inputs(
     texts = [case.text for case in cases()]
     texts += ["".join(make(1))[:65536] for _, make in INPUTS.values()]
     index = mask._keywords_for(tuple(DETECTORS.values()))
-    assert index._scan is not None
+    assert index.scan is not None
     for text in texts:
         assert keyword_lines(index, text, True) == keyword_lines(index, text, False)
 

@@ -406,7 +406,11 @@ class _Keywords:
         self._pattern: re.Pattern[str] | None = None  # compiled on first use
         # all keywords at once, when Hyperscan is installed (see masking/literals.py)
         self._words = list(users.items())
-        self._scan = literal_scan([word for word, _ in self._words])
+        self.scan = literal_scan([word for word, _ in self._words])
+
+    def users(self, word: int) -> list[Detector]:
+        """The detectors that use the keyword numbered `word` in `scan`."""
+        return [self.detectors[index] for index in self._words[word][1]]
 
     def regions(self, text: str, lowered: str) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
         """Each detector with a keyword in `text` and the stretches of `text` it runs on.
@@ -426,10 +430,10 @@ class _Keywords:
     def _hits(self, text: str, lowered: str) -> Iterator[tuple[tuple[int, int], list[int]]]:
         """The line of a keyword and the detectors that use it, for each line that holds one
         (perhaps more than once)."""
-        if self._scan is not None and scannable(text):
+        if self.scan is not None and scannable(text):
             words = self._words
             line = (0, -1)
-            for number, end in self._scan.ends(text):
+            for number, end in self.scan.ends(text):
                 keyword, indexes = words[number]
                 at = end - len(keyword)
                 if not line[0] <= at <= line[1]:
@@ -521,32 +525,32 @@ def _detector_tables(detectors: tuple[Detector, ...]) -> _DetectorTables:
 
 
 class _Present:
-    """Which of some detectors may match a text (`Detector.may_match`): all their keywords
-    are looked for in one pass when Hyperscan is installed and the text is ASCII."""
+    """Which of some detectors may match a text (`Detector.may_match`). With Hyperscan, and
+    for an ASCII text, their keywords are found in one pass of the scan the keyword index
+    (`_Keywords`) built for all detectors: a database of its own for these few keywords
+    would cost a compile, and Hyperscan took 0.25 s for the 18 of the multi-line ones."""
 
-    def __init__(self, detectors: tuple[Detector, ...]) -> None:
+    def __init__(self, detectors: tuple[Detector, ...], index: _Keywords) -> None:
         self.detectors = detectors
-        users: dict[str, list[int]] = {}
-        for index, detector in enumerate(detectors):
-            for keyword in detector.keywords:
-                users.setdefault(keyword, []).append(index)
-        self._users = list(users.values())
-        self._scan = literal_scan(list(users))
-        self._always = {i for i, d in enumerate(detectors) if not d.keywords}
+        self._index = index
+        indexed = frozenset(index.detectors)
+        # a detector the index does not hold has no keyword to wait for
+        self._always = frozenset(d for d in detectors if d not in indexed)
 
     def among(self, text: str) -> list[Detector]:
-        if self._scan is None or not scannable(text):
+        scan = self._index.scan
+        if scan is None or not scannable(text):
             lowered = text.lower()
             return [d for d in self.detectors if d.may_match(lowered)]
         found = set(self._always)
-        for word, _ in self._scan.ends(text):
-            found.update(self._users[word])
-        return [d for index, d in enumerate(self.detectors) if index in found]
+        for word, _ in scan.ends(text):
+            found.update(self._index.users(word))
+        return [d for d in self.detectors if d in found]
 
 
 @lru_cache(maxsize=8)
-def _present(detectors: tuple[Detector, ...]) -> _Present:
-    return _Present(detectors)
+def _present(detectors: tuple[Detector, ...], index: _Keywords) -> _Present:
+    return _Present(detectors, index)
 
 
 class _Scanner:
@@ -619,7 +623,7 @@ class _Scanner:
         shift = len(context)
         return [
             (max(start - shift, 0), end - shift, detector.name)
-            for detector in _present(self._multiline).among(joined)
+            for detector in _present(self._multiline, self._keywords).among(joined)
             for start, end in detector.find(joined)
             if end > shift
         ]
