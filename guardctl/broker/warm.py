@@ -18,8 +18,7 @@ def build(lines: Sequence[str]) -> None:
     for detector in found.values():
         detector.pattern  # noqa: B018 - compiles and keeps it
     # a stream of two chunks: the second is read with the end of the first (multi-line
-    # detectors), whose keyword scan is built on first use (a Hyperscan compile can take
-    # 0.3 s: once here, not in every worker)
+    # detectors), with tables built on first use: here, not in every worker
     masker = mask.masker_for(["get", "pods"], found, ["warm-literal-0123456789"])
     for chunk in (b"warm: token=0123456789abcdef0123\n", b"password: x\n"):
         masker.feed(chunk)
