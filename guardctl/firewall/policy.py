@@ -221,9 +221,12 @@ def decide_command(
     render: manifests.Render | None = None,
 ) -> CommandDecision:
     facts = _in_default_namespace(gather_facts(cmd, read, render, context.plugins), context)
+    shape = _shape(facts)
     hits = tuple(
         hit
-        for rule, alternatives in _fitting(_candidates(tuple(rules), facts, context), facts)
+        for rule, alternatives in _fitting(
+            _candidates(tuple(rules), facts, context, shape), facts, shape
+        )
         if (hit := _first_match(rule, alternatives, facts, context)) is not None
     )
     action = strictest([h.action for h in hits])
@@ -302,13 +305,34 @@ MAX_CHOSEN = 64
 _INDEXES = _Memo(8)
 
 
+# (rule list, context, a command's shape) -> the screen of its commands, and the list's
+# text index
+_SCREENS_BY_SHAPE = _Memo(4 * MAX_SCREENS)
+
+
 def _candidates(
-    rules: tuple[Rule, ...], facts: Facts, context: PolicyContext = NO_CONTEXT
+    rules: tuple[Rule, ...],
+    facts: Facts,
+    context: PolicyContext = NO_CONTEXT,
+    shape: "_Shape | None" = None,
 ) -> tuple[Rule, ...]:
     """The rules that could match a command, found without evaluating each (a rule set is
     loaded once and decides many lines): by the verb's first word, then (`_Screen`) by the
     program, resources and namespaces, then by the text their `mentions` need; `_fitting`
-    keeps those that fit the command's whole shape."""
+    keeps those that fit the command's whole shape (`shape`: the command's, when known)."""
+    screen, text = _SCREENS_BY_SHAPE.get(
+        (rules, context),
+        lambda: _screen(rules, facts, context),
+        (_shape(facts) if shape is None else shape,),
+    )
+    return screen.rules_for(facts.cmd, text)
+
+
+def _screen(
+    rules: tuple[Rule, ...], facts: Facts, context: PolicyContext
+) -> "tuple[_Screen, _TextIndex]":
+    """The screen of the command's kind, read from its shape only (program, verb, flags,
+    resources and namespaces), and the text index of `rules`."""
     index = _index(rules)
     if facts.call is None:
         fitting = index.other
@@ -325,8 +349,7 @@ def _candidates(
         lambda: places.screen(facts, context, program, flags),
         (program, facts.resources, facts.namespaces, flags),
     )
-    text = _TEXT_INDEXES.get((rules, context), lambda: _TextIndex.of(rules, context))
-    return screen.rules_for(facts.cmd, text)
+    return screen, _TEXT_INDEXES.get((rules, context), lambda: _TextIndex.of(rules, context))
 
 
 class _TextIndex(NamedTuple):
@@ -654,11 +677,11 @@ _FITTING = _Memo(4 * MAX_SCREENS)
 
 
 def _fitting(
-    rules: tuple[Rule, ...], facts: Facts
+    rules: tuple[Rule, ...], facts: Facts, shape: "_Shape | None" = None
 ) -> tuple[tuple[Rule, tuple[Match, ...]], ...]:
     """The rules of `rules` some alternative of which can match the command, each with
     those alternatives, in order: the others fail a check the command's shape decides."""
-    shape = _shape(facts)
+    shape = _shape(facts) if shape is None else shape
     return _FITTING.get((rules,), lambda: _fit(rules, shape), (shape,))
 
 
