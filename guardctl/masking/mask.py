@@ -742,7 +742,9 @@ def _add_naming_lines(text: str, lowered: str, starts: set[int]) -> None:
         at = lowered.find(word)
         while at >= 0:
             starts.add(text.rfind("\n", 0, at) + 1)
-            line_end = text.find("\n", at)
+            # the line's end in `lowered`, where the search goes on: lower() makes İ two
+            # characters, and an offset of `text` there could find this word again, forever
+            line_end = lowered.find("\n", at)
             at = lowered.find(word, line_end) if line_end >= 0 else -1
 
 
