@@ -69,7 +69,10 @@ class Built(Generic[T]):
 
     def __init__(self, keep: int = KEEP) -> None:
         self._kept: dict[str, T] = {}
-        self._keep = keep
+        self.keep = keep
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
     def get(self, at: Entry) -> T | None:
         return self._kept.get(at.key)
@@ -78,7 +81,7 @@ class Built(Generic[T]):
         self._kept.clear()
 
     def put(self, at: Entry, value: T) -> None:
-        if len(self._kept) >= self._keep:
+        if len(self._kept) >= self.keep:
             del self._kept[next(iter(self._kept))]
         self._kept[at.key] = value
 

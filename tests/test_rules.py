@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from guardctl import stampcache
 from guardctl.bundled import bundled_rules_dir
 from guardctl.errors import RuleError
 from guardctl.firewall import rules
@@ -154,7 +155,7 @@ def test_folder_skips_the_secret_detectors(tmp_path: Path) -> None:
 @pytest.fixture
 def no_built_rule_sets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rule sets this test process built before are forgotten: the disk cache is tested."""
-    monkeypatch.setattr(rules, "_BUILT", {})
+    monkeypatch.setattr(rules, "_BUILT", stampcache.Built())
 
 
 def test_a_rule_set_is_built_once_per_process_until_a_file_changes(
@@ -173,11 +174,11 @@ def test_a_rule_set_is_built_once_per_process_until_a_file_changes(
 
 
 def test_a_process_keeps_few_rule_sets(tmp_path: Path, no_built_rule_sets: None) -> None:
-    for n in range(rules._BUILT_KEEP + 3):
+    for n in range(rules._BUILT.keep + 3):
         user = tmp_path / f"rules-{n}.yaml"
         user.write_text(GOOD)
         load_rules([user], cache_dir=tmp_path / "cache")
-    assert len(rules._BUILT) == rules._BUILT_KEEP
+    assert len(rules._BUILT) == rules._BUILT.keep
 
 
 @pytest.mark.usefixtures("no_built_rule_sets")
@@ -211,8 +212,6 @@ def test_a_cache_file_made_from_other_files_is_never_served(tmp_path: Path) -> N
     # the cache file name is a short checksum of the stamps: a colliding name (here: the
     # cache of the bundled rules copied over the name another rule set would use) must
     # be parsed again, because the stamps stored inside do not match
-    from guardctl import stampcache
-
     cache = tmp_path / "cache"
     user = tmp_path / "mine.yaml"
     user.write_text(GOOD)

@@ -439,16 +439,14 @@ def load_rules(paths: Sequence[str | Path], cache_dir: Path | None = None) -> Ru
     entry = stampcache.entry(cache_dir, _CACHE_PREFIX, files) if cache_dir is not None else None
     if entry is None:
         return _parse_files(files)
-    built = _BUILT.get(entry.key)
+    built = _BUILT.get(entry)
     if built is not None:
         return built
     ruleset = _ruleset_from(entry.read())
     if ruleset is None:
         ruleset = _parse_files(files)
         entry.write({"rules": [_rule_doc(r) for r in ruleset.rules], "files": list(ruleset.files)})
-    if len(_BUILT) >= _BUILT_KEEP:
-        del _BUILT[next(iter(_BUILT))]
-    _BUILT[entry.key] = ruleset
+    _BUILT.put(entry, ruleset)
     return ruleset
 
 
@@ -471,8 +469,7 @@ def _parse_files(files: Sequence[Path]) -> RuleSet:
 _CACHE_PREFIX = "rules"
 # rule sets this process built, by the stamps of their files: the fork server loads the
 # policy once and its workers, forked from it, find it here
-_BUILT: dict[str, RuleSet] = {}
-_BUILT_KEEP = 8
+_BUILT: stampcache.Built[RuleSet] = stampcache.Built()
 
 
 def _ruleset_from(doc: Any) -> RuleSet | None:
