@@ -370,6 +370,19 @@ def test_kubectl_starts_through_setpriv_where_it_sets_the_death_signal(setpriv_a
     assert subprocess.run(argv, capture_output=True, check=True).stdout == b"hi\n"
 
 
+def test_a_setpriv_on_the_callers_path_is_never_used(
+    setpriv_at: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an agent's own `setpriv` first on PATH would run instead of kubectl's tie
+    planted = tmp_path / "setpriv"
+    planted.write_text("#!/bin/sh\necho planted --pdeathsig\n")
+    planted.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    setpriv_at(*lifeline.SETPRIV)
+    argv, _ = lifeline.tied(["/bin/echo", "hi"])
+    assert argv[0] in lifeline.SETPRIV and not argv[0].startswith(str(tmp_path))
+
+
 def test_a_missing_program_is_an_oserror_through_setpriv_too(setpriv_at: Any) -> None:
     setpriv_at("/usr/bin/setpriv", "/bin/setpriv")
     with pytest.raises(FileNotFoundError):
