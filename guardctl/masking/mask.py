@@ -295,13 +295,14 @@ class _DigestMatcher:
     `literal_digests`); only runs of those lengths are hashed.
 
     Runs are found as in `b64_candidates`: in a bytes copy where every run character is an "a",
-    `re` finds the literal start of a long enough run by a substring search.
+    `re` finds the literal start of a long enough run by a substring search. (Spelled out, not
+    `a{N,}`: `re` takes no literal prefix from a repeat, and then tries every character.)
     """
 
     def __init__(self, digests: Collection[str]) -> None:
         self._digests = frozenset(digests)
         self._lengths = frozenset(int(d.split(":", 1)[0]) for d in self._digests)
-        self._runs = re.compile(b"a{%d,}=*" % min(self._lengths))
+        self._runs = re.compile(b"a" * min(self._lengths) + b"a*=*")
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
         flat = text.encode("latin-1", "replace").translate(_RUN_FLAT)
