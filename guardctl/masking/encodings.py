@@ -95,23 +95,22 @@ def b64_candidates(text: str) -> Base64Candidates:
 
     A log has a hex id or two on every line, each of which `_Scanner` would look at on its
     own only to drop it. With hex digits an "h" first, such a token is a whole run of an
-    even number of "h" not followed by padding: unless it spells text, it is left out of the
-    tokens. (Such a run has no base64 character or padding next to it, so it is exactly the
-    span of a token: the tokens are found once, and those spans dropped.)
+    even number of "h" not followed by padding: unless it spells text, it is blanked before
+    the search for tokens, so that it is never one.
     """
     flat = text.encode("latin-1", "replace").translate(_HEX_FLAT)
-    text_hex = _TEXT_HEX.fullmatch
-    binary = [
-        span
-        for span in (found.span() for found in _FLAT_HEX_TOKEN.finditer(flat))
-        if not text_hex(text, *span)
-    ]
-    flat = flat.translate(_H_TO_A)
-    tokens = [found.span() for found in _FLAT_TOKEN.finditer(flat)]
-    if binary:
-        dropped = set(binary)
-        tokens = [span for span in tokens if span not in dropped]
-    return Base64Candidates(_b64_runs(text, flat), tokens, binary)
+    binary: list[tuple[int, int]] = []
+
+    def blank(found: re.Match[bytes]) -> bytes:
+        start, end = found.span()
+        if _TEXT_HEX.fullmatch(text, start, end):
+            return found[0]
+        binary.append((start, end))
+        return b" " * (end - start)
+
+    tokens_flat = _FLAT_HEX_TOKEN.sub(blank, flat).translate(_H_TO_A)
+    tokens = [found.span() for found in _FLAT_TOKEN.finditer(tokens_flat)]
+    return Base64Candidates(_b64_runs(text, flat.translate(_H_TO_A)), tokens, binary)
 
 
 def _b64_runs(text: str, flat: bytes) -> list[tuple[int, int]]:
