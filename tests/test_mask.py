@@ -862,6 +862,15 @@ def test_base64_candidates_are_what_the_regexes_find(text: str) -> None:
     assert runs == [found.span() for found in encodings.B64_RUN.finditer(text)]
 
 
+def test_a_long_token_of_hex_then_letters_is_a_token_not_hex() -> None:
+    # hex up to a letter is no hex token: found in one pass (a lazy-then-greedy regex such
+    # as HEX_BINARY tries each pair again to the letter, square time: hours at this size)
+    text = "id " + "00" * 200_000 + "zz x\n"
+    runs, tokens, hex_binary = encodings.b64_candidates(text)
+    assert (runs, tokens, hex_binary) == ([], [(3, 400_005)], [])
+    assert encodings.b64_candidates("id " + "00" * 200_000 + " x\n").hex_binary == [(3, 400_003)]
+
+
 def plain_b64_candidates(text: str) -> encodings.Base64Candidates:
     """What encodings.b64_candidates finds, the plain way: the regexes it stands for."""
     every = [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
