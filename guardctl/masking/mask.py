@@ -41,9 +41,11 @@ import bisect
 import codecs
 import functools
 import json
+import operator
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
+from itertools import compress, repeat
 from typing import Any, NamedTuple
 
 from guardctl.fieldpaths import custom_columns, names_only
@@ -635,11 +637,14 @@ class _Scanner:
         runs, tokens, hex_binary = b64_candidates(text)
         # ids, digests and trace ids (hex of no text: HEX_BINARY) count under a secret name
         named = _on_naming_lines(text, lowered, hex_binary)
-        for start, end in runs + (sorted(tokens + named) if named else tokens):
+        found = runs + (sorted(tokens + named) if named else tokens)
+        if not found:
+            return
+        # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64 (a loop in C)
+        paths = map(PATH_LIKE.match, repeat(text), *zip(*found))
+        for start, end in compress(found, map(operator.not_, paths)):
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
-            if PATH_LIKE.match(text, start, end):
-                continue  # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64
             name = self._decoded_secret(text, start, end, depth)
             if name is not None:
                 yield start, end, name
