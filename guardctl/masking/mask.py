@@ -410,6 +410,7 @@ class _Keywords:
         # all keywords at once, when Hyperscan is installed (see masking/literals.py)
         self._words = list(users.items())
         self.scan = literal_scan([word for word, _ in self._words])
+        self.longest = max(map(len, users), default=1)
 
     def users(self, word: int) -> list[Detector]:
         """The detectors that use the keyword numbered `word` in `scan`."""
@@ -575,7 +576,12 @@ class _Scanner:
         # its label) may begin there and end in the next text
         self._context = ""
 
-    def spans(self, text: str, depth: int = 0) -> list[Span]:
+    def spans(
+        self, text: str, depth: int = 0, present: set[Detector | None] | None = None
+    ) -> list[Span]:
+        """The secrets in `text`. `present`, when given, gets each detector whose keyword
+        `text` holds, or is cleared and gets None when the text was searched without the
+        keyword index (see `_continued`)."""
         lowered = _lower(text) if self._ascii_keywords else text.lower()
         found: list[Span] = []
         for detector in self._everywhere:
@@ -583,9 +589,14 @@ class _Scanner:
         # lower() keeps offsets unless a character changes length (İ); then search it all
         if len(lowered) == len(text) and not _unlowered_folds(text):
             for detector, regions in self._keywords.regions(text, lowered):
+                if present is not None:
+                    present.add(detector)
                 for first, last in regions:
                     found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
         else:
+            if present is not None:
+                present.clear()
+                present.add(None)
             for detector in self._keywords.detectors:
                 if detector not in self._keywords.whole or detector.may_match(lowered):
                     found.extend((s, e, detector.name) for s, e in detector.find(text))
@@ -613,20 +624,37 @@ class _Scanner:
         began in the text before)."""
         if not text:
             return text
-        found = ansi_spans(text, self.spans) if "\x1b" in text else self.spans(text)
+        present: set[Detector | None] | None = None
+        if "\x1b" in text:
+            found = ansi_spans(text, self.spans)
+        else:
+            present = set()
+            found = self.spans(text, present=present)
         context = self._context
         if context and self._multiline:
-            found = _merge(found + self._continued(context, text), self._rank)
+            found = _merge(found + self._continued(context, text, present), self._rank)
         self._context = _last_lines((context + text)[-_CONTEXT_SIZE:], _CONTEXT_LINES)
         return _splice(text, found)
 
-    def _continued(self, context: str, text: str) -> list[Span]:
-        """Multi-line matches over `context + text` that end in `text`, as spans of `text`."""
+    def _continued(
+        self, context: str, text: str, present: set[Detector | None] | None = None
+    ) -> list[Span]:
+        """Multi-line matches over `context + text` that end in `text`, as spans of `text`.
+
+        `present`: the detectors whose keywords `spans` found in `text` (None: unknown).
+        A keyword of `context + text` lies in `text`, or starts in `context`, so that only
+        their meeting needs a search of its own, not all of `text` again."""
         joined = context + text
         shift = len(context)
+        among = _present(self._multiline, self._keywords).among
+        if present is None or None in present:
+            detectors = among(joined)
+        else:
+            edge = set(among(joined[: shift + self._keywords.longest - 1]))
+            detectors = [d for d in self._multiline if d in present or d in edge]
         return [
             (max(start - shift, 0), end - shift, detector.name)
-            for detector in _present(self._multiline, self._keywords).among(joined)
+            for detector in detectors
             for start, end in detector.find(joined)
             if end > shift
         ]
