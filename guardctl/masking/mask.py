@@ -40,6 +40,7 @@ import base64
 import bisect
 import codecs
 import functools
+import itertools
 import json
 import operator
 import re
@@ -368,6 +369,10 @@ def _anchor(word: str) -> int:
     return rank.index(max(rank))
 
 
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+
+
 def _line_at(text: str, at: int) -> tuple[int, int]:
     """(start, end) of the line of `text` that holds offset `at`, without its line break."""
     end = text.find("\n", at)
@@ -423,39 +428,46 @@ class _Keywords:
         in one hold in the other.
         """
         lines: dict[int, set[tuple[int, int]]] = {}
-        for line, indexes in self._hits(text, lowered):
+        for indexes, held in self._hits(text, lowered):
             for index in indexes:
-                lines.setdefault(index, set()).add(line)
+                found = lines.get(index)
+                if found is None:
+                    lines[index] = set(held)
+                else:
+                    found.update(held)
         for index, held in sorted(lines.items()):
             detector = self.detectors[index]
             whole = detector in self.whole
             yield detector, [(0, len(text))] if whole else _stretches(sorted(held), len(text))
 
-    def _hits(self, text: str, lowered: str) -> Iterator[tuple[tuple[int, int], list[int]]]:
-        """The line of a keyword and the detectors that use it, for each line that holds one
+    def _hits(
+        self, text: str, lowered: str
+    ) -> Iterator[tuple[list[int], Collection[tuple[int, int]]]]:
+        """The detectors that use a keyword and lines that hold it, for each keyword found
         (perhaps more than once)."""
         if self.scan is not None and scannable(text):
-            words = self._words
-            line = (0, -1)
-            for number, end in self.scan.ends(text):
-                keyword, indexes = words[number]
-                at = end - len(keyword)
-                if not line[0] <= at <= line[1]:
-                    line = _line_at(text, at)
-                yield line, indexes
+            # by keyword, each hit's line found by map (loops in C): a pod's YAML has a few
+            # keywords on every line of its env, a Secret list on every line of its data
+            padded = text + "\n"  # a line break after the last line, for str.find
+            for number, hits in itertools.groupby(sorted(self.scan.ends(text)), _FIRST):
+                keyword, indexes = self._words[number]
+                ats = list(map(operator.sub, map(_SECOND, hits), repeat(len(keyword))))
+                breaks = map(text.rfind, repeat("\n"), repeat(0), ats)
+                ends = map(padded.find, repeat("\n"), ats)
+                yield indexes, set(zip(map(operator.add, breaks, repeat(1)), ends))
             return
         for word, indexes in self._searched:
             at = lowered.find(word)
             while at >= 0:
                 line = _line_at(text, at)
-                yield line, indexes
+                yield indexes, (line,)
                 at = lowered.find(word, line[1])
         for at in self._anchors(lowered):
             line = _line_at(text, at)
             # every keyword with the anchor found may be there
             for word, offset, indexes in self._anchored[lowered[at]]:
                 if at >= offset and lowered.startswith(word, at - offset):
-                    yield line, indexes
+                    yield indexes, (line,)
 
     def _anchors(self, lowered: str) -> Iterator[int]:
         """Each offset of `lowered` where an anchored keyword's anchor is."""
@@ -754,11 +766,15 @@ def _naming_lines(text: str, lowered: str) -> set[int]:
     `lowered` is the text lower-cased, as `_Scanner.spans` has it."""
     starts: set[int] = set()
     scan = _secret_words_scan()
+    # (map: loops in C; a pod's YAML has a few such words on every line of its env)
     if scan is not None and scannable(text):
-        starts.update(text.rfind("\n", 0, end) + 1 for _, end in scan.ends(text))
+        ends = map(operator.itemgetter(1), scan.ends(text))
+        breaks = map(text.rfind, repeat("\n"), repeat(0), ends)
+        starts.update(map(operator.add, breaks, repeat(1)))
     else:
         _add_naming_lines(text, lowered, starts)
-    starts.update(found.start() + 1 for found in _LIST_ITEM_LINE.finditer(text))
+    breaks = map(re.Match.start, _LIST_ITEM_LINE.finditer(text))
+    starts.update(map(operator.add, breaks, repeat(1)))
     if _LIST_ITEM.match(text):
         starts.add(0)
     return starts
