@@ -102,7 +102,7 @@ def b64_candidates(text: str) -> Base64Candidates:
     runs = _b64_runs(text, flat)
     if not every:
         return Base64Candidates(runs, [], [])
-    starts, ends = zip(*every)
+    starts, ends = zip(*every, strict=True)
     hexed = list(map(_HEX_OF_BYTES.match, repeat(text), starts, ends))
     binary = list(compress(every, hexed))
     tokens = list(compress(every, map(operator.not_, hexed))) if binary else every

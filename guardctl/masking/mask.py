@@ -454,7 +454,7 @@ class _Keywords:
                 ats = list(map(operator.sub, map(_SECOND, hits), repeat(len(keyword))))
                 breaks = map(text.rfind, repeat("\n"), repeat(0), ats)
                 ends = map(padded.find, repeat("\n"), ats)
-                yield indexes, set(zip(map(operator.add, breaks, repeat(1)), ends))
+                yield indexes, set(zip(map(operator.add, breaks, repeat(1)), ends, strict=True))
             return
         for word, indexes in self._searched:
             at = lowered.find(word)
@@ -681,7 +681,7 @@ class _Scanner:
         if not found:
             return
         # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64 (a loop in C)
-        paths = map(PATH_LIKE.match, repeat(text), *zip(*found))
+        paths = map(PATH_LIKE.match, repeat(text), *zip(*found, strict=True))
         for start, end in compress(found, map(operator.not_, paths)):
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
