@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from guardctl.masking import encodings, literals, mask
@@ -862,6 +862,15 @@ def test_base64_candidates_are_what_the_regexes_find(text: str) -> None:
     assert runs == [found.span() for found in encodings.B64_RUN.finditer(text)]
 
 
+def test_a_long_token_of_hex_then_letters_is_a_token_not_hex() -> None:
+    # hex up to a letter is no hex token: found in one pass (a lazy-then-greedy regex such
+    # as HEX_BINARY tries each pair again to the letter, square time: hours at this size)
+    text = "id " + "00" * 200_000 + "zz x\n"
+    runs, tokens, hex_binary = encodings.b64_candidates(text)
+    assert (runs, tokens, hex_binary) == ([], [(3, 400_005)], [])
+    assert encodings.b64_candidates("id " + "00" * 200_000 + " x\n").hex_binary == [(3, 400_003)]
+
+
 def plain_b64_candidates(text: str) -> encodings.Base64Candidates:
     """What encodings.b64_candidates finds, the plain way: the regexes it stands for."""
     every = [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
@@ -1025,3 +1034,28 @@ def test_no_value_of_a_custom_columns_table_survives(values: list[str], chunk: i
     shown = out.decode().splitlines()
     assert shown[0] == "NAME       VALUE"
     assert all(line[11:] == "«masked:command-output»" for line in shown[1:])
+
+
+# labels, keywords of the multi-line detectors (whole and cut), line breaks, colour, İ and ſ
+CONTINUED_PIECES = ["Password", "passw", "ord", "api key", "api ", "Token", "secret", ":", "\n"]
+CONTINUED_PIECES += [" ", "\n\n", "gCmH2x8Q__o8gPq_briA", "-----BEGIN ", "PRIVATE KEY-----"]
+CONTINUED_PIECES += ["-----END PRIVATE KEY-----", "MIIEvQIBADANBg", "random_password", "x"]
+CONTINUED_PIECES += ["\u0130", "\u017f", "\x1b[1m", "«"]
+CONTINUED_TEXT = st.lists(st.sampled_from(CONTINUED_PIECES), max_size=30).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(CONTINUED_TEXT, CONTINUED_TEXT)
+@example("log\nthe passw", "ord:\n\ngCmH2x8Q__o8gPq_briA\n")  # a keyword across the meeting
+@example("log\n", "\u0130" + " " * 60 + "Password:\n\ngCmH2x8Q__o8gPq_briA\n")  # İ: lower()
+@example("x\n", "\u017f" + " " * 60 + "Password:\n\ngCmH2x8Q__o8gPq_briA\n")  # is longer; ſ
+@example("Password:\n", "\ngCmH2x8Q__o8gPq_briA\n")  # the label before the meeting
+def test_continued_matches_with_the_keywords_spans_found_are_those_of_a_full_search(
+    context: str, text: str
+) -> None:
+    # `mask` hands `_continued` the detectors whose keywords `spans` found in the text, so
+    # that only the meeting of context and text is searched again: the same matches
+    scanner = mask._Scanner(DETECTORS, [], mask.default_rules().structure)
+    present: set[Detector | None] = set()
+    scanner.spans(text, present=present)
+    assert scanner._continued(context, text, present) == scanner._continued(context, text)

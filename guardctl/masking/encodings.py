@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import operator
 import re
 import zlib
 from collections.abc import Callable
+from itertools import compress, repeat
 from typing import NamedTuple
 
 Span = tuple[int, int, str]
@@ -25,22 +27,12 @@ B64_LINE = re.compile(r"[ \t]*[A-Za-z0-9+/]{20,}={0,2}\r?")
 
 # a base64 token (see b64_candidates) in text made bytes, each base64 character an "a"
 _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_FLAT = bytes.maketrans(_B64_CHARS, b"a" * len(_B64_CHARS))
 _FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
-
-# ... and first with hex digits an "h" (the other base64 characters an "a"): a token of hex
-# digits only, of an even length and no padding (what HEX_BINARY may take) is a run of "h"
-_HEX_DIGITS = b"0123456789abcdefABCDEF"
-_HEX_FLAT = bytes.maketrans(
-    _B64_CHARS, bytes(ord("h") if c in _HEX_DIGITS else ord("a") for c in _B64_CHARS)
-)
-_FLAT_HEX_TOKEN = re.compile(b"h" * 16 + rb"(?<![ah]h{16})(?:hh)*(?![ah=])")
-_H_TO_A = bytes.maketrans(b"h", b"a")
 # the line break before a line that is one long token (where a B64_RUN may start), and the
 # first line of a text that is one
 _FLAT_RUN_LINE = re.compile(rb"\n(?=[ \t]*a{20,}\r?\n)")
 _FLAT_RUN_FIRST = re.compile(rb"[ \t]*a{20,}\r?\n")
-# hex of bytes that are all printable text (tab, LF, CR, space..~): what HEX_BINARY leaves
-_TEXT_HEX = re.compile(r"(?:0[9aAdD]|[2-6][0-9a-fA-F]|7[0-9a-eA-E])*")
 
 # a JSON string that holds escaped quotes (JSON inside it): its body
 ESCAPED_STRING = re.compile(r'"((?:[^"\\\n]|\\.){0,1048576}?\\"(?:[^"\\\n]|\\.){0,1048576}?)"')
@@ -52,6 +44,12 @@ HEX = re.compile(r"[0-9a-fA-F]+")
 # hex of an even length that is not all printable text (a byte outside tab, LF, CR, space..~)
 HEX_BINARY = re.compile(
     r"(?:[0-9a-fA-F]{2})*?(?:0[0-8bcefBCEF]|[189a-fA-F][0-9a-fA-F]|7[fF])(?:[0-9a-fA-F]{2})*"
+)
+
+# what HEX_BINARY.fullmatch takes, in linear time (a lazy repeat before a greedy one, as
+# HEX_BINARY has, is tried at every pair when the text goes on past the hex: square time)
+_HEX_OF_BYTES = re.compile(
+    r"(?=(?:[0-9a-fA-F]{2})+\Z)(?!(?:0[9aAdD]|[2-6][0-9a-fA-F]|7[0-9a-eA-E])*\Z)"
 )
 
 # an absolute path (`/var/secrets/google/key.json`), whose letters read as base64 too
@@ -94,23 +92,21 @@ def b64_candidates(text: str) -> Base64Candidates:
     by a substring search. Greedy, so each token is a whole run of base64 characters.
 
     A log has a hex id or two on every line, each of which `_Scanner` would look at on its
-    own only to drop it. With hex digits an "h" first, such a token is a whole run of an
-    even number of "h" not followed by padding: unless it spells text, it is blanked before
-    the search for tokens, so that it is never one.
+    own only to drop it: the tokens HEX_BINARY takes whole (hex of bytes that are not all
+    text) are set apart. Each token is
+    tried by `map` and sorted by `compress`, loops in C: one step of Python per token costs
+    more than the regexes do.
     """
-    flat = text.encode("latin-1", "replace").translate(_HEX_FLAT)
-    binary: list[tuple[int, int]] = []
-
-    def blank(found: re.Match[bytes]) -> bytes:
-        start, end = found.span()
-        if _TEXT_HEX.fullmatch(text, start, end):
-            return found[0]
-        binary.append((start, end))
-        return b" " * (end - start)
-
-    tokens_flat = _FLAT_HEX_TOKEN.sub(blank, flat).translate(_H_TO_A)
-    tokens = [found.span() for found in _FLAT_TOKEN.finditer(tokens_flat)]
-    return Base64Candidates(_b64_runs(text, flat.translate(_H_TO_A)), tokens, binary)
+    flat = text.encode("latin-1", "replace").translate(_FLAT)
+    every = [found.span() for found in _FLAT_TOKEN.finditer(flat)]
+    runs = _b64_runs(text, flat)
+    if not every:
+        return Base64Candidates(runs, [], [])
+    starts, ends = zip(*every, strict=True)
+    hexed = list(map(_HEX_OF_BYTES.match, repeat(text), starts, ends))
+    binary = list(compress(every, hexed))
+    tokens = list(compress(every, map(operator.not_, hexed))) if binary else every
+    return Base64Candidates(runs, tokens, binary)
 
 
 def _b64_runs(text: str, flat: bytes) -> list[tuple[int, int]]:

@@ -40,10 +40,13 @@ import base64
 import bisect
 import codecs
 import functools
+import itertools
 import json
+import operator
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
+from itertools import compress, repeat
 from typing import Any, NamedTuple
 
 from guardctl.fieldpaths import custom_columns, names_only
@@ -295,13 +298,14 @@ class _DigestMatcher:
     `literal_digests`); only runs of those lengths are hashed.
 
     Runs are found as in `b64_candidates`: in a bytes copy where every run character is an "a",
-    `re` finds the literal start of a long enough run by a substring search.
+    `re` finds the literal start of a long enough run by a substring search. (Spelled out, not
+    `a{N,}`: `re` takes no literal prefix from a repeat, and then tries every character.)
     """
 
     def __init__(self, digests: Collection[str]) -> None:
         self._digests = frozenset(digests)
         self._lengths = frozenset(int(d.split(":", 1)[0]) for d in self._digests)
-        self._runs = re.compile(b"a{%d,}=*" % min(self._lengths))
+        self._runs = re.compile(b"a" * min(self._lengths) + b"a*=*")
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
         flat = text.encode("latin-1", "replace").translate(_RUN_FLAT)
@@ -365,6 +369,10 @@ def _anchor(word: str) -> int:
     return rank.index(max(rank))
 
 
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+
+
 def _line_at(text: str, at: int) -> tuple[int, int]:
     """(start, end) of the line of `text` that holds offset `at`, without its line break."""
     end = text.find("\n", at)
@@ -407,6 +415,7 @@ class _Keywords:
         # all keywords at once, when Hyperscan is installed (see masking/literals.py)
         self._words = list(users.items())
         self.scan = literal_scan([word for word, _ in self._words])
+        self.longest = max(map(len, users), default=1)
 
     def users(self, word: int) -> list[Detector]:
         """The detectors that use the keyword numbered `word` in `scan`."""
@@ -419,39 +428,46 @@ class _Keywords:
         in one hold in the other.
         """
         lines: dict[int, set[tuple[int, int]]] = {}
-        for line, indexes in self._hits(text, lowered):
+        for indexes, held in self._hits(text, lowered):
             for index in indexes:
-                lines.setdefault(index, set()).add(line)
+                found = lines.get(index)
+                if found is None:
+                    lines[index] = set(held)
+                else:
+                    found.update(held)
         for index, held in sorted(lines.items()):
             detector = self.detectors[index]
             whole = detector in self.whole
             yield detector, [(0, len(text))] if whole else _stretches(sorted(held), len(text))
 
-    def _hits(self, text: str, lowered: str) -> Iterator[tuple[tuple[int, int], list[int]]]:
-        """The line of a keyword and the detectors that use it, for each line that holds one
+    def _hits(
+        self, text: str, lowered: str
+    ) -> Iterator[tuple[list[int], Collection[tuple[int, int]]]]:
+        """The detectors that use a keyword and lines that hold it, for each keyword found
         (perhaps more than once)."""
         if self.scan is not None and scannable(text):
-            words = self._words
-            line = (0, -1)
-            for number, end in self.scan.ends(text):
-                keyword, indexes = words[number]
-                at = end - len(keyword)
-                if not line[0] <= at <= line[1]:
-                    line = _line_at(text, at)
-                yield line, indexes
+            # by keyword, each hit's line found by map (loops in C): a pod's YAML has a few
+            # keywords on every line of its env, a Secret list on every line of its data
+            padded = text + "\n"  # a line break after the last line, for str.find
+            for number, hits in itertools.groupby(sorted(self.scan.ends(text)), _FIRST):
+                keyword, indexes = self._words[number]
+                ats = list(map(operator.sub, map(_SECOND, hits), repeat(len(keyword))))
+                breaks = map(text.rfind, repeat("\n"), repeat(0), ats)
+                ends = map(padded.find, repeat("\n"), ats)
+                yield indexes, set(zip(map(operator.add, breaks, repeat(1)), ends, strict=True))
             return
         for word, indexes in self._searched:
             at = lowered.find(word)
             while at >= 0:
                 line = _line_at(text, at)
-                yield line, indexes
+                yield indexes, (line,)
                 at = lowered.find(word, line[1])
         for at in self._anchors(lowered):
             line = _line_at(text, at)
             # every keyword with the anchor found may be there
             for word, offset, indexes in self._anchored[lowered[at]]:
                 if at >= offset and lowered.startswith(word, at - offset):
-                    yield line, indexes
+                    yield indexes, (line,)
 
     def _anchors(self, lowered: str) -> Iterator[int]:
         """Each offset of `lowered` where an anchored keyword's anchor is."""
@@ -572,7 +588,12 @@ class _Scanner:
         # its label) may begin there and end in the next text
         self._context = ""
 
-    def spans(self, text: str, depth: int = 0) -> list[Span]:
+    def spans(
+        self, text: str, depth: int = 0, present: set[Detector | None] | None = None
+    ) -> list[Span]:
+        """The secrets in `text`. `present`, when given, gets each detector whose keyword
+        `text` holds, or is cleared and gets None when the text was searched without the
+        keyword index (see `_continued`)."""
         lowered = _lower(text) if self._ascii_keywords else text.lower()
         found: list[Span] = []
         for detector in self._everywhere:
@@ -580,9 +601,14 @@ class _Scanner:
         # lower() keeps offsets unless a character changes length (İ); then search it all
         if len(lowered) == len(text) and not _unlowered_folds(text):
             for detector, regions in self._keywords.regions(text, lowered):
+                if present is not None:
+                    present.add(detector)
                 for first, last in regions:
                     found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
         else:
+            if present is not None:
+                present.clear()
+                present.add(None)
             for detector in self._keywords.detectors:
                 if detector not in self._keywords.whole or detector.may_match(lowered):
                     found.extend((s, e, detector.name) for s, e in detector.find(text))
@@ -610,20 +636,37 @@ class _Scanner:
         began in the text before)."""
         if not text:
             return text
-        found = ansi_spans(text, self.spans) if "\x1b" in text else self.spans(text)
+        present: set[Detector | None] | None = None
+        if "\x1b" in text:
+            found = ansi_spans(text, self.spans)
+        else:
+            present = set()
+            found = self.spans(text, present=present)
         context = self._context
         if context and self._multiline:
-            found = _merge(found + self._continued(context, text), self._rank)
+            found = _merge(found + self._continued(context, text, present), self._rank)
         self._context = _last_lines((context + text)[-_CONTEXT_SIZE:], _CONTEXT_LINES)
         return _splice(text, found)
 
-    def _continued(self, context: str, text: str) -> list[Span]:
-        """Multi-line matches over `context + text` that end in `text`, as spans of `text`."""
+    def _continued(
+        self, context: str, text: str, present: set[Detector | None] | None = None
+    ) -> list[Span]:
+        """Multi-line matches over `context + text` that end in `text`, as spans of `text`.
+
+        `present`: the detectors whose keywords `spans` found in `text` (None: unknown).
+        A keyword of `context + text` lies in `text`, or starts in `context`, so that only
+        their meeting needs a search of its own, not all of `text` again."""
         joined = context + text
         shift = len(context)
+        among = _present(self._multiline, self._keywords).among
+        if present is None or None in present:
+            detectors = among(joined)
+        else:
+            edge = set(among(joined[: shift + self._keywords.longest - 1]))
+            detectors = [d for d in self._multiline if d in present or d in edge]
         return [
             (max(start - shift, 0), end - shift, detector.name)
-            for detector in _present(self._multiline, self._keywords).among(joined)
+            for detector in detectors
             for start, end in detector.find(joined)
             if end > shift
         ]
@@ -634,11 +677,14 @@ class _Scanner:
         runs, tokens, hex_binary = b64_candidates(text)
         # ids, digests and trace ids (hex of no text: HEX_BINARY) count under a secret name
         named = _on_naming_lines(text, lowered, hex_binary)
-        for start, end in runs + (sorted(tokens + named) if named else tokens):
+        found = runs + (sorted(tokens + named) if named else tokens)
+        if not found:
+            return
+        # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64 (a loop in C)
+        paths = map(PATH_LIKE.match, repeat(text), *zip(*found, strict=True))
+        for start, end in compress(found, map(operator.not_, paths)):
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
-            if PATH_LIKE.match(text, start, end):
-                continue  # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64
             name = self._decoded_secret(text, start, end, depth)
             if name is not None:
                 yield start, end, name
@@ -720,11 +766,15 @@ def _naming_lines(text: str, lowered: str) -> set[int]:
     `lowered` is the text lower-cased, as `_Scanner.spans` has it."""
     starts: set[int] = set()
     scan = _secret_words_scan()
+    # (map: loops in C; a pod's YAML has a few such words on every line of its env)
     if scan is not None and scannable(text):
-        starts.update(text.rfind("\n", 0, end) + 1 for _, end in scan.ends(text))
+        ends = map(operator.itemgetter(1), scan.ends(text))
+        breaks = map(text.rfind, repeat("\n"), repeat(0), ends)
+        starts.update(map(operator.add, breaks, repeat(1)))
     else:
         _add_naming_lines(text, lowered, starts)
-    starts.update(found.start() + 1 for found in _LIST_ITEM_LINE.finditer(text))
+    breaks = map(re.Match.start, _LIST_ITEM_LINE.finditer(text))
+    starts.update(map(operator.add, breaks, repeat(1)))
     if _LIST_ITEM.match(text):
         starts.add(0)
     return starts
