@@ -281,6 +281,18 @@ def test_a_record_the_disk_did_not_keep_stops_the_command_and_leaves_the_head(
     assert not list(isolated_home.glob(".*.tmp"))
 
 
+def test_a_rehearsal_writes_nothing_and_leaves_the_log_as_it_was(isolated_home: Path) -> None:
+    # the broker's spares run the records' code ahead of a request, with no file at all
+    log = ticking_log(isolated_home)
+    log.rehearse(["kubectl", "get", "secret", "--token=abc123"], decision(Action.ALLOW))
+    assert list(isolated_home.iterdir()) == []
+    log.finish(log.start(session="s1", argv=["kubectl", "get", "pods"]), 0)
+    before = {p.name: p.read_bytes() for p in isolated_home.iterdir()}
+    log.rehearse(["kubectl", "delete", "ns", "prod"], None)
+    assert {p.name: p.read_bytes() for p in isolated_home.iterdir()} == before
+    assert verify_home(isolated_home).ok
+
+
 def test_a_held_lock_times_out_unsafe(isolated_home: Path) -> None:
     path = audit.log_path(isolated_home)
     path.touch()

@@ -253,6 +253,16 @@ class AuditLog:
     ) -> Handle:
         """Append the "started" record; raises UnsafeError when it cannot be written.
         `agent`: the agent a broker ran the command for (its account, or its token's name)."""
+        record = self._started(session, argv, line, decision, approver, cast, user, cwd, agent)
+        started = self._monotonic()
+        written = self._append(record, "the command was not run")
+        return Handle(hash=written, session=session, started=started)
+
+    def _started(
+        self, session: str, argv: Sequence[str], line: str | None, decision: Decision | None,
+        approver: Approver | None, cast: Mapping[str, object] | None, user: str | None,
+        cwd: str | None, agent: str | None,
+    ) -> dict[str, object]:
         record: dict[str, object] = {
             "v": FORMAT,
             "status": STARTED,
@@ -270,9 +280,7 @@ class AuditLog:
         }
         if agent is not None:
             record["agent"] = agent
-        started = self._monotonic()
-        written = self._append(record, "the command was not run")
-        return Handle(hash=written, session=session, started=started)
+        return record
 
     def finish(
         self,
@@ -284,6 +292,13 @@ class AuditLog:
         agent: str | None = None,
     ) -> str:
         """Append the "completed" record for `handle`; returns its hash."""
+        record = self._completed(handle, exit_code, approver, cast, agent)
+        return self._append(record, "the command ran but its completion is not recorded")
+
+    def _completed(
+        self, handle: Handle, exit_code: int, approver: Approver | None,
+        cast: recorder.CastExtent | None, agent: str | None,
+    ) -> dict[str, object]:
         record: dict[str, object] = {
             "v": FORMAT,
             "status": COMPLETED,
@@ -297,7 +312,19 @@ class AuditLog:
         }
         if agent is not None:
             record["agent"] = agent
-        return self._append(record, "the command ran but its completion is not recorded")
+        return record
+
+    def rehearse(self, argv: Sequence[str], decision: Decision | None) -> None:
+        """Make a "started" and a "completed" record as `start` and `finish` do, hashed and
+        signed with a throwaway key, and write nothing. A warm server's spare worker runs
+        this ahead of its request (`broker.server.warm_up`): the code a record takes, without
+        a temporary log's key, head and syncs."""
+        key, log = os.urandom(32), os.urandom(LOG_ID_BYTES).hex()
+        started = self._started("warm", argv, None, decision, None, None, None, None, None)
+        digest, _ = _sealed(started, key, log, 1, GENESIS)
+        completed = self._completed(Handle(digest, "warm", self._monotonic()), 0, None, None, None)
+        digest, _ = _sealed(completed, key, log, 2, digest)
+        make_head(key, log, 2, digest).to_bytes()
 
     def pruned(self, extent: recorder.CastExtent, reason: str, user: str | None = None) -> str:
         """Append a "pruned" record: the cast `extent.file`, whole as described, is about to
@@ -352,15 +379,12 @@ class AuditLog:
         tail = _last_record(fd, end)
         key, head = self._anchor(fd, end, tail)
         seq, prev = _continue_from(head, tail)
-        record.update(log=head.log, seq=seq + 1, prev=prev)
         if end < size:
             # a torn last line (a writer killed mid-write) is closed off, never extended, and
             # this record vouches for it, so that verify can tell it from a line put there
             record["torn"] = hashlib.sha256(cut).hexdigest()
-        digest = record_hash(record)
-        record["hash"] = digest
-        record["mac"] = record_mac(key, head.log, digest)
-        write_all(fd, (b"\n" if torn else b"") + canonical(record) + b"\n")
+        digest, line = _sealed(record, key, head.log, seq + 1, prev)
+        write_all(fd, (b"\n" if torn else b"") + line + b"\n")
         # Once write() returns, a crash of guardctl loses nothing; fdatasync also keeps the
         # record through a power loss or kernel crash, which the command's effect on the
         # cluster survives too (the data and the file's new size: what reading it back needs;
@@ -451,6 +475,18 @@ class AuditLog:
     def _unsafe(self, exc: OSError, consequence: str) -> UnsafeError:
         reason = exc.strerror or str(exc)
         return UnsafeError(f"cannot write the audit log {self.path}: {reason}: {consequence}")
+
+
+def _sealed(
+    record: dict[str, object], key: bytes, log: str, seq: int, prev: str
+) -> tuple[str, bytes]:
+    """`record` placed in its log (`log`, `seq`, the hash before it), hashed and signed with
+    `key`: its hash, and its line as written."""
+    record.update(log=log, seq=seq, prev=prev)
+    digest = record_hash(record)
+    record["hash"] = digest
+    record["mac"] = record_mac(key, log, digest)
+    return digest, canonical(record)
 
 
 def _rule_ids(decision: Decision | None) -> list[str]:
