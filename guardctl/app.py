@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from guardctl.env import Environment
 from guardctl.errors import UsageError
-from guardctl.firewall.parse import parse
+from guardctl.firewall.parse import Readings, parse
 from guardctl.firewall.policy import PolicyContext, decide
 from guardctl.firewall.rules import RuleSet, load_rules
 from guardctl.model import Action, Decision, ParsedLine
@@ -98,6 +98,7 @@ def batch_results(checker: Checker, lines: Iterable[str]) -> Iterator[dict[str, 
     An input that is not a JSON object with a string `line` gets a `deny` result saying why:
     a malformed request must never read as permission.
     """
+    readings = Readings()  # a batch meets the same lines again and again
     for raw in lines:
         if not raw.strip():
             continue
@@ -108,7 +109,7 @@ def batch_results(checker: Checker, lines: Iterable[str]) -> Iterator[dict[str, 
         if not isinstance(request, dict) or not isinstance(request.get("line"), str):
             yield _bad_request(request)
             continue
-        result = checker.check(request["line"]).to_json()
+        result = checker.decide(readings.parse(request["line"])).to_json()
         yield {
             **{k: v for k, v in request.items() if k != "line"},
             "line": request["line"],

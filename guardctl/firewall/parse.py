@@ -101,18 +101,52 @@ def parse(line: str) -> ParsedLine:
 
 
 def _parse(line: str, allow_fast: bool) -> ParsedLine:
+    return _read(line, allow_fast)[0]
+
+
+def _read(line: str, allow_fast: bool) -> tuple[ParsedLine, bool]:
+    """The line's reading, and whether it is the line's alone (not cut short by the deadline
+    or an internal error, which depend on the machine and the code, not the line)."""
     state = _State(allow_fast=allow_fast)
     if len(line) > MAX_LINE:
-        return ParsedLine(line, (), (f"the line is longer than {MAX_LINE} characters",))
+        return ParsedLine(line, (), (f"the line is longer than {MAX_LINE} characters",)), True
+    whole = False
     try:
         state.parse_line(line, _Scope())
+        whole = True
     except DeadlineExceeded:
         state.problems.append(f"the line took longer than {PARSE_SECONDS:g} s to parse")
     except RecursionError:
         state.problems.append("the line is nested too deeply to parse")
+        whole = True
     except Exception as exc:  # noqa: BLE001 - the contract: never raise, fail closed instead
         state.problems.append(f"internal parser error ({type(exc).__name__}: {exc})")
-    return ParsedLine(line, tuple(state.commands), tuple(dict.fromkeys(state.problems)))
+    problems = tuple(dict.fromkeys(state.problems))
+    return ParsedLine(line, tuple(state.commands), problems), whole
+
+
+class Readings:
+    """`parse` for a run that meets the same lines again and again (`check --batch`): a
+    line's reading depends on the line alone, so a line read before gets that reading. Kept
+    for lines of up to `KEPT_CHARS` characters, `KEPT_LINES` of them (emptied when full);
+    a reading the deadline cut short is not kept."""
+
+    KEPT_LINES = 4096
+    KEPT_CHARS = 4096
+
+    def __init__(self) -> None:
+        self._kept: dict[str, ParsedLine] = {}
+
+    def parse(self, line: str) -> ParsedLine:
+        found = self._kept.get(line)
+        if found is not None:
+            return found
+        parsed, whole = _read(line, allow_fast=True)
+        if whole and len(line) <= self.KEPT_CHARS:
+            if len(self._kept) >= self.KEPT_LINES:
+                self._kept.clear()
+            self._kept[line] = parsed
+        return parsed
 
 
 class _Scope(NamedTuple):
