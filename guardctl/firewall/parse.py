@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.errors import DeadlineExceeded
 from guardctl.firewall.bashsyntax import syntax_error
+from guardctl.firewall.kept import MAX_CHARS, Kept
 from guardctl.firewall.shellword import (
     Prepared,
     Word,
@@ -126,27 +127,20 @@ def _read(line: str, allow_fast: bool) -> tuple[ParsedLine, bool]:
 
 
 class Readings:
-    """`parse` for a run that meets the same lines again and again (`check --batch`): a
-    line's reading depends on the line alone, so a line read before gets that reading. Kept
-    for lines of up to `KEPT_CHARS` characters, `KEPT_LINES` of them (emptied when full);
-    a reading the deadline cut short is not kept."""
+    """`parse` for a batch (see `kept`): a line's reading depends on the line alone, so a
+    line read before gets that reading; not one the deadline cut short."""
 
-    KEPT_LINES = 4096
-    KEPT_CHARS = 4096
+    __slots__ = ("_kept",)
 
     def __init__(self) -> None:
-        self._kept: dict[str, ParsedLine] = {}
+        self._kept: Kept[str, ParsedLine] = Kept()
 
     def parse(self, line: str) -> ParsedLine:
         found = self._kept.get(line)
         if found is not None:
             return found
         parsed, whole = _read(line, allow_fast=True)
-        if whole and len(line) <= self.KEPT_CHARS:
-            if len(self._kept) >= self.KEPT_LINES:
-                self._kept.clear()
-            self._kept[line] = parsed
-        return parsed
+        return self._kept.keep(line, parsed) if whole and len(line) <= MAX_CHARS else parsed
 
 
 class _Scope(NamedTuple):

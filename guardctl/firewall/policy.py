@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
 
 from guardctl.firewall import files, manifests
+from guardctl.firewall.kept import MAX_CHARS, Kept
 from guardctl.firewall.normalize import kubectl_args, normalize
 from guardctl.firewall.rules import FlagCondition, Match, Rule, RuleSet
 from guardctl.firewall.wrappers import unseen_code
@@ -89,11 +90,13 @@ def decide(
     context: PolicyContext = NO_CONTEXT,
     read: manifests.Reader | None = None,
     render: manifests.Render | None = None,
+    decided: "Decided | None" = None,
 ) -> Decision:
     """Decide every command of `parsed` and the line as a whole (`read` and `render`: see
-    `manifests.inspect_call`)."""
+    `manifests.inspect_call`; `decided`: a batch's commands decided before)."""
+    decide_one = decide_command if decided is None else decided.decide
     decisions = tuple(
-        decide_command(cmd, ruleset.rules, context, read, render)
+        decide_one(cmd, ruleset.rules, context, read, render)
         for cmd in _fed_by_kustomize(parsed.commands)
     )
     action = strictest([d.action for d in decisions])
@@ -240,6 +243,59 @@ def decide_command(
         call=facts.call,
         report=facts.report if facts.call else None,
     )
+
+
+class Decided:
+    """`decide_command` for a batch (see `kept`), with one rule list and context: a command
+    whose decision read no file and rendered no kustomization (`-f FILE`, `-k DIR`,
+    `--patch-file`, `< FILE`, ...) was decided on the command, the rules and the context
+    alone, so that command met again gets that decision; one that read is decided again
+    each time (files change)."""
+
+    __slots__ = ("_kept", "_rules", "_context")
+
+    def __init__(self) -> None:
+        self._kept: Kept[SimpleCommand, CommandDecision] = Kept()
+        self._rules: tuple[Rule, ...] = ()
+        self._context = NO_CONTEXT
+
+    def decide(
+        self,
+        cmd: SimpleCommand,
+        rules: tuple[Rule, ...],
+        context: PolicyContext = NO_CONTEXT,
+        read: manifests.Reader | None = None,
+        render: manifests.Render | None = None,
+    ) -> CommandDecision:
+        if rules is not self._rules or context != self._context:
+            self._kept, self._rules, self._context = Kept(), rules, context
+        found = self._kept.get(cmd)
+        if found is not None:
+            return found
+        inputs: list[str] = []
+        reader = read or files.read_manifests
+
+        def reading(path: str, recursive: bool) -> list[tuple[str, str]] | None:
+            inputs.append(path)
+            return reader(path, recursive)
+
+        def rendering(folder: str) -> str | None:
+            inputs.append(folder)
+            return render(folder) if render is not None else None
+
+        decision = decide_command(
+            cmd, rules, context, reading, None if render is None else rendering
+        )
+        if inputs or _chars(cmd) > MAX_CHARS:
+            return decision
+        return self._kept.keep(cmd, decision)
+
+
+def _chars(cmd: SimpleCommand) -> int:
+    """About the characters `cmd` holds (what keeping it costs)."""
+    return sum(map(len, cmd.argv)) + len(cmd.stdin or "") + sum(
+        len(n) + len(v) for n, v in cmd.assignments
+    ) + sum(map(len, cmd.writes))
 
 
 _T = TypeVar("_T")
