@@ -397,8 +397,14 @@ def _screen(
     else:
         fitting = index.by_head.get(facts.verb[0], index.any_head)
     program = facts.cmd.program
-    # by program, flags, resources and namespaces (`_Places`, kept for the list)
-    places = index.places.get((fitting,), lambda: _Places.of(fitting))
+    # by program, flags, resources and namespaces (`_Places`, kept for the list): the
+    # whole list's, narrowed to the verb's rules (every verb's list holds the rules naming
+    # no verb: a team's long list is sorted once)
+    whole = index.places.get((rules,), lambda: _Places.of(rules))
+    places = (
+        whole if fitting is rules
+        else index.places.get((fitting,), lambda: whole.narrowed(fitting))
+    )
     flags = places.flag_keys.intersection(facts.call.flags) if facts.call else frozenset()
     screen = index.screens.get(
         (fitting, context),
@@ -502,6 +508,16 @@ class _Screen(NamedTuple):
             chosen=_Memo(MAX_CHOSEN),
         )
 
+    def narrowed(self, kept: frozenset[int]) -> "_Screen":
+        """This screen for the candidates whose id() is in `kept`."""
+        return _Screen(
+            fixed=tuple(r for r in self.fixed if id(r) in kept),
+            needing=self.needing & kept,
+            reaching=tuple(r for r in self.reaching if id(r) in kept),
+            order=self.order,
+            chosen=_Memo(MAX_CHOSEN),
+        )
+
     def rules_for(self, cmd: SimpleCommand, text: _TextIndex) -> tuple[Rule, ...]:
         """The candidates for `cmd`: the fixed ones, those needing text it mentions (found
         by `text`, the index of the screen's list), and with a path pattern those reaching
@@ -547,6 +563,10 @@ class _Places(NamedTuple):
     any_resource: tuple[Rule, ...]  # else some alternative needs no resource (or any, "*")
     by_resource: dict[str, tuple[Rule, ...]]  # the others, by each resource they name
     order: dict[int, int]  # id(rule) -> its position in the list
+    # places narrowed to some of a list's rules (`narrowed`): the list's places, and id()
+    # of each rule kept
+    whole: "_Places | None" = None
+    kept: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, rules: tuple[Rule, ...]) -> "_Places":
@@ -600,10 +620,41 @@ class _Places(NamedTuple):
             found.update(
                 (id(r), r) for r in self.by_resource.get(resource, ()) if _may_fit_place(r, facts)
             )
-        base = _BASE_SCREENS.get(
-            (self, ctx), lambda: _Screen.build(self.anywhere, self.order, ctx)
+        return self.base(ctx).adding(tuple(found.values()), ctx)
+
+    def narrowed(self, rules: tuple[Rule, ...]) -> "_Places":
+        """These places for `rules`, some rules of this list in its order: what `of` gives
+        for them (a rule's place is its own), the order's positions this list's."""
+        kept = frozenset(map(id, rules))
+
+        def only(group: tuple[Rule, ...]) -> tuple[Rule, ...]:
+            return tuple(r for r in group if id(r) in kept)
+
+        by_flag = {k: found for k, group in self.by_flag.items() if (found := only(group))}
+        return _Places(
+            programmed=only(self.programmed),
+            by_flag=by_flag,
+            flag_keys=frozenset(by_flag),
+            anywhere=only(self.anywhere),
+            any_resource=only(self.any_resource),
+            by_resource={
+                k: found for k, group in self.by_resource.items() if (found := only(group))
+            },
+            order=self.order,
+            whole=self,
+            kept=kept,
         )
-        return base.adding(tuple(found.values()), ctx)
+
+    def base(self, ctx: PolicyContext) -> "_Screen":
+        """The screen of the rules that fit anywhere (kept): narrowed places narrow their
+        list's."""
+        whole = self.whole
+        return _BASE_SCREENS.get(
+            (self, ctx),
+            lambda: _Screen.build(self.anywhere, self.order, ctx)
+            if whole is None
+            else whole.base(ctx).narrowed(self.kept),
+        )
 
 
 # what `_place_of` says of a rule that some alternative of fits every resource, and
