@@ -326,6 +326,45 @@ def test_the_candidate_screen_never_skips_a_rule_that_would_match(
     assert skipped > 1000 and matched > 100  # both sides of the screen were exercised
 
 
+_NAMESPACE_GLOBS = st.lists(
+    st.text(alphabet="ab-*?[]!", max_size=5), min_size=0, max_size=3
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(_NAMESPACE_GLOBS, min_size=1, max_size=2), min_size=17, max_size=40),
+    st.sets(st.text(alphabet="ab-*?[]!", max_size=6), max_size=3),
+)
+def test_a_long_group_found_by_namespace_keeps_every_rule_that_fits(
+    alternatives: list[list[list[str]]], namespaces: set[str]
+) -> None:
+    # a long group of a resource's rules (a team's) is looked up by the namespaces its
+    # rules name: it must let through every rule `_may_fit_place` lets through
+    import json
+
+    from guardctl.firewall.policy import Facts, _fitting_place, _may_fit_place
+
+    rules = parse_rules(
+        "version: 1\nrules:\n"
+        + "".join(
+            f"  - id: n{i}\n    action: deny\n    reason: r.\n    match: "
+            + json.dumps([{"resources": ["pods"], **({"namespaces": g} if g else {})}
+                          for g in alts])
+            + "\n"
+            for i, alts in enumerate(alternatives)
+        ),
+        "ns.yaml",
+    )
+    facts = Facts(
+        cmd=SimpleCommand(("kubectl", "get", "pods")),
+        resources=frozenset({"pods"}),
+        namespaces=frozenset(namespaces),
+    )
+    expected = [r for r in rules if _may_fit_place(r, facts)]
+    assert sorted(_fitting_place(rules, facts), key=rules.index) == expected
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     st.text(alphabet="ab/.-", max_size=6),

@@ -615,10 +615,10 @@ class _Places(NamedTuple):
             found.update(
                 (id(r), r) for r in self.by_flag[flag] if _may_fit_place(r, facts)
             )
-        found.update((id(r), r) for r in self.any_resource if _may_fit_place(r, facts))
+        found.update((id(r), r) for r in _fitting_place(self.any_resource, facts))
         for resource in facts.resources:
             found.update(
-                (id(r), r) for r in self.by_resource.get(resource, ()) if _may_fit_place(r, facts)
+                (id(r), r) for r in _fitting_place(self.by_resource.get(resource, ()), facts)
             )
         return self.base(ctx).adding(tuple(found.values()), ctx)
 
@@ -655,6 +655,70 @@ class _Places(NamedTuple):
             if whole is None
             else whole.base(ctx).narrowed(self.kept),
         )
+
+
+def _fitting_place(rules: tuple[Rule, ...], facts: Facts) -> Iterable[Rule]:
+    """The rules of `rules` that `_may_fit_place` lets through, those of a long group found
+    by the namespaces they name (`_ByNamespace`): a team's rules each name their own."""
+    if len(rules) > _FEW and "*" not in facts.namespaces:
+        rules = _BY_NAMESPACE.of(rules, _ByNamespace.of).among(facts.namespaces)
+    return (r for r in rules if _may_fit_place(r, facts))
+
+
+# a group of rules this long or shorter is screened rule by rule
+_FEW = 16
+
+
+class _ByNamespace(NamedTuple):
+    """A group of rules by the namespace globs of their alternatives: for a command in some
+    namespaces, the rules that can fit it (more, never fewer: `_may_fit_place` decides)."""
+
+    exact: dict[str, tuple[Rule, ...]]  # a glob without wildcards: that namespace
+    prefixed: dict[str, tuple[Rule, ...]]  # `P*` with no other wildcard: the prefix P
+    longest: int  # the longest prefix
+    others: tuple[Rule, ...]  # a rule some alternative of which fits otherwise
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> "_ByNamespace":
+        exact: dict[str, list[Rule]] = {}
+        prefixed: dict[str, list[Rule]] = {}
+        others: list[Rule] = []
+        for rule in rules:
+            globs = [g for m in rule.match for g in m.namespaces]
+            if not all(m.namespaces for m in rule.match) or not all(
+                map(_plain_namespace_glob, globs)
+            ):
+                others.append(rule)
+                continue
+            for glob in dict.fromkeys(globs):
+                if glob.endswith("*"):
+                    prefixed.setdefault(glob.rstrip("*"), []).append(rule)
+                else:
+                    exact.setdefault(glob, []).append(rule)
+        return cls(
+            exact={k: tuple(v) for k, v in exact.items()},
+            prefixed={k: tuple(v) for k, v in prefixed.items()},
+            longest=max(map(len, prefixed), default=0),
+            others=tuple(others),
+        )
+
+    def among(self, namespaces: frozenset[str]) -> tuple[Rule, ...]:
+        """The rules that can fit a command in `namespaces` (no `*`), in no set order."""
+        found = {id(r): r for r in self.others}
+        for ns in namespaces:
+            found.update((id(r), r) for r in self.exact.get(ns, ()))
+            for k in range(min(len(ns), self.longest) + 1):
+                found.update((id(r), r) for r in self.prefixed.get(ns[:k], ()))
+        return tuple(found.values())
+
+
+def _plain_namespace_glob(glob: str) -> bool:
+    """A glob that is a namespace, or a prefix followed by stars (`team-*`)."""
+    return not any(c in "*?[" for c in glob.rstrip("*"))
+
+
+# the groups of rules by namespace, by group (they live as long as their places)
+_BY_NAMESPACE = _Memo(MAX_SCREENS)
 
 
 # what `_place_of` says of a rule that some alternative of fits every resource, and
