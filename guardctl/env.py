@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from guardctl.firewall.policy import PolicyContext
 
 
+# the variables the paths of `Environment.policy_context` come from
+_PLACES = ("GUARDCTL_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "GUARDCTL_CONFIG",
+           "XDG_CACHE_HOME", "GUARDCTL_RULES", "XDG_RUNTIME_DIR")
+# the policy context last made, with what it was made from: the home, those variables and
+# the managed contexts (the same object while the config file is unchanged); a warm
+# worker's request finds it made by the warm-up
+_MADE: list[tuple[tuple[object, ...], Contexts | None, PolicyContext]] = []
+
+
 class Environment:
     """The process's streams, variables and home; each defaults to the real one.
 
@@ -90,6 +99,18 @@ class Environment:
         """What the rules' placeholders stand for: the real paths the self-protection rules
         guard (`@protected`), and the managed contexts (`@context`) and their API servers
         (`@cluster`)."""
+        found = self._managed()
+        # (the process's HOME too: `~` in those variables is expanded with it)
+        made_from = (self.home, os.environ.get("HOME"),
+                     *(self.environ.get(name) for name in _PLACES))
+        for earlier, earlier_found, made in _MADE:
+            if earlier == made_from and earlier_found is found:
+                return made
+        made = self._policy_context(found)
+        _MADE[:] = [(made_from, found, made)]
+        return made
+
+    def _policy_context(self, found: Contexts | None) -> PolicyContext:
         from guardctl.bundled import bundled_rules_dir
         from guardctl.firewall.policy import context_of
         from guardctl.runtime import socket_folder
@@ -102,7 +123,6 @@ class Environment:
         spelled = [str(p) for p in paths]
         # an agent types `~/...` as often as the absolute path, and the shell expands it later
         spelled += [f"~/{p.relative_to(self.home)}" for p in paths if p.is_relative_to(self.home)]
-        found = self._managed()
         servers = [c.server for c in found.all] if found else []
         return context_of(
             protected_paths=tuple(dict.fromkeys(spelled)),

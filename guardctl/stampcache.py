@@ -12,6 +12,7 @@ re-parse, never return stale data.
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,9 +97,10 @@ def entry(cache_dir: Path, prefix: str, files: Sequence[Path]) -> Entry | None:
 
 
 def _stamp(path: Path) -> list[Any]:
-    stat = path.stat()
-    return [__version__, str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns,
-            stat.st_size]
+    # os.path, not Path.resolve: that is realpath, then a Path, then one more stat
+    stat = os.stat(path)
+    return [__version__, os.path.realpath(path), stat.st_ino, stat.st_mtime_ns,
+            stat.st_ctime_ns, stat.st_size]
 
 
 def _mtime(path: Path) -> float:

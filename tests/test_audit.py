@@ -258,6 +258,29 @@ def test_an_unwritable_log_raises_unsafe(isolated_home: Path) -> None:
         ticking_log(isolated_home).start(session="s1", argv=["kubectl", "get", "pods"])
 
 
+def test_a_record_the_disk_did_not_keep_stops_the_command_and_leaves_the_head(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # when the disk does not keep the record (EIO on its sync), nothing runs and the head
+    # does not move ahead of the log
+    log = ticking_log(isolated_home)
+    log.start(session="s1", argv=["kubectl", "get", "pods"])
+    path = audit.log_path(isolated_home)
+    head_before = log.head_path.read_bytes()
+    real_sync = os.fdatasync
+
+    def failing_for_the_log(fd: int) -> None:
+        if os.fstat(fd).st_ino == path.stat().st_ino:
+            raise OSError(5, "Input/output error")
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", failing_for_the_log)
+    with pytest.raises(UnsafeError, match="cannot write the audit log .*Input/output error"):
+        log.start(session="s2", argv=["kubectl", "delete", "ns", "prod"])
+    assert log.head_path.read_bytes() == head_before
+    assert not list(isolated_home.glob(".*.tmp"))
+
+
 def test_a_held_lock_times_out_unsafe(isolated_home: Path) -> None:
     path = audit.log_path(isolated_home)
     path.touch()

@@ -53,6 +53,30 @@ def test_an_agents_read_runs_as_its_service_account(
     assert {user for _, _, user in devserver.requests} == {AGENT_SA}
 
 
+def test_the_spares_remove_what_killed_runs_left(broker: Broker) -> None:
+    # a worker killed outright leaves its private kubeconfig folder; workers no longer scan
+    # for those on the request's path: the spare forked after a request does, while it waits
+    from guardctl.running.kubeconfig import PREFIX
+
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    runtime = broker.state / "run"
+    left = runtime / f"{PREFIX}{dead.pid}-0123456789abcdef"
+    left.mkdir(mode=0o700)
+    (left / "kubeconfig").write_text("token: left-behind")
+    mine = runtime / f"{PREFIX}{os.getpid()}-0123456789abcdef"  # a live process's: kept
+    mine.mkdir(mode=0o700)
+    try:
+        proc = broker.agent("get", "pods", "-n", "dev")
+        assert proc.returncode == 0, proc.stderr
+        deadline = time.monotonic() + 20
+        while left.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left.exists() and mine.is_dir()
+    finally:
+        mine.rmdir()
+
+
 def test_output_is_masked_in_the_broker(broker: Broker) -> None:
     proc = broker.agent("logs", "web-7d4b9c8f6d-x2k9p", "-n", "dev")
     assert proc.returncode == 0, proc.stderr

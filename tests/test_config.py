@@ -254,3 +254,23 @@ def test_a_file_with_only_the_broker_holds_no_context(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("broker: /run/guardctl/broker.sock\n")
     assert load_contexts(path) is None
+
+
+def test_the_policy_context_follows_the_config_and_the_variables(tmp_path: Path) -> None:
+    # a warm worker keeps the last context it made; an edit or another variable makes anew
+    from guardctl.env import Environment
+
+    path = tmp_path / "config.yaml"
+    save_config(path, CONFIG)
+    environ = {"GUARDCTL_CONFIG": str(path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = Environment(environ=environ, home=tmp_path)
+    first = env.policy_context()
+    assert "127.0.0.1:6443" in first.cluster_hosts
+    assert Environment(environ=dict(environ), home=tmp_path).policy_context() is first
+    save_config(path, CONFIG._replace(server="https://10.9.8.7:6443"))
+    assert "10.9.8.7:6443" in env.policy_context().cluster_hosts
+    rules = tmp_path / "more-rules"
+    widened = Environment(environ={**environ, "GUARDCTL_RULES": str(rules)}, home=tmp_path)
+    assert str(rules) in widened.policy_context().protected_paths
+    assert str(rules) not in Environment(environ=environ, home=tmp_path / "other").policy_context(
+    ).protected_paths

@@ -670,9 +670,25 @@ def test_internal_error_becomes_a_problem(monkeypatch: pytest.MonkeyPatch) -> No
     def broken() -> None:
         raise RuntimeError("boom")
 
+    line = "kubectl get pods -n internal-error"  # a line no other test read (calls are kept)
     monkeypatch.setattr("guardctl.firewall.normalize.flag_table", broken)
-    c = call("kubectl get pods")
+    c = call(line)
     assert c.verb == "" and len(c.problems) == 1 and "boom" in c.problems[0]
+    monkeypatch.undo()
+    # a failure is not kept: the next reading is made afresh
+    assert call(line).verb == "get" and call(line).problems == ()
+
+
+def test_a_command_read_again_is_the_same_call_and_a_changed_one_is_not() -> None:
+    first = call("kubectl get pods -n kept")
+    assert call("kubectl get pods -n kept") is first
+    assert call("kubectl get pods -n other").flag("namespace") == "other"
+    argv = ("kubectl", "get", "pods", "-n", "$NS")
+    plain = normalize(SimpleCommand(argv))
+    dynamic = normalize(SimpleCommand(argv, dynamic=frozenset({4})))
+    assert plain.problems == () and dynamic.problems != ()
+    # a set where a frozenset belongs cannot be kept, and is still read
+    assert normalize(SimpleCommand(argv, dynamic={4})) == dynamic  # type: ignore[arg-type]
 
 
 def test_data_tables_agree() -> None:

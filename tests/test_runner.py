@@ -296,6 +296,30 @@ def test_find_kubectl_skips_shims(bins: dict[str, Path], path: list[str],
         assert find_kubectl(env) == str(bins[expected] / "kubectl")
 
 
+def test_a_kubectl_that_became_guardctl_since_the_last_lookup_is_not_run(
+    bins: dict[str, Path], tmp_path: Path
+) -> None:
+    # a warm worker remembers what each program was; a program changed in place, or a link
+    # pointed elsewhere, is looked at afresh
+    env = Environment(environ={"PATH": f"{bins['real']}:{bins['shim']}"})
+    assert find_kubectl(env) == str(bins["real"] / "kubectl")
+    _write_exe(bins["real"] / "kubectl", "#!/bin/sh\nexec guardctl kubectl \"$@\"\n")
+    with pytest.raises(UnsafeError, match=f"^{NOT_FOUND}$"):
+        find_kubectl(env)
+    real = _write_exe(tmp_path / "elsewhere" / "kubectl", "\x7fELF binary kubectl\n")
+    link = bins["link"] / "kubectl"
+    env = Environment(environ={"PATH": str(bins["link"])})
+    with pytest.raises(UnsafeError, match=f"^{NOT_FOUND}$"):
+        find_kubectl(env)
+    link.unlink()
+    link.symlink_to(real)
+    assert find_kubectl(env) == str(link)
+    link.unlink()
+    link.symlink_to(tmp_path / "venv" / "guardctl")
+    with pytest.raises(UnsafeError, match=f"^{NOT_FOUND}$"):
+        find_kubectl(env)
+
+
 def test_find_kubectl_ignores_relative_path_entries(bins: dict[str, Path],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(bins["real"])
@@ -356,10 +380,10 @@ def setpriv_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Point the lookup of setpriv at given paths, and forget what it found before."""
     def point(*paths: str) -> None:
         monkeypatch.setattr(lifeline, "SETPRIV", paths)
-        lifeline._setpriv.cache_clear()
+        lifeline.capable_setpriv.cache_clear()
 
     yield point
-    lifeline._setpriv.cache_clear()
+    lifeline.capable_setpriv.cache_clear()
 
 
 def test_kubectl_starts_through_setpriv_where_it_sets_the_death_signal(setpriv_at: Any) -> None:

@@ -523,7 +523,7 @@ def warm_up(environ: dict[str, str]) -> None:
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
     from guardctl.recording import audit
-    from guardctl.running import creds, invoke, runner
+    from guardctl.running import creds, invoke, kubeconfig, runner
 
     quiet = io.StringIO()
     env = Environment(stdin=io.StringIO(), stdout=quiet, stderr=quiet, environ=environ)
@@ -539,6 +539,7 @@ def warm_up(environ: dict[str, str]) -> None:
         masker.feed(b"NAME   READY   STATUS\nweb    1/1     Running\n")
         masker.flush()
         runner.find_kubectl(env)
+        kubeconfig.sweep_stale(env)  # the private folders of killed runs (see invoke._started)
         config = creds.require_config(env)
         cache = creds.kernel_cache(env, config)
         if cache is not None:

@@ -13,7 +13,9 @@ def build(lines: Sequence[str]) -> None:
     from guardctl import app
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
+    from guardctl.running import lifeline
 
+    lifeline.capable_setpriv()  # read once here, not by every worker that starts kubectl
     found = detectors.default_detectors()
     for detector in found.values():
         detector.pattern  # noqa: B018 - compiles and keeps it

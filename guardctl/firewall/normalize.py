@@ -44,6 +44,10 @@ _BOOLS = {
     **dict.fromkeys(("0", "f", "F", "false", "FALSE", "False"), "false"),
 }
 _DRY_VALUES = frozenset({"client", "server", "unchanged"})  # "unchanged": bare --dry-run
+# the calls made lately, by command (a call is immutable): a run reads its command in several
+# places (decision, masking, the broker's journal, the files it names), each a full parse
+_NORMALIZED: dict[tuple[SimpleCommand, frozenset[str]], KubectlCall] = {}
+MAX_NORMALIZED = 256
 
 
 class _Config(NamedTuple):
@@ -708,9 +712,22 @@ def normalize(cmd: SimpleCommand, plugins: frozenset[str] = frozenset()) -> Kube
 
     Never raises: an internal error becomes a problem, so the line is never allowed.
     """
+    key = (cmd, plugins)
     try:
-        return _normalize(cmd, plugins)
+        made = _NORMALIZED.get(key)
+        kept = True
+    except TypeError:  # a part no key can hold (a set where a frozenset belongs)
+        made, kept = None, False
+    if made is not None:
+        return made
+    try:
+        made = _normalize(cmd, plugins)
     except Exception as exc:  # the policy must see a problem, never a crash
         return KubectlCall(
             argv=cmd.argv, verb="", problems=(f"guardctl could not read this command: {exc!r}",)
         )
+    if kept:
+        if len(_NORMALIZED) >= MAX_NORMALIZED:
+            _NORMALIZED.clear()
+        _NORMALIZED[key] = made
+    return made

@@ -588,12 +588,14 @@ def _run_allowed(
 def _started(env: Environment, *filters: _Recorded) -> None:
     """What a run does once kubectl is spawned, while kubectl's own start-up keeps it from
     printing anything: the output filters, and the private folders of runs that were killed
-    (a scan of the temporary folder, off the path to kubectl's start)."""
+    (a scan of the temporary folder, off the path to kubectl's start). A broker's worker
+    leaves that scan to the spare workers, which make it while they wait for a request."""
     from guardctl.running import kubeconfig
 
     for output_filter in filters:
         output_filter.prepare()
-    kubeconfig.sweep_stale(env)
+    if env.caller is None:
+        kubeconfig.sweep_stale(env)
 
 
 def _local_argv(

@@ -100,7 +100,8 @@ def private_kubeconfig(
     name: str = NAME,
 ) -> Iterator[Path]:
     """A 0600 kubeconfig holding `user` (a kubeconfig user stanza) in a fresh 0700 folder."""
-    text = json.dumps(render(server, ca_data, user, namespace, name), indent=1).encode()
+    # compact: only then does json use its C encoder (an indent takes the Python one)
+    text = json.dumps(render(server, ca_data, user, namespace, name)).encode()
     with _fatal_signals_exit():
         folder = _private_folder(_base_dirs(env)[0])
         memory = -1

@@ -59,7 +59,7 @@ def die_with_this_process() -> Callable[[], None] | None:
 
 
 @cache
-def _setpriv() -> str | None:
+def capable_setpriv() -> str | None:
     """util-linux's setpriv when it knows --pdeathsig (2.33 and later; RHEL 8's does not),
     else None. Its option table holds the name: reading the small program costs less than
     running it."""
@@ -78,7 +78,7 @@ def tied(argv: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
     through setpriv where it serves, else with `die_with_this_process`. A path in `argv[0]`
     is checked here, so that a missing program is still an OSError of Popen's kind."""
     tie = die_with_this_process()
-    setpriv = _setpriv() if tie is not None and "/" in argv[0] else None
+    setpriv = capable_setpriv() if tie is not None and "/" in argv[0] else None
     if setpriv is None:
         return list(argv), tie
     if not os.access(argv[0], os.X_OK):

@@ -23,6 +23,7 @@ import errno
 import os
 import selectors
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -88,27 +89,48 @@ def is_shim(path: Path) -> bool:
     return b"guardctl" in head.lower()
 
 
-def _executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
+# is_shim's answers in this process, by what the program is (`_identity`): a warm server's
+# workers stat the program instead of resolving its links and reading it on every run
+_SHIM_ANSWERS: dict[tuple[int, ...], bool] = {}
+
+
+def _identity(path: str) -> tuple[int, ...] | None:
+    """The link and the file it leads to, as stat tells them (None: no regular file)."""
+    try:
+        link, target = os.lstat(path), os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(target.st_mode):
+        return None
+    return (link.st_dev, link.st_ino, link.st_mtime_ns, target.st_dev, target.st_ino,
+            target.st_mtime_ns, target.st_ctime_ns, target.st_size)
+
+
+def _runnable(path: str) -> bool:
+    """An executable regular file that is not guardctl itself."""
+    identity = _identity(path)
+    if identity is None or not os.access(path, os.X_OK):
+        return False
+    shim = _SHIM_ANSWERS.get(identity)
+    if shim is None:
+        shim = _SHIM_ANSWERS[identity] = is_shim(Path(path))
+    return not shim
 
 
 def find_kubectl(env: Environment) -> str:
     """`GUARDCTL_KUBECTL`, else the first `kubectl` on PATH that is not a guardctl shim."""
     explicit = env.environ.get("GUARDCTL_KUBECTL")
     if explicit:
-        path = Path(explicit).expanduser()
-        if not _executable(path):
+        path = os.path.expanduser(explicit)
+        if _identity(path) is None or not os.access(path, os.X_OK):
             raise UnsafeError(NOT_FOUND)
-        if is_shim(path):
+        if not _runnable(path):
             raise UnsafeError(f"GUARDCTL_KUBECTL={explicit} is guardctl: set it to kubectl itself")
-        return str(path)
+        return path
     for folder in env.environ.get("PATH", os.defpath).split(os.pathsep):
         # a relative PATH entry would let the working directory pick "kubectl"
-        if not os.path.isabs(folder):
-            continue
-        candidate = Path(folder) / "kubectl"
-        if _executable(candidate) and not is_shim(candidate):
-            return str(candidate)
+        if os.path.isabs(folder) and _runnable(candidate := os.path.join(folder, "kubectl")):
+            return candidate
     raise UnsafeError(NOT_FOUND)
 
 
