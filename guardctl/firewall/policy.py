@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase, translate
 from functools import lru_cache
+from itertools import compress
 from typing import Any, NamedTuple, TypeVar
 
 from guardctl.firewall import files, manifests
@@ -628,7 +629,7 @@ class _Places(NamedTuple):
         kept = frozenset(map(id, rules))
 
         def only(group: tuple[Rule, ...]) -> tuple[Rule, ...]:
-            return tuple(r for r in group if id(r) in kept)
+            return tuple(compress(group, map(kept.__contains__, map(id, group))))
 
         by_flag = {k: found for k, group in self.by_flag.items() if (found := only(group))}
         return _Places(
@@ -714,7 +715,10 @@ class _ByNamespace(NamedTuple):
 
 def _plain_namespace_glob(glob: str) -> bool:
     """A glob that is a namespace, or a prefix followed by stars (`team-*`)."""
-    return not any(c in "*?[" for c in glob.rstrip("*"))
+    return _GLOB_CHARACTER.search(glob.rstrip("*")) is None
+
+
+_GLOB_CHARACTER = re.compile(r"[*?\[]")
 
 
 # the groups of rules by namespace, by group (they live as long as their places)
