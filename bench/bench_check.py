@@ -7,7 +7,10 @@ for a line that needs the full shell parser, beside the median of `kubectl versi
 --client` in the same run, and their ratios (goal: simple line <= 1.5x kubectl); then the
 throughput of `guardctl check --batch`, the median of whole runs (goal: >= 3,000 lines/s),
 with the default policy and with 1,000 more rules of the shapes a team writes, in turns
-(goal: <= 1.3x the default policy).
+(goal: <= 1.3x the default policy). The mix repeats the corpus's lines, as an agent's work
+repeats its commands, and a batch decides a line or command it met before at once (when
+deciding it read no file): its distinct lines, each once, are timed in the same turns, for
+the cost of a line guardctl has not met.
 Runs go through the fork server, as an agent's do (its own, stopped at the end); the
 simple line is also timed in its own process (GUARDCTL_FORKSERVER=0). No assertions:
 read the numbers, compare runs on the same machine.
@@ -114,32 +117,38 @@ def _measure(
         print(f"{name:32} median {seconds * 1000:7.1f} ms{ratio}")
 
     lines = _corpus_lines(args.lines)
-    payload = "".join(json.dumps({"id": i, "line": line}) + "\n" for i, line in enumerate(lines))
+    distinct = list(dict.fromkeys(lines))
     team = Path(env["GUARDCTL_HOME"]) / "team-rules.yaml"
     team.write_text(_team_rules(EXTRA_RULES))
-    batches = {"default policy": env, f"+{EXTRA_RULES} rules": {**env, "GUARDCTL_RULES": str(team)}}
+    batches = {
+        "default policy": (lines, env),
+        f"+{EXTRA_RULES} rules": (lines, {**env, "GUARDCTL_RULES": str(team)}),
+        "distinct lines, default policy": (distinct, env),
+    }
     times: dict[str, list[float]] = {name: [] for name in batches}
-    for _ in range(args.batches):  # in turns: load drifts hit both alike
-        for name, batch_env in batches.items():
-            times[name].append(_batch_seconds(guardctl, payload, len(lines), batch_env))
+    for _ in range(args.batches):  # in turns: load drifts hit all alike
+        for name, (batch, batch_env) in batches.items():
+            times[name].append(_batch_seconds(guardctl, batch, batch_env))
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, elapsed in medians.items():
+        count = len(batches[name][0])
         print(
-            f"check --batch, {name}: {len(lines)} lines, median of {args.batches} runs"
-            f" {elapsed:.2f} s = {len(lines) / elapsed:,.0f} lines/s"
+            f"check --batch, {name}: {count} lines, median of {args.batches} runs"
+            f" {elapsed:.2f} s = {count / elapsed:,.0f} lines/s"
         )
-    default, extra = medians.values()
+    default, extra, _ = medians.values()
     print(f"+{EXTRA_RULES} rules against the default policy: ratio {extra / default:.2f}")
 
 
-def _batch_seconds(guardctl: list[str], payload: str, count: int, env: dict[str, str]) -> float:
+def _batch_seconds(guardctl: list[str], lines: list[str], env: dict[str, str]) -> float:
+    payload = "".join(json.dumps({"id": i, "line": line}) + "\n" for i, line in enumerate(lines))
     start = time.perf_counter()
     proc = subprocess.run(
         [*guardctl, "check", "--batch"], input=payload, capture_output=True, text=True, env=env,
         cwd=CORPUS, check=True,
     )
     elapsed = time.perf_counter() - start
-    assert len(proc.stdout.splitlines()) == count, "every line gets one answer"
+    assert len(proc.stdout.splitlines()) == len(lines), "every line gets one answer"
     return elapsed
 
 

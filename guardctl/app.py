@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from guardctl.env import Environment
 from guardctl.errors import UsageError
-from guardctl.firewall.parse import parse
-from guardctl.firewall.policy import PolicyContext, decide
+from guardctl.firewall.parse import Readings, parse
+from guardctl.firewall.policy import Decided, PolicyContext, decide
 from guardctl.firewall.rules import RuleSet, load_rules
 from guardctl.model import Action, Decision, ParsedLine
 from guardctl.status import ExitStatus
@@ -51,10 +51,11 @@ class Checker(NamedTuple):
     def check(self, line: str) -> Decision:
         return self.decide(parse(line))
 
-    def decide(self, parsed: ParsedLine) -> Decision:
+    def decide(self, parsed: ParsedLine, decided: Decided | None = None) -> Decision:
         """The decision on a parsed line, its files read and kustomizations rendered where
-        this checker reads them (through a broker: the client's)."""
-        return decide(parsed, self.ruleset, self.context, self.read, self.render)
+        this checker reads them (through a broker: the client's); `decided`: a batch's
+        commands decided before."""
+        return decide(parsed, self.ruleset, self.context, self.read, self.render, decided)
 
 
 def inputs_of(env: Environment, expand: bool) -> "tuple[Reader | None, Renders]":
@@ -98,6 +99,8 @@ def batch_results(checker: Checker, lines: Iterable[str]) -> Iterator[dict[str, 
     An input that is not a JSON object with a string `line` gets a `deny` result saying why:
     a malformed request must never read as permission.
     """
+    # a batch meets the same lines and commands again and again
+    readings, decided = Readings(), Decided()
     for raw in lines:
         if not raw.strip():
             continue
@@ -108,7 +111,7 @@ def batch_results(checker: Checker, lines: Iterable[str]) -> Iterator[dict[str, 
         if not isinstance(request, dict) or not isinstance(request.get("line"), str):
             yield _bad_request(request)
             continue
-        result = checker.check(request["line"]).to_json()
+        result = checker.decide(readings.parse(request["line"]), decided).to_json()
         yield {
             **{k: v for k, v in request.items() if k != "line"},
             "line": request["line"],

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from guardctl.firewall.parse import _RESERVED, _fast_commands, _parse, _simple_words, parse
+from guardctl.firewall.parse import (
+    _RESERVED,
+    Readings,
+    _fast_commands,
+    _parse,
+    _simple_words,
+    parse,
+)
 from guardctl.model import ParsedLine
 
 SEEDS = [
@@ -235,6 +242,41 @@ def test_a_deadline_cannot_be_swallowed(monkeypatch: pytest.MonkeyPatch) -> None
     assert parse("kubectl get pods | grep $(cat x)").problems == (
         "the line took longer than 0.2 s to parse",
     )
+
+
+@given(st.lists(st.sampled_from(SEEDS), min_size=1, max_size=12))
+@settings(max_examples=30, deadline=None)
+def test_a_batch_reads_each_line_as_parse_does(lines: list[str]) -> None:
+    readings = Readings()
+    for line in lines:
+        assert readings.parse(line) == parse(line)
+
+
+def test_a_batch_reads_a_line_it_met_before_once() -> None:
+    readings = Readings()
+    line = "kubectl get pods | grep $(cat x)"
+    assert readings.parse(line) is readings.parse(line)
+
+
+def test_a_reading_the_deadline_cut_short_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the deadline depends on the machine's load, not the line: the next time the line is
+    # read in full
+    import bashlex
+
+    import guardctl.firewall.parse as parsing
+
+    def forever(text: str) -> None:
+        while True:
+            pass
+
+    readings = Readings()
+    line = "kubectl get pods | grep $(cat x)"
+    with monkeypatch.context() as patched:
+        patched.setattr(bashlex, "parse", forever)
+        patched.setattr(parsing, "PARSE_SECONDS", 0.2)
+        assert readings.parse(line).problems == ("the line took longer than 0.2 s to parse",)
+    assert readings.parse(line) == parse(line)
+    assert readings.parse(line).problems == ()
 
 
 def test_the_deadline_nests_inside_an_outer_timer() -> None:

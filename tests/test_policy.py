@@ -200,6 +200,60 @@ def test_the_alternatives_a_shape_skips_never_match(monkeypatch: pytest.MonkeyPa
     assert skipped > 1000
 
 
+def test_a_batch_decides_each_corpus_line_as_one_line_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a batch keeps the decisions of commands that read no file: every corpus line, met
+    # twice in one batch, gets the decision it gets alone
+    from guardctl.bundled import bundled_rules_dir
+    from guardctl.firewall.policy import Decided
+    from guardctl.firewall.rules import load_rules
+
+    ruleset = load_rules([bundled_rules_dir()])
+    lines = list(dict.fromkeys(line for line, _ in _corpus_commands(monkeypatch)))
+    decided = Decided()
+    for line in lines + lines:
+        assert decide(parse(line), ruleset, CONTEXT, decided=decided) == decide(
+            parse(line), ruleset, CONTEXT
+        ), line
+
+
+def test_a_batch_reads_a_manifest_again_each_time(tmp_path: Path) -> None:
+    # the file may change between two lines of a batch: a command that read one is
+    # decided again, on what the file holds then
+    from guardctl.firewall.policy import Decided
+
+    manifest = tmp_path / "m.yaml"
+    line = f"kubectl delete -f {manifest}"
+    decided = Decided()
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    assert decide(parse(line), RuleSet(rules=RULES), CONTEXT, decided=decided).action is (
+        Action.ALLOW
+    )
+    manifest.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n")
+    again = decide(parse(line), RuleSet(rules=RULES), CONTEXT, decided=decided)
+    assert (again.action, {h.id for c in again.commands for h in c.hits}) == (
+        Action.DENY, {"no-delete-ns"}
+    )
+
+
+def test_a_batch_keeps_a_decision_for_its_rules_and_context_only() -> None:
+    from guardctl.firewall.policy import Decided
+
+    decided = Decided()
+    line = "cat /srv/guard/config.yaml; rm /srv/guard/config.yaml"
+    assert decide(parse(line), RuleSet(rules=RULES), CONTEXT, decided=decided).action is (
+        Action.DENY
+    )
+    elsewhere = PolicyContext(protected_paths=("/srv/other",))
+    assert decide(parse(line), RuleSet(rules=RULES), elsewhere, decided=decided).action is (
+        Action.ALLOW
+    )
+    assert decide(parse(line), RuleSet(rules=()), CONTEXT, decided=decided).action is (
+        Action.ALLOW
+    )
+
+
 def _corpus_commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, SimpleCommand]]:
     """Every command of every corpus line, from the corpus folder (where `-f` files are)."""
     corpus = Path(__file__).resolve().parent / "corpus"
@@ -270,6 +324,45 @@ def test_the_candidate_screen_never_skips_a_rule_that_would_match(
                 skipped += 1
                 assert hit is None, (line, rule.id)
     assert skipped > 1000 and matched > 100  # both sides of the screen were exercised
+
+
+_NAMESPACE_GLOBS = st.lists(
+    st.text(alphabet="ab-*?[]!", max_size=5), min_size=0, max_size=3
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(_NAMESPACE_GLOBS, min_size=1, max_size=2), min_size=17, max_size=40),
+    st.sets(st.text(alphabet="ab-*?[]!", max_size=6), max_size=3),
+)
+def test_a_long_group_found_by_namespace_keeps_every_rule_that_fits(
+    alternatives: list[list[list[str]]], namespaces: set[str]
+) -> None:
+    # a long group of a resource's rules (a team's) is looked up by the namespaces its
+    # rules name: it must let through every rule `_may_fit_place` lets through
+    import json
+
+    from guardctl.firewall.policy import Facts, _fitting_place, _may_fit_place
+
+    rules = parse_rules(
+        "version: 1\nrules:\n"
+        + "".join(
+            f"  - id: n{i}\n    action: deny\n    reason: r.\n    match: "
+            + json.dumps([{"resources": ["pods"], **({"namespaces": g} if g else {})}
+                          for g in alts])
+            + "\n"
+            for i, alts in enumerate(alternatives)
+        ),
+        "ns.yaml",
+    )
+    facts = Facts(
+        cmd=SimpleCommand(("kubectl", "get", "pods")),
+        resources=frozenset({"pods"}),
+        namespaces=frozenset(namespaces),
+    )
+    expected = [r for r in rules if _may_fit_place(r, facts)]
+    assert sorted(_fitting_place(rules, facts), key=rules.index) == expected
 
 
 @settings(max_examples=500, deadline=None)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.errors import DeadlineExceeded
 from guardctl.firewall.bashsyntax import syntax_error
+from guardctl.firewall.kept import MAX_CHARS, Kept
 from guardctl.firewall.shellword import (
     Prepared,
     Word,
@@ -101,18 +102,45 @@ def parse(line: str) -> ParsedLine:
 
 
 def _parse(line: str, allow_fast: bool) -> ParsedLine:
+    return _read(line, allow_fast)[0]
+
+
+def _read(line: str, allow_fast: bool) -> tuple[ParsedLine, bool]:
+    """The line's reading, and whether it is the line's alone (not cut short by the deadline
+    or an internal error, which depend on the machine and the code, not the line)."""
     state = _State(allow_fast=allow_fast)
     if len(line) > MAX_LINE:
-        return ParsedLine(line, (), (f"the line is longer than {MAX_LINE} characters",))
+        return ParsedLine(line, (), (f"the line is longer than {MAX_LINE} characters",)), True
+    whole = False
     try:
         state.parse_line(line, _Scope())
+        whole = True
     except DeadlineExceeded:
         state.problems.append(f"the line took longer than {PARSE_SECONDS:g} s to parse")
     except RecursionError:
         state.problems.append("the line is nested too deeply to parse")
+        whole = True
     except Exception as exc:  # noqa: BLE001 - the contract: never raise, fail closed instead
         state.problems.append(f"internal parser error ({type(exc).__name__}: {exc})")
-    return ParsedLine(line, tuple(state.commands), tuple(dict.fromkeys(state.problems)))
+    problems = tuple(dict.fromkeys(state.problems))
+    return ParsedLine(line, tuple(state.commands), problems), whole
+
+
+class Readings:
+    """`parse` for a batch (see `kept`): a line's reading depends on the line alone, so a
+    line read before gets that reading; not one the deadline cut short."""
+
+    __slots__ = ("_kept",)
+
+    def __init__(self) -> None:
+        self._kept: Kept[str, ParsedLine] = Kept()
+
+    def parse(self, line: str) -> ParsedLine:
+        found = self._kept.get(line)
+        if found is not None:
+            return found
+        parsed, whole = _read(line, allow_fast=True)
+        return self._kept.keep(line, parsed) if whole and len(line) <= MAX_CHARS else parsed
 
 
 class _Scope(NamedTuple):

@@ -16,9 +16,11 @@ import re
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase, translate
 from functools import lru_cache
+from itertools import compress
 from typing import Any, NamedTuple, TypeVar
 
 from guardctl.firewall import files, manifests
+from guardctl.firewall.kept import MAX_CHARS, Kept
 from guardctl.firewall.normalize import kubectl_args, normalize
 from guardctl.firewall.rules import FlagCondition, Match, Rule, RuleSet
 from guardctl.firewall.wrappers import unseen_code
@@ -89,11 +91,13 @@ def decide(
     context: PolicyContext = NO_CONTEXT,
     read: manifests.Reader | None = None,
     render: manifests.Render | None = None,
+    decided: "Decided | None" = None,
 ) -> Decision:
     """Decide every command of `parsed` and the line as a whole (`read` and `render`: see
-    `manifests.inspect_call`)."""
+    `manifests.inspect_call`; `decided`: a batch's commands decided before)."""
+    decide_one = decide_command if decided is None else decided.decide
     decisions = tuple(
-        decide_command(cmd, ruleset.rules, context, read, render)
+        decide_one(cmd, ruleset.rules, context, read, render)
         for cmd in _fed_by_kustomize(parsed.commands)
     )
     action = strictest([d.action for d in decisions])
@@ -242,6 +246,59 @@ def decide_command(
     )
 
 
+class Decided:
+    """`decide_command` for a batch (see `kept`), with one rule list and context: a command
+    whose decision read no file and rendered no kustomization (`-f FILE`, `-k DIR`,
+    `--patch-file`, `< FILE`, ...) was decided on the command, the rules and the context
+    alone, so that command met again gets that decision; one that read is decided again
+    each time (files change)."""
+
+    __slots__ = ("_kept", "_rules", "_context")
+
+    def __init__(self) -> None:
+        self._kept: Kept[SimpleCommand, CommandDecision] = Kept()
+        self._rules: tuple[Rule, ...] = ()
+        self._context = NO_CONTEXT
+
+    def decide(
+        self,
+        cmd: SimpleCommand,
+        rules: tuple[Rule, ...],
+        context: PolicyContext = NO_CONTEXT,
+        read: manifests.Reader | None = None,
+        render: manifests.Render | None = None,
+    ) -> CommandDecision:
+        if rules is not self._rules or context != self._context:
+            self._kept, self._rules, self._context = Kept(), rules, context
+        found = self._kept.get(cmd)
+        if found is not None:
+            return found
+        inputs: list[str] = []
+        reader = read or files.read_manifests
+
+        def reading(path: str, recursive: bool) -> list[tuple[str, str]] | None:
+            inputs.append(path)
+            return reader(path, recursive)
+
+        def rendering(folder: str) -> str | None:
+            inputs.append(folder)
+            return render(folder) if render is not None else None
+
+        decision = decide_command(
+            cmd, rules, context, reading, None if render is None else rendering
+        )
+        if inputs or _chars(cmd) > MAX_CHARS:
+            return decision
+        return self._kept.keep(cmd, decision)
+
+
+def _chars(cmd: SimpleCommand) -> int:
+    """About the characters `cmd` holds (what keeping it costs)."""
+    return sum(map(len, cmd.argv)) + len(cmd.stdin or "") + sum(
+        len(n) + len(v) for n, v in cmd.assignments
+    ) + sum(map(len, cmd.writes))
+
+
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 
@@ -341,8 +398,14 @@ def _screen(
     else:
         fitting = index.by_head.get(facts.verb[0], index.any_head)
     program = facts.cmd.program
-    # by program, flags, resources and namespaces (`_Places`, kept for the list)
-    places = index.places.get((fitting,), lambda: _Places.of(fitting))
+    # by program, flags, resources and namespaces (`_Places`, kept for the list): the
+    # whole list's, narrowed to the verb's rules (every verb's list holds the rules naming
+    # no verb: a team's long list is sorted once)
+    whole = index.places.get((rules,), lambda: _Places.of(rules))
+    places = (
+        whole if fitting is rules
+        else index.places.get((fitting,), lambda: whole.narrowed(fitting))
+    )
     flags = places.flag_keys.intersection(facts.call.flags) if facts.call else frozenset()
     screen = index.screens.get(
         (fitting, context),
@@ -446,6 +509,16 @@ class _Screen(NamedTuple):
             chosen=_Memo(MAX_CHOSEN),
         )
 
+    def narrowed(self, kept: frozenset[int]) -> "_Screen":
+        """This screen for the candidates whose id() is in `kept`."""
+        return _Screen(
+            fixed=tuple(r for r in self.fixed if id(r) in kept),
+            needing=self.needing & kept,
+            reaching=tuple(r for r in self.reaching if id(r) in kept),
+            order=self.order,
+            chosen=_Memo(MAX_CHOSEN),
+        )
+
     def rules_for(self, cmd: SimpleCommand, text: _TextIndex) -> tuple[Rule, ...]:
         """The candidates for `cmd`: the fixed ones, those needing text it mentions (found
         by `text`, the index of the screen's list), and with a path pattern those reaching
@@ -491,6 +564,10 @@ class _Places(NamedTuple):
     any_resource: tuple[Rule, ...]  # else some alternative needs no resource (or any, "*")
     by_resource: dict[str, tuple[Rule, ...]]  # the others, by each resource they name
     order: dict[int, int]  # id(rule) -> its position in the list
+    # places narrowed to some of a list's rules (`narrowed`): the list's places, and id()
+    # of each rule kept
+    whole: "_Places | None" = None
+    kept: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, rules: tuple[Rule, ...]) -> "_Places":
@@ -539,15 +616,113 @@ class _Places(NamedTuple):
             found.update(
                 (id(r), r) for r in self.by_flag[flag] if _may_fit_place(r, facts)
             )
-        found.update((id(r), r) for r in self.any_resource if _may_fit_place(r, facts))
+        found.update((id(r), r) for r in _fitting_place(self.any_resource, facts))
         for resource in facts.resources:
             found.update(
-                (id(r), r) for r in self.by_resource.get(resource, ()) if _may_fit_place(r, facts)
+                (id(r), r) for r in _fitting_place(self.by_resource.get(resource, ()), facts)
             )
-        base = _BASE_SCREENS.get(
-            (self, ctx), lambda: _Screen.build(self.anywhere, self.order, ctx)
+        return self.base(ctx).adding(tuple(found.values()), ctx)
+
+    def narrowed(self, rules: tuple[Rule, ...]) -> "_Places":
+        """These places for `rules`, some rules of this list in its order: what `of` gives
+        for them (a rule's place is its own), the order's positions this list's."""
+        kept = frozenset(map(id, rules))
+
+        def only(group: tuple[Rule, ...]) -> tuple[Rule, ...]:
+            return tuple(compress(group, map(kept.__contains__, map(id, group))))
+
+        by_flag = {k: found for k, group in self.by_flag.items() if (found := only(group))}
+        return _Places(
+            programmed=only(self.programmed),
+            by_flag=by_flag,
+            flag_keys=frozenset(by_flag),
+            anywhere=only(self.anywhere),
+            any_resource=only(self.any_resource),
+            by_resource={
+                k: found for k, group in self.by_resource.items() if (found := only(group))
+            },
+            order=self.order,
+            whole=self,
+            kept=kept,
         )
-        return base.adding(tuple(found.values()), ctx)
+
+    def base(self, ctx: PolicyContext) -> "_Screen":
+        """The screen of the rules that fit anywhere (kept): narrowed places narrow their
+        list's."""
+        whole = self.whole
+        return _BASE_SCREENS.get(
+            (self, ctx),
+            lambda: _Screen.build(self.anywhere, self.order, ctx)
+            if whole is None
+            else whole.base(ctx).narrowed(self.kept),
+        )
+
+
+def _fitting_place(rules: tuple[Rule, ...], facts: Facts) -> Iterable[Rule]:
+    """The rules of `rules` that `_may_fit_place` lets through, those of a long group found
+    by the namespaces they name (`_ByNamespace`): a team's rules each name their own."""
+    if len(rules) > _FEW and "*" not in facts.namespaces:
+        rules = _BY_NAMESPACE.of(rules, _ByNamespace.of).among(facts.namespaces)
+    return (r for r in rules if _may_fit_place(r, facts))
+
+
+# a group of rules this long or shorter is screened rule by rule
+_FEW = 16
+
+
+class _ByNamespace(NamedTuple):
+    """A group of rules by the namespace globs of their alternatives: for a command in some
+    namespaces, the rules that can fit it (more, never fewer: `_may_fit_place` decides)."""
+
+    exact: dict[str, tuple[Rule, ...]]  # a glob without wildcards: that namespace
+    prefixed: dict[str, tuple[Rule, ...]]  # `P*` with no other wildcard: the prefix P
+    longest: int  # the longest prefix
+    others: tuple[Rule, ...]  # a rule some alternative of which fits otherwise
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> "_ByNamespace":
+        exact: dict[str, list[Rule]] = {}
+        prefixed: dict[str, list[Rule]] = {}
+        others: list[Rule] = []
+        for rule in rules:
+            globs = [g for m in rule.match for g in m.namespaces]
+            if not all(m.namespaces for m in rule.match) or not all(
+                map(_plain_namespace_glob, globs)
+            ):
+                others.append(rule)
+                continue
+            for glob in dict.fromkeys(globs):
+                if glob.endswith("*"):
+                    prefixed.setdefault(glob.rstrip("*"), []).append(rule)
+                else:
+                    exact.setdefault(glob, []).append(rule)
+        return cls(
+            exact={k: tuple(v) for k, v in exact.items()},
+            prefixed={k: tuple(v) for k, v in prefixed.items()},
+            longest=max(map(len, prefixed), default=0),
+            others=tuple(others),
+        )
+
+    def among(self, namespaces: frozenset[str]) -> tuple[Rule, ...]:
+        """The rules that can fit a command in `namespaces` (no `*`), in no set order."""
+        found = {id(r): r for r in self.others}
+        for ns in namespaces:
+            found.update((id(r), r) for r in self.exact.get(ns, ()))
+            for k in range(min(len(ns), self.longest) + 1):
+                found.update((id(r), r) for r in self.prefixed.get(ns[:k], ()))
+        return tuple(found.values())
+
+
+def _plain_namespace_glob(glob: str) -> bool:
+    """A glob that is a namespace, or a prefix followed by stars (`team-*`)."""
+    return _GLOB_CHARACTER.search(glob.rstrip("*")) is None
+
+
+_GLOB_CHARACTER = re.compile(r"[*?\[]")
+
+
+# the groups of rules by namespace, by group (they live as long as their places)
+_BY_NAMESPACE = _Memo(MAX_SCREENS)
 
 
 # what `_place_of` says of a rule that some alternative of fits every resource, and
