@@ -29,6 +29,7 @@ from guardctl.bundled import data_text
 from guardctl.commands import guardctl_commands
 from guardctl.firewall import kubeyaml, resources
 from guardctl.firewall.flagtable import ROOT, FlagSpec, FlagTable, flag_table
+from guardctl.firewall.kept import MAX_CHARS, Kept
 from guardctl.model import KubectlCall, ResourceRef, SimpleCommand
 
 # kubectl, /usr/local/bin/kubectl, kubectl.1.27, kubectl-1.30, kubectl-v1.29
@@ -46,8 +47,7 @@ _BOOLS = {
 _DRY_VALUES = frozenset({"client", "server", "unchanged"})  # "unchanged": bare --dry-run
 # the calls made lately, by command (a call is immutable): a run reads its command in several
 # places (decision, masking, the broker's journal, the files it names), each a full parse
-_NORMALIZED: dict[tuple[SimpleCommand, frozenset[str]], KubectlCall] = {}
-MAX_NORMALIZED = 256
+_NORMALIZED: Kept[tuple[SimpleCommand, frozenset[str]], KubectlCall] = Kept(256)
 
 
 class _Config(NamedTuple):
@@ -726,8 +726,6 @@ def normalize(cmd: SimpleCommand, plugins: frozenset[str] = frozenset()) -> Kube
         return KubectlCall(
             argv=cmd.argv, verb="", problems=(f"guardctl could not read this command: {exc!r}",)
         )
-    if kept:
-        if len(_NORMALIZED) >= MAX_NORMALIZED:
-            _NORMALIZED.clear()
-        _NORMALIZED[key] = made
+    if kept and len(cmd.stdin or "") <= MAX_CHARS:
+        _NORMALIZED.keep(key, made)
     return made
