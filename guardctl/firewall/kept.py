@@ -1,4 +1,5 @@
-"""What a run that meets the same lines again and again (`check --batch`) keeps of its work.
+"""What a run that meets the same lines again and again (`check --batch`), or one command in
+several places (`normalize`), keeps of its work.
 
 An agent's lines have only so many kinds: a batch of them repeats lines and commands. A
 `Kept` holds values by key, at most `limit` of them (emptied when full, so memory stays
