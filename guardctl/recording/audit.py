@@ -74,6 +74,7 @@ from guardctl.model import Decision
 from guardctl.recording import recorder
 from guardctl.recording.auditkey import (
     ACCESS_FIX,
+    KEY_BYTES,
     LOG_ID_BYTES,
     Damaged,
     Head,
@@ -319,7 +320,7 @@ class AuditLog:
         signed with a throwaway key, and write nothing. A warm server's spare worker runs
         this ahead of its request (`broker.server.warm_up`): the code a record takes, without
         a temporary log's key, head and syncs."""
-        key, log = os.urandom(32), os.urandom(LOG_ID_BYTES).hex()
+        key, log = os.urandom(KEY_BYTES), os.urandom(LOG_ID_BYTES).hex()
         started = self._started("warm", argv, None, decision, None, None, None, None, None)
         digest, _ = _sealed(started, key, log, 1, GENESIS)
         completed = self._completed(Handle(digest, "warm", self._monotonic()), 0, None, None, None)

@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 from guardctl.atomic import write_all
 from guardctl.env import Environment
 from guardctl.errors import UnsafeError
+from guardctl.firewall.kept import Kept
 from guardctl.running.lifeline import die_with_this_process, tied
 from guardctl.signals import Handler, signal_handlers
 from guardctl.status import exit_for_child
@@ -91,7 +92,7 @@ def is_shim(path: Path) -> bool:
 
 # is_shim's answers in this process, by what the program is (`_identity`): a warm server's
 # workers stat the program instead of resolving its links and reading it on every run
-_SHIM_ANSWERS: dict[tuple[int, ...], bool] = {}
+_SHIM_ANSWERS: Kept[tuple[int, ...], bool] = Kept(64)
 
 
 def _identity(path: str) -> tuple[int, ...] | None:
@@ -106,15 +107,14 @@ def _identity(path: str) -> tuple[int, ...] | None:
             target.st_mtime_ns, target.st_ctime_ns, target.st_size)
 
 
-def _runnable(path: str) -> bool:
-    """An executable regular file that is not guardctl itself."""
+def _shim(path: str) -> bool | None:
+    """Whether the program at `path` is guardctl itself (`is_shim`); None when no executable
+    regular file is there."""
     identity = _identity(path)
     if identity is None or not os.access(path, os.X_OK):
-        return False
+        return None
     shim = _SHIM_ANSWERS.get(identity)
-    if shim is None:
-        shim = _SHIM_ANSWERS[identity] = is_shim(Path(path))
-    return not shim
+    return shim if shim is not None else _SHIM_ANSWERS.keep(identity, is_shim(Path(path)))
 
 
 def find_kubectl(env: Environment) -> str:
@@ -122,14 +122,15 @@ def find_kubectl(env: Environment) -> str:
     explicit = env.environ.get("GUARDCTL_KUBECTL")
     if explicit:
         path = os.path.expanduser(explicit)
-        if _identity(path) is None or not os.access(path, os.X_OK):
+        shim = _shim(path)
+        if shim is None:
             raise UnsafeError(NOT_FOUND)
-        if not _runnable(path):
+        if shim:
             raise UnsafeError(f"GUARDCTL_KUBECTL={explicit} is guardctl: set it to kubectl itself")
         return path
     for folder in env.environ.get("PATH", os.defpath).split(os.pathsep):
         # a relative PATH entry would let the working directory pick "kubectl"
-        if os.path.isabs(folder) and _runnable(candidate := os.path.join(folder, "kubectl")):
+        if os.path.isabs(folder) and _shim(candidate := os.path.join(folder, "kubectl")) is False:
             return candidate
     raise UnsafeError(NOT_FOUND)
 
