@@ -512,6 +512,11 @@ PROBLEMS = [
     ("case x in a) kubectl", "unsupported shell syntax"),
     ("coproc kubectl get", "unsupported shell syntax"),
     ("echo $(kubectl", "bash could not parse the line"),
+    # bashlex reads the first line of a substitution only: the rest is not understood
+    ('echo "$(true\nkubectl delete ns prod)"', "cannot read all of the substitution"),
+    ("cat <(true\nkubectl delete ns prod) x", "cannot read all of the substitution '<(true"),
+    ("echo `true\nkubectl delete ns prod`", "cannot read all of the substitution"),
+    ("echo $(true $(a\nkubectl delete ns prod))", "cannot read all of the substitution '$(a"),
     ("cat <<EOF\n$(kubectl get\nEOF", "a command substitution is not closed"),
     ("bash -c 'echo )'", "in bash -c: bash could not parse the line"),
     ("bash -c " + "'bash -c " * 3, "bash could not parse the line"),

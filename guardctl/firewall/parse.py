@@ -29,12 +29,13 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.errors import DeadlineExceeded
-from guardctl.firewall.bashsyntax import syntax_error
+from guardctl.firewall.bashsyntax import closing_quote, syntax_error
 from guardctl.firewall.kept import MAX_CHARS, Kept
 from guardctl.firewall.shellword import (
     Prepared,
     Word,
     WordError,
+    closing_paren,
     decode_word,
     expands_tilde,
     find_substitutions,
@@ -638,13 +639,27 @@ class _Walker:
         """Walk the commands of `$(...)`, backticks and `<(...)` anywhere under `node`."""
         for sub in _subnodes(node):
             if sub.kind == "commandsubstitution":
-                self.walk(sub.command, scope.nested("$(...)"), piped=False)
+                self._substitution(sub, scope.nested("$(...)"))
             elif sub.kind == "processsubstitution":
-                label = self._source(sub)[:1] + "(...)"
-                self.walk(sub.command, scope.nested(label), piped=False)
+                self._substitution(sub, scope.nested(self._source(sub)[:1] + "(...)"))
             elif sub.kind == "parameter":
                 # bashlex does not look inside ${x:-$(cmd)} (nor our $((...)) placeholder)
                 self._substitutions_in(self._source(sub), scope, heredoc=False)
+
+    def _substitution(self, sub: Node, scope: _Scope) -> None:
+        """Walk what `$(...)`, a backtick string or `<(...)` runs. bashlex reads a
+        substitution's first line only (`$(true<newline>kubectl delete ns prod)`): text
+        after its commands other than separators is a problem."""
+        self.walk(sub.command, scope, piped=False)
+        start = sub.pos[0]  # bashlex's end is where its reading stopped
+        if self.line.startswith("`", start):
+            end = closing_quote(self.line, start + 1, "`")
+        else:
+            end = closing_paren(self.line, start + 2)
+        if self.line[sub.command.pos[1] : max(end, 0)].strip(" \t\n;&"):
+            self.state.problems.append(
+                f"cannot read all of the substitution {self.original[start : end + 1]!r}"
+            )
 
     def _substitutions_in(self, text: str, scope: _Scope, heredoc: bool) -> None:
         found = find_substitutions(text, heredoc=heredoc)
