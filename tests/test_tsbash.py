@@ -93,6 +93,7 @@ def test_syntax_tree_sitter_reads_as_bashlex(line: str) -> None:
         "}{ kubectl get pods",  # a reserved word to bashlex
         "{ kubectl get pods; } & # a comment",
         "x\n'a $(b)'c",  # bashlex reads this $(b) in single quotes
+        "(0'<(') $(x)",  # bashlex cannot parse this
         "rm -f /tmp/*.log $(x)",  # glob and brace characters: bashlex's own reading
         "echo {a,b} $(x)",
         "kubectl 0 ?'<('",
