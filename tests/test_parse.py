@@ -623,3 +623,16 @@ def test_lines_the_fast_path_must_leave_to_bashlex(line: str) -> None:
     from guardctl.firewall.parse import _simple_words
 
     assert _simple_words(line) is None
+
+
+def test_without_tree_sitter_bashlex_reads_a_syntax_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # tree-sitter-bash is optional (the [fast] extra): without it bashlex reads such a line
+    from guardctl.firewall import tsbash
+
+    monkeypatch.setattr(tsbash, "_parser", lambda: None)
+    line = "for ns in $(cat list); do kubectl delete ns $ns; done"
+    assert tsbash.read(line) is None
+    assert [c.argv for c in parse(line).commands] == [
+        ("cat", "list"),
+        ("kubectl", "delete", "ns", "$ns"),
+    ]

@@ -207,18 +207,20 @@ class _State:
             # bash runs the commands before a syntax error: they are still read and decided,
             # but the line is never allowed
             self.problems.append(f"bash would refuse the line: {refused}")
-        elif self.tree_sitter and self._parse_with_tree_sitter(line, scope):
+        prepared = prepare(line)
+        if prepared.empty:
             return
-        self._parse_with_bashlex(line, scope)
+        if refused is None and self.tree_sitter and self._parse_with_tree_sitter(
+            line, prepared, scope
+        ):
+            return
+        self._parse_with_bashlex(line, prepared, scope)
 
-    def _parse_with_tree_sitter(self, line: str, scope: _Scope) -> bool:
+    def _parse_with_tree_sitter(self, line: str, prepared: Prepared, scope: _Scope) -> bool:
         """Walk tree-sitter-bash's reading of the line, when it is one bashlex's equals (see
         `tsbash`); False when bashlex must read it."""
-        prepared = prepare(line)
-        if prepared.text != line or prepared.quoted_heredocs or prepared.synthetic:
+        if prepared.text != line or prepared.quoted_heredocs or not tsbash.available():
             return False  # what bashlex is helped with is bashlex's to read
-        if prepared.empty:
-            return True
         # bashlex reads what tree-sitter declines: a line with syntax loaded it before
         # tree-sitter was here, and so a warmed process (the fork server, which decides such
         # a line before it forks its workers) keeps it ready for them
@@ -231,10 +233,7 @@ class _State:
             walker.walk(tree, scope, piped=False)
         return True
 
-    def _parse_with_bashlex(self, line: str, scope: _Scope) -> None:
-        prepared = prepare(line)
-        if prepared.empty:
-            return
+    def _parse_with_bashlex(self, line: str, prepared: Prepared, scope: _Scope) -> None:
         import bashlex  # lazily: importing it costs ~100 ms, the fast path does without
 
         from guardctl.signals import deadline
