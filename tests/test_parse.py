@@ -629,7 +629,7 @@ def test_without_tree_sitter_bashlex_reads_a_syntax_line(monkeypatch: pytest.Mon
     # tree-sitter-bash is optional (the [fast] extra): without it bashlex reads such a line
     from guardctl.firewall import tsbash
 
-    monkeypatch.setattr(tsbash, "_parser", lambda: None)
+    monkeypatch.setattr(tsbash, "_language", lambda: None)
     line = "for ns in $(cat list); do kubectl delete ns $ns; done"
     assert tsbash.read(line) is None
     assert [c.argv for c in parse(line).commands] == [

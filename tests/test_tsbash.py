@@ -207,3 +207,14 @@ def test_mutated_lines_read_as_bashlex_reads_them(
         at = position % (len(line) + 1)
         line = line[:at] + line[at + 1 :] if delete else line[:at] + text + line[at:]
     _same_reading(line)
+
+
+def test_each_thread_reads_with_its_own_parser() -> None:
+    # a tree-sitter parser is not for two threads at once (the MCP server decides in threads)
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines = [f"for ns in $(cat l{i}); do kubectl get pods -n $ns; done" for i in range(200)]
+    expected = [_parse(line, allow_fast=True, tree_sitter=False) for line in lines]
+    with ThreadPoolExecutor(4) as pool:
+        read = list(pool.map(lambda line: _parse(line, allow_fast=True, tree_sitter=True), lines))
+    assert read == expected

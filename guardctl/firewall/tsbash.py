@@ -16,6 +16,7 @@ Optional: without the `tree_sitter` and `tree_sitter_bash` packages (`pip instal
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -23,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from guardctl.firewall.shellword import RESERVED, is_assignment
 
 if TYPE_CHECKING:
+    from tree_sitter import Language, Parser
     from tree_sitter import Node as TSNode
-    from tree_sitter import Parser
 else:
-    TSNode = Parser = Any
+    Language = Parser = TSNode = Any
 
 
 class Node:
@@ -85,18 +86,34 @@ _PLAIN = re.compile(r"[A-Za-z0-9_./:,@%+=~^-]+")
 
 
 @cache
-def _parser() -> Parser | None:
+def _language() -> Language | None:
     try:
         import tree_sitter_bash
-        from tree_sitter import Language, Parser
+        from tree_sitter import Language
     except ImportError:
         return None
-    return Parser(Language(tree_sitter_bash.language()))
+    return Language(tree_sitter_bash.language())
+
+
+# each thread's parser: a tree-sitter parser is not for two threads at once
+_LOCAL = threading.local()
+
+
+def _parser() -> Parser | None:
+    language = _language()
+    if language is None:
+        return None
+    parser: Parser | None = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        from tree_sitter import Parser
+
+        parser = _LOCAL.parser = Parser(language)
+    return parser
 
 
 def available() -> bool:
     """tree-sitter-bash is installed."""
-    return _parser() is not None
+    return _language() is not None
 
 
 def read(line: str) -> list[Node] | None:
