@@ -7,6 +7,7 @@ agent's command more than the client's whole work."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,8 +24,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A venv without pip holding only guardctl's wheel (its dependencies reach it through
     a `.pth` naming this interpreter's site-packages); its `bin` folder."""
     root = tmp_path_factory.mktemp("install")
+    # built from a copy: pip builds in the source tree, and its build/ would stay in the checkout
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "__pycache__", "tests", "bench", "node_modules"))
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(root / "wheel"), str(REPO)],
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(root / "wheel"), str(source)],
                    check=True, capture_output=True, timeout=600)
     (wheel,) = (root / "wheel").glob("guardctl-*.whl")
     venv = root / "venv"
