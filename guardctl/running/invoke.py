@@ -625,9 +625,10 @@ class _Ahead(NamedTuple):
     child: Any  # guardctl.running.runner.Spawned
 
 
-# flags with which kubectl could reach a server without reading its kubeconfig (the policy
-# denies them by default; a command that has one is never started ahead)
-_OWN_SERVER_FLAGS = frozenset({"server", "kubeconfig", "token", "username", "password"})
+# flags with which kubectl could reach a server without reading its kubeconfig, or read
+# preferences that may add flags (the policy denies them by default; a command that has one
+# is never started ahead)
+_OWN_SERVER_FLAGS = frozenset({"server", "kubeconfig", "token", "username", "password", "kuberc"})
 
 
 @contextmanager
@@ -677,7 +678,7 @@ def _runs_as_is(
     call = decision.commands[0].call if decision.commands else None
     if decision.action is not Action.ALLOW or use_pty or call is None:
         return False
-    if call.has_flag("kustomize") or _OWN_SERVER_FLAGS & call.global_flags:
+    if call.has_flag("kustomize") or not _OWN_SERVER_FLAGS.isdisjoint(call.flags):
         return False
     if env.caller is not None and env.caller.rewrites(call):
         return False
