@@ -208,12 +208,33 @@ def test_a_gated_kubeconfig_holds_its_reader_until_it_is_filled(env: Environment
     assert not folder.exists()
 
 
-def test_a_gate_filled_for_a_kubectl_that_never_opened_it_closes(env: Environment) -> None:
+# a CA bundle of many certificates makes a kubeconfig larger than a pipe holds (64 KiB)
+LARGE = render("https://127.0.0.1:1", "Q0E=" * 60_000, {"token": "tok-ahead"}, "dev")
+
+
+@pytest.mark.parametrize("document", [DOCUMENT, LARGE], ids=["small", "larger-than-a-pipe"])
+def test_a_gate_filled_for_a_kubectl_that_never_opened_it_closes(
+    env: Environment, document: dict[str, object]
+) -> None:
     # `kubectl version --client` reads no kubeconfig: the writer waiting for it is let go
     with gated_kubeconfig(env) as gate:
-        gate.fill(DOCUMENT)
+        gate.fill(document)
         folder = gate.path.parent
+    assert gate._writer is not None and not gate._writer.is_alive()
     assert not folder.exists()
+
+
+def test_a_gate_hands_a_kubeconfig_larger_than_a_pipe_over_whole(env: Environment) -> None:
+    with gated_kubeconfig(env) as gate:
+        reader = _reader(gate.path)
+        try:
+            gate.fill(LARGE)
+            out, _ = reader.communicate(timeout=TIMEOUT)
+        finally:
+            _kill(reader)
+            reader.wait()
+    first, second = out.decode().split("\n---\n")
+    assert json.loads(first) == json.loads(second) == LARGE
 
 
 def test_a_gate_never_filled_gives_its_reader_nothing(env: Environment) -> None:

@@ -27,8 +27,9 @@ import os
 import signal
 import stat
 import threading
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ MAX_SWEEP_ENTRIES = 10_000
 FALLBACK_TEMP_DIR = "/tmp"
 # how long closing a Gate waits for its writer once it let it go (it has a few KiB to write)
 _WRITER_SECONDS = 5.0
+_DRAIN_CHUNK = 65536
 
 
 def _base_dirs(env: Environment) -> list[Path]:
@@ -182,19 +184,30 @@ class Gate:
             os.close(fd)
 
     def close(self) -> None:
+        """Once kubectl is gone: let the writer go, and the memory file."""
         writer = self._writer
         if writer is not None and writer.is_alive():
-            # a reader of our own lets a writer that waits for kubectl's open go
-            try:
-                reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:
-                reader = -1
-            writer.join(timeout=_WRITER_SECONDS)
-            if reader >= 0:
-                os.close(reader)
+            self._release(writer)
         if self._memory >= 0:
             os.close(self._memory)
             self._memory = -1
+
+    def _release(self, writer: threading.Thread) -> None:
+        """A reader of our own lets a writer that waits for kubectl's open go, and takes what
+        it writes (a kubeconfig can be larger than a pipe holds)."""
+        try:
+            reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            writer.join(timeout=_WRITER_SECONDS)
+            return
+        try:
+            deadline = time.monotonic() + _WRITER_SECONDS
+            while writer.is_alive() and time.monotonic() < deadline:
+                with suppress(BlockingIOError):
+                    os.read(reader, _DRAIN_CHUNK)
+                writer.join(timeout=0.01)
+        finally:
+            os.close(reader)
 
 
 @contextmanager
