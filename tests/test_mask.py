@@ -871,6 +871,27 @@ def test_a_long_token_of_hex_then_letters_is_a_token_not_hex() -> None:
     assert encodings.b64_candidates("id " + "00" * 200_000 + " x\n").hex_binary == [(3, 400_003)]
 
 
+# what TOKEN_LINES must tell apart: tokens of hex (odd, even, of text or of bytes) and not, with
+# padding, at either end of a line or the text, paths and near-paths, names of secrets
+TOKEN_PIECES = [*B64_PIECES, "/", "/var/run/", "/a/b", "/x//", "/é/", "_", ".", "-", "+", "?"]
+TOKEN_PIECES += ["G", "0123456789abcdef", "0123456789ABCDEF0", "7f7e", "2020202020202020"]
+TOKEN_PIECES += ["token: ", "PASSWORD=", "- ", "ſecret", "\u212aey"]
+TOKEN_TEXT = st.lists(st.sampled_from(TOKEN_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(TOKEN_TEXT)
+def test_hyperscan_token_lines_leave_the_candidates_as_they_are(text: str) -> None:
+    # the tokens looked for only on the lines TOKEN_LINES and the naming words found must
+    # be exactly those the plain way decodes
+    pytest.importorskip("hyperscan")
+    assert mask._token_lines_scan() is not None
+    fast = mask._b64_found(text, mask._lower(text))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mask, "_token_lines_scan", lambda: None)
+        assert mask._b64_found(text, mask._lower(text)) == fast
+
+
 def plain_b64_candidates(text: str) -> encodings.Base64Candidates:
     """What encodings.b64_candidates finds, the plain way: the regexes it stands for."""
     every = [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
@@ -943,7 +964,10 @@ def test_the_corpus_and_the_bench_inputs_are_masked_as_the_plain_way_masks_them(
     fast = masked(dict(DETECTORS))
     monkeypatch.setattr(mask, "b64_candidates", plain_b64_candidates)
     monkeypatch.setattr(literals, "_hyperscan", lambda: None)  # keywords found by `re`
-    caches = (mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present)
+    caches = (
+        mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present,
+        mask._token_lines_scan,
+    )
     for cache in caches:
         cache.cache_clear()
     try:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import itertools
 import operator
 import re
 import zlib
-from collections.abc import Callable
-from itertools import compress, repeat
+from collections.abc import Callable, Iterable
+from itertools import compress, filterfalse, repeat
 from typing import NamedTuple
 
 Span = tuple[int, int, str]
@@ -34,6 +35,35 @@ _FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
 _FLAT_RUN_LINE = re.compile(rb"\n(?=[ \t]*a{20,}\r?\n)")
 _FLAT_RUN_FIRST = re.compile(rb"[ \t]*a{20,}\r?\n")
 
+# Hyperscan regexes (read over the text as latin-1 bytes, as the flat copy is) that end on the
+# line of every token that is not hex of bytes (HEX_BINARY) and not a path: a superset of the
+# tokens `_Scanner` decodes, so that the others (a log's request and trace ids) need not be
+# found one by one. Each reports once per token, at the character after it (or at the end).
+# A token: 16 or more base64 characters (B) between characters that are not (or the ends).
+_B = "A-Za-z0-9+/"
+_H = "0-9a-fA-F"
+_BEFORE = rf"(?:\A|[^{_B}])"
+_AFTER = rf"(?:[^{_B}]|\z)"
+# 15 base64 characters, one of them not hex
+_NOT_ALL_HEX_15 = "|".join(
+    (f"[{_B}]{{{k}}}" if k else "") + "[G-Zg-z+/]" + (f"[{_B}]{{{14 - k}}}" if k < 14 else "")
+    for k in range(15)
+)
+# PATH_LIKE's `[\w.-]` as far as ASCII goes: narrower than `\w`, so its `not a path` is wider
+_W = "A-Za-z0-9_.-"
+TOKEN_LINES = (
+    # not all hex, not starting with "/": its first character is not hex, or one after it
+    rf"{_BEFORE}(?:[G-Zg-z+][{_B}]{{15}}|[{_H}][{_B}]*(?:{_NOT_ALL_HEX_15}))[{_B}]*{_AFTER}",
+    # "/" where PATH_LIKE (`/W+/W+/`) may not match: a token that may be no path
+    rf"{_BEFORE}/(?:[^{_W}]|\z|[{_W}]+(?:[^{_W}/]|\z)|[{_W}]+/(?:[^{_W}]|\z)"
+    rf"|[{_W}]+/[{_W}]+(?:[^{_W}/]|\z))",
+    # hex, then base64's padding (not hex then)
+    rf"[{_H}]{{16}}=",
+    # hex of an odd length (read as base64), or of text only (tab, line breaks, space..~)
+    rf"{_BEFORE}[{_H}]{{17}}(?:[{_H}]{{2}})*{_AFTER}",
+    rf"{_BEFORE}(?:[2-7][{_H}]|0[9aAdD]){{8,}}{_AFTER}",
+)
+
 # a JSON string that holds escaped quotes (JSON inside it): its body
 ESCAPED_STRING = re.compile(r'"((?:[^"\\\n]|\\.){0,1048576}?\\"(?:[^"\\\n]|\\.){0,1048576}?)"')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\", "/": "/"}
@@ -46,11 +76,15 @@ HEX_BINARY = re.compile(
     r"(?:[0-9a-fA-F]{2})*?(?:0[0-8bcefBCEF]|[189a-fA-F][0-9a-fA-F]|7[fF])(?:[0-9a-fA-F]{2})*"
 )
 
-# what HEX_BINARY.fullmatch takes, in linear time (a lazy repeat before a greedy one, as
-# HEX_BINARY has, is tried at every pair when the text goes on past the hex: square time)
-_HEX_OF_BYTES = re.compile(
-    r"(?=(?:[0-9a-fA-F]{2})+\Z)(?!(?:0[9aAdD]|[2-6][0-9a-fA-F]|7[0-9a-eA-E])*\Z)"
-)
+# what HEX_BINARY.fullmatch takes is told by C loops over all tokens at once (see
+# _hex_of_bytes): in a second bytes copy of the text a hex digit is an "h", any other base64
+# character or "=" an "a", so that a token with no "a" is all hex; its bytes then hold one
+# that is not text (HEX_BINARY's pairs) when deleting the _TEXT_BYTES leaves any
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_NOT_HEX = bytes(c for c in _B64_CHARS + b"=" if c not in _HEX_DIGITS)
+_HEX_FLAT = bytes.maketrans(_HEX_DIGITS + _NOT_HEX, b"h" * len(_HEX_DIGITS) + b"a" * len(_NOT_HEX))
+_TEXT_BYTES = b"\t\n\r" + bytes(range(0x20, 0x7F))
+_NOT_TEXT = operator.methodcaller("translate", None, _TEXT_BYTES)
 
 # an absolute path (`/var/secrets/google/key.json`), whose letters read as base64 too
 PATH_LIKE = re.compile(r"/[\w.-]+/[\w.-]+/")
@@ -93,20 +127,45 @@ def b64_candidates(text: str) -> Base64Candidates:
 
     A log has a hex id or two on every line, each of which `_Scanner` would look at on its
     own only to drop it: the tokens HEX_BINARY takes whole (hex of bytes that are not all
-    text) are set apart. Each token is
-    tried by `map` and sorted by `compress`, loops in C: one step of Python per token costs
-    more than the regexes do.
+    text) are set apart (see _hex_of_bytes).
     """
-    flat = text.encode("latin-1", "replace").translate(_FLAT)
-    every = [found.span() for found in _FLAT_TOKEN.finditer(flat)]
+    return b64_candidates_in(text, ((0, len(text)),))
+
+
+def b64_candidates_in(text: str, lines: Iterable[tuple[int, int]]) -> Base64Candidates:
+    """`b64_candidates(text)`, its tokens only those in `lines` (sorted (start, end) spans of
+    whole lines, without their line breaks): where `TOKEN_LINES` found one that counts."""
+    raw = text.encode("latin-1", "replace")
+    flat = raw.translate(_FLAT)
+    starts, ends = [], []
+    for start, end in lines:
+        starts.append(start)
+        ends.append(end)
+    found = map(_FLAT_TOKEN.finditer, repeat(flat), starts, ends)
+    every = list(map(re.Match.span, itertools.chain.from_iterable(found)))
     runs = _b64_runs(text, flat)
     if not every:
         return Base64Candidates(runs, [], [])
-    starts, ends = zip(*every, strict=True)
-    hexed = list(map(_HEX_OF_BYTES.match, repeat(text), starts, ends))
-    binary = list(compress(every, hexed))
-    tokens = list(compress(every, map(operator.not_, hexed))) if binary else every
-    return Base64Candidates(runs, tokens, binary)
+    binary = _hex_of_bytes(text, raw, every)
+    if not binary:
+        return Base64Candidates(runs, every, [])
+    return Base64Candidates(runs, list(filterfalse(set(binary).__contains__, every)), binary)
+
+
+def _hex_of_bytes(text: str, raw: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans of `text` (`raw` is it as latin-1 bytes) that HEX_BINARY fully matches: hex
+    of an even length whose bytes are not all text. Loops in C (map, compress) over all
+    spans at once, linear in their length: one regex match per span cost a log more than
+    finding them (a log line holds a request id and a trace id)."""
+    starts, ends = zip(*spans, strict=True)
+    hexed = raw.translate(_HEX_FLAT)
+    all_hex = map(operator.lt, map(hexed.find, repeat(b"a"), starts, ends), repeat(0))
+    even = map(operator.not_, map(operator.and_, map(operator.sub, ends, starts), repeat(1)))
+    pairs = list(compress(spans, map(operator.and_, all_hex, even)))
+    if not pairs:
+        return []
+    blobs = map(text.__getitem__, itertools.starmap(slice, pairs))
+    return list(compress(pairs, map(_NOT_TEXT, map(bytes.fromhex, blobs))))
 
 
 def _b64_runs(text: str, flat: bytes) -> list[tuple[int, int]]:

@@ -64,19 +64,23 @@ def literal_scan(words: Sequence[str]) -> LiteralScan | None:
     """A scanner for `words`, or None when Hyperscan is missing or cannot take them."""
     if not all(w and w.isascii() and "?" not in w for w in words):
         return None
-    return _compiled(words, "HS_FLAG_CASELESS", literal=True)
+    return _compiled(words, ["HS_FLAG_CASELESS"] * len(words), literal=True)
 
 
-def pattern_scan(patterns: Sequence[str]) -> LiteralScan | None:
+def pattern_scan(patterns: Sequence[str], caseless: Sequence[str] = ()) -> LiteralScan | None:
     """A scanner for regexes in Hyperscan's dialect (ASCII; `^` and `$` at every line's start
-    and end), or None when Hyperscan is missing or cannot take them. It reads the text as
+    and end), numbered from 0, then for `caseless` ones (matched in any case), numbered on;
+    None when Hyperscan is missing or cannot take them. It reads the text as
     `LiteralScan.ends` does: a character beyond latin-1 is a "?"."""
-    if not all(p.isascii() for p in patterns):
+    if not all(p.isascii() for p in (*patterns, *caseless)):
         return None
-    return _compiled(patterns, "HS_FLAG_MULTILINE", literal=False)
+    flags = ["HS_FLAG_MULTILINE"] * len(patterns) + ["HS_FLAG_CASELESS"] * len(caseless)
+    return _compiled([*patterns, *caseless], flags, literal=False)
 
 
-def _compiled(expressions: Sequence[str], flag: str, literal: bool) -> LiteralScan | None:
+def _compiled(
+    expressions: Sequence[str], flags: Sequence[str], literal: bool
+) -> LiteralScan | None:
     hyperscan = _hyperscan()
     if hyperscan is None or not expressions:
         return None
@@ -85,7 +89,7 @@ def _compiled(expressions: Sequence[str], flag: str, literal: bool) -> LiteralSc
         database.compile(
             expressions=[e.encode("ascii") for e in expressions],
             ids=list(range(len(expressions))),
-            flags=getattr(hyperscan, flag),
+            flags=[getattr(hyperscan, flag) for flag in flags],
             literal=literal,
         )
     except hyperscan.error:

@@ -64,8 +64,10 @@ from guardctl.masking.encodings import (
     GZIP_MAGIC,
     HEX,
     PATH_LIKE,
+    TOKEN_LINES,
     ansi_spans,
     b64_candidates,
+    b64_candidates_in,
     b64decode,
     gunzip,
     unescape,
@@ -674,15 +676,7 @@ class _Scanner:
     def _base64_spans(
         self, text: str, lowered: str, known: list[Span], depth: int
     ) -> Iterable[Span]:
-        runs, tokens, hex_binary = b64_candidates(text)
-        # ids, digests and trace ids (hex of no text: HEX_BINARY) count under a secret name
-        named = _on_naming_lines(text, lowered, hex_binary)
-        found = runs + (sorted(tokens + named) if named else tokens)
-        if not found:
-            return
-        # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64 (a loop in C)
-        paths = map(PATH_LIKE.match, repeat(text), *zip(*found, strict=True))
-        for start, end in compress(found, map(operator.not_, paths)):
+        for start, end in _b64_found(text, lowered):
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
             name = self._decoded_secret(text, start, end, depth)
@@ -736,17 +730,62 @@ def _names_secret(secret_name: re.Pattern[str], name: str) -> bool:
     return secret_name.search(name) is not None
 
 
+def _b64_found(text: str, lowered: str) -> list[tuple[int, int]]:
+    """The base64 runs and tokens `_Scanner` decodes, in order: all but paths, and but hex of
+    bytes (HEX_BINARY), which counts only on a line that may name a secret (ids, digests and
+    trace ids).
+
+    With Hyperscan, one pass finds both the naming lines and the lines of the tokens that
+    count elsewhere (`encodings.TOKEN_LINES`, a superset), and tokens are looked for on
+    those lines only: a log's lines each hold ids that would otherwise be found and told
+    apart one by one (tests/test_mask.py compares this with the plain way)."""
+    scan = _token_lines_scan()
+    if scan is None or not scannable(text):
+        runs, tokens, hex_binary = b64_candidates(text)
+        named = _on_naming_lines(text, _naming_lines(text, lowered), hex_binary)
+        return _not_paths(text, runs + (sorted(tokens + named) if named else tokens))
+    hits = scan.ends(text)
+    words = len(TOKEN_LINES)
+    # (map: loops in C) the line of each hit's last character
+    token_ends = [end - 1 for number, end in hits if number < words]
+    word_ends = [end for number, end in hits if number >= words]
+    hot = set(map(operator.add, map(text.rfind, repeat("\n"), repeat(0), token_ends), repeat(1)))
+    naming = _naming_lines(text, lowered, word_ends)
+    starts = sorted(hot | naming)
+    padded = text + "\n"
+    lines = zip(starts, map(padded.find, repeat("\n"), starts), strict=True)
+    runs, tokens, hex_binary = b64_candidates_in(text, lines)
+    named = _on_naming_lines(text, naming, hex_binary)
+    return _not_paths(text, runs + (sorted(tokens + named) if named else tokens))
+
+
+def _not_paths(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` but those that start a path (`/api/v1/orders/4711`, `/var/secrets/x.json`:
+    letters, no base64), told by a loop in C."""
+    if not spans:
+        return spans
+    paths = map(PATH_LIKE.match, repeat(text), *zip(*spans, strict=True))
+    return list(compress(spans, map(operator.not_, paths)))
+
+
+@functools.cache
+def _token_lines_scan() -> LiteralScan | None:
+    """`encodings.TOKEN_LINES`, then the words of a secret's name (any case), in one
+    Hyperscan database, when Hyperscan is installed."""
+    return pattern_scan(TOKEN_LINES, caseless=[re.escape(w) for w in _SECRET_WORDS])
+
+
 def _on_naming_lines(
-    text: str, lowered: str, spans: list[tuple[int, int]]
+    text: str, named: set[int], spans: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """The sorted one-line spans that lie on a line that may name a secret (_naming_lines).
+    """The sorted one-line spans that lie on a line that may name a secret (`named`: where
+    those lines start, see _naming_lines).
 
     Whichever is fewer is walked: the spans (their line's start looked up), or the naming
     lines (the spans on them found by bisection); a log has many ids and few such lines.
     """
     if not spans:
         return []
-    named = _naming_lines(text, lowered)
     if len(spans) <= len(named):
         return [span for span in spans if text.rfind("\n", 0, span[0]) + 1 in named]
     starts = [start for start, _ in spans]
@@ -758,18 +797,20 @@ def _on_naming_lines(
     return found
 
 
-def _naming_lines(text: str, lowered: str) -> set[int]:
+def _naming_lines(text: str, lowered: str, word_ends: Iterable[int] | None = None) -> set[int]:
     """Where the lines start that could name a value on them a secret: they hold a word of a
     secret's name, or are list items (whose key is on a line above). Substring searches:
     a regex for all of them, case-insensitive, would be tried at every character.
 
-    `lowered` is the text lower-cased, as `_Scanner.spans` has it."""
+    `lowered` is the text lower-cased, as `_Scanner.spans` has it; `word_ends`, where such
+    words end when a Hyperscan pass found them already."""
     starts: set[int] = set()
-    scan = _secret_words_scan()
-    # (map: loops in C; a pod's YAML has a few such words on every line of its env)
+    scan = _secret_words_scan() if word_ends is None else None
     if scan is not None and scannable(text):
-        ends = map(operator.itemgetter(1), scan.ends(text))
-        breaks = map(text.rfind, repeat("\n"), repeat(0), ends)
+        word_ends = map(operator.itemgetter(1), scan.ends(text))
+    # (map: loops in C; a pod's YAML has a few such words on every line of its env)
+    if word_ends is not None:
+        breaks = map(text.rfind, repeat("\n"), repeat(0), word_ends)
         starts.update(map(operator.add, breaks, repeat(1)))
     else:
         _add_naming_lines(text, lowered, starts)
