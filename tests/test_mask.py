@@ -438,16 +438,23 @@ def test_digests_hide_only_their_values_and_each_line_of_a_key() -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
-        st.sampled_from([LITERAL, b64(LITERAL), "ab", "=", " ", ":", "é", "漢", "x" * 30, "\n"]),
+        st.sampled_from(
+            [LITERAL, b64(LITERAL), "ab", "=", " ", ":", "é", "漢", "x" * 30, "\n",
+             *PEM.splitlines()[1:3], b64(PEM)[:40]]
+        ),
         max_size=12,
-    )
+    ),
+    st.sampled_from([[LITERAL], [LITERAL, PEM], [PEM]]),
 )
-def test_digest_runs_are_the_runs_digests_are_made_of(parts: list[str]) -> None:
-    # the fast run finder must find exactly the whole runs `literal_digests` digests
+def test_digest_runs_are_the_runs_digests_are_made_of(
+    parts: list[str], secrets: list[str]
+) -> None:
+    # the fast run finder must find exactly the whole runs `literal_digests` digests (runs
+    # of many lengths: a key's lines and their base64 forms; a run longer than the shortest)
     from guardctl.masking.mask import _RUN, _digest, _DigestMatcher
 
     text = "".join(parts)
-    digests = literal_digests([LITERAL])
+    digests = literal_digests(secrets)
     expected = [run.span() for run in _RUN.finditer(text) if _digest(run[0]) in digests]
     assert list(_DigestMatcher(digests).spans(text)) == expected
 
