@@ -38,22 +38,29 @@ _FLAT_RUN_FIRST = re.compile(rb"[ \t]*a{20,}\r?\n")
 # Hyperscan regexes (read over the text as latin-1 bytes, as the flat copy is) that end on the
 # line of every token that is not hex of bytes (HEX_BINARY) and not a path: a superset of the
 # tokens `_Scanner` decodes, so that the others (a log's request and trace ids) need not be
-# found one by one. Each reports once per token, at the character after it (or at the end).
+# found one by one; what they find ends on a token's line (the character after a token is
+# on its line, or is its line break).
 # A token: 16 or more base64 characters (B) between characters that are not (or the ends).
 _B = "A-Za-z0-9+/"
 _H = "0-9a-fA-F"
 _BEFORE = rf"(?:\A|[^{_B}])"
 _AFTER = rf"(?:[^{_B}]|\z)"
-# 15 base64 characters, one of them not hex
-_NOT_ALL_HEX_15 = "|".join(
-    (f"[{_B}]{{{k}}}" if k else "") + "[G-Zg-z+/]" + (f"[{_B}]{{{14 - k}}}" if k < 14 else "")
-    for k in range(15)
+# the first 16 characters of a token, the first one not hex among them (not "/" if first)
+_NOT_HEX_IN_16 = "|".join(
+    (f"[{_H}]{{{k}}}" if k else "")
+    + ("[G-Zg-z+]" if k == 0 else "[G-Zg-z+/]")
+    + (f"[{_B}]{{{15 - k}}}" if k < 15 else "")
+    for k in range(16)
 )
 # PATH_LIKE's `[\w.-]` as far as ASCII goes: narrower than `\w`, so its `not a path` is wider
 _W = "A-Za-z0-9_.-"
 TOKEN_LINES = (
-    # not all hex, not starting with "/": its first character is not hex, or one after it
-    rf"{_BEFORE}(?:[G-Zg-z+][{_B}]{{15}}|[{_H}][{_B}]*(?:{_NOT_ALL_HEX_15}))[{_B}]*{_AFTER}",
+    # not all hex, not starting with "/": the first character that is not hex is among its
+    # first 16, or after them (each pattern ends once in a token: fixed lengths, or at the
+    # first such character; Hyperscan reads these several times faster than one pattern
+    # that finds the character anywhere)
+    rf"{_BEFORE}(?:{_NOT_HEX_IN_16})",
+    rf"{_BEFORE}[{_H}]{{16}}[{_H}]*[G-Zg-z+/]",
     # "/" where PATH_LIKE (`/W+/W+/`) may not match: a token that may be no path
     rf"{_BEFORE}/(?:[^{_W}]|\z|[{_W}]+(?:[^{_W}/]|\z)|[{_W}]+/(?:[^{_W}]|\z)"
     rf"|[{_W}]+/[{_W}]+(?:[^{_W}/]|\z))",
@@ -63,6 +70,11 @@ TOKEN_LINES = (
     rf"{_BEFORE}[{_H}]{{17}}(?:[{_H}]{{2}})*{_AFTER}",
     rf"{_BEFORE}(?:[2-7][{_H}]|0[9aAdD]){{8,}}{_AFTER}",
 )
+# (Hyperscan, at every line's start) a line that is one token of 20 or more characters,
+# where a B64_RUN may start: what _run_lines finds
+RUN_LINE = rf"^[ \t]*[{_B}]{{20}}[{_B}]*\r?\n"
+# a token that starts with 16 hex digits: where none is, no token is hex of bytes
+HEX_START = rf"{_BEFORE}[{_H}]{{16}}"
 
 # a JSON string that holds escaped quotes (JSON inside it): its body
 ESCAPED_STRING = re.compile(r'"((?:[^"\\\n]|\\.){0,1048576}?\\"(?:[^"\\\n]|\\.){0,1048576}?)"')
@@ -129,21 +141,33 @@ def b64_candidates(text: str) -> Base64Candidates:
     own only to drop it: the tokens HEX_BINARY takes whole (hex of bytes that are not all
     text) are set apart (see _hex_of_bytes).
     """
-    return b64_candidates_in(text, ((0, len(text)),))
-
-
-def b64_candidates_in(text: str, lines: Iterable[tuple[int, int]]) -> Base64Candidates:
-    """`b64_candidates(text)`, its tokens only those in `lines` (sorted (start, end) spans of
-    whole lines, without their line breaks): where `TOKEN_LINES` found one that counts."""
     raw = text.encode("latin-1", "replace")
     flat = raw.translate(_FLAT)
-    starts, ends = [], []
-    for start, end in lines:
-        starts.append(start)
-        ends.append(end)
-    found = map(_FLAT_TOKEN.finditer, repeat(flat), starts, ends)
+    return _candidates(text, raw, _b64_runs(text, flat, _run_lines(flat)), [flat], (0,), None)
+
+
+def b64_candidates_in(
+    text: str, starts: list[int], ends: list[int], run_lines: list[int]
+) -> Base64Candidates:
+    """`b64_candidates(text)`, its tokens only those in text[start:end] for each of `starts`
+    and `ends` (whole lines, sorted): where `TOKEN_LINES` found one that counts. `run_lines`:
+    where the lines start that `RUN_LINE` found."""
+    raw = text.encode("latin-1", "replace")
+    flat = raw.translate(_FLAT)
+    return _candidates(text, raw, _b64_runs(text, flat, run_lines), repeat(flat), starts, ends)
+
+
+def _candidates(
+    text: str,
+    raw: bytes,
+    runs: list[tuple[int, int]],
+    flats: Iterable[bytes],
+    starts: Iterable[int],
+    ends: Iterable[int] | None,
+) -> Base64Candidates:
+    """The tokens of the flat copies in `flats` from `starts` to `ends` (None: to the end)."""
+    found = map(_FLAT_TOKEN.finditer, flats, starts, *([] if ends is None else [ends]))
     every = list(map(re.Match.span, itertools.chain.from_iterable(found)))
-    runs = _b64_runs(text, flat)
     if not every:
         return Base64Candidates(runs, [], [])
     binary = _hex_of_bytes(text, raw, every)
@@ -168,15 +192,19 @@ def _hex_of_bytes(text: str, raw: bytes, spans: list[tuple[int, int]]) -> list[t
     return list(compress(pairs, map(_NOT_TEXT, map(bytes.fromhex, blobs))))
 
 
-def _b64_runs(text: str, flat: bytes) -> list[tuple[int, int]]:
-    """The spans `B64_RUN.finditer(text)` finds, given the text as bytes, base64 as "a".
-
-    A run starts at a line that is one token of 20 or more characters: only those lines
-    are tried, in order, past the end of the run before.
-    """
+def _run_lines(flat: bytes) -> list[int]:
+    """Where the lines start that are one token of 20 or more characters (a B64_RUN may
+    start there), given the text as bytes, base64 as "a"."""
     starts = [found.end() for found in _FLAT_RUN_LINE.finditer(flat)]
     if _FLAT_RUN_FIRST.match(flat):
         starts.insert(0, 0)
+    return starts
+
+
+def _b64_runs(text: str, flat: bytes, starts: list[int]) -> list[tuple[int, int]]:
+    """The spans `B64_RUN.finditer(text)` finds, given where its lines start that are one
+    token of 20 or more characters (see _run_lines): only those are tried, in order, past
+    the end of the run before."""
     runs: list[tuple[int, int]] = []
     for line_start in starts:
         if runs and line_start < runs[-1][1]:

@@ -67,15 +67,15 @@ def literal_scan(words: Sequence[str]) -> LiteralScan | None:
     return _compiled(words, ["HS_FLAG_CASELESS"] * len(words), literal=True)
 
 
-def pattern_scan(patterns: Sequence[str], caseless: Sequence[str] = ()) -> LiteralScan | None:
+def pattern_scan(patterns: Sequence[str], once: Sequence[str] = ()) -> LiteralScan | None:
     """A scanner for regexes in Hyperscan's dialect (ASCII; `^` and `$` at every line's start
-    and end), numbered from 0, then for `caseless` ones (matched in any case), numbered on;
-    None when Hyperscan is missing or cannot take them. It reads the text as
-    `LiteralScan.ends` does: a character beyond latin-1 is a "?"."""
-    if not all(p.isascii() for p in (*patterns, *caseless)):
+    and end), numbered from 0, then for `once` ones (each found once at most, where it is
+    first found), numbered on; None when Hyperscan is missing or cannot take them. It reads
+    the text as `LiteralScan.ends` does: a character beyond latin-1 is a "?"."""
+    if not all(p.isascii() for p in (*patterns, *once)):
         return None
-    flags = ["HS_FLAG_MULTILINE"] * len(patterns) + ["HS_FLAG_CASELESS"] * len(caseless)
-    return _compiled([*patterns, *caseless], flags, literal=False)
+    flags = ["HS_FLAG_MULTILINE"] * len(patterns) + ["HS_FLAG_SINGLEMATCH"] * len(once)
+    return _compiled([*patterns, *once], flags, literal=False)
 
 
 def _compiled(

@@ -63,7 +63,9 @@ from guardctl.masking.encodings import (
     ESCAPED_STRING,
     GZIP_MAGIC,
     HEX,
+    HEX_START,
     PATH_LIKE,
+    RUN_LINE,
     TOKEN_LINES,
     ansi_spans,
     b64_candidates,
@@ -762,16 +764,23 @@ def _b64_found(text: str, lowered: str) -> list[tuple[int, int]]:
         named = _on_naming_lines(text, _naming_lines(text, lowered), hex_binary)
         return _not_paths(text, runs + (sorted(tokens + named) if named else tokens))
     hits = scan.ends(text)
-    words = len(TOKEN_LINES)
-    # (map: loops in C) the line of each hit's last character
-    token_ends = [end - 1 for number, end in hits if number < words]
-    word_ends = [end for number, end in hits if number >= words]
-    hot = set(map(operator.add, map(text.rfind, repeat("\n"), repeat(0), token_ends), repeat(1)))
-    naming = _naming_lines(text, lowered, word_ends)
+    # by pattern: the token lines, the run lines, a hex start (map: loops in C)
+    numbers = list(map(_FIRST, hits))
+    ends = list(map(_SECOND, hits))
+    run_line = len(TOKEN_LINES)
+
+    def lines_of(chosen: Iterable[bool]) -> set[int]:
+        last = map(operator.sub, compress(ends, chosen), repeat(1))
+        return set(map(operator.add, map(text.rfind, repeat("\n"), repeat(0), last), repeat(1)))
+
+    hot = lines_of(map(operator.lt, numbers, repeat(run_line)))
+    run_lines = sorted(lines_of(map(operator.eq, numbers, repeat(run_line))))
+    # hex of bytes counts on naming lines only, looked for where a token may be one
+    naming = _naming_lines(text, lowered) if run_line + 1 in numbers else set()
     starts = sorted(hot | naming)
     padded = text + "\n"
-    lines = zip(starts, map(padded.find, repeat("\n"), starts), strict=True)
-    runs, tokens, hex_binary = b64_candidates_in(text, lines)
+    line_ends = list(map(padded.find, repeat("\n"), starts))
+    runs, tokens, hex_binary = b64_candidates_in(text, starts, line_ends, run_lines)
     named = _on_naming_lines(text, naming, hex_binary)
     return _not_paths(text, runs + (sorted(tokens + named) if named else tokens))
 
@@ -787,9 +796,9 @@ def _not_paths(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]
 
 @functools.cache
 def _token_lines_scan() -> LiteralScan | None:
-    """`encodings.TOKEN_LINES`, then the words of a secret's name (any case), in one
-    Hyperscan database, when Hyperscan is installed."""
-    return pattern_scan(TOKEN_LINES, caseless=[re.escape(w) for w in _SECRET_WORDS])
+    """`encodings.TOKEN_LINES`, `RUN_LINE` and `HEX_START` (once) in one Hyperscan database,
+    when Hyperscan is installed."""
+    return pattern_scan((*TOKEN_LINES, RUN_LINE), once=(HEX_START,))
 
 
 def _on_naming_lines(
@@ -814,20 +823,18 @@ def _on_naming_lines(
     return found
 
 
-def _naming_lines(text: str, lowered: str, word_ends: Iterable[int] | None = None) -> set[int]:
+def _naming_lines(text: str, lowered: str) -> set[int]:
     """Where the lines start that could name a value on them a secret: they hold a word of a
     secret's name, or are list items (whose key is on a line above). Substring searches:
     a regex for all of them, case-insensitive, would be tried at every character.
 
-    `lowered` is the text lower-cased, as `_Scanner.spans` has it; `word_ends`, where such
-    words end when a Hyperscan pass found them already."""
+    `lowered` is the text lower-cased, as `_Scanner.spans` has it."""
     starts: set[int] = set()
-    scan = _secret_words_scan() if word_ends is None else None
-    if scan is not None and scannable(text):
-        word_ends = map(operator.itemgetter(1), scan.ends(text))
+    scan = _secret_words_scan()
     # (map: loops in C; a pod's YAML has a few such words on every line of its env)
-    if word_ends is not None:
-        breaks = map(text.rfind, repeat("\n"), repeat(0), word_ends)
+    if scan is not None and scannable(text):
+        ends = map(operator.itemgetter(1), scan.ends(text))
+        breaks = map(text.rfind, repeat("\n"), repeat(0), ends)
         starts.update(map(operator.add, breaks, repeat(1)))
     else:
         _add_naming_lines(text, lowered, starts)
