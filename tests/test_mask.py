@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -969,19 +970,95 @@ def test_the_corpus_and_the_bench_inputs_are_masked_as_the_plain_way_masks_them(
         return outputs
 
     fast = masked(dict(DETECTORS))
-    monkeypatch.setattr(mask, "b64_candidates", plain_b64_candidates)
-    monkeypatch.setattr(literals, "_hyperscan", lambda: None)  # keywords found by `re`
-    caches = (
-        mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present,
-        mask._token_lines_scan,
-    )
-    for cache in caches:
-        cache.cache_clear()
-    try:
+    with reference_masking():
         assert masked(without_keywords("generic-secret-assignment")) == fast
-    finally:
-        for cache in caches:
+
+
+# what builds a masker's native (Hyperscan) scans, kept per detector set or for good
+NATIVE_CACHES = (
+    mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present,
+    mask._token_lines_scan,
+)
+
+
+@contextmanager
+def reference_masking() -> Iterator[None]:
+    """The masker as it runs without Hyperscan (another CPU, or the wheel missing): the
+    pure-`re` reference, base64 tokens found by the plain regexes."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(literals, "_hyperscan", lambda: None)
+        patch.setattr(mask, "_NOTED", {})
+        patch.setattr(mask, "b64_candidates", plain_b64_candidates)
+        for cache in NATIVE_CACHES:
             cache.cache_clear()
+        try:
+            yield
+        finally:
+            for cache in NATIVE_CACHES:
+                cache.cache_clear()
+
+
+# lines of what kubectl prints where the scanner's native shortcuts decide: ids and digests
+# (hex of bytes and of text, odd), tokens, paths, names of secrets, wrapped base64, secrets
+# of many formats, values known by digest only, colour, text beyond ASCII
+SCANNED_LINES = [
+    "2026-12-07T09:00:00.000Z INFO request_id=0f1e2d3c4b5a69788796a5b4c3d2e1f0 path=/api/v1/x/1",
+    "trace_id=6869207468657265686920746865726520 user=u1",
+    "image: registry.example.com/web@sha256:" + "ab" * 32,
+    "checksum/secret: " + "0c" * 32,
+    "api_key: " + "7f" * 16,
+    "- " + "e3b0c44298fc1c149afbf4c8996fb924",
+    "  creationTimestamp: serviceAccountName",
+    "mountPath: /var/run/secrets/kubernetes.io/serviceaccount",
+    "blob: " + b64("password=hunter2hunter2 and more text"),
+    "  " + b64("x" * 40)[:40],
+    "  " + b64("x" * 40)[:40],
+    "  " + b64("x" * 40)[40:] + "==",
+    "odd: 0123456789abcdef0",
+    "config: " + b"password=q8MxVj5l3V26Xk~".hex(),
+    f"token: {LITERAL}",
+    f"dump {b64(LITERAL)}",
+    *PEM.splitlines()[:3],
+    "\x1b[31mpassword=\x1b[0mhunter2hunter2",
+    "naïve ſecret: q8MxVj5l3V26Xk",
+    "prİvate_key=q8MxVj5l3V26Xk",
+]
+
+
+@st.composite
+def scanned_documents(draw: st.DrawFn) -> bytes:
+    """documents() with lines the scanner reads, and detector examples, mixed in."""
+    lines = draw(documents()).decode().splitlines()
+    extra = st.sampled_from([*SCANNED_LINES, *(example for _, example in POSITIVES[::7])])
+    for line in draw(st.lists(extra, max_size=8)):
+        lines.insert(draw(st.integers(0, len(lines))), line)
+    return "".join(line + "\n" for line in lines).encode()
+
+
+ARGVS = [["get", "pods", "-o", "yaml"], ["logs", "web"], ["get", "secrets", "-o", "yaml"],
+         ["describe", "secret", "s"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), scanned_documents(), st.sampled_from(ARGVS))
+def test_the_native_path_masks_exactly_what_the_reference_masks(
+    data: st.DataObject, text: bytes, argv: list[str]
+) -> None:
+    # every Hyperscan shortcut on (the structure's noted lines from the first byte), and a
+    # minted token's value and a stored key's digests: byte for byte what the pure-re
+    # reference makes of the same chunks
+    pytest.importorskip("hyperscan")
+    chunks = data.draw(chunked(text))
+    digests = literal_digests([LITERAL, PEM])
+
+    def masked() -> bytes:
+        return stream(chunks, masker_for(argv, DETECTORS, [LITERAL[::-1]], digests=digests))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mask, "NOTED_AFTER", 0)
+        fast = masked()
+    with reference_masking():
+        assert masked() == fast
 
 
 @settings(max_examples=300, deadline=None)
