@@ -1167,3 +1167,39 @@ def test_continued_matches_with_the_keywords_spans_found_are_those_of_a_full_sea
     present: set[Detector | None] = set()
     scanner.spans(text, present=present)
     assert scanner._continued(context, text, present) == scanner._continued(context, text)
+
+
+PREFILTERED = [d for d in DETECTORS.values() if d.prefilter]
+
+
+def assert_prefilter_ends_in_every_match(detector: Detector, text: str) -> None:
+    """Each match of the detector's regex, over the text or over any of its lines (the
+    stretches it runs on), holds an end of its prefilter after its first character."""
+    gate = mask._Prefilters((detector,)).gate(text)
+    if gate is None:  # the reference runs: nothing to hold
+        return
+    starts = [0, *(at + 1 for at, char in enumerate(text) if char == "\n")]
+    line_ends = [*(start - 1 for start in starts[1:]), len(text)]
+    regions = [(0, len(text)), *zip(starts, line_ends, strict=True)]
+    for first, last in regions:
+        for match in detector.pattern.finditer(text, first, last):
+            assert mask._opens(gate, detector, match.start(), match.end()), (match, text)
+
+
+@pytest.mark.parametrize("detector", PREFILTERED, ids=lambda d: d.name)
+def test_a_prefilter_ends_inside_every_match_of_its_detector(detector: Detector) -> None:
+    pytest.importorskip("hyperscan")
+    from mask_corpus import cases
+
+    texts = [example for d in DETECTORS.values() for example in (*d.positive, *d.negative)]
+    texts += [case.text for case in cases()] + SCANNED_LINES
+    for text in texts:
+        assert_prefilter_ends_in_every_match(detector, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(generic_lines(), CONTINUED_TEXT, scanned_documents().map(bytes.decode)))
+def test_prefilters_end_inside_every_match_of_generated_text(text: str) -> None:
+    pytest.importorskip("hyperscan")
+    for detector in PREFILTERED:
+        assert_prefilter_ends_in_every_match(detector, text)

@@ -539,6 +539,48 @@ def _lower(text: str) -> str:
         return text.lower()
 
 
+# where each detector's prefilter ended in a text (sorted), by detector
+Gate = Mapping[Detector, list[int]]
+
+
+class _Prefilters:
+    """The detectors' prefilters (`Detector.prefilter`) in one Hyperscan database: a detector
+    that has one runs only on the stretches of its keyword lines where it ended (each match
+    of its regex holds such an end after its first character)."""
+
+    def __init__(self, detectors: tuple[Detector, ...]) -> None:
+        self._detectors = tuple(d for d in detectors if d.prefilter)
+        self._scan = pattern_scan([d.prefilter for d in self._detectors])
+
+    def gate(self, text: str) -> Gate | None:
+        """Where the prefilters end in `text`; None when that cannot tell (no Hyperscan, no
+        prefilter, or the text holds a character that (?i) or lower() may read as an ASCII
+        letter, which Hyperscan, reading latin-1, does not)."""
+        if self._scan is None or not scannable(text) or _unlowered_folds(text):
+            return None
+        found: dict[Detector, list[int]] = {d: [] for d in self._detectors}
+        for number, end in self._scan.ends(text):
+            found[self._detectors[number]].append(end)
+        return found
+
+
+def _shifted(gate: Gate, shift: int) -> Gate:
+    """A gate of `context + text` as one of `text` (`shift` = len(context)): a superset, as a
+    match inside `text` ends its prefilter inside it as well."""
+    if not shift:
+        return gate
+    return {d: [end - shift for end in ends if end > shift] for d, ends in gate.items()}
+
+
+def _opens(gate: Gate | None, detector: Detector, first: int, last: int) -> bool:
+    """Whether `detector` may match in text[first:last] (by `gate`, if it has its prefilter)."""
+    ends = gate.get(detector) if gate is not None else None
+    if ends is None:
+        return True
+    at = bisect.bisect_right(ends, first)
+    return at < len(ends) and ends[at] <= last
+
+
 class _DetectorTables(NamedTuple):
     everywhere: tuple[Detector, ...]  # detectors without keywords: tried on every text
     multiline: tuple[Detector, ...]  # detectors whose match may span lines
@@ -546,6 +588,7 @@ class _DetectorTables(NamedTuple):
     ascii_keywords: bool
     # on equal spans the file's order decides: vendor formats before generic rules
     rank: dict[str, int]
+    prefilters: _Prefilters
 
 
 @lru_cache(maxsize=8)
@@ -558,6 +601,7 @@ def _detector_tables(detectors: tuple[Detector, ...]) -> _DetectorTables:
         keywords=_keywords_for(detectors),
         ascii_keywords=all(k.isascii() for d in detectors for k in d.keywords),
         rank={d.name: index for index, d in enumerate(detectors)},
+        prefilters=_Prefilters(detectors),
     )
 
 
@@ -601,7 +645,8 @@ class _Scanner:
         digests: Collection[str] = (),
     ) -> None:
         tables = _detector_tables(tuple(detectors.values()))
-        self._everywhere, self._multiline, self._keywords, self._ascii_keywords, self._rank = tables
+        self._everywhere, self._multiline, self._keywords, self._ascii_keywords = tables[:4]
+        self._rank, self._prefilters = tables.rank, tables.prefilters
         self._literals = _literal_forms(literals)
         self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
@@ -610,11 +655,16 @@ class _Scanner:
         self._context = ""
 
     def spans(
-        self, text: str, depth: int = 0, present: set[Detector | None] | None = None
+        self,
+        text: str,
+        depth: int = 0,
+        present: set[Detector | None] | None = None,
+        gate: Gate | None = None,
     ) -> list[Span]:
         """The secrets in `text`. `present`, when given, gets each detector whose keyword
         `text` holds, or is cleared and gets None when the text was searched without the
-        keyword index (see `_continued`)."""
+        keyword index (see `_continued`). `gate`: the prefilters' ends in `text` when known
+        (else found here, if a detector with one is to run)."""
         lowered = _lower(text) if self._ascii_keywords else text.lower()
         found: list[Span] = []
         for detector in self._everywhere:
@@ -624,8 +674,13 @@ class _Scanner:
             for detector, regions in self._keywords.regions(text, lowered):
                 if present is not None:
                     present.add(detector)
+                if gate is None and detector.prefilter:
+                    gate = self._prefilters.gate(text)
                 for first, last in regions:
-                    found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
+                    if _opens(gate, detector, first, last):
+                        found.extend(
+                            (s, e, detector.name) for s, e in detector.find(text, first, last)
+                        )
         else:
             if present is not None:
                 present.clear()
@@ -658,19 +713,26 @@ class _Scanner:
         if not text:
             return text
         present: set[Detector | None] | None = None
+        context = self._context
+        # the prefilters' ends, found once for both searches (a superset for `text` alone)
+        gate = self._prefilters.gate(context + text)
         if "\x1b" in text:
             found = ansi_spans(text, self.spans)
         else:
             present = set()
-            found = self.spans(text, present=present)
-        context = self._context
+            shifted = _shifted(gate, len(context)) if gate is not None else None
+            found = self.spans(text, present=present, gate=shifted)
         if context and self._multiline:
-            found = _merge(found + self._continued(context, text, present), self._rank)
+            found = _merge(found + self._continued(context, text, present, gate), self._rank)
         self._context = _last_lines((context + text)[-_CONTEXT_SIZE:], _CONTEXT_LINES)
         return _splice(text, found)
 
     def _continued(
-        self, context: str, text: str, present: set[Detector | None] | None = None
+        self,
+        context: str,
+        text: str,
+        present: set[Detector | None] | None = None,
+        gate: Gate | None = None,
     ) -> list[Span]:
         """Multi-line matches over `context + text` that end in `text`, as spans of `text`.
 
@@ -688,6 +750,7 @@ class _Scanner:
         return [
             (max(start - shift, 0), end - shift, detector.name)
             for detector in detectors
+            if _opens(gate, detector, 0, len(joined))
             for start, end in detector.find(joined)
             if end > shift
         ]
