@@ -437,19 +437,24 @@ class _Keywords:
         self._words = list(users.items())
         self.scan = literal_scan([word for word, _ in self._words])
         self.longest = max(map(len, users), default=1)
+        self._prefiltered = [(i, d) for i, d in enumerate(detectors) if d.prefilter]
 
     def users(self, word: int) -> list[Detector]:
         """The detectors that use the keyword numbered `word` in `scan`."""
         return [self.detectors[index] for index in self._words[word][1]]
 
-    def regions(self, text: str, lowered: str) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
+    def regions(
+        self, text: str, lowered: str, gate: Gate | None = None
+    ) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
         """Each detector with a keyword in `text` and the stretches of `text` it runs on.
 
         `lowered` is the text lower-cased (see _lower), as long as the text, so that offsets
-        in one hold in the other.
+        in one hold in the other. A detector whose prefilter `gate` says cannot match runs
+        nowhere: the lines of keywords that only such detectors use are not looked up.
         """
         lines: dict[int, set[tuple[int, int]]] = {}
-        for indexes, held in self._hits(text, lowered):
+        idle = frozenset(i for i, d in self._prefiltered if gate is not None and not gate[d])
+        for indexes, held in self._hits(text, lowered, idle):
             for index in indexes:
                 found = lines.get(index)
                 if found is None:
@@ -462,16 +467,19 @@ class _Keywords:
             yield detector, [(0, len(text))] if whole else _stretches(sorted(held), len(text))
 
     def _hits(
-        self, text: str, lowered: str
+        self, text: str, lowered: str, idle: frozenset[int] = frozenset()
     ) -> Iterator[tuple[list[int], Collection[tuple[int, int]]]]:
         """The detectors that use a keyword and lines that hold it, for each keyword found
-        (perhaps more than once)."""
+        (perhaps more than once); no lines for a keyword that only `idle` detectors use."""
         if self.scan is not None and scannable(text):
             # by keyword, each hit's line found by map (loops in C): a pod's YAML has a few
             # keywords on every line of its env, a Secret list on every line of its data
             padded = text + "\n"  # a line break after the last line, for str.find
             for number, hits in itertools.groupby(sorted(self.scan.ends(text)), _FIRST):
                 keyword, indexes = self._words[number]
+                if idle.issuperset(indexes):
+                    yield indexes, ()
+                    continue
                 ats = list(map(operator.sub, map(_SECOND, hits), repeat(len(keyword))))
                 breaks = map(text.rfind, repeat("\n"), repeat(0), ats)
                 ends = map(padded.find, repeat("\n"), ats)
@@ -671,7 +679,9 @@ class _Scanner:
             found.extend((s, e, detector.name) for s, e in detector.find(text))
         # lower() keeps offsets unless a character changes length (İ); then search it all
         if len(lowered) == len(text) and not _unlowered_folds(text):
-            for detector, regions in self._keywords.regions(text, lowered):
+            if gate is None and not depth:  # (a decoded blob is short: found if needed)
+                gate = self._prefilters.gate(text)
+            for detector, regions in self._keywords.regions(text, lowered, gate):
                 if present is not None:
                     present.add(detector)
                 if gate is None and detector.prefilter:
