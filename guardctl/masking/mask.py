@@ -525,13 +525,13 @@ def _keywords_for(detectors: tuple[Detector, ...]) -> _Keywords:
 
 
 # characters that a (?i) regex takes for an ASCII letter and lower() leaves as they are
-_UNLOWERED_FOLDS = re.compile("[\u017f\u0131]")  # ſ (s) and ı (i)
+_UNLOWERED_FOLDS = ("\u017f", "\u0131")  # ſ (s) and ı (i), looked for as in literals.scannable
 
 
 def _unlowered_folds(text: str) -> bool:
     """Whether `text` may spell a keyword in a way its lower-cased copy does not show: then
     a (?i) detector could match on a line without its keyword."""
-    return not text.isascii() and _UNLOWERED_FOLDS.search(text) is not None
+    return not text.isascii() and any(char in text for char in _UNLOWERED_FOLDS)
 
 
 def _lower(text: str) -> str:
