@@ -1209,10 +1209,9 @@ class _Structure:
         self._untouched_runs: dict[int, re.Pattern[str]] = {}  # by the fewest leading spaces
         self._noted_scan = _NOTED.get(rules)
         self._read = 0  # characters pushed, until the scan of noted lines is built
-        # where the lines of the text pushed start that `_line` must read (see _noted_lines),
-        # and which of them are `value:` lines only
+        # where the lines of the text pushed start that `_line` must read (see _noted_lines)
         self._noted: list[int] = []
-        self._values: set[int] = set()
+        self._noted_keys: list[int] = []  # ... but those that are only `value:` lines
         self._out: list[str] = []
 
     @property
@@ -1292,7 +1291,7 @@ class _Structure:
             start = text.rfind("\n", 0, end - 1) + 1
             starts[start] = starts.get(start, True) and number == 0
         self._noted = sorted(starts)
-        self._values = {start for start, value in starts.items() if value}
+        self._noted_keys = [start for start in self._noted if not starts[start]]
 
     def _skip(self, text: str, pos: int) -> int:
         """`_untouched` with Hyperscan: pass on the lines from `pos` up to the next one that
@@ -1303,9 +1302,10 @@ class _Structure:
         counts only under an env entry's name. An unfinished last line is left to `_line`.
         """
         limit = text.rfind("\n") + 1
-        noted = self._noted
         end = pos
         while end < limit:
+            # a `value:` line counts only under an env entry's name
+            noted = self._noted if self._env_level is not None else self._noted_keys
             at = bisect.bisect_left(noted, end)
             stop = min(noted[at], limit) if at < len(noted) else limit
             lead = max(self._kinds[-1][0] if self._kinds else 0, self._env_level or 0)
@@ -1318,9 +1318,6 @@ class _Structure:
                     self._end_objects(len(body) - len(stripped))
                 continue
             end = stop
-            if end < limit and self._env_level is None and end in self._values:
-                end = text.find("\n", end) + 1  # a `value:` line outside an env entry
-                continue
             break
         if end > pos:
             self._out.append(text[pos:end])
