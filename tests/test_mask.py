@@ -893,10 +893,10 @@ def test_hyperscan_token_lines_leave_the_candidates_as_they_are(text: str) -> No
     # the tokens looked for only on the lines TOKEN_LINES and the naming words found must
     # be exactly those the plain way decodes
     pytest.importorskip("hyperscan")
-    assert mask._token_lines_scan() is not None
+    assert mask._token_lines_scan(True) is not None
     fast = mask._b64_found(text, mask._lower(text))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mask, "_token_lines_scan", lambda: None)
+        patch.setattr(mask, "_token_lines_scan", lambda build: None)
         assert mask._b64_found(text, mask._lower(text)) == fast
 
 
@@ -977,7 +977,6 @@ def test_the_corpus_and_the_bench_inputs_are_masked_as_the_plain_way_masks_them(
 # what builds a masker's native (Hyperscan) scans, kept per detector set or for good
 NATIVE_CACHES = (
     mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present,
-    mask._token_lines_scan,
 )
 
 
@@ -988,6 +987,7 @@ def reference_masking() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(literals, "_hyperscan", lambda: None)
         patch.setattr(mask, "_NOTED", {})
+        patch.setattr(mask, "_NATIVE", {})
         patch.setattr(mask, "b64_candidates", plain_b64_candidates)
         for cache in NATIVE_CACHES:
             cache.cache_clear()
@@ -1175,7 +1175,7 @@ PREFILTERED = [d for d in DETECTORS.values() if d.prefilter]
 def assert_prefilter_ends_in_every_match(detector: Detector, text: str) -> None:
     """Each match of the detector's regex, over the text or over any of its lines (the
     stretches it runs on), holds an end of its prefilter after its first character."""
-    gate = mask._Prefilters((detector,)).gate(text)
+    gate = mask._Prefilters((detector,)).gate(text, True)
     if gate is None:  # the reference runs: nothing to hold
         return
     starts = [0, *(at + 1 for at, char in enumerate(text) if char == "\n")]
@@ -1203,3 +1203,25 @@ def test_prefilters_end_inside_every_match_of_generated_text(text: str) -> None:
     pytest.importorskip("hyperscan")
     for detector in PREFILTERED:
         assert_prefilter_ends_in_every_match(detector, text)
+
+
+def test_the_native_scans_wait_for_a_long_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compiling them costs more than a short output takes to mask without them
+    pytest.importorskip("hyperscan")
+    monkeypatch.setattr(mask, "_NATIVE", {})
+    monkeypatch.setattr(mask, "_NOTED", {})
+    for cache in NATIVE_CACHES:
+        cache.cache_clear()
+    try:
+        prefilters = mask._detector_tables(tuple(DETECTORS.values())).prefilters
+        masked = mask_text("api_key=q8MxVj5l3V26Xk\n")
+        assert masked == "api_key=«masked:generic-secret-assignment»\n"
+        assert not mask._NATIVE and not mask._NOTED and prefilters.gate("x", False) is None
+        masker = Masker(DETECTORS)
+        masker.feed(b"a: b\n" * (mask.NOTED_AFTER // 5 + 1))
+        assert mask._NATIVE["tokens"] is not None and prefilters.gate("x", False) is not None
+        mask.native_scans(DETECTORS, mask.default_rules().structure)
+        assert all(scan is not None for scan in (*mask._NATIVE.values(), *mask._NOTED.values()))
+    finally:
+        for cache in NATIVE_CACHES:
+            cache.cache_clear()

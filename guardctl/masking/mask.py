@@ -329,7 +329,8 @@ class _DigestMatcher:
         at = find(needle)
         while at >= 0:
             found = rest(flat, at + len(needle))
-            end = found.end() if found is not None else at + len(needle)
+            assert found is not None  # (it takes the empty string too)
+            end = found.end()
             known = self._digests.get(end - at)
             if known and self._sha256(text[at:end].encode("utf-8")).digest() in known:
                 yield at, end
@@ -558,12 +559,16 @@ class _Prefilters:
 
     def __init__(self, detectors: tuple[Detector, ...]) -> None:
         self._detectors = tuple(d for d in detectors if d.prefilter)
-        self._scan = pattern_scan([d.prefilter for d in self._detectors])
+        self._scan: LiteralScan | None = None
+        self._built = False
 
-    def gate(self, text: str) -> Gate | None:
+    def gate(self, text: str, build: bool) -> Gate | None:
         """Where the prefilters end in `text`; None when that cannot tell (no Hyperscan, no
-        prefilter, or the text holds a character that (?i) or lower() may read as an ASCII
-        letter, which Hyperscan, reading latin-1, does not)."""
+        prefilter, the database not built and `build` false, or the text holds a character
+        that (?i) or lower() may read as an ASCII letter, which Hyperscan, reading latin-1,
+        does not)."""
+        if build and not self._built:
+            self._scan, self._built = pattern_scan([d.prefilter for d in self._detectors]), True
         if self._scan is None or not scannable(text) or _unlowered_folds(text):
             return None
         found: dict[Detector, list[int]] = {d: [] for d in self._detectors}
@@ -661,6 +666,9 @@ class _Scanner:
         # the end of the text masked before: a multi-line match (a value on the line after
         # its label) may begin there and end in the next text
         self._context = ""
+        # characters masked; past NOTED_AFTER, the native scans are built (see native_scans)
+        self._read = 0
+        self._native = False
 
     def spans(
         self,
@@ -680,12 +688,12 @@ class _Scanner:
         # lower() keeps offsets unless a character changes length (İ); then search it all
         if len(lowered) == len(text) and not _unlowered_folds(text):
             if gate is None and not depth:  # (a decoded blob is short: found if needed)
-                gate = self._prefilters.gate(text)
+                gate = self._prefilters.gate(text, self._native)
             for detector, regions in self._keywords.regions(text, lowered, gate):
                 if present is not None:
                     present.add(detector)
                 if gate is None and detector.prefilter:
-                    gate = self._prefilters.gate(text)
+                    gate = self._prefilters.gate(text, self._native)
                 for first, last in regions:
                     if _opens(gate, detector, first, last):
                         found.extend(
@@ -724,8 +732,10 @@ class _Scanner:
             return text
         present: set[Detector | None] | None = None
         context = self._context
+        self._read += len(text)
+        self._native = self._native or self._read >= NOTED_AFTER
         # the prefilters' ends, found once for both searches (a superset for `text` alone)
-        gate = self._prefilters.gate(context + text)
+        gate = self._prefilters.gate(context + text, self._native)
         if "\x1b" in text:
             found = ansi_spans(text, self.spans)
         else:
@@ -768,7 +778,7 @@ class _Scanner:
     def _base64_spans(
         self, text: str, lowered: str, known: list[Span], depth: int
     ) -> Iterable[Span]:
-        for start, end in _b64_found(text, lowered):
+        for start, end in _b64_found(text, lowered, self._native):
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
             name = self._decoded_secret(text, start, end, depth)
@@ -822,19 +832,22 @@ def _names_secret(secret_name: re.Pattern[str], name: str) -> bool:
     return secret_name.search(name) is not None
 
 
-def _b64_found(text: str, lowered: str) -> list[tuple[int, int]]:
+def _b64_found(text: str, lowered: str, build: bool = True) -> list[tuple[int, int]]:
     """The base64 runs and tokens `_Scanner` decodes, in order: all but paths, and but hex of
     bytes (HEX_BINARY), which counts only on a line that may name a secret (ids, digests and
     trace ids).
 
-    With Hyperscan, one pass finds both the naming lines and the lines of the tokens that
-    count elsewhere (`encodings.TOKEN_LINES`, a superset), and tokens are looked for on
-    those lines only: a log's lines each hold ids that would otherwise be found and told
-    apart one by one (tests/test_mask.py compares this with the plain way)."""
-    scan = _token_lines_scan()
+    With Hyperscan, one pass finds the lines of the tokens that count anywhere
+    (`encodings.TOKEN_LINES`, a superset), the first lines of wrapped runs, and whether a
+    token starts with 16 hex digits (only then are naming lines looked for), and tokens are
+    looked for on those lines only: a log's lines each hold ids that would otherwise be
+    found and told apart one by one (tests/test_mask.py compares this with the plain way).
+    `build`: build that scan if it is not (see native_scans)."""
+    scan = _token_lines_scan(build)
     if scan is None or not scannable(text):
         runs, tokens, hex_binary = b64_candidates(text)
-        named = _on_naming_lines(text, _naming_lines(text, lowered), hex_binary)
+        naming = _naming_lines(text, lowered) if hex_binary else set()
+        named = _on_naming_lines(text, naming, hex_binary)
         return _not_paths(text, runs + (sorted(tokens + named) if named else tokens))
     hits = scan.ends(text)
     # by pattern: the token lines, the run lines, a hex start (map: loops in C)
@@ -867,11 +880,17 @@ def _not_paths(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]
     return list(compress(spans, map(operator.not_, paths)))
 
 
-@functools.cache
-def _token_lines_scan() -> LiteralScan | None:
+_NATIVE: dict[str, LiteralScan | None] = {}
+
+
+def _token_lines_scan(build: bool) -> LiteralScan | None:
     """`encodings.TOKEN_LINES`, `RUN_LINE` and `HEX_START` (once) in one Hyperscan database,
-    when Hyperscan is installed."""
-    return pattern_scan((*TOKEN_LINES, RUN_LINE), once=(HEX_START,))
+    when Hyperscan is installed; built if `build`, else None until it is."""
+    if "tokens" not in _NATIVE:
+        if not build:
+            return None
+        _NATIVE["tokens"] = pattern_scan((*TOKEN_LINES, RUN_LINE), once=(HEX_START,))
+    return _NATIVE["tokens"]
 
 
 def _on_naming_lines(
@@ -1173,6 +1192,17 @@ def noted_lines_scan(rules: StructureRules) -> LiteralScan | None:
     if rules not in _NOTED:
         _NOTED[rules] = pattern_scan(_noted_lines(rules))
     return _NOTED[rules]
+
+
+def native_scans(detectors: Mapping[str, Detector], rules: StructureRules) -> None:
+    """Build the Hyperscan databases a long output needs (the lines structure rules act
+    on, the lines of base64 tokens, the detectors' prefilters: about 0.1 s) now: a masker
+    builds them once it has read NOTED_AFTER characters, as they cost more than a short
+    output takes to mask without them. (The broker and fork server build them before they
+    fork.)"""
+    noted_lines_scan(rules)
+    _token_lines_scan(True)
+    _detector_tables(tuple(detectors.values())).prefilters.gate("", True)
 
 
 @lru_cache(maxsize=64)
