@@ -22,9 +22,13 @@ passes in one regex match (`_Structure._untouched`), or, with Hyperscan, the lin
 rule may act on are found in one pass over the chunk and those between pass on as they are
 (`_Structure._skip`); the one-line detectors only run on
 the lines that hold one of their keywords, found by one regex over each keyword's rarest
-character (`_Keywords`); base64 candidates and literal values are found by substring
-searches (`encodings.b64_candidates`, `_literal_spans`). Each shortcut finds exactly what the
-plain way would; tests/test_mask.py compares them.
+character (`_Keywords`), or with Hyperscan in one pass, and a detector with a prefilter
+only on the stretches where that ended (`_Prefilters`); base64 candidates and literal
+values are found by substring searches (`encodings.b64_candidates`, `_literal_spans`), with
+Hyperscan only on the lines where a token that counts may be (`_b64_found`). Each shortcut
+finds exactly what the plain way would; tests/test_mask.py compares them, and the whole
+masker with every Hyperscan shortcut against the pure-`re` reference, which serves where
+Hyperscan has no wheel.
 
 Memory stays bounded: the masker holds back the current partial line (up to LINE_CAP
 characters, then it cuts, keeping a TAIL; a JSON document's line is instead read on as it
