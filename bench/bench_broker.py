@@ -13,12 +13,13 @@ drifts hit every command alike):
                                           for a plain line and a heredoc line
                                           (and the plain line through the fork server)
 
-guardctl is the console script of a clean venv (bench/installed.py), as pip installs it. The
+guardctl is the command of a clean venv (bench/installed.py), as pip installs it. The
 client runs as the broker's own account here (the work is the same for an agent's account;
 `runuser` would add its own start-up to every run). guardctl runs kubectl with `GOGC=200`
 (guardctl.running.kubectl_env), which makes kubectl itself faster: the last line compares
-the broker with kubectl run the same way, guardctl's own cost alone. Prints medians and
-ratios; no assertions: read the numbers, compare runs on the same machine.
+the broker with kubectl run the same way, guardctl's own cost alone. Each round takes the
+commands in an order shifted by one from the last. Prints medians and ratios; no
+assertions: read the numbers, compare runs on the same machine.
 """
 
 from __future__ import annotations
@@ -78,8 +79,13 @@ def main() -> None:
             if not forkcontrol.wait_ready(fork_server):
                 raise SystemExit("the fork server did not start")
             times = {name: [] for name in commands}
-            for _ in range(args.runs):
-                for name, (argv, environ, ok) in commands.items():
+            names = list(commands)
+            for round_number in range(args.runs):
+                # each round starts one command later: no command always follows the same
+                # one (right after a guardctl run, its broker is still warming a new worker)
+                shift = round_number % len(names)
+                for name in names[shift:] + names[:shift]:
+                    argv, environ, ok = commands[name]
                     times[name].append(_time(argv, environ, ok))
         finally:
             stop_broker(broker)

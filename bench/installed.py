@@ -7,8 +7,9 @@ that a `pip install guardctl` or `pipx install guardctl` into its own venv does 
 
 `installed_guardctl` builds, once per run, a venv without pip whose only `.pth` puts this
 checkout and the current interpreter's site-packages on `sys.path` (directories listed in a
-`.pth` are added, their own `.pth` files are not run), and a `guardctl` script shaped like
-the one pip writes for the `guardctl = guardctl.main:main` entry point.
+`.pth` are added, their own `.pth` files are not run), and the `guardctl` command as pip
+installs it: bin/guardctl with its `#!python` line naming the venv's interpreter
+(tests/test_install.py checks that against a real install of the wheel).
 """
 
 from __future__ import annotations
@@ -31,12 +32,6 @@ from guardctl.devserver import DevServer
 # how long a broker has to say it is ready
 READY_SECONDS = 60.0
 CHECKOUT = Path(__file__).resolve().parent.parent
-_SCRIPT = """#!{python}
-import sys
-from guardctl.main import main
-if __name__ == "__main__":
-    sys.exit(main())
-"""
 
 
 def installed_guardctl(root: Path) -> tuple[list[str], list[str]]:
@@ -53,7 +48,8 @@ def installed_guardctl(root: Path) -> tuple[list[str], list[str]]:
     paths = [str(CHECKOUT), *_site_dirs()]
     (Path(purelib) / "guardctl-bench.pth").write_text("\n".join(paths) + "\n")
     script = venv / "bin" / "guardctl"
-    script.write_text(_SCRIPT.format(python=python))
+    body = (CHECKOUT / "bin" / "guardctl").read_text().partition("\n")[2]
+    script.write_text(f"#!{python}\n{body}")
     script.chmod(0o755)
     return [str(script)], [str(python)]
 

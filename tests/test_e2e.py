@@ -7,6 +7,7 @@ a file keyring in a temporary folder, exactly as a user would.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -56,6 +57,80 @@ def test_allowed_read_runs_as_the_agent(agent_env: dict[str, str], devserver: De
     assert proc.returncode == 0, proc.stderr
     assert b"web-7d4b9c8f6d-x2k9p" in proc.stdout
     assert {user for _, _, user in devserver.requests} == {AGENT}
+
+
+def _kubectl_waiting_ahead(runtime: str) -> list[int]:
+    """Pids of kubectl processes whose kubeconfig is a guardctl run's private one under
+    `runtime` (as root, a process's environment can be read)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        kubeconfig = next((e for e in environ if e.startswith(b"KUBECONFIG=")), b"")
+        if argv[0].endswith(b"kubectl") and f"{runtime}/{PREFIX}".encode() in kubeconfig:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads another process's environment")
+def test_kubectl_started_ahead_reaches_the_cluster_only_after_its_record(
+    agent_env: dict[str, str], devserver: DevServer
+) -> None:
+    # kubectl starts while guardctl writes the command's record, so that its own start-up
+    # overlaps it; it must not reach the cluster before that record is written. The audit
+    # log's lock, held here, keeps the record from being written.
+    guardctl(agent_env, "version", check=True)  # the agent's token is minted and cached
+    log = Path(agent_env["GUARDCTL_HOME"]) / "audit.jsonl"
+    log.touch()
+    runtime = agent_env["XDG_RUNTIME_DIR"]
+    with open(log, "rb") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        devserver.clear_requests()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "guardctl", "get", "pods", "-n", "dev"], env=agent_env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not _kubectl_waiting_ahead(runtime) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _kubectl_waiting_ahead(runtime), "no kubectl was started ahead of its record"
+            time.sleep(1.0)  # time enough for a kubectl that is not held to reach the server
+            assert devserver.requests == []
+            assert proc.poll() is None
+        finally:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"web-7d4b9c8f6d-x2k9p" in out
+    assert ("GET", "/api/v1/namespaces/dev/pods", AGENT) in devserver.requests
+    assert _kubectl_waiting_ahead(runtime) == []
+
+
+def test_a_kubectl_started_ahead_whose_record_fails_reaches_nothing(
+    agent_env: dict[str, str], devserver: DevServer
+) -> None:
+    # the record cannot be written (the log is a folder): nothing runs, nothing is shown
+    # of what kubectl might have printed, and the kubectl started ahead is gone
+    guardctl(agent_env, "version", check=True)
+    home = Path(agent_env["GUARDCTL_HOME"])
+    saved = home / "audit.saved"
+    (home / "audit.jsonl").rename(saved)
+    (home / "audit.jsonl").mkdir()
+    try:
+        devserver.clear_requests()
+        proc = guardctl(agent_env, "get", "pods", "-n", "dev")
+    finally:
+        (home / "audit.jsonl").rmdir()
+        saved.rename(home / "audit.jsonl")
+    assert proc.returncode == 13, proc.stderr
+    assert proc.stdout == b""
+    assert b"audit log" in proc.stderr
+    assert devserver.requests == []
+    assert _kubectl_waiting_ahead(agent_env["XDG_RUNTIME_DIR"]) == []
 
 
 def test_pipes_are_byte_identical_to_kubectl(agent_env: dict[str, str]) -> None:

@@ -72,7 +72,8 @@ def test_the_command_line_imports_no_mcp() -> None:
     "(kubectl get secret db -o yaml) > out",
 ])
 def test_check_decides_alike_without_tree_sitter(tmp_path: Path, line: str) -> None:
-    # tree-sitter-bash (the [fast] extra) only reads faster what bashlex reads otherwise
+    # tree-sitter-bash (not installed where it has no wheels) only reads faster what bashlex
+    # reads otherwise
     def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "guardctl", "check", "--json", line], capture_output=True,

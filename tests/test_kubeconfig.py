@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -13,7 +14,13 @@ import pytest
 import yaml
 
 from guardctl.env import Environment
-from guardctl.running.kubeconfig import PREFIX, sweep_stale, temp_kubeconfig
+from guardctl.running.kubeconfig import (
+    PREFIX,
+    gated_kubeconfig,
+    render,
+    sweep_stale,
+    temp_kubeconfig,
+)
 
 REPO = str(Path(__file__).resolve().parent.parent)
 FAKE = str(Path(__file__).resolve().parent / "data" / "fake_kubectl.py")
@@ -159,3 +166,101 @@ def test_sweep_removes_only_folders_of_dead_processes(env: Environment, runtime:
         alive.wait()
     assert sorted(p.name for p in runtime.iterdir()) == sorted(
         [f"{PREFIX}{dead.pid}-file", *(f.name for k, f in folders.items() if k != "dead")])
+
+
+# ---------------------------------------------------------------- a kubeconfig kubectl waits for
+
+DOCUMENT = render("https://127.0.0.1:1", "Q0E=", {"token": "tok-ahead"}, "dev")
+# a reader as kubectl is one: it opens its kubeconfig twice, once the first read is done
+TWO_READS = 'cat "$1" && echo && echo --- && cat "$1"'
+
+
+def _reader(path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sh", "-c", TWO_READS, "sh", str(path)], stdout=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def _kill(reader: subprocess.Popen[bytes]) -> None:
+    """The reader's whole session, as the runner kills kubectl's."""
+    if reader.poll() is None:
+        os.killpg(reader.pid, signal.SIGKILL)
+
+
+def test_a_gated_kubeconfig_holds_its_reader_until_it_is_filled(env: Environment) -> None:
+    with gated_kubeconfig(env) as gate:
+        assert stat.S_ISFIFO(gate.path.stat().st_mode)
+        assert stat.S_IMODE(gate.path.stat().st_mode) == 0o600
+        reader = _reader(gate.path)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                reader.wait(timeout=0.5)  # its open waits: nothing to read, nothing read
+            gate.fill(DOCUMENT)
+            out, _ = reader.communicate(timeout=TIMEOUT)
+        finally:
+            _kill(reader)
+            reader.wait()
+        first, second = out.decode().split("\n---\n")
+        assert json.loads(first) == json.loads(second) == DOCUMENT
+        # after the hand-over, the path is the file itself, not the FIFO
+        assert not stat.S_ISFIFO(gate.path.stat().st_mode)
+        assert json.loads(gate.path.read_text()) == DOCUMENT
+        folder = gate.path.parent
+    assert not folder.exists()
+
+
+# a CA bundle of many certificates makes a kubeconfig larger than a pipe holds (64 KiB)
+LARGE = render("https://127.0.0.1:1", "Q0E=" * 60_000, {"token": "tok-ahead"}, "dev")
+
+
+@pytest.mark.parametrize("document", [DOCUMENT, LARGE], ids=["small", "larger-than-a-pipe"])
+def test_a_gate_filled_for_a_kubectl_that_never_opened_it_closes(
+    env: Environment, document: dict[str, object]
+) -> None:
+    # `kubectl version --client` reads no kubeconfig: the writer waiting for it is let go
+    with gated_kubeconfig(env) as gate:
+        gate.fill(document)
+        folder = gate.path.parent
+    assert gate._writer is not None and not gate._writer.is_alive()
+    assert not folder.exists()
+
+
+def test_a_gate_hands_a_kubeconfig_larger_than_a_pipe_over_whole(env: Environment) -> None:
+    with gated_kubeconfig(env) as gate:
+        reader = _reader(gate.path)
+        try:
+            gate.fill(LARGE)
+            out, _ = reader.communicate(timeout=TIMEOUT)
+        finally:
+            _kill(reader)
+            reader.wait()
+    first, second = out.decode().split("\n---\n")
+    assert json.loads(first) == json.loads(second) == LARGE
+
+
+def test_a_gate_never_filled_gives_its_reader_nothing(env: Environment) -> None:
+    # a run that stops before its kubeconfig (a record that could not be written) kills the
+    # kubectl waiting on it: it read nothing, and nothing of the gate is left
+    with gated_kubeconfig(env) as gate:
+        reader = _reader(gate.path)
+        with pytest.raises(subprocess.TimeoutExpired):
+            reader.wait(timeout=0.3)
+        _kill(reader)
+        out, _ = reader.communicate(timeout=TIMEOUT)
+        folder = gate.path.parent
+    assert out == b""
+    assert not folder.exists()
+
+
+def test_a_gate_left_by_a_killed_run_is_swept(env: Environment, runtime: Path) -> None:
+    code = (
+        "import os, sys\n"
+        "from guardctl.env import Environment\n"
+        "from guardctl.running.kubeconfig import gated_kubeconfig\n"
+        f"with gated_kubeconfig(Environment(environ={{'XDG_RUNTIME_DIR': {str(runtime)!r}}})):\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=TIMEOUT)
+    left = list(runtime.iterdir())
+    assert len(left) == 1 and stat.S_ISFIFO((left[0] / "kubeconfig").stat().st_mode)
+    assert sweep_stale(env) == left
+    assert list(runtime.iterdir()) == []

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -438,16 +439,23 @@ def test_digests_hide_only_their_values_and_each_line_of_a_key() -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
-        st.sampled_from([LITERAL, b64(LITERAL), "ab", "=", " ", ":", "é", "漢", "x" * 30, "\n"]),
+        st.sampled_from(
+            [LITERAL, b64(LITERAL), "ab", "=", " ", ":", "é", "漢", "x" * 30, "\n",
+             *PEM.splitlines()[1:3], b64(PEM)[:40]]
+        ),
         max_size=12,
-    )
+    ),
+    st.sampled_from([[LITERAL], [LITERAL, PEM], [PEM]]),
 )
-def test_digest_runs_are_the_runs_digests_are_made_of(parts: list[str]) -> None:
-    # the fast run finder must find exactly the whole runs `literal_digests` digests
+def test_digest_runs_are_the_runs_digests_are_made_of(
+    parts: list[str], secrets: list[str]
+) -> None:
+    # the fast run finder must find exactly the whole runs `literal_digests` digests (runs
+    # of many lengths: a key's lines and their base64 forms; a run longer than the shortest)
     from guardctl.masking.mask import _RUN, _digest, _DigestMatcher
 
     text = "".join(parts)
-    digests = literal_digests([LITERAL])
+    digests = literal_digests(secrets)
     expected = [run.span() for run in _RUN.finditer(text) if _digest(run[0]) in digests]
     assert list(_DigestMatcher(digests).spans(text)) == expected
 
@@ -871,6 +879,27 @@ def test_a_long_token_of_hex_then_letters_is_a_token_not_hex() -> None:
     assert encodings.b64_candidates("id " + "00" * 200_000 + " x\n").hex_binary == [(3, 400_003)]
 
 
+# what TOKEN_LINES must tell apart: tokens of hex (odd, even, of text or of bytes) and not, with
+# padding, at either end of a line or the text, paths and near-paths, names of secrets
+TOKEN_PIECES = [*B64_PIECES, "/", "/var/run/", "/a/b", "/x//", "/é/", "_", ".", "-", "+", "?"]
+TOKEN_PIECES += ["G", "0123456789abcdef", "0123456789ABCDEF0", "7f7e", "2020202020202020"]
+TOKEN_PIECES += ["token: ", "PASSWORD=", "- ", "ſecret", "\u212aey"]
+TOKEN_TEXT = st.lists(st.sampled_from(TOKEN_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(TOKEN_TEXT)
+def test_hyperscan_token_lines_leave_the_candidates_as_they_are(text: str) -> None:
+    # the tokens looked for only on the lines TOKEN_LINES and the naming words found must
+    # be exactly those the plain way decodes
+    pytest.importorskip("hyperscan")
+    assert mask._token_lines_scan(True) is not None
+    fast = mask._b64_found(text, mask._lower(text))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mask, "_token_lines_scan", lambda build: None)
+        assert mask._b64_found(text, mask._lower(text)) == fast
+
+
 def plain_b64_candidates(text: str) -> encodings.Base64Candidates:
     """What encodings.b64_candidates finds, the plain way: the regexes it stands for."""
     every = [found.span() for found in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
@@ -941,16 +970,95 @@ def test_the_corpus_and_the_bench_inputs_are_masked_as_the_plain_way_masks_them(
         return outputs
 
     fast = masked(dict(DETECTORS))
-    monkeypatch.setattr(mask, "b64_candidates", plain_b64_candidates)
-    monkeypatch.setattr(literals, "_hyperscan", lambda: None)  # keywords found by `re`
-    caches = (mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present)
-    for cache in caches:
-        cache.cache_clear()
-    try:
+    with reference_masking():
         assert masked(without_keywords("generic-secret-assignment")) == fast
-    finally:
-        for cache in caches:
+
+
+# what builds a masker's native (Hyperscan) scans, kept per detector set or for good
+NATIVE_CACHES = (
+    mask._keywords_for, mask._detector_tables, mask._secret_words_scan, mask._present,
+)
+
+
+@contextmanager
+def reference_masking() -> Iterator[None]:
+    """The masker as it runs without Hyperscan (another CPU, or the wheel missing): the
+    pure-`re` reference, base64 tokens found by the plain regexes."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(literals, "_hyperscan", lambda: None)
+        patch.setattr(mask, "_NOTED", {})
+        patch.setattr(mask, "_NATIVE", {})
+        patch.setattr(mask, "b64_candidates", plain_b64_candidates)
+        for cache in NATIVE_CACHES:
             cache.cache_clear()
+        try:
+            yield
+        finally:
+            for cache in NATIVE_CACHES:
+                cache.cache_clear()
+
+
+# lines of what kubectl prints where the scanner's native shortcuts decide: ids and digests
+# (hex of bytes and of text, odd), tokens, paths, names of secrets, wrapped base64, secrets
+# of many formats, values known by digest only, colour, text beyond ASCII
+SCANNED_LINES = [
+    "2026-12-07T09:00:00.000Z INFO request_id=0f1e2d3c4b5a69788796a5b4c3d2e1f0 path=/api/v1/x/1",
+    "trace_id=6869207468657265686920746865726520 user=u1",
+    "image: registry.example.com/web@sha256:" + "ab" * 32,
+    "checksum/secret: " + "0c" * 32,
+    "api_key: " + "7f" * 16,
+    "- " + "e3b0c44298fc1c149afbf4c8996fb924",
+    "  creationTimestamp: serviceAccountName",
+    "mountPath: /var/run/secrets/kubernetes.io/serviceaccount",
+    "blob: " + b64("password=hunter2hunter2 and more text"),
+    "  " + b64("x" * 40)[:40],
+    "  " + b64("x" * 40)[:40],
+    "  " + b64("x" * 40)[40:] + "==",
+    "odd: 0123456789abcdef0",
+    "config: " + b"password=q8MxVj5l3V26Xk~".hex(),
+    f"token: {LITERAL}",
+    f"dump {b64(LITERAL)}",
+    *PEM.splitlines()[:3],
+    "\x1b[31mpassword=\x1b[0mhunter2hunter2",
+    "naïve ſecret: q8MxVj5l3V26Xk",
+    "prİvate_key=q8MxVj5l3V26Xk",
+]
+
+
+@st.composite
+def scanned_documents(draw: st.DrawFn) -> bytes:
+    """documents() with lines the scanner reads, and detector examples, mixed in."""
+    lines = draw(documents()).decode().splitlines()
+    extra = st.sampled_from([*SCANNED_LINES, *(example for _, example in POSITIVES[::7])])
+    for line in draw(st.lists(extra, max_size=8)):
+        lines.insert(draw(st.integers(0, len(lines))), line)
+    return "".join(line + "\n" for line in lines).encode()
+
+
+ARGVS = [["get", "pods", "-o", "yaml"], ["logs", "web"], ["get", "secrets", "-o", "yaml"],
+         ["describe", "secret", "s"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), scanned_documents(), st.sampled_from(ARGVS))
+def test_the_native_path_masks_exactly_what_the_reference_masks(
+    data: st.DataObject, text: bytes, argv: list[str]
+) -> None:
+    # every Hyperscan shortcut on (the structure's noted lines from the first byte), and a
+    # minted token's value and a stored key's digests: byte for byte what the pure-re
+    # reference makes of the same chunks
+    pytest.importorskip("hyperscan")
+    chunks = data.draw(chunked(text))
+    digests = literal_digests([LITERAL, PEM])
+
+    def masked() -> bytes:
+        return stream(chunks, masker_for(argv, DETECTORS, [LITERAL[::-1]], digests=digests))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mask, "NOTED_AFTER", 0)
+        fast = masked()
+    with reference_masking():
+        assert masked() == fast
 
 
 @settings(max_examples=300, deadline=None)
@@ -1059,3 +1167,61 @@ def test_continued_matches_with_the_keywords_spans_found_are_those_of_a_full_sea
     present: set[Detector | None] = set()
     scanner.spans(text, present=present)
     assert scanner._continued(context, text, present) == scanner._continued(context, text)
+
+
+PREFILTERED = [d for d in DETECTORS.values() if d.prefilter]
+
+
+def assert_prefilter_ends_in_every_match(detector: Detector, text: str) -> None:
+    """Each match of the detector's regex, over the text or over any of its lines (the
+    stretches it runs on), holds an end of its prefilter after its first character."""
+    gate = mask._Prefilters((detector,)).gate(text, True)
+    if gate is None:  # the reference runs: nothing to hold
+        return
+    starts = [0, *(at + 1 for at, char in enumerate(text) if char == "\n")]
+    line_ends = [*(start - 1 for start in starts[1:]), len(text)]
+    regions = [(0, len(text)), *zip(starts, line_ends, strict=True)]
+    for first, last in regions:
+        for match in detector.pattern.finditer(text, first, last):
+            assert mask._opens(gate, detector, match.start(), match.end()), (match, text)
+
+
+@pytest.mark.parametrize("detector", PREFILTERED, ids=lambda d: d.name)
+def test_a_prefilter_ends_inside_every_match_of_its_detector(detector: Detector) -> None:
+    pytest.importorskip("hyperscan")
+    from mask_corpus import cases
+
+    texts = [example for d in DETECTORS.values() for example in (*d.positive, *d.negative)]
+    texts += [case.text for case in cases()] + SCANNED_LINES
+    for text in texts:
+        assert_prefilter_ends_in_every_match(detector, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(generic_lines(), CONTINUED_TEXT, scanned_documents().map(bytes.decode)))
+def test_prefilters_end_inside_every_match_of_generated_text(text: str) -> None:
+    pytest.importorskip("hyperscan")
+    for detector in PREFILTERED:
+        assert_prefilter_ends_in_every_match(detector, text)
+
+
+def test_the_native_scans_wait_for_a_long_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compiling them costs more than a short output takes to mask without them
+    pytest.importorskip("hyperscan")
+    monkeypatch.setattr(mask, "_NATIVE", {})
+    monkeypatch.setattr(mask, "_NOTED", {})
+    for cache in NATIVE_CACHES:
+        cache.cache_clear()
+    try:
+        prefilters = mask._detector_tables(tuple(DETECTORS.values())).prefilters
+        masked = mask_text("api_key=q8MxVj5l3V26Xk\n")
+        assert masked == "api_key=«masked:generic-secret-assignment»\n"
+        assert not mask._NATIVE and not mask._NOTED and prefilters.gate("x", False) is None
+        masker = Masker(DETECTORS)
+        masker.feed(b"a: b\n" * (mask.NOTED_AFTER // 5 + 1))
+        assert mask._NATIVE["tokens"] is not None and prefilters.gate("x", False) is not None
+        mask.native_scans(DETECTORS, mask.default_rules().structure)
+        assert all(scan is not None for scan in (*mask._NATIVE.values(), *mask._NOTED.values()))
+    finally:
+        for cache in NATIVE_CACHES:
+            cache.cache_clear()

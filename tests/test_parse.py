@@ -626,7 +626,7 @@ def test_lines_the_fast_path_must_leave_to_bashlex(line: str) -> None:
 
 
 def test_without_tree_sitter_bashlex_reads_a_syntax_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    # tree-sitter-bash is optional (the [fast] extra): without it bashlex reads such a line
+    # tree-sitter-bash is not installed where it has no wheels: bashlex reads such a line
     from guardctl.firewall import tsbash
 
     monkeypatch.setattr(tsbash, "_language", lambda: None)

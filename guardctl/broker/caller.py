@@ -227,6 +227,11 @@ class Caller:
                 return str(err)
         return None
 
+    def rewrites(self, call: KubectlCall) -> bool:
+        """Whether `kubectl_argv` changes `call`'s words: a local input to copy, or the local
+        destination of a `kubectl cp` from a pod."""
+        return bool(inputs.needed(call)) or inputs.cp_sides(call) is not None
+
     def kubectl_argv(self, call: KubectlCall, argv: tuple[str, ...], root: Path) -> tuple[str, ...]:
         """kubectl's arguments with each local input replaced by its copy under `root`, and
         the local destination of a `kubectl cp` from a pod by a private folder there. (A

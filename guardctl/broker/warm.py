@@ -25,8 +25,8 @@ def build(lines: Sequence[str]) -> None:
     for chunk in (b"warm: token=0123456789abcdef0123\n", b"password: x\n"):
         masker.feed(chunk)
     masker.flush()
-    # the scan of the lines the structure rules act on, which a long output builds
-    mask.noted_lines_scan(detectors.default_rules().structure)
+    # the native scans (the lines the structure rules act on, ...), which a long output builds
+    mask.native_scans(found, detectors.default_rules().structure)
     try:
         checker = app.Checker.load(Environment())
         for line in lines:

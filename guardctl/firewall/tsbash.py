@@ -9,8 +9,8 @@ and marks what it could not parse), every node of a kind listed here, and nothin
 `$(( ))`, `time`): for anything else it says None and bashlex reads the line. A property
 test (tests/test_tsbash.py) checks that both readings of a line are equal.
 
-Optional: without the `tree_sitter` and `tree_sitter_bash` packages (`pip install
-'guardctl[fast]'`) every line that the regex fast path cannot split goes to bashlex.
+Optional: where the `tree_sitter` and `tree_sitter_bash` packages have no wheels (and so are
+not installed), every line that the regex fast path cannot split goes to bashlex.
 """
 
 from __future__ import annotations

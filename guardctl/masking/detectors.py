@@ -32,7 +32,7 @@ _NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DETECTOR_KEYS = frozenset(
     {
         "name", "description", "regex", "keywords", "entropy", "min_length", "multiline",
-        "not_values", "not_after", "after", "examples",
+        "not_values", "not_after", "after", "prefilter", "examples",
     }
 )
 # how much text before a match `not_after` looks at
@@ -67,6 +67,7 @@ class Detector:
         "not_values",
         "not_after",
         "after",
+        "prefilter",
         "positive",
         "negative",
         "_pattern",
@@ -92,6 +93,7 @@ class Detector:
         not_after: str = "",
         after: str = "",
         secret_group: int = 0,
+        prefilter: str = "",
     ) -> None:
         self.name = name
         self.description = description
@@ -111,6 +113,9 @@ class Detector:
         self.not_after = not_after
         # a regex that must be found at the end of the text before a match (its label)
         self.after = after
+        # a Hyperscan regex that ends inside every match, after its first character (with
+        # Hyperscan, the regex runs only where it ended; see mask._Prefilters); "": none
+        self.prefilter = prefilter
         # the group that is the secret: 0, the one named `secret` (or `secret2`, ...) else the
         # whole match; N, group N; -1, the first group that matched something, else the whole
         # match (gitleaks' rules, see masking/gitleaks.py)
@@ -278,6 +283,7 @@ def _detector(raw: Any, index: int, check: _Checker, compile_now: bool) -> Detec
         not_values=_optional_regex(entry, "not_values", where, check),
         not_after=_optional_regex(entry, "not_after", where, check),
         after=_optional_regex(entry, "after", where, check),
+        prefilter=_prefilter(entry, where, check),
         positive=check.strings(examples.get("positive", []), f"{where}: key 'examples.positive'"),
         negative=check.strings(examples.get("negative", []), f"{where}: key 'examples.negative'"),
     )
@@ -286,6 +292,17 @@ def _detector(raw: Any, index: int, check: _Checker, compile_now: bool) -> Detec
 def _optional_regex(entry: dict[str, Any], key: str, where: str, check: _Checker) -> str:
     """A context regex of a detector, compiled now (they are few and short); "" if absent."""
     return check.regex(entry[key], f"{where}: key {key!r}", True) if key in entry else ""
+
+
+def _prefilter(entry: dict[str, Any], where: str, check: _Checker) -> str:
+    """A detector's Hyperscan prefilter (ASCII; Hyperscan compiles it when masking); "" if
+    absent."""
+    if "prefilter" not in entry:
+        return ""
+    text = check.string(entry["prefilter"], f"{where}: key 'prefilter'")
+    if not text.isascii():
+        raise check.fail(f"{where}: key 'prefilter'", "must be ASCII")
+    return text
 
 
 def _structure(raw: Any, check: _Checker) -> StructureRules:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import itertools
 import operator
 import re
 import zlib
-from collections.abc import Callable
-from itertools import compress, repeat
+from collections.abc import Callable, Iterable
+from itertools import compress, filterfalse, repeat
 from typing import NamedTuple
 
 Span = tuple[int, int, str]
@@ -34,6 +35,47 @@ _FLAT_TOKEN = re.compile(b"a" * 16 + rb"a*={0,2}")
 _FLAT_RUN_LINE = re.compile(rb"\n(?=[ \t]*a{20,}\r?\n)")
 _FLAT_RUN_FIRST = re.compile(rb"[ \t]*a{20,}\r?\n")
 
+# Hyperscan regexes (read over the text as latin-1 bytes, as the flat copy is) that end on the
+# line of every token that is not hex of bytes (HEX_BINARY) and not a path: a superset of the
+# tokens `_Scanner` decodes, so that the others (a log's request and trace ids) need not be
+# found one by one; what they find ends on a token's line (the character after a token is
+# on its line, or is its line break).
+# A token: 16 or more base64 characters (B) between characters that are not (or the ends).
+_B = "A-Za-z0-9+/"
+_H = "0-9a-fA-F"
+_BEFORE = rf"(?:\A|[^{_B}])"
+_AFTER = rf"(?:[^{_B}]|\z)"
+# the first 16 characters of a token, the first one not hex among them (not "/" if first)
+_NOT_HEX_IN_16 = "|".join(
+    (f"[{_H}]{{{k}}}" if k else "")
+    + ("[G-Zg-z+]" if k == 0 else "[G-Zg-z+/]")
+    + (f"[{_B}]{{{15 - k}}}" if k < 15 else "")
+    for k in range(16)
+)
+# PATH_LIKE's `[\w.-]` as far as ASCII goes: narrower than `\w`, so its `not a path` is wider
+_W = "A-Za-z0-9_.-"
+TOKEN_LINES = (
+    # not all hex, not starting with "/": the first character that is not hex is among its
+    # first 16, or after them (each pattern ends once in a token: fixed lengths, or at the
+    # first such character; Hyperscan reads these several times faster than one pattern
+    # that finds the character anywhere)
+    rf"{_BEFORE}(?:{_NOT_HEX_IN_16})",
+    rf"{_BEFORE}[{_H}]{{16}}[{_H}]*[G-Zg-z+/]",
+    # "/" where PATH_LIKE (`/W+/W+/`) may not match: a token that may be no path
+    rf"{_BEFORE}/(?:[^{_W}]|\z|[{_W}]+(?:[^{_W}/]|\z)|[{_W}]+/(?:[^{_W}]|\z)"
+    rf"|[{_W}]+/[{_W}]+(?:[^{_W}/]|\z))",
+    # hex, then base64's padding (not hex then)
+    rf"[{_H}]{{16}}=",
+    # hex of an odd length (read as base64), or of text only (tab, line breaks, space..~)
+    rf"{_BEFORE}[{_H}]{{17}}(?:[{_H}]{{2}})*{_AFTER}",
+    rf"{_BEFORE}(?:[2-7][{_H}]|0[9aAdD]){{8,}}{_AFTER}",
+)
+# (Hyperscan, at every line's start) a line that is one token of 20 or more characters,
+# where a B64_RUN may start: what _run_lines finds
+RUN_LINE = rf"^[ \t]*[{_B}]{{20}}[{_B}]*\r?\n"
+# a token that starts with 16 hex digits: where none is, no token is hex of bytes
+HEX_START = rf"{_BEFORE}[{_H}]{{16}}"
+
 # a JSON string that holds escaped quotes (JSON inside it): its body
 ESCAPED_STRING = re.compile(r'"((?:[^"\\\n]|\\.){0,1048576}?\\"(?:[^"\\\n]|\\.){0,1048576}?)"')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\", "/": "/"}
@@ -46,11 +88,15 @@ HEX_BINARY = re.compile(
     r"(?:[0-9a-fA-F]{2})*?(?:0[0-8bcefBCEF]|[189a-fA-F][0-9a-fA-F]|7[fF])(?:[0-9a-fA-F]{2})*"
 )
 
-# what HEX_BINARY.fullmatch takes, in linear time (a lazy repeat before a greedy one, as
-# HEX_BINARY has, is tried at every pair when the text goes on past the hex: square time)
-_HEX_OF_BYTES = re.compile(
-    r"(?=(?:[0-9a-fA-F]{2})+\Z)(?!(?:0[9aAdD]|[2-6][0-9a-fA-F]|7[0-9a-eA-E])*\Z)"
-)
+# what HEX_BINARY.fullmatch takes is told by C loops over all tokens at once (see
+# _hex_of_bytes): in a second bytes copy of the text a hex digit is an "h", any other base64
+# character or "=" an "a", so that a token with no "a" is all hex; its bytes then hold one
+# that is not text (HEX_BINARY's pairs) when deleting the _TEXT_BYTES leaves any
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_NOT_HEX = bytes(c for c in _B64_CHARS + b"=" if c not in _HEX_DIGITS)
+_HEX_FLAT = bytes.maketrans(_HEX_DIGITS + _NOT_HEX, b"h" * len(_HEX_DIGITS) + b"a" * len(_NOT_HEX))
+_TEXT_BYTES = b"\t\n\r" + bytes(range(0x20, 0x7F))
+_NOT_TEXT = operator.methodcaller("translate", None, _TEXT_BYTES)
 
 # an absolute path (`/var/secrets/google/key.json`), whose letters read as base64 too
 PATH_LIKE = re.compile(r"/[\w.-]+/[\w.-]+/")
@@ -93,31 +139,72 @@ def b64_candidates(text: str) -> Base64Candidates:
 
     A log has a hex id or two on every line, each of which `_Scanner` would look at on its
     own only to drop it: the tokens HEX_BINARY takes whole (hex of bytes that are not all
-    text) are set apart. Each token is
-    tried by `map` and sorted by `compress`, loops in C: one step of Python per token costs
-    more than the regexes do.
+    text) are set apart (see _hex_of_bytes).
     """
-    flat = text.encode("latin-1", "replace").translate(_FLAT)
-    every = [found.span() for found in _FLAT_TOKEN.finditer(flat)]
-    runs = _b64_runs(text, flat)
+    raw = text.encode("latin-1", "replace")
+    flat = raw.translate(_FLAT)
+    return _candidates(text, raw, _b64_runs(text, flat, _run_lines(flat)), [flat], (0,), None)
+
+
+def b64_candidates_in(
+    text: str, starts: list[int], ends: list[int], run_lines: list[int]
+) -> Base64Candidates:
+    """`b64_candidates(text)`, its tokens only those in text[start:end] for each of `starts`
+    and `ends` (whole lines, sorted): where `TOKEN_LINES` found one that counts. `run_lines`:
+    where the lines start that `RUN_LINE` found."""
+    raw = text.encode("latin-1", "replace")
+    flat = raw.translate(_FLAT)
+    return _candidates(text, raw, _b64_runs(text, flat, run_lines), repeat(flat), starts, ends)
+
+
+def _candidates(
+    text: str,
+    raw: bytes,
+    runs: list[tuple[int, int]],
+    flats: Iterable[bytes],
+    starts: Iterable[int],
+    ends: Iterable[int] | None,
+) -> Base64Candidates:
+    """The tokens of the flat copies in `flats` from `starts` to `ends` (None: to the end)."""
+    found = map(_FLAT_TOKEN.finditer, flats, starts, *([] if ends is None else [ends]))
+    every = list(map(re.Match.span, itertools.chain.from_iterable(found)))
     if not every:
         return Base64Candidates(runs, [], [])
-    starts, ends = zip(*every, strict=True)
-    hexed = list(map(_HEX_OF_BYTES.match, repeat(text), starts, ends))
-    binary = list(compress(every, hexed))
-    tokens = list(compress(every, map(operator.not_, hexed))) if binary else every
-    return Base64Candidates(runs, tokens, binary)
+    binary = _hex_of_bytes(text, raw, every)
+    if not binary:
+        return Base64Candidates(runs, every, [])
+    return Base64Candidates(runs, list(filterfalse(set(binary).__contains__, every)), binary)
 
 
-def _b64_runs(text: str, flat: bytes) -> list[tuple[int, int]]:
-    """The spans `B64_RUN.finditer(text)` finds, given the text as bytes, base64 as "a".
+def _hex_of_bytes(text: str, raw: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans of `text` (`raw` is it as latin-1 bytes) that HEX_BINARY fully matches: hex
+    of an even length whose bytes are not all text. Loops in C (map, compress) over all
+    spans at once, linear in their length: one regex match per span cost a log more than
+    finding them (a log line holds a request id and a trace id)."""
+    starts, ends = zip(*spans, strict=True)
+    hexed = raw.translate(_HEX_FLAT)
+    all_hex = map(operator.lt, map(hexed.find, repeat(b"a"), starts, ends), repeat(0))
+    even = map(operator.not_, map(operator.and_, map(operator.sub, ends, starts), repeat(1)))
+    pairs = list(compress(spans, map(operator.and_, all_hex, even)))
+    if not pairs:
+        return []
+    blobs = map(text.__getitem__, itertools.starmap(slice, pairs))
+    return list(compress(pairs, map(_NOT_TEXT, map(bytes.fromhex, blobs))))
 
-    A run starts at a line that is one token of 20 or more characters: only those lines
-    are tried, in order, past the end of the run before.
-    """
+
+def _run_lines(flat: bytes) -> list[int]:
+    """Where the lines start that are one token of 20 or more characters (a B64_RUN may
+    start there), given the text as bytes, base64 as "a"."""
     starts = [found.end() for found in _FLAT_RUN_LINE.finditer(flat)]
     if _FLAT_RUN_FIRST.match(flat):
         starts.insert(0, 0)
+    return starts
+
+
+def _b64_runs(text: str, flat: bytes, starts: list[int]) -> list[tuple[int, int]]:
+    """The spans `B64_RUN.finditer(text)` finds, given where its lines start that are one
+    token of 20 or more characters (see _run_lines): only those are tried, in order, past
+    the end of the run before."""
     runs: list[tuple[int, int]] = []
     for line_start in starts:
         if runs and line_start < runs[-1][1]:

@@ -8,13 +8,14 @@ each character some keyword could start with.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-# the only characters that lower() turns into ASCII letters (İ into two characters)
-_LOWERS_TO_ASCII = re.compile("[\u0130\u212a]")
+# the only characters that lower() turns into ASCII letters (İ into two characters); looked
+# for by `in`, which answers at once for a text of latin-1 only (a placeholder's «»), where a
+# regex reads it all
+_LOWERS_TO_ASCII = ("\u0130", "\u212a")
 
 
 def _hyperscan() -> Any:
@@ -32,7 +33,7 @@ def scannable(text: str) -> bool:
     It reads the text as latin-1 bytes, a character beyond as "?" (so that offsets hold, and
     no word holds a "?"), and matches ASCII letters in any case: the same unless the text
     holds a character that lower() makes an ASCII letter."""
-    return text.isascii() or _LOWERS_TO_ASCII.search(text) is None
+    return text.isascii() or not any(char in text for char in _LOWERS_TO_ASCII)
 
 
 class LiteralScan:
@@ -64,19 +65,23 @@ def literal_scan(words: Sequence[str]) -> LiteralScan | None:
     """A scanner for `words`, or None when Hyperscan is missing or cannot take them."""
     if not all(w and w.isascii() and "?" not in w for w in words):
         return None
-    return _compiled(words, "HS_FLAG_CASELESS", literal=True)
+    return _compiled(words, ["HS_FLAG_CASELESS"] * len(words), literal=True)
 
 
-def pattern_scan(patterns: Sequence[str]) -> LiteralScan | None:
+def pattern_scan(patterns: Sequence[str], once: Sequence[str] = ()) -> LiteralScan | None:
     """A scanner for regexes in Hyperscan's dialect (ASCII; `^` and `$` at every line's start
-    and end), or None when Hyperscan is missing or cannot take them. It reads the text as
-    `LiteralScan.ends` does: a character beyond latin-1 is a "?"."""
-    if not all(p.isascii() for p in patterns):
+    and end), numbered from 0, then for `once` ones (each found once at most, where it is
+    first found), numbered on; None when Hyperscan is missing or cannot take them. It reads
+    the text as `LiteralScan.ends` does: a character beyond latin-1 is a "?"."""
+    if not all(p.isascii() for p in (*patterns, *once)):
         return None
-    return _compiled(patterns, "HS_FLAG_MULTILINE", literal=False)
+    flags = ["HS_FLAG_MULTILINE"] * len(patterns) + ["HS_FLAG_SINGLEMATCH"] * len(once)
+    return _compiled([*patterns, *once], flags, literal=False)
 
 
-def _compiled(expressions: Sequence[str], flag: str, literal: bool) -> LiteralScan | None:
+def _compiled(
+    expressions: Sequence[str], flags: Sequence[str], literal: bool
+) -> LiteralScan | None:
     hyperscan = _hyperscan()
     if hyperscan is None or not expressions:
         return None
@@ -85,7 +90,7 @@ def _compiled(expressions: Sequence[str], flag: str, literal: bool) -> LiteralSc
         database.compile(
             expressions=[e.encode("ascii") for e in expressions],
             ids=list(range(len(expressions))),
-            flags=getattr(hyperscan, flag),
+            flags=[getattr(hyperscan, flag) for flag in flags],
             literal=literal,
         )
     except hyperscan.error:

@@ -22,9 +22,13 @@ passes in one regex match (`_Structure._untouched`), or, with Hyperscan, the lin
 rule may act on are found in one pass over the chunk and those between pass on as they are
 (`_Structure._skip`); the one-line detectors only run on
 the lines that hold one of their keywords, found by one regex over each keyword's rarest
-character (`_Keywords`); base64 candidates and literal values are found by substring
-searches (`encodings.b64_candidates`, `_literal_spans`). Each shortcut finds exactly what the
-plain way would; tests/test_mask.py compares them.
+character (`_Keywords`), or with Hyperscan in one pass, and a detector with a prefilter
+only on the stretches where that ended (`_Prefilters`); base64 candidates and literal
+values are found by substring searches (`encodings.b64_candidates`, `_literal_spans`), with
+Hyperscan only on the lines where a token that counts may be (`_b64_found`). Each shortcut
+finds exactly what the plain way would; tests/test_mask.py compares them, and the whole
+masker with every Hyperscan shortcut against the pure-`re` reference, which serves where
+Hyperscan has no wheel.
 
 Memory stays bounded: the masker holds back the current partial line (up to LINE_CAP
 characters, then it cuts, keeping a TAIL; a JSON document's line is instead read on as it
@@ -63,9 +67,13 @@ from guardctl.masking.encodings import (
     ESCAPED_STRING,
     GZIP_MAGIC,
     HEX,
+    HEX_START,
     PATH_LIKE,
+    RUN_LINE,
+    TOKEN_LINES,
     ansi_spans,
     b64_candidates,
+    b64_candidates_in,
     b64decode,
     gunzip,
     unescape,
@@ -270,6 +278,10 @@ _RUN_FLAT = bytes(
 )
 
 
+# the rest of a run in that copy, after its first characters
+_RUN_REST = re.compile(b"a*=*")
+
+
 def _digest(run: str) -> str:
     import hashlib
 
@@ -298,21 +310,35 @@ class _DigestMatcher:
     `literal_digests`); only runs of those lengths are hashed.
 
     Runs are found as in `b64_candidates`: in a bytes copy where every run character is an "a",
-    `re` finds the literal start of a long enough run by a substring search. (Spelled out, not
-    `a{N,}`: `re` takes no literal prefix from a repeat, and then tries every character.)
+    a run long enough starts where `bytes.find` finds that many "a" (its search skips ahead
+    by the length of what it looks for, while a regex for the same literal steps through
+    this text of mostly "a" nearly character by character: 5 times slower).
     """
 
     def __init__(self, digests: Collection[str]) -> None:
-        self._digests = frozenset(digests)
-        self._lengths = frozenset(int(d.split(":", 1)[0]) for d in self._digests)
-        self._runs = re.compile(b"a" * min(self._lengths) + b"a*=*")
+        import hashlib
+
+        # by length, the raw SHA-256 of each: a run is hashed and compared with no text made
+        self._digests: dict[int, frozenset[bytes]] = {}
+        for digest in digests:
+            length, _, hexed = digest.partition(":")
+            known = self._digests.get(int(length), frozenset())
+            self._digests[int(length)] = known | {bytes.fromhex(hexed)}
+        self._shortest = b"a" * min(self._digests)
+        self._sha256 = hashlib.sha256
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
         flat = text.encode("latin-1", "replace").translate(_RUN_FLAT)
-        for found in self._runs.finditer(flat):
-            start, end = found.span()
-            if end - start in self._lengths and _digest(text[start:end]) in self._digests:
-                yield start, end
+        find, rest, needle = flat.find, _RUN_REST.match, self._shortest
+        at = find(needle)
+        while at >= 0:
+            found = rest(flat, at + len(needle))
+            assert found is not None  # (it takes the empty string too)
+            end = found.end()
+            known = self._digests.get(end - at)
+            if known and self._sha256(text[at:end].encode("utf-8")).digest() in known:
+                yield at, end
+            at = find(needle, end)
 
 
 def _byte_entropy(raw: bytes) -> float:
@@ -416,19 +442,24 @@ class _Keywords:
         self._words = list(users.items())
         self.scan = literal_scan([word for word, _ in self._words])
         self.longest = max(map(len, users), default=1)
+        self._prefiltered = [(i, d) for i, d in enumerate(detectors) if d.prefilter]
 
     def users(self, word: int) -> list[Detector]:
         """The detectors that use the keyword numbered `word` in `scan`."""
         return [self.detectors[index] for index in self._words[word][1]]
 
-    def regions(self, text: str, lowered: str) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
+    def regions(
+        self, text: str, lowered: str, gate: Gate | None = None
+    ) -> Iterator[tuple[Detector, list[tuple[int, int]]]]:
         """Each detector with a keyword in `text` and the stretches of `text` it runs on.
 
         `lowered` is the text lower-cased (see _lower), as long as the text, so that offsets
-        in one hold in the other.
+        in one hold in the other. A detector whose prefilter `gate` says cannot match runs
+        nowhere: the lines of keywords that only such detectors use are not looked up.
         """
         lines: dict[int, set[tuple[int, int]]] = {}
-        for indexes, held in self._hits(text, lowered):
+        idle = frozenset(i for i, d in self._prefiltered if gate is not None and not gate[d])
+        for indexes, held in self._hits(text, lowered, idle):
             for index in indexes:
                 found = lines.get(index)
                 if found is None:
@@ -441,16 +472,19 @@ class _Keywords:
             yield detector, [(0, len(text))] if whole else _stretches(sorted(held), len(text))
 
     def _hits(
-        self, text: str, lowered: str
+        self, text: str, lowered: str, idle: frozenset[int] = frozenset()
     ) -> Iterator[tuple[list[int], Collection[tuple[int, int]]]]:
         """The detectors that use a keyword and lines that hold it, for each keyword found
-        (perhaps more than once)."""
+        (perhaps more than once); no lines for a keyword that only `idle` detectors use."""
         if self.scan is not None and scannable(text):
             # by keyword, each hit's line found by map (loops in C): a pod's YAML has a few
             # keywords on every line of its env, a Secret list on every line of its data
             padded = text + "\n"  # a line break after the last line, for str.find
             for number, hits in itertools.groupby(sorted(self.scan.ends(text)), _FIRST):
                 keyword, indexes = self._words[number]
+                if idle.issuperset(indexes):
+                    yield indexes, ()
+                    continue
                 ats = list(map(operator.sub, map(_SECOND, hits), repeat(len(keyword))))
                 breaks = map(text.rfind, repeat("\n"), repeat(0), ats)
                 ends = map(padded.find, repeat("\n"), ats)
@@ -496,13 +530,13 @@ def _keywords_for(detectors: tuple[Detector, ...]) -> _Keywords:
 
 
 # characters that a (?i) regex takes for an ASCII letter and lower() leaves as they are
-_UNLOWERED_FOLDS = re.compile("[\u017f\u0131]")  # ſ (s) and ı (i)
+_UNLOWERED_FOLDS = ("\u017f", "\u0131")  # ſ (s) and ı (i), looked for as in literals.scannable
 
 
 def _unlowered_folds(text: str) -> bool:
     """Whether `text` may spell a keyword in a way its lower-cased copy does not show: then
     a (?i) detector could match on a line without its keyword."""
-    return not text.isascii() and _UNLOWERED_FOLDS.search(text) is not None
+    return not text.isascii() and any(char in text for char in _UNLOWERED_FOLDS)
 
 
 def _lower(text: str) -> str:
@@ -518,6 +552,52 @@ def _lower(text: str) -> str:
         return text.lower()
 
 
+# where each detector's prefilter ended in a text (sorted), by detector
+Gate = Mapping[Detector, list[int]]
+
+
+class _Prefilters:
+    """The detectors' prefilters (`Detector.prefilter`) in one Hyperscan database: a detector
+    that has one runs only on the stretches of its keyword lines where it ended (each match
+    of its regex holds such an end after its first character)."""
+
+    def __init__(self, detectors: tuple[Detector, ...]) -> None:
+        self._detectors = tuple(d for d in detectors if d.prefilter)
+        self._scan: LiteralScan | None = None
+        self._built = False
+
+    def gate(self, text: str, build: bool) -> Gate | None:
+        """Where the prefilters end in `text`; None when that cannot tell (no Hyperscan, no
+        prefilter, the database not built and `build` false, or the text holds a character
+        that (?i) or lower() may read as an ASCII letter, which Hyperscan, reading latin-1,
+        does not)."""
+        if build and not self._built:
+            self._scan, self._built = pattern_scan([d.prefilter for d in self._detectors]), True
+        if self._scan is None or not scannable(text) or _unlowered_folds(text):
+            return None
+        found: dict[Detector, list[int]] = {d: [] for d in self._detectors}
+        for number, end in self._scan.ends(text):
+            found[self._detectors[number]].append(end)
+        return found
+
+
+def _shifted(gate: Gate, shift: int) -> Gate:
+    """A gate of `context + text` as one of `text` (`shift` = len(context)): a superset, as a
+    match inside `text` ends its prefilter inside it as well."""
+    if not shift:
+        return gate
+    return {d: [end - shift for end in ends if end > shift] for d, ends in gate.items()}
+
+
+def _opens(gate: Gate | None, detector: Detector, first: int, last: int) -> bool:
+    """Whether `detector` may match in text[first:last] (by `gate`, if it has its prefilter)."""
+    ends = gate.get(detector) if gate is not None else None
+    if ends is None:
+        return True
+    at = bisect.bisect_right(ends, first)
+    return at < len(ends) and ends[at] <= last
+
+
 class _DetectorTables(NamedTuple):
     everywhere: tuple[Detector, ...]  # detectors without keywords: tried on every text
     multiline: tuple[Detector, ...]  # detectors whose match may span lines
@@ -525,6 +605,7 @@ class _DetectorTables(NamedTuple):
     ascii_keywords: bool
     # on equal spans the file's order decides: vendor formats before generic rules
     rank: dict[str, int]
+    prefilters: _Prefilters
 
 
 @lru_cache(maxsize=8)
@@ -537,6 +618,7 @@ def _detector_tables(detectors: tuple[Detector, ...]) -> _DetectorTables:
         keywords=_keywords_for(detectors),
         ascii_keywords=all(k.isascii() for d in detectors for k in d.keywords),
         rank={d.name: index for index, d in enumerate(detectors)},
+        prefilters=_Prefilters(detectors),
     )
 
 
@@ -580,31 +662,47 @@ class _Scanner:
         digests: Collection[str] = (),
     ) -> None:
         tables = _detector_tables(tuple(detectors.values()))
-        self._everywhere, self._multiline, self._keywords, self._ascii_keywords, self._rank = tables
+        self._everywhere, self._multiline, self._keywords, self._ascii_keywords = tables[:4]
+        self._rank, self._prefilters = tables.rank, tables.prefilters
         self._literals = _literal_forms(literals)
         self._digests = _DigestMatcher(digests) if digests else None
         self._rules = rules
         # the end of the text masked before: a multi-line match (a value on the line after
         # its label) may begin there and end in the next text
         self._context = ""
+        # characters masked; past NOTED_AFTER, the native scans are built (see native_scans)
+        self._read = 0
+        self._native = False
 
     def spans(
-        self, text: str, depth: int = 0, present: set[Detector | None] | None = None
+        self,
+        text: str,
+        depth: int = 0,
+        present: set[Detector | None] | None = None,
+        gate: Gate | None = None,
     ) -> list[Span]:
         """The secrets in `text`. `present`, when given, gets each detector whose keyword
         `text` holds, or is cleared and gets None when the text was searched without the
-        keyword index (see `_continued`)."""
+        keyword index (see `_continued`). `gate`: the prefilters' ends in `text` when known
+        (else found here, if a detector with one is to run)."""
         lowered = _lower(text) if self._ascii_keywords else text.lower()
         found: list[Span] = []
         for detector in self._everywhere:
             found.extend((s, e, detector.name) for s, e in detector.find(text))
         # lower() keeps offsets unless a character changes length (İ); then search it all
         if len(lowered) == len(text) and not _unlowered_folds(text):
-            for detector, regions in self._keywords.regions(text, lowered):
+            if gate is None and not depth:  # (a decoded blob is short: found if needed)
+                gate = self._prefilters.gate(text, self._native)
+            for detector, regions in self._keywords.regions(text, lowered, gate):
                 if present is not None:
                     present.add(detector)
+                if gate is None and detector.prefilter:
+                    gate = self._prefilters.gate(text, self._native)
                 for first, last in regions:
-                    found.extend((s, e, detector.name) for s, e in detector.find(text, first, last))
+                    if _opens(gate, detector, first, last):
+                        found.extend(
+                            (s, e, detector.name) for s, e in detector.find(text, first, last)
+                        )
         else:
             if present is not None:
                 present.clear()
@@ -637,19 +735,28 @@ class _Scanner:
         if not text:
             return text
         present: set[Detector | None] | None = None
+        context = self._context
+        self._read += len(text)
+        self._native = self._native or self._read >= NOTED_AFTER
+        # the prefilters' ends, found once for both searches (a superset for `text` alone)
+        gate = self._prefilters.gate(context + text, self._native)
         if "\x1b" in text:
             found = ansi_spans(text, self.spans)
         else:
             present = set()
-            found = self.spans(text, present=present)
-        context = self._context
+            shifted = _shifted(gate, len(context)) if gate is not None else None
+            found = self.spans(text, present=present, gate=shifted)
         if context and self._multiline:
-            found = _merge(found + self._continued(context, text, present), self._rank)
+            found = _merge(found + self._continued(context, text, present, gate), self._rank)
         self._context = _last_lines((context + text)[-_CONTEXT_SIZE:], _CONTEXT_LINES)
         return _splice(text, found)
 
     def _continued(
-        self, context: str, text: str, present: set[Detector | None] | None = None
+        self,
+        context: str,
+        text: str,
+        present: set[Detector | None] | None = None,
+        gate: Gate | None = None,
     ) -> list[Span]:
         """Multi-line matches over `context + text` that end in `text`, as spans of `text`.
 
@@ -667,6 +774,7 @@ class _Scanner:
         return [
             (max(start - shift, 0), end - shift, detector.name)
             for detector in detectors
+            if _opens(gate, detector, 0, len(joined))
             for start, end in detector.find(joined)
             if end > shift
         ]
@@ -674,15 +782,7 @@ class _Scanner:
     def _base64_spans(
         self, text: str, lowered: str, known: list[Span], depth: int
     ) -> Iterable[Span]:
-        runs, tokens, hex_binary = b64_candidates(text)
-        # ids, digests and trace ids (hex of no text: HEX_BINARY) count under a secret name
-        named = _on_naming_lines(text, lowered, hex_binary)
-        found = runs + (sorted(tokens + named) if named else tokens)
-        if not found:
-            return
-        # `/api/v1/orders/4711`, `/var/secrets/x.json`: letters, no base64 (a loop in C)
-        paths = map(PATH_LIKE.match, repeat(text), *zip(*found, strict=True))
-        for start, end in compress(found, map(operator.not_, paths)):
+        for start, end in _b64_found(text, lowered, self._native):
             if known and any(s < end and start < e for s, e, _ in known):
                 continue
             name = self._decoded_secret(text, start, end, depth)
@@ -736,17 +836,78 @@ def _names_secret(secret_name: re.Pattern[str], name: str) -> bool:
     return secret_name.search(name) is not None
 
 
+def _b64_found(text: str, lowered: str, build: bool = True) -> list[tuple[int, int]]:
+    """The base64 runs and tokens `_Scanner` decodes, in order: all but paths, and but hex of
+    bytes (HEX_BINARY), which counts only on a line that may name a secret (ids, digests and
+    trace ids).
+
+    With Hyperscan, one pass finds the lines of the tokens that count anywhere
+    (`encodings.TOKEN_LINES`, a superset), the first lines of wrapped runs, and whether a
+    token starts with 16 hex digits (only then are naming lines looked for), and tokens are
+    looked for on those lines only: a log's lines each hold ids that would otherwise be
+    found and told apart one by one (tests/test_mask.py compares this with the plain way).
+    `build`: build that scan if it is not (see native_scans)."""
+    scan = _token_lines_scan(build)
+    if scan is None or not scannable(text):
+        runs, tokens, hex_binary = b64_candidates(text)
+        naming = _naming_lines(text, lowered) if hex_binary else set()
+        named = _on_naming_lines(text, naming, hex_binary)
+        return _not_paths(text, runs + (sorted(tokens + named) if named else tokens))
+    hits = scan.ends(text)
+    # by pattern: the token lines, the run lines, a hex start (map: loops in C)
+    numbers = list(map(_FIRST, hits))
+    ends = list(map(_SECOND, hits))
+    run_line = len(TOKEN_LINES)
+
+    def lines_of(chosen: Iterable[bool]) -> set[int]:
+        last = map(operator.sub, compress(ends, chosen), repeat(1))
+        return set(map(operator.add, map(text.rfind, repeat("\n"), repeat(0), last), repeat(1)))
+
+    hot = lines_of(map(operator.lt, numbers, repeat(run_line)))
+    run_lines = sorted(lines_of(map(operator.eq, numbers, repeat(run_line))))
+    # hex of bytes counts on naming lines only, looked for where a token may be one
+    naming = _naming_lines(text, lowered) if run_line + 1 in numbers else set()
+    starts = sorted(hot | naming)
+    padded = text + "\n"
+    line_ends = list(map(padded.find, repeat("\n"), starts))
+    runs, tokens, hex_binary = b64_candidates_in(text, starts, line_ends, run_lines)
+    named = _on_naming_lines(text, naming, hex_binary)
+    return _not_paths(text, runs + (sorted(tokens + named) if named else tokens))
+
+
+def _not_paths(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` but those that start a path (`/api/v1/orders/4711`, `/var/secrets/x.json`:
+    letters, no base64), told by a loop in C."""
+    if not spans:
+        return spans
+    paths = map(PATH_LIKE.match, repeat(text), *zip(*spans, strict=True))
+    return list(compress(spans, map(operator.not_, paths)))
+
+
+_NATIVE: dict[str, LiteralScan | None] = {}
+
+
+def _token_lines_scan(build: bool) -> LiteralScan | None:
+    """`encodings.TOKEN_LINES`, `RUN_LINE` and `HEX_START` (once) in one Hyperscan database,
+    when Hyperscan is installed; built if `build`, else None until it is."""
+    if "tokens" not in _NATIVE:
+        if not build:
+            return None
+        _NATIVE["tokens"] = pattern_scan((*TOKEN_LINES, RUN_LINE), once=(HEX_START,))
+    return _NATIVE["tokens"]
+
+
 def _on_naming_lines(
-    text: str, lowered: str, spans: list[tuple[int, int]]
+    text: str, named: set[int], spans: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """The sorted one-line spans that lie on a line that may name a secret (_naming_lines).
+    """The sorted one-line spans that lie on a line that may name a secret (`named`: where
+    those lines start, see _naming_lines).
 
     Whichever is fewer is walked: the spans (their line's start looked up), or the naming
     lines (the spans on them found by bisection); a log has many ids and few such lines.
     """
     if not spans:
         return []
-    named = _naming_lines(text, lowered)
     if len(spans) <= len(named):
         return [span for span in spans if text.rfind("\n", 0, span[0]) + 1 in named]
     starts = [start for start, _ in spans]
@@ -1037,6 +1198,17 @@ def noted_lines_scan(rules: StructureRules) -> LiteralScan | None:
     return _NOTED[rules]
 
 
+def native_scans(detectors: Mapping[str, Detector], rules: StructureRules) -> None:
+    """Build the Hyperscan databases a long output needs (the lines structure rules act
+    on, the lines of base64 tokens, the detectors' prefilters: about 0.1 s) now: a masker
+    builds them once it has read NOTED_AFTER characters, as they cost more than a short
+    output takes to mask without them. (The broker and fork server build them before they
+    fork.)"""
+    noted_lines_scan(rules)
+    _token_lines_scan(True)
+    _detector_tables(tuple(detectors.values())).prefilters.gate("", True)
+
+
 @lru_cache(maxsize=64)
 def _shallow_line(lead: int) -> re.Pattern[str]:
     """A line break before a line (perhaps blank) indented by fewer than `lead` spaces."""
@@ -1071,10 +1243,9 @@ class _Structure:
         self._untouched_runs: dict[int, re.Pattern[str]] = {}  # by the fewest leading spaces
         self._noted_scan = _NOTED.get(rules)
         self._read = 0  # characters pushed, until the scan of noted lines is built
-        # where the lines of the text pushed start that `_line` must read (see _noted_lines),
-        # and which of them are `value:` lines only
+        # where the lines of the text pushed start that `_line` must read (see _noted_lines)
         self._noted: list[int] = []
-        self._values: set[int] = set()
+        self._noted_keys: list[int] = []  # ... but those that are only `value:` lines
         self._out: list[str] = []
 
     @property
@@ -1154,7 +1325,7 @@ class _Structure:
             start = text.rfind("\n", 0, end - 1) + 1
             starts[start] = starts.get(start, True) and number == 0
         self._noted = sorted(starts)
-        self._values = {start for start, value in starts.items() if value}
+        self._noted_keys = [start for start in self._noted if not starts[start]]
 
     def _skip(self, text: str, pos: int) -> int:
         """`_untouched` with Hyperscan: pass on the lines from `pos` up to the next one that
@@ -1165,9 +1336,10 @@ class _Structure:
         counts only under an env entry's name. An unfinished last line is left to `_line`.
         """
         limit = text.rfind("\n") + 1
-        noted = self._noted
         end = pos
         while end < limit:
+            # a `value:` line counts only under an env entry's name
+            noted = self._noted if self._env_level is not None else self._noted_keys
             at = bisect.bisect_left(noted, end)
             stop = min(noted[at], limit) if at < len(noted) else limit
             lead = max(self._kinds[-1][0] if self._kinds else 0, self._env_level or 0)
@@ -1180,9 +1352,6 @@ class _Structure:
                     self._end_objects(len(body) - len(stripped))
                 continue
             end = stop
-            if end < limit and self._env_level is None and end in self._values:
-                end = text.find("\n", end) + 1  # a `value:` line outside an env entry
-                continue
             break
         if end > pos:
             self._out.append(text[pos:end])

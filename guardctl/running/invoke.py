@@ -1,15 +1,17 @@
 """The path of one kubectl invocation: decide → record → (approve) → credentials → run → mask.
 
 `guardctl ARGS…` and the `kubectl` shim end here. Nothing reaches the cluster unless the
-decision allows it and the audit record and cast could be written first.
+decision allows it and the audit record and cast could be written first. A command allowed
+outright may have kubectl started before that (`_started_ahead`), held before its first
+contact with the cluster until then.
 """
 
 import os
 import re
 import shlex
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
@@ -149,9 +151,7 @@ class _Outcome:
 def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     """Decide `kubectl ARGV`, record it, and run it when allowed. Returns the exit status."""
     from guardctl.app import Checker
-    from guardctl.errors import UnsafeError
-    from guardctl.recording import audit, cast, recorder
-    from guardctl.recording.retention import load_settings
+    from guardctl.recording import recorder
 
     invocation = read_invocation(env, argv)
     checker = Checker.load(env, expand=False)
@@ -163,8 +163,21 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
     session = recorder.check_session_id(
         env.environ.get("GUARDCTL_SESSION") or recorder.new_session_id()
     )
-    width, height = _terminal_size(env)
     use_pty = env.stdin.isatty() and env.stdout.isatty()
+    with _started_ahead(env, invocation, decision, use_pty) as ahead:
+        return _record_and_act(env, invocation, checker, decision, session, use_pty, ahead)
+
+
+def _record_and_act(
+    env: Environment, invocation: Invocation, checker: "Checker", decision: Decision,
+    session: str, use_pty: bool, ahead: "_Ahead | None",
+) -> int:
+    """Open the cast and write the "started" record, then act on the decision."""
+    from guardctl.errors import UnsafeError
+    from guardctl.recording import audit, cast, recorder
+    from guardctl.recording.retention import load_settings
+
+    width, height = _terminal_size(env)
     cap = load_settings(env.config_path, env.cache_dir).cast_max_size
     try:
         recording = recorder.open_recording(
@@ -194,7 +207,8 @@ def run_kubectl(env: Environment, argv: Sequence[str]) -> int:
             )
         except UnsafeError as err:
             return _unrecorded(env, decision, err)
-        return _recorded_run(env, invocation, checker, decision, recording, log, handle, use_pty)
+        return _recorded_run(env, invocation, checker, decision, recording, log, handle, use_pty,
+                             ahead)
 
 
 def _unrecorded(env: Environment, decision: Decision, problem: Exception) -> int:
@@ -209,7 +223,7 @@ def _unrecorded(env: Environment, decision: Decision, problem: Exception) -> int
 
 def _recorded_run(
     env: Environment, invocation: Invocation, checker: "Checker", decision: Decision,
-    recording: Any, log: Any, handle: Any, use_pty: bool,
+    recording: Any, log: Any, handle: Any, use_pty: bool, ahead: "_Ahead | None",
 ) -> int:
     """Act on the decision once its "started" record is written; the "completed" record
     follows whatever happens, with the status the process ends with."""
@@ -220,7 +234,8 @@ def _recorded_run(
     try:
         recording.marker(cast.decision_label(decision))
         rendered = checker.render.done if checker.render is not None else {}
-        outcome.code = _act(env, invocation, decision, recording, use_pty, outcome, rendered)
+        outcome.code = _act(env, invocation, decision, recording, use_pty, outcome, rendered,
+                            ahead)
     except BaseException as exc:
         outcome.code = exit_status_for(exc)
         raise
@@ -295,6 +310,7 @@ def _act(
     use_pty: bool,
     outcome: _Outcome,
     rendered: dict[str, str],
+    ahead: "_Ahead | None",
 ) -> int:
     if decision.action is Action.DENY:
         _say(env, recording, _denied(decision))
@@ -309,7 +325,7 @@ def _act(
     if decision.action is Action.APPROVE and not _preapproved(env, invocation, decision, recording):
         if not _approved(env, invocation, decision, recording, outcome, context):
             return ExitStatus.DECLINED
-    return _run_allowed(env, invocation, recording, use_pty, context, rendered)
+    return _run_allowed(env, invocation, recording, use_pty, context, rendered, ahead)
 
 
 def _denied(decision: Decision) -> str:
@@ -536,6 +552,7 @@ def _run_allowed(
     use_pty: bool,
     context: str | None,
     rendered: dict[str, str],
+    ahead: "_Ahead | None",
 ) -> int:
     from guardctl.masking import mask
     from guardctl.running import runner
@@ -556,33 +573,123 @@ def _run_allowed(
     )
     env.stdout.flush()
     env.stderr.flush()
-    plugin = _plugin(env, invocation)
-    with _kubeconfig_for(env, cluster) as path:
-        words = _local_argv(env, invocation.argv, path.parent, rendered)
-        code = runner.run(
-            [plugin, *words[1:]] if plugin else [cluster.kubectl, *words],
-            _kubectl_environ(env, path, plugin=plugin is not None),
-            stdout_filter=stdout_filter,
-            stderr_filter=stderr_filter,
-            stdin=_stdin_for(invocation),
-            use_pty=use_pty,
-            stdout=env.binary(env.stdout),
-            stderr=env.binary(env.stderr),
-            started=lambda: _started(env, stdout_filter, stderr_filter),
-        )
-        for stopped in (stdout_filter.failure, stderr_filter.failure):
-            if stopped is not None:
-                _warn(env, f"{stopped}; what kubectl printed after that was not shown"
-                           f" (kubectl exited {code})")
-                break
-        # through a broker, what `kubectl cp` brought from a pod goes to the agent's side
-        problem = env.caller.deliver() if env.caller is not None and code == 0 else None
-        if problem is None and env.caller is not None:
-            env.caller.report(code)  # before the temporary kubeconfig is removed
+    outputs: dict[str, Any] = {
+        "stdout_filter": stdout_filter,
+        "stderr_filter": stderr_filter,
+        "stdout": env.binary(env.stdout),
+        "stderr": env.binary(env.stderr),
+        "started": lambda: _started(env, stdout_filter, stderr_filter),
+    }
+    if ahead is not None:
+        ahead.gate.fill(_kubeconfig_document(cluster))
+        code = runner.run_spawned(ahead.child, **outputs)
+        problem = _ran(env, code, stdout_filter, stderr_filter)
+    else:
+        plugin = _plugin(env, invocation)
+        with _kubeconfig_for(env, cluster) as path:
+            words = _local_argv(env, invocation.argv, path.parent, rendered)
+            code = runner.run(
+                [plugin, *words[1:]] if plugin else [cluster.kubectl, *words],
+                _kubectl_environ(env, path, plugin=plugin is not None),
+                stdin=_stdin_for(invocation),
+                use_pty=use_pty,
+                **outputs,
+            )
+            problem = _ran(env, code, stdout_filter, stderr_filter)
     if problem is not None:
         _say(env, recording, f"error: {problem}")
         return ExitStatus.ERROR
     return code
+
+
+def _ran(env: Environment, code: int, *filters: _Recorded) -> str | None:
+    """After kubectl exited with `code`, while its kubeconfig is still there: say what a
+    stopped filter kept from the output, hand a `kubectl cp` copy over and the status to a
+    broker's client. What could not be handed over, or None."""
+    for stopped in (output_filter.failure for output_filter in filters):
+        if stopped is not None:
+            _warn(env, f"{stopped}; what kubectl printed after that was not shown"
+                       f" (kubectl exited {code})")
+            break
+    # through a broker, what `kubectl cp` brought from a pod goes to the agent's side
+    problem = env.caller.deliver() if env.caller is not None and code == 0 else None
+    if problem is None and env.caller is not None:
+        env.caller.report(code)  # before the temporary kubeconfig is removed
+    return problem
+
+
+class _Ahead(NamedTuple):
+    """kubectl started before its records, waiting on its kubeconfig (`kubeconfig.Gate`)."""
+
+    gate: Any  # guardctl.running.kubeconfig.Gate
+    child: Any  # guardctl.running.runner.Spawned
+
+
+# flags with which kubectl could reach a server without reading its kubeconfig, or read
+# preferences that may add flags (the policy denies them by default; a command that has one
+# is never started ahead)
+_OWN_SERVER_FLAGS = frozenset({"server", "kubeconfig", "token", "username", "password", "kuberc"})
+
+
+@contextmanager
+def _started_ahead(
+    env: Environment, invocation: Invocation, decision: Decision, use_pty: bool
+) -> Iterator[_Ahead | None]:
+    """kubectl started now, while its cast, its "started" record and its token are made: its
+    own start-up takes most of its time before it reaches the cluster, and it cannot reach it
+    before `_run_allowed` fills its kubeconfig (`kubeconfig.Gate`). Only for a command the
+    policy allows outright and that kubectl runs with its own words: no approval, terminal,
+    plugin or kustomization, no local input or `cp` destination a broker puts a copy in place
+    of, and no flag that names a server (`_OWN_SERVER_FLAGS`). Yields None when the command
+    is not one; a kubectl never handed its kubeconfig is killed when the block ends."""
+    from guardctl.errors import UnsafeError
+    from guardctl.running import kubeconfig, runner
+
+    try:
+        kubectl = runner.find_kubectl(env) if _runs_as_is(env, invocation, decision, use_pty) \
+            else None
+    except UnsafeError:
+        kubectl = None  # said in its place, after the record (`_cluster`)
+    if kubectl is None:
+        yield None
+        return
+    with kubeconfig.gated_kubeconfig(env) as gate:
+        try:
+            child = runner.Spawned(
+                [kubectl, *invocation.argv], _kubectl_environ(env, gate.path),
+                _stdin_for(invocation),
+            )
+        except UnsafeError:
+            child = None
+        if child is None:
+            yield None
+            return
+        try:
+            yield _Ahead(gate, child)
+        finally:
+            child.close()
+
+
+def _runs_as_is(
+    env: Environment, invocation: Invocation, decision: Decision, use_pty: bool
+) -> bool:
+    """Whether kubectl runs `invocation` with its own words and guardctl's kubeconfig alone
+    (see `_started_ahead`)."""
+    call = decision.commands[0].call if decision.commands else None
+    if decision.action is not Action.ALLOW or use_pty or call is None:
+        return False
+    if call.has_flag("kustomize") or not _OWN_SERVER_FLAGS.isdisjoint(call.flags):
+        return False
+    if env.caller is not None and env.caller.rewrites(call):
+        return False
+    return _plugin(env, invocation) is None
+
+
+def _kubeconfig_document(cluster: _Cluster) -> dict[str, Any]:
+    from guardctl.running import kubeconfig
+
+    return kubeconfig.render(cluster.server, cluster.ca_data, {"token": cluster.token},
+                             cluster.namespace, cluster.name)
 
 
 def _started(env: Environment, *filters: _Recorded) -> None:

@@ -15,6 +15,9 @@ holds a regular 0600 file, as before.
 
 The file is written as JSON, which kubectl reads as the YAML subset it is (no YAML emitter
 on the run path).
+
+A `Gate` is a kubeconfig kubectl can be started with before guardctl has written the run's
+record and minted its token: a FIFO that holds kubectl's first open until it is filled.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import json
 import os
 import signal
 import stat
+import threading
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,9 @@ _FATAL_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # folders looked at per sweep, so a temp dir full of junk cannot stall a run
 MAX_SWEEP_ENTRIES = 10_000
 FALLBACK_TEMP_DIR = "/tmp"
+# how long closing a Gate waits for its writer once it let it go (it has a few KiB to write)
+_WRITER_SECONDS = 5.0
+_DRAIN_CHUNK = 65536
 
 
 def _base_dirs(env: Environment) -> list[Path]:
@@ -100,24 +108,120 @@ def private_kubeconfig(
     name: str = NAME,
 ) -> Iterator[Path]:
     """A 0600 kubeconfig holding `user` (a kubeconfig user stanza) in a fresh 0700 folder."""
-    # compact: only then does json use its C encoder (an indent takes the Python one)
-    text = json.dumps(render(server, ca_data, user, namespace, name)).encode()
+    text = _text(render(server, ca_data, user, namespace, name))
     with _fatal_signals_exit():
         folder = _private_folder(_base_dirs(env)[0])
         memory = -1
         try:
             path = folder / FILENAME
-            memory = _memory_file(text)
-            if memory >= 0:
-                os.symlink(_fd_path(memory), path)
-            else:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(text)
+            memory = _place(path, text)
             yield path
         finally:
             if memory >= 0:
                 os.close(memory)
+            _remove(folder)
+
+
+def _text(document: Mapping[str, Any]) -> bytes:
+    # compact: only then does json use its C encoder (an indent takes the Python one)
+    return json.dumps(document).encode()
+
+
+def _place(path: Path, text: bytes) -> int:
+    """Put `text` at `path`: a link to a memory-only file, whose fd is returned (the caller
+    closes it when the run ends), else a 0600 regular file (-1)."""
+    memory = _memory_file(text)
+    if memory >= 0:
+        os.symlink(_fd_path(memory), path)
+        return memory
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(text)
+    return -1
+
+
+class Gate:
+    """A kubeconfig kubectl is started with before its content exists, so that kubectl's own
+    start-up (most of its time before it reaches the cluster) overlaps guardctl's records.
+
+    At first `path` is a FIFO: kubectl's open of it waits until `fill`, so kubectl cannot
+    reach a cluster before guardctl has decided, recorded and minted (kubectl's environment
+    and flags name no other server: `invoke` starts only such commands this way). `fill`
+    hands the text over through the FIFO once kubectl opens it, and in the same moment puts
+    the file itself (`_place`) at `path`, for kubectl's later opens. `close` lets go of a
+    kubectl that never opened it (a command that needs no cluster, or one that was killed).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / FILENAME
+        os.mkfifo(self.path, 0o600)
+        self._memory = -1
+        self._writer: threading.Thread | None = None
+
+    def fill(self, document: Mapping[str, Any]) -> None:
+        """Hand `document` (`render`) to kubectl; returns at once, a thread waits for it."""
+        text = _text(document)
+        staged = self.path.with_name(f".{FILENAME}.next")
+        self._memory = _place(staged, text)
+        self._writer = threading.Thread(target=self._hand_over, args=(staged, text),
+                                        daemon=True)
+        self._writer.start()
+
+    def _hand_over(self, staged: Path, text: bytes) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)  # waits for kubectl's open
+        except OSError:
+            return
+        try:
+            os.replace(staged, self.path)  # every later open gets the file itself
+        except OSError:
+            pass  # not in a folder of our own: this open still gets the text
+        try:
+            write_all(fd, text)
+        except OSError:
+            pass  # kubectl went away mid-read (EPIPE): it says so itself, or it was killed
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Once kubectl is gone: let the writer go, and the memory file."""
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            self._release(writer)
+        if self._memory >= 0:
+            os.close(self._memory)
+            self._memory = -1
+
+    def _release(self, writer: threading.Thread) -> None:
+        """A reader of our own lets a writer that waits for kubectl's open go, and takes what
+        it writes (a kubeconfig can be larger than a pipe holds)."""
+        try:
+            reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            writer.join(timeout=_WRITER_SECONDS)
+            return
+        try:
+            deadline = time.monotonic() + _WRITER_SECONDS
+            while writer.is_alive() and time.monotonic() < deadline:
+                with suppress(BlockingIOError):
+                    os.read(reader, _DRAIN_CHUNK)
+                writer.join(timeout=0.01)
+        finally:
+            os.close(reader)
+
+
+@contextmanager
+def gated_kubeconfig(env: Environment) -> Iterator[Gate]:
+    """A `Gate` in a fresh 0700 folder, removed with the folder when the block ends."""
+    with _fatal_signals_exit():
+        folder = _private_folder(_base_dirs(env)[0])
+        gate: Gate | None = None
+        try:
+            gate = Gate(folder)
+            yield gate
+        finally:
+            if gate is not None:
+                gate.close()
             _remove(folder)
 
 

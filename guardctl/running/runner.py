@@ -253,36 +253,78 @@ def _run_pipes(
     argv: Sequence[str], child_env: Mapping[str, str], sinks: tuple[_Sink, _Sink],
     stdin: IO[Any] | None, started: Callable[[], None] | None,
 ) -> int:
-    stdin_fd = _fileno(stdin)
-    own_session = not os.isatty(stdin_fd)
-    forwarder = _Forwarder(
-        (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if own_session
-        else (signal.SIGTERM, signal.SIGHUP),
-        observed=() if own_session else (signal.SIGINT,),
-    )
+    forwarder = _forwarder(own_session=not os.isatty(_fileno(stdin)))
     with signal_handlers(forwarder.handlers()):
+        return _finish(Spawned(argv, child_env, stdin), sinks, forwarder, started)
+
+
+def run_spawned(
+    child: Spawned,
+    *,
+    stdout_filter: Filter,
+    stderr_filter: Filter,
+    stdout: BinaryIO,
+    stderr: BinaryIO,
+    started: Callable[[], None] | None = None,
+) -> int:
+    """`run` for a kubectl spawned earlier (`Spawned`): its output, from the first byte, goes
+    through the filters; its exit code, as `run` reports it. Signals are forwarded from
+    here on (before, the caller's own handlers rule, and leaving its block kills it)."""
+    forwarder = _forwarder(own_session=child.own_session)
+    sinks = (_Sink(stdout_filter, stdout), _Sink(stderr_filter, stderr))
+    with signal_handlers(forwarder.handlers()):
+        return _finish(child, sinks, forwarder, started)
+
+
+class Spawned:
+    """kubectl started with its output on pipes that nothing reads yet; `run_spawned` reads
+    them. `close` kills and reaps it if it still runs (a run that stopped before its output
+    was wanted)."""
+
+    def __init__(
+        self, argv: Sequence[str], child_env: Mapping[str, str], stdin: IO[Any] | None
+    ) -> None:
+        stdin_fd = _fileno(stdin)
+        # stdin not a terminal (an agent's): kubectl's own session, signals reach it through us
+        self.own_session = not os.isatty(stdin_fd)
         try:
             command, tie = tied(argv)
-            child = subprocess.Popen(
+            self.process = subprocess.Popen(
                 command, env=dict(child_env), stdin=stdin_fd, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, start_new_session=own_session, preexec_fn=tie,
+                stderr=subprocess.PIPE, start_new_session=self.own_session, preexec_fn=tie,
             )
         except OSError as err:
             raise UnsafeError(NOT_FOUND) from err
 
-        def send(signum: int) -> None:
-            if child.poll() is None:
-                # the whole session: exec credential plugins kubectl started go too
-                (os.killpg if own_session else os.kill)(child.pid, signum)
+    def send(self, signum: int) -> None:
+        if self.process.poll() is None:
+            # the whole session: exec credential plugins kubectl started go too
+            (os.killpg if self.own_session else os.kill)(self.process.pid, signum)
 
-        forwarder.attach(send)
-        try:
-            if started is not None:
-                started()
-            _pump_pipes(child, sinks, forwarder, send)
-            return exit_for_child(child.wait())
-        finally:
-            _reap(child, send)
+    def close(self) -> None:
+        _reap(self.process, self.send)
+
+
+def _forwarder(own_session: bool) -> _Forwarder:
+    """In its own session kubectl gets no terminal signal: SIGINT is forwarded too; in ours
+    the terminal delivered it already, so it is only noticed (it starts the grace period)."""
+    if own_session:
+        return _Forwarder((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    return _Forwarder((signal.SIGTERM, signal.SIGHUP), observed=(signal.SIGINT,))
+
+
+def _finish(
+    child: Spawned, sinks: tuple[_Sink, _Sink], forwarder: _Forwarder,
+    started: Callable[[], None] | None,
+) -> int:
+    forwarder.attach(child.send)
+    try:
+        if started is not None:
+            started()
+        _pump_pipes(child.process, sinks, forwarder, child.send)
+        return exit_for_child(child.process.wait())
+    finally:
+        child.close()
 
 
 class _ExitWatch:
