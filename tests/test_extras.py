@@ -64,3 +64,24 @@ def test_the_command_line_imports_no_mcp() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.stdout == "False\n", proc.stderr
+
+
+@pytest.mark.parametrize("line", [
+    "for ns in $(cat list); do kubectl delete ns $ns; done",
+    'kubectl get pods -n "$(cat ns)" | grep web && echo ok',
+    "(kubectl get secret db -o yaml) > out",
+])
+def test_check_decides_alike_without_tree_sitter(tmp_path: Path, line: str) -> None:
+    # tree-sitter-bash (not installed where it has no wheels) only reads faster what bashlex
+    # reads otherwise
+    def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "guardctl", "check", "--json", line], capture_output=True,
+            text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path,
+            env={**os.environ, "GUARDCTL_FORKSERVER": "0", **env},
+        )
+
+    with_it = check({})
+    without = check({"PYTHONPATH": _without(tmp_path, "tree_sitter")})
+    assert (without.returncode, without.stdout) == (with_it.returncode, with_it.stdout)
+    assert with_it.returncode in (0, 10, 11) and with_it.stdout, with_it.stderr

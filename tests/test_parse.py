@@ -512,6 +512,11 @@ PROBLEMS = [
     ("case x in a) kubectl", "unsupported shell syntax"),
     ("coproc kubectl get", "unsupported shell syntax"),
     ("echo $(kubectl", "bash could not parse the line"),
+    # bashlex reads the first line of a substitution only: the rest is not understood
+    ('echo "$(true\nkubectl delete ns prod)"', "cannot read all of the substitution"),
+    ("cat <(true\nkubectl delete ns prod) x", "cannot read all of the substitution '<(true"),
+    ("echo `true\nkubectl delete ns prod`", "cannot read all of the substitution"),
+    ("echo $(true $(a\nkubectl delete ns prod))", "cannot read all of the substitution '$(a"),
     ("cat <<EOF\n$(kubectl get\nEOF", "a command substitution is not closed"),
     ("bash -c 'echo )'", "in bash -c: bash could not parse the line"),
     ("bash -c " + "'bash -c " * 3, "bash could not parse the line"),
@@ -618,3 +623,16 @@ def test_lines_the_fast_path_must_leave_to_bashlex(line: str) -> None:
     from guardctl.firewall.parse import _simple_words
 
     assert _simple_words(line) is None
+
+
+def test_without_tree_sitter_bashlex_reads_a_syntax_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # tree-sitter-bash is not installed where it has no wheels: bashlex reads such a line
+    from guardctl.firewall import tsbash
+
+    monkeypatch.setattr(tsbash, "_language", lambda: None)
+    line = "for ns in $(cat list); do kubectl delete ns $ns; done"
+    assert tsbash.read(line) is None
+    assert [c.argv for c in parse(line).commands] == [
+        ("cat", "list"),
+        ("kubectl", "delete", "ns", "$ns"),
+    ]

@@ -11,13 +11,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from guardctl.firewall.parse import (
-    _RESERVED,
     Readings,
     _fast_commands,
     _parse,
     _simple_words,
     parse,
 )
+from guardctl.firewall.shellword import RESERVED
 from guardctl.model import ParsedLine
 
 SEEDS = [
@@ -139,7 +139,7 @@ redirected_line = st.builds(
 def test_fast_path_equals_bashlex(line: str) -> None:
     first = shlex.split(line)[0]
     # every generated line is a fast-path line unless it starts with a keyword or assignment
-    assert (_simple_words(line) is None) == (first in _RESERVED or "=" in first)
+    assert (_simple_words(line) is None) == (first in RESERVED or "=" in first)
     _same_reading(line, [(line, False)])
 
 
@@ -188,7 +188,7 @@ def test_list_fast_path_equals_bashlex(first: str, rest: list[tuple[str, str]]) 
     # a list of plain pipelines takes the fast path unless a command starts with a keyword
     # or a word with a `=` that is not an assignment before the first word
     taken = _fast_commands(line) is not None
-    assert taken or any(h in _RESERVED or "=" in h for h in heads)
+    assert taken or any(h in RESERVED or "=" in h for h in heads)
     _same_reading(line, [(first, False), *((part, sep.strip() == "|") for sep, part in rest)])
 
 
@@ -219,7 +219,7 @@ def test_a_parse_that_runs_too_long_fails_closed(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(bashlex, "parse", forever)
     monkeypatch.setattr(parsing, "PARSE_SECONDS", 0.2)
-    parsed = parse("kubectl get pods | grep $(cat x)")  # a substitution: bashlex reads it
+    parsed = parse("kubectl get pods | grep `cat x`")  # backticks: bashlex reads them
     assert parsed.commands == ()
     assert parsed.problems == ("the line took longer than 0.2 s to parse",)
 
@@ -239,7 +239,7 @@ def test_a_deadline_cannot_be_swallowed(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(bashlex, "parse", stubborn)
     monkeypatch.setattr(parsing, "PARSE_SECONDS", 0.2)
-    assert parse("kubectl get pods | grep $(cat x)").problems == (
+    assert parse("kubectl get pods | grep `cat x`").problems == (
         "the line took longer than 0.2 s to parse",
     )
 
@@ -270,7 +270,7 @@ def test_a_reading_the_deadline_cut_short_is_not_kept(monkeypatch: pytest.Monkey
             pass
 
     readings = Readings()
-    line = "kubectl get pods | grep $(cat x)"
+    line = "kubectl get pods | grep `cat x`"
     with monkeypatch.context() as patched:
         patched.setattr(bashlex, "parse", forever)
         patched.setattr(parsing, "PARSE_SECONDS", 0.2)

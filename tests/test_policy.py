@@ -365,6 +365,35 @@ def test_a_long_group_found_by_namespace_keeps_every_rule_that_fits(
     assert sorted(_fitting_place(rules, facts), key=rules.index) == expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(alphabet="ab*/.-", min_size=1, max_size=6), min_size=1, max_size=12),
+    st.text(alphabet="ab/.-\0", max_size=30),
+)
+def test_a_text_index_finds_the_same_fragments_one_by_one_or_by_trigrams(
+    mentions: list[str], text: str
+) -> None:
+    # a short list's fragments are looked for one by one, a long one's by a scan of the
+    # text's trigrams: both find every fragment the text holds
+    import json
+
+    from guardctl.firewall.policy import _TextIndex
+
+    rules = parse_rules(
+        "version: 1\nrules:\n"
+        + "".join(
+            f"  - id: m{i}\n    action: deny\n    reason: r.\n    match: "
+            + json.dumps({"mentions": [f"*{m}*"]}) + "\n"
+            for i, m in enumerate(mentions)
+        ),
+        "m.yaml",
+    )
+    index = _TextIndex.of(rules, CONTEXT)
+    assert index.every is not None
+    expected = frozenset(f for f in index.by_fragment if f in text)
+    assert index.present(text) == index._replace(every=None).present(text) == expected
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     st.text(alphabet="ab/.-", max_size=6),

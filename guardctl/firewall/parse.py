@@ -29,12 +29,15 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guardctl.errors import DeadlineExceeded
-from guardctl.firewall.bashsyntax import syntax_error
+from guardctl.firewall import tsbash
+from guardctl.firewall.bashsyntax import closing_quote, syntax_error
 from guardctl.firewall.kept import MAX_CHARS, Kept
 from guardctl.firewall.shellword import (
+    RESERVED,
     Prepared,
     Word,
     WordError,
+    closing_paren,
     decode_word,
     expands_tilde,
     find_substitutions,
@@ -79,11 +82,6 @@ _FAST_TOKEN = re.compile(
 _FAST_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 # an assignment word before a command's first word: an unquoted name, `=` or `+=`, a value
 _FAST_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\+?=(.*)", re.DOTALL)
-# words that are syntax at command position, never program names
-_RESERVED = frozenset(
-    "if then elif else fi for while until do done case esac in function select time coproc "
-    "{ } ! [[ ]]".split()
-)
 _WRITE_REDIRECTS = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
 # a word that reads the function's arguments: "$@", $*, $1, ${2}, ...
 _POSITIONAL = re.compile(r"\$(\{)?[@*0-9#]")
@@ -101,14 +99,16 @@ def parse(line: str) -> ParsedLine:
     return _parse(line, allow_fast=True)
 
 
-def _parse(line: str, allow_fast: bool) -> ParsedLine:
-    return _read(line, allow_fast)[0]
+def _parse(line: str, allow_fast: bool, tree_sitter: bool | None = None) -> ParsedLine:
+    """`allow_fast`: the regex fast path and (unless `tree_sitter` says) tree-sitter may
+    read the line; else bashlex alone, the reference the tests compare them with."""
+    return _read(line, allow_fast, allow_fast if tree_sitter is None else tree_sitter)[0]
 
 
-def _read(line: str, allow_fast: bool) -> tuple[ParsedLine, bool]:
+def _read(line: str, allow_fast: bool, tree_sitter: bool) -> tuple[ParsedLine, bool]:
     """The line's reading, and whether it is the line's alone (not cut short by the deadline
     or an internal error, which depend on the machine and the code, not the line)."""
-    state = _State(allow_fast=allow_fast)
+    state = _State(allow_fast=allow_fast, tree_sitter=tree_sitter)
     if len(line) > MAX_LINE:
         return ParsedLine(line, (), (f"the line is longer than {MAX_LINE} characters",)), True
     whole = False
@@ -139,7 +139,7 @@ class Readings:
         found = self._kept.get(line)
         if found is not None:
             return found
-        parsed, whole = _read(line, allow_fast=True)
+        parsed, whole = _read(line, allow_fast=True, tree_sitter=True)
         return self._kept.keep(line, parsed) if whole and len(line) <= MAX_CHARS else parsed
 
 
@@ -171,10 +171,11 @@ class _Redirects(NamedTuple):
 class _State:
     """Shared by every nesting level of one parse: results, aliases, functions."""
 
-    __slots__ = ("allow_fast", "commands", "problems", "aliases", "arg_functions")
+    __slots__ = ("allow_fast", "tree_sitter", "commands", "problems", "aliases", "arg_functions")
 
-    def __init__(self, allow_fast: bool) -> None:
+    def __init__(self, allow_fast: bool, tree_sitter: bool) -> None:
         self.allow_fast = allow_fast
+        self.tree_sitter = tree_sitter
         self.commands: list[SimpleCommand] = []
         self.problems: list[str] = []
         # alias name -> its words, or None when the value cannot be read statically
@@ -206,12 +207,33 @@ class _State:
             # bash runs the commands before a syntax error: they are still read and decided,
             # but the line is never allowed
             self.problems.append(f"bash would refuse the line: {refused}")
-        self._parse_with_bashlex(line, scope)
-
-    def _parse_with_bashlex(self, line: str, scope: _Scope) -> None:
         prepared = prepare(line)
         if prepared.empty:
             return
+        if refused is None and self.tree_sitter and self._parse_with_tree_sitter(
+            line, prepared, scope
+        ):
+            return
+        self._parse_with_bashlex(line, prepared, scope)
+
+    def _parse_with_tree_sitter(self, line: str, prepared: Prepared, scope: _Scope) -> bool:
+        """Walk tree-sitter-bash's reading of the line, when it is one bashlex's equals (see
+        `tsbash`); False when bashlex must read it."""
+        if prepared.text != line or prepared.quoted_heredocs or not tsbash.available():
+            return False  # what bashlex is helped with is bashlex's to read
+        # bashlex reads what tree-sitter declines: a line with syntax loaded it before
+        # tree-sitter was here, and so a warmed process (the fork server, which decides such
+        # a line before it forks its workers) keeps it ready for them
+        import bashlex  # noqa: F401
+        trees = tsbash.read(line)
+        if trees is None:
+            return False
+        walker = _Walker(self, line, prepared)
+        for tree in trees:
+            walker.walk(tree, scope, piped=False)
+        return True
+
+    def _parse_with_bashlex(self, line: str, prepared: Prepared, scope: _Scope) -> None:
         import bashlex  # lazily: importing it costs ~100 ms, the fast path does without
 
         from guardctl.signals import deadline
@@ -449,7 +471,7 @@ def _plain_command(command: _FastCommand) -> bool:
     words = command.words
     if not words:
         return command.redirected or bool(command.assignments)
-    return words[0].text not in _RESERVED and "=" not in words[0].text
+    return words[0].text not in RESERVED and "=" not in words[0].text
 
 
 def _fast_safe(line: str) -> bool:
@@ -638,13 +660,27 @@ class _Walker:
         """Walk the commands of `$(...)`, backticks and `<(...)` anywhere under `node`."""
         for sub in _subnodes(node):
             if sub.kind == "commandsubstitution":
-                self.walk(sub.command, scope.nested("$(...)"), piped=False)
+                self._substitution(sub, scope.nested("$(...)"))
             elif sub.kind == "processsubstitution":
-                label = self._source(sub)[:1] + "(...)"
-                self.walk(sub.command, scope.nested(label), piped=False)
+                self._substitution(sub, scope.nested(self._source(sub)[:1] + "(...)"))
             elif sub.kind == "parameter":
                 # bashlex does not look inside ${x:-$(cmd)} (nor our $((...)) placeholder)
                 self._substitutions_in(self._source(sub), scope, heredoc=False)
+
+    def _substitution(self, sub: Node, scope: _Scope) -> None:
+        """Walk what `$(...)`, a backtick string or `<(...)` runs. bashlex reads a
+        substitution's first line only (`$(true<newline>kubectl delete ns prod)`): text
+        after its commands other than separators is a problem."""
+        self.walk(sub.command, scope, piped=False)
+        start = sub.pos[0]  # bashlex's end is where its reading stopped
+        if self.line.startswith("`", start):
+            end = closing_quote(self.line, start + 1, "`")
+        else:
+            end = closing_paren(self.line, start + 2)
+        if self.line[sub.command.pos[1] : max(end, 0)].strip(" \t\n;&"):
+            self.state.problems.append(
+                f"cannot read all of the substitution {self.original[start : end + 1]!r}"
+            )
 
     def _substitutions_in(self, text: str, scope: _Scope, heredoc: bool) -> None:
         found = find_substitutions(text, heredoc=heredoc)

@@ -30,6 +30,11 @@ _HEX = "0123456789abcdefABCDEF"
 _FUNSUB = re.compile(r"\$\{[ \t\n|]")
 # characters that end an unquoted word
 _METACHARS = " \t\n;&|()<>"
+# words that are syntax at command position, never program names
+RESERVED = frozenset(
+    "if then elif else fi for while until do done case esac in function select time coproc "
+    "{ } ! [[ ]]".split()
+)
 # after these words the next word is again at command position (so `time` is a keyword there)
 _KEEP_COMMAND_POSITION = frozenset({"!", "{", "then", "do", "else", "elif", "if", "while", "until"})
 
