@@ -602,7 +602,7 @@ def test_a_spare_sees_a_connection_that_already_waits(tmp_path: Path) -> None:
 _AFTER_WARM_UP = """
 from guardctl.broker import warm
 from guardctl.masking import detectors, mask
-warm.build(["kubectl get pods | head"])
+warm.build()
 built = []
 real = mask.literal_scan
 mask.literal_scan = lambda words: built.append(words) or real(words)
@@ -614,6 +614,22 @@ for argv in (["get", "pods"], ["get", "secret", "-o", "yaml"], ["logs", "web"]):
     masker.flush()
 print(len(built))
 """
+
+
+@pytest.mark.parametrize("server", ["forkserver", "server"])
+def test_the_servers_load_what_workers_read_lines_with_before_they_fork(
+    server: str, tmp_path: Path
+) -> None:
+    # a worker that reads a heredoc's manifest, or a line only bashlex reads, would import
+    # yaml or bashlex itself (~20 ms and ~100 ms) if its server had not
+    code = (f"import sys\nfrom guardctl.broker import {server}\n{server}.prewarm()\n"
+            "print(*(name in sys.modules for name in ('yaml', 'bashlex')))")
+    env = {**os.environ, "GUARDCTL_HOME": str(tmp_path / "home"),
+           "GUARDCTL_CONFIG": str(tmp_path / "none.yaml"), "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
 
 
 def test_after_the_warm_up_masking_builds_no_keyword_scan(tmp_path: Path) -> None:

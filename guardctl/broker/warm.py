@@ -1,15 +1,20 @@
 """What the fork server and the broker both build once, before they fork their workers: the
-detectors' compiled patterns, the masker's tables and keyword scans, the policy, and
-bashlex's parser tables (through lines that need bashlex: a plain pipeline takes the fast
-path without it)."""
+detectors' compiled patterns, the masker's tables and keyword scans, the policy, bashlex's
+parser tables and yaml (through `LINES`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+# lines decided once before the fork: a plain pipeline (the fast path), a substitution
+# (tree-sitter-bash, and bashlex, which its first line loads for the lines it declines) and a
+# heredoc manifest (yaml: every worker that reads a manifest would import it)
+LINES = (
+    "kubectl get pods | head -n $(echo 3)",
+    "kubectl apply -f - <<EOF\nkind: Pod\napiVersion: v1\nEOF",
+)
 
 
-def build(lines: Sequence[str]) -> None:
-    """Compile the detectors, mask a stream, and decide `lines` with the policy."""
+def build() -> None:
+    """Compile the detectors, mask a stream, and decide `LINES` with the policy."""
     from guardctl import app
     from guardctl.env import Environment
     from guardctl.masking import detectors, mask
@@ -29,7 +34,7 @@ def build(lines: Sequence[str]) -> None:
     mask.native_scans(found, detectors.default_rules().structure)
     try:
         checker = app.Checker.load(Environment())
-        for line in lines:
+        for line in LINES:
             checker.check(line)
     except Exception:  # noqa: BLE001 - a broken rules setup is each worker's to report
         pass
