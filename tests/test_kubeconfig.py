@@ -16,6 +16,7 @@ import yaml
 from guardctl.env import Environment
 from guardctl.running.kubeconfig import (
     PREFIX,
+    Gate,
     gated_kubeconfig,
     render,
     sweep_stale,
@@ -186,21 +187,27 @@ def _kill(reader: subprocess.Popen[bytes]) -> None:
         os.killpg(reader.pid, signal.SIGKILL)
 
 
+def _read_twice(gate: Gate, document: dict[str, object], held: float = 0.0) -> list[object]:
+    """What a reader started on `gate` reads in its two opens, `document` filled in once it
+    was held `held` seconds (it must still be waiting then)."""
+    reader = _reader(gate.path)
+    try:
+        if held:
+            with pytest.raises(subprocess.TimeoutExpired):
+                reader.wait(timeout=held)  # its open waits: nothing to read, nothing read
+        gate.fill(document)
+        out, _ = reader.communicate(timeout=TIMEOUT)
+    finally:
+        _kill(reader)
+        reader.wait()
+    return [json.loads(text) for text in out.decode().split("\n---\n")]
+
+
 def test_a_gated_kubeconfig_holds_its_reader_until_it_is_filled(env: Environment) -> None:
     with gated_kubeconfig(env) as gate:
         assert stat.S_ISFIFO(gate.path.stat().st_mode)
         assert stat.S_IMODE(gate.path.stat().st_mode) == 0o600
-        reader = _reader(gate.path)
-        try:
-            with pytest.raises(subprocess.TimeoutExpired):
-                reader.wait(timeout=0.5)  # its open waits: nothing to read, nothing read
-            gate.fill(DOCUMENT)
-            out, _ = reader.communicate(timeout=TIMEOUT)
-        finally:
-            _kill(reader)
-            reader.wait()
-        first, second = out.decode().split("\n---\n")
-        assert json.loads(first) == json.loads(second) == DOCUMENT
+        assert _read_twice(gate, DOCUMENT, held=0.5) == [DOCUMENT, DOCUMENT]
         # after the hand-over, the path is the file itself, not the FIFO
         assert not stat.S_ISFIFO(gate.path.stat().st_mode)
         assert json.loads(gate.path.read_text()) == DOCUMENT
@@ -226,15 +233,7 @@ def test_a_gate_filled_for_a_kubectl_that_never_opened_it_closes(
 
 def test_a_gate_hands_a_kubeconfig_larger_than_a_pipe_over_whole(env: Environment) -> None:
     with gated_kubeconfig(env) as gate:
-        reader = _reader(gate.path)
-        try:
-            gate.fill(LARGE)
-            out, _ = reader.communicate(timeout=TIMEOUT)
-        finally:
-            _kill(reader)
-            reader.wait()
-    first, second = out.decode().split("\n---\n")
-    assert json.loads(first) == json.loads(second) == LARGE
+        assert _read_twice(gate, LARGE) == [LARGE, LARGE]
 
 
 def test_a_gate_never_filled_gives_its_reader_nothing(env: Environment) -> None:
