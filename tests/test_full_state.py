@@ -117,11 +117,13 @@ def test_a_run_whose_completion_cannot_be_written_keeps_kubectls_status(
 ) -> None:
     home = Path(env["GUARDCTL_HOME"])
     home.mkdir()
-    # a kubectl that fills the state folder while it runs, after the "started" record
+    # a kubectl that fills the state folder while it runs, after the "started" record: as a
+    # real one, it reads its kubeconfig first (which a kubectl started ahead waits for)
     filler = tmp_path / "kubectl"
     filler.write_text(
         "#!/bin/sh\n"
         f'case "$*" in *"create token"*) exec {KUBECTL} "$@";; esac\n'
+        '/usr/bin/cat "$KUBECONFIG" > /dev/null\n'
         f'/usr/bin/head -c 1M /dev/zero > "{home}/fill" 2>/dev/null\n'
         "echo pod/web\n"
     )

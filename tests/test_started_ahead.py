@@ -42,6 +42,7 @@ def test_a_plain_allowed_command_starts_ahead(line: str) -> None:
     "--username u --password p get pods",
     "--kuberc /tmp/prefs get pods",
     "apply -k overlays/dev",  # kubectl gets the rendering guardctl decided on, not DIR
+    "kustomize overlays/dev",  # kubectl renders (and may run plugins) before any kubeconfig
 ])
 def test_a_command_that_names_its_own_server_or_words_never_starts_ahead(line: str) -> None:
     invocation, decision = _allowed(line)

@@ -639,8 +639,9 @@ def _started_ahead(
     own start-up takes most of its time before it reaches the cluster, and it cannot reach it
     before `_run_allowed` fills its kubeconfig (`kubeconfig.Gate`). Only for a command the
     policy allows outright and that kubectl runs with its own words: no approval, terminal,
-    plugin or kustomization, no local input or `cp` destination a broker puts a copy in place
-    of, and no flag that names a server (`_OWN_SERVER_FLAGS`). Yields None when the command
+    plugin or kustomization (`-k`, `kubectl kustomize`: kubectl may run its plugins before it
+    reads a kubeconfig), no local input or `cp` destination a broker puts a copy in place of,
+    and no flag that names a server (`_OWN_SERVER_FLAGS`). Yields None when the command
     is not one; a kubectl never handed its kubeconfig is killed when the block ends."""
     from guardctl.errors import UnsafeError
     from guardctl.running import kubeconfig, runner
@@ -678,7 +679,9 @@ def _runs_as_is(
     call = decision.commands[0].call if decision.commands else None
     if decision.action is not Action.ALLOW or use_pty or call is None:
         return False
-    if call.has_flag("kustomize") or not _OWN_SERVER_FLAGS.isdisjoint(call.flags):
+    if call.verb == "kustomize" or call.has_flag("kustomize"):
+        return False  # kubectl renders, and may run a kustomization's plugins, on its own
+    if not _OWN_SERVER_FLAGS.isdisjoint(call.flags):
         return False
     if env.caller is not None and env.caller.rewrites(call):
         return False
