@@ -11,7 +11,7 @@ import re
 import shlex
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
@@ -646,22 +646,20 @@ def _started_ahead(
     from guardctl.errors import UnsafeError
     from guardctl.running import kubeconfig, runner
 
-    try:
-        kubectl = runner.find_kubectl(env) if _runs_as_is(env, invocation, decision, use_pty) \
-            else None
-    except UnsafeError:
-        kubectl = None  # said in its place, after the record (`_cluster`)
+    kubectl = None
+    if _runs_as_is(env, invocation, decision, use_pty):
+        with suppress(UnsafeError):  # no kubectl: said in its place, after the record
+            kubectl = runner.find_kubectl(env)
     if kubectl is None:
         yield None
         return
     with kubeconfig.gated_kubeconfig(env) as gate:
-        try:
+        child = None
+        with suppress(UnsafeError):  # it could not be started: the same, in its place
             child = runner.Spawned(
                 [kubectl, *invocation.argv], _kubectl_environ(env, gate.path),
                 _stdin_for(invocation),
             )
-        except UnsafeError:
-            child = None
         if child is None:
             yield None
             return

@@ -109,16 +109,25 @@ def private_kubeconfig(
 ) -> Iterator[Path]:
     """A 0600 kubeconfig holding `user` (a kubeconfig user stanza) in a fresh 0700 folder."""
     text = _text(render(server, ca_data, user, namespace, name))
-    with _fatal_signals_exit():
-        folder = _private_folder(_base_dirs(env)[0])
-        memory = -1
+    with _run_folder(env) as folder:
+        path = folder / FILENAME
+        memory = _place(path, text)
         try:
-            path = folder / FILENAME
-            memory = _place(path, text)
             yield path
         finally:
             if memory >= 0:
                 os.close(memory)
+
+
+@contextmanager
+def _run_folder(env: Environment) -> Iterator[Path]:
+    """A fresh 0700 folder for one run's kubeconfig, removed however the block ends (SIGTERM
+    and SIGHUP included)."""
+    with _fatal_signals_exit():
+        folder = _private_folder(_base_dirs(env)[0])
+        try:
+            yield folder
+        finally:
             _remove(folder)
 
 
@@ -213,16 +222,12 @@ class Gate:
 @contextmanager
 def gated_kubeconfig(env: Environment) -> Iterator[Gate]:
     """A `Gate` in a fresh 0700 folder, removed with the folder when the block ends."""
-    with _fatal_signals_exit():
-        folder = _private_folder(_base_dirs(env)[0])
-        gate: Gate | None = None
+    with _run_folder(env) as folder:
+        gate = Gate(folder)
         try:
-            gate = Gate(folder)
             yield gate
         finally:
-            if gate is not None:
-                gate.close()
-            _remove(folder)
+            gate.close()
 
 
 def _fd_path(fd: int) -> str:
