@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,8 +42,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True,
     ).stdout.strip()
-    import site
-
     (Path(purelib) / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     yield venv / "bin"
 
